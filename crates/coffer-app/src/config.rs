@@ -1,0 +1,211 @@
+//! The one configuration type. The binary fills it from defaults, then
+//! `coffer.toml`, then `COFFER_*` environment variables, then command-line
+//! flags (later sources win), and calls [`Config::validate`].
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid setting `{setting}`: {reason}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError { setting, reason: reason.into() }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per event, for log collectors.
+    Json,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// SQLite file, mail and file folders.
+    pub data_dir: PathBuf,
+    /// Master key and key store; `<data_dir>.keys` when unset.
+    pub key_dir: Option<PathBuf>,
+    /// `sqlite://…` or `postgres://…`; the SQLite file in `data_dir` when unset.
+    pub database_url: Option<String>,
+    /// `postgres://…` for a shared key store; a SQLite file in `key_dir` when unset.
+    pub key_store_url: Option<String>,
+    pub listen: SocketAddr,
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `coffer_web=debug,info`.
+    pub log_level: String,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest request body accepted.
+    pub body_limit_bytes: usize,
+    /// A request still running after this long is answered 408.
+    pub request_timeout_ms: u64,
+    /// Requests handled at once; more wait their turn.
+    pub concurrency_limit: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub sqlite_readers: u32,
+    pub postgres_connections: u32,
+    pub write_batch_max: usize,
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./coffer-data"),
+            key_dir: None,
+            database_url: None,
+            key_store_url: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            http: HttpConfig::default(),
+            database: DatabaseConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { body_limit_bytes: 1024 * 1024, request_timeout_ms: 30_000, concurrency_limit: 1024 }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { sqlite_readers: 8, postgres_connections: 16, write_batch_max: 256, busy_timeout_ms: 5_000 }
+    }
+}
+
+/// The top-level settings, as named in `coffer.toml` and (upper-cased, with
+/// a `COFFER_` prefix) in the environment.
+pub const SETTINGS: &[&str] =
+    &["data_dir", "key_dir", "database_url", "key_store_url", "listen", "log_format", "log_level", "http", "database"];
+
+impl Config {
+    pub fn key_dir(&self) -> PathBuf {
+        self.key_dir.clone().unwrap_or_else(|| {
+            let mut name = self.data_dir.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "coffer-data".into());
+            name.push(".keys");
+            self.data_dir.with_file_name(name)
+        })
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("coffer.db").display()))
+    }
+
+    pub fn uses_embedded_sqlite(&self) -> bool {
+        self.database_url.is_none()
+    }
+
+    /// Checks what serde cannot: relations between settings and ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        let data = absolute(&self.data_dir);
+        let keys = absolute(&self.key_dir());
+        if keys.starts_with(&data) {
+            return Err(invalid("key_dir", "must not be inside data_dir: keys never travel with data backups"));
+        }
+        if data.starts_with(&keys) {
+            return Err(invalid("data_dir", "must not be inside key_dir"));
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(invalid("database_url", "must start with sqlite:, postgres:// or postgresql://"));
+        }
+        if let Some(url) = &self.key_store_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(invalid("key_store_url", "must start with postgres:// or postgresql://"));
+        }
+        if self.http.body_limit_bytes == 0 {
+            return Err(invalid("http.body_limit_bytes", "must be at least 1"));
+        }
+        if self.http.request_timeout_ms == 0 {
+            return Err(invalid("http.request_timeout_ms", "must be at least 1"));
+        }
+        if self.http.concurrency_limit == 0 {
+            return Err(invalid("http.concurrency_limit", "must be at least 1"));
+        }
+        if self.database.sqlite_readers == 0 {
+            return Err(invalid("database.sqlite_readers", "must be at least 1"));
+        }
+        if self.database.postgres_connections < 2 {
+            return Err(invalid("database.postgres_connections", "must be at least 2"));
+        }
+        if self.database.write_batch_max == 0 {
+            return Err(invalid("database.write_batch_max", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// The path made absolute and stripped of `.` and `..` parts, without
+/// touching the file system (the directories may not exist yet).
+fn absolute(path: &Path) -> PathBuf {
+    let joined = std::env::current_dir().map(|cwd| cwd.join(path)).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for part in joined.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_keys_sit_beside_data() {
+        let config = Config::default();
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.key_dir(), PathBuf::from("./coffer-data.keys"));
+        assert_eq!(config.database_url(), "sqlite://./coffer-data/coffer.db?mode=rwc");
+    }
+
+    #[test]
+    fn key_dir_inside_data_dir_is_refused() {
+        let config = Config { key_dir: Some("./coffer-data/keys".into()), ..Config::default() };
+        assert_eq!(config.validate().map_err(|e| e.setting), Err("key_dir"));
+        let sneaky = Config { key_dir: Some("./x/../coffer-data/k".into()), ..Config::default() };
+        assert_eq!(sneaky.validate().map_err(|e| e.setting), Err("key_dir"));
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        let mut config = Config { database_url: Some("mysql://x".into()), ..Config::default() };
+        assert_eq!(config.validate().map_err(|e| e.setting), Err("database_url"));
+        config = Config::default();
+        config.http.concurrency_limit = 0;
+        assert_eq!(config.validate().map_err(|e| e.setting), Err("http.concurrency_limit"));
+    }
+}

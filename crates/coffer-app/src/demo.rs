@@ -1,0 +1,145 @@
+//! Demo data for a local run: vendors and products to click through, and the
+//! `demo-credentials.json` that tells a person (or a script) what exists.
+
+use crate::error::AppError;
+use coffer_domain::{Clock, Currency, Delivery, Money, NewProduct, NewVendor, Prices};
+use coffer_store::{CatalogReader, CatalogWriter, Db, ProductQuery};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+struct DemoProduct {
+    name: &'static str,
+    description: &'static str,
+    usd: i64,
+    eur: i64,
+    delivery: Delivery,
+}
+
+/// Each vendor's first product delivers a license key, its second a download.
+const DEMO: &[(&str, &str, [DemoProduct; 2])] = &[
+    (
+        "northwind",
+        "Northwind Software",
+        [
+            DemoProduct {
+                name: "Northwind Notes Pro",
+                description: "A fast, local-first note-taking app with full-text search and Markdown export.\nOne license covers three of your own computers.",
+                usd: 1999,
+                eur: 1899,
+                delivery: Delivery::LicenseKey,
+            },
+            DemoProduct {
+                name: "Northwind Icon Pack",
+                description: "1,200 hand-drawn interface icons in SVG and PNG, in four weights.\nDelivered as a single download.",
+                usd: 900,
+                eur: 850,
+                delivery: Delivery::Download,
+            },
+        ],
+    ),
+    (
+        "lumen-labs",
+        "Lumen Labs",
+        [
+            DemoProduct {
+                name: "Lumen Photo Studio",
+                description: "Non-destructive RAW photo editing with lens profiles and batch export.\nYour license key unlocks all features.",
+                usd: 4900,
+                eur: 4500,
+                delivery: Delivery::LicenseKey,
+            },
+            DemoProduct {
+                name: "Lumen Film Presets",
+                description: "Forty colour presets modelled on classic film stocks, for Lumen Photo Studio and other editors.",
+                usd: 1500,
+                eur: 1400,
+                delivery: Delivery::Download,
+            },
+        ],
+    ),
+];
+
+/// Inserts the demo vendors and products in one unit of work, unless they
+/// are already there. Returns whether anything was inserted.
+pub async fn seed(db: &Db, clock: &dyn Clock) -> Result<bool, AppError> {
+    let usd = Currency::parse("USD")?;
+    let eur = Currency::parse("EUR")?;
+    let now = clock.now();
+    let mut vendors = Vec::new();
+    let mut products = Vec::new();
+    for (slug, name, items) in DEMO {
+        let vendor = NewVendor::new(slug, name, now)?.vendor().clone();
+        if db.vendor_by_slug(&vendor.slug).await?.is_some() {
+            continue;
+        }
+        for item in items {
+            let prices = Prices::new([Money::new(item.usd, usd)?, Money::new(item.eur, eur)?])?;
+            products.push(NewProduct::new(vendor.id.clone(), item.name, item.description, prices, item.delivery, now)?);
+        }
+        vendors.push(vendor);
+    }
+    if vendors.is_empty() {
+        return Ok(false);
+    }
+    db.write(move |tx| {
+        Box::pin(async move {
+            for vendor in &vendors {
+                tx.insert_vendor(vendor).await?;
+            }
+            for product in &products {
+                tx.insert_product(product).await?;
+            }
+            Ok::<_, AppError>(())
+        })
+    })
+    .await?;
+    Ok(true)
+}
+
+/// The shape of `demo-credentials.json` (see CONTRACT.md). Only what exists
+/// so far is listed; later issues add logins, API keys and signing keys.
+#[derive(Debug, Serialize)]
+pub struct DemoCredentials {
+    pub base_url: String,
+    pub vendors: Vec<DemoVendorCredentials>,
+    pub staff: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DemoVendorCredentials {
+    pub slug: String,
+    pub name: String,
+    pub products: Vec<DemoProductCredentials>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DemoProductCredentials {
+    pub id: String,
+    pub name: String,
+    pub delivery: Delivery,
+    pub prices: BTreeMap<String, i64>,
+}
+
+/// Reads back what the demo seed created, with the server's real address.
+pub async fn credentials(db: &Db, base_url: &str) -> Result<DemoCredentials, AppError> {
+    let mut vendors = Vec::new();
+    for (slug, _, _) in DEMO {
+        let slug = coffer_domain::VendorSlug::parse(slug)?;
+        let Some(vendor) = db.vendor_by_slug(&slug).await? else { continue };
+        let query = ProductQuery { vendor: Some(slug), after: None, limit: 100 };
+        let products = db
+            .products(&query)
+            .await?
+            .products
+            .into_iter()
+            .map(|p| DemoProductCredentials {
+                id: p.id.to_string(),
+                name: p.name,
+                delivery: p.delivery,
+                prices: p.prices.iter().map(|m| (m.currency().code().to_owned(), m.minor())).collect(),
+            })
+            .collect();
+        vendors.push(DemoVendorCredentials { slug: vendor.slug.to_string(), name: vendor.name, products });
+    }
+    Ok(DemoCredentials { base_url: base_url.to_owned(), vendors, staff: Vec::new() })
+}

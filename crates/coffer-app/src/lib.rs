@@ -1,0 +1,28 @@
+//! Coffer's services: the use cases that HTTP handlers and CLI commands call.
+//! A service validates with `coffer-domain`, reads through the store's reader
+//! traits and writes through units of work, so each state change commits as a
+//! whole. This crate also holds the configuration type, the system clock and
+//! the demo data. Later issues add checkout, payments, accounts, the outbox
+//! and the privacy services here.
+
+pub mod catalog;
+pub mod config;
+pub mod demo;
+mod error;
+
+pub use catalog::CatalogService;
+pub use config::{Config, ConfigError, HttpConfig, LogFormat};
+pub use error::AppError;
+
+use coffer_domain::{Clock, Millis};
+
+/// The real clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Millis {
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Millis(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
+    }
+}

@@ -1,0 +1,460 @@
+//! Connection pools and the write path (units of work, group commit).
+
+use crate::error::StoreError;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use sqlx::any::AnyPoolOptions;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Executor};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot};
+
+/// Which database engine a [`Db`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::Config("the database URL must start with sqlite: or postgres:".into()))
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Tuning for [`Db::open`]; the defaults suit a small server.
+#[derive(Clone, Debug)]
+pub struct DbOptions {
+    /// Reader connections on SQLite (the writer is always one more).
+    pub sqlite_readers: u32,
+    /// Connections on PostgreSQL, shared by reads and writes.
+    pub postgres_connections: u32,
+    /// Most units the SQLite writer commits together.
+    pub write_batch_max: usize,
+    /// How long SQLite waits for a lock held by another process (a CLI command).
+    pub busy_timeout: Duration,
+    /// How long a caller waits for a pooled connection.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            sqlite_readers: 8,
+            postgres_connections: 16,
+            write_batch_max: 256,
+            busy_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The transaction handle a unit of work writes through. Aggregate write
+/// traits (e.g. [`crate::CatalogWriter`]) are implemented on it.
+pub struct WriteTx {
+    conn: PoolConnection<Any>,
+    backend: Backend,
+}
+
+impl WriteTx {
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
+
+    async fn run(&mut self, sql: &'static str) -> Result<(), StoreError> {
+        Executor::execute(&mut *self.conn, sql).await.map(drop).map_err(StoreError::from)
+    }
+
+    /// Ends a failed transaction; a connection that cannot even roll back is
+    /// closed instead of going back to the pool in an unknown state.
+    async fn abandon(mut self) {
+        if self.run("ROLLBACK").await.is_err() {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// The future a unit of work returns.
+pub type UnitFuture<'t, T, E> = BoxFuture<'t, Result<T, E>>;
+
+/// Tells a caller how its unit ended, once the batch's fate is known.
+type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// A unit waiting for the SQLite writer, its result type erased.
+trait Queued: Send {
+    /// Runs the unit; says whether it succeeded and hands back the reply to
+    /// send once the batch has committed (or failed).
+    fn run<'t>(self: Box<Self>, tx: &'t mut WriteTx) -> BoxFuture<'t, (bool, Reply)>;
+    /// Answers the caller without running (the batch failed before it).
+    fn fail(self: Box<Self>, error: StoreError);
+}
+
+type QueuedUnit = Box<dyn Queued>;
+
+struct TypedUnit<F, T, E> {
+    unit: F,
+    reply_to: oneshot::Sender<Result<T, E>>,
+}
+
+impl<F, T, E> Queued for TypedUnit<F, T, E>
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+    F: for<'t> FnOnce(&'t mut WriteTx) -> UnitFuture<'t, T, E> + Send + 'static,
+{
+    fn run<'t>(self: Box<Self>, tx: &'t mut WriteTx) -> BoxFuture<'t, (bool, Reply)> {
+        let TypedUnit { unit, reply_to } = *self;
+        Box::pin(async move {
+            let outcome = run_guarded(unit, tx).await;
+            let ok = outcome.is_ok();
+            let reply: Reply = Box::new(move |commit: Result<(), StoreError>| {
+                let result = match commit {
+                    Ok(()) => outcome,
+                    Err(e) => outcome.and(Err(E::from(e))),
+                };
+                // The caller may have gone away; the work is settled either way.
+                let _ = reply_to.send(result);
+            });
+            (ok, reply)
+        })
+    }
+
+    fn fail(self: Box<Self>, error: StoreError) {
+        let _ = self.reply_to.send(Err(E::from(error)));
+    }
+}
+
+/// Runs a unit, turning a panic into an error so the writer survives it.
+async fn run_guarded<T, E, F>(unit: F, tx: &mut WriteTx) -> Result<T, E>
+where
+    E: From<StoreError>,
+    F: for<'t> FnOnce(&'t mut WriteTx) -> UnitFuture<'t, T, E>,
+{
+    AssertUnwindSafe(unit(tx)).catch_unwind().await.unwrap_or_else(|_| Err(E::from(StoreError::UnitPanicked)))
+}
+
+/// Counters of the write path, for benchmarks and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions committed (on SQLite, one per batch).
+    pub commits: u64,
+    /// Units that ran, successful or not.
+    pub units: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    units: AtomicU64,
+}
+
+enum Writes {
+    /// SQLite: units go to the single writer task.
+    Queue(mpsc::Sender<QueuedUnit>),
+    /// PostgreSQL: each unit takes a connection and runs its own transaction.
+    Direct(AnyPool),
+}
+
+struct Inner {
+    backend: Backend,
+    readers: AnyPool,
+    writes: Writes,
+    /// Held by the writer task around each batch; [`Db::hold_writes`] takes it
+    /// to let writes queue up (maintenance, and tests of batching).
+    gate: Arc<Mutex<()>>,
+    counters: Arc<Counters>,
+    /// The writer's pool on SQLite, the only pool on PostgreSQL.
+    migrations: AnyPool,
+}
+
+/// The data database: reader pool and write path. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+/// While held, no SQLite batch starts; queued units wait.
+pub struct WriteHold {
+    _guard: OwnedMutexGuard<()>,
+}
+
+impl Db {
+    /// Connects to the database the URL names. SQLite: the file is created
+    /// if missing and put in WAL mode; one writer connection, several readers.
+    pub async fn open(url: &str, options: &DbOptions) -> Result<Db, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let counters = Arc::new(Counters::default());
+        let gate = Arc::new(Mutex::new(()));
+        let inner = match backend {
+            Backend::Sqlite => {
+                let writer_pool = sqlite_pool(url, 1, false, options).await?;
+                {
+                    let mut conn = writer_pool.acquire().await?;
+                    // Persistent in the file; readers then see WAL too.
+                    Executor::execute(&mut *conn, "PRAGMA journal_mode = WAL").await?;
+                }
+                let readers = sqlite_pool(url, options.sqlite_readers.max(1), true, options).await?;
+                let (tx, rx) = mpsc::channel(options.write_batch_max.max(1) * 4);
+                tokio::spawn(writer_task(
+                    writer_pool.clone(),
+                    rx,
+                    options.write_batch_max.max(1),
+                    gate.clone(),
+                    counters.clone(),
+                ));
+                Inner { backend, readers, writes: Writes::Queue(tx), gate, counters, migrations: writer_pool }
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(options.postgres_connections.max(2))
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect(url)
+                    .await?;
+                Inner {
+                    backend,
+                    readers: pool.clone(),
+                    writes: Writes::Direct(pool.clone()),
+                    gate,
+                    counters,
+                    migrations: pool,
+                }
+            }
+        };
+        Ok(Db { inner: Arc::new(inner) })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// The pool for reads. On SQLite its connections are `query_only`.
+    pub(crate) fn readers(&self) -> &AnyPool {
+        &self.inner.readers
+    }
+
+    /// Applies the migrations of this backend that have not run yet. On
+    /// SQLite they run on the writer's own connection, between batches; on
+    /// PostgreSQL sqlx takes an advisory lock, so several servers may start
+    /// at once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend() {
+            Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("../../migrations/postgres"),
+        };
+        let _gate = self.inner.gate.lock().await;
+        let mut conn = self.inner.migrations.acquire().await?;
+        migrator.run(&mut *conn).await?;
+        Ok(())
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(self.readers()).await.is_ok()
+    }
+
+    /// Runs a unit of work and returns its result once it is durable.
+    ///
+    /// The unit does its writes through the [`WriteTx`] it is given; when it
+    /// returns an error (or panics) everything it wrote is rolled back and
+    /// other units are unaffected. No network calls, password hashing or
+    /// signing inside a unit: do them before, so the writer never waits.
+    pub async fn write<T, E, F>(&self, unit: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: for<'t> FnOnce(&'t mut WriteTx) -> UnitFuture<'t, T, E> + Send + 'static,
+    {
+        match &self.inner.writes {
+            Writes::Queue(queue) => {
+                let (reply_to, answer) = oneshot::channel::<Result<T, E>>();
+                let queued: QueuedUnit = Box::new(TypedUnit { unit, reply_to });
+                queue.send(queued).await.map_err(|_| E::from(StoreError::WriterStopped))?;
+                answer.await.map_err(|_| E::from(StoreError::WriterStopped))?
+            }
+            Writes::Direct(pool) => {
+                let pool = pool.clone();
+                let counters = self.inner.counters.clone();
+                let backend = self.inner.backend;
+                // Spawned so a caller that gives up mid-way cannot leave a
+                // transaction open on a pooled connection.
+                let task = tokio::spawn(async move {
+                    let conn = pool.acquire().await.map_err(|e| E::from(StoreError::from(e)))?;
+                    let mut tx = WriteTx { conn, backend };
+                    tx.run("BEGIN").await?;
+                    counters.units.fetch_add(1, Ordering::Relaxed);
+                    let outcome = run_guarded(unit, &mut tx).await;
+                    match outcome {
+                        Ok(value) => match tx.run("COMMIT").await {
+                            Ok(()) => {
+                                counters.commits.fetch_add(1, Ordering::Relaxed);
+                                Ok(value)
+                            }
+                            Err(e) => {
+                                tx.abandon().await;
+                                Err(E::from(e))
+                            }
+                        },
+                        Err(e) => {
+                            tx.abandon().await;
+                            Err(e)
+                        }
+                    }
+                });
+                task.await.map_err(|_| E::from(StoreError::UnitPanicked))?
+            }
+        }
+    }
+
+    /// Stops new SQLite batches from starting until the hold is dropped.
+    pub async fn hold_writes(&self) -> WriteHold {
+        WriteHold { _guard: self.inner.gate.clone().lock_owned().await }
+    }
+
+    /// Units waiting for the SQLite writer (always 0 on PostgreSQL).
+    pub fn queued_writes(&self) -> usize {
+        match &self.inner.writes {
+            Writes::Queue(q) => q.max_capacity() - q.capacity(),
+            Writes::Direct(_) => 0,
+        }
+    }
+
+    pub fn writer_stats(&self) -> WriterStats {
+        WriterStats {
+            commits: self.inner.counters.commits.load(Ordering::Relaxed),
+            units: self.inner.counters.units.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Closes the pools; queued units still finish first on SQLite.
+    pub async fn close(&self) {
+        self.inner.readers.close().await;
+    }
+}
+
+async fn sqlite_pool(url: &str, size: u32, read_only: bool, options: &DbOptions) -> Result<AnyPool, StoreError> {
+    let busy_ms = u64::try_from(options.busy_timeout.as_millis()).unwrap_or(u64::MAX);
+    AnyPoolOptions::new()
+        .max_connections(size)
+        .min_connections(1)
+        .acquire_timeout(options.acquire_timeout)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                // busy_timeout first: the others may need a lock.
+                let busy = format!("PRAGMA busy_timeout = {busy_ms}");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(busy)).execute(&mut *conn).await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                // FULL: an acknowledged order must survive power loss.
+                conn.execute("PRAGMA synchronous = FULL").await?;
+                if read_only {
+                    conn.execute("PRAGMA query_only = ON").await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+        .map_err(StoreError::from)
+}
+
+async fn writer_task(
+    pool: AnyPool,
+    mut queue: mpsc::Receiver<QueuedUnit>,
+    batch_max: usize,
+    gate: Arc<Mutex<()>>,
+    counters: Arc<Counters>,
+) {
+    while let Some(first) = queue.recv().await {
+        let _gate = gate.lock().await;
+        let mut batch = vec![first];
+        while batch.len() < batch_max {
+            match queue.try_recv() {
+                Ok(unit) => batch.push(unit),
+                Err(_) => break,
+            }
+        }
+        run_batch(&pool, batch, &counters).await;
+    }
+}
+
+/// One transaction for the whole batch, a savepoint per unit, replies after
+/// the commit. A failed commit fails every unit of the batch.
+async fn run_batch(pool: &AnyPool, batch: Vec<QueuedUnit>, counters: &Counters) {
+    let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+    let mut tx = match pool.acquire().await {
+        Ok(conn) => WriteTx { conn, backend: Backend::Sqlite },
+        Err(e) => return fail_all(batch, replies, StoreError::from(e)).await,
+    };
+    if let Err(e) = tx.run("BEGIN IMMEDIATE").await {
+        tx.abandon().await;
+        return fail_all(batch, replies, e).await;
+    }
+    let mut units = batch.into_iter();
+    while let Some(unit) = units.next() {
+        counters.units.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = tx.run("SAVEPOINT unit").await {
+            tx.abandon().await;
+            return fail_all(std::iter::once(unit).chain(units).collect(), replies, e).await;
+        }
+        let (ok, reply) = unit.run(&mut tx).await;
+        replies.push(reply);
+        let end = if ok {
+            tx.run("RELEASE unit").await
+        } else {
+            match tx.run("ROLLBACK TO unit").await {
+                Ok(()) => tx.run("RELEASE unit").await,
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = end {
+            // SQLite may have rolled back the whole transaction itself.
+            tx.abandon().await;
+            return fail_all(units.collect(), replies, e).await;
+        }
+    }
+    match tx.run("COMMIT").await {
+        Ok(()) => {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
+            replies.into_iter().for_each(|reply| reply(Ok(())));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "commit of a write batch failed");
+            tx.abandon().await;
+            replies.into_iter().for_each(|reply| reply(Err(e.clone())));
+        }
+    }
+}
+
+/// Answers every unit of a batch that could not commit. Units that did not
+/// run yet are answered without running.
+async fn fail_all(not_run: Vec<QueuedUnit>, ran: Vec<Reply>, error: StoreError) {
+    tracing::error!(error = %error, "a write batch failed");
+    for reply in ran {
+        reply(Err(error.clone()));
+    }
+    for unit in not_run {
+        unit.fail(error.clone());
+    }
+}

@@ -1,0 +1,16 @@
+//! Coffer's storage: one SQL implementation, through sqlx's `Any` driver,
+//! serving both the embedded SQLite default and PostgreSQL, chosen by the
+//! database URL. Reads go through per-aggregate reader traits; every write is
+//! a *unit of work* handed to [`Db::write`]: on SQLite one writer task runs
+//! queued units together in one transaction, each in its own savepoint, and
+//! answers callers only after the commit (group commit); on PostgreSQL each
+//! unit is its own transaction. Schema migrations for both backends live in
+//! `migrations/sqlite` and `migrations/postgres` at the workspace root.
+
+mod catalog;
+mod db;
+mod error;
+
+pub use catalog::{CatalogReader, CatalogWriter, ProductPage, ProductQuery};
+pub use db::{Backend, Db, DbOptions, UnitFuture, WriteHold, WriteTx, WriterStats};
+pub use error::StoreError;

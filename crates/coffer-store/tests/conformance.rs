@@ -1,0 +1,268 @@
+//! The storage conformance suite: every test runs against SQLite and
+//! PostgreSQL (`<test>::sqlite`, `<test>::postgres`), each on a fresh
+//! database of its own. A backend that passes it is correct.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use coffer_domain::{
+    Currency, Delivery, ManualClock, Millis, Money, NewProduct, NewVendor, Prices, ProductId, VendorId, VendorSlug,
+};
+use coffer_store::{Backend, CatalogReader, CatalogWriter, Db, DbOptions, ProductQuery, StoreError};
+use coffer_testkit::{TestBackend, TestDatabase};
+use std::time::Duration;
+
+struct Fixture {
+    db: Db,
+    _database: TestDatabase,
+}
+
+async fn fixture(backend: TestBackend) -> Fixture {
+    let database = TestDatabase::new(backend).await;
+    let db = Db::open(&database.url, &DbOptions::default()).await.expect("opening the test database");
+    db.migrate().await.expect("migrating");
+    Fixture { db, _database: database }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::fixture(coffer_testkit::TestBackend::Sqlite).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::fixture(coffer_testkit::TestBackend::Postgres).await).await;
+            }
+        }
+    )*};
+}
+
+conformance!(
+    migrations_are_idempotent,
+    vendor_and_product_round_trip,
+    times_are_exact_i64_millis,
+    duplicate_slug_is_a_conflict,
+    product_of_unknown_vendor_is_refused,
+    products_page_by_cursor_and_vendor,
+    failing_unit_leaves_the_rest_of_its_batch_committed,
+    no_caller_hears_success_before_the_commit,
+    panicking_unit_is_rolled_back_and_writes_go_on,
+);
+
+fn usd() -> Currency {
+    Currency::parse("USD").unwrap()
+}
+
+fn vendor(slug: &str) -> coffer_domain::Vendor {
+    NewVendor::new(slug, &format!("Vendor {slug}"), Millis(1_000)).unwrap().vendor().clone()
+}
+
+fn product(vendor: &VendorId, name: &str, prices: &[(&str, i64)]) -> NewProduct {
+    let prices = Prices::new(prices.iter().map(|(c, m)| Money::new(*m, Currency::parse(c).unwrap()).unwrap())).unwrap();
+    NewProduct::new(vendor.clone(), name, "A useful tool.\nSecond line.", prices, Delivery::LicenseKey, Millis(2_000))
+        .unwrap()
+}
+
+async fn insert_vendor(db: &Db, v: &coffer_domain::Vendor) -> Result<(), StoreError> {
+    let v = v.clone();
+    db.write(move |tx| Box::pin(async move { tx.insert_vendor(&v).await })).await
+}
+
+async fn insert_product(db: &Db, p: &NewProduct) -> Result<(), StoreError> {
+    let p = p.clone();
+    db.write(move |tx| Box::pin(async move { tx.insert_product(&p).await })).await
+}
+
+async fn slugs(db: &Db) -> Vec<String> {
+    let mut s: Vec<String> = db.vendors().await.unwrap().into_iter().map(|v| v.slug.to_string()).collect();
+    s.sort();
+    s
+}
+
+async fn migrations_are_idempotent(f: Fixture) {
+    f.db.migrate().await.expect("a second migration run is a no-op");
+    assert!(f.db.vendors().await.unwrap().is_empty());
+    assert!(f.db.ping().await);
+}
+
+async fn vendor_and_product_round_trip(f: Fixture) {
+    let v = vendor("acme");
+    insert_vendor(&f.db, &v).await.unwrap();
+    let p = product(&v.id, "Acme Editor", &[("USD", 1999), ("EUR", 1899), ("JPY", 2500)]);
+    insert_product(&f.db, &p).await.unwrap();
+
+    let stored = f.db.product(&p.id).await.unwrap().expect("the product is found");
+    assert_eq!(stored.id, p.id);
+    assert_eq!(stored.name, "Acme Editor");
+    assert_eq!(stored.description, "A useful tool.\nSecond line.");
+    assert_eq!(stored.vendor_slug, v.slug);
+    assert_eq!(stored.vendor_name, "Vendor acme");
+    assert_eq!(stored.delivery, Delivery::LicenseKey);
+    assert_eq!(stored.prices, p.prices);
+    assert_eq!(stored.prices.get(usd()).map(Money::minor), Some(1999));
+    assert_eq!(f.db.vendor_by_slug(&v.slug).await.unwrap(), Some(v));
+    assert_eq!(f.db.product(&ProductId::generate()).await.unwrap(), None);
+}
+
+async fn times_are_exact_i64_millis(f: Fixture) {
+    let clock = ManualClock::at(1_764_000_000_123);
+    clock.advance(7);
+    let v = NewVendor::new("timely", "Timely", coffer_domain::Clock::now(&clock)).unwrap().vendor().clone();
+    insert_vendor(&f.db, &v).await.unwrap();
+    let stored = f.db.vendor_by_slug(&v.slug).await.unwrap().unwrap();
+    assert_eq!(stored.created_at, Millis(1_764_000_000_130));
+}
+
+async fn duplicate_slug_is_a_conflict(f: Fixture) {
+    insert_vendor(&f.db, &vendor("same")).await.unwrap();
+    let again = insert_vendor(&f.db, &vendor("same")).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(slugs(&f.db).await, ["same"]);
+}
+
+async fn product_of_unknown_vendor_is_refused(f: Fixture) {
+    let orphan = product(&VendorId::generate(), "Orphan", &[("USD", 100)]);
+    let result = insert_product(&f.db, &orphan).await;
+    assert!(matches!(result, Err(StoreError::MissingReference(_))), "foreign keys are enforced: {result:?}");
+    assert_eq!(f.db.product(&orphan.id).await.unwrap(), None);
+}
+
+async fn products_page_by_cursor_and_vendor(f: Fixture) {
+    let a = vendor("alpha");
+    let b = vendor("beta");
+    insert_vendor(&f.db, &a).await.unwrap();
+    insert_vendor(&f.db, &b).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let owner = if i % 2 == 0 { &a } else { &b };
+        let p = product(&owner.id, &format!("Tool {i}"), &[("USD", 100 + i), ("EUR", 90 + i)]);
+        insert_product(&f.db, &p).await.unwrap();
+        ids.push(p.id);
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = f.db.products(&ProductQuery { vendor: None, after: after.clone(), limit: 2 }).await.unwrap();
+        assert!(page.products.len() <= 2);
+        assert!(page.products.iter().all(|p| p.prices.iter().count() == 2), "prices are not split across pages");
+        seen.extend(page.products.into_iter().map(|p| p.id));
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "every product once, in id order");
+
+    let only_b = ProductQuery { vendor: Some(VendorSlug::parse("beta").unwrap()), after: None, limit: 100 };
+    let page = f.db.products(&only_b).await.unwrap();
+    assert_eq!(page.products.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), [ids[1].clone(), ids[3].clone()]);
+    assert!(page.next_after.is_none());
+}
+
+/// Units A, B and C are queued together (on SQLite the writer is held so
+/// they form one batch). B writes, then fails: its write is rolled back,
+/// A's and C's are committed.
+async fn failing_unit_leaves_the_rest_of_its_batch_committed(f: Fixture) {
+    let before = f.db.writer_stats();
+    let hold = f.db.hold_writes().await;
+    let unit = |slug: &'static str, fail: bool| {
+        let db = f.db.clone();
+        tokio::spawn(async move {
+            db.write(move |tx| {
+                Box::pin(async move {
+                    tx.insert_vendor(&vendor(slug)).await?;
+                    if fail {
+                        // The same slug again: a real constraint violation.
+                        tx.insert_vendor(&vendor(slug)).await?;
+                    }
+                    Ok::<_, StoreError>(slug)
+                })
+            })
+            .await
+        })
+    };
+    let a = unit("unit-a", false);
+    let b = unit("unit-b", true);
+    let c = unit("unit-c", false);
+    wait_for_queue(&f.db, 3).await;
+    drop(hold);
+
+    assert_eq!(a.await.unwrap(), Ok("unit-a"));
+    assert!(matches!(b.await.unwrap(), Err(StoreError::Conflict(_))));
+    assert_eq!(c.await.unwrap(), Ok("unit-c"));
+    assert_eq!(slugs(&f.db).await, ["unit-a", "unit-c"]);
+
+    let after = f.db.writer_stats();
+    assert_eq!(after.units - before.units, 3);
+    match f.db.backend() {
+        Backend::Sqlite => assert_eq!(after.commits - before.commits, 1, "one batch, one commit"),
+        Backend::Postgres => assert_eq!(after.commits - before.commits, 2, "a transaction per successful unit"),
+    }
+}
+
+/// Waits until `n` units are with the held SQLite writer: it takes the
+/// first off the queue and waits at the hold; the rest stay queued.
+async fn wait_for_queue(db: &Db, n: usize) {
+    if db.backend() == Backend::Postgres {
+        return;
+    }
+    for _ in 0..1000 {
+        if db.queued_writes() + 1 >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("units did not queue up");
+}
+
+/// While the writer is held nobody hears back; once released, every caller
+/// that hears success can already read its row from another connection.
+async fn no_caller_hears_success_before_the_commit(f: Fixture) {
+    let hold = f.db.hold_writes().await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let db = f.db.clone();
+        tasks.push(tokio::spawn(async move {
+            let v = vendor(&format!("early-{i}"));
+            let slug = v.slug.clone();
+            db.write(move |tx| Box::pin(async move { tx.insert_vendor(&v).await })).await.unwrap();
+            // Read through the reader pool, a different connection.
+            db.vendor_by_slug(&slug).await.unwrap().is_some()
+        }));
+    }
+    if f.db.backend() == Backend::Sqlite {
+        wait_for_queue(&f.db, 20).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(tasks.iter().all(|t| !t.is_finished()), "a caller heard back while the batch was not committed");
+        let stats = f.db.writer_stats();
+        drop(hold);
+        for task in tasks {
+            assert!(task.await.unwrap(), "success was reported before the row was committed");
+        }
+        assert_eq!(f.db.writer_stats().commits - stats.commits, 1, "twenty units, one commit");
+    } else {
+        drop(hold);
+        for task in tasks {
+            assert!(task.await.unwrap(), "success was reported before the row was committed");
+        }
+    }
+}
+
+fn a_bug_in_a_unit_of_work() -> Result<(), StoreError> {
+    panic!("a bug in a unit of work, after it wrote")
+}
+
+async fn panicking_unit_is_rolled_back_and_writes_go_on(f: Fixture) {
+    let result =
+        f.db.write(|tx| {
+            Box::pin(async move {
+                tx.insert_vendor(&vendor("doomed")).await?;
+                a_bug_in_a_unit_of_work()
+            })
+        })
+        .await;
+    assert_eq!(result, Err(StoreError::UnitPanicked));
+    insert_vendor(&f.db, &vendor("survivor")).await.expect("the write path still works");
+    assert_eq!(slugs(&f.db).await, ["survivor"]);
+}

@@ -1,0 +1,76 @@
+//! The JSON API. Every route is registered through `routes!`, so the OpenAPI
+//! document is generated from the same handlers that serve requests.
+
+mod products;
+
+use crate::AppState;
+use crate::error::ErrorBody;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Coffer API",
+        description = "Coffer sells software on behalf of independent vendors. Errors are \
+                       `{\"error\": {\"code\", \"message\", \"field\"?}}` with a stable code.",
+        license(name = "AGPL-3.0-only")
+    ),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(openapi_json))
+        .routes(routes!(products::list_products))
+        .routes(routes!(products::get_product))
+}
+
+/// The OpenAPI 3.1 document of every JSON route.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Health {
+    /// `ok`, or `unavailable` when a store does not answer.
+    status: &'static str,
+}
+
+/// Whether the server and its database answer.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Everything answers", body = Health),
+        (status = 503, description = "A store does not answer", body = Health)
+    )
+)]
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    if state.db.ping().await {
+        (StatusCode::OK, Json(Health { status: "ok" }))
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable" }))
+    }
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json"))
+)]
+async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
+    ([(CONTENT_TYPE, "application/json")], state.openapi_json.to_string())
+}

@@ -1,0 +1,99 @@
+//! The JSON error model of the API.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use coffer_app::AppError;
+use serde::Serialize;
+use std::borrow::Cow;
+
+/// An error answer: `{"error": {"code", "message", "field"?}}`. Codes are
+/// stable; messages are for people and never hold personal data.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: Cow<'static, str>,
+    pub field: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, snake_case; programs branch on it.
+    code: &'static str,
+    message: String,
+    /// Dotted path of the one input field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        ApiError { status, code, message: message.into(), field: None }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn not_found() -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+    }
+
+    pub fn internal() -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on our side")
+    }
+
+    /// The answer for a bare status produced by the framework or a layer.
+    pub fn for_status(status: StatusCode) -> Self {
+        let (code, message) = match status {
+            StatusCode::NOT_FOUND => ("not_found", "no such resource"),
+            StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this method is not allowed here"),
+            StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+            StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took too long"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send the body as application/json"),
+            StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests; try again later"),
+            StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "the service is unavailable; try again later"),
+            s if s.is_client_error() => ("bad_request", "the request is not valid"),
+            _ => ("internal", "something went wrong on our side"),
+        };
+        ApiError::new(status, code, message)
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail { code: self.code, message: self.message.to_string(), field: self.field.clone() },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::NotFound | AppError::InvalidId(_) => ApiError::not_found(),
+            AppError::Catalog(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_product", e.to_string()),
+            AppError::Money(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_price", e.to_string()),
+            AppError::Conflict => ApiError::new(StatusCode::CONFLICT, "conflict", "this already exists"),
+            AppError::Store(e) => {
+                // Store messages name tables and constraints, never values.
+                tracing::error!(error = %e, "storage failure");
+                match e {
+                    coffer_store::StoreError::Unavailable(_) => ApiError::for_status(StatusCode::SERVICE_UNAVAILABLE),
+                    _ => ApiError::internal(),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Coffer's HTTP edge: the axum router with the JSON API under `/api` (and
+//! its OpenAPI document generated from the handlers), the server-rendered
+//! HTML pages, and the middleware every request passes through: request ids,
+//! PII-free tracing, security headers, body-size, time and concurrency
+//! limits, and one error model (`{"error": {"code", "message", "field"}}` for
+//! the API, an error page otherwise). Handlers stay thin: parse, call one
+//! service, render.
+
+mod api;
+mod cookies;
+mod error;
+mod extract;
+mod middleware;
+mod pages;
+
+pub use api::openapi_document;
+pub use cookies::CookieRule;
+pub use error::ApiError;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use coffer_app::{CatalogService, HttpConfig};
+use coffer_store::Db;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub catalog: CatalogService,
+    pub db: Db,
+    openapi_json: Arc<str>,
+}
+
+impl AppState {
+    pub fn new(catalog: CatalogService, db: Db) -> Self {
+        let openapi_json = serde_json::to_string(&openapi_document()).unwrap_or_else(|_| "{}".into());
+        AppState { catalog, db, openapi_json: openapi_json.into() }
+    }
+}
+
+/// The whole application: routes plus the middleware stack.
+pub fn router(state: AppState, limits: &HttpConfig) -> Router {
+    let (api, _) = api::routes().split_for_parts();
+    Router::new()
+        .merge(api)
+        .merge(pages::routes())
+        .fallback(pages::not_found)
+        .with_state(state)
+        // Innermost first: the body limit sits closest to the handlers.
+        .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
+        .layer(RequestBodyLimitLayer::new(limits.body_limit_bytes))
+        .layer(GlobalConcurrencyLimitLayer::new(limits.concurrency_limit))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_millis(limits.request_timeout_ms),
+        ))
+        .layer(axum::middleware::from_fn(middleware::reject_non_utf8_query))
+        .layer(axum::middleware::from_fn(middleware::error_bodies))
+        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(axum::middleware::from_fn(middleware::request_id_and_trace))
+}

@@ -1,0 +1,94 @@
+//! Middleware every request passes through.
+
+use crate::error::ApiError;
+use crate::pages;
+use axum::extract::{MatchedPath, Request};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::time::Instant;
+use tracing::Instrument;
+
+/// Paths answered in JSON; everything else is a page.
+pub fn is_api_path(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/") || path == "/health"
+}
+
+/// Gives every request a fresh id (never taken from the client, so logs
+/// cannot be fed arbitrary text), and logs one line per request with the
+/// route *template*, never the raw path or query, which may carry personal
+/// data.
+pub async fn request_id_and_trace(request: Request, next: Next) -> Response {
+    let id = uuid::Uuid::now_v7().to_string();
+    let route = request.extensions().get::<MatchedPath>().map_or("(unmatched)", |p| p.as_str()).to_owned();
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), route = %route);
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    span.in_scope(|| tracing::info!(status, micros, "request finished"));
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
+    }
+    response
+}
+
+const SECURITY_HEADERS: &[(&str, &str)] = &[
+    (
+        "content-security-policy",
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+];
+
+/// A strict CSP without inline script, and the other headers that keep a
+/// page from being framed, sniffed or leaking its URL.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Gives bodiless error answers from the framework or a layer (404, 405,
+/// 408, 413, …) a body in the right form: the JSON error model under the API,
+/// an error page elsewhere. Headers such as `Allow` are kept.
+pub async fn error_bodies(request: Request, next: Next) -> Response {
+    let json = is_api_path(request.uri().path());
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_error = status.is_client_error() || status.is_server_error();
+    if !is_error || response.headers().contains_key(CONTENT_TYPE) {
+        return response;
+    }
+    let (parts, _) = response.into_parts();
+    let mut replaced = if json { ApiError::for_status(status).into_response() } else { pages::error_page(status) };
+    for (name, value) in &parts.headers {
+        if name != CONTENT_LENGTH && !replaced.headers().contains_key(name) {
+            replaced.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    replaced
+}
+
+/// A query string whose percent-decoded bytes are not UTF-8 is refused
+/// before any handler sees it (form decoding would silently replace them).
+pub async fn reject_non_utf8_query(request: Request, next: Next) -> Response {
+    let valid = request.uri().query().is_none_or(|q| percent_encoding::percent_decode_str(q).decode_utf8().is_ok());
+    if valid {
+        return next.run(request).await;
+    }
+    if is_api_path(request.uri().path()) {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "the query string is not valid UTF-8").into_response()
+    } else {
+        StatusCode::BAD_REQUEST.into_response()
+    }
+}

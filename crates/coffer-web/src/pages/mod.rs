@@ -1,0 +1,150 @@
+//! Server-rendered HTML pages. They need no JavaScript; the one stylesheet
+//! is served from this binary.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::ApiPath;
+use crate::middleware::is_api_path;
+use askama::Template;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use coffer_app::AppError;
+use coffer_domain::{Product, ProductId};
+use coffer_store::ProductQuery;
+
+const STYLESHEET: &str = include_str!("../../static/style.css");
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(storefront))
+        .route("/products/{id}", get(product_page))
+        .route("/static/style.css", get(stylesheet))
+}
+
+/// A product prepared for display.
+struct ProductCard {
+    id: String,
+    name: String,
+    vendor_name: String,
+    summary: String,
+    paragraphs: Vec<String>,
+    prices: Vec<PriceLine>,
+    delivery: &'static str,
+}
+
+struct PriceLine {
+    currency: &'static str,
+    amount: String,
+}
+
+impl From<Product> for ProductCard {
+    fn from(p: Product) -> Self {
+        let delivery = match (p.delivery.has_license_key(), p.delivery.has_download()) {
+            (true, true) => "License key and download",
+            (true, false) => "License key",
+            _ => "Download",
+        };
+        let paragraphs: Vec<String> =
+            p.description.split('\n').map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+        ProductCard {
+            id: p.id.to_string(),
+            name: p.name,
+            vendor_name: p.vendor_name,
+            summary: paragraphs.first().cloned().unwrap_or_default(),
+            paragraphs,
+            prices: p
+                .prices
+                .iter()
+                .map(|m| PriceLine { currency: m.currency().code(), amount: m.to_string() })
+                .collect(),
+            delivery,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "storefront.html")]
+struct StorefrontPage {
+    products: Vec<ProductCard>,
+}
+
+#[derive(Template)]
+#[template(path = "product.html")]
+struct ProductPage {
+    product: ProductCard,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    status: u16,
+    title: &'static str,
+    message: &'static str,
+}
+
+fn render(template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed to render");
+            error_page(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
+}
+
+/// An error as a page, for every non-API path.
+pub fn error_page(status: StatusCode) -> Response {
+    let (title, message) = match status {
+        StatusCode::NOT_FOUND => {
+            ("Page not found", "There is nothing at this address. It may have moved or never existed.")
+        }
+        StatusCode::METHOD_NOT_ALLOWED => ("Not allowed", "This page cannot be used that way."),
+        StatusCode::PAYLOAD_TOO_LARGE => ("Too much data", "What you sent is larger than this page accepts."),
+        StatusCode::REQUEST_TIMEOUT => ("That took too long", "Please try again in a moment."),
+        StatusCode::SERVICE_UNAVAILABLE => ("Temporarily unavailable", "Please try again in a moment."),
+        s if s.is_client_error() => ("That did not work", "The address or the form data is not valid."),
+        _ => ("Something went wrong", "The problem is on our side and has been logged. Please try again later."),
+    };
+    let page = ErrorPage { status: status.as_u16(), title, message };
+    let html = page.render().unwrap_or_else(|_| format!("<!doctype html><title>{title}</title><h1>{title}</h1>"));
+    (status, Html(html)).into_response()
+}
+
+fn page_error(e: AppError) -> Response {
+    let status = ApiError::from(e).status;
+    error_page(status)
+}
+
+async fn storefront(State(state): State<AppState>) -> Response {
+    match state.catalog.products(&ProductQuery { limit: 100, ..ProductQuery::default() }).await {
+        Ok(page) => render(&StorefrontPage { products: page.products.into_iter().map(ProductCard::from).collect() }),
+        Err(e) => page_error(e),
+    }
+}
+
+async fn product_page(State(state): State<AppState>, path: Result<ApiPath, ApiError>) -> Response {
+    let Some(id) = path.ok().and_then(|ApiPath(id)| ProductId::parse(&id).ok()) else {
+        return error_page(StatusCode::NOT_FOUND);
+    };
+    match state.catalog.product(&id).await {
+        Ok(product) => render(&ProductPage { product: product.into() }),
+        Err(e) => page_error(e),
+    }
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    ([(CONTENT_TYPE, "text/css; charset=utf-8"), (CACHE_CONTROL, "public, max-age=3600")], STYLESHEET)
+}
+
+/// Unknown routes: JSON under the API, a page elsewhere.
+pub async fn not_found(request: Request) -> Response {
+    if is_api_path(request.uri().path()) {
+        ApiError::not_found().into_response()
+    } else {
+        error_page(StatusCode::NOT_FOUND)
+    }
+}

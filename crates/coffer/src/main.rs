@@ -1,0 +1,197 @@
+//! The `coffer` binary: the command line around the services. `serve` runs
+//! the HTTP server; `migrate` and `seed` prepare a database. Configuration
+//! comes from defaults, `coffer.toml`, `COFFER_*` variables and flags, in that
+//! order of precedence (see `config.rs`). Errors go to stderr with a
+//! non-zero exit code.
+
+mod config;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use coffer_app::{CatalogService, Config, LogFormat, SystemClock};
+use coffer_store::{Db, DbOptions};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "coffer", version, about = "Coffer: a privacy-first commerce platform for selling software")]
+struct Cli {
+    #[command(flatten)]
+    global: config::GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (migrates the database first).
+    Serve(ServeArgs),
+    /// Create or upgrade the database schema.
+    Migrate,
+    /// Insert demo data.
+    Seed(SeedArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Seed demo data on first start and write DATA_DIR/demo-credentials.json.
+    #[arg(long)]
+    demo: bool,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Args)]
+struct SeedArgs {
+    /// Insert the demo vendors and products (the only seed there is).
+    #[arg(long, required = true)]
+    demo: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let listen = match &cli.command {
+        Command::Serve(args) => args.listen,
+        _ => None,
+    };
+    let config = match config::load(&cli.global, listen) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("coffer: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_tracing(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("coffer: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("coffer: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(config: &Config) {
+    let filter: tracing_subscriber::filter::Targets = config
+        .log_level
+        .parse()
+        .unwrap_or_else(|_| tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = match config.log_format {
+        LogFormat::Json => registry.with(lines.json()).try_init(),
+        LogFormat::Text => registry.with(lines).try_init(),
+    };
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve(config, args.demo).await,
+        Command::Migrate => {
+            let db = open_db(&config).await?;
+            db.migrate().await.context("migrating the database")?;
+            println!("The {} schema is up to date.", db.backend().name());
+            Ok(())
+        }
+        Command::Seed(_) => {
+            let db = open_db(&config).await?;
+            db.migrate().await.context("migrating the database")?;
+            if coffer_app::demo::seed(&db, &SystemClock).await.context("seeding demo data")? {
+                println!("Demo data inserted.");
+            } else {
+                println!("Demo data was already there; nothing inserted.");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn db_options(config: &Config) -> DbOptions {
+    DbOptions {
+        sqlite_readers: config.database.sqlite_readers,
+        postgres_connections: config.database.postgres_connections,
+        write_batch_max: config.database.write_batch_max,
+        busy_timeout: Duration::from_millis(config.database.busy_timeout_ms),
+        ..DbOptions::default()
+    }
+}
+
+/// Opens the data database, creating the data directory (owner-only) for
+/// the embedded SQLite file.
+async fn open_db(config: &Config) -> anyhow::Result<Db> {
+    create_private_dir(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    Db::open(&config.database_url(), &db_options(config)).await.context("opening the database")
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let db = open_db(&config).await?;
+    db.migrate().await.context("migrating the database")?;
+    let clock = Arc::new(SystemClock);
+    if demo {
+        coffer_app::demo::seed(&db, clock.as_ref()).await.context("seeding demo data")?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let address = listener.local_addr().context("reading the listening address")?;
+    let base_url = format!("http://{address}");
+    let state = coffer_web::AppState::new(CatalogService::new(db.clone(), clock), db.clone());
+    let app = coffer_web::router(state, &config.http);
+
+    println!("Coffer is listening on {base_url}");
+    if demo {
+        let path = config.data_dir.join("demo-credentials.json");
+        let credentials = coffer_app::demo::credentials(&db, &base_url).await.context("reading demo data")?;
+        let json = serde_json::to_vec_pretty(&credentials).context("writing demo credentials")?;
+        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+        println!("Demo data is loaded; what exists is listed in {}", path.display());
+    }
+    std::io::stdout().flush().ok();
+    tracing::info!(
+        backend = db.backend().name(),
+        startup_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "ready"
+    );
+
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM; in-flight requests then finish.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

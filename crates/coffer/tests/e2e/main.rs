@@ -1,0 +1,41 @@
+//! End-to-end tests: the real `coffer` binary on 127.0.0.1 with a random
+//! port, on SQLite and on PostgreSQL (`<test>::sqlite`, `<test>::postgres`),
+//! spoken to over HTTP, and driven in headless Chromium. One test binary, so
+//! linking happens once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod api;
+mod bad_input;
+mod browser;
+mod cli;
+mod shutdown;
+
+use coffer_testkit::{TestBackend, TestServer};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_coffer");
+
+pub async fn server(backend: TestBackend) -> TestServer {
+    TestServer::start(BIN, backend).await
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// Runs an async test body against a freshly started server on each backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::server(coffer_testkit::TestBackend::Sqlite).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::server(coffer_testkit::TestBackend::Postgres).await).await;
+            }
+        }
+    )*};
+}
