@@ -61,7 +61,10 @@ pub fn load(args: &GlobalArgs, listen: Option<SocketAddr>) -> Result<Config, Loa
     match &args.config {
         Some(file) if !file.exists() => return Err(LoadError::MissingFile(file.clone())),
         Some(file) => figment = figment.merge(Toml::file_exact(file)),
-        None => figment = figment.merge(Toml::file_exact("coffer.toml")),
+        None if std::path::Path::new("coffer.toml").exists() => {
+            figment = figment.merge(Toml::file_exact("coffer.toml"))
+        }
+        None => {}
     }
     let env = Env::prefixed("COFFER_")
         .filter(|key| {
