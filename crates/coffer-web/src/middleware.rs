@@ -66,7 +66,10 @@ pub async fn error_bodies(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
     let is_error = status.is_client_error() || status.is_server_error();
-    if !is_error || response.headers().contains_key(CONTENT_TYPE) {
+    // Our handlers answer errors as JSON or HTML; plain text comes from a
+    // layer (e.g. the body limit's "length limit exceeded").
+    let plain_or_none = response.headers().get(CONTENT_TYPE).is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !is_error || !plain_or_none {
         return response;
     }
     let (parts, _) = response.into_parts();
