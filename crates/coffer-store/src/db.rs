@@ -1,6 +1,7 @@
 //! Connection pools and the write path (units of work, group commit).
 
 use crate::error::StoreError;
+use crate::migrations::{self, EmbeddedMigrations};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use sqlx::any::AnyPoolOptions;
@@ -258,10 +259,11 @@ impl Db {
     /// PostgreSQL sqlx takes an advisory lock, so several servers may start
     /// at once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let migrator = match self.backend() {
-            Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite"),
-            Backend::Postgres => sqlx::migrate!("../../migrations/postgres"),
+        let embedded = match self.backend() {
+            Backend::Sqlite => EmbeddedMigrations(migrations::SQLITE),
+            Backend::Postgres => EmbeddedMigrations(migrations::POSTGRES),
         };
+        let migrator = sqlx::migrate::Migrator::new(embedded).await?;
         let _gate = self.inner.gate.lock().await;
         let mut conn = self.inner.migrations.acquire().await?;
         migrator.run(&mut *conn).await?;

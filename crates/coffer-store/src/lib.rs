@@ -10,6 +10,7 @@
 mod catalog;
 mod db;
 mod error;
+mod migrations;
 
 pub use catalog::{CatalogReader, CatalogWriter, ProductPage, ProductQuery};
 pub use db::{Backend, Db, DbOptions, UnitFuture, WriteHold, WriteTx, WriterStats};

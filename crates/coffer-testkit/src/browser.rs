@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ELEMENT_KEY: &str = "element-6066-11e4-a52f-4a0e4a0e4a0e";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 fn find_program(candidates: &[&str]) -> Option<String> {
     candidates.iter().find(|p| Path::new(p).exists()).map(|p| (*p).to_owned()).or_else(|| {

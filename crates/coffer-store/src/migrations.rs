@@ -1,0 +1,60 @@
+//! The schema migrations, embedded in the binary.
+//!
+//! sqlx's `migrate!` macro would do this at compile time, but its proc-macro
+//! builds both database drivers (and SQLite's C source) a second time for the
+//! host, which doubled the build on our 2-core CI. Listing the files here
+//! keeps the same checksums and the same `_sqlx_migrations` table.
+
+use futures::future::BoxFuture;
+use sqlx::SqlSafeStr;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType};
+use std::borrow::Cow;
+
+/// One migration file: version, description, SQL.
+type Embedded = (i64, &'static str, &'static str);
+
+pub(crate) const SQLITE: &[Embedded] = &[(1, "catalog", include_str!("../../../migrations/sqlite/0001_catalog.sql"))];
+
+pub(crate) const POSTGRES: &[Embedded] =
+    &[(1, "catalog", include_str!("../../../migrations/postgres/0001_catalog.sql"))];
+
+/// A [`MigrationSource`] over one of the lists above.
+#[derive(Debug)]
+pub(crate) struct EmbeddedMigrations(pub(crate) &'static [Embedded]);
+
+impl MigrationSource<'static> for EmbeddedMigrations {
+    fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, BoxDynError>> {
+        let migrations = self
+            .0
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, sql.into_sql_str(), false)
+            })
+            .collect();
+        Box::pin(async move { Ok(migrations) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file in the migration folders is listed, in version order, on
+    /// both backends, so a new file cannot be forgotten.
+    #[test]
+    fn every_migration_file_is_embedded() {
+        for (folder, list) in [("sqlite", SQLITE), ("postgres", POSTGRES)] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations").join(folder);
+            let mut files: Vec<String> = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            let listed: Vec<String> = list.iter().map(|(v, d, _)| format!("{v:04}_{d}.sql")).collect();
+            assert_eq!(files, listed, "migrations/{folder}");
+        }
+    }
+}
