@@ -44,6 +44,35 @@ pub struct Config {
     pub log_level: String,
     pub http: HttpConfig,
     pub database: DatabaseConfig,
+    pub keys: KeysConfig,
+    pub audit: AuditConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeysConfig {
+    /// Days a retired master key version is kept before its file is
+    /// destroyed: as long as key-store backups are kept, no longer.
+    pub retired_key_retention_days: u32,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig { retired_key_retention_days: 30 }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// How often the audit chain head is signed into the key store.
+    pub sign_interval_ms: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { sign_interval_ms: 60_000 }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -55,6 +84,8 @@ pub struct HttpConfig {
     pub request_timeout_ms: u64,
     /// Requests handled at once; more wait their turn.
     pub concurrency_limit: usize,
+    /// How old a cached public catalog answer may be; 0 turns the cache off.
+    pub catalog_cache_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -78,13 +109,15 @@ impl Default for Config {
             log_level: "info".into(),
             http: HttpConfig::default(),
             database: DatabaseConfig::default(),
+            keys: KeysConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { body_limit_bytes: 1024 * 1024, request_timeout_ms: 30_000, concurrency_limit: 1024 }
+        HttpConfig { body_limit_bytes: 1024 * 1024, request_timeout_ms: 30_000, concurrency_limit: 1024, catalog_cache_ms: 1_000 }
     }
 }
 
@@ -97,7 +130,19 @@ impl Default for DatabaseConfig {
 /// The top-level settings, as named in `coffer.toml` and (upper-cased, with
 /// a `COFFER_` prefix) in the environment.
 pub const SETTINGS: &[&str] =
-    &["data_dir", "key_dir", "database_url", "key_store_url", "listen", "log_format", "log_level", "http", "database"];
+    &[
+    "data_dir",
+    "key_dir",
+    "database_url",
+    "key_store_url",
+    "listen",
+    "log_format",
+    "log_level",
+    "http",
+    "database",
+    "keys",
+    "audit",
+];
 
 impl Config {
     pub fn key_dir(&self) -> PathBuf {
@@ -155,6 +200,9 @@ impl Config {
         }
         if self.database.postgres_connections < 2 {
             return Err(invalid("database.postgres_connections", "must be at least 2"));
+        }
+        if self.audit.sign_interval_ms == 0 {
+            return Err(invalid("audit.sign_interval_ms", "must be at least 1"));
         }
         if self.database.write_batch_max == 0 {
             return Err(invalid("database.write_batch_max", "must be at least 1"));

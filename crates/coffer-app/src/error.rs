@@ -1,4 +1,5 @@
-use coffer_domain::{CatalogError, IdError, MoneyError};
+use coffer_crypto::CryptoError;
+use coffer_domain::{CatalogError, CustomerError, IdError, MoneyError};
 use coffer_store::StoreError;
 
 /// Errors of the services. The web layer maps each to an HTTP status and a
@@ -15,6 +16,19 @@ pub enum AppError {
     Money(#[from] MoneyError),
     #[error("already exists")]
     Conflict,
+    #[error(transparent)]
+    Customer(#[from] CustomerError),
+    /// A key could not be used; names the key, never the data.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The key directory or a key file is missing, unreadable or unsafe.
+    #[error("{0}")]
+    Keys(String),
+    /// The customer was erased: their data no longer exists in readable form.
+    #[error("the customer's data was erased")]
+    Erased,
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Store(StoreError),
 }

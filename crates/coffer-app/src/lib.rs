@@ -5,10 +5,12 @@
 //! the demo data. Later issues add checkout, payments, accounts, the outbox
 //! and the privacy services here.
 
-pub mod catalog;
+mod cache;
+mod catalog;
 pub mod config;
 pub mod demo;
 mod error;
+pub mod privacy;
 
 pub use catalog::CatalogService;
 pub use config::{Config, ConfigError, HttpConfig, LogFormat};

@@ -1,6 +1,18 @@
 //! Keys and every cryptographic operation of Coffer: envelope encryption of
-//! personal fields, the blind index for email lookups, password hashing,
-//! signing of license keys and audit heads, and HMACs for links and webhooks.
-//! It does no I/O; the key store that holds wrapped keys lives in
-//! `coffer-store`. The privacy-core issue fills this crate; until then it is
-//! deliberately empty.
+//! personal fields, the blind index for email lookups, the audit hash chain
+//! and the signatures over its head. It does no I/O: the key files and the
+//! key store that holds wrapped keys are handled by `coffer-store` and the
+//! binary. Everything here uses RustCrypto primitives; nothing is home-made.
+//! Later issues add password hashing, license signing and link HMACs.
+
+mod audit;
+mod blind_index;
+mod envelope;
+mod error;
+mod keys;
+
+pub use audit::{AuditHead, AuditSigningKey, GENESIS_HASH, audit_link_hash, verify_head};
+pub use blind_index::{BlindIndexKey, normalise_email};
+pub use envelope::{FieldContext, Sealed, open_field, seal_field, unwrap_secret, wrap_secret, wrapped_version};
+pub use error::CryptoError;
+pub use keys::{DataKey, KEY_LEN, MasterKey, random_bytes};

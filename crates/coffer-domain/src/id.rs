@@ -71,6 +71,18 @@ prefixed_id!(
     /// Identifies a product.
     ProductId, "prd_", "product"
 );
+prefixed_id!(
+    /// Identifies a customer.
+    CustomerId, "cus_", "customer"
+);
+prefixed_id!(
+    /// Identifies a customer's data key in the key store.
+    DataKeyId, "dek_", "data key"
+);
+prefixed_id!(
+    /// Identifies an audit log entry.
+    AuditEntryId, "aud_", "audit entry"
+);
 
 #[cfg(test)]
 mod tests {

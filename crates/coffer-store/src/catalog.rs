@@ -11,7 +11,7 @@ use std::future::Future;
 
 /// Which products to list: a page of at most `limit`, after a product id
 /// (ids are time-ordered), optionally of one vendor.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ProductQuery {
     pub vendor: Option<VendorSlug>,
     pub after: Option<ProductId>,

@@ -259,10 +259,24 @@ impl Db {
     /// PostgreSQL sqlx takes an advisory lock, so several servers may start
     /// at once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let embedded = match self.backend() {
+        self.run_migrations(match self.backend() {
             Backend::Sqlite => EmbeddedMigrations(migrations::SQLITE),
             Backend::Postgres => EmbeddedMigrations(migrations::POSTGRES),
-        };
+        })
+        .await
+    }
+
+    /// Applies the key store's migrations; for a [`Db`] opened on the key
+    /// store's URL (see [`crate::KeyStore`]).
+    pub async fn migrate_key_store(&self) -> Result<(), StoreError> {
+        self.run_migrations(match self.backend() {
+            Backend::Sqlite => EmbeddedMigrations(migrations::KEYSTORE_SQLITE),
+            Backend::Postgres => EmbeddedMigrations(migrations::KEYSTORE_POSTGRES),
+        })
+        .await
+    }
+
+    async fn run_migrations(&self, embedded: EmbeddedMigrations) -> Result<(), StoreError> {
         let migrator = sqlx::migrate::Migrator::new(embedded).await?;
         let _gate = self.inner.gate.lock().await;
         let mut conn = self.inner.migrations.acquire().await?;
@@ -328,6 +342,33 @@ impl Db {
         }
     }
 
+    /// SQLite: moves the WAL into the database file and truncates it, so
+    /// bytes overwritten by an erasure no longer sit in the `-wal` file.
+    /// Runs between write batches. A no-op on PostgreSQL.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if self.backend() != Backend::Sqlite {
+            return Ok(());
+        }
+        let _gate = self.inner.gate.lock().await;
+        let mut conn = self.inner.migrations.acquire().await?;
+        Executor::execute(&mut *conn, "PRAGMA wal_checkpoint(TRUNCATE)").await?;
+        Ok(())
+    }
+
+    /// SQLite: writes a consistent copy of the database to `file` (which
+    /// must not exist), between write batches. Not for PostgreSQL, whose
+    /// operators back up with their own tools.
+    pub async fn backup_to(&self, file: &std::path::Path) -> Result<(), StoreError> {
+        if self.backend() != Backend::Sqlite {
+            return Err(StoreError::Config("backup create is for SQLite; back up PostgreSQL with pg_dump".into()));
+        }
+        let path = file.to_str().ok_or_else(|| StoreError::Config("the backup path is not valid UTF-8".into()))?;
+        let _gate = self.inner.gate.lock().await;
+        let mut conn = self.inner.migrations.acquire().await?;
+        sqlx::query("VACUUM INTO $1").bind(path.to_owned()).execute(&mut *conn).await?;
+        Ok(())
+    }
+
     /// Stops new SQLite batches from starting until the hold is dropped.
     pub async fn hold_writes(&self) -> WriteHold {
         WriteHold { _guard: self.inner.gate.clone().lock_owned().await }
@@ -370,6 +411,8 @@ async fn sqlite_pool(url: &str, size: u32, read_only: bool, options: &DbOptions)
                 conn.execute("PRAGMA foreign_keys = ON").await?;
                 // FULL: an acknowledged order must survive power loss.
                 conn.execute("PRAGMA synchronous = FULL").await?;
+                // Freed pages are overwritten, so erased ciphertext leaves the file.
+                conn.execute("PRAGMA secure_delete = ON").await?;
                 if read_only {
                     conn.execute("PRAGMA query_only = ON").await?;
                 }

@@ -28,6 +28,11 @@ impl StoreError {
     pub(crate) fn corrupt(what: impl fmt::Display) -> Self {
         StoreError::Corrupt(what.to_string())
     }
+
+    /// Stored data that fails a check made above the store.
+    pub fn corrupt_public(what: &str) -> Self {
+        StoreError::Corrupt(what.to_owned())
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

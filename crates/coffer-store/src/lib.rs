@@ -6,12 +6,20 @@
 //! answers callers only after the commit (group commit); on PostgreSQL each
 //! unit is its own transaction. Schema migrations for both backends live in
 //! `migrations/sqlite` and `migrations/postgres` at the workspace root.
+//! The key store ([`KeyStore`]) is a second database of its own, with its
+//! migrations in `migrations/keystore-*`.
 
+mod audit;
 mod catalog;
+mod customers;
 mod db;
 mod error;
+mod keystore;
 mod migrations;
 
+pub use audit::{AuditWriter, SealedAuditEntry};
 pub use catalog::{CatalogReader, CatalogWriter, ProductPage, ProductQuery};
+pub use customers::{CustomerReader, CustomerWriter, Erasure, NewSealedCustomer, SealedFields, StoredCustomer};
+pub use keystore::{KeyStore, MasterKeyRecord, MasterKeyState, SignedAuditHead, WrapKind, WrappedSecret};
 pub use db::{Backend, Db, DbOptions, UnitFuture, WriteHold, WriteTx, WriterStats};
 pub use error::StoreError;

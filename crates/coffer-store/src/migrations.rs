@@ -14,10 +14,21 @@ use std::borrow::Cow;
 /// One migration file: version, description, SQL.
 type Embedded = (i64, &'static str, &'static str);
 
-pub(crate) const SQLITE: &[Embedded] = &[(1, "catalog", include_str!("../../../migrations/sqlite/0001_catalog.sql"))];
+pub(crate) const SQLITE: &[Embedded] = &[
+    (1, "catalog", include_str!("../../../migrations/sqlite/0001_catalog.sql")),
+    (2, "privacy", include_str!("../../../migrations/sqlite/0002_privacy.sql")),
+];
 
-pub(crate) const POSTGRES: &[Embedded] =
-    &[(1, "catalog", include_str!("../../../migrations/postgres/0001_catalog.sql"))];
+pub(crate) const POSTGRES: &[Embedded] = &[
+    (1, "catalog", include_str!("../../../migrations/postgres/0001_catalog.sql")),
+    (2, "privacy", include_str!("../../../migrations/postgres/0002_privacy.sql")),
+];
+
+pub(crate) const KEYSTORE_SQLITE: &[Embedded] =
+    &[(1, "keystore", include_str!("../../../migrations/keystore-sqlite/0001_keystore.sql"))];
+
+pub(crate) const KEYSTORE_POSTGRES: &[Embedded] =
+    &[(1, "keystore", include_str!("../../../migrations/keystore-postgres/0001_keystore.sql"))];
 
 /// A [`MigrationSource`] over one of the lists above.
 #[derive(Debug)]
@@ -44,7 +55,12 @@ mod tests {
     /// both backends, so a new file cannot be forgotten.
     #[test]
     fn every_migration_file_is_embedded() {
-        for (folder, list) in [("sqlite", SQLITE), ("postgres", POSTGRES)] {
+        for (folder, list) in [
+            ("sqlite", SQLITE),
+            ("postgres", POSTGRES),
+            ("keystore-sqlite", KEYSTORE_SQLITE),
+            ("keystore-postgres", KEYSTORE_POSTGRES),
+        ] {
             let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations").join(folder);
             let mut files: Vec<String> = std::fs::read_dir(&dir)
                 .into_iter()

@@ -86,6 +86,21 @@ impl From<AppError> for ApiError {
             AppError::Catalog(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_product", e.to_string()),
             AppError::Money(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_price", e.to_string()),
             AppError::Conflict => ApiError::new(StatusCode::CONFLICT, "conflict", "this already exists"),
+            AppError::Customer(e) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_customer", format!("{} {}", e.field, e.reason))
+                    .with_field(e.field)
+            }
+            AppError::Erased => ApiError::new(StatusCode::GONE, "erased", "this customer's data was erased"),
+            AppError::Refused(message) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", message),
+            AppError::Crypto(e) => {
+                // Names keys by version or id and fields by column only.
+                tracing::error!(error = %e, "key failure");
+                ApiError::internal()
+            }
+            AppError::Keys(e) => {
+                tracing::error!(error = %e, "key store failure");
+                ApiError::for_status(StatusCode::SERVICE_UNAVAILABLE)
+            }
             AppError::Store(e) => {
                 // Store messages name tables and constraints, never values.
                 tracing::error!(error = %e, "storage failure");

@@ -20,7 +20,7 @@ pub use error::ApiError;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use coffer_app::{CatalogService, HttpConfig};
-use coffer_store::Db;
+use coffer_store::{Db, KeyStore};
 use std::sync::Arc;
 use std::time::Duration;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -32,13 +32,14 @@ use tower_http::timeout::TimeoutLayer;
 pub struct AppState {
     pub catalog: CatalogService,
     pub db: Db,
+    pub key_store: KeyStore,
     openapi_json: Arc<str>,
 }
 
 impl AppState {
-    pub fn new(catalog: CatalogService, db: Db) -> Self {
+    pub fn new(catalog: CatalogService, db: Db, key_store: KeyStore) -> Self {
         let openapi_json = serde_json::to_string(&openapi_document()).unwrap_or_else(|_| "{}".into());
-        AppState { catalog, db, openapi_json: openapi_json.into() }
+        AppState { catalog, db, key_store, openapi_json: openapi_json.into() }
     }
 }
 

@@ -5,6 +5,7 @@
 //! non-zero exit code.
 
 mod config;
+mod privacy;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -33,6 +34,22 @@ enum Command {
     Migrate,
     /// Insert demo data.
     Seed(SeedArgs),
+    /// Master key versions: status, add, activate, retire, rotate.
+    #[command(subcommand)]
+    Keys(privacy::KeysCommand),
+    /// Erase a customer (crypto-shredding), as account deletion does.
+    Erase(privacy::EmailArgs),
+    /// Write everything held about one customer to stdout (audited).
+    Export(privacy::ExportArgs),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(privacy::AuditCommand),
+    /// Consistent backup and restore of the data side (never keys).
+    #[command(subcommand)]
+    Backup(privacy::BackupCommand),
+    /// The erasure ledger.
+    #[command(subcommand)]
+    Erasure(privacy::ErasureCommand),
 }
 
 #[derive(Args)]
@@ -116,10 +133,24 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Keys(command) => privacy::keys(&config, migrated_db(&config).await?, command).await,
+        Command::Erase(args) => privacy::erase(&config, migrated_db(&config).await?, args).await,
+        Command::Export(args) => privacy::export(&config, migrated_db(&config).await?, args).await,
+        Command::Audit(privacy::AuditCommand::Verify) => privacy::audit_verify(&config, migrated_db(&config).await?).await,
+        Command::Backup(command) => privacy::backup(&config, command).await,
+        Command::Erasure(privacy::ErasureCommand::Replay) => {
+            privacy::erasure_replay(&config, migrated_db(&config).await?).await
+        }
     }
 }
 
-fn db_options(config: &Config) -> DbOptions {
+async fn migrated_db(config: &Config) -> anyhow::Result<Db> {
+    let db = open_db(config).await?;
+    db.migrate().await.context("migrating the database")?;
+    Ok(db)
+}
+
+pub(crate) fn db_options(config: &Config) -> DbOptions {
     DbOptions {
         sqlite_readers: config.database.sqlite_readers,
         postgres_connections: config.database.postgres_connections,
@@ -131,13 +162,13 @@ fn db_options(config: &Config) -> DbOptions {
 
 /// Opens the data database, creating the data directory (owner-only) for
 /// the embedded SQLite file.
-async fn open_db(config: &Config) -> anyhow::Result<Db> {
+pub(crate) async fn open_db(config: &Config) -> anyhow::Result<Db> {
     create_private_dir(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     Db::open(&config.database_url(), &db_options(config)).await.context("opening the database")
 }
 
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
@@ -146,6 +177,12 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let db = open_db(&config).await?;
     db.migrate().await.context("migrating the database")?;
+    let privacy = privacy::open(&config, db.clone()).await?;
+    let replayed = privacy.customers.replay_erasures(&privacy::cli_actor()).await?;
+    if replayed != coffer_app::privacy::ReplayReport::default() {
+        tracing::info!(data_side = replayed.data_side, key_side = replayed.key_side, "erasure ledger replayed");
+    }
+    privacy::spawn_background(&privacy, Duration::from_millis(config.audit.sign_interval_ms));
     let clock = Arc::new(SystemClock);
     if demo {
         coffer_app::demo::seed(&db, clock.as_ref()).await.context("seeding demo data")?;
@@ -155,7 +192,8 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr().context("reading the listening address")?;
     let base_url = format!("http://{address}");
-    let state = coffer_web::AppState::new(CatalogService::new(db.clone(), clock), db.clone());
+    let catalog = CatalogService::new(db.clone(), clock, config.http.catalog_cache_ms);
+    let state = coffer_web::AppState::new(catalog, db.clone(), privacy.vault.key_store().clone());
     let app = coffer_web::router(state, &config.http);
 
     println!("Coffer is listening on {base_url}");
@@ -174,6 +212,10 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     );
 
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    // What was audited while serving is sealed before the process ends.
+    if let Err(e) = privacy.audit.seal_and_sign().await {
+        tracing::warn!(error = %e, "sealing the audit log at shutdown failed");
+    }
     db.close().await;
     tracing::info!("stopped");
     Ok(())

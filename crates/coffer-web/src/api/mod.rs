@@ -57,7 +57,7 @@ struct Health {
     )
 )]
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    if state.db.ping().await {
+    if state.db.ping().await && state.key_store.ping().await {
         (StatusCode::OK, Json(Health { status: "ok" }))
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable" }))

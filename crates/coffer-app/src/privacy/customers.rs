@@ -1,0 +1,312 @@
+//! The customer record service: create, read, update, find by email,
+//! erase (crypto-shredding) and export, all through the vault so personal
+//! fields exist in plaintext only in memory.
+
+use super::vault::Vault;
+use crate::AppError;
+use coffer_crypto::{DataKey, FieldContext, Sealed, open_field, seal_field};
+use coffer_domain::inventory;
+use coffer_domain::{
+    Actor, AuditAction, AuditEntry, Clock, CustomerDetails, CustomerId, DataKeyId, MailingAddress, Millis,
+};
+use coffer_store::{
+    AuditWriter, CustomerReader, CustomerWriter, Db, Erasure, NewSealedCustomer, SealedFields, StoredCustomer,
+};
+use serde_json::json;
+use std::sync::Arc;
+
+const TABLE: &str = "customers";
+
+/// A customer with their fields open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomerRecord {
+    pub id: CustomerId,
+    pub details: CustomerDetails,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// Who is reading: the customer's own reads are not audited; anyone
+/// else's are.
+#[derive(Clone, Debug)]
+pub enum Reader {
+    TheCustomer,
+    Other(Actor),
+}
+
+/// What replaying the erasure ledgers did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Erasures in the key store's ledger re-applied to the data side.
+    pub data_side: usize,
+    /// Erasures in the data ledger whose data key was still present.
+    pub key_side: usize,
+}
+
+#[derive(Clone)]
+pub struct CustomerService {
+    db: Db,
+    vault: Arc<Vault>,
+    clock: Arc<dyn Clock>,
+}
+
+fn ctx<'a>(id: &'a CustomerId, column: &'a str, key: &'a DataKeyId) -> FieldContext<'a> {
+    FieldContext { table: TABLE, column, row_id: id.as_str(), data_key_id: key.as_str() }
+}
+
+fn seal_details(
+    key: &DataKey,
+    id: &CustomerId,
+    key_id: &DataKeyId,
+    details: &CustomerDetails,
+) -> Result<SealedFields, AppError> {
+    let seal = |column: &str, plain: &[u8]| seal_field(key, &ctx(id, column, key_id), plain);
+    let address = details.address.as_ref().map(serde_json::to_vec).transpose().map_err(|_| {
+        AppError::Refused("the address could not be encoded".into())
+    })?;
+    Ok(SealedFields {
+        name: Some(seal("name", details.name.as_bytes())?),
+        email: Some(seal("email", details.email.as_bytes())?),
+        phone: details.phone.as_ref().map(|p| seal("phone", p.as_bytes())).transpose()?,
+        address: address.map(|a| seal("address", &a)).transpose()?,
+    })
+}
+
+fn open_text(key: &DataKey, ctx: &FieldContext<'_>, sealed: &Sealed) -> Result<String, AppError> {
+    let plain = open_field(key, ctx, sealed)?;
+    String::from_utf8(plain.to_vec()).map_err(|_| AppError::Crypto(coffer_crypto::CryptoError::UnknownFormat { what: "a sealed field" }))
+}
+
+impl CustomerService {
+    pub fn new(db: Db, vault: Arc<Vault>, clock: Arc<dyn Clock>) -> Self {
+        CustomerService { db, vault, clock }
+    }
+
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.vault
+    }
+
+    /// Creates a customer. The email must not belong to another customer.
+    pub async fn create(&self, details: &CustomerDetails, actor: &Actor) -> Result<CustomerRecord, AppError> {
+        let details = details.validated()?;
+        let index = self.vault.blind_index().email(&details.email);
+        if self.db.customer_by_email_index(&index).await?.is_some() {
+            return Err(AppError::Conflict);
+        }
+        let id = CustomerId::generate();
+        let key_id = DataKeyId::generate();
+        // The key store first: a crash after this leaves an unused key,
+        // never a row whose key is missing.
+        let key = self.vault.new_data_key(&key_id).await?;
+        let fields = seal_details(&key, &id, &key_id, &details)?;
+        let now = self.clock.now();
+        let row = NewSealedCustomer {
+            id: id.clone(),
+            data_key_id: key_id,
+            email_index: index,
+            email_index_version: self.vault.blind_index().version(),
+            fields,
+            at: now,
+        };
+        let audit = AuditEntry::new(now, actor, AuditAction::CustomerCreated, Some(id.to_string()));
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    tx.insert_customer(&row).await?;
+                    tx.append_audit(&audit).await?;
+                    Ok::<_, AppError>(())
+                })
+            })
+            .await?;
+        Ok(CustomerRecord { id, details, created_at: now, updated_at: now })
+    }
+
+    /// Opens a stored row. `Erased` when its key is gone.
+    async fn open(&self, stored: &StoredCustomer) -> Result<CustomerRecord, AppError> {
+        if stored.erased_at.is_some() {
+            return Err(AppError::Erased);
+        }
+        let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
+        let id = &stored.id;
+        let key_id = &stored.data_key_id;
+        let required = |s: &Option<Sealed>| s.clone().ok_or_else(|| AppError::Store(coffer_store::StoreError::Corrupt("customers: a required field is empty".into())));
+        let name = open_text(&key, &ctx(id, "name", key_id), &required(&stored.fields.name)?)?;
+        let email = open_text(&key, &ctx(id, "email", key_id), &required(&stored.fields.email)?)?;
+        let phone = stored.fields.phone.as_ref().map(|s| open_text(&key, &ctx(id, "phone", key_id), s)).transpose()?;
+        let address = match &stored.fields.address {
+            Some(s) => {
+                let plain = open_field(&key, &ctx(id, "address", key_id), s)?;
+                Some(serde_json::from_slice::<MailingAddress>(&plain).map_err(|_| {
+                    AppError::Crypto(coffer_crypto::CryptoError::UnknownFormat { what: "a sealed field" })
+                })?)
+            }
+            None => None,
+        };
+        Ok(CustomerRecord {
+            id: id.clone(),
+            details: CustomerDetails { name, email, phone, address },
+            created_at: stored.created_at,
+            updated_at: stored.updated_at,
+        })
+    }
+
+    async fn audit(&self, actor: &Actor, action: AuditAction, subject: &CustomerId) -> Result<(), AppError> {
+        let entry = AuditEntry::new(self.clock.now(), actor, action, Some(subject.to_string()));
+        self.db
+            .write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) }))
+            .await
+    }
+
+    /// Reads a customer; a read by anyone but the customer is audited
+    /// before the data is handed out.
+    pub async fn get(&self, id: &CustomerId, reader: &Reader) -> Result<CustomerRecord, AppError> {
+        let stored = self.db.customer(id).await?.ok_or(AppError::NotFound)?;
+        let record = self.open(&stored).await?;
+        if let Reader::Other(actor) = reader {
+            self.audit(actor, AuditAction::CustomerRead, id).await?;
+        }
+        Ok(record)
+    }
+
+    /// The customer holding this email address, found through the blind index.
+    pub async fn find_by_email(&self, email: &str) -> Result<Option<CustomerId>, AppError> {
+        let index = self.vault.blind_index().email(email);
+        Ok(self.db.customer_by_email_index(&index).await?.map(|c| c.id))
+    }
+
+    pub async fn update(&self, id: &CustomerId, details: &CustomerDetails, actor: &Actor) -> Result<CustomerRecord, AppError> {
+        let details = details.validated()?;
+        let stored = self.db.customer(id).await?.ok_or(AppError::NotFound)?;
+        if stored.erased_at.is_some() {
+            return Err(AppError::Erased);
+        }
+        let index = self.vault.blind_index().email(&details.email);
+        if let Some(holder) = self.db.customer_by_email_index(&index).await?
+            && holder.id != *id
+        {
+            return Err(AppError::Conflict);
+        }
+        let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
+        let fields = seal_details(&key, id, &stored.data_key_id, &details)?;
+        let now = self.clock.now();
+        let version = self.vault.blind_index().version();
+        let audit = AuditEntry::new(now, actor, AuditAction::CustomerUpdated, Some(id.to_string()));
+        let target = id.clone();
+        let updated = self
+            .db
+            .write(move |tx| {
+                Box::pin(async move {
+                    let updated = tx.update_customer(&target, &fields, &index, version, now).await?;
+                    if updated {
+                        tx.append_audit(&audit).await?;
+                    }
+                    Ok::<_, AppError>(updated)
+                })
+            })
+            .await?;
+        if !updated {
+            return Err(AppError::NotFound);
+        }
+        Ok(CustomerRecord { id: id.clone(), details, created_at: stored.created_at, updated_at: now })
+    }
+
+    /// Erases a customer by crypto-shredding: the data key is destroyed and
+    /// the erasure recorded in the key store first (from that moment no copy
+    /// of the data opens, backups included); then the row is cleared, the
+    /// data-side ledger written and the erasure audited in one unit. A crash
+    /// between the two is finished by [`Self::replay_erasures`] at start.
+    pub async fn erase(&self, id: &CustomerId, actor: &Actor) -> Result<(), AppError> {
+        let stored = self.db.customer(id).await?.ok_or(AppError::NotFound)?;
+        let erasure = Erasure { customer_id: id.clone(), data_key_id: stored.data_key_id.clone(), erased_at: self.clock.now() };
+        self.vault.key_store().shred(erasure.clone()).await?;
+        let audit = AuditEntry::new(erasure.erased_at, actor, AuditAction::CustomerErased, Some(id.to_string()));
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    tx.erase_customer(&erasure).await?;
+                    tx.append_audit(&audit).await?;
+                    Ok::<_, AppError>(())
+                })
+            })
+            .await?;
+        // Old pages are zeroed (secure_delete); the checkpoint moves them
+        // out of the -wal files too.
+        self.db.checkpoint().await?;
+        self.vault.key_store().db().checkpoint().await?;
+        Ok(())
+    }
+
+    /// Makes both ledgers agree: an erasure recorded on one side only (after
+    /// a restore of the other side, or a crash mid-erasure) is applied to
+    /// the other. Run before serving.
+    pub async fn replay_erasures(&self, actor: &Actor) -> Result<ReplayReport, AppError> {
+        let key_side = self.vault.key_store().erasures().await?;
+        let data_side = self.db.erasures().await?;
+        let mut report = ReplayReport::default();
+        let data_ids: std::collections::HashSet<_> = data_side.iter().map(|e| e.customer_id.clone()).collect();
+        for erasure in key_side.iter().filter(|e| !data_ids.contains(&e.customer_id)) {
+            let erasure = erasure.clone();
+            let audit =
+                AuditEntry::new(self.clock.now(), actor, AuditAction::ErasureReplayed, Some(erasure.customer_id.to_string()));
+            self.db
+                .write(move |tx| {
+                    Box::pin(async move {
+                        tx.erase_customer(&erasure).await?;
+                        tx.append_audit(&audit).await?;
+                        Ok::<_, AppError>(())
+                    })
+                })
+                .await?;
+            report.data_side += 1;
+        }
+        let key_ids: std::collections::HashSet<_> = key_side.iter().map(|e| e.customer_id.clone()).collect();
+        for erasure in data_side.into_iter().filter(|e| !key_ids.contains(&e.customer_id)) {
+            self.vault.key_store().shred(erasure).await?;
+            report.key_side += 1;
+        }
+        if report != ReplayReport::default() {
+            self.db.checkpoint().await?;
+            self.vault.key_store().db().checkpoint().await?;
+        }
+        Ok(report)
+    }
+
+    /// Everything the inventory says is held about the customer with this
+    /// email, as JSON. Audited as an export by `actor`.
+    pub async fn export(&self, email: &str, actor: &Actor) -> Result<serde_json::Value, AppError> {
+        let id = self.find_by_email(email).await?.ok_or(AppError::NotFound)?;
+        let stored = self.db.customer(&id).await?.ok_or(AppError::NotFound)?;
+        let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
+        let mut fields = Vec::new();
+        for field in inventory::fields_of(TABLE) {
+            let value = match stored.fields.column(field.column) {
+                Some(sealed) => {
+                    let plain = open_field(&key, &ctx(&id, field.column, &stored.data_key_id), sealed)?;
+                    // Structured fields are stored as JSON; the rest as text.
+                    serde_json::from_slice::<serde_json::Value>(&plain)
+                        .ok()
+                        .filter(|v| v.is_object())
+                        .unwrap_or_else(|| json!(String::from_utf8_lossy(&plain)))
+                }
+                None => serde_json::Value::Null,
+            };
+            fields.push(json!({
+                "field": format!("{}.{}", field.table, field.column),
+                "label": field.label,
+                "value": value,
+                "category": field.category,
+                "purpose": field.purpose,
+                "legal_basis": field.legal_basis,
+                "recipients": field.recipients,
+                "retention": field.retention,
+            }));
+        }
+        self.audit(actor, AuditAction::CustomerExported, &id).await?;
+        Ok(json!({
+            "customer_id": id,
+            "created_at_ms": stored.created_at.0,
+            "updated_at_ms": stored.updated_at.0,
+            "personal_data": fields,
+        }))
+    }
+}

@@ -1,0 +1,69 @@
+//! The privacy services: keys ([`keys`], [`vault`]), the customer record
+//! with erasure and export ([`customers`]), and the audit log ([`audit`]).
+
+pub mod audit;
+pub mod customers;
+pub mod keys;
+pub mod vault;
+
+pub use customers::{CustomerRecord, CustomerService, Reader, ReplayReport};
+pub use keys::{FileKeyProvider, KeyProvider};
+pub use vault::Vault;
+
+/// The access export as a readable HTML page (the JSON export's content).
+pub fn export_html(export: &serde_json::Value) -> String {
+    fn escape(text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        for c in text.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '"' => out.push_str("&quot;"),
+                '\'' => out.push_str("&#39;"),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+    fn show(value: &serde_json::Value) -> String {
+        match value {
+            serde_json::Value::Null => "(not given)".to_owned(),
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(map) => map
+                .iter()
+                .filter(|(_, v)| v.as_str().is_none_or(|s| !s.is_empty()))
+                .map(|(k, v)| format!("{k}: {}", v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            other => other.to_string(),
+        }
+    }
+    let mut rows = String::new();
+    for field in export["personal_data"].as_array().into_iter().flatten() {
+        let recipients: Vec<String> = field["recipients"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str().map(|s| s.replace('_', " ")))
+            .collect();
+        rows.push_str(&format!(
+            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            escape(field["label"].as_str().unwrap_or_default()),
+            escape(&show(&field["value"])),
+            escape(field["purpose"].as_str().unwrap_or_default()),
+            escape(&field["legal_basis"].as_str().unwrap_or_default().replace('_', " ")),
+            escape(&recipients.join(", ")),
+        ));
+    }
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Your data held by Coffer</title>\n\
+         <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}\
+         table{{border-collapse:collapse;width:100%}}th,td{{text-align:left;vertical-align:top;padding:.4rem;\
+         border-bottom:1px solid #ddd}}</style></head>\n<body><h1>Your data held by Coffer</h1>\n\
+         <p>Customer id {}. This is everything we hold about you, why, and who receives it.</p>\n\
+         <table><thead><tr><th>Data</th><th>Value</th><th>Why we hold it</th><th>Legal basis</th>\
+         <th>Shared with</th></tr></thead><tbody>\n{rows}</tbody></table></body></html>\n",
+        escape(export["customer_id"].as_str().unwrap_or_default())
+    )
+}

@@ -1,0 +1,200 @@
+//! The vault: the master key versions a server has loaded, and everything
+//! that is wrapped under them (customers' data keys, the blind-index key,
+//! the audit signing key). Wrapped forms live in the key store only.
+
+use super::keys::KeyProvider;
+use crate::AppError;
+use coffer_crypto::{
+    AuditSigningKey, BlindIndexKey, DataKey, MasterKey, unwrap_secret, wrap_secret, wrapped_version,
+};
+use coffer_domain::{Clock, DataKeyId};
+use coffer_store::{KeyStore, MasterKeyState, WrapKind, WrappedSecret};
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use zeroize::Zeroizing;
+
+const DATA_KEY: &str = "data-key";
+const SECRET: &str = "secret";
+const BLIND_INDEX_SECRET: &str = "blind-index-v1";
+const AUDIT_SIGNING_SECRET: &str = "audit-signing-v1";
+
+struct Loaded {
+    keks: BTreeMap<u32, Arc<MasterKey>>,
+    active: u32,
+}
+
+pub struct Vault {
+    provider: Arc<dyn KeyProvider>,
+    store: KeyStore,
+    clock: Arc<dyn Clock>,
+    loaded: RwLock<Loaded>,
+    blind_index: BlindIndexKey,
+    audit_signer: AuditSigningKey,
+}
+
+fn poisoned() -> AppError {
+    AppError::Keys("the key cache is unusable after a panic; restart the server".into())
+}
+
+impl Vault {
+    /// Loads every live master key version (creating version 1 on first
+    /// run) and the secrets sealed under them.
+    pub async fn open(provider: Arc<dyn KeyProvider>, store: KeyStore, clock: Arc<dyn Clock>) -> Result<Vault, AppError> {
+        if store.master_keys().await?.is_empty() {
+            provider.create(1)?;
+            store.add_master_key(1, clock.now()).await?;
+        }
+        let loaded = load_keys(provider.as_ref(), &store).await?;
+        let blind = secret_once(&store, &loaded, BLIND_INDEX_SECRET, clock.as_ref()).await?;
+        let blind_index = BlindIndexKey::from_bytes(1, &blind)?;
+        let signer = secret_once(&store, &loaded, AUDIT_SIGNING_SECRET, clock.as_ref()).await?;
+        let audit_signer = AuditSigningKey::from_bytes(&signer)?;
+        let loaded = RwLock::new(loaded);
+        let vault = Vault { provider, store, clock, loaded, blind_index, audit_signer };
+        Ok(vault)
+    }
+
+    pub fn key_store(&self) -> &KeyStore {
+        &self.store
+    }
+
+    pub fn provider(&self) -> &Arc<dyn KeyProvider> {
+        &self.provider
+    }
+
+    pub fn blind_index(&self) -> &BlindIndexKey {
+        &self.blind_index
+    }
+
+    pub fn audit_signer(&self) -> &AuditSigningKey {
+        &self.audit_signer
+    }
+
+    /// The version new wraps use.
+    pub fn active_version(&self) -> Result<u32, AppError> {
+        Ok(self.loaded.read().map_err(|_| poisoned())?.active)
+    }
+
+    /// Re-reads the key store's versions (after `keys add` or `keys
+    /// activate` by another process) and loads any new key files.
+    pub async fn reload(&self) -> Result<(), AppError> {
+        let fresh = load_keys(self.provider.as_ref(), &self.store).await?;
+        *self.loaded.write().map_err(|_| poisoned())? = fresh;
+        Ok(())
+    }
+
+    fn kek(&self, version: u32) -> Result<Arc<MasterKey>, AppError> {
+        let loaded = self.loaded.read().map_err(|_| poisoned())?;
+        loaded.keks.get(&version).cloned().ok_or(AppError::Crypto(coffer_crypto::CryptoError::MissingKeyVersion(version)))
+    }
+
+    fn active_kek(&self) -> Result<Arc<MasterKey>, AppError> {
+        let active = self.active_version()?;
+        self.kek(active)
+    }
+
+    /// Creates, wraps and stores a new data key.
+    pub async fn new_data_key(&self, id: &DataKeyId) -> Result<DataKey, AppError> {
+        let key = DataKey::generate()?;
+        let kek = self.active_kek()?;
+        let wrapped = wrap_secret(&kek, DATA_KEY, id.as_str(), key.expose())?;
+        let record = WrappedSecret { id: id.as_str().to_owned(), kek_version: kek.version(), wrapped };
+        self.store.put_data_key(record, self.clock.now()).await?;
+        Ok(key)
+    }
+
+    /// The data key, or `None` once it has been destroyed (erasure).
+    pub async fn data_key(&self, id: &DataKeyId) -> Result<Option<DataKey>, AppError> {
+        let Some(record) = self.store.data_key(id.as_str()).await? else { return Ok(None) };
+        let bytes = self.unwrap(DATA_KEY, &record).await?;
+        Ok(Some(DataKey::from_bytes(&bytes)?))
+    }
+
+    async fn unwrap(&self, purpose: &str, record: &WrappedSecret) -> Result<Zeroizing<Vec<u8>>, AppError> {
+        let version = wrapped_version(&record.wrapped)?;
+        if version != record.kek_version {
+            return Err(AppError::Crypto(coffer_crypto::CryptoError::DoesNotOpen { what: "a wrapped key" }));
+        }
+        let kek = match self.kek(version) {
+            Ok(kek) => kek,
+            // Another server may have activated a version this one has not
+            // loaded yet.
+            Err(_) => {
+                self.reload().await?;
+                self.kek(version)?
+            }
+        };
+        Ok(unwrap_secret(&kek, purpose, &record.id, &record.wrapped)?)
+    }
+
+    /// Re-wraps up to `batch` wraps still under an older version with the
+    /// active one; returns how many changed (0: nothing left). Safe to stop
+    /// and run again: each wrap is replaced only if unchanged since read.
+    pub async fn rewrap_batch(&self, batch: i64) -> Result<u64, AppError> {
+        let target = self.active_kek()?;
+        let old_versions: Vec<u32> = {
+            let loaded = self.loaded.read().map_err(|_| poisoned())?;
+            loaded.keks.keys().copied().filter(|v| *v != target.version()).collect()
+        };
+        let mut changed = 0;
+        for version in old_versions {
+            for (kind, purpose) in [(WrapKind::DataKey, DATA_KEY), (WrapKind::Secret, SECRET)] {
+                let wraps = self.store.wraps_to_rewrap(kind, version, batch).await?;
+                if wraps.is_empty() {
+                    continue;
+                }
+                let mut replacements = Vec::with_capacity(wraps.len());
+                for old in wraps {
+                    let secret = self.unwrap(purpose, &old).await?;
+                    let wrapped = wrap_secret(&target, purpose, &old.id, &secret)?;
+                    let new = WrappedSecret { id: old.id.clone(), kek_version: target.version(), wrapped };
+                    replacements.push((old, new));
+                }
+                changed += self.store.replace_wraps(kind, replacements).await?;
+                return Ok(changed);
+            }
+        }
+        Ok(changed)
+    }
+}
+
+async fn load_keys(provider: &dyn KeyProvider, store: &KeyStore) -> Result<Loaded, AppError> {
+    let mut keks = BTreeMap::new();
+    let mut active = None;
+    for record in store.master_keys().await? {
+        if matches!(record.state, MasterKeyState::Destroyed) {
+            continue;
+        }
+        keks.insert(record.version, Arc::new(provider.load(record.version)?));
+        if record.state == MasterKeyState::Active {
+            active = Some(record.version);
+        }
+    }
+    let active = active.ok_or_else(|| AppError::Keys("the key store names no active master key".into()))?;
+    Ok(Loaded { keks, active })
+}
+
+/// A named secret sealed under the master key, created on first use under
+/// the active version; opened with whichever loaded version wrapped it.
+async fn secret_once(
+    store: &KeyStore,
+    loaded: &Loaded,
+    name: &str,
+    clock: &dyn Clock,
+) -> Result<Zeroizing<Vec<u8>>, AppError> {
+    let record = match store.secret(name).await? {
+        Some(record) => record,
+        None => {
+            let kek = loaded.keks.get(&loaded.active).ok_or_else(|| AppError::Keys("no active master key".into()))?;
+            let fresh = Zeroizing::new(coffer_crypto::random_bytes::<{ coffer_crypto::KEY_LEN }>()?);
+            let wrapped = wrap_secret(kek, SECRET, name, fresh.as_slice())?;
+            let record = WrappedSecret { id: name.to_owned(), kek_version: kek.version(), wrapped };
+            store.put_secret_once(record, clock.now()).await?
+        }
+    };
+    let kek = loaded
+        .keks
+        .get(&record.kek_version)
+        .ok_or(AppError::Crypto(coffer_crypto::CryptoError::MissingKeyVersion(record.kek_version)))?;
+    Ok(unwrap_secret(kek, SECRET, name, &record.wrapped)?)
+}

@@ -1,0 +1,176 @@
+//! The customer record: who bought, and how to reach them. Every field here
+//! is personal data; the store only ever sees it sealed (see the data
+//! inventory). Validation errors name the field, never its value.
+
+use serde::{Deserialize, Serialize};
+
+/// A bad customer field; `field` is a dotted path for the API error model.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{field}: {reason}")]
+pub struct CustomerError {
+    pub field: &'static str,
+    pub reason: &'static str,
+}
+
+fn bad(field: &'static str, reason: &'static str) -> CustomerError {
+    CustomerError { field, reason }
+}
+
+/// A postal address. `country` is an ISO 3166-1 alpha-2 code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailingAddress {
+    pub line1: String,
+    #[serde(default)]
+    pub line2: String,
+    pub city: String,
+    #[serde(default)]
+    pub region: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
+/// What a customer tells us about themselves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerDetails {
+    pub name: String,
+    pub email: String,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub address: Option<MailingAddress>,
+}
+
+fn text(field: &'static str, value: &str, max_chars: usize, required: bool) -> Result<String, CustomerError> {
+    let value = value.trim();
+    if required && value.is_empty() {
+        return Err(bad(field, "is required"));
+    }
+    if value.chars().count() > max_chars {
+        return Err(bad(field, "is too long"));
+    }
+    if value.chars().any(|c| c.is_control()) {
+        return Err(bad(field, "must not contain control characters"));
+    }
+    Ok(value.to_owned())
+}
+
+/// A plausible address: one `@`, a local part, a domain with a dot and no
+/// spaces. Deliverability is proven by mail, not by a pattern.
+fn email(value: &str) -> Result<String, CustomerError> {
+    let value = text("customer.email", value, 254, true)?;
+    let ok = match value.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && local.len() <= 64
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !value.chars().any(char::is_whitespace)
+        }
+        None => false,
+    };
+    if ok { Ok(value) } else { Err(bad("customer.email", "is not a valid email address")) }
+}
+
+fn phone(value: &str) -> Result<String, CustomerError> {
+    let value = text("customer.phone", value, 32, true)?;
+    let digits = value.chars().filter(char::is_ascii_digit).count();
+    let allowed = value.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
+    if allowed && (5..=20).contains(&digits) {
+        Ok(value)
+    } else {
+        Err(bad("customer.phone", "is not a valid phone number"))
+    }
+}
+
+impl MailingAddress {
+    pub fn validated(&self) -> Result<MailingAddress, CustomerError> {
+        let country = self.country.trim().to_ascii_uppercase();
+        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(bad("customer.address.country", "must be a two-letter ISO 3166 country code"));
+        }
+        Ok(MailingAddress {
+            line1: text("customer.address.line1", &self.line1, 200, true)?,
+            line2: text("customer.address.line2", &self.line2, 200, false)?,
+            city: text("customer.address.city", &self.city, 100, true)?,
+            region: text("customer.address.region", &self.region, 100, false)?,
+            postal_code: text("customer.address.postal_code", &self.postal_code, 20, false)?,
+            country,
+        })
+    }
+}
+
+impl CustomerDetails {
+    /// The details trimmed and checked; the first bad field is reported.
+    pub fn validated(&self) -> Result<CustomerDetails, CustomerError> {
+        Ok(CustomerDetails {
+            name: text("customer.name", &self.name, 200, true)?,
+            email: email(&self.email)?,
+            phone: match self.phone.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(p) => Some(phone(p)?),
+            },
+            address: self.address.as_ref().map(MailingAddress::validated).transpose()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ada() -> CustomerDetails {
+        CustomerDetails {
+            name: " Ada Lovelace ".into(),
+            email: "ada@example.org".into(),
+            phone: Some("+44 20 7946 0000".into()),
+            address: Some(MailingAddress {
+                line1: "12 St James's Square".into(),
+                line2: String::new(),
+                city: "London".into(),
+                region: String::new(),
+                postal_code: "SW1Y 4JH".into(),
+                country: "gb".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn valid_details_are_trimmed_and_normalised() {
+        let v = ada().validated().unwrap();
+        assert_eq!(v.name, "Ada Lovelace");
+        assert_eq!(v.address.unwrap().country, "GB");
+    }
+
+    #[test]
+    fn each_bad_field_is_named_without_its_value() {
+        let cases: Vec<(CustomerDetails, &str)> = vec![
+            (CustomerDetails { name: "  ".into(), ..ada() }, "customer.name"),
+            (CustomerDetails { email: "ada.example.org".into(), ..ada() }, "customer.email"),
+            (CustomerDetails { email: "ada@localhost".into(), ..ada() }, "customer.email"),
+            (CustomerDetails { email: "a b@example.org".into(), ..ada() }, "customer.email"),
+            (CustomerDetails { phone: Some("call me".into()), ..ada() }, "customer.phone"),
+            (CustomerDetails { name: "x".repeat(201), ..ada() }, "customer.name"),
+            (CustomerDetails { name: "Ada\u{0}".into(), ..ada() }, "customer.name"),
+        ];
+        for (details, field) in cases {
+            let err = details.validated().unwrap_err();
+            assert_eq!(err.field, field);
+            assert!(!err.to_string().contains("ada") && !err.to_string().contains("call me"), "{err}");
+        }
+        let mut no_country = ada();
+        if let Some(a) = no_country.address.as_mut() {
+            a.country = "GBR".into();
+        }
+        assert_eq!(no_country.validated().unwrap_err().field, "customer.address.country");
+    }
+
+    #[test]
+    fn phone_and_address_are_optional() {
+        let v = CustomerDetails { phone: Some(" ".into()), address: None, ..ada() }.validated().unwrap();
+        assert_eq!((v.phone, v.address), (None, None));
+    }
+}

@@ -1,0 +1,155 @@
+//! The data inventory: every personal-data field Coffer holds, with why,
+//! on what legal basis, who receives it and how long it is kept. The
+//! access export, erasure, the retention job and the Art. 30 record are
+//! generated from this table, and a test compares it with the schema of
+//! both databases, so a personal column cannot be added without an entry.
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Identity,
+    Contact,
+    Payment,
+    IdDocument,
+    Correspondence,
+    Technical,
+}
+
+/// GDPR Art. 6(1) bases (LGPD Art. 7 has the same ones we use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegalBasis {
+    /// Art. 6(1)(b): needed to perform the purchase contract.
+    Contract,
+    /// Art. 6(1)(c): a legal obligation (tax, invoicing).
+    LegalObligation,
+    /// Art. 6(1)(f): legitimate interest (fraud prevention).
+    LegitimateInterest,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recipient {
+    /// The vendor of the product ordered, for its own orders only.
+    Vendor,
+    /// The payment gateway, to authorise the payment.
+    PaymentGateway,
+    /// Authorities, only when a disclosure is recorded in the register.
+    AuthoritiesOnRecordedDisclosure,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "days")]
+pub enum Retention {
+    /// Kept while the account exists; erased on request.
+    UntilErasure,
+    /// Deleted this many days after it was collected.
+    Days(u32),
+}
+
+/// What erasure does to a field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnErasure {
+    /// The data key is destroyed and the column cleared.
+    Shred,
+}
+
+/// One personal field: where it is stored and the rules it lives by.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct PersonalField {
+    /// The table and column holding the sealed value.
+    pub table: &'static str,
+    pub column: &'static str,
+    /// What a person calls it.
+    pub label: &'static str,
+    pub category: Category,
+    pub purpose: &'static str,
+    pub legal_basis: LegalBasis,
+    pub recipients: &'static [Recipient],
+    pub retention: Retention,
+    pub on_erasure: OnErasure,
+}
+
+const ORDER_PARTIES: &[Recipient] =
+    &[Recipient::Vendor, Recipient::PaymentGateway, Recipient::AuthoritiesOnRecordedDisclosure];
+const VENDOR_AND_AUTHORITIES: &[Recipient] = &[Recipient::Vendor, Recipient::AuthoritiesOnRecordedDisclosure];
+
+/// Every personal field Coffer stores.
+pub const INVENTORY: &[PersonalField] = &[
+    PersonalField {
+        table: "customers",
+        column: "name",
+        label: "Name",
+        category: Category::Identity,
+        purpose: "Filling orders, invoicing and talking with the customer about them",
+        legal_basis: LegalBasis::Contract,
+        recipients: ORDER_PARTIES,
+        retention: Retention::UntilErasure,
+        on_erasure: OnErasure::Shred,
+    },
+    PersonalField {
+        table: "customers",
+        column: "email",
+        label: "Email address",
+        category: Category::Contact,
+        purpose: "Signing in, delivering purchases and messages about orders",
+        legal_basis: LegalBasis::Contract,
+        recipients: ORDER_PARTIES,
+        retention: Retention::UntilErasure,
+        on_erasure: OnErasure::Shred,
+    },
+    PersonalField {
+        table: "customers",
+        column: "phone",
+        label: "Phone number",
+        category: Category::Contact,
+        purpose: "Support for an order when email does not reach the customer",
+        legal_basis: LegalBasis::Contract,
+        recipients: VENDOR_AND_AUTHORITIES,
+        retention: Retention::UntilErasure,
+        on_erasure: OnErasure::Shred,
+    },
+    PersonalField {
+        table: "customers",
+        column: "address",
+        label: "Mailing address",
+        category: Category::Contact,
+        purpose: "Invoicing and the sales tax or VAT of the customer's country",
+        legal_basis: LegalBasis::LegalObligation,
+        recipients: ORDER_PARTIES,
+        retention: Retention::UntilErasure,
+        on_erasure: OnErasure::Shred,
+    },
+];
+
+/// Binary columns that are not personal data: keyed hashes and chain links.
+/// The schema test accepts a binary column only if it is here or in
+/// [`INVENTORY`].
+pub const NON_PERSONAL_BINARY_COLUMNS: &[(&str, &str, &str)] = &[
+    ("customers", "email_index", "keyed blind index (HMAC) of the email address; useless without the index key"),
+    ("audit_log", "link_hash", "SHA-256 link of the audit hash chain"),
+    ("audit_chain_head", "hash", "SHA-256 link of the audit hash chain"),
+];
+
+/// The inventory entries of one table, in inventory order.
+pub fn fields_of(table: &str) -> impl Iterator<Item = &'static PersonalField> + '_ {
+    INVENTORY.iter().filter(move |f| f.table == table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_is_listed_once_and_says_why() {
+        let mut seen = std::collections::HashSet::new();
+        for field in INVENTORY {
+            assert!(seen.insert((field.table, field.column)), "{}.{} listed twice", field.table, field.column);
+            assert!(!field.purpose.is_empty() && !field.label.is_empty());
+        }
+        assert_eq!(fields_of("customers").count(), 4);
+    }
+}

@@ -1,0 +1,147 @@
+//! The audit log: entries are appended unsealed inside the unit of work they
+//! record; one sealer at a time gives them sequence numbers and links them
+//! into the SHA-256 chain (on PostgreSQL it holds the head row `FOR UPDATE`;
+//! on SQLite it runs as a unit on the single writer).
+
+use crate::{Backend, Db, StoreError, WriteTx};
+use coffer_crypto::audit_link_hash;
+use coffer_domain::{AuditEntry, AuditEntryId, Millis};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+pub trait AuditWriter {
+    fn append_audit(&mut self, entry: &AuditEntry) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl AuditWriter for WriteTx {
+    async fn append_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_log (id, at, actor, action, subject, request_id) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(entry.id.as_str())
+        .bind(entry.at.0)
+        .bind(entry.actor.as_str())
+        .bind(entry.action.as_str())
+        .bind(entry.subject.clone())
+        .bind(entry.request_id.clone())
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+}
+
+/// A sealed entry as read back for verification.
+#[derive(Clone, Debug)]
+pub struct SealedAuditEntry {
+    pub seq: i64,
+    pub entry: AuditEntry,
+    pub link_hash: Vec<u8>,
+}
+
+fn entry_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
+    let id: String = row.try_get("id")?;
+    Ok(AuditEntry {
+        id: AuditEntryId::parse(&id).map_err(StoreError::corrupt)?,
+        at: Millis(row.try_get("at")?),
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        subject: row.try_get("subject")?,
+        request_id: row.try_get("request_id")?,
+    })
+}
+
+impl Db {
+    /// Seals up to `batch` unsealed entries; returns how many.
+    pub async fn seal_audit(&self, batch: i64) -> Result<usize, StoreError> {
+        let backend = self.backend();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let head_sql = match backend {
+                    Backend::Postgres => "SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE",
+                    Backend::Sqlite => "SELECT seq, hash FROM audit_chain_head WHERE id = 1",
+                };
+                let head = sqlx::query(head_sql).fetch_one(tx.conn()).await?;
+                let mut seq: i64 = head.try_get("seq")?;
+                let hash: Vec<u8> = head.try_get("hash")?;
+                let mut hash: [u8; 32] = hash.try_into().map_err(|_| StoreError::corrupt("audit_chain_head.hash"))?;
+                let rows = sqlx::query(
+                    "SELECT id, at, actor, action, subject, request_id FROM audit_log WHERE seq IS NULL \
+                     ORDER BY id LIMIT $1",
+                )
+                .bind(batch)
+                .fetch_all(tx.conn())
+                .await?;
+                for row in &rows {
+                    let entry = entry_from_row(row)?;
+                    seq += 1;
+                    hash = audit_link_hash(&hash, seq, &entry.canonical_bytes());
+                    sqlx::query("UPDATE audit_log SET seq = $2, link_hash = $3 WHERE id = $1")
+                        .bind(entry.id.as_str())
+                        .bind(seq)
+                        .bind(hash.to_vec())
+                        .execute(tx.conn())
+                        .await?;
+                }
+                if !rows.is_empty() {
+                    sqlx::query("UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1")
+                        .bind(seq)
+                        .bind(hash.to_vec())
+                        .execute(tx.conn())
+                        .await?;
+                }
+                Ok::<_, StoreError>(rows.len())
+            })
+        })
+        .await
+    }
+
+    /// Seals until nothing is left unsealed.
+    pub async fn seal_all_audit(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let sealed = self.seal_audit(1_000).await?;
+            total += sealed;
+            if sealed == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// The last sealed link: (seq, hash).
+    pub async fn audit_chain_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_chain_head WHERE id = 1").fetch_one(self.readers()).await?;
+        Ok((row.try_get("seq")?, row.try_get("hash")?))
+    }
+
+    /// Sealed entries with `seq > after`, in chain order, at most `limit`.
+    pub async fn sealed_audit_entries(&self, after: i64, limit: i64) -> Result<Vec<SealedAuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, subject, request_id, seq, link_hash FROM audit_log \
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SealedAuditEntry {
+                    seq: row.try_get("seq")?,
+                    entry: entry_from_row(row)?,
+                    link_hash: row.try_get::<Option<Vec<u8>>, _>("link_hash")?.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Entries in the log, sealed or not.
+    pub async fn audit_entries_for_subject(&self, subject: &str) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, subject, request_id FROM audit_log WHERE subject = $1 ORDER BY id",
+        )
+        .bind(subject.to_owned())
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+}

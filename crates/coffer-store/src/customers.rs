@@ -1,0 +1,222 @@
+//! Customers as stored: every personal field sealed (see `coffer-crypto`'s
+//! `Sealed`), the email findable only through its blind index.
+
+use crate::{Db, StoreError, WriteTx};
+use coffer_crypto::Sealed;
+use coffer_domain::{CustomerId, DataKeyId, Millis};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// A new customer, sealed by the caller before it reaches the store.
+#[derive(Clone, Debug)]
+pub struct NewSealedCustomer {
+    pub id: CustomerId,
+    pub data_key_id: DataKeyId,
+    pub email_index: [u8; 32],
+    pub email_index_version: u32,
+    pub fields: SealedFields,
+    pub at: Millis,
+}
+
+/// The sealed personal fields of a customer row.
+#[derive(Clone, Debug, Default)]
+pub struct SealedFields {
+    pub name: Option<Sealed>,
+    pub email: Option<Sealed>,
+    pub phone: Option<Sealed>,
+    pub address: Option<Sealed>,
+}
+
+impl SealedFields {
+    /// The sealed value of an inventory column of `customers`.
+    pub fn column(&self, column: &str) -> Option<&Sealed> {
+        match column {
+            "name" => self.name.as_ref(),
+            "email" => self.email.as_ref(),
+            "phone" => self.phone.as_ref(),
+            "address" => self.address.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// A customer row as read back.
+#[derive(Clone, Debug)]
+pub struct StoredCustomer {
+    pub id: CustomerId,
+    pub data_key_id: DataKeyId,
+    pub fields: SealedFields,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub erased_at: Option<Millis>,
+}
+
+/// One entry of the erasure ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Erasure {
+    pub customer_id: CustomerId,
+    pub data_key_id: DataKeyId,
+    pub erased_at: Millis,
+}
+
+pub trait CustomerReader {
+    fn customer(&self, id: &CustomerId) -> impl Future<Output = Result<Option<StoredCustomer>, StoreError>> + Send;
+    fn customer_by_email_index(
+        &self,
+        index: &[u8; 32],
+    ) -> impl Future<Output = Result<Option<StoredCustomer>, StoreError>> + Send;
+    /// The data side of the erasure ledger.
+    fn erasures(&self) -> impl Future<Output = Result<Vec<Erasure>, StoreError>> + Send;
+}
+
+pub trait CustomerWriter {
+    fn insert_customer(&mut self, customer: &NewSealedCustomer) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Replaces the personal fields (and the index when the email changed).
+    /// False when there is no such live customer.
+    fn update_customer(
+        &mut self,
+        id: &CustomerId,
+        fields: &SealedFields,
+        email_index: &[u8; 32],
+        email_index_version: u32,
+        at: Millis,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Clears every personal field and the index, marks the row erased and
+    /// records it in the ledger. Idempotent: erasing again changes nothing.
+    fn erase_customer(&mut self, erasure: &Erasure) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+// A macro so `concat!` keeps each query a `&'static str`.
+macro_rules! customer_columns {
+    () => {
+        "SELECT id, data_key_id, name, email, phone, address, created_at, updated_at, erased_at FROM customers"
+    };
+}
+
+fn sealed(row: &AnyRow, column: &str) -> Result<Option<Sealed>, StoreError> {
+    Ok(row.try_get::<Option<Vec<u8>>, _>(column)?.map(Sealed::from_stored))
+}
+
+fn customer_from_row(row: &AnyRow) -> Result<StoredCustomer, StoreError> {
+    let id: String = row.try_get("id")?;
+    let key: String = row.try_get("data_key_id")?;
+    Ok(StoredCustomer {
+        id: CustomerId::parse(&id).map_err(StoreError::corrupt)?,
+        data_key_id: DataKeyId::parse(&key).map_err(StoreError::corrupt)?,
+        fields: SealedFields {
+            name: sealed(row, "name")?,
+            email: sealed(row, "email")?,
+            phone: sealed(row, "phone")?,
+            address: sealed(row, "address")?,
+        },
+        created_at: Millis(row.try_get("created_at")?),
+        updated_at: Millis(row.try_get("updated_at")?),
+        erased_at: row.try_get::<Option<i64>, _>("erased_at")?.map(Millis),
+    })
+}
+
+fn bytes(s: Option<&Sealed>) -> Option<Vec<u8>> {
+    s.map(|s| s.as_bytes().to_vec())
+}
+
+impl CustomerReader for Db {
+    async fn customer(&self, id: &CustomerId) -> Result<Option<StoredCustomer>, StoreError> {
+        let row = sqlx::query(concat!(customer_columns!(), " WHERE id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(self.readers())
+            .await?;
+        row.as_ref().map(customer_from_row).transpose()
+    }
+
+    async fn customer_by_email_index(&self, index: &[u8; 32]) -> Result<Option<StoredCustomer>, StoreError> {
+        let row = sqlx::query(concat!(customer_columns!(), " WHERE email_index = $1"))
+            .bind(index.to_vec())
+            .fetch_optional(self.readers())
+            .await?;
+        row.as_ref().map(customer_from_row).transpose()
+    }
+
+    async fn erasures(&self) -> Result<Vec<Erasure>, StoreError> {
+        let rows = sqlx::query("SELECT customer_id, data_key_id, erased_at FROM erasure_ledger ORDER BY erased_at, customer_id")
+            .fetch_all(self.readers())
+            .await?;
+        rows.iter().map(erasure_from_row).collect()
+    }
+}
+
+pub(crate) fn erasure_from_row(row: &AnyRow) -> Result<Erasure, StoreError> {
+    let customer: String = row.try_get("customer_id")?;
+    let key: String = row.try_get("data_key_id")?;
+    Ok(Erasure {
+        customer_id: CustomerId::parse(&customer).map_err(StoreError::corrupt)?,
+        data_key_id: DataKeyId::parse(&key).map_err(StoreError::corrupt)?,
+        erased_at: Millis(row.try_get("erased_at")?),
+    })
+}
+
+impl CustomerWriter for WriteTx {
+    async fn insert_customer(&mut self, c: &NewSealedCustomer) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO customers (id, data_key_id, email_index, email_index_version, name, email, phone, address, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        )
+        .bind(c.id.as_str())
+        .bind(c.data_key_id.as_str())
+        .bind(c.email_index.to_vec())
+        .bind(i64::from(c.email_index_version))
+        .bind(bytes(c.fields.name.as_ref()))
+        .bind(bytes(c.fields.email.as_ref()))
+        .bind(bytes(c.fields.phone.as_ref()))
+        .bind(bytes(c.fields.address.as_ref()))
+        .bind(c.at.0)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn update_customer(
+        &mut self,
+        id: &CustomerId,
+        fields: &SealedFields,
+        email_index: &[u8; 32],
+        email_index_version: u32,
+        at: Millis,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE customers SET name = $2, email = $3, phone = $4, address = $5, email_index = $6, \
+             email_index_version = $7, updated_at = $8 WHERE id = $1 AND erased_at IS NULL",
+        )
+        .bind(id.as_str())
+        .bind(bytes(fields.name.as_ref()))
+        .bind(bytes(fields.email.as_ref()))
+        .bind(bytes(fields.phone.as_ref()))
+        .bind(bytes(fields.address.as_ref()))
+        .bind(email_index.to_vec())
+        .bind(i64::from(email_index_version))
+        .bind(at.0)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn erase_customer(&mut self, erasure: &Erasure) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE customers SET name = NULL, email = NULL, phone = NULL, address = NULL, email_index = NULL, \
+             email_index_version = NULL, erased_at = $2, updated_at = $2 WHERE id = $1 AND erased_at IS NULL",
+        )
+        .bind(erasure.customer_id.as_str())
+        .bind(erasure.erased_at.0)
+        .execute(self.conn())
+        .await?;
+        sqlx::query(
+            "INSERT INTO erasure_ledger (customer_id, data_key_id, erased_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (customer_id) DO NOTHING",
+        )
+        .bind(erasure.customer_id.as_str())
+        .bind(erasure.data_key_id.as_str())
+        .bind(erasure.erased_at.0)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,431 @@
+//! The key store: a database of its own (a SQLite file in the key directory,
+//! or a separate PostgreSQL database), never the data database. It holds
+//! wrapped keys, the master key versions' states, the erasure ledger and the
+//! signed audit heads. It stores only ciphertext of keys: the master key
+//! itself is in a file of the key directory (or a KMS), never here.
+
+use crate::customers::{Erasure, erasure_from_row};
+use crate::{Db, DbOptions, StoreError};
+use coffer_domain::Millis;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// The life of a master key version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MasterKeyState {
+    /// Loaded and able to unwrap, not used for new wraps.
+    Standby,
+    /// The one version new wraps use.
+    Active,
+    /// No wrap uses it; destroyed after the backup-retention window.
+    Retired,
+    Destroyed,
+}
+
+impl MasterKeyState {
+    fn as_str(self) -> &'static str {
+        match self {
+            MasterKeyState::Standby => "added",
+            MasterKeyState::Active => "active",
+            MasterKeyState::Retired => "retired",
+            MasterKeyState::Destroyed => "destroyed",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "added" => Ok(MasterKeyState::Standby),
+            "active" => Ok(MasterKeyState::Active),
+            "retired" => Ok(MasterKeyState::Retired),
+            "destroyed" => Ok(MasterKeyState::Destroyed),
+            _ => Err(StoreError::corrupt("master_keys.state")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MasterKeyRecord {
+    pub version: u32,
+    pub state: MasterKeyState,
+    pub added_at: Millis,
+    pub activated_at: Option<Millis>,
+    pub retired_at: Option<Millis>,
+    pub destroy_after: Option<Millis>,
+}
+
+/// A wrapped secret and the master key version that wrapped it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrappedSecret {
+    pub id: String,
+    pub kek_version: u32,
+    pub wrapped: Vec<u8>,
+}
+
+/// Which table a wrapped secret lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WrapKind {
+    DataKey,
+    Secret,
+}
+
+/// A signed point of the audit chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedAuditHead {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+    pub signed_at: Millis,
+    pub signature: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct KeyStore {
+    db: Db,
+}
+
+fn version_of(row: &AnyRow, column: &str) -> Result<u32, StoreError> {
+    u32::try_from(row.try_get::<i64, _>(column)?).map_err(|_| StoreError::corrupt(column))
+}
+
+fn record_from_row(row: &AnyRow) -> Result<MasterKeyRecord, StoreError> {
+    let state: String = row.try_get("state")?;
+    Ok(MasterKeyRecord {
+        version: version_of(row, "version")?,
+        state: MasterKeyState::parse(&state)?,
+        added_at: Millis(row.try_get("added_at")?),
+        activated_at: row.try_get::<Option<i64>, _>("activated_at")?.map(Millis),
+        retired_at: row.try_get::<Option<i64>, _>("retired_at")?.map(Millis),
+        destroy_after: row.try_get::<Option<i64>, _>("destroy_after")?.map(Millis),
+    })
+}
+
+fn wrapped_from_row(row: &AnyRow) -> Result<WrappedSecret, StoreError> {
+    Ok(WrappedSecret {
+        id: row.try_get("id")?,
+        kek_version: version_of(row, "kek_version")?,
+        wrapped: row.try_get("wrapped")?,
+    })
+}
+
+impl KeyStore {
+    /// Opens (and migrates) the key store at `url`.
+    pub async fn open(url: &str, options: &DbOptions) -> Result<KeyStore, StoreError> {
+        let db = Db::open(url, options).await?;
+        db.migrate_key_store().await?;
+        Ok(KeyStore { db })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub async fn ping(&self) -> bool {
+        self.db.ping().await
+    }
+
+    // ---- master key versions ----
+
+    pub async fn master_keys(&self) -> Result<Vec<MasterKeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, state, added_at, activated_at, retired_at, destroy_after FROM master_keys ORDER BY version",
+        )
+        .fetch_all(self.db.readers())
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Records a new version; the first one ever is active at once.
+    pub async fn add_master_key(&self, version: u32, at: Millis) -> Result<MasterKeyState, StoreError> {
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    let any: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM master_keys").fetch_one(tx.conn()).await?;
+                    let state = if any == 0 { MasterKeyState::Active } else { MasterKeyState::Standby };
+                    sqlx::query(
+                        "INSERT INTO master_keys (version, state, added_at, activated_at) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(i64::from(version))
+                    .bind(state.as_str())
+                    .bind(at.0)
+                    .bind((state == MasterKeyState::Active).then_some(at.0))
+                    .execute(tx.conn())
+                    .await?;
+                    Ok::<_, StoreError>(state)
+                })
+            })
+            .await
+    }
+
+    /// Makes `version` the one new wraps use; the previous one goes to
+    /// standby (still able to unwrap until everything is re-wrapped).
+    pub async fn activate_master_key(&self, version: u32, at: Millis) -> Result<bool, StoreError> {
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    let target = sqlx::query("SELECT state FROM master_keys WHERE version = $1")
+                        .bind(i64::from(version))
+                        .fetch_optional(tx.conn())
+                        .await?;
+                    let Some(target) = target else { return Ok(false) };
+                    let state = MasterKeyState::parse(&target.try_get::<String, _>("state")?)?;
+                    if !matches!(state, MasterKeyState::Standby | MasterKeyState::Active) {
+                        return Ok(false);
+                    }
+                    sqlx::query("UPDATE master_keys SET state = 'added' WHERE state = 'active' AND version <> $1")
+                        .bind(i64::from(version))
+                        .execute(tx.conn())
+                        .await?;
+                    sqlx::query(
+                        "UPDATE master_keys SET state = 'active', activated_at = COALESCE(activated_at, $2) \
+                         WHERE version = $1",
+                    )
+                    .bind(i64::from(version))
+                    .bind(at.0)
+                    .execute(tx.conn())
+                    .await?;
+                    Ok::<_, StoreError>(true)
+                })
+            })
+            .await
+    }
+
+    /// Retires a standby version; the caller has checked that no wrap uses it.
+    pub async fn retire_master_key(&self, version: u32, at: Millis, destroy_after: Millis) -> Result<bool, StoreError> {
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    let in_use: i64 = sqlx::query_scalar(
+                        "SELECT (SELECT COUNT(*) FROM data_keys WHERE kek_version = $1) + \
+                         (SELECT COUNT(*) FROM sealed_secrets WHERE kek_version = $1)",
+                    )
+                    .bind(i64::from(version))
+                    .fetch_one(tx.conn())
+                    .await?;
+                    if in_use > 0 {
+                        return Ok(false);
+                    }
+                    let done = sqlx::query(
+                        "UPDATE master_keys SET state = 'retired', retired_at = $2, destroy_after = $3 \
+                         WHERE version = $1 AND state = 'added'",
+                    )
+                    .bind(i64::from(version))
+                    .bind(at.0)
+                    .bind(destroy_after.0)
+                    .execute(tx.conn())
+                    .await?;
+                    Ok::<_, StoreError>(done.rows_affected() == 1)
+                })
+            })
+            .await
+    }
+
+    pub async fn mark_master_key_destroyed(&self, version: u32) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE master_keys SET state = 'destroyed' WHERE version = $1 AND state = 'retired'")
+                        .bind(i64::from(version))
+                        .execute(tx.conn())
+                        .await?;
+                    Ok::<_, StoreError>(())
+                })
+            })
+            .await
+    }
+
+    /// How many wraps (data keys and other secrets) use `version`.
+    pub async fn wraps_under(&self, version: u32) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM data_keys WHERE kek_version = $1) + \
+             (SELECT COUNT(*) FROM sealed_secrets WHERE kek_version = $1)",
+        )
+        .bind(i64::from(version))
+        .fetch_one(self.db.readers())
+        .await?)
+    }
+
+    // ---- wrapped secrets ----
+
+    pub async fn put_data_key(&self, key: WrappedSecret, at: Millis) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO data_keys (id, kek_version, wrapped, created_at) VALUES ($1, $2, $3, $4)")
+                        .bind(key.id)
+                        .bind(i64::from(key.kek_version))
+                        .bind(key.wrapped)
+                        .bind(at.0)
+                        .execute(tx.conn())
+                        .await?;
+                    Ok::<_, StoreError>(())
+                })
+            })
+            .await
+    }
+
+    pub async fn data_key(&self, id: &str) -> Result<Option<WrappedSecret>, StoreError> {
+        let row = sqlx::query("SELECT id, kek_version, wrapped FROM data_keys WHERE id = $1")
+            .bind(id.to_owned())
+            .fetch_optional(self.db.readers())
+            .await?;
+        row.as_ref().map(wrapped_from_row).transpose()
+    }
+
+    /// Inserts a named secret unless one exists; returns the stored one.
+    pub async fn put_secret_once(&self, secret: WrappedSecret, at: Millis) -> Result<WrappedSecret, StoreError> {
+        let name = secret.id.clone();
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO sealed_secrets (name, kek_version, wrapped, created_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (name) DO NOTHING",
+                    )
+                    .bind(secret.id)
+                    .bind(i64::from(secret.kek_version))
+                    .bind(secret.wrapped)
+                    .bind(at.0)
+                    .execute(tx.conn())
+                    .await?;
+                    Ok::<_, StoreError>(())
+                })
+            })
+            .await?;
+        self.secret(&name).await?.ok_or_else(|| StoreError::corrupt("sealed_secrets"))
+    }
+
+    pub async fn secret(&self, name: &str) -> Result<Option<WrappedSecret>, StoreError> {
+        let row = sqlx::query("SELECT name AS id, kek_version, wrapped FROM sealed_secrets WHERE name = $1")
+            .bind(name.to_owned())
+            .fetch_optional(self.db.readers())
+            .await?;
+        row.as_ref().map(wrapped_from_row).transpose()
+    }
+
+    /// Up to `limit` wraps still under `version`, for re-wrapping.
+    pub async fn wraps_to_rewrap(
+        &self,
+        kind: WrapKind,
+        version: u32,
+        limit: i64,
+    ) -> Result<Vec<WrappedSecret>, StoreError> {
+        let sql = match kind {
+            WrapKind::DataKey => {
+                "SELECT id, kek_version, wrapped FROM data_keys WHERE kek_version = $1 ORDER BY id LIMIT $2"
+            }
+            WrapKind::Secret => {
+                "SELECT name AS id, kek_version, wrapped FROM sealed_secrets WHERE kek_version = $1 \
+                 ORDER BY name LIMIT $2"
+            }
+        };
+        let rows = sqlx::query(sql).bind(i64::from(version)).bind(limit).fetch_all(self.db.readers()).await?;
+        rows.iter().map(wrapped_from_row).collect()
+    }
+
+    /// Replaces wraps, each only if it is still exactly what was read (a
+    /// concurrent erasure or re-wrap wins). Returns how many changed.
+    pub async fn replace_wraps(
+        &self,
+        kind: WrapKind,
+        replacements: Vec<(WrappedSecret, WrappedSecret)>,
+    ) -> Result<u64, StoreError> {
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    let sql = match kind {
+                        WrapKind::DataKey => {
+                            "UPDATE data_keys SET kek_version = $3, wrapped = $4 WHERE id = $1 AND wrapped = $2"
+                        }
+                        WrapKind::Secret => {
+                            "UPDATE sealed_secrets SET kek_version = $3, wrapped = $4 WHERE name = $1 AND wrapped = $2"
+                        }
+                    };
+                    let mut changed = 0;
+                    for (old, new) in replacements {
+                        changed += sqlx::query(sql)
+                            .bind(old.id)
+                            .bind(old.wrapped)
+                            .bind(i64::from(new.kek_version))
+                            .bind(new.wrapped)
+                            .execute(tx.conn())
+                            .await?
+                            .rows_affected();
+                    }
+                    Ok::<_, StoreError>(changed)
+                })
+            })
+            .await
+    }
+
+    // ---- erasure ----
+
+    /// Destroys a data key and records the erasure in the ledger, in one
+    /// transaction. Idempotent.
+    pub async fn shred(&self, erasure: Erasure) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    sqlx::query("DELETE FROM data_keys WHERE id = $1")
+                        .bind(erasure.data_key_id.as_str())
+                        .execute(tx.conn())
+                        .await?;
+                    sqlx::query(
+                        "INSERT INTO erasure_ledger (customer_id, data_key_id, erased_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (customer_id) DO NOTHING",
+                    )
+                    .bind(erasure.customer_id.as_str())
+                    .bind(erasure.data_key_id.as_str())
+                    .bind(erasure.erased_at.0)
+                    .execute(tx.conn())
+                    .await?;
+                    Ok::<_, StoreError>(())
+                })
+            })
+            .await
+    }
+
+    pub async fn erasures(&self) -> Result<Vec<Erasure>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT customer_id, data_key_id, erased_at FROM erasure_ledger ORDER BY erased_at, customer_id",
+        )
+        .fetch_all(self.db.readers())
+        .await?;
+        rows.iter().map(erasure_from_row).collect()
+    }
+
+    // ---- audit heads ----
+
+    pub async fn put_audit_head(&self, head: SignedAuditHead) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO audit_heads (seq, hash, signed_at, signature) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (seq) DO NOTHING",
+                    )
+                    .bind(head.seq)
+                    .bind(head.hash)
+                    .bind(head.signed_at.0)
+                    .bind(head.signature)
+                    .execute(tx.conn())
+                    .await?;
+                    Ok::<_, StoreError>(())
+                })
+            })
+            .await
+    }
+
+    pub async fn latest_audit_head(&self) -> Result<Option<SignedAuditHead>, StoreError> {
+        let row = sqlx::query("SELECT seq, hash, signed_at, signature FROM audit_heads ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(self.db.readers())
+            .await?;
+        row.map(|row| {
+            Ok(SignedAuditHead {
+                seq: row.try_get("seq")?,
+                hash: row.try_get("hash")?,
+                signed_at: Millis(row.try_get("signed_at")?),
+                signature: row.try_get("signature")?,
+            })
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,372 @@
+//! The privacy commands: keys, erase, export, audit verify, backup and
+//! erasure replay, and the privacy services `serve` runs with.
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use coffer_app::privacy::audit::AuditService;
+use coffer_app::privacy::{CustomerService, FileKeyProvider, Vault};
+use coffer_app::{AppError, Config, SystemClock};
+use coffer_domain::{Actor, AuditAction, AuditEntry, Clock};
+use coffer_store::{AuditWriter, Db, KeyStore, MasterKeyState};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Show master key versions and how many wraps each holds.
+    Status,
+    /// Create a new master key version (standby: it unwraps but does not wrap yet).
+    Add,
+    /// Make the newest standby version (or VERSION) the one new wraps use.
+    Activate { version: Option<u32> },
+    /// Retire standby versions no wrap uses any more (or only VERSION).
+    Retire { version: Option<u32> },
+    /// One server: add, activate, re-wrap everything, retire the old version.
+    Rotate,
+}
+
+#[derive(Args)]
+pub struct EmailArgs {
+    /// The customer's email address.
+    #[arg(long)]
+    pub email: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Json,
+    Html,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[arg(long)]
+    pub email: String,
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: ExportFormat,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit hash chain against its latest signed head.
+    Verify,
+}
+
+#[derive(Subcommand)]
+pub enum BackupCommand {
+    /// Write a consistent copy of the data database (never keys) to FILE.
+    Create { file: PathBuf },
+    /// Replace the data database with FILE, then replay the erasure ledger.
+    /// Stop the server first.
+    Restore { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+pub enum ErasureCommand {
+    /// Re-apply the erasure ledger after a restore done with other tools.
+    Replay,
+}
+
+/// The privacy side of a running process.
+pub struct Privacy {
+    pub db: Db,
+    pub vault: Arc<Vault>,
+    pub customers: CustomerService,
+    pub audit: AuditService,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The operator running a command, as the audit log names them.
+pub fn cli_actor() -> Actor {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    Actor::Cli(user)
+}
+
+pub fn key_store_url(config: &Config) -> String {
+    config
+        .key_store_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", config.key_dir().join("keystore.db").display()))
+}
+
+/// Opens the key directory, the key store and the vault over `db`.
+pub async fn open(config: &Config, db: Db) -> anyhow::Result<Privacy> {
+    let provider = FileKeyProvider::open(&config.key_dir()).map_err(anyhow::Error::from)?;
+    let store = KeyStore::open(&key_store_url(config), &crate::db_options(config))
+        .await
+        .context("opening the key store")?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let vault = Arc::new(Vault::open(Arc::new(provider), store, clock.clone()).await.map_err(anyhow::Error::from)?);
+    destroy_expired_versions(&vault, clock.as_ref()).await?;
+    let customers = CustomerService::new(db.clone(), vault.clone(), clock.clone());
+    let audit = AuditService::new(db.clone(), vault.clone(), clock.clone());
+    Ok(Privacy { db, vault, customers, audit, clock })
+}
+
+/// Destroys retired master key versions whose backup-retention window has passed.
+async fn destroy_expired_versions(vault: &Vault, clock: &dyn Clock) -> anyhow::Result<()> {
+    let now = clock.now();
+    for record in vault.key_store().master_keys().await? {
+        if record.state == MasterKeyState::Retired && record.destroy_after.is_some_and(|t| t <= now) {
+            vault.provider().destroy(record.version)?;
+            vault.key_store().mark_master_key_destroyed(record.version).await?;
+            tracing::info!(version = record.version, "master key version destroyed after its retention window");
+        }
+    }
+    Ok(())
+}
+
+async fn audit_action(privacy: &Privacy, action: AuditAction, subject: Option<String>) -> anyhow::Result<()> {
+    let entry = AuditEntry::new(privacy.clock.now(), &cli_actor(), action, subject);
+    privacy
+        .db
+        .write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) }))
+        .await?;
+    Ok(())
+}
+
+/// Re-wraps everything under older versions with the active one.
+pub async fn rewrap_all(vault: &Vault) -> anyhow::Result<u64> {
+    let mut total = 0;
+    loop {
+        let changed = vault.rewrap_batch(1_000).await?;
+        if changed == 0 {
+            return Ok(total);
+        }
+        total += changed;
+    }
+}
+
+pub async fn keys(config: &Config, db: Db, command: KeysCommand) -> anyhow::Result<()> {
+    let privacy = open(config, db).await?;
+    let vault = &privacy.vault;
+    let store = vault.key_store();
+    let now = privacy.clock.now();
+    let window_ms = i64::try_from(config.keys.retired_key_retention_days).unwrap_or(i64::MAX).saturating_mul(86_400_000);
+    let newest = |records: &[coffer_store::MasterKeyRecord]| records.iter().map(|r| r.version).max().unwrap_or(0);
+    match command {
+        KeysCommand::Status => {
+            for record in store.master_keys().await? {
+                let wraps = store.wraps_under(record.version).await?;
+                println!("version {}: {:?}, {} wraps", record.version, record.state, wraps);
+            }
+        }
+        KeysCommand::Add => {
+            let version = newest(&store.master_keys().await?) + 1;
+            vault.provider().create(version)?;
+            store.add_master_key(version, now).await?;
+            audit_action(&privacy, AuditAction::MasterKeyAdded, Some(format!("v{version}"))).await?;
+            println!("Master key version {version} added (standby). Let every server load it, then run `coffer keys activate`.");
+        }
+        KeysCommand::Activate { version } => {
+            let records = store.master_keys().await?;
+            let version = match version {
+                Some(v) => v,
+                None => records
+                    .iter()
+                    .filter(|r| r.state == MasterKeyState::Standby)
+                    .map(|r| r.version)
+                    .max()
+                    .context("there is no standby master key version; run `coffer keys add` first")?,
+            };
+            if !store.activate_master_key(version, now).await? {
+                bail!("master key version {version} cannot be activated (unknown, retired or destroyed)");
+            }
+            audit_action(&privacy, AuditAction::MasterKeyActivated, Some(format!("v{version}"))).await?;
+            println!("Master key version {version} is active; running servers re-wrap older wraps in the background.");
+        }
+        KeysCommand::Retire { version } => {
+            let records = store.master_keys().await?;
+            let candidates: Vec<u32> = records
+                .iter()
+                .filter(|r| r.state == MasterKeyState::Standby && version.is_none_or(|v| v == r.version))
+                .map(|r| r.version)
+                .collect();
+            if candidates.is_empty() {
+                bail!("no standby master key version to retire");
+            }
+            for v in candidates {
+                let wraps = store.wraps_under(v).await?;
+                if wraps > 0 {
+                    bail!("master key version {v} still wraps {wraps} keys; wait for the re-wrap (or run `coffer keys rotate`)");
+                }
+                if store.retire_master_key(v, now, now.plus_ms(window_ms)).await? {
+                    audit_action(&privacy, AuditAction::MasterKeyRetired, Some(format!("v{v}"))).await?;
+                    println!(
+                        "Master key version {v} retired; its file is destroyed after {} days (the backup-retention window).",
+                        config.keys.retired_key_retention_days
+                    );
+                }
+            }
+        }
+        KeysCommand::Rotate => {
+            let old = vault.active_version()?;
+            let version = newest(&store.master_keys().await?) + 1;
+            vault.provider().create(version)?;
+            store.add_master_key(version, now).await?;
+            audit_action(&privacy, AuditAction::MasterKeyAdded, Some(format!("v{version}"))).await?;
+            store.activate_master_key(version, now).await?;
+            audit_action(&privacy, AuditAction::MasterKeyActivated, Some(format!("v{version}"))).await?;
+            vault.reload().await?;
+            let rewrapped = rewrap_all(vault).await?;
+            audit_action(&privacy, AuditAction::KeysRewrapped, Some(format!("v{version}"))).await?;
+            let retired = store.retire_master_key(old, now, now.plus_ms(window_ms)).await?;
+            if retired {
+                audit_action(&privacy, AuditAction::MasterKeyRetired, Some(format!("v{old}"))).await?;
+            }
+            println!(
+                "Rotated: version {version} is active, {rewrapped} wraps re-wrapped, version {old} {}.",
+                if retired { "retired" } else { "left in standby (still in use)" }
+            );
+        }
+    }
+    privacy.audit.seal_and_sign().await?;
+    Ok(())
+}
+
+pub async fn erase(config: &Config, db: Db, args: EmailArgs) -> anyhow::Result<()> {
+    let privacy = open(config, db).await?;
+    let id = privacy.customers.find_by_email(&args.email).await?.context("no customer has this email address")?;
+    privacy.customers.erase(&id, &cli_actor()).await?;
+    privacy.audit.seal_and_sign().await?;
+    println!("Customer {id} erased: their data key is destroyed and their personal data can no longer be read.");
+    Ok(())
+}
+
+pub async fn export(config: &Config, db: Db, args: ExportArgs) -> anyhow::Result<()> {
+    let privacy = open(config, db).await?;
+    let data = match privacy.customers.export(&args.email, &cli_actor()).await {
+        Err(AppError::NotFound) => bail!("no customer has this email address"),
+        other => other?,
+    };
+    privacy.audit.seal_and_sign().await?;
+    match args.format {
+        ExportFormat::Json => println!("{}", serde_json::to_string_pretty(&data)?),
+        ExportFormat::Html => print!("{}", coffer_app::privacy::export_html(&data)),
+    }
+    Ok(())
+}
+
+pub async fn audit_verify(config: &Config, db: Db) -> anyhow::Result<()> {
+    let privacy = open(config, db).await?;
+    privacy.audit.seal_and_sign().await?;
+    match privacy.audit.verify().await? {
+        Ok(chain) => {
+            match chain.signed_seq {
+                Some(seq) => println!("The audit chain is intact: {} entries; signed head at entry {seq}.", chain.entries),
+                None => println!("The audit chain is intact: {} entries; no signed head yet.", chain.entries),
+            }
+            Ok(())
+        }
+        Err(broken) => bail!("the audit chain is broken: {broken}"),
+    }
+}
+
+pub async fn backup(config: &Config, command: BackupCommand) -> anyhow::Result<()> {
+    if !config.uses_embedded_sqlite() {
+        bail!("backup create/restore is for the embedded SQLite database; back up PostgreSQL with pg_dump and run `coffer erasure replay` after a restore");
+    }
+    match command {
+        BackupCommand::Create { file } => {
+            if file.exists() {
+                bail!("{} already exists; choose a new file", file.display());
+            }
+            let db = crate::open_db(config).await?;
+            db.migrate().await?;
+            let privacy = open(config, db).await?;
+            audit_action(&privacy, AuditAction::BackupCreated, None).await?;
+            privacy.audit.seal_and_sign().await?;
+            privacy.db.backup_to(&file).await.context("writing the backup")?;
+            println!("Backup written to {} (data only; keys are never in a backup).", file.display());
+        }
+        BackupCommand::Restore { file } => {
+            restore_file(config, &file)?;
+            let db = crate::open_db(config).await?;
+            db.migrate().await?;
+            let privacy = open(config, db).await?;
+            let report = privacy.customers.replay_erasures(&cli_actor()).await?;
+            audit_action(&privacy, AuditAction::BackupRestored, None).await?;
+            privacy.audit.seal_and_sign().await?;
+            println!(
+                "Restored from {}; erasure ledger replayed: {} erasures re-applied to the data, {} data keys destroyed.",
+                file.display(),
+                report.data_side,
+                report.key_side
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Puts a backup in place of the SQLite file: checked, copied beside it,
+/// then renamed over it, so a failure leaves the old file as it was.
+fn restore_file(config: &Config, file: &Path) -> anyhow::Result<()> {
+    let mut header = [0u8; 16];
+    let mut f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    std::io::Read::read_exact(&mut f, &mut header).ok();
+    if &header != b"SQLite format 3\0" {
+        bail!("{} is not a SQLite backup", file.display());
+    }
+    crate::create_private_dir(&config.data_dir)?;
+    let target = config.data_dir.join("coffer.db");
+    let staging = config.data_dir.join("coffer.db.restoring");
+    std::fs::copy(file, &staging).with_context(|| format!("copying {}", file.display()))?;
+    for suffix in ["-wal", "-shm"] {
+        let side = config.data_dir.join(format!("coffer.db{suffix}"));
+        if side.exists() {
+            std::fs::remove_file(&side).with_context(|| format!("removing {}", side.display()))?;
+        }
+    }
+    std::fs::rename(&staging, &target).context("putting the backup in place")?;
+    Ok(())
+}
+
+pub async fn erasure_replay(config: &Config, db: Db) -> anyhow::Result<()> {
+    let privacy = open(config, db).await?;
+    let report = privacy.customers.replay_erasures(&cli_actor()).await?;
+    privacy.audit.seal_and_sign().await?;
+    println!(
+        "Erasure ledger replayed: {} erasures re-applied to the data, {} data keys destroyed.",
+        report.data_side, report.key_side
+    );
+    Ok(())
+}
+
+/// Background work of a serving process: seal the audit log every second,
+/// sign its head every `sign_every`, and pick up new key versions and
+/// re-wrap older wraps.
+pub fn spawn_background(privacy: &Privacy, sign_every: std::time::Duration) {
+    let audit = privacy.audit.clone();
+    tokio::spawn(async move {
+        let mut last_signed = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let result = if last_signed.elapsed() >= sign_every {
+                last_signed = tokio::time::Instant::now();
+                audit.seal_and_sign().await
+            } else {
+                audit.seal().await.map(drop)
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "audit sealing failed; will retry");
+            }
+        }
+    });
+    let vault = privacy.vault.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            if let Err(e) = vault.reload().await {
+                tracing::warn!(error = %e, "reloading master keys failed");
+                continue;
+            }
+            match rewrap_all(&vault).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rewrapped = n, "re-wrapped keys under the active master key"),
+                Err(e) => tracing::warn!(error = %e, "re-wrapping failed; will retry"),
+            }
+        }
+    });
+}

@@ -1,0 +1,44 @@
+-- The key store: kept apart from the data database and its backups.
+-- Every secret here is wrapped (AES-256-GCM) by a master key version whose
+-- key lives only in a file of the key directory (or an external KMS).
+
+-- Master key versions and their life: added -> active -> retired -> destroyed.
+CREATE TABLE master_keys (
+    version       INTEGER PRIMARY KEY NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('added', 'active', 'retired', 'destroyed')),
+    added_at      INTEGER NOT NULL,
+    activated_at  INTEGER,
+    retired_at    INTEGER,
+    destroy_after INTEGER
+);
+
+-- One data key per customer. Erasure deletes the row: crypto-shredding.
+CREATE TABLE data_keys (
+    id          TEXT PRIMARY KEY NOT NULL,
+    kek_version INTEGER NOT NULL,
+    wrapped     BLOB NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX data_keys_by_kek ON data_keys (kek_version, id);
+
+-- Other secrets sealed under the master key (blind-index key, audit signing key, ...).
+CREATE TABLE sealed_secrets (
+    name        TEXT PRIMARY KEY NOT NULL,
+    kek_version INTEGER NOT NULL,
+    wrapped     BLOB NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+
+CREATE TABLE erasure_ledger (
+    customer_id TEXT PRIMARY KEY NOT NULL,
+    data_key_id TEXT NOT NULL,
+    erased_at   INTEGER NOT NULL
+);
+
+-- Signed points of the audit chain (Ed25519 over seq, link hash and time).
+CREATE TABLE audit_heads (
+    seq       INTEGER PRIMARY KEY NOT NULL,
+    hash      BLOB NOT NULL,
+    signed_at INTEGER NOT NULL,
+    signature BLOB NOT NULL
+);
