@@ -117,7 +117,12 @@ impl Default for Config {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { body_limit_bytes: 1024 * 1024, request_timeout_ms: 30_000, concurrency_limit: 1024, catalog_cache_ms: 1_000 }
+        HttpConfig {
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_ms: 30_000,
+            concurrency_limit: 1024,
+            catalog_cache_ms: 1_000,
+        }
     }
 }
 
@@ -129,8 +134,7 @@ impl Default for DatabaseConfig {
 
 /// The top-level settings, as named in `coffer.toml` and (upper-cased, with
 /// a `COFFER_` prefix) in the environment.
-pub const SETTINGS: &[&str] =
-    &[
+pub const SETTINGS: &[&str] = &[
     "data_dir",
     "key_dir",
     "database_url",

@@ -56,8 +56,9 @@ impl AuditSigningKey {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<AuditSigningKey, CryptoError> {
-        let seed: [u8; KEY_LEN] =
-            bytes.try_into().map_err(|_| CryptoError::BadLength { what: "the audit signing key", expected: KEY_LEN })?;
+        let seed: [u8; KEY_LEN] = bytes
+            .try_into()
+            .map_err(|_| CryptoError::BadLength { what: "the audit signing key", expected: KEY_LEN })?;
         Ok(AuditSigningKey(SigningKey::from_bytes(&seed)))
     }
 
@@ -138,7 +139,9 @@ mod tests {
         );
         assert_eq!(
             key.sign(b"").to_bytes().to_vec(),
-            hex("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
+            hex(
+                "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+            )
         );
     }
 }

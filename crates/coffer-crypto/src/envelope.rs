@@ -63,12 +63,7 @@ fn encrypt(key: &[u8; 32], ad: &[u8], plaintext: &[u8], header: &[u8]) -> Result
     Ok(out)
 }
 
-fn decrypt(
-    key: &[u8; 32],
-    ad: &[u8],
-    body: &[u8],
-    what: &'static str,
-) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+fn decrypt(key: &[u8; 32], ad: &[u8], body: &[u8], what: &'static str) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     if body.len() < NONCE_LEN + TAG_LEN {
         return Err(CryptoError::UnknownFormat { what });
     }

@@ -14,9 +14,9 @@ pub mod id;
 pub mod inventory;
 pub mod money;
 
+pub use audit::{Actor, AuditAction, AuditEntry};
 pub use catalog::{CatalogError, Delivery, NewProduct, NewVendor, Product, Vendor, VendorSlug};
 pub use clock::{Clock, ManualClock, Millis};
-pub use audit::{Actor, AuditAction, AuditEntry};
 pub use customer::{CustomerDetails, CustomerError, MailingAddress};
 pub use id::{AuditEntryId, CustomerId, DataKeyId, IdError, ProductId, VendorId};
 pub use money::{Currency, Money, MoneyError, Prices};

@@ -137,9 +137,11 @@ impl CustomerReader for Db {
     }
 
     async fn erasures(&self) -> Result<Vec<Erasure>, StoreError> {
-        let rows = sqlx::query("SELECT customer_id, data_key_id, erased_at FROM erasure_ledger ORDER BY erased_at, customer_id")
-            .fetch_all(self.readers())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT customer_id, data_key_id, erased_at FROM erasure_ledger ORDER BY erased_at, customer_id",
+        )
+        .fetch_all(self.readers())
+        .await?;
         rows.iter().map(erasure_from_row).collect()
     }
 }

@@ -20,6 +20,6 @@ mod migrations;
 pub use audit::{AuditWriter, SealedAuditEntry};
 pub use catalog::{CatalogReader, CatalogWriter, ProductPage, ProductQuery};
 pub use customers::{CustomerReader, CustomerWriter, Erasure, NewSealedCustomer, SealedFields, StoredCustomer};
-pub use keystore::{KeyStore, MasterKeyRecord, MasterKeyState, SignedAuditHead, WrapKind, WrappedSecret};
 pub use db::{Backend, Db, DbOptions, UnitFuture, WriteHold, WriteTx, WriterStats};
 pub use error::StoreError;
+pub use keystore::{KeyStore, MasterKeyRecord, MasterKeyState, SignedAuditHead, WrapKind, WrappedSecret};

@@ -136,7 +136,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Keys(command) => privacy::keys(&config, migrated_db(&config).await?, command).await,
         Command::Erase(args) => privacy::erase(&config, migrated_db(&config).await?, args).await,
         Command::Export(args) => privacy::export(&config, migrated_db(&config).await?, args).await,
-        Command::Audit(privacy::AuditCommand::Verify) => privacy::audit_verify(&config, migrated_db(&config).await?).await,
+        Command::Audit(privacy::AuditCommand::Verify) => {
+            privacy::audit_verify(&config, migrated_db(&config).await?).await
+        }
         Command::Backup(command) => privacy::backup(&config, command).await,
         Command::Erasure(privacy::ErasureCommand::Replay) => {
             privacy::erasure_replay(&config, migrated_db(&config).await?).await

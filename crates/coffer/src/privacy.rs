@@ -92,9 +92,8 @@ pub fn key_store_url(config: &Config) -> String {
 /// Opens the key directory, the key store and the vault over `db`.
 pub async fn open(config: &Config, db: Db) -> anyhow::Result<Privacy> {
     let provider = FileKeyProvider::open(&config.key_dir()).map_err(anyhow::Error::from)?;
-    let store = KeyStore::open(&key_store_url(config), &crate::db_options(config))
-        .await
-        .context("opening the key store")?;
+    let store =
+        KeyStore::open(&key_store_url(config), &crate::db_options(config)).await.context("opening the key store")?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let vault = Arc::new(Vault::open(Arc::new(provider), store, clock.clone()).await.map_err(anyhow::Error::from)?);
     destroy_expired_versions(&vault, clock.as_ref()).await?;
@@ -118,10 +117,7 @@ async fn destroy_expired_versions(vault: &Vault, clock: &dyn Clock) -> anyhow::R
 
 async fn audit_action(privacy: &Privacy, action: AuditAction, subject: Option<String>) -> anyhow::Result<()> {
     let entry = AuditEntry::new(privacy.clock.now(), &cli_actor(), action, subject);
-    privacy
-        .db
-        .write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) }))
-        .await?;
+    privacy.db.write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) })).await?;
     Ok(())
 }
 
@@ -142,7 +138,7 @@ pub async fn keys(config: &Config, db: Db, command: KeysCommand) -> anyhow::Resu
     let vault = &privacy.vault;
     let store = vault.key_store();
     let now = privacy.clock.now();
-    let window_ms = i64::try_from(config.keys.retired_key_retention_days).unwrap_or(i64::MAX).saturating_mul(86_400_000);
+    let window_ms = i64::from(config.keys.retired_key_retention_days).saturating_mul(86_400_000);
     let newest = |records: &[coffer_store::MasterKeyRecord]| records.iter().map(|r| r.version).max().unwrap_or(0);
     match command {
         KeysCommand::Status => {
@@ -156,7 +152,9 @@ pub async fn keys(config: &Config, db: Db, command: KeysCommand) -> anyhow::Resu
             vault.provider().create(version)?;
             store.add_master_key(version, now).await?;
             audit_action(&privacy, AuditAction::MasterKeyAdded, Some(format!("v{version}"))).await?;
-            println!("Master key version {version} added (standby). Let every server load it, then run `coffer keys activate`.");
+            println!(
+                "Master key version {version} added (standby). Let every server load it, then run `coffer keys activate`."
+            );
         }
         KeysCommand::Activate { version } => {
             let records = store.master_keys().await?;
@@ -188,7 +186,9 @@ pub async fn keys(config: &Config, db: Db, command: KeysCommand) -> anyhow::Resu
             for v in candidates {
                 let wraps = store.wraps_under(v).await?;
                 if wraps > 0 {
-                    bail!("master key version {v} still wraps {wraps} keys; wait for the re-wrap (or run `coffer keys rotate`)");
+                    bail!(
+                        "master key version {v} still wraps {wraps} keys; wait for the re-wrap (or run `coffer keys rotate`)"
+                    );
                 }
                 if store.retire_master_key(v, now, now.plus_ms(window_ms)).await? {
                     audit_action(&privacy, AuditAction::MasterKeyRetired, Some(format!("v{v}"))).await?;
@@ -253,7 +253,9 @@ pub async fn audit_verify(config: &Config, db: Db) -> anyhow::Result<()> {
     match privacy.audit.verify().await? {
         Ok(chain) => {
             match chain.signed_seq {
-                Some(seq) => println!("The audit chain is intact: {} entries; signed head at entry {seq}.", chain.entries),
+                Some(seq) => {
+                    println!("The audit chain is intact: {} entries; signed head at entry {seq}.", chain.entries)
+                }
                 None => println!("The audit chain is intact: {} entries; no signed head yet.", chain.entries),
             }
             Ok(())
@@ -264,7 +266,9 @@ pub async fn audit_verify(config: &Config, db: Db) -> anyhow::Result<()> {
 
 pub async fn backup(config: &Config, command: BackupCommand) -> anyhow::Result<()> {
     if !config.uses_embedded_sqlite() {
-        bail!("backup create/restore is for the embedded SQLite database; back up PostgreSQL with pg_dump and run `coffer erasure replay` after a restore");
+        bail!(
+            "backup create/restore is for the embedded SQLite database; back up PostgreSQL with pg_dump and run `coffer erasure replay` after a restore"
+        );
     }
     match command {
         BackupCommand::Create { file } => {

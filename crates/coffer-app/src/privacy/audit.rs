@@ -58,7 +58,8 @@ impl AuditService {
         if seq == 0 || latest.is_some_and(|h| h.seq >= seq) {
             return Ok(());
         }
-        let hash: [u8; 32] = hash.try_into().map_err(|_| coffer_store::StoreError::corrupt_public("audit_chain_head.hash"))?;
+        let hash: [u8; 32] =
+            hash.try_into().map_err(|_| coffer_store::StoreError::corrupt_public("audit_chain_head.hash"))?;
         let head = AuditHead { seq, hash, signed_at_ms: self.clock.now().0 };
         let signature = self.vault.audit_signer().sign(&head);
         self.vault

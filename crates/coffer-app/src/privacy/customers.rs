@@ -61,9 +61,12 @@ fn seal_details(
     details: &CustomerDetails,
 ) -> Result<SealedFields, AppError> {
     let seal = |column: &str, plain: &[u8]| seal_field(key, &ctx(id, column, key_id), plain);
-    let address = details.address.as_ref().map(serde_json::to_vec).transpose().map_err(|_| {
-        AppError::Refused("the address could not be encoded".into())
-    })?;
+    let address = details
+        .address
+        .as_ref()
+        .map(serde_json::to_vec)
+        .transpose()
+        .map_err(|_| AppError::Refused("the address could not be encoded".into()))?;
     Ok(SealedFields {
         name: Some(seal("name", details.name.as_bytes())?),
         email: Some(seal("email", details.email.as_bytes())?),
@@ -74,7 +77,8 @@ fn seal_details(
 
 fn open_text(key: &DataKey, ctx: &FieldContext<'_>, sealed: &Sealed) -> Result<String, AppError> {
     let plain = open_field(key, ctx, sealed)?;
-    String::from_utf8(plain.to_vec()).map_err(|_| AppError::Crypto(coffer_crypto::CryptoError::UnknownFormat { what: "a sealed field" }))
+    String::from_utf8(plain.to_vec())
+        .map_err(|_| AppError::Crypto(coffer_crypto::CryptoError::UnknownFormat { what: "a sealed field" }))
 }
 
 impl CustomerService {
@@ -129,7 +133,11 @@ impl CustomerService {
         let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
         let id = &stored.id;
         let key_id = &stored.data_key_id;
-        let required = |s: &Option<Sealed>| s.clone().ok_or_else(|| AppError::Store(coffer_store::StoreError::Corrupt("customers: a required field is empty".into())));
+        let required = |s: &Option<Sealed>| {
+            s.clone().ok_or_else(|| {
+                AppError::Store(coffer_store::StoreError::Corrupt("customers: a required field is empty".into()))
+            })
+        };
         let name = open_text(&key, &ctx(id, "name", key_id), &required(&stored.fields.name)?)?;
         let email = open_text(&key, &ctx(id, "email", key_id), &required(&stored.fields.email)?)?;
         let phone = stored.fields.phone.as_ref().map(|s| open_text(&key, &ctx(id, "phone", key_id), s)).transpose()?;
@@ -152,9 +160,7 @@ impl CustomerService {
 
     async fn audit(&self, actor: &Actor, action: AuditAction, subject: &CustomerId) -> Result<(), AppError> {
         let entry = AuditEntry::new(self.clock.now(), actor, action, Some(subject.to_string()));
-        self.db
-            .write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) }))
-            .await
+        self.db.write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) })).await
     }
 
     /// Reads a customer; a read by anyone but the customer is audited
@@ -174,7 +180,12 @@ impl CustomerService {
         Ok(self.db.customer_by_email_index(&index).await?.map(|c| c.id))
     }
 
-    pub async fn update(&self, id: &CustomerId, details: &CustomerDetails, actor: &Actor) -> Result<CustomerRecord, AppError> {
+    pub async fn update(
+        &self,
+        id: &CustomerId,
+        details: &CustomerDetails,
+        actor: &Actor,
+    ) -> Result<CustomerRecord, AppError> {
         let details = details.validated()?;
         let stored = self.db.customer(id).await?.ok_or(AppError::NotFound)?;
         if stored.erased_at.is_some() {
@@ -217,7 +228,8 @@ impl CustomerService {
     /// between the two is finished by [`Self::replay_erasures`] at start.
     pub async fn erase(&self, id: &CustomerId, actor: &Actor) -> Result<(), AppError> {
         let stored = self.db.customer(id).await?.ok_or(AppError::NotFound)?;
-        let erasure = Erasure { customer_id: id.clone(), data_key_id: stored.data_key_id.clone(), erased_at: self.clock.now() };
+        let erasure =
+            Erasure { customer_id: id.clone(), data_key_id: stored.data_key_id.clone(), erased_at: self.clock.now() };
         self.vault.key_store().shred(erasure.clone()).await?;
         let audit = AuditEntry::new(erasure.erased_at, actor, AuditAction::CustomerErased, Some(id.to_string()));
         self.db
@@ -246,8 +258,12 @@ impl CustomerService {
         let data_ids: std::collections::HashSet<_> = data_side.iter().map(|e| e.customer_id.clone()).collect();
         for erasure in key_side.iter().filter(|e| !data_ids.contains(&e.customer_id)) {
             let erasure = erasure.clone();
-            let audit =
-                AuditEntry::new(self.clock.now(), actor, AuditAction::ErasureReplayed, Some(erasure.customer_id.to_string()));
+            let audit = AuditEntry::new(
+                self.clock.now(),
+                actor,
+                AuditAction::ErasureReplayed,
+                Some(erasure.customer_id.to_string()),
+            );
             self.db
                 .write(move |tx| {
                     Box::pin(async move {

@@ -4,9 +4,7 @@
 
 use super::keys::KeyProvider;
 use crate::AppError;
-use coffer_crypto::{
-    AuditSigningKey, BlindIndexKey, DataKey, MasterKey, unwrap_secret, wrap_secret, wrapped_version,
-};
+use coffer_crypto::{AuditSigningKey, BlindIndexKey, DataKey, MasterKey, unwrap_secret, wrap_secret, wrapped_version};
 use coffer_domain::{Clock, DataKeyId};
 use coffer_store::{KeyStore, MasterKeyState, WrapKind, WrappedSecret};
 use std::collections::BTreeMap;
@@ -39,7 +37,11 @@ fn poisoned() -> AppError {
 impl Vault {
     /// Loads every live master key version (creating version 1 on first
     /// run) and the secrets sealed under them.
-    pub async fn open(provider: Arc<dyn KeyProvider>, store: KeyStore, clock: Arc<dyn Clock>) -> Result<Vault, AppError> {
+    pub async fn open(
+        provider: Arc<dyn KeyProvider>,
+        store: KeyStore,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Vault, AppError> {
         if store.master_keys().await?.is_empty() {
             provider.create(1)?;
             store.add_master_key(1, clock.now()).await?;
@@ -85,7 +87,11 @@ impl Vault {
 
     fn kek(&self, version: u32) -> Result<Arc<MasterKey>, AppError> {
         let loaded = self.loaded.read().map_err(|_| poisoned())?;
-        loaded.keks.get(&version).cloned().ok_or(AppError::Crypto(coffer_crypto::CryptoError::MissingKeyVersion(version)))
+        loaded
+            .keks
+            .get(&version)
+            .cloned()
+            .ok_or(AppError::Crypto(coffer_crypto::CryptoError::MissingKeyVersion(version)))
     }
 
     fn active_kek(&self) -> Result<Arc<MasterKey>, AppError> {
