@@ -132,6 +132,7 @@ pub const NON_PERSONAL_BINARY_COLUMNS: &[(&str, &str, &str)] = &[
     ("customers", "email_index", "keyed blind index (HMAC) of the email address; useless without the index key"),
     ("audit_log", "link_hash", "SHA-256 link of the audit hash chain"),
     ("audit_chain_head", "hash", "SHA-256 link of the audit hash chain"),
+    ("_sqlx_migrations", "checksum", "checksum of each applied schema migration"),
 ];
 
 /// The inventory entries of one table, in inventory order.

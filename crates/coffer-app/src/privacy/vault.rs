@@ -47,7 +47,13 @@ impl Vault {
             store.add_master_key(1, clock.now()).await?;
         }
         let loaded = load_keys(provider.as_ref(), &store).await?;
-        let blind = secret_once(&store, &loaded, BLIND_INDEX_SECRET, clock.as_ref()).await?;
+        let blind = secret_once(&store, &loaded, BLIND_INDEX_SECRET, clock.as_ref()).await.map_err(|e| match e {
+            AppError::Crypto(coffer_crypto::CryptoError::DoesNotOpen { .. }) => AppError::Keys(
+                "the master key files do not open this key store's secrets: wrong --key-dir or a replaced key file"
+                    .into(),
+            ),
+            other => other,
+        })?;
         let blind_index = BlindIndexKey::from_bytes(1, &blind)?;
         let signer = secret_once(&store, &loaded, AUDIT_SIGNING_SECRET, clock.as_ref()).await?;
         let audit_signer = AuditSigningKey::from_bytes(&signer)?;

@@ -1,0 +1,456 @@
+//! The privacy core through its services, on SQLite and on PostgreSQL
+//! (`<test>::sqlite`, `<test>::postgres`): each test has a fresh data
+//! database, a fresh key store (SQLite file, or a PostgreSQL database) and
+//! its own key directory.
+
+use coffer_app::AppError;
+use coffer_app::privacy::audit::{AuditService, ChainBroken};
+use coffer_app::privacy::{CustomerService, FileKeyProvider, Reader, Vault};
+use coffer_crypto::CryptoError;
+use coffer_domain::inventory::{INVENTORY, NON_PERSONAL_BINARY_COLUMNS};
+use coffer_app::SystemClock;
+use coffer_domain::{Actor, Clock, CustomerDetails, CustomerId, MailingAddress};
+use coffer_store::{Backend, CustomerReader, CustomerWriter, Db, DbOptions, Erasure, KeyStore};
+use coffer_testkit::{TestBackend, TestDatabase};
+use sqlx::Row;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+struct Fixture {
+    db: Db,
+    keys: KeyStore,
+    key_dir: PathBuf,
+    vault: Arc<Vault>,
+    customers: CustomerService,
+    audit: AuditService,
+    clock: Arc<dyn Clock>,
+    key_store_url: String,
+    _data: TestDatabase,
+    _key_db: TestDatabase,
+}
+
+async fn fixture(backend: TestBackend) -> Fixture {
+    let data = TestDatabase::new(backend).await;
+    let key_db = TestDatabase::new(backend).await;
+    let key_store_url = match backend {
+        TestBackend::Sqlite => format!("sqlite://{}?mode=rwc", key_db.dir.path().join("keystore.db").display()),
+        TestBackend::Postgres => key_db.url.clone(),
+    };
+    let key_dir = data.dir.path().join("keys");
+    let db = Db::open(&data.url, &DbOptions::default()).await.unwrap();
+    db.migrate().await.unwrap();
+    let keys = KeyStore::open(&key_store_url, &DbOptions::default()).await.unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let vault = open_vault(&key_dir, &keys, &clock).await.unwrap();
+    let customers = CustomerService::new(db.clone(), vault.clone(), clock.clone());
+    let audit = AuditService::new(db.clone(), vault.clone(), clock.clone());
+    Fixture { db, keys, key_dir, vault, customers, audit, clock, key_store_url, _data: data, _key_db: key_db }
+}
+
+async fn open_vault(key_dir: &std::path::Path, keys: &KeyStore, clock: &Arc<dyn Clock>) -> Result<Arc<Vault>, AppError> {
+    let provider = FileKeyProvider::open(key_dir)?;
+    Ok(Arc::new(Vault::open(Arc::new(provider), keys.clone(), clock.clone()).await?))
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::fixture(coffer_testkit::TestBackend::Sqlite).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::fixture(coffer_testkit::TestBackend::Postgres).await).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    customer_round_trips_through_ciphertext_only,
+    email_lookup_uses_the_normalised_blind_index,
+    ciphertext_moved_to_another_row_does_not_open,
+    tampered_wrapped_key_is_a_clear_error,
+    erasure_shreds_the_key_clears_the_row_and_is_audited,
+    each_ledger_is_replayed_onto_the_other_side,
+    rotation_rewraps_everything_while_reads_go_on,
+    retire_refuses_while_a_wrap_uses_the_version,
+    wrong_master_key_file_is_refused_by_name,
+    audit_chain_verifies_and_names_each_kind_of_tampering,
+    concurrent_sealers_never_fork_the_chain,
+    inventory_matches_the_schema,
+    export_follows_the_inventory_and_is_audited,
+);
+
+fn operator() -> Actor {
+    Actor::Cli("test".into())
+}
+
+fn details(n: usize) -> CustomerDetails {
+    CustomerDetails {
+        name: format!("Customer Number{n}"),
+        email: format!("customer{n}@example.org"),
+        phone: Some(format!("+1 555 01{n:02}")),
+        address: Some(MailingAddress {
+            line1: format!("{n} Canary Street"),
+            line2: String::new(),
+            city: "Springfield".into(),
+            region: "IL".into(),
+            postal_code: "62701".into(),
+            country: "US".into(),
+        }),
+    }
+}
+
+async fn raw_customer_bytes(f: &Fixture, id: &CustomerId) -> Vec<u8> {
+    let row = sqlx::query("SELECT name, email, phone, address FROM customers WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_one(&raw_pool(&f._data.url).await)
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    for column in ["name", "email", "phone", "address"] {
+        all.extend(row.try_get::<Option<Vec<u8>>, _>(column).unwrap().unwrap_or_default());
+    }
+    all
+}
+
+async fn raw_pool(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::any::AnyPoolOptions::new().max_connections(2).connect(url).await.unwrap()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+async fn customer_round_trips_through_ciphertext_only(f: Fixture) {
+    let created = f.customers.create(&details(1), &operator()).await.unwrap();
+    let read = f.customers.get(&created.id, &Reader::TheCustomer).await.unwrap();
+    assert_eq!(read.details, details(1).validated().unwrap());
+    let raw = raw_customer_bytes(&f, &created.id).await;
+    for plain in ["Number1", "customer1@example.org", "555 0101", "Canary Street", "Springfield"] {
+        assert!(!contains(&raw, plain), "{plain} is stored in plaintext");
+    }
+    let mut changed = details(1);
+    changed.name = "Renamed Person".into();
+    changed.address = None;
+    let updated = f.customers.update(&created.id, &changed, &operator()).await.unwrap();
+    assert_eq!(updated.details.name, "Renamed Person");
+    let read = f.customers.get(&created.id, &Reader::TheCustomer).await.unwrap();
+    assert_eq!((read.details.name.as_str(), read.details.address), ("Renamed Person", None));
+}
+
+async fn email_lookup_uses_the_normalised_blind_index(f: Fixture) {
+    let created = f.customers.create(&details(2), &operator()).await.unwrap();
+    assert_eq!(f.customers.find_by_email("  CUSTOMER2@Example.ORG ").await.unwrap(), Some(created.id.clone()));
+    assert_eq!(f.customers.find_by_email("customer3@example.org").await.unwrap(), None);
+    let mut same = details(3);
+    same.email = "Customer2@EXAMPLE.org".into();
+    assert!(matches!(f.customers.create(&same, &operator()).await, Err(AppError::Conflict)));
+    // Another customer cannot take the address by an update either.
+    let other = f.customers.create(&details(3), &operator()).await.unwrap();
+    assert!(matches!(f.customers.update(&other.id, &same, &operator()).await, Err(AppError::Conflict)));
+}
+
+async fn ciphertext_moved_to_another_row_does_not_open(f: Fixture) {
+    let a = f.customers.create(&details(4), &operator()).await.unwrap();
+    let b = f.customers.create(&details(5), &operator()).await.unwrap();
+    let pool = raw_pool(&f._data.url).await;
+    // A's name into B's row; then A's email into A's name column.
+    sqlx::query("UPDATE customers SET name = (SELECT name FROM customers WHERE id = $1) WHERE id = $2")
+        .bind(a.id.as_str())
+        .bind(b.id.as_str())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = f.customers.get(&b.id, &Reader::TheCustomer).await.unwrap_err();
+    assert!(matches!(err, AppError::Crypto(CryptoError::DoesNotOpen { what: "a sealed field" })), "{err:?}");
+    sqlx::query("UPDATE customers SET name = email WHERE id = $1").bind(a.id.as_str()).execute(&pool).await.unwrap();
+    assert!(matches!(f.customers.get(&a.id, &Reader::TheCustomer).await, Err(AppError::Crypto(_))));
+}
+
+async fn tampered_wrapped_key_is_a_clear_error(f: Fixture) {
+    let a = f.customers.create(&details(6), &operator()).await.unwrap();
+    let stored = f.db.customer(&a.id).await.unwrap().unwrap();
+    let pool = raw_pool(&f.key_store_url).await;
+    let wrapped: Vec<u8> = sqlx::query("SELECT wrapped FROM data_keys WHERE id = $1")
+        .bind(stored.data_key_id.as_str())
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get("wrapped");
+    let mut bad = wrapped.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x80;
+    sqlx::query("UPDATE data_keys SET wrapped = $1 WHERE id = $2")
+        .bind(bad)
+        .bind(stored.data_key_id.as_str())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = f.customers.get(&a.id, &Reader::TheCustomer).await.unwrap_err();
+    assert!(matches!(err, AppError::Crypto(CryptoError::DoesNotOpen { what: "a wrapped key" })), "{err:?}");
+    assert!(!err.to_string().contains("customer6"), "{err}");
+}
+
+async fn erasure_shreds_the_key_clears_the_row_and_is_audited(f: Fixture) {
+    let a = f.customers.create(&details(7), &operator()).await.unwrap();
+    let keep = f.customers.create(&details(8), &operator()).await.unwrap();
+    let stored = f.db.customer(&a.id).await.unwrap().unwrap();
+    f.customers.erase(&a.id, &operator()).await.unwrap();
+
+    assert!(matches!(f.customers.get(&a.id, &Reader::Other(operator())).await, Err(AppError::Erased)));
+    assert_eq!(f.customers.find_by_email("customer7@example.org").await.unwrap(), None);
+    assert!(f.keys.data_key(stored.data_key_id.as_str()).await.unwrap().is_none(), "the data key is destroyed");
+    assert!(raw_customer_bytes(&f, &a.id).await.is_empty(), "every personal column is cleared");
+    let erased = Erasure { customer_id: a.id.clone(), data_key_id: stored.data_key_id.clone(), erased_at: stored.created_at };
+    assert_eq!(f.keys.erasures().await.unwrap().iter().map(|e| &e.customer_id).collect::<Vec<_>>(), vec![&erased.customer_id]);
+    assert_eq!(f.db.erasures().await.unwrap().iter().map(|e| &e.customer_id).collect::<Vec<_>>(), vec![&erased.customer_id]);
+    // The old ciphertext (as a backup would hold it) no longer opens.
+    let key = f.vault.data_key(&stored.data_key_id).await.unwrap();
+    assert!(key.is_none());
+    // Others are untouched; erasing again changes nothing.
+    assert_eq!(f.customers.get(&keep.id, &Reader::TheCustomer).await.unwrap().details.email, "customer8@example.org");
+    f.customers.erase(&a.id, &operator()).await.unwrap();
+    assert_eq!(f.keys.erasures().await.unwrap().len(), 1);
+    // Audited by id, without personal data.
+    let entries = f.db.audit_entries_for_subject(a.id.as_str()).await.unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert!(actions.contains(&"customer.erased"), "{actions:?}");
+    for e in &entries {
+        assert!(!format!("{e:?}").contains("customer7"), "{e:?}");
+    }
+}
+
+async fn each_ledger_is_replayed_onto_the_other_side(f: Fixture) {
+    let a = f.customers.create(&details(9), &operator()).await.unwrap();
+    let b = f.customers.create(&details(10), &operator()).await.unwrap();
+    let a_key = f.db.customer(&a.id).await.unwrap().unwrap().data_key_id;
+    let b_key = f.db.customer(&b.id).await.unwrap().unwrap().data_key_id;
+    let now = f.clock.now();
+    // A: erased in the key store only (as after restoring an old data backup).
+    f.keys.shred(Erasure { customer_id: a.id.clone(), data_key_id: a_key.clone(), erased_at: now }).await.unwrap();
+    // B: erased on the data side only (as after restoring an old key-store backup).
+    let erasure = Erasure { customer_id: b.id.clone(), data_key_id: b_key.clone(), erased_at: now };
+    f.db.write(move |tx| Box::pin(async move { tx.erase_customer(&erasure).await })).await.unwrap();
+    assert!(f.keys.data_key(b_key.as_str()).await.unwrap().is_some());
+
+    let report = f.customers.replay_erasures(&operator()).await.unwrap();
+    assert_eq!((report.data_side, report.key_side), (1, 1));
+    assert!(raw_customer_bytes(&f, &a.id).await.is_empty());
+    assert_eq!(f.customers.find_by_email("customer9@example.org").await.unwrap(), None);
+    assert!(f.keys.data_key(b_key.as_str()).await.unwrap().is_none());
+    let again = f.customers.replay_erasures(&operator()).await.unwrap();
+    assert_eq!((again.data_side, again.key_side), (0, 0), "replay is idempotent");
+}
+
+async fn rotation_rewraps_everything_while_reads_go_on(f: Fixture) {
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        ids.push(f.customers.create(&details(100 + n), &operator()).await.unwrap().id);
+    }
+    f.vault.provider().create(2).unwrap();
+    f.keys.add_master_key(2, f.clock.now()).await.unwrap();
+    f.vault.reload().await.unwrap();
+    assert_eq!(f.vault.active_version().unwrap(), 1, "a standby version is not used yet");
+    f.keys.activate_master_key(2, f.clock.now()).await.unwrap();
+    f.vault.reload().await.unwrap();
+
+    // Readers and a writer keep going while the re-wrap runs.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (customers, ids, stop) = (f.customers.clone(), ids.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut done = 0usize;
+            let mut n = 1_000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || done == 0 {
+                for id in &ids {
+                    customers.get(id, &Reader::TheCustomer).await.expect("reads work during rotation");
+                    done += 1;
+                }
+                customers.create(&details(n), &Actor::System).await.expect("writes work during rotation");
+                n += 1;
+            }
+            done
+        })
+    };
+    let mut rewrapped = 0;
+    loop {
+        let changed = f.vault.rewrap_batch(7).await.unwrap();
+        if changed == 0 {
+            break;
+        }
+        rewrapped += changed;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = traffic.await.unwrap();
+    assert!(reads > 0);
+    // Keys created during the re-wrap were wrapped under v2 already.
+    while f.vault.rewrap_batch(100).await.unwrap() > 0 {}
+    assert!(rewrapped >= 40 + 2, "40 data keys and 2 secrets, got {rewrapped}");
+    assert_eq!(f.keys.wraps_under(1).await.unwrap(), 0);
+    let now = f.clock.now();
+    assert!(f.keys.retire_master_key(1, now, now).await.unwrap());
+    // After a restart with v1 destroyed, everything still opens.
+    f.vault.provider().destroy(1).unwrap();
+    f.keys.mark_master_key_destroyed(1).await.unwrap();
+    let vault = open_vault(&f.key_dir, &f.keys, &f.clock).await.unwrap();
+    let customers = CustomerService::new(f.db.clone(), vault, f.clock.clone());
+    for id in &ids {
+        customers.get(id, &Reader::TheCustomer).await.unwrap();
+    }
+    assert_eq!(customers.find_by_email("customer100@example.org").await.unwrap(), Some(ids[0].clone()));
+}
+
+async fn retire_refuses_while_a_wrap_uses_the_version(f: Fixture) {
+    f.customers.create(&details(11), &operator()).await.unwrap();
+    f.vault.provider().create(2).unwrap();
+    f.keys.add_master_key(2, f.clock.now()).await.unwrap();
+    f.keys.activate_master_key(2, f.clock.now()).await.unwrap();
+    let now = f.clock.now();
+    assert!(!f.keys.retire_master_key(1, now, now).await.unwrap(), "v1 still wraps keys");
+    f.vault.reload().await.unwrap();
+    while f.vault.rewrap_batch(100).await.unwrap() > 0 {}
+    assert!(f.keys.retire_master_key(1, now, now).await.unwrap());
+    assert!(!f.keys.retire_master_key(2, now, now).await.unwrap(), "the active version is never retired");
+}
+
+async fn wrong_master_key_file_is_refused_by_name(f: Fixture) {
+    f.customers.create(&details(12), &operator()).await.unwrap();
+    let file = f.key_dir.join("master-v1.key");
+    let other = coffer_crypto::MasterKey::generate(1).unwrap();
+    std::fs::write(&file, other.to_file_text().as_bytes()).unwrap();
+    let err = open_vault(&f.key_dir, &f.keys, &f.clock).await.err().unwrap().to_string();
+    assert!(err.contains("do not open this key store"), "{err}");
+    std::fs::remove_file(&file).unwrap();
+    let err = open_vault(&f.key_dir, &f.keys, &f.clock).await.err().unwrap().to_string();
+    assert!(err.contains("master key version 1 is missing"), "{err}");
+}
+
+/// Makes a chain of `n` sealed, signed entries.
+async fn signed_chain(f: &Fixture, n: usize) {
+    for i in 0..n {
+        f.customers.create(&details(200 + i), &operator()).await.unwrap();
+    }
+    f.audit.seal_and_sign().await.unwrap();
+}
+
+async fn sql(f: &Fixture, statement: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned())).execute(&raw_pool(&f._data.url).await).await.unwrap();
+}
+
+async fn broken(f: &Fixture) -> ChainBroken {
+    f.audit.verify().await.unwrap().expect_err("tampering must be detected")
+}
+
+async fn audit_chain_verifies_and_names_each_kind_of_tampering(f: Fixture) {
+    signed_chain(&f, 6).await;
+    let ok = f.audit.verify().await.unwrap().unwrap();
+    assert_eq!((ok.entries, ok.signed_seq), (6, Some(6)));
+    let snapshot = "CREATE TABLE audit_copy AS SELECT * FROM audit_log";
+    sql(&f, snapshot).await;
+    let restore = "DELETE FROM audit_log; INSERT INTO audit_log SELECT * FROM audit_copy";
+
+    // Edit.
+    sql(&f, "UPDATE audit_log SET actor = 'cli:someone-else' WHERE seq = 3").await;
+    assert!(matches!(broken(&f).await, ChainBroken::BadLink { seq: 3, .. }));
+    sql(&f, restore).await;
+    assert!(f.audit.verify().await.unwrap().is_ok());
+    // Deletion in the middle.
+    sql(&f, "DELETE FROM audit_log WHERE seq = 2").await;
+    assert_eq!(broken(&f).await, ChainBroken::Gap { previous: 1, seq: 3 });
+    sql(&f, restore).await;
+    // Insertion: a forged entry renumbered into the middle.
+    sql(&f, "UPDATE audit_log SET seq = seq + 100 WHERE seq >= 4").await;
+    sql(&f, "UPDATE audit_log SET seq = seq - 99 WHERE seq >= 104").await;
+    sql(
+        &f,
+        "INSERT INTO audit_log (id, at, actor, action, subject, request_id, seq, link_hash) \
+         SELECT 'aud_00000000000000000000000000000000', at, actor, action, subject, request_id, 4, link_hash \
+         FROM audit_copy WHERE seq = 3",
+    )
+    .await;
+    assert!(matches!(broken(&f).await, ChainBroken::BadLink { seq: 4, .. }));
+    sql(&f, restore).await;
+    // Reordering: two entries swap places.
+    sql(&f, "UPDATE audit_log SET seq = -1 WHERE seq = 2").await;
+    sql(&f, "UPDATE audit_log SET seq = 2 WHERE seq = 3").await;
+    sql(&f, "UPDATE audit_log SET seq = 3 WHERE seq = -1").await;
+    assert!(matches!(broken(&f).await, ChainBroken::BadLink { seq: 2, .. }));
+    sql(&f, restore).await;
+    // Truncation before the signed head, with the head row rewound to match.
+    sql(&f, "DELETE FROM audit_log WHERE seq > 4").await;
+    sql(&f, "UPDATE audit_chain_head SET seq = 4, hash = (SELECT link_hash FROM audit_log WHERE seq = 4)").await;
+    assert_eq!(broken(&f).await, ChainBroken::SignedHeadMismatch { seq: 6 });
+    sql(&f, restore).await;
+    sql(&f, "UPDATE audit_chain_head SET seq = 6, hash = (SELECT link_hash FROM audit_log WHERE seq = 6)").await;
+    assert!(f.audit.verify().await.unwrap().is_ok());
+}
+
+async fn concurrent_sealers_never_fork_the_chain(f: Fixture) {
+    // A second handle on the same database stands for a second process.
+    let other = Db::open(&f._data.url, &DbOptions::default()).await.unwrap();
+    let second = CustomerService::new(other.clone(), f.vault.clone(), f.clock.clone());
+    let first = f.customers.clone();
+    let writers = [(first, 0usize), (second, 50usize)].map(|(service, base)| {
+        tokio::spawn(async move {
+            for i in 0..20 {
+                service.create(&details(300 + base + i), &Actor::System).await.unwrap();
+            }
+        })
+    });
+    let sealers = [f.db.clone(), other.clone()].map(|db| {
+        tokio::spawn(async move {
+            for _ in 0..30 {
+                db.seal_audit(3).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        })
+    });
+    for task in writers.into_iter().chain(sealers) {
+        task.await.unwrap();
+    }
+    f.audit.seal_and_sign().await.unwrap();
+    let chain = f.audit.verify().await.unwrap().unwrap();
+    assert_eq!(chain.entries, 40, "every entry sealed exactly once, in one line");
+}
+
+async fn inventory_matches_the_schema(f: Fixture) {
+    let sql = match f.db.backend() {
+        Backend::Sqlite => {
+            "SELECT m.name AS table_name, p.name AS column_name FROM sqlite_master m \
+             JOIN pragma_table_info(m.name) p WHERE m.type = 'table' AND upper(p.type) = 'BLOB'"
+        }
+        Backend::Postgres => {
+            "SELECT table_name::text AS table_name, column_name::text AS column_name FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND data_type = 'bytea'"
+        }
+    };
+    let rows = sqlx::query(sql).fetch_all(&raw_pool(&f._data.url).await).await.unwrap();
+    let schema: BTreeSet<(String, String)> =
+        rows.iter().map(|r| (r.get::<String, _>("table_name"), r.get::<String, _>("column_name"))).collect();
+    let known: BTreeSet<(String, String)> = INVENTORY
+        .iter()
+        .map(|field| (field.table.to_owned(), field.column.to_owned()))
+        .chain(NON_PERSONAL_BINARY_COLUMNS.iter().map(|(t, c, _)| ((*t).to_owned(), (*c).to_owned())))
+        .collect();
+    assert_eq!(schema, known, "binary columns in the schema vs. the data inventory");
+}
+
+async fn export_follows_the_inventory_and_is_audited(f: Fixture) {
+    let a = f.customers.create(&details(13), &operator()).await.unwrap();
+    let export = f.customers.export("Customer13@example.org", &operator()).await.unwrap();
+    let fields = export["personal_data"].as_array().unwrap();
+    assert_eq!(fields.len(), INVENTORY.iter().filter(|f| f.table == "customers").count());
+    let by_name = |name: &str| fields.iter().find(|f| f["field"] == name).unwrap().clone();
+    assert_eq!(by_name("customers.email")["value"], "customer13@example.org");
+    assert_eq!(by_name("customers.address")["value"]["city"], "Springfield");
+    assert_eq!(by_name("customers.name")["legal_basis"], "contract");
+    assert!(matches!(f.customers.export("nobody@example.org", &operator()).await, Err(AppError::NotFound)));
+    let actions: Vec<String> =
+        f.db.audit_entries_for_subject(a.id.as_str()).await.unwrap().into_iter().map(|e| e.action).collect();
+    assert!(actions.contains(&"customer.exported".to_owned()), "{actions:?}");
+}
