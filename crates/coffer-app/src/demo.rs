@@ -96,6 +96,32 @@ pub async fn seed(db: &Db, clock: &dyn Clock) -> Result<bool, AppError> {
     Ok(true)
 }
 
+/// The demo customer's email address.
+pub const DEMO_CUSTOMER_EMAIL: &str = "dana@demo.coffer.test";
+
+/// Creates the demo customer record unless it exists. Returns whether it
+/// was created.
+pub async fn seed_customer(customers: &crate::privacy::CustomerService) -> Result<bool, AppError> {
+    if customers.find_by_email(DEMO_CUSTOMER_EMAIL).await?.is_some() {
+        return Ok(false);
+    }
+    let details = coffer_domain::CustomerDetails {
+        name: "Dana Demo".into(),
+        email: DEMO_CUSTOMER_EMAIL.into(),
+        phone: Some("+1 555 0100".into()),
+        address: Some(coffer_domain::MailingAddress {
+            line1: "1 Demo Way".into(),
+            line2: String::new(),
+            city: "Springfield".into(),
+            region: "IL".into(),
+            postal_code: "62701".into(),
+            country: "US".into(),
+        }),
+    };
+    customers.create(&details, &coffer_domain::Actor::System).await?;
+    Ok(true)
+}
+
 /// The shape of `demo-credentials.json` (see CONTRACT.md). Only what exists
 /// so far is listed; later issues add logins, API keys and signing keys.
 #[derive(Debug, Serialize)]
@@ -103,6 +129,13 @@ pub struct DemoCredentials {
     pub base_url: String,
     pub vendors: Vec<DemoVendorCredentials>,
     pub staff: Vec<serde_json::Value>,
+    /// The demo customer; a password arrives with accounts.
+    pub customer: DemoCustomerCredentials,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DemoCustomerCredentials {
+    pub email: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -141,5 +174,10 @@ pub async fn credentials(db: &Db, base_url: &str) -> Result<DemoCredentials, App
             .collect();
         vendors.push(DemoVendorCredentials { slug: vendor.slug.to_string(), name: vendor.name, products });
     }
-    Ok(DemoCredentials { base_url: base_url.to_owned(), vendors, staff: Vec::new() })
+    Ok(DemoCredentials {
+        base_url: base_url.to_owned(),
+        vendors,
+        staff: Vec::new(),
+        customer: DemoCustomerCredentials { email: DEMO_CUSTOMER_EMAIL.to_owned() },
+    })
 }

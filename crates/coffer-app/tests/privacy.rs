@@ -4,11 +4,11 @@
 //! its own key directory.
 
 use coffer_app::AppError;
+use coffer_app::SystemClock;
 use coffer_app::privacy::audit::{AuditService, ChainBroken};
 use coffer_app::privacy::{CustomerService, FileKeyProvider, Reader, Vault};
 use coffer_crypto::CryptoError;
 use coffer_domain::inventory::{INVENTORY, NON_PERSONAL_BINARY_COLUMNS};
-use coffer_app::SystemClock;
 use coffer_domain::{Actor, Clock, CustomerDetails, CustomerId, MailingAddress};
 use coffer_store::{Backend, CustomerReader, CustomerWriter, Db, DbOptions, Erasure, KeyStore};
 use coffer_testkit::{TestBackend, TestDatabase};
@@ -48,7 +48,11 @@ async fn fixture(backend: TestBackend) -> Fixture {
     Fixture { db, keys, key_dir, vault, customers, audit, clock, key_store_url, _data: data, _key_db: key_db }
 }
 
-async fn open_vault(key_dir: &std::path::Path, keys: &KeyStore, clock: &Arc<dyn Clock>) -> Result<Arc<Vault>, AppError> {
+async fn open_vault(
+    key_dir: &std::path::Path,
+    keys: &KeyStore,
+    clock: &Arc<dyn Clock>,
+) -> Result<Arc<Vault>, AppError> {
     let provider = FileKeyProvider::open(key_dir)?;
     Ok(Arc::new(Vault::open(Arc::new(provider), keys.clone(), clock.clone()).await?))
 }
@@ -206,9 +210,16 @@ async fn erasure_shreds_the_key_clears_the_row_and_is_audited(f: Fixture) {
     assert_eq!(f.customers.find_by_email("customer7@example.org").await.unwrap(), None);
     assert!(f.keys.data_key(stored.data_key_id.as_str()).await.unwrap().is_none(), "the data key is destroyed");
     assert!(raw_customer_bytes(&f, &a.id).await.is_empty(), "every personal column is cleared");
-    let erased = Erasure { customer_id: a.id.clone(), data_key_id: stored.data_key_id.clone(), erased_at: stored.created_at };
-    assert_eq!(f.keys.erasures().await.unwrap().iter().map(|e| &e.customer_id).collect::<Vec<_>>(), vec![&erased.customer_id]);
-    assert_eq!(f.db.erasures().await.unwrap().iter().map(|e| &e.customer_id).collect::<Vec<_>>(), vec![&erased.customer_id]);
+    let erased =
+        Erasure { customer_id: a.id.clone(), data_key_id: stored.data_key_id.clone(), erased_at: stored.created_at };
+    assert_eq!(
+        f.keys.erasures().await.unwrap().iter().map(|e| &e.customer_id).collect::<Vec<_>>(),
+        vec![&erased.customer_id]
+    );
+    assert_eq!(
+        f.db.erasures().await.unwrap().iter().map(|e| &e.customer_id).collect::<Vec<_>>(),
+        vec![&erased.customer_id]
+    );
     // The old ciphertext (as a backup would hold it) no longer opens.
     let key = f.vault.data_key(&stored.data_key_id).await.unwrap();
     assert!(key.is_none());

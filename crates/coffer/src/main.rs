@@ -106,7 +106,9 @@ fn init_tracing(config: &Config) {
         .unwrap_or_else(|_| tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO));
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
+    // Colour only on a terminal: log files and collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi);
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match config.log_format {
         LogFormat::Json => registry.with(lines.json()).try_init(),
@@ -126,7 +128,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Seed(_) => {
             let db = open_db(&config).await?;
             db.migrate().await.context("migrating the database")?;
-            if coffer_app::demo::seed(&db, &SystemClock).await.context("seeding demo data")? {
+            let privacy = privacy::open(&config, db.clone()).await?;
+            let customer = coffer_app::demo::seed_customer(&privacy.customers).await.context("seeding demo data")?;
+            privacy.audit.seal_and_sign().await?;
+            if coffer_app::demo::seed(&db, &SystemClock).await.context("seeding demo data")? || customer {
                 println!("Demo data inserted.");
             } else {
                 println!("Demo data was already there; nothing inserted.");
@@ -188,6 +193,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let clock = Arc::new(SystemClock);
     if demo {
         coffer_app::demo::seed(&db, clock.as_ref()).await.context("seeding demo data")?;
+        coffer_app::demo::seed_customer(&privacy.customers).await.context("seeding demo data")?;
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
