@@ -3,6 +3,8 @@
 //! database, a fresh key store (SQLite file, or a PostgreSQL database) and
 //! its own key directory.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use coffer_app::AppError;
 use coffer_app::SystemClock;
 use coffer_app::privacy::audit::{AuditService, ChainBroken};

@@ -12,6 +12,7 @@ pub struct TestServer {
     pub database: TestDatabase,
     log_file: PathBuf,
     child: Child,
+    bin: String,
 }
 
 impl TestServer {
@@ -69,7 +70,7 @@ impl TestServer {
                 );
             }
         };
-        let server = TestServer { base_url, data_dir, database, log_file, child };
+        let server = TestServer { base_url, data_dir, database, log_file, child, bin: bin.to_owned() };
         server.wait_until_healthy().await;
         server
     }
@@ -95,6 +96,44 @@ impl TestServer {
     /// The port the server listens on.
     pub fn port(&self) -> u16 {
         self.base_url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port in the base URL")
+    }
+
+    /// The database URL the server uses (SQLite file or PostgreSQL).
+    pub fn database_url(&self) -> String {
+        match self.database.backend {
+            TestBackend::Sqlite => format!("sqlite://{}?mode=rwc", self.data_dir.join("coffer.db").display()),
+            TestBackend::Postgres => self.database.url.clone(),
+        }
+    }
+
+    /// The key directory the server uses (the default, beside the data directory).
+    pub fn key_dir(&self) -> PathBuf {
+        self.data_dir.with_file_name("data.keys")
+    }
+
+    /// The key store URL the server uses (the default SQLite file).
+    pub fn key_store_url(&self) -> String {
+        format!("sqlite://{}?mode=rwc", self.key_dir().join("keystore.db").display())
+    }
+
+    /// The directory holding the server's files, logs and databases.
+    pub fn root(&self) -> &std::path::Path {
+        self.database.dir.path()
+    }
+
+    /// Runs a `coffer` command on the same data and keys as the server.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut command = Command::new(&self.bin);
+        command.args(args).arg("--data-dir").arg(&self.data_dir);
+        if self.database.backend == TestBackend::Postgres {
+            command.args(["--database-url", &self.database.url]);
+        }
+        for (name, _) in std::env::vars() {
+            if name.starts_with("COFFER_") {
+                command.env_remove(name);
+            }
+        }
+        command.env("COFFER_LOG_FORMAT", "json").output().expect("running the coffer binary")
     }
 
     /// Everything the server wrote to stderr so far.

@@ -9,6 +9,7 @@ mod api;
 mod bad_input;
 mod browser;
 mod cli;
+mod privacy;
 mod shutdown;
 
 use coffer_testkit::{TestBackend, TestServer};
