@@ -1,0 +1,311 @@
+//! Privacy-core benchmarks (issue 4 targets), on real SQLite and PostgreSQL:
+//!
+//! - seal + open of one personal field;
+//! - email lookup through the blind index against a plain indexed lookup;
+//! - erasure of one customer with 10 thousand and with 1 million customers
+//!   (and their data keys) in the databases;
+//! - `audit verify` throughput;
+//! - re-wrap throughput during key rotation, and read latency p99 with and
+//!   without a rotation running.
+//!
+//! `cargo bench -p coffer-app --bench privacy [-- --quick]`. Prints Markdown
+//! for docs/benchmarks.md. Figures are medians of batches measured in this
+//! one run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use coffer_app::SystemClock;
+use coffer_app::privacy::audit::AuditService;
+use coffer_app::privacy::{CustomerService, FileKeyProvider, Reader, Vault};
+use coffer_crypto::{DataKey, FieldContext, open_field, seal_field, wrap_secret};
+use coffer_domain::{Actor, Clock, CustomerDetails, CustomerId};
+use coffer_store::{CustomerReader, Db, DbOptions, KeyStore};
+use coffer_testkit::{TestBackend, TestDatabase};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let index = ((values.len() as f64) * p).ceil() as usize;
+    values[index.saturating_sub(1).min(values.len() - 1)]
+}
+
+struct Setup {
+    db: Db,
+    keys: KeyStore,
+    vault: Arc<Vault>,
+    customers: CustomerService,
+    audit: AuditService,
+    data_url: String,
+    key_url: String,
+    backend: TestBackend,
+    _data: TestDatabase,
+    _key_db: TestDatabase,
+}
+
+async fn setup(backend: TestBackend) -> Setup {
+    let data = TestDatabase::new(backend).await;
+    let key_db = TestDatabase::new(backend).await;
+    let key_url = match backend {
+        TestBackend::Sqlite => format!("sqlite://{}?mode=rwc", key_db.dir.path().join("keystore.db").display()),
+        TestBackend::Postgres => key_db.url.clone(),
+    };
+    let db = Db::open(&data.url, &DbOptions::default()).await.unwrap();
+    db.migrate().await.unwrap();
+    let keys = KeyStore::open(&key_url, &DbOptions::default()).await.unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let provider = FileKeyProvider::open(&data.dir.path().join("keys")).unwrap();
+    let vault = Arc::new(Vault::open(Arc::new(provider), keys.clone(), clock.clone()).await.unwrap());
+    let customers = CustomerService::new(db.clone(), vault.clone(), clock.clone());
+    let audit = AuditService::new(db.clone(), vault.clone(), clock);
+    let data_url = data.url.clone();
+    Setup { db, keys, vault, customers, audit, data_url, key_url, backend, _data: data, _key_db: key_db }
+}
+
+async fn raw(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::any::AnyPoolOptions::new().max_connections(1).connect(url).await.unwrap()
+}
+
+fn person(n: usize) -> CustomerDetails {
+    CustomerDetails {
+        name: format!("Bench Person {n}"),
+        email: format!("bench{n}@example.org"),
+        phone: Some("+1 555 0100".into()),
+        address: None,
+    }
+}
+
+/// Filler rows straight in SQL: `count` customers (random bytes where the
+/// ciphertext would be) and their data keys, ids `cus_f…`/`dek_f…`.
+async fn fill(s: &Setup, count: u64) {
+    let (customers, keys) = match s.backend {
+        TestBackend::Sqlite => (
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+             INSERT INTO customers (id, data_key_id, email_index, email_index_version, name, email, phone, address, created_at, updated_at) \
+             SELECT printf('cus_f%031x', i), printf('dek_f%031x', i), randomblob(32), 1, randomblob(48), randomblob(60), randomblob(40), randomblob(160), 0, 0 FROM n",
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+             INSERT INTO data_keys (id, kek_version, wrapped, created_at) SELECT printf('dek_f%031x', i), 1, randomblob(65), 0 FROM n",
+        ),
+        TestBackend::Postgres => (
+            "INSERT INTO customers (id, data_key_id, email_index, email_index_version, name, email, phone, address, created_at, updated_at) \
+             SELECT 'cus_f' || lpad(to_hex(i), 31, '0'), 'dek_f' || lpad(to_hex(i), 31, '0'), sha256(i::text::bytea), 1, \
+             sha256(('n' || i)::bytea), sha256(('e' || i)::bytea), sha256(('p' || i)::bytea), sha256(('a' || i)::bytea), 0, 0 \
+             FROM generate_series(1, $1::bigint) AS i",
+            "INSERT INTO data_keys (id, kek_version, wrapped, created_at) \
+             SELECT 'dek_f' || lpad(to_hex(i), 31, '0'), 1, sha256(i::text::bytea), 0 FROM generate_series(1, $1::bigint) AS i",
+        ),
+    };
+    let count = i64::try_from(count).unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(customers)).bind(count).execute(&raw(&s.data_url).await).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(keys)).bind(count).execute(&raw(&s.key_url).await).await.unwrap();
+    if s.backend == TestBackend::Postgres {
+        sqlx::query("ANALYZE").execute(&raw(&s.data_url).await).await.unwrap();
+        sqlx::query("ANALYZE").execute(&raw(&s.key_url).await).await.unwrap();
+    }
+}
+
+fn field_crypto(iterations: usize) -> f64 {
+    let key = DataKey::generate().unwrap();
+    let ctx = FieldContext { table: "customers", column: "email", row_id: "cus_1", data_key_id: "dek_1" };
+    let plain = b"ada.lovelace@example.org";
+    let mut batches = Vec::new();
+    for _ in 0..(iterations / 1_000) {
+        let started = Instant::now();
+        for _ in 0..1_000 {
+            let sealed = seal_field(&key, &ctx, plain).unwrap();
+            std::hint::black_box(open_field(&key, &ctx, &sealed).unwrap());
+        }
+        batches.push(started.elapsed().as_secs_f64() * 1e6 / 1_000.0);
+    }
+    median(batches)
+}
+
+async fn lookups(s: &Setup, rounds: usize) -> (f64, f64) {
+    let mut ids = Vec::new();
+    for n in 0..200 {
+        ids.push(s.customers.create(&person(n), &Actor::System).await.unwrap().id);
+    }
+    let (mut plain, mut blind) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let started = Instant::now();
+        for id in &ids {
+            std::hint::black_box(s.db.customer(id).await.unwrap());
+        }
+        plain.push(started.elapsed().as_secs_f64() * 1e6 / ids.len() as f64);
+        let started = Instant::now();
+        for n in 0..ids.len() {
+            std::hint::black_box(s.customers.find_by_email(&format!("bench{n}@example.org")).await.unwrap());
+        }
+        blind.push(started.elapsed().as_secs_f64() * 1e6 / ids.len() as f64);
+    }
+    (median(plain), median(blind))
+}
+
+async fn erasures(s: &Setup, count: usize) -> f64 {
+    let mut ids: Vec<CustomerId> = Vec::new();
+    for n in 0..count {
+        ids.push(s.customers.create(&person(10_000 + n), &Actor::System).await.unwrap().id);
+    }
+    let mut times = Vec::new();
+    for id in &ids {
+        let started = Instant::now();
+        s.customers.erase(id, &Actor::System).await.unwrap();
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    median(times)
+}
+
+async fn audit_verify(s: &Setup, entries: u64) -> (f64, f64) {
+    let sql = match s.backend {
+        TestBackend::Sqlite => {
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+             INSERT INTO audit_log (id, at, actor, action, subject) \
+             SELECT printf('aud_f%031x', i), i, 'system', 'customer.read', printf('cus_f%031x', i) FROM n"
+        }
+        TestBackend::Postgres => {
+            "INSERT INTO audit_log (id, at, actor, action, subject) \
+             SELECT 'aud_f' || lpad(to_hex(i), 31, '0'), i, 'system', 'customer.read', 'cus_f' || lpad(to_hex(i), 31, '0') \
+             FROM generate_series(1, $1::bigint) AS i"
+        }
+    };
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(i64::try_from(entries).unwrap())
+        .execute(&raw(&s.data_url).await)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    s.audit.seal_and_sign().await.unwrap();
+    let seal_rate = entries as f64 / started.elapsed().as_secs_f64();
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let chain = s.audit.verify().await.unwrap().unwrap();
+        rates.push(chain.entries as f64 / started.elapsed().as_secs_f64());
+    }
+    (seal_rate, median(rates))
+}
+
+/// Reads of real customers for `duration`, one at a time; latencies in ms.
+async fn read_latencies(customers: CustomerService, ids: Arc<Vec<CustomerId>>, duration: Duration) -> Vec<f64> {
+    let mut latencies = Vec::new();
+    let until = Instant::now() + duration;
+    let mut i = 0;
+    while Instant::now() < until {
+        let started = Instant::now();
+        customers.get(&ids[i % ids.len()], &Reader::TheCustomer).await.unwrap();
+        latencies.push(started.elapsed().as_secs_f64() * 1e3);
+        i += 1;
+    }
+    latencies
+}
+
+async fn rotation(s: &Setup, wraps: usize) -> (f64, f64, f64) {
+    let mut ids = Vec::new();
+    for n in 0..100 {
+        ids.push(s.customers.create(&person(50_000 + n), &Actor::System).await.unwrap().id);
+    }
+    let ids = Arc::new(ids);
+    // Real wraps under version 1 for `wraps` extra data keys.
+    let kek = s.vault.provider().load(1).unwrap();
+    let pool = raw(&s.key_url).await;
+    let mut tx = pool.begin().await.unwrap();
+    for n in 0..wraps {
+        let id = format!("dek_r{n:031x}");
+        let wrapped = wrap_secret(&kek, "data-key", &id, DataKey::generate().unwrap().expose()).unwrap();
+        sqlx::query("INSERT INTO data_keys (id, kek_version, wrapped, created_at) VALUES ($1, 1, $2, 0)")
+            .bind(id)
+            .bind(wrapped)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let quiet = read_latencies(s.customers.clone(), ids.clone(), Duration::from_secs(3)).await;
+
+    s.vault.provider().create(2).unwrap();
+    s.keys.add_master_key(2, coffer_domain::Millis(0)).await.unwrap();
+    s.keys.activate_master_key(2, coffer_domain::Millis(0)).await.unwrap();
+    s.vault.reload().await.unwrap();
+    let reader = tokio::spawn(read_latencies(s.customers.clone(), ids.clone(), Duration::from_secs(3)));
+    let started = Instant::now();
+    let mut total = 0;
+    loop {
+        let changed = s.vault.rewrap_batch(1_000).await.unwrap();
+        if changed == 0 {
+            break;
+        }
+        total += changed;
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    let busy = reader.await.unwrap();
+    assert_eq!(s.keys.wraps_under(1).await.unwrap(), 0);
+    (rate, percentile(quiet, 0.99), percentile(busy, 0.99))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let big: u64 = if quick { 100_000 } else { 1_000_000 };
+    println!("| measure | sqlite | postgres | target |");
+    println!("| --- | ---: | ---: | --- |");
+    let crypto = field_crypto(200_000);
+    println!("| seal + open one field (µs, median of 200 batches) | {crypto:.2} | (same code) | ≤ 2 µs |");
+
+    let mut rows: Vec<(String, Vec<String>, String)> = vec![
+        ("plain indexed lookup by id (µs)".into(), vec![], String::new()),
+        ("blind-index lookup by email (µs)".into(), vec![], String::new()),
+        ("blind-index lookup vs plain".into(), vec![], "≤ +10%".into()),
+        ("erasure, 10 k customers (ms, median of 200)".into(), vec![], "≤ 5 ms".into()),
+        (format!("erasure, {} customers (ms, median of 200)", big), vec![], String::new()),
+        ("erasure: large vs 10 k".into(), vec![], "≤ 1.5×".into()),
+        ("audit seal (entries/s)".into(), vec![], String::new()),
+        ("audit verify (entries/s, median of 3)".into(), vec![], "≥ 500 k/s on SQLite".into()),
+        ("re-wrap during rotation (keys/s)".into(), vec![], "≥ 20 k/s".into()),
+        ("read p99 without rotation (ms)".into(), vec![], String::new()),
+        ("read p99 during rotation (ms)".into(), vec![], String::new()),
+        ("p99 during / without".into(), vec![], "≤ 2×".into()),
+    ];
+    for backend in [TestBackend::Sqlite, TestBackend::Postgres] {
+        let s = setup(backend).await;
+        let (plain, blind) = lookups(&s, 30).await;
+        let small = {
+            let s = setup(backend).await;
+            fill(&s, 10_000).await;
+            erasures(&s, 200).await
+        };
+        let large = {
+            let s = setup(backend).await;
+            fill(&s, big).await;
+            erasures(&s, 200).await
+        };
+        let (seal, verify) = audit_verify(&setup(backend).await, if quick { 100_000 } else { 500_000 }).await;
+        let (rate, quiet, busy) = rotation(&setup(backend).await, if quick { 20_000 } else { 100_000 }).await;
+        let values = [
+            format!("{plain:.1}"),
+            format!("{blind:.1}"),
+            format!("{:+.0}%", (blind / plain - 1.0) * 100.0),
+            format!("{small:.2}"),
+            format!("{large:.2}"),
+            format!("{:.2}×", large / small),
+            format!("{seal:.0}"),
+            format!("{verify:.0}"),
+            format!("{rate:.0}"),
+            format!("{quiet:.2}"),
+            format!("{busy:.2}"),
+            format!("{:.2}×", busy / quiet),
+        ];
+        for (row, value) in rows.iter_mut().zip(values) {
+            row.1.push(value);
+        }
+        drop(s);
+    }
+    for (name, values, target) in rows {
+        println!("| {name} | {} | {target} |", values.join(" | "));
+    }
+}
