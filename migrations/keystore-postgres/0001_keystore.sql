@@ -36,9 +36,13 @@ CREATE TABLE erasure_ledger (
 );
 
 -- Signed points of the audit chain (Ed25519 over seq, link hash and time).
+-- The latest by signing time is the one `audit verify` checks; after a
+-- restore the chain is re-signed at a lower seq, and older heads stay as
+-- evidence of what was there before.
 CREATE TABLE audit_heads (
-    seq       BIGINT PRIMARY KEY NOT NULL,
+    seq       BIGINT NOT NULL,
     hash      BYTEA NOT NULL,
     signed_at BIGINT NOT NULL,
-    signature BYTEA NOT NULL
+    signature BYTEA NOT NULL,
+    PRIMARY KEY (signed_at, seq)
 );

@@ -8,9 +8,10 @@
 //! - re-wrap throughput during key rotation, and read latency p99 with and
 //!   without a rotation running.
 //!
-//! `cargo bench -p coffer-app --bench privacy [-- --quick]`. Prints Markdown
+//! `cargo bench --workspace --bench privacy [-- --quick]`. Prints Markdown
 //! for docs/benchmarks.md. Figures are medians of batches measured in this
-//! one run.
+//! one run. Under `cargo test` (no `--bench` argument) it runs once with tiny
+//! sizes, so the benchmark code itself stays working.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -205,7 +206,7 @@ async fn read_latencies(customers: CustomerService, ids: Arc<Vec<CustomerId>>, d
     latencies
 }
 
-async fn rotation(s: &Setup, wraps: usize) -> (f64, f64, f64) {
+async fn rotation(s: &Setup, wraps: usize, read_for: Duration) -> (f64, f64, f64) {
     let mut ids = Vec::new();
     for n in 0..100 {
         ids.push(s.customers.create(&person(50_000 + n), &Actor::System).await.unwrap().id);
@@ -226,13 +227,13 @@ async fn rotation(s: &Setup, wraps: usize) -> (f64, f64, f64) {
             .unwrap();
     }
     tx.commit().await.unwrap();
-    let quiet = read_latencies(s.customers.clone(), ids.clone(), Duration::from_secs(3)).await;
+    let quiet = read_latencies(s.customers.clone(), ids.clone(), read_for).await;
 
     s.vault.provider().create(2).unwrap();
     s.keys.add_master_key(2, coffer_domain::Millis(0)).await.unwrap();
     s.keys.activate_master_key(2, coffer_domain::Millis(0)).await.unwrap();
     s.vault.reload().await.unwrap();
-    let reader = tokio::spawn(read_latencies(s.customers.clone(), ids.clone(), Duration::from_secs(3)));
+    let reader = tokio::spawn(read_latencies(s.customers.clone(), ids.clone(), read_for));
     let started = Instant::now();
     let mut total = 0;
     loop {
@@ -250,20 +251,32 @@ async fn rotation(s: &Setup, wraps: usize) -> (f64, f64, f64) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let big: u64 = if quick { 100_000 } else { 1_000_000 };
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let quick = smoke || std::env::args().any(|a| a == "--quick");
+    let scale = |full: u64, quick_size: u64, smoke_size: u64| {
+        if smoke {
+            smoke_size
+        } else if quick {
+            quick_size
+        } else {
+            full
+        }
+    };
+    let big = scale(1_000_000, 100_000, 2_000);
+    let small = scale(10_000, 10_000, 1_000);
+    let count = usize::try_from(scale(200, 200, 10)).unwrap();
     println!("| measure | sqlite | postgres | target |");
     println!("| --- | ---: | ---: | --- |");
-    let crypto = field_crypto(200_000);
+    let crypto = field_crypto(usize::try_from(scale(200_000, 200_000, 2_000)).unwrap());
     println!("| seal + open one field (µs, median of 200 batches) | {crypto:.2} | (same code) | ≤ 2 µs |");
 
     let mut rows: Vec<(String, Vec<String>, String)> = vec![
         ("plain indexed lookup by id (µs)".into(), vec![], String::new()),
         ("blind-index lookup by email (µs)".into(), vec![], String::new()),
         ("blind-index lookup vs plain".into(), vec![], "≤ +10%".into()),
-        ("erasure, 10 k customers (ms, median of 200)".into(), vec![], "≤ 5 ms".into()),
-        (format!("erasure, {} customers (ms, median of 200)", big), vec![], String::new()),
-        ("erasure: large vs 10 k".into(), vec![], "≤ 1.5×".into()),
+        (format!("erasure, {small} customers (ms, median of {count})"), vec![], "≤ 5 ms".into()),
+        (format!("erasure, {big} customers (ms, median of {count})"), vec![], String::new()),
+        ("erasure: large vs small".into(), vec![], "≤ 1.5×".into()),
         ("audit seal (entries/s)".into(), vec![], String::new()),
         ("audit verify (entries/s, median of 3)".into(), vec![], "≥ 500 k/s on SQLite".into()),
         ("re-wrap during rotation (keys/s)".into(), vec![], "≥ 20 k/s".into()),
@@ -273,26 +286,28 @@ async fn main() {
     ];
     for backend in [TestBackend::Sqlite, TestBackend::Postgres] {
         let s = setup(backend).await;
-        let (plain, blind) = lookups(&s, 30).await;
-        let small = {
+        let (plain, blind) = lookups(&s, if smoke { 2 } else { 30 }).await;
+        let small_ms = {
             let s = setup(backend).await;
-            fill(&s, 10_000).await;
-            erasures(&s, 200).await
+            fill(&s, small).await;
+            erasures(&s, count).await
         };
-        let large = {
+        let large_ms = {
             let s = setup(backend).await;
             fill(&s, big).await;
-            erasures(&s, 200).await
+            erasures(&s, count).await
         };
-        let (seal, verify) = audit_verify(&setup(backend).await, if quick { 100_000 } else { 500_000 }).await;
-        let (rate, quiet, busy) = rotation(&setup(backend).await, if quick { 20_000 } else { 100_000 }).await;
+        let (seal, verify) = audit_verify(&setup(backend).await, scale(500_000, 100_000, 2_000)).await;
+        let rotation_wraps = usize::try_from(scale(100_000, 20_000, 500)).unwrap();
+        let read_for = Duration::from_millis(scale(3_000, 3_000, 200));
+        let (rate, quiet, busy) = rotation(&setup(backend).await, rotation_wraps, read_for).await;
         let values = [
             format!("{plain:.1}"),
             format!("{blind:.1}"),
             format!("{:+.0}%", (blind / plain - 1.0) * 100.0),
-            format!("{small:.2}"),
-            format!("{large:.2}"),
-            format!("{:.2}×", large / small),
+            format!("{small_ms:.2}"),
+            format!("{large_ms:.2}"),
+            format!("{:.2}×", large_ms / small_ms),
             format!("{seal:.0}"),
             format!("{verify:.0}"),
             format!("{rate:.0}"),

@@ -85,6 +85,7 @@ on_both_backends!(
     retire_refuses_while_a_wrap_uses_the_version,
     wrong_master_key_file_is_refused_by_name,
     audit_chain_verifies_and_names_each_kind_of_tampering,
+    audit_verify_across_pages_finds_breaks_at_page_edges,
     concurrent_sealers_never_fork_the_chain,
     inventory_matches_the_schema,
     export_follows_the_inventory_and_is_audited,
@@ -367,8 +368,12 @@ async fn audit_chain_verifies_and_names_each_kind_of_tampering(f: Fixture) {
     sql(&f, snapshot).await;
     let restore = "DELETE FROM audit_log; INSERT INTO audit_log SELECT * FROM audit_copy";
 
-    // Edit.
+    // Edit; the restore re-signing never blesses it.
     sql(&f, "UPDATE audit_log SET actor = 'cli:someone-else' WHERE seq = 3").await;
+    assert!(matches!(broken(&f).await, ChainBroken::BadLink { seq: 3, .. }));
+    assert!(matches!(f.audit.rebase_after_restore().await, Err(AppError::Refused(_))));
+    // The sealer does not sign over a break either.
+    f.audit.seal_and_sign().await.unwrap();
     assert!(matches!(broken(&f).await, ChainBroken::BadLink { seq: 3, .. }));
     sql(&f, restore).await;
     assert!(f.audit.verify().await.unwrap().is_ok());
@@ -398,8 +403,42 @@ async fn audit_chain_verifies_and_names_each_kind_of_tampering(f: Fixture) {
     sql(&f, "DELETE FROM audit_log WHERE seq > 4").await;
     sql(&f, "UPDATE audit_chain_head SET seq = 4, hash = (SELECT link_hash FROM audit_log WHERE seq = 4)").await;
     assert_eq!(broken(&f).await, ChainBroken::SignedHeadMismatch { seq: 6 });
+    f.audit.seal_and_sign().await.unwrap();
+    assert_eq!(broken(&f).await, ChainBroken::SignedHeadMismatch { seq: 6 }, "the sealer never signs a truncation");
     sql(&f, restore).await;
     sql(&f, "UPDATE audit_chain_head SET seq = 6, hash = (SELECT link_hash FROM audit_log WHERE seq = 6)").await;
+    assert!(f.audit.verify().await.unwrap().is_ok());
+}
+
+async fn audit_verify_across_pages_finds_breaks_at_page_edges(f: Fixture) {
+    let fill = match f.db.backend() {
+        Backend::Sqlite => {
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 25000) \
+             INSERT INTO audit_log (id, at, actor, action, subject) \
+             SELECT printf('aud_f%031x', i), i, 'system', 'customer.read', NULL FROM n"
+        }
+        Backend::Postgres => {
+            "INSERT INTO audit_log (id, at, actor, action, subject) \
+             SELECT 'aud_f' || lpad(to_hex(i), 31, '0'), i, 'system', 'customer.read', NULL \
+             FROM generate_series(1, 25000) AS i"
+        }
+    };
+    sql(&f, fill).await;
+    f.audit.seal_and_sign().await.unwrap();
+    assert_eq!(f.audit.verify().await.unwrap().unwrap().entries, 25_000);
+    sql(&f, "CREATE TABLE audit_copy AS SELECT * FROM audit_log").await;
+    let restore = "DELETE FROM audit_log; INSERT INTO audit_log SELECT * FROM audit_copy";
+    // The last entry of the first page, and the first of the second.
+    sql(&f, "DELETE FROM audit_log WHERE seq = 10000").await;
+    assert_eq!(broken(&f).await, ChainBroken::Gap { previous: 9_999, seq: 10_001 });
+    sql(&f, restore).await;
+    sql(&f, "DELETE FROM audit_log WHERE seq = 10001").await;
+    assert_eq!(broken(&f).await, ChainBroken::Gap { previous: 10_000, seq: 10_002 });
+    sql(&f, restore).await;
+    // Two breaks: the earlier one is named.
+    sql(&f, "UPDATE audit_log SET at = 1 WHERE seq IN (20001, 12345)").await;
+    assert!(matches!(broken(&f).await, ChainBroken::BadLink { seq: 12_345, .. }));
+    sql(&f, restore).await;
     assert!(f.audit.verify().await.unwrap().is_ok());
 }
 

@@ -50,6 +50,14 @@ fn entry_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
     })
 }
 
+fn sealed_from_row(row: &AnyRow) -> Result<SealedAuditEntry, StoreError> {
+    Ok(SealedAuditEntry {
+        seq: row.try_get("seq")?,
+        entry: entry_from_row(row)?,
+        link_hash: row.try_get::<Option<Vec<u8>>, _>("link_hash")?.unwrap_or_default(),
+    })
+}
+
 impl Db {
     /// Seals up to `batch` unsealed entries; returns how many.
     pub async fn seal_audit(&self, batch: i64) -> Result<usize, StoreError> {
@@ -113,6 +121,53 @@ impl Db {
         Ok((row.try_get("seq")?, row.try_get("hash")?))
     }
 
+    /// The highest sequence number in the log (0 when nothing is sealed).
+    pub async fn max_audit_seq(&self) -> Result<i64, StoreError> {
+        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_log").fetch_one(self.readers()).await?;
+        Ok(max.unwrap_or(0))
+    }
+
+    /// Sealed entries with `from <= seq <= to`, in chain order.
+    ///
+    /// The database packs the page into one JSON array, so a page of ten
+    /// thousand entries is one row: through sqlx each row costs a hand-over
+    /// between threads, which made verification row-bound on SQLite.
+    pub async fn sealed_audit_range(&self, from: i64, to: i64) -> Result<Vec<SealedAuditEntry>, StoreError> {
+        let sql = match self.backend() {
+            Backend::Sqlite => {
+                "SELECT json_group_array(json_array(seq, id, at, actor, action, subject, request_id, hex(link_hash)) \
+                 ORDER BY seq) FROM audit_log WHERE seq >= $1 AND seq <= $2"
+            }
+            Backend::Postgres => {
+                "SELECT COALESCE(json_agg(json_build_array(seq, id, at, actor, action, subject, request_id, \
+                 encode(link_hash, 'hex')) ORDER BY seq), '[]')::text FROM audit_log WHERE seq >= $1 AND seq <= $2"
+            }
+        };
+        let packed: Option<String> = sqlx::query_scalar(sql).bind(from).bind(to).fetch_one(self.readers()).await?;
+        type Packed = (i64, String, i64, String, String, Option<String>, Option<String>, Option<String>);
+        let rows: Vec<Packed> = serde_json::from_str(packed.as_deref().unwrap_or("[]"))
+            .map_err(|_| StoreError::corrupt("audit_log (packed page)"))?;
+        rows.into_iter()
+            .map(|(seq, id, at, actor, action, subject, request_id, link_hash)| {
+                Ok(SealedAuditEntry {
+                    seq,
+                    entry: AuditEntry {
+                        id: AuditEntryId::parse(&id).map_err(StoreError::corrupt)?,
+                        at: Millis(at),
+                        actor,
+                        action,
+                        subject,
+                        request_id,
+                    },
+                    link_hash: link_hash
+                        .map(|h| hex::decode(h).map_err(|_| StoreError::corrupt("audit_log.link_hash")))
+                        .transpose()?
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
     /// Sealed entries with `seq > after`, in chain order, at most `limit`.
     pub async fn sealed_audit_entries(&self, after: i64, limit: i64) -> Result<Vec<SealedAuditEntry>, StoreError> {
         let rows = sqlx::query(
@@ -123,15 +178,7 @@ impl Db {
         .bind(limit)
         .fetch_all(self.readers())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(SealedAuditEntry {
-                    seq: row.try_get("seq")?,
-                    entry: entry_from_row(row)?,
-                    link_hash: row.try_get::<Option<Vec<u8>>, _>("link_hash")?.unwrap_or_default(),
-                })
-            })
-            .collect()
+        rows.iter().map(sealed_from_row).collect()
     }
 
     /// Entries in the log, sealed or not.

@@ -77,6 +77,25 @@ pub struct SignedAuditHead {
     pub signature: Vec<u8>,
 }
 
+/// Wraps replaced per statement (three parameters each).
+const REWRAP_CHUNK: usize = 200;
+
+/// One UPDATE for many wraps: `$1` is the new version, then (id, old wrap,
+/// new wrap) per row. Only placeholders are generated; values are bound.
+/// A row changes only if its wrap is still the one that was read.
+fn replace_wraps_sql(kind: WrapKind, rows: usize) -> String {
+    let (table, key) = match kind {
+        WrapKind::DataKey => ("data_keys", "id"),
+        WrapKind::Secret => ("sealed_secrets", "name"),
+    };
+    let values: Vec<String> = (0..rows).map(|i| format!("(${}, ${}, ${})", 2 + 3 * i, 3 + 3 * i, 4 + 3 * i)).collect();
+    format!(
+        "UPDATE {table} SET kek_version = $1, wrapped = v.column3 FROM (VALUES {}) AS v \
+         WHERE {table}.{key} = v.column1 AND {table}.wrapped = v.column2",
+        values.join(", ")
+    )
+}
+
 #[derive(Clone)]
 pub struct KeyStore {
     db: Db,
@@ -331,24 +350,14 @@ impl KeyStore {
         self.db
             .write(move |tx| {
                 Box::pin(async move {
-                    let sql = match kind {
-                        WrapKind::DataKey => {
-                            "UPDATE data_keys SET kek_version = $3, wrapped = $4 WHERE id = $1 AND wrapped = $2"
-                        }
-                        WrapKind::Secret => {
-                            "UPDATE sealed_secrets SET kek_version = $3, wrapped = $4 WHERE name = $1 AND wrapped = $2"
-                        }
-                    };
                     let mut changed = 0;
-                    for (old, new) in replacements {
-                        changed += sqlx::query(sql)
-                            .bind(old.id)
-                            .bind(old.wrapped)
-                            .bind(i64::from(new.kek_version))
-                            .bind(new.wrapped)
-                            .execute(tx.conn())
-                            .await?
-                            .rows_affected();
+                    for chunk in replacements.chunks(REWRAP_CHUNK) {
+                        let mut query = sqlx::query(sqlx::AssertSqlSafe(replace_wraps_sql(kind, chunk.len())));
+                        query = query.bind(i64::from(chunk.first().map_or(0, |(_, new)| new.kek_version)));
+                        for (old, new) in chunk {
+                            query = query.bind(old.id.clone()).bind(old.wrapped.clone()).bind(new.wrapped.clone());
+                        }
+                        changed += query.execute(tx.conn()).await?.rows_affected();
                     }
                     Ok::<_, StoreError>(changed)
                 })
@@ -400,7 +409,7 @@ impl KeyStore {
                 Box::pin(async move {
                     sqlx::query(
                         "INSERT INTO audit_heads (seq, hash, signed_at, signature) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (seq) DO NOTHING",
+                         ON CONFLICT (signed_at, seq) DO NOTHING",
                     )
                     .bind(head.seq)
                     .bind(head.hash)
@@ -415,9 +424,11 @@ impl KeyStore {
     }
 
     pub async fn latest_audit_head(&self) -> Result<Option<SignedAuditHead>, StoreError> {
-        let row = sqlx::query("SELECT seq, hash, signed_at, signature FROM audit_heads ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(self.db.readers())
-            .await?;
+        let row = sqlx::query(
+            "SELECT seq, hash, signed_at, signature FROM audit_heads ORDER BY signed_at DESC, seq DESC LIMIT 1",
+        )
+        .fetch_optional(self.db.readers())
+        .await?;
         row.map(|row| {
             Ok(SignedAuditHead {
                 seq: row.try_get("seq")?,

@@ -175,6 +175,20 @@ pub(crate) async fn open_db(config: &Config) -> anyhow::Result<Db> {
     Db::open(&config.database_url(), &db_options(config)).await.context("opening the database")
 }
 
+/// Takes the data directory's lock file: `serve` holds it while running, so
+/// `backup restore` can refuse to swap the database under a live server.
+pub(crate) fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
+    create_private_dir(&config.data_dir)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(config.data_dir.join("serve.lock"))
+        .context("opening the data directory's lock file")?;
+    file.try_lock().map_err(|_| anyhow::anyhow!("the data directory is in use by a running server"))?;
+    Ok(file)
+}
+
 pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
@@ -183,6 +197,8 @@ pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let db = open_db(&config).await?;
+    // Only one server per data directory; the lock also keeps `backup restore` away.
+    let _lock = if config.uses_embedded_sqlite() { Some(lock_data_dir(&config)?) } else { None };
     db.migrate().await.context("migrating the database")?;
     let privacy = privacy::open(&config, db.clone()).await?;
     let replayed = privacy.customers.replay_erasures(&privacy::cli_actor()).await?;

@@ -96,19 +96,23 @@ pub async fn open(config: &Config, db: Db) -> anyhow::Result<Privacy> {
         KeyStore::open(&key_store_url(config), &crate::db_options(config)).await.context("opening the key store")?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let vault = Arc::new(Vault::open(Arc::new(provider), store, clock.clone()).await.map_err(anyhow::Error::from)?);
-    destroy_expired_versions(&vault, clock.as_ref()).await?;
+    destroy_expired_versions(&vault, &db, clock.as_ref(), &cli_actor()).await?;
     let customers = CustomerService::new(db.clone(), vault.clone(), clock.clone());
     let audit = AuditService::new(db.clone(), vault.clone(), clock.clone());
     Ok(Privacy { db, vault, customers, audit, clock })
 }
 
-/// Destroys retired master key versions whose backup-retention window has passed.
-async fn destroy_expired_versions(vault: &Vault, clock: &dyn Clock) -> anyhow::Result<()> {
+/// Destroys retired master key versions whose backup-retention window has
+/// passed, and audits each destruction.
+async fn destroy_expired_versions(vault: &Vault, db: &Db, clock: &dyn Clock, actor: &Actor) -> anyhow::Result<()> {
     let now = clock.now();
     for record in vault.key_store().master_keys().await? {
         if record.state == MasterKeyState::Retired && record.destroy_after.is_some_and(|t| t <= now) {
             vault.provider().destroy(record.version)?;
             vault.key_store().mark_master_key_destroyed(record.version).await?;
+            let entry =
+                AuditEntry::new(now, actor, AuditAction::MasterKeyDestroyed, Some(format!("v{}", record.version)));
+            db.write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) })).await?;
             tracing::info!(version = record.version, "master key version destroyed after its retention window");
         }
     }
@@ -284,13 +288,19 @@ pub async fn backup(config: &Config, command: BackupCommand) -> anyhow::Result<(
             println!("Backup written to {} (data only; keys are never in a backup).", file.display());
         }
         BackupCommand::Restore { file } => {
+            let _lock = crate::lock_data_dir(config)
+                .context("a server seems to be running on this data directory; stop it before restoring")?;
             restore_file(config, &file)?;
             let db = crate::open_db(config).await?;
             db.migrate().await?;
             let privacy = open(config, db).await?;
             let report = privacy.customers.replay_erasures(&cli_actor()).await?;
             audit_action(&privacy, AuditAction::BackupRestored, None).await?;
-            privacy.audit.seal_and_sign().await?;
+            if let Some(seq) = privacy.audit.rebase_after_restore().await? {
+                println!(
+                    "The audit log is back at the backup's point; the entries after it (up to signed entry {seq}) are gone with the restore, and the restored chain is signed anew."
+                );
+            }
             println!(
                 "Restored from {}; erasure ledger replayed: {} erasures re-applied to the data, {} data keys destroyed.",
                 file.display(),
@@ -328,11 +338,17 @@ fn restore_file(config: &Config, file: &Path) -> anyhow::Result<()> {
 pub async fn erasure_replay(config: &Config, db: Db) -> anyhow::Result<()> {
     let privacy = open(config, db).await?;
     let report = privacy.customers.replay_erasures(&cli_actor()).await?;
-    privacy.audit.seal_and_sign().await?;
     println!(
         "Erasure ledger replayed: {} erasures re-applied to the data, {} data keys destroyed.",
         report.data_side, report.key_side
     );
+    // Run after a restore made with other tools: the chain may be shorter
+    // than its last signed head, which only this re-signs.
+    if let Some(seq) = privacy.audit.rebase_after_restore().await? {
+        println!(
+            "The audit log was shorter than its last signed head (entry {seq}), as after a restore; the restored chain is signed anew."
+        );
+    }
     Ok(())
 }
 
@@ -357,7 +373,7 @@ pub fn spawn_background(privacy: &Privacy, sign_every: std::time::Duration) {
             }
         }
     });
-    let vault = privacy.vault.clone();
+    let (vault, db, clock) = (privacy.vault.clone(), privacy.db.clone(), privacy.clock.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
@@ -368,8 +384,21 @@ pub fn spawn_background(privacy: &Privacy, sign_every: std::time::Duration) {
             }
             match rewrap_all(&vault).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(rewrapped = n, "re-wrapped keys under the active master key"),
+                Ok(n) => {
+                    tracing::info!(rewrapped = n, "re-wrapped keys under the active master key");
+                    let subject = vault.active_version().ok().map(|v| format!("v{v}"));
+                    let entry = AuditEntry::new(clock.now(), &Actor::System, AuditAction::KeysRewrapped, subject);
+                    let written = db
+                        .write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) }))
+                        .await;
+                    if let Err(e) = written {
+                        tracing::warn!(error = %e, "auditing the re-wrap failed");
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "re-wrapping failed; will retry"),
+            }
+            if let Err(e) = destroy_expired_versions(&vault, &db, clock.as_ref(), &Actor::System).await {
+                tracing::warn!(error = %e, "destroying expired master key versions failed");
             }
         }
     });

@@ -5,10 +5,12 @@ use crate::AppError;
 use coffer_crypto::{AuditHead, GENESIS_HASH, audit_link_hash, verify_head};
 use coffer_domain::Clock;
 use coffer_store::{Db, SignedAuditHead};
+use futures::StreamExt;
 use std::sync::Arc;
 
-/// How many entries `verify` reads at a time.
+/// How many entries `verify` reads at a time, and how many pages at once.
 const VERIFY_PAGE: i64 = 10_000;
+const VERIFY_PARALLEL: usize = 4;
 
 /// A chain that checks out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,9 +60,13 @@ impl AuditService {
         if seq == 0 || latest.is_some_and(|h| h.seq >= seq) {
             return Ok(());
         }
+        self.sign(seq, hash, self.clock.now().0).await
+    }
+
+    async fn sign(&self, seq: i64, hash: Vec<u8>, signed_at_ms: i64) -> Result<(), AppError> {
         let hash: [u8; 32] =
             hash.try_into().map_err(|_| coffer_store::StoreError::corrupt_public("audit_chain_head.hash"))?;
-        let head = AuditHead { seq, hash, signed_at_ms: self.clock.now().0 };
+        let head = AuditHead { seq, hash, signed_at_ms };
         let signature = self.vault.audit_signer().sign(&head);
         self.vault
             .key_store()
@@ -74,36 +80,65 @@ impl AuditService {
         Ok(())
     }
 
-    /// Recomputes the whole chain and checks it against its head row and
-    /// the latest signed head.
-    pub async fn verify(&self) -> Result<Result<VerifiedChain, ChainBroken>, AppError> {
-        let mut previous_seq = 0i64;
-        let mut previous_hash = GENESIS_HASH;
-        let mut signed_hash_at: Option<[u8; 32]> = None;
-        let signed = self.vault.key_store().latest_audit_head().await?;
-        loop {
-            let page = self.db.sealed_audit_entries(previous_seq, VERIFY_PAGE).await?;
-            if page.is_empty() {
-                break;
+    /// After a restore of the data side the chain is shorter than its last
+    /// signed head. This re-signs the restored chain, but only in that case:
+    /// any other break (an edited, missing or moved entry) is reported, never
+    /// blessed. Returns the seq of the signed head that was passed over.
+    pub async fn rebase_after_restore(&self) -> Result<Option<i64>, AppError> {
+        self.seal().await?;
+        match self.verify().await? {
+            Err(ChainBroken::SignedHeadMismatch { seq: passed_over }) => {
+                let (seq, hash) = self.db.audit_chain_head().await?;
+                let latest = self.vault.key_store().latest_audit_head().await?;
+                // Strictly later than the head it replaces, so it is the latest.
+                let at = latest.map_or(0, |h| h.signed_at.0 + 1).max(self.clock.now().0);
+                self.sign(seq, hash, at).await?;
+                Ok(Some(passed_over))
             }
-            for sealed in &page {
-                if sealed.seq != previous_seq + 1 {
-                    return Ok(Err(ChainBroken::Gap { previous: previous_seq, seq: sealed.seq }));
-                }
-                let expected = audit_link_hash(&previous_hash, sealed.seq, &sealed.entry.canonical_bytes());
-                if sealed.link_hash.as_slice() != expected {
-                    return Ok(Err(ChainBroken::BadLink { seq: sealed.seq, id: sealed.entry.id.to_string() }));
-                }
-                if signed.as_ref().is_some_and(|s| s.seq == sealed.seq) {
-                    signed_hash_at = Some(expected);
-                }
-                previous_seq = sealed.seq;
-                previous_hash = expected;
+            Err(other) => Err(AppError::Refused(format!("the restored audit chain is broken: {other}"))),
+            Ok(_) => {
+                self.seal_and_sign().await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Recomputes the whole chain and checks it against its head row and
+    /// the latest signed head. Pages are read and checked in parallel: each
+    /// link is checked against the stored link before it, so pages are
+    /// independent, and results are taken in chain order, so the first bad
+    /// entry reported is the first in the chain.
+    pub async fn verify(&self) -> Result<Result<VerifiedChain, ChainBroken>, AppError> {
+        let signed = self.vault.key_store().latest_audit_head().await?;
+        let last = self.db.max_audit_seq().await?;
+        let pages: Vec<(i64, i64)> =
+            (0..).map(|k| (1 + k * VERIFY_PAGE, (k + 1) * VERIFY_PAGE)).take_while(|(lo, _)| *lo <= last).collect();
+        let mut checks = futures::stream::iter(pages)
+            .map(|(lo, hi)| {
+                let db = self.db.clone();
+                tokio::spawn(async move { check_page(&db, lo, hi.min(last)).await })
+            })
+            .buffered(VERIFY_PARALLEL);
+        let mut last_hash = GENESIS_HASH;
+        let mut signed_hash_at: Option<[u8; 32]> = None;
+        while let Some(page) = checks.next().await {
+            let page = page.map_err(|_| AppError::Refused("the audit check stopped unexpectedly".into()))??;
+            let links = match page {
+                Ok(links) => links,
+                Err(broken) => return Ok(Err(broken)),
+            };
+            if let Some(signed) = &signed
+                && let Some((_, hash)) = links.iter().find(|(seq, _)| *seq == signed.seq)
+            {
+                signed_hash_at = Some(*hash);
+            }
+            if let Some((_, hash)) = links.last() {
+                last_hash = *hash;
             }
         }
         let (head_seq, head_hash) = self.db.audit_chain_head().await?;
-        if head_seq != previous_seq || (head_seq > 0 && head_hash.as_slice() != previous_hash) {
-            return Ok(Err(ChainBroken::HeadMismatch { last: previous_seq, head: head_seq }));
+        if head_seq != last || (head_seq > 0 && head_hash.as_slice() != last_hash) {
+            return Ok(Err(ChainBroken::HeadMismatch { last, head: head_seq }));
         }
         if let Some(signed) = &signed {
             let hash: [u8; 32] = signed.hash.clone().try_into().unwrap_or([0xff; 32]);
@@ -115,6 +150,43 @@ impl AuditService {
                 return Ok(Err(ChainBroken::SignedHeadMismatch { seq: signed.seq }));
             }
         }
-        Ok(Ok(VerifiedChain { entries: previous_seq, signed_seq: signed.map(|s| s.seq) }))
+        Ok(Ok(VerifiedChain { entries: last, signed_seq: signed.map(|s| s.seq) }))
     }
+}
+
+/// The (seq, link hash) pairs of one page, checked.
+type PageLinks = Vec<(i64, [u8; 32])>;
+
+/// Checks entries `lo..=hi`: numbering without gaps, and each link against
+/// the stored link before it (the genesis hash before entry 1).
+async fn check_page(db: &Db, lo: i64, hi: i64) -> Result<Result<PageLinks, ChainBroken>, AppError> {
+    let rows = db.sealed_audit_range(lo - 1, hi).await?;
+    let mut rows = rows.iter().peekable();
+    let mut previous = (0i64, GENESIS_HASH);
+    if lo > 1 {
+        match rows.peek() {
+            Some(anchor) if anchor.seq == lo - 1 => {
+                previous = (anchor.seq, anchor.link_hash.clone().try_into().unwrap_or([0xff; 32]));
+                rows.next();
+            }
+            // The entry before this page is missing: the page before reports it.
+            _ => previous = (lo - 1, [0xff; 32]),
+        }
+    }
+    let mut links = Vec::with_capacity(usize::try_from(hi - lo + 1).unwrap_or(0));
+    for sealed in rows {
+        if sealed.seq != previous.0 + 1 {
+            return Ok(Err(ChainBroken::Gap { previous: previous.0, seq: sealed.seq }));
+        }
+        let expected = audit_link_hash(&previous.1, sealed.seq, &sealed.entry.canonical_bytes());
+        if sealed.link_hash.as_slice() != expected {
+            return Ok(Err(ChainBroken::BadLink { seq: sealed.seq, id: sealed.entry.id.to_string() }));
+        }
+        previous = (sealed.seq, expected);
+        links.push(previous);
+    }
+    if previous.0 < hi {
+        return Ok(Err(ChainBroken::Gap { previous: previous.0, seq: hi + 1 }));
+    }
+    Ok(Ok(links))
 }

@@ -277,7 +277,9 @@ impl CustomerService {
         }
         let key_ids: std::collections::HashSet<_> = key_side.iter().map(|e| e.customer_id.clone()).collect();
         for erasure in data_side.into_iter().filter(|e| !key_ids.contains(&e.customer_id)) {
+            let subject = erasure.customer_id.clone();
             self.vault.key_store().shred(erasure).await?;
+            self.audit(actor, AuditAction::ErasureReplayed, &subject).await?;
             report.key_side += 1;
         }
         if report != ReplayReport::default() {
