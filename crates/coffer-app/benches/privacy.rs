@@ -192,12 +192,18 @@ async fn audit_verify(s: &Setup, entries: u64) -> (f64, f64) {
     (seal_rate, median(rates))
 }
 
-/// Reads of real customers for `duration`, one at a time; latencies in ms.
-async fn read_latencies(customers: CustomerService, ids: Arc<Vec<CustomerId>>, duration: Duration) -> Vec<f64> {
+/// Reads of real customers, one at a time, for `duration` or until `stop`
+/// is set; latencies in ms.
+async fn read_latencies(
+    customers: CustomerService,
+    ids: Arc<Vec<CustomerId>>,
+    duration: Duration,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<f64> {
     let mut latencies = Vec::new();
     let until = Instant::now() + duration;
     let mut i = 0;
-    while Instant::now() < until {
+    while Instant::now() < until && !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let started = Instant::now();
         customers.get(&ids[i % ids.len()], &Reader::TheCustomer).await.unwrap();
         latencies.push(started.elapsed().as_secs_f64() * 1e3);
@@ -227,22 +233,29 @@ async fn rotation(s: &Setup, wraps: usize, read_for: Duration) -> (f64, f64, f64
             .unwrap();
     }
     tx.commit().await.unwrap();
-    let quiet = read_latencies(s.customers.clone(), ids.clone(), read_for).await;
+    let never = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let quiet = read_latencies(s.customers.clone(), ids.clone(), read_for, never).await;
 
     s.vault.provider().create(2).unwrap();
     s.keys.add_master_key(2, coffer_domain::Millis(0)).await.unwrap();
     s.keys.activate_master_key(2, coffer_domain::Millis(0)).await.unwrap();
     s.vault.reload().await.unwrap();
-    let reader = tokio::spawn(read_latencies(s.customers.clone(), ids.clone(), read_for));
+    // Reads for exactly as long as the re-wrap runs.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader =
+        tokio::spawn(read_latencies(s.customers.clone(), ids.clone(), Duration::from_secs(3_600), done.clone()));
     let started = Instant::now();
-    let mut total = 0;
-    loop {
-        let changed = s.vault.rewrap_batch(1_000).await.unwrap();
-        if changed == 0 {
-            break;
-        }
-        total += changed;
-    }
+    // As a serving process re-wraps in the background (batch, rest).
+    // The server's defaults (keys.rewrap_batch, keys.rewrap_rest) unless overridden.
+    let defaults = coffer_app::config::KeysConfig::default();
+    let batch = std::env::var("COFFER_BENCH_REWRAP_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(i64::from(defaults.rewrap_batch));
+    let rest =
+        std::env::var("COFFER_BENCH_REWRAP_REST").ok().and_then(|v| v.parse().ok()).unwrap_or(defaults.rewrap_rest);
+    let total = s.vault.rewrap_all(batch, rest).await.unwrap();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
     let rate = total as f64 / started.elapsed().as_secs_f64();
     let busy = reader.await.unwrap();
     assert_eq!(s.keys.wraps_under(1).await.unwrap(), 0);
@@ -262,6 +275,18 @@ async fn main() {
             full
         }
     };
+    if std::env::var("COFFER_BENCH_ONLY").as_deref() == Ok("rotation") {
+        for backend in [TestBackend::Sqlite, TestBackend::Postgres] {
+            let (rate, quiet, busy) = rotation(
+                &setup(backend).await,
+                usize::try_from(scale(100_000, 20_000, 500)).unwrap(),
+                Duration::from_secs(3),
+            )
+            .await;
+            println!("{backend:?}: {rate:.0} keys/s, p99 {quiet:.2} -> {busy:.2} ms ({:.2}x)", busy / quiet);
+        }
+        return;
+    }
     let big = scale(1_000_000, 100_000, 2_000);
     let small = scale(10_000, 10_000, 1_000);
     let count = usize::try_from(scale(200, 200, 10)).unwrap();

@@ -54,11 +54,16 @@ pub struct KeysConfig {
     /// Days a retired master key version is kept before its file is
     /// destroyed: as long as key-store backups are kept, no longer.
     pub retired_key_retention_days: u32,
+    /// Wraps a server re-wraps per batch in the background after `keys activate`.
+    pub rewrap_batch: u32,
+    /// After each batch the re-wrap rests this many times as long as the
+    /// batch took, leaving CPU for requests (docs/benchmarks.md).
+    pub rewrap_rest: f64,
 }
 
 impl Default for KeysConfig {
     fn default() -> Self {
-        KeysConfig { retired_key_retention_days: 30 }
+        KeysConfig { retired_key_retention_days: 30, rewrap_batch: 2_000, rewrap_rest: 3.0 }
     }
 }
 
@@ -190,6 +195,12 @@ impl Config {
         {
             return Err(invalid("key_store_url", "must start with postgres:// or postgresql://"));
         }
+        if self.key_store_url.is_some() && self.key_store_url == self.database_url {
+            return Err(invalid(
+                "key_store_url",
+                "must name a different database from database_url: keys never live with the data",
+            ));
+        }
         if self.http.body_limit_bytes == 0 {
             return Err(invalid("http.body_limit_bytes", "must be at least 1"));
         }
@@ -204,6 +215,12 @@ impl Config {
         }
         if self.database.postgres_connections < 2 {
             return Err(invalid("database.postgres_connections", "must be at least 2"));
+        }
+        if self.keys.rewrap_batch == 0 {
+            return Err(invalid("keys.rewrap_batch", "must be at least 1"));
+        }
+        if !(0.0..=100.0).contains(&self.keys.rewrap_rest) {
+            return Err(invalid("keys.rewrap_rest", "must be between 0 and 100"));
         }
         if self.audit.sign_interval_ms == 0 {
             return Err(invalid("audit.sign_interval_ms", "must be at least 1"));
@@ -259,5 +276,18 @@ mod tests {
         config = Config::default();
         config.http.concurrency_limit = 0;
         assert_eq!(config.validate().map_err(|e| e.setting), Err("http.concurrency_limit"));
+    }
+
+    #[test]
+    fn key_store_never_shares_the_data_database() {
+        let url = Some("postgres://db.example/coffer".to_owned());
+        let config = Config { database_url: url.clone(), key_store_url: url, ..Config::default() };
+        assert_eq!(config.validate().map_err(|e| e.setting), Err("key_store_url"));
+        let apart = Config {
+            database_url: Some("postgres://db.example/coffer".into()),
+            key_store_url: Some("postgres://keys.example/coffer_keys".into()),
+            ..Config::default()
+        };
+        assert_eq!(apart.validate(), Ok(()));
     }
 }

@@ -210,15 +210,21 @@ impl CustomerWriter for WriteTx {
         .bind(erasure.erased_at.0)
         .execute(self.conn())
         .await?;
-        sqlx::query(
-            "INSERT INTO erasure_ledger (customer_id, data_key_id, erased_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (customer_id) DO NOTHING",
-        )
-        .bind(erasure.customer_id.as_str())
-        .bind(erasure.data_key_id.as_str())
-        .bind(erasure.erased_at.0)
-        .execute(self.conn())
-        .await?;
-        Ok(())
+        record_in_ledger(self.conn(), erasure).await
     }
+}
+
+/// Adds an erasure to the `erasure_ledger` table of either database (the
+/// data side and the key store have the same table). Idempotent.
+pub(crate) async fn record_in_ledger(conn: &mut sqlx::AnyConnection, erasure: &Erasure) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO erasure_ledger (customer_id, data_key_id, erased_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (customer_id) DO NOTHING",
+    )
+    .bind(erasure.customer_id.as_str())
+    .bind(erasure.data_key_id.as_str())
+    .bind(erasure.erased_at.0)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -4,8 +4,8 @@
 //! signed audit heads. It stores only ciphertext of keys: the master key
 //! itself is in a file of the key directory (or a KMS), never here.
 
-use crate::customers::{Erasure, erasure_from_row};
-use crate::{Db, DbOptions, StoreError};
+use crate::customers::{Erasure, erasure_from_row, record_in_ledger};
+use crate::{Backend, Db, DbOptions, StoreError};
 use coffer_domain::Millis;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -75,25 +75,6 @@ pub struct SignedAuditHead {
     pub hash: Vec<u8>,
     pub signed_at: Millis,
     pub signature: Vec<u8>,
-}
-
-/// Wraps replaced per statement (three parameters each).
-const REWRAP_CHUNK: usize = 200;
-
-/// One UPDATE for many wraps: `$1` is the new version, then (id, old wrap,
-/// new wrap) per row. Only placeholders are generated; values are bound.
-/// A row changes only if its wrap is still the one that was read.
-fn replace_wraps_sql(kind: WrapKind, rows: usize) -> String {
-    let (table, key) = match kind {
-        WrapKind::DataKey => ("data_keys", "id"),
-        WrapKind::Secret => ("sealed_secrets", "name"),
-    };
-    let values: Vec<String> = (0..rows).map(|i| format!("(${}, ${}, ${})", 2 + 3 * i, 3 + 3 * i, 4 + 3 * i)).collect();
-    format!(
-        "UPDATE {table} SET kek_version = $1, wrapped = v.column3 FROM (VALUES {}) AS v \
-         WHERE {table}.{key} = v.column1 AND {table}.wrapped = v.column2",
-        values.join(", ")
-    )
 }
 
 #[derive(Clone)]
@@ -327,39 +308,85 @@ impl KeyStore {
         version: u32,
         limit: i64,
     ) -> Result<Vec<WrappedSecret>, StoreError> {
-        let sql = match kind {
-            WrapKind::DataKey => {
-                "SELECT id, kek_version, wrapped FROM data_keys WHERE kek_version = $1 ORDER BY id LIMIT $2"
+        // One packed row per batch: through sqlx every row and parameter has
+        // a cost, and re-wrapping runs beside live traffic.
+        let sql = match (self.db.backend(), kind) {
+            (Backend::Sqlite, WrapKind::DataKey) => {
+                "SELECT json_group_array(json_array(id, kek_version, hex(wrapped))) FROM \
+                 (SELECT id, kek_version, wrapped FROM data_keys WHERE kek_version = $1 ORDER BY id LIMIT $2)"
             }
-            WrapKind::Secret => {
-                "SELECT name AS id, kek_version, wrapped FROM sealed_secrets WHERE kek_version = $1 \
-                 ORDER BY name LIMIT $2"
+            (Backend::Sqlite, WrapKind::Secret) => {
+                "SELECT json_group_array(json_array(name, kek_version, hex(wrapped))) FROM \
+                 (SELECT name, kek_version, wrapped FROM sealed_secrets WHERE kek_version = $1 ORDER BY name LIMIT $2)"
+            }
+            (Backend::Postgres, WrapKind::DataKey) => {
+                "SELECT COALESCE(json_agg(json_build_array(id, kek_version, encode(wrapped, 'hex'))), '[]')::text FROM \
+                 (SELECT id, kek_version, wrapped FROM data_keys WHERE kek_version = $1 ORDER BY id LIMIT $2) AS w"
+            }
+            (Backend::Postgres, WrapKind::Secret) => {
+                "SELECT COALESCE(json_agg(json_build_array(name, kek_version, encode(wrapped, 'hex'))), '[]')::text \
+                 FROM (SELECT name, kek_version, wrapped FROM sealed_secrets WHERE kek_version = $1 ORDER BY name \
+                 LIMIT $2) AS w"
             }
         };
-        let rows = sqlx::query(sql).bind(i64::from(version)).bind(limit).fetch_all(self.db.readers()).await?;
-        rows.iter().map(wrapped_from_row).collect()
+        let packed: Option<String> =
+            sqlx::query_scalar(sql).bind(i64::from(version)).bind(limit).fetch_one(self.db.readers()).await?;
+        let rows: Vec<(String, i64, String)> = serde_json::from_str(packed.as_deref().unwrap_or("[]"))
+            .map_err(|_| StoreError::corrupt("key store (packed wraps)"))?;
+        rows.into_iter()
+            .map(|(id, kek_version, wrapped)| {
+                Ok(WrappedSecret {
+                    id,
+                    kek_version: u32::try_from(kek_version).map_err(|_| StoreError::corrupt("kek_version"))?,
+                    wrapped: hex::decode(wrapped).map_err(|_| StoreError::corrupt("wrapped"))?,
+                })
+            })
+            .collect()
     }
 
     /// Replaces wraps, each only if it is still exactly what was read (a
-    /// concurrent erasure or re-wrap wins). Returns how many changed.
+    /// concurrent erasure or re-wrap wins). Returns how many changed. The
+    /// batch travels as one JSON parameter (ids and hex-encoded wraps).
     pub async fn replace_wraps(
         &self,
         kind: WrapKind,
         replacements: Vec<(WrappedSecret, WrappedSecret)>,
     ) -> Result<u64, StoreError> {
+        let Some(version) = replacements.first().map(|(_, new)| new.kek_version) else { return Ok(0) };
+        let batch: Vec<serde_json::Value> = replacements
+            .iter()
+            .map(|(old, new)| {
+                serde_json::json!({"id": old.id, "old": hex::encode(&old.wrapped), "new": hex::encode(&new.wrapped)})
+            })
+            .collect();
+        let batch = serde_json::Value::Array(batch).to_string();
+        let sql = match (self.db.backend(), kind) {
+            (Backend::Sqlite, WrapKind::DataKey) => {
+                "UPDATE data_keys SET kek_version = $1, wrapped = unhex(json_extract(v.value, '$.new')) \
+                 FROM json_each($2) AS v WHERE data_keys.id = json_extract(v.value, '$.id') \
+                 AND data_keys.wrapped = unhex(json_extract(v.value, '$.old'))"
+            }
+            (Backend::Sqlite, WrapKind::Secret) => {
+                "UPDATE sealed_secrets SET kek_version = $1, wrapped = unhex(json_extract(v.value, '$.new')) \
+                 FROM json_each($2) AS v WHERE sealed_secrets.name = json_extract(v.value, '$.id') \
+                 AND sealed_secrets.wrapped = unhex(json_extract(v.value, '$.old'))"
+            }
+            (Backend::Postgres, WrapKind::DataKey) => {
+                "UPDATE data_keys AS d SET kek_version = $1, wrapped = decode(v.new, 'hex') \
+                 FROM json_to_recordset($2::json) AS v(id text, old text, new text) \
+                 WHERE d.id = v.id AND d.wrapped = decode(v.old, 'hex')"
+            }
+            (Backend::Postgres, WrapKind::Secret) => {
+                "UPDATE sealed_secrets AS d SET kek_version = $1, wrapped = decode(v.new, 'hex') \
+                 FROM json_to_recordset($2::json) AS v(id text, old text, new text) \
+                 WHERE d.name = v.id AND d.wrapped = decode(v.old, 'hex')"
+            }
+        };
         self.db
             .write(move |tx| {
                 Box::pin(async move {
-                    let mut changed = 0;
-                    for chunk in replacements.chunks(REWRAP_CHUNK) {
-                        let mut query = sqlx::query(sqlx::AssertSqlSafe(replace_wraps_sql(kind, chunk.len())));
-                        query = query.bind(i64::from(chunk.first().map_or(0, |(_, new)| new.kek_version)));
-                        for (old, new) in chunk {
-                            query = query.bind(old.id.clone()).bind(old.wrapped.clone()).bind(new.wrapped.clone());
-                        }
-                        changed += query.execute(tx.conn()).await?.rows_affected();
-                    }
-                    Ok::<_, StoreError>(changed)
+                    let done = sqlx::query(sql).bind(i64::from(version)).bind(batch).execute(tx.conn()).await?;
+                    Ok::<_, StoreError>(done.rows_affected())
                 })
             })
             .await
@@ -377,16 +404,7 @@ impl KeyStore {
                         .bind(erasure.data_key_id.as_str())
                         .execute(tx.conn())
                         .await?;
-                    sqlx::query(
-                        "INSERT INTO erasure_ledger (customer_id, data_key_id, erased_at) VALUES ($1, $2, $3) \
-                         ON CONFLICT (customer_id) DO NOTHING",
-                    )
-                    .bind(erasure.customer_id.as_str())
-                    .bind(erasure.data_key_id.as_str())
-                    .bind(erasure.erased_at.0)
-                    .execute(tx.conn())
-                    .await?;
-                    Ok::<_, StoreError>(())
+                    record_in_ledger(tx.conn(), &erasure).await
                 })
             })
             .await

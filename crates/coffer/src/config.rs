@@ -111,6 +111,11 @@ fn env_value(raw: &str) -> Value {
     if let Ok(n) = raw.parse::<i64>() {
         return Value::Integer(n);
     }
+    if let Ok(x) = raw.parse::<f64>()
+        && x.is_finite()
+    {
+        return Value::Float(x);
+    }
     match raw {
         "true" => Value::Boolean(true),
         "false" => Value::Boolean(false),

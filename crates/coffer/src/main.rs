@@ -205,7 +205,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     if replayed != coffer_app::privacy::ReplayReport::default() {
         tracing::info!(data_side = replayed.data_side, key_side = replayed.key_side, "erasure ledger replayed");
     }
-    privacy::spawn_background(&privacy, Duration::from_millis(config.audit.sign_interval_ms));
+    privacy::spawn_background(&privacy, &config);
     let clock = Arc::new(SystemClock);
     if demo {
         coffer_app::demo::seed(&db, clock.as_ref()).await.context("seeding demo data")?;

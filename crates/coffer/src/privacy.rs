@@ -125,18 +125,6 @@ async fn audit_action(privacy: &Privacy, action: AuditAction, subject: Option<St
     Ok(())
 }
 
-/// Re-wraps everything under older versions with the active one.
-pub async fn rewrap_all(vault: &Vault) -> anyhow::Result<u64> {
-    let mut total = 0;
-    loop {
-        let changed = vault.rewrap_batch(1_000).await?;
-        if changed == 0 {
-            return Ok(total);
-        }
-        total += changed;
-    }
-}
-
 pub async fn keys(config: &Config, db: Db, command: KeysCommand) -> anyhow::Result<()> {
     let privacy = open(config, db).await?;
     let vault = &privacy.vault;
@@ -212,7 +200,7 @@ pub async fn keys(config: &Config, db: Db, command: KeysCommand) -> anyhow::Resu
             store.activate_master_key(version, now).await?;
             audit_action(&privacy, AuditAction::MasterKeyActivated, Some(format!("v{version}"))).await?;
             vault.reload().await?;
-            let rewrapped = rewrap_all(vault).await?;
+            let rewrapped = vault.rewrap_all(1_000, 0.0).await?;
             audit_action(&privacy, AuditAction::KeysRewrapped, Some(format!("v{version}"))).await?;
             let retired = store.retire_master_key(old, now, now.plus_ms(window_ms)).await?;
             if retired {
@@ -355,7 +343,9 @@ pub async fn erasure_replay(config: &Config, db: Db) -> anyhow::Result<()> {
 /// Background work of a serving process: seal the audit log every second,
 /// sign its head every `sign_every`, and pick up new key versions and
 /// re-wrap older wraps.
-pub fn spawn_background(privacy: &Privacy, sign_every: std::time::Duration) {
+pub fn spawn_background(privacy: &Privacy, config: &Config) {
+    let sign_every = std::time::Duration::from_millis(config.audit.sign_interval_ms);
+    let (rewrap_batch, rewrap_rest) = (i64::from(config.keys.rewrap_batch), config.keys.rewrap_rest);
     let audit = privacy.audit.clone();
     tokio::spawn(async move {
         let mut last_signed = tokio::time::Instant::now();
@@ -382,7 +372,7 @@ pub fn spawn_background(privacy: &Privacy, sign_every: std::time::Duration) {
                 tracing::warn!(error = %e, "reloading master keys failed");
                 continue;
             }
-            match rewrap_all(&vault).await {
+            match vault.rewrap_all(rewrap_batch, rewrap_rest).await {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::info!(rewrapped = n, "re-wrapped keys under the active master key");

@@ -231,7 +231,18 @@ impl CustomerService {
         let erasure =
             Erasure { customer_id: id.clone(), data_key_id: stored.data_key_id.clone(), erased_at: self.clock.now() };
         self.vault.key_store().shred(erasure.clone()).await?;
-        let audit = AuditEntry::new(erasure.erased_at, actor, AuditAction::CustomerErased, Some(id.to_string()));
+        self.erase_row(erasure, actor, AuditAction::CustomerErased).await?;
+        // Old pages are zeroed (secure_delete); the checkpoint moves them
+        // out of the -wal files too.
+        self.db.checkpoint().await?;
+        self.vault.key_store().db().checkpoint().await?;
+        Ok(())
+    }
+
+    /// Clears the row, writes the data-side ledger and the audit entry, in
+    /// one unit.
+    async fn erase_row(&self, erasure: Erasure, actor: &Actor, action: AuditAction) -> Result<(), AppError> {
+        let audit = AuditEntry::new(self.clock.now(), actor, action, Some(erasure.customer_id.to_string()));
         self.db
             .write(move |tx| {
                 Box::pin(async move {
@@ -240,12 +251,7 @@ impl CustomerService {
                     Ok::<_, AppError>(())
                 })
             })
-            .await?;
-        // Old pages are zeroed (secure_delete); the checkpoint moves them
-        // out of the -wal files too.
-        self.db.checkpoint().await?;
-        self.vault.key_store().db().checkpoint().await?;
-        Ok(())
+            .await
     }
 
     /// Makes both ledgers agree: an erasure recorded on one side only (after

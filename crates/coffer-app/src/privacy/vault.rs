@@ -139,6 +139,25 @@ impl Vault {
         Ok(unwrap_secret(&kek, purpose, &record.id, &record.wrapped)?)
     }
 
+    /// Re-wraps everything under older versions, in batches, resting after
+    /// each batch for `rest` times as long as it took: a server re-wrapping
+    /// in the background keeps most of its CPU for requests. `rest` 0 runs
+    /// flat out (a one-server `keys rotate`). Returns how many changed.
+    pub async fn rewrap_all(&self, batch: i64, rest: f64) -> Result<u64, AppError> {
+        let mut total = 0;
+        loop {
+            let started = std::time::Instant::now();
+            let changed = self.rewrap_batch(batch).await?;
+            if changed == 0 {
+                return Ok(total);
+            }
+            total += changed;
+            if rest > 0.0 {
+                tokio::time::sleep(started.elapsed().mul_f64(rest)).await;
+            }
+        }
+    }
+
     /// Re-wraps up to `batch` wraps still under an older version with the
     /// active one; returns how many changed (0: nothing left). Safe to stop
     /// and run again: each wrap is replaced only if unchanged since read.

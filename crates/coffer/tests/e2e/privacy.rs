@@ -286,3 +286,24 @@ fn restore_after_stopping(mut server: TestServer, backup: &Path) {
     let err = failed(&server.cli(&["backup", "restore", "/etc/hostname"]));
     assert!(err.contains("not a SQLite backup"), "{err}");
 }
+
+/// Several `coffer` processes append and seal at once against one
+/// PostgreSQL database while the server's own sealer runs: the chain never
+/// forks and every entry is sealed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sealing_at_once_never_fork_the_chain_on_postgres() {
+    let server = crate::server(TestBackend::Postgres).await;
+    let server = Arc::new(server);
+    let runs: Vec<_> = (0..6)
+        .map(|_| {
+            let server = server.clone();
+            std::thread::spawn(move || server.cli(&["export", "--email", "dana@demo.coffer.test"]))
+        })
+        .collect();
+    for run in runs {
+        ok(&run.join().unwrap());
+    }
+    let out = ok(&server.cli(&["audit", "verify"]));
+    // customer.created (seed) + six exports.
+    assert!(out.contains("intact: 7 entries"), "{out}");
+}
