@@ -13,13 +13,14 @@ CREATE TABLE master_keys (
 );
 
 -- One data key per customer. Erasure deletes the row: crypto-shredding.
+-- Only the primary key is indexed: re-wrapping walks it in order and
+-- rewrites rows in place.
 CREATE TABLE data_keys (
     id          TEXT PRIMARY KEY NOT NULL,
     kek_version BIGINT NOT NULL,
     wrapped     BYTEA NOT NULL,
     created_at  BIGINT NOT NULL
-);
-CREATE INDEX data_keys_by_kek ON data_keys (kek_version, id);
+) WITH (fillfactor = 90); -- room on each page for in-place (HOT) re-wraps
 
 -- Other secrets sealed under the master key (blind-index key, audit signing key, ...).
 CREATE TABLE sealed_secrets (

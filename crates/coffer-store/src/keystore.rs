@@ -302,10 +302,14 @@ impl KeyStore {
     }
 
     /// Up to `limit` wraps still under `version`, for re-wrapping.
+    /// Up to `limit` wraps not under `active`, with ids after `after`, in id
+    /// order: one re-wrap pass walks the primary key once (no index on the
+    /// version, so re-wrapped rows can be updated in place).
     pub async fn wraps_to_rewrap(
         &self,
         kind: WrapKind,
-        version: u32,
+        active: u32,
+        after: &str,
         limit: i64,
     ) -> Result<Vec<WrappedSecret>, StoreError> {
         // One packed row per batch: through sqlx every row and parameter has
@@ -313,24 +317,30 @@ impl KeyStore {
         let sql = match (self.db.backend(), kind) {
             (Backend::Sqlite, WrapKind::DataKey) => {
                 "SELECT json_group_array(json_array(id, kek_version, hex(wrapped))) FROM \
-                 (SELECT id, kek_version, wrapped FROM data_keys WHERE kek_version = $1 ORDER BY id LIMIT $2)"
+                 (SELECT id, kek_version, wrapped FROM data_keys WHERE id > $3 AND kek_version <> $1 ORDER BY id LIMIT $2)"
             }
             (Backend::Sqlite, WrapKind::Secret) => {
                 "SELECT json_group_array(json_array(name, kek_version, hex(wrapped))) FROM \
-                 (SELECT name, kek_version, wrapped FROM sealed_secrets WHERE kek_version = $1 ORDER BY name LIMIT $2)"
+                 (SELECT name, kek_version, wrapped FROM sealed_secrets WHERE name > $3 AND kek_version <> $1 \
+                 ORDER BY name LIMIT $2)"
             }
             (Backend::Postgres, WrapKind::DataKey) => {
                 "SELECT COALESCE(json_agg(json_build_array(id, kek_version, encode(wrapped, 'hex'))), '[]')::text FROM \
-                 (SELECT id, kek_version, wrapped FROM data_keys WHERE kek_version = $1 ORDER BY id LIMIT $2) AS w"
+                 (SELECT id, kek_version, wrapped FROM data_keys WHERE id > $3 AND kek_version <> $1 ORDER BY id \
+                 LIMIT $2) AS w"
             }
             (Backend::Postgres, WrapKind::Secret) => {
                 "SELECT COALESCE(json_agg(json_build_array(name, kek_version, encode(wrapped, 'hex'))), '[]')::text \
-                 FROM (SELECT name, kek_version, wrapped FROM sealed_secrets WHERE kek_version = $1 ORDER BY name \
-                 LIMIT $2) AS w"
+                 FROM (SELECT name, kek_version, wrapped FROM sealed_secrets WHERE name > $3 AND kek_version <> $1 \
+                 ORDER BY name LIMIT $2) AS w"
             }
         };
-        let packed: Option<String> =
-            sqlx::query_scalar(sql).bind(i64::from(version)).bind(limit).fetch_one(self.db.readers()).await?;
+        let packed: Option<String> = sqlx::query_scalar(sql)
+            .bind(i64::from(active))
+            .bind(limit)
+            .bind(after.to_owned())
+            .fetch_one(self.db.readers())
+            .await?;
         let rows: Vec<(String, i64, String)> = serde_json::from_str(packed.as_deref().unwrap_or("[]"))
             .map_err(|_| StoreError::corrupt("key store (packed wraps)"))?;
         rows.into_iter()

@@ -139,53 +139,51 @@ impl Vault {
         Ok(unwrap_secret(&kek, purpose, &record.id, &record.wrapped)?)
     }
 
-    /// Re-wraps everything under older versions, in batches, resting after
-    /// each batch for `rest` times as long as it took: a server re-wrapping
-    /// in the background keeps most of its CPU for requests. `rest` 0 runs
-    /// flat out (a one-server `keys rotate`). Returns how many changed.
+    /// Re-wraps everything not under the active version, in one pass over
+    /// the key store in id order, batch by batch, resting after each batch
+    /// for `rest` times as long as it took: a server re-wrapping in the
+    /// background keeps most of its CPU for requests. `rest` 0 runs flat out
+    /// (a one-server `keys rotate`). Safe to stop and run again: each wrap is
+    /// replaced only if unchanged since read, and keys made during the pass
+    /// are wrapped under the active version already. Returns how many changed.
     pub async fn rewrap_all(&self, batch: i64, rest: f64) -> Result<u64, AppError> {
+        let target = self.active_kek()?;
         let mut total = 0;
+        let mut after = String::new();
         loop {
             let started = std::time::Instant::now();
-            let changed = self.rewrap_batch(batch).await?;
-            if changed == 0 {
-                return Ok(total);
-            }
-            total += changed;
+            let wraps = self.store.wraps_to_rewrap(WrapKind::DataKey, target.version(), &after, batch).await?;
+            let Some(last) = wraps.last() else { break };
+            after = last.id.clone();
+            total += self.rewrap(&target, WrapKind::DataKey, DATA_KEY, wraps).await?;
             if rest > 0.0 {
                 tokio::time::sleep(started.elapsed().mul_f64(rest)).await;
             }
         }
+        // The few named secrets, in one go.
+        let secrets = self.store.wraps_to_rewrap(WrapKind::Secret, target.version(), "", i64::MAX).await?;
+        total += self.rewrap(&target, WrapKind::Secret, SECRET, secrets).await?;
+        Ok(total)
     }
 
-    /// Re-wraps up to `batch` wraps still under an older version with the
-    /// active one; returns how many changed (0: nothing left). Safe to stop
-    /// and run again: each wrap is replaced only if unchanged since read.
-    pub async fn rewrap_batch(&self, batch: i64) -> Result<u64, AppError> {
-        let target = self.active_kek()?;
-        let old_versions: Vec<u32> = {
-            let loaded = self.loaded.read().map_err(|_| poisoned())?;
-            loaded.keks.keys().copied().filter(|v| *v != target.version()).collect()
-        };
-        let mut changed = 0;
-        for version in old_versions {
-            for (kind, purpose) in [(WrapKind::DataKey, DATA_KEY), (WrapKind::Secret, SECRET)] {
-                let wraps = self.store.wraps_to_rewrap(kind, version, batch).await?;
-                if wraps.is_empty() {
-                    continue;
-                }
-                let mut replacements = Vec::with_capacity(wraps.len());
-                for old in wraps {
-                    let secret = self.unwrap(purpose, &old).await?;
-                    let wrapped = wrap_secret(&target, purpose, &old.id, &secret)?;
-                    let new = WrappedSecret { id: old.id.clone(), kek_version: target.version(), wrapped };
-                    replacements.push((old, new));
-                }
-                changed += self.store.replace_wraps(kind, replacements).await?;
-                return Ok(changed);
-            }
+    async fn rewrap(
+        &self,
+        target: &MasterKey,
+        kind: WrapKind,
+        purpose: &str,
+        wraps: Vec<WrappedSecret>,
+    ) -> Result<u64, AppError> {
+        if wraps.is_empty() {
+            return Ok(0);
         }
-        Ok(changed)
+        let mut replacements = Vec::with_capacity(wraps.len());
+        for old in wraps {
+            let secret = self.unwrap(purpose, &old).await?;
+            let wrapped = wrap_secret(target, purpose, &old.id, &secret)?;
+            let new = WrappedSecret { id: old.id.clone(), kek_version: target.version(), wrapped };
+            replacements.push((old, new));
+        }
+        Ok(self.store.replace_wraps(kind, replacements).await?)
     }
 }
 
