@@ -307,3 +307,31 @@ async fn processes_sealing_at_once_never_fork_the_chain_on_postgres() {
     // customer.created (seed) + six exports.
     assert!(out.contains("intact: 7 entries"), "{out}");
 }
+
+/// Keys readable by group or others stop the server before it serves, with
+/// the fix in the message.
+#[test]
+fn serve_refuses_a_key_directory_open_to_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first =
+        std::process::Command::new(crate::BIN).args(["seed", "--demo", "--data-dir"]).arg(&data).output().unwrap();
+    ok(&first);
+    let keys = dir.path().join("data.keys");
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new(crate::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let err = failed(&out);
+    assert!(err.contains("open to group or others") && err.contains("chmod 700"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"), "it never served");
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(keys.join("master-v1.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = failed(
+        &std::process::Command::new(crate::BIN).args(["audit", "verify", "--data-dir"]).arg(&data).output().unwrap(),
+    );
+    assert!(err.contains("master-v1.key") && err.contains("chmod 600"), "{err}");
+}
