@@ -5,6 +5,7 @@
 //! the demo data. Later issues add checkout, payments, accounts, the outbox
 //! and the privacy services here.
 
+pub mod accounts;
 mod cache;
 mod catalog;
 pub mod config;

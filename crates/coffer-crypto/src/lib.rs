@@ -10,9 +10,11 @@ mod blind_index;
 mod envelope;
 mod error;
 mod keys;
+mod password;
 
 pub use audit::{AuditHead, AuditSigningKey, GENESIS_HASH, audit_link_hash, verify_head};
 pub use blind_index::{BlindIndexKey, normalise_email};
 pub use envelope::{FieldContext, Sealed, open_field, seal_field, unwrap_secret, wrap_secret, wrapped_version};
 pub use error::CryptoError;
 pub use keys::{DataKey, KEY_LEN, MasterKey, random_bytes};
+pub use password::{ARGON2_ITERATIONS, ARGON2_LANES, ARGON2_MEMORY_KIB, dummy_verify, hash_password, verify_password};

@@ -13,6 +13,7 @@ pub mod customer;
 pub mod id;
 pub mod inventory;
 pub mod money;
+pub mod password;
 
 pub use audit::{Actor, AuditAction, AuditEntry};
 pub use catalog::{CatalogError, Delivery, NewProduct, NewVendor, Product, Vendor, VendorSlug};
@@ -20,3 +21,4 @@ pub use clock::{Clock, ManualClock, Millis};
 pub use customer::{CustomerDetails, CustomerError, MailingAddress};
 pub use id::{AuditEntryId, CustomerId, DataKeyId, IdError, ProductId, VendorId};
 pub use money::{Currency, Money, MoneyError, Prices};
+pub use password::{PasswordError, check_new_password};
