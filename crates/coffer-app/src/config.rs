@@ -2,6 +2,7 @@
 //! `coffer.toml`, then `COFFER_*` environment variables, then command-line
 //! flags (later sources win), and calls [`Config::validate`].
 
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// SQLite file, mail and file folders.
@@ -46,9 +47,39 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub keys: KeysConfig,
     pub audit: AuditConfig,
+    pub mail: MailConfig,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Where outgoing email goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    /// One `.eml` file per message in `<data_dir>/mail` (the default).
+    #[default]
+    File,
+    /// An SMTP server: `mail.smtp_url`.
+    Smtp,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    pub transport: MailTransport,
+    /// `smtps://user:password@host:465` (TLS), `smtp://user:password@host:587?tls=required`
+    /// (STARTTLS) or `smtp://host:25` (plain, for a local relay). Held as a
+    /// secret: it may carry a password.
+    pub smtp_url: Option<SecretString>,
+    /// The sender of every message.
+    pub from: String,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig { transport: MailTransport::File, smtp_url: None, from: "Coffer <no-reply@coffer.invalid>".into() }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KeysConfig {
     /// Days a retired master key version is kept before its file is
@@ -67,7 +98,7 @@ impl Default for KeysConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
     /// How often the audit chain head is signed into the key store.
@@ -80,7 +111,7 @@ impl Default for AuditConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Largest request body accepted.
@@ -93,7 +124,7 @@ pub struct HttpConfig {
     pub catalog_cache_ms: u64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     pub sqlite_readers: u32,
@@ -116,6 +147,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             keys: KeysConfig::default(),
             audit: AuditConfig::default(),
+            mail: MailConfig::default(),
         }
     }
 }
@@ -151,6 +183,7 @@ pub const SETTINGS: &[&str] = &[
     "database",
     "keys",
     "audit",
+    "mail",
 ];
 
 impl Config {
@@ -221,6 +254,12 @@ impl Config {
         }
         if !(0.0..=100.0).contains(&self.keys.rewrap_rest) {
             return Err(invalid("keys.rewrap_rest", "must be between 0 and 100"));
+        }
+        if self.mail.transport == MailTransport::Smtp && self.mail.smtp_url.is_none() {
+            return Err(invalid("mail.smtp_url", "is required when mail.transport is smtp"));
+        }
+        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(invalid("mail.from", "must be an address like \"Shop <no-reply@example.com>\""));
         }
         if self.audit.sign_interval_ms == 0 {
             return Err(invalid("audit.sign_interval_ms", "must be at least 1"));

@@ -11,6 +11,7 @@ mod catalog;
 pub mod config;
 pub mod demo;
 mod error;
+pub mod mail;
 pub mod privacy;
 
 pub use catalog::CatalogService;

@@ -89,6 +89,11 @@ on_both_backends!(
     concurrent_sealers_never_fork_the_chain,
     inventory_matches_the_schema,
     export_follows_the_inventory_and_is_audited,
+    mail_is_enqueued_with_its_change_and_delivered_to_files,
+    smtp_delivery_retries_with_backoff_until_the_server_answers,
+    erasure_shreds_pending_mail,
+    a_claim_whose_worker_died_is_delivered_after_its_lease,
+    one_off_key_is_destroyed_once_its_message_is_sent,
 );
 
 fn operator() -> Actor {
@@ -500,4 +505,148 @@ async fn export_follows_the_inventory_and_is_audited(f: Fixture) {
     let actions: Vec<String> =
         f.db.audit_entries_for_subject(a.id.as_str()).await.unwrap().into_iter().map(|e| e.action).collect();
     assert!(actions.contains(&"customer.exported".to_owned()), "{actions:?}");
+}
+
+// ---- the email outbox ----
+
+use coffer_app::config::{MailConfig, MailTransport};
+use coffer_app::mail::{Letter, Outbox};
+use coffer_domain::ManualClock;
+use coffer_store::{AuditWriter, OutboxWriter};
+
+fn mail_config(smtp: Option<String>) -> MailConfig {
+    MailConfig {
+        transport: if smtp.is_some() { MailTransport::Smtp } else { MailTransport::File },
+        smtp_url: smtp.map(secrecy::SecretString::from),
+        from: "Coffer <no-reply@coffer.test>".into(),
+    }
+}
+
+fn outbox(f: &Fixture, smtp: Option<String>, clock: Arc<ManualClock>) -> Outbox {
+    Outbox::new(&mail_config(smtp), &f.key_dir.with_file_name("data"), f.db.clone(), f.vault.clone(), clock).unwrap()
+}
+
+fn now_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::at(SystemClock.now().0))
+}
+
+/// Enqueues a message to a customer together with an audit entry, in one
+/// unit, as a service does. Returns the message id.
+async fn enqueue_for(f: &Fixture, outbox: &Outbox, id: &CustomerId, subject: &str, body: &str) -> String {
+    let stored = f.db.customer(id).await.unwrap().unwrap();
+    let key = f.vault.data_key(&stored.data_key_id).await.unwrap().unwrap();
+    let to = f.customers.get(id, &Reader::TheCustomer).await.unwrap().details.email;
+    let letter = Letter { kind: "test_message", to: &to, subject, body };
+    let email = outbox.seal(&letter, &key, &stored.data_key_id, false).unwrap();
+    let email_id = email.id.clone();
+    let audit = coffer_domain::AuditEntry::new(
+        f.clock.now(),
+        &operator(),
+        coffer_domain::AuditAction::CustomerUpdated,
+        Some(id.to_string()),
+    );
+    f.db.write(move |tx| {
+        Box::pin(async move {
+            tx.enqueue_email(&email).await?;
+            tx.append_audit(&audit).await
+        })
+    })
+    .await
+    .unwrap();
+    email_id
+}
+
+async fn mail_is_enqueued_with_its_change_and_delivered_to_files(f: Fixture) {
+    let a = f.customers.create(&details(400), &operator()).await.unwrap();
+    let clock = now_clock();
+    let outbox = outbox(&f, None, clock);
+    let id = enqueue_for(&f, &outbox, &a.id, "Your order", "Thank you, Canarybody400.").await;
+    let raw = sqlx::query("SELECT recipient, subject, body FROM outbox_emails")
+        .fetch_all(&raw_pool(&f._data.url).await)
+        .await
+        .unwrap();
+    let bytes: Vec<u8> = raw.iter().flat_map(|r| r.get::<Vec<u8>, _>("body")).collect();
+    assert!(!contains(&bytes, "Canarybody400"), "bodies are sealed");
+    assert_eq!(outbox.deliver_due().await.unwrap(), 1);
+    let file = f.key_dir.with_file_name("data").join("mail").join(format!("{id}.eml"));
+    let eml = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        eml.contains("Subject: Your order")
+            && eml.contains("Canarybody400")
+            && eml.contains("To: customer400@example.org"),
+        "{eml}"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o077, 0, "mail files are private");
+    assert_eq!(f.db.email_status(&id).await.unwrap().unwrap().0, "sent");
+    assert_eq!(outbox.deliver_due().await.unwrap(), 0, "sent once");
+}
+
+async fn smtp_delivery_retries_with_backoff_until_the_server_answers(f: Fixture) {
+    let a = f.customers.create(&details(401), &operator()).await.unwrap();
+    let mut server = coffer_testkit::SmtpServer::start();
+    let port = server.port;
+    server.stop();
+    let clock = now_clock();
+    let outbox = outbox(&f, Some(format!("smtp://127.0.0.1:{port}")), clock.clone());
+    let id = enqueue_for(&f, &outbox, &a.id, "Sign-in link", "Open this link.").await;
+    assert_eq!(outbox.deliver_due().await.unwrap(), 0);
+    let (status, attempts, error) = f.db.email_status(&id).await.unwrap().unwrap();
+    assert_eq!((status.as_str(), attempts, error.as_deref()), ("pending", 1, Some("smtp_unreachable")));
+    clock.advance(4_000);
+    assert_eq!(outbox.deliver_due().await.unwrap(), 0, "not due before its backoff");
+    let server = coffer_testkit::SmtpServer::start_on(port);
+    clock.advance(1_001);
+    assert_eq!(outbox.deliver_due().await.unwrap(), 1);
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1);
+    assert!(messages[0].contains("Subject: Sign-in link") && messages[0].contains("customer401@example.org"));
+    let (status, attempts, error) = f.db.email_status(&id).await.unwrap().unwrap();
+    assert_eq!((status.as_str(), attempts, error), ("sent".to_owned().as_str(), 2, None));
+}
+
+async fn erasure_shreds_pending_mail(f: Fixture) {
+    let a = f.customers.create(&details(402), &operator()).await.unwrap();
+    let clock = now_clock();
+    let outbox = outbox(&f, None, clock);
+    let id = enqueue_for(&f, &outbox, &a.id, "Receipt", "Secret body").await;
+    f.customers.erase(&a.id, &operator()).await.unwrap();
+    assert_eq!(outbox.deliver_due().await.unwrap(), 0);
+    assert_eq!(f.db.email_status(&id).await.unwrap().unwrap().0, "shredded");
+    assert!(!f.key_dir.with_file_name("data").join("mail").join(format!("{id}.eml")).exists());
+    let left: Option<Vec<u8>> = sqlx::query("SELECT body FROM outbox_emails WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_one(&raw_pool(&f._data.url).await)
+        .await
+        .unwrap()
+        .get("body");
+    assert_eq!(left, None, "the unreadable ciphertext is dropped too");
+}
+
+async fn a_claim_whose_worker_died_is_delivered_after_its_lease(f: Fixture) {
+    let a = f.customers.create(&details(403), &operator()).await.unwrap();
+    let clock = now_clock();
+    let outbox = outbox(&f, None, clock.clone());
+    let id = enqueue_for(&f, &outbox, &a.id, "Receipt", "Body").await;
+    // A worker claims it and dies before recording anything.
+    let claimed = f.db.claim_emails(clock.now(), 60_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(outbox.deliver_due().await.unwrap(), 0, "another worker leaves a live claim alone");
+    clock.advance(60_001);
+    assert_eq!(outbox.deliver_due().await.unwrap(), 1, "nothing is lost");
+    assert_eq!(f.db.email_status(&id).await.unwrap().unwrap().0, "sent");
+}
+
+async fn one_off_key_is_destroyed_once_its_message_is_sent(f: Fixture) {
+    let clock = now_clock();
+    let outbox = outbox(&f, None, clock);
+    let key_id = coffer_domain::DataKeyId::generate();
+    let key = f.vault.new_data_key(&key_id).await.unwrap();
+    let letter = Letter { kind: "deletion_confirmation", to: "gone@example.org", subject: "Deleted", body: "Bye" };
+    let email = outbox.seal(&letter, &key, &key_id, true).unwrap();
+    let id = email.id.clone();
+    f.db.write(move |tx| Box::pin(async move { tx.enqueue_email(&email).await })).await.unwrap();
+    assert_eq!(outbox.deliver_due().await.unwrap(), 1);
+    assert!(f.keys.data_key(key_id.as_str()).await.unwrap().is_none(), "the one-off key is destroyed after sending");
+    assert_eq!(f.db.email_status(&id).await.unwrap().unwrap().0, "sent");
 }

@@ -80,6 +80,10 @@ prefixed_id!(
     DataKeyId, "dek_", "data key"
 );
 prefixed_id!(
+    /// Identifies a message in the email outbox.
+    EmailId, "eml_", "email"
+);
+prefixed_id!(
     /// Identifies an audit log entry.
     AuditEntryId, "aud_", "audit entry"
 );

@@ -19,6 +19,6 @@ pub use audit::{Actor, AuditAction, AuditEntry};
 pub use catalog::{CatalogError, Delivery, NewProduct, NewVendor, Product, Vendor, VendorSlug};
 pub use clock::{Clock, ManualClock, Millis};
 pub use customer::{CustomerDetails, CustomerError, MailingAddress};
-pub use id::{AuditEntryId, CustomerId, DataKeyId, IdError, ProductId, VendorId};
+pub use id::{AuditEntryId, CustomerId, DataKeyId, EmailId, IdError, ProductId, VendorId};
 pub use money::{Currency, Money, MoneyError, Prices};
 pub use password::{PasswordError, check_new_password};

@@ -262,6 +262,19 @@ impl KeyStore {
             .await
     }
 
+    /// Destroys a data key that belongs to no customer (a one-off key).
+    pub async fn delete_data_key(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    sqlx::query("DELETE FROM data_keys WHERE id = $1").bind(id).execute(tx.conn()).await?;
+                    Ok::<_, StoreError>(())
+                })
+            })
+            .await
+    }
+
     pub async fn data_key(&self, id: &str) -> Result<Option<WrappedSecret>, StoreError> {
         let row = sqlx::query("SELECT id, kek_version, wrapped FROM data_keys WHERE id = $1")
             .bind(id.to_owned())

@@ -16,6 +16,7 @@ mod db;
 mod error;
 mod keystore;
 mod migrations;
+mod outbox;
 
 pub use audit::{AuditWriter, SealedAuditEntry};
 pub use catalog::{CatalogReader, CatalogWriter, ProductPage, ProductQuery};
@@ -23,3 +24,4 @@ pub use customers::{CustomerReader, CustomerWriter, Erasure, NewSealedCustomer, 
 pub use db::{Backend, Db, DbOptions, UnitFuture, WriteHold, WriteTx, WriterStats};
 pub use error::StoreError;
 pub use keystore::{KeyStore, MasterKeyRecord, MasterKeyState, SignedAuditHead, WrapKind, WrappedSecret};
+pub use outbox::{ClaimedEmail, Delivery, NewEmail, OutboxWriter};

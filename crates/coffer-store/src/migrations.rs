@@ -17,11 +17,13 @@ type Embedded = (i64, &'static str, &'static str);
 pub(crate) const SQLITE: &[Embedded] = &[
     (1, "catalog", include_str!("../../../migrations/sqlite/0001_catalog.sql")),
     (2, "privacy", include_str!("../../../migrations/sqlite/0002_privacy.sql")),
+    (3, "outbox", include_str!("../../../migrations/sqlite/0003_outbox.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
     (1, "catalog", include_str!("../../../migrations/postgres/0001_catalog.sql")),
     (2, "privacy", include_str!("../../../migrations/postgres/0002_privacy.sql")),
+    (3, "outbox", include_str!("../../../migrations/postgres/0003_outbox.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] =

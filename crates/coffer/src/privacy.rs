@@ -73,6 +73,7 @@ pub struct Privacy {
     pub vault: Arc<Vault>,
     pub customers: CustomerService,
     pub audit: AuditService,
+    pub outbox: coffer_app::mail::Outbox,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -99,7 +100,10 @@ pub async fn open(config: &Config, db: Db) -> anyhow::Result<Privacy> {
     destroy_expired_versions(&vault, &db, clock.as_ref(), &cli_actor()).await?;
     let customers = CustomerService::new(db.clone(), vault.clone(), clock.clone());
     let audit = AuditService::new(db.clone(), vault.clone(), clock.clone());
-    Ok(Privacy { db, vault, customers, audit, clock })
+    let outbox =
+        coffer_app::mail::Outbox::new(&config.mail, &config.data_dir, db.clone(), vault.clone(), clock.clone())
+            .map_err(anyhow::Error::from)?;
+    Ok(Privacy { db, vault, customers, audit, outbox, clock })
 }
 
 /// Destroys retired master key versions whose backup-retention window has
@@ -360,6 +364,16 @@ pub fn spawn_background(privacy: &Privacy, config: &Config) {
             };
             if let Err(e) = result {
                 tracing::warn!(error = %e, "audit sealing failed; will retry");
+            }
+        }
+    });
+    let outbox = privacy.outbox.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(e) = outbox.deliver_due().await {
+                tracing::warn!(error = %e, "email delivery failed; will retry");
             }
         }
     });

@@ -1,0 +1,209 @@
+//! Outgoing email through the outbox. A service seals a message with a data
+//! key ([`Outbox::seal`]) before its unit of work and enqueues it inside
+//! (`OutboxWriter::enqueue_email`), so the message exists exactly when the
+//! change it reports does. [`Outbox::deliver_due`] (a worker in `serve`)
+//! sends due messages with retries and backoff.
+
+use crate::AppError;
+use crate::config::{MailConfig, MailTransport};
+use crate::privacy::Vault;
+use coffer_crypto::{DataKey, FieldContext, Sealed, open_field, seal_field};
+use coffer_domain::{Clock, DataKeyId, Millis};
+use coffer_store::{ClaimedEmail, Db, Delivery, NewEmail};
+use lettre::message::Mailbox;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const TABLE: &str = "outbox_emails";
+/// How long a claimed message is reserved for the worker that claimed it.
+const LEASE_MS: i64 = 60_000;
+/// Attempts before a message is given up.
+pub const MAX_ATTEMPTS: i64 = 10;
+
+/// Delay before attempt `attempts + 1`: 5 s doubling, at most an hour.
+pub fn backoff_ms(attempts: i64) -> i64 {
+    let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+    (5_000i64.saturating_mul(1i64 << doublings)).min(3_600_000)
+}
+
+/// A message before sealing. `kind` names what it is about (no personal data).
+#[derive(Clone, Copy, Debug)]
+pub struct Letter<'a> {
+    pub kind: &'a str,
+    pub to: &'a str,
+    pub subject: &'a str,
+    pub body: &'a str,
+}
+
+enum Transport {
+    Files(PathBuf),
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+#[derive(Clone)]
+pub struct Outbox {
+    db: Db,
+    vault: Arc<Vault>,
+    clock: Arc<dyn Clock>,
+    transport: Arc<Transport>,
+    from: Mailbox,
+}
+
+fn ctx<'a>(id: &'a str, column: &'a str, key: &'a DataKeyId) -> FieldContext<'a> {
+    FieldContext { table: TABLE, column, row_id: id, data_key_id: key.as_str() }
+}
+
+impl Outbox {
+    /// `data_dir` holds the `mail` folder of the file transport.
+    pub fn new(
+        config: &MailConfig,
+        data_dir: &std::path::Path,
+        db: Db,
+        vault: Arc<Vault>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Outbox, AppError> {
+        let from =
+            config.from.parse::<Mailbox>().map_err(|_| AppError::Refused("mail.from is not an address".into()))?;
+        let transport = match (config.transport, &config.smtp_url) {
+            (MailTransport::Smtp, Some(url)) => Transport::Smtp(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
+                    // The URL may hold a password: never repeat it.
+                    .map_err(|_| AppError::Refused("mail.smtp_url is not a valid smtp:// or smtps:// URL".into()))?
+                    .build(),
+            ),
+            (MailTransport::Smtp, None) => return Err(AppError::Refused("mail.smtp_url is required".into())),
+            (MailTransport::File, _) => Transport::Files(data_dir.join("mail")),
+        };
+        Ok(Outbox { db, vault, clock, transport: Arc::new(transport), from })
+    }
+
+    /// Seals a message under `key` (whose id is `key_id`), for enqueueing
+    /// inside the caller's unit of work.
+    pub fn seal(
+        &self,
+        letter: &Letter<'_>,
+        key: &DataKey,
+        key_id: &DataKeyId,
+        one_off_key: bool,
+    ) -> Result<NewEmail, AppError> {
+        let Letter { kind, to, subject, body } = *letter;
+        let id = coffer_domain::EmailId::generate().to_string();
+        let seal = |column: &str, text: &str| -> Result<Sealed, AppError> {
+            Ok(seal_field(key, &ctx(&id, column, key_id), text.as_bytes())?)
+        };
+        Ok(NewEmail {
+            recipient: seal("recipient", to)?,
+            subject: seal("subject", subject)?,
+            body: seal("body", body)?,
+            id: id.clone(),
+            kind: kind.to_owned(),
+            data_key_id: key_id.clone(),
+            one_off_key,
+            at: self.clock.now(),
+        })
+    }
+
+    /// Sends every due message once; returns how many were sent.
+    pub async fn deliver_due(&self) -> Result<usize, AppError> {
+        let mut sent = 0;
+        loop {
+            let claimed = self.db.claim_emails(self.clock.now(), LEASE_MS, 20).await?;
+            if claimed.is_empty() {
+                return Ok(sent);
+            }
+            for email in claimed {
+                let outcome = self.deliver(&email).await;
+                if outcome == Delivery::Sent {
+                    sent += 1;
+                    if email.one_off_key {
+                        self.vault.key_store().delete_data_key(email.data_key_id.as_str()).await?;
+                    }
+                }
+                if let Delivery::Failed { error } | Delivery::Retry { error, .. } = &outcome {
+                    tracing::warn!(email = %email.id, kind = %email.kind, attempts = email.attempts, error = %error, "email not delivered");
+                }
+                self.db.record_delivery(&email.id, outcome, self.clock.now()).await?;
+            }
+        }
+    }
+
+    async fn deliver(&self, email: &ClaimedEmail) -> Delivery {
+        let key = match self.vault.data_key(&email.data_key_id).await {
+            Ok(Some(key)) => key,
+            Ok(None) => return Delivery::Shredded,
+            Err(_) => return self.retry(email, "key_unavailable"),
+        };
+        let open = |column: &str, sealed: &Option<Sealed>| -> Option<String> {
+            let sealed = sealed.as_ref()?;
+            let plain = open_field(&key, &ctx(&email.id, column, &email.data_key_id), sealed).ok()?;
+            String::from_utf8(plain.to_vec()).ok()
+        };
+        let (Some(to), Some(subject), Some(body)) =
+            (open("recipient", &email.recipient), open("subject", &email.subject), open("body", &email.body))
+        else {
+            return Delivery::Failed { error: "does_not_open".into() };
+        };
+        let Ok(to) = to.parse::<Mailbox>() else { return Delivery::Failed { error: "bad_recipient".into() } };
+        let message = match Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .message_id(Some(format!("<{}@coffer>", email.id)))
+            .body(body)
+        {
+            Ok(message) => message,
+            Err(_) => return Delivery::Failed { error: "bad_message".into() },
+        };
+        match self.transport.as_ref() {
+            Transport::Files(dir) => match write_eml(dir, &email.id, &message.formatted()) {
+                Ok(()) => Delivery::Sent,
+                Err(_) => self.retry(email, "file_write_failed"),
+            },
+            // SMTP replies can quote the address; only their class is kept.
+            Transport::Smtp(smtp) => match smtp.send(message).await {
+                Ok(_) => Delivery::Sent,
+                Err(e) if e.is_permanent() => Delivery::Failed { error: "smtp_permanent".into() },
+                Err(e) if e.is_transient() => self.retry(email, "smtp_transient"),
+                Err(_) => self.retry(email, "smtp_unreachable"),
+            },
+        }
+    }
+
+    fn retry(&self, email: &ClaimedEmail, error: &str) -> Delivery {
+        if email.attempts >= MAX_ATTEMPTS {
+            return Delivery::Failed { error: error.to_owned() };
+        }
+        Delivery::Retry {
+            at: Millis(self.clock.now().0.saturating_add(backoff_ms(email.attempts))),
+            error: error.to_owned(),
+        }
+    }
+}
+
+/// Writes `<dir>/<id>.eml`, readable by the owner only, atomically.
+fn write_eml(dir: &std::path::Path, id: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let partial = dir.join(format!("{id}.eml.partial"));
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&partial)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&partial, dir.join(format!("{id}.eml")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_five_seconds_to_an_hour() {
+        assert_eq!(backoff_ms(1), 5_000);
+        assert_eq!(backoff_ms(2), 10_000);
+        assert_eq!(backoff_ms(3), 20_000);
+        assert_eq!(backoff_ms(30), 3_600_000);
+        assert_eq!(backoff_ms(0), 5_000);
+    }
+}

@@ -1,0 +1,180 @@
+//! The email outbox. Messages are enqueued inside the unit of work of the
+//! change they report; a worker claims due ones for a lease (so a process
+//! that dies mid-delivery leaves them to be claimed again), delivers them
+//! outside any transaction, then records the outcome.
+
+use crate::{Backend, Db, StoreError, WriteTx};
+use coffer_crypto::Sealed;
+use coffer_domain::{DataKeyId, Millis};
+use sqlx::Row;
+
+/// A sealed message ready to be enqueued.
+#[derive(Clone, Debug)]
+pub struct NewEmail {
+    pub id: String,
+    /// What the message is about, e.g. `sign_in_link` (no personal data).
+    pub kind: String,
+    /// The key that seals recipient, subject and body.
+    pub data_key_id: DataKeyId,
+    /// The key was made for this message alone and is destroyed once sent.
+    pub one_off_key: bool,
+    pub recipient: Sealed,
+    pub subject: Sealed,
+    pub body: Sealed,
+    pub at: Millis,
+}
+
+/// A message claimed for delivery.
+#[derive(Clone, Debug)]
+pub struct ClaimedEmail {
+    pub id: String,
+    pub kind: String,
+    pub data_key_id: DataKeyId,
+    pub one_off_key: bool,
+    pub recipient: Option<Sealed>,
+    pub subject: Option<Sealed>,
+    pub body: Option<Sealed>,
+    pub attempts: i64,
+}
+
+pub trait OutboxWriter {
+    fn enqueue_email(&mut self, email: &NewEmail) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl OutboxWriter for WriteTx {
+    async fn enqueue_email(&mut self, e: &NewEmail) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO outbox_emails (id, kind, data_key_id, one_off_key, recipient, subject, body, status, \
+             attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8)",
+        )
+        .bind(e.id.as_str())
+        .bind(e.kind.as_str())
+        .bind(e.data_key_id.as_str())
+        .bind(i64::from(e.one_off_key))
+        .bind(e.recipient.as_bytes().to_vec())
+        .bind(e.subject.as_bytes().to_vec())
+        .bind(e.body.as_bytes().to_vec())
+        .bind(e.at.0)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+}
+
+/// How a delivery attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Sent,
+    /// Try again at this time; the error names no personal data.
+    Retry {
+        at: Millis,
+        error: String,
+    },
+    /// Given up after too many attempts.
+    Failed {
+        error: String,
+    },
+    /// The key is gone (erasure): the message can never be read or sent.
+    Shredded,
+}
+
+fn sealed(row: &sqlx::any::AnyRow, column: &str) -> Result<Option<Sealed>, StoreError> {
+    Ok(row.try_get::<Option<Vec<u8>>, _>(column)?.map(Sealed::from_stored))
+}
+
+impl Db {
+    /// Claims up to `limit` due messages until `now + lease_ms`. On
+    /// PostgreSQL rows locked by another worker are skipped; on SQLite the
+    /// single writer serialises claims.
+    pub async fn claim_emails(&self, now: Millis, lease_ms: i64, limit: i64) -> Result<Vec<ClaimedEmail>, StoreError> {
+        let backend = self.backend();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let sql = match backend {
+                    Backend::Postgres => {
+                        "UPDATE outbox_emails SET claimed_until = $2, attempts = attempts + 1 WHERE id IN \
+                         (SELECT id FROM outbox_emails WHERE status = 'pending' AND next_attempt_at <= $1 \
+                          AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY next_attempt_at LIMIT $3 \
+                          FOR UPDATE SKIP LOCKED) \
+                         RETURNING id, kind, data_key_id, one_off_key, recipient, subject, body, attempts"
+                    }
+                    Backend::Sqlite => {
+                        "UPDATE outbox_emails SET claimed_until = $2, attempts = attempts + 1 WHERE id IN \
+                         (SELECT id FROM outbox_emails WHERE status = 'pending' AND next_attempt_at <= $1 \
+                          AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY next_attempt_at LIMIT $3) \
+                         RETURNING id, kind, data_key_id, one_off_key, recipient, subject, body, attempts"
+                    }
+                };
+                let rows = sqlx::query(sql)
+                    .bind(now.0)
+                    .bind(now.0.saturating_add(lease_ms))
+                    .bind(limit)
+                    .fetch_all(tx.conn())
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        let key: String = row.try_get("data_key_id")?;
+                        Ok(ClaimedEmail {
+                            id: row.try_get("id")?,
+                            kind: row.try_get("kind")?,
+                            data_key_id: DataKeyId::parse(&key).map_err(StoreError::corrupt)?,
+                            one_off_key: row.try_get::<i64, _>("one_off_key")? == 1,
+                            recipient: sealed(row, "recipient")?,
+                            subject: sealed(row, "subject")?,
+                            body: sealed(row, "body")?,
+                            attempts: row.try_get("attempts")?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()
+            })
+        })
+        .await
+    }
+
+    /// Records how a claimed message's delivery ended.
+    pub async fn record_delivery(&self, id: &str, outcome: Delivery, now: Millis) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let query = match &outcome {
+                    Delivery::Sent => sqlx::query(
+                        "UPDATE outbox_emails SET status = 'sent', sent_at = $2, claimed_until = NULL, \
+                         last_error = NULL WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(now.0),
+                    Delivery::Retry { at, error } => sqlx::query(
+                        "UPDATE outbox_emails SET next_attempt_at = $2, claimed_until = NULL, last_error = $3 \
+                         WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(at.0)
+                    .bind(error.clone()),
+                    Delivery::Failed { error } => sqlx::query(
+                        "UPDATE outbox_emails SET status = 'failed', claimed_until = NULL, last_error = $2 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(error.clone()),
+                    // Nothing left worth keeping: the ciphertext cannot open.
+                    Delivery::Shredded => sqlx::query(
+                        "UPDATE outbox_emails SET status = 'shredded', claimed_until = NULL, recipient = NULL, \
+                         subject = NULL, body = NULL WHERE id = $1",
+                    )
+                    .bind(id),
+                };
+                query.execute(tx.conn()).await?;
+                Ok::<_, StoreError>(())
+            })
+        })
+        .await
+    }
+
+    /// (status, attempts, last_error) of a message, for tests and the console.
+    pub async fn email_status(&self, id: &str) -> Result<Option<(String, i64, Option<String>)>, StoreError> {
+        let row = sqlx::query("SELECT status, attempts, last_error FROM outbox_emails WHERE id = $1")
+            .bind(id.to_owned())
+            .fetch_optional(self.readers())
+            .await?;
+        row.map(|r| Ok((r.try_get("status")?, r.try_get("attempts")?, r.try_get("last_error")?))).transpose()
+    }
+}
