@@ -94,6 +94,11 @@ on_both_backends!(
     erasure_shreds_pending_mail,
     a_claim_whose_worker_died_is_delivered_after_its_lease,
     one_off_key_is_destroyed_once_its_message_is_sent,
+    link_sets_a_password_once_and_signs_in,
+    links_expire_after_fifteen_minutes,
+    lock_out_grows_and_treats_unknown_addresses_alike,
+    sessions_end_idle_absolute_and_on_sign_out,
+    erasure_ends_the_account_and_its_sessions,
 );
 
 fn operator() -> Actor {
@@ -649,4 +654,161 @@ async fn one_off_key_is_destroyed_once_its_message_is_sent(f: Fixture) {
     assert_eq!(outbox.deliver_due().await.unwrap(), 1);
     assert!(f.keys.data_key(key_id.as_str()).await.unwrap().is_none(), "the one-off key is destroyed after sending");
     assert_eq!(f.db.email_status(&id).await.unwrap().unwrap().0, "sent");
+}
+
+// ---- accounts ----
+
+use coffer_app::accounts::{AccountService, PasswordPool, SignInError};
+use coffer_store::LinkPurpose;
+use secrecy::{ExposeSecret, SecretString};
+
+const STRONG: &str = "orbit velvet canyon 42 lantern";
+
+fn accounts(f: &Fixture, clock: Arc<ManualClock>) -> (AccountService, Outbox) {
+    let outbox = outbox(f, None, clock.clone());
+    let service = AccountService::new(
+        f.db.clone(),
+        f.vault.clone(),
+        f.customers.clone(),
+        outbox.clone(),
+        PasswordPool::new(2),
+        clock,
+        "http://127.0.0.1:8080".into(),
+    );
+    (service, outbox)
+}
+
+/// The token in the newest link email, read from the file transport as the
+/// customer would read the message.
+async fn link_from_mail(f: &Fixture, outbox: &Outbox) -> String {
+    outbox.deliver_due().await.unwrap();
+    let dir = f.key_dir.with_file_name("data").join("mail");
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+    files.sort();
+    let raw = std::fs::read_to_string(files.last().unwrap()).unwrap();
+    // Undo quoted-printable soft line breaks, as a mail client does.
+    let text = raw.replace("=\r\n", "").replace("=\n", "");
+    let start = text.find("/account/link/").expect("a link in the message") + "/account/link/".len();
+    text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
+}
+
+async fn link_sets_a_password_once_and_signs_in(f: Fixture) {
+    let a = f.customers.create(&details(500), &operator()).await.unwrap();
+    let clock = now_clock();
+    let (accounts, outbox) = accounts(&f, clock.clone());
+    accounts.request_link(" CUSTOMER500@example.org", LinkPurpose::SignIn).await.unwrap();
+    accounts.request_link("nobody@example.org", LinkPurpose::SignIn).await.unwrap();
+    let token = link_from_mail(&f, &outbox).await;
+    assert_eq!(token.len(), 43);
+    // A weak password is refused and the link stays usable.
+    let weak = accounts.set_password_with_link(&token, SecretString::from("password1234")).await.unwrap_err();
+    assert!(weak.to_string().contains("too easy to guess"), "{weak}");
+    let session = accounts.set_password_with_link(&token, SecretString::from(STRONG)).await.unwrap();
+    assert_eq!(session.customer, a.id);
+    assert_eq!(accounts.session(session.token.expose_secret()).await.unwrap(), Some(a.id.clone()));
+    let reused = accounts.set_password_with_link(&token, SecretString::from(STRONG)).await.unwrap_err();
+    assert!(reused.to_string().contains("expired or was already used"), "{reused}");
+    // The stored hash is sealed, not a readable PHC string.
+    let raw = sqlx::query("SELECT password_hash FROM accounts").fetch_all(&raw_pool(&f._data.url).await).await.unwrap();
+    let bytes: Vec<u8> = raw.iter().flat_map(|r| r.get::<Vec<u8>, _>("password_hash")).collect();
+    assert!(!contains(&bytes, "argon2id"));
+
+    let signed_in = accounts.sign_in("customer500@example.org", SecretString::from(STRONG)).await.unwrap().unwrap();
+    assert_ne!(signed_in.token.expose_secret(), session.token.expose_secret(), "a new session id at sign-in");
+    let wrong =
+        accounts.sign_in("customer500@example.org", SecretString::from("orbit velvet canyon 43")).await.unwrap();
+    let unknown = accounts.sign_in("nobody@example.org", SecretString::from(STRONG)).await.unwrap();
+    assert_eq!(wrong.unwrap_err(), SignInError::Invalid);
+    assert_eq!(unknown.unwrap_err(), SignInError::Invalid, "the same answer for an unknown address");
+}
+
+async fn links_expire_after_fifteen_minutes(f: Fixture) {
+    f.customers.create(&details(501), &operator()).await.unwrap();
+    let clock = now_clock();
+    let (accounts, outbox) = accounts(&f, clock.clone());
+    accounts.request_link("customer501@example.org", LinkPurpose::Reset).await.unwrap();
+    let token = link_from_mail(&f, &outbox).await;
+    clock.advance(15 * 60_000 + 1);
+    let err = accounts.set_password_with_link(&token, SecretString::from(STRONG)).await.unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
+    let err = accounts.set_password_with_link("not-a-real-token", SecretString::from(STRONG)).await.unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
+}
+
+async fn lock_out_grows_and_treats_unknown_addresses_alike(f: Fixture) {
+    f.customers.create(&details(502), &operator()).await.unwrap();
+    let clock = now_clock();
+    let (accounts, outbox) = accounts(&f, clock.clone());
+    accounts.request_link("customer502@example.org", LinkPurpose::SignIn).await.unwrap();
+    let token = link_from_mail(&f, &outbox).await;
+    accounts.set_password_with_link(&token, SecretString::from(STRONG)).await.unwrap();
+    for address in ["customer502@example.org", "ghost@example.org"] {
+        for _ in 0..4 {
+            let r = accounts.sign_in(address, SecretString::from("wrong wrong wrong")).await.unwrap();
+            assert_eq!(r.unwrap_err(), SignInError::Invalid);
+        }
+        let fifth = accounts.sign_in(address, SecretString::from("wrong wrong wrong")).await.unwrap();
+        assert_eq!(fifth.unwrap_err(), SignInError::Locked { retry_after_ms: 1_000 });
+        // While locked even the right password is not tried.
+        let locked = accounts.sign_in(address, SecretString::from(STRONG)).await.unwrap();
+        assert!(matches!(locked, Err(SignInError::Locked { .. })));
+        clock.advance(1_000);
+        let sixth = accounts.sign_in(address, SecretString::from("wrong wrong wrong")).await.unwrap();
+        assert_eq!(sixth.unwrap_err(), SignInError::Locked { retry_after_ms: 2_000 }, "the delay grows");
+        clock.advance(2_000);
+    }
+    // The right password after the lock resets the count.
+    assert!(accounts.sign_in("customer502@example.org", SecretString::from(STRONG)).await.unwrap().is_ok());
+    let after = accounts.sign_in("customer502@example.org", SecretString::from("wrong wrong wrong")).await.unwrap();
+    assert_eq!(after.unwrap_err(), SignInError::Invalid);
+}
+
+async fn sessions_end_idle_absolute_and_on_sign_out(f: Fixture) {
+    f.customers.create(&details(503), &operator()).await.unwrap();
+    let clock = now_clock();
+    let (accounts, outbox) = accounts(&f, clock.clone());
+    accounts.request_link("customer503@example.org", LinkPurpose::SignIn).await.unwrap();
+    let token = link_from_mail(&f, &outbox).await;
+    let first = accounts.set_password_with_link(&token, SecretString::from(STRONG)).await.unwrap();
+    let first = first.token.expose_secret().to_owned();
+    // Idle: activity every 29 minutes keeps it; 30 minutes without ends it.
+    clock.advance(29 * 60_000);
+    assert!(accounts.session(&first).await.unwrap().is_some());
+    clock.advance(29 * 60_000);
+    assert!(accounts.session(&first).await.unwrap().is_some(), "activity was recorded");
+    clock.advance(30 * 60_000);
+    assert!(accounts.session(&first).await.unwrap().is_none(), "idle for 30 minutes");
+    // Absolute: 12 hours after sign-in, however active.
+    let second = accounts.sign_in("customer503@example.org", SecretString::from(STRONG)).await.unwrap().unwrap();
+    let second = second.token.expose_secret().to_owned();
+    for _ in 0..35 {
+        clock.advance(20 * 60_000);
+        assert!(accounts.session(&second).await.unwrap().is_some());
+    }
+    clock.advance(20 * 60_000);
+    assert!(accounts.session(&second).await.unwrap().is_none(), "12 hours after sign-in");
+    // Sign out, and sign out everywhere.
+    let a = accounts.sign_in("customer503@example.org", SecretString::from(STRONG)).await.unwrap().unwrap();
+    let b = accounts.sign_in("customer503@example.org", SecretString::from(STRONG)).await.unwrap().unwrap();
+    accounts.sign_out(a.token.expose_secret()).await.unwrap();
+    assert!(accounts.session(a.token.expose_secret()).await.unwrap().is_none(), "no replay after sign-out");
+    assert!(accounts.session(b.token.expose_secret()).await.unwrap().is_some());
+    assert_eq!(accounts.sign_out_everywhere(&b.customer).await.unwrap(), 3, "b, and the two that had expired");
+    assert!(accounts.session(b.token.expose_secret()).await.unwrap().is_none());
+}
+
+async fn erasure_ends_the_account_and_its_sessions(f: Fixture) {
+    let a = f.customers.create(&details(504), &operator()).await.unwrap();
+    let clock = now_clock();
+    let (accounts, outbox) = accounts(&f, clock.clone());
+    accounts.request_link("customer504@example.org", LinkPurpose::SignIn).await.unwrap();
+    let token = link_from_mail(&f, &outbox).await;
+    let session = accounts.set_password_with_link(&token, SecretString::from(STRONG)).await.unwrap();
+    f.customers.erase(&a.id, &operator()).await.unwrap();
+    assert!(accounts.session(session.token.expose_secret()).await.unwrap().is_none());
+    let again = accounts.sign_in("customer504@example.org", SecretString::from(STRONG)).await.unwrap();
+    assert_eq!(again.unwrap_err(), SignInError::Invalid);
+    let rows: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(&raw_pool(&f._data.url).await).await.unwrap();
+    assert_eq!(rows, 0);
 }

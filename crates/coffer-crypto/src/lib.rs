@@ -11,6 +11,7 @@ mod envelope;
 mod error;
 mod keys;
 mod password;
+mod token;
 
 pub use audit::{AuditHead, AuditSigningKey, GENESIS_HASH, audit_link_hash, verify_head};
 pub use blind_index::{BlindIndexKey, normalise_email};
@@ -18,3 +19,4 @@ pub use envelope::{FieldContext, Sealed, open_field, seal_field, unwrap_secret, 
 pub use error::CryptoError;
 pub use keys::{DataKey, KEY_LEN, MasterKey, random_bytes};
 pub use password::{ARGON2_ITERATIONS, ARGON2_LANES, ARGON2_MEMORY_KIB, dummy_verify, hash_password, verify_password};
+pub use token::{new_token, token_hash};

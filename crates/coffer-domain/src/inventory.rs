@@ -156,6 +156,17 @@ pub const INVENTORY: &[PersonalField] = &[
         retention: Retention::Days(90),
         on_erasure: OnErasure::Shred,
     },
+    PersonalField {
+        table: "accounts",
+        column: "password_hash",
+        label: "Password (as an argon2id hash)",
+        category: Category::Technical,
+        purpose: "Signing in to the account",
+        legal_basis: LegalBasis::Contract,
+        recipients: &[],
+        retention: Retention::UntilErasure,
+        on_erasure: OnErasure::Shred,
+    },
 ];
 
 /// Binary columns that are not personal data: keyed hashes and chain links.
@@ -166,6 +177,9 @@ pub const NON_PERSONAL_BINARY_COLUMNS: &[(&str, &str, &str)] = &[
     ("audit_log", "link_hash", "SHA-256 link of the audit hash chain"),
     ("audit_chain_head", "hash", "SHA-256 link of the audit hash chain"),
     ("_sqlx_migrations", "checksum", "checksum of each applied schema migration"),
+    ("sign_in_links", "token_hash", "SHA-256 of a random one-time token"),
+    ("sessions", "id_hash", "SHA-256 of a random session id"),
+    ("sign_in_throttle", "account_key", "keyed blind index of an address tried at sign-in"),
 ];
 
 /// The inventory entries of one table, in inventory order.

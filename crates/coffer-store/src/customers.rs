@@ -210,6 +210,14 @@ impl CustomerWriter for WriteTx {
         .bind(erasure.erased_at.0)
         .execute(self.conn())
         .await?;
+        // Nothing of the account outlives the customer.
+        for sql in [
+            "DELETE FROM sessions WHERE subject_kind = 'customer' AND subject_id = $1",
+            "DELETE FROM sign_in_links WHERE customer_id = $1",
+            "DELETE FROM accounts WHERE customer_id = $1",
+        ] {
+            sqlx::query(sql).bind(erasure.customer_id.as_str()).execute(self.conn()).await?;
+        }
         record_in_ledger(self.conn(), erasure).await
     }
 }

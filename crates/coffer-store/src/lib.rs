@@ -9,6 +9,7 @@
 //! The key store ([`KeyStore`]) is a second database of its own, with its
 //! migrations in `migrations/keystore-*`.
 
+mod accounts;
 mod audit;
 mod catalog;
 mod customers;
@@ -18,6 +19,7 @@ mod keystore;
 mod migrations;
 mod outbox;
 
+pub use accounts::{AccountWriter, LinkPurpose, SessionRow};
 pub use audit::{AuditWriter, SealedAuditEntry};
 pub use catalog::{CatalogReader, CatalogWriter, ProductPage, ProductQuery};
 pub use customers::{CustomerReader, CustomerWriter, Erasure, NewSealedCustomer, SealedFields, StoredCustomer};

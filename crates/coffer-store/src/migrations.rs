@@ -18,12 +18,14 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (1, "catalog", include_str!("../../../migrations/sqlite/0001_catalog.sql")),
     (2, "privacy", include_str!("../../../migrations/sqlite/0002_privacy.sql")),
     (3, "outbox", include_str!("../../../migrations/sqlite/0003_outbox.sql")),
+    (4, "accounts", include_str!("../../../migrations/sqlite/0004_accounts.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
     (1, "catalog", include_str!("../../../migrations/postgres/0001_catalog.sql")),
     (2, "privacy", include_str!("../../../migrations/postgres/0002_privacy.sql")),
     (3, "outbox", include_str!("../../../migrations/postgres/0003_outbox.sql")),
+    (4, "accounts", include_str!("../../../migrations/postgres/0004_accounts.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] =

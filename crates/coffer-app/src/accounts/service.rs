@@ -1,0 +1,266 @@
+//! Customer sign-in: one-time links by email, passwords, sessions, and the
+//! lock-out against guessing. Every answer that could tell whether an
+//! address has an account is the same either way.
+
+use super::passwords::PasswordPool;
+use crate::AppError;
+use crate::mail::{Letter, Outbox};
+use crate::privacy::{CustomerService, Reader, Vault};
+use coffer_crypto::{FieldContext, new_token, open_field, seal_field, token_hash};
+use coffer_domain::{Clock, CustomerId, Millis, check_new_password};
+use coffer_store::{AccountWriter, CustomerReader, Db, LinkPurpose, OutboxWriter};
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
+
+const MINUTE: i64 = 60_000;
+/// A link asked for on the sign-in page (or for a reset) lives 15 minutes.
+pub const LINK_TTL_MS: i64 = 15 * MINUTE;
+/// The invitation in the first order email lives 7 days.
+pub const INVITATION_TTL_MS: i64 = 7 * 24 * 60 * MINUTE;
+/// A session ends after 30 minutes without activity…
+pub const SESSION_IDLE_MS: i64 = 30 * MINUTE;
+/// …and 12 hours after sign-in in any case.
+pub const SESSION_ABSOLUTE_MS: i64 = 12 * 60 * MINUTE;
+/// Activity is written at most once a minute.
+pub const LAST_SEEN_EVERY_MS: i64 = MINUTE;
+/// Failures allowed before the address is locked.
+pub const FREE_FAILURES: i64 = 5;
+
+/// How long an address is locked after `failures` failed sign-ins: nothing
+/// for the first five, then 1 s doubling up to 15 minutes.
+pub fn lock_for_ms(failures: i64) -> i64 {
+    if failures < FREE_FAILURES {
+        return 0;
+    }
+    let doublings = u32::try_from((failures - FREE_FAILURES).clamp(0, 20)).unwrap_or(20);
+    (1_000i64 << doublings).min(15 * MINUTE)
+}
+
+/// A signed-in session: the cookie value and who it is for.
+#[derive(Debug)]
+pub struct NewSession {
+    /// The 256-bit session id for the cookie; stored only hashed.
+    pub token: SecretString,
+    pub customer: CustomerId,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SignInError {
+    /// Wrong address or wrong password: never which.
+    #[error("the email address or password is not right")]
+    Invalid,
+    /// Too many failures for this address; try again after this many ms.
+    #[error("too many attempts; try again later")]
+    Locked { retry_after_ms: i64 },
+}
+
+#[derive(Clone)]
+pub struct AccountService {
+    db: Db,
+    vault: Arc<Vault>,
+    customers: CustomerService,
+    outbox: Outbox,
+    passwords: PasswordPool,
+    clock: Arc<dyn Clock>,
+    base_url: String,
+}
+
+fn password_ctx<'a>(customer: &'a CustomerId, key_id: &'a coffer_domain::DataKeyId) -> FieldContext<'a> {
+    FieldContext { table: "accounts", column: "password_hash", row_id: customer.as_str(), data_key_id: key_id.as_str() }
+}
+
+impl AccountService {
+    pub fn new(
+        db: Db,
+        vault: Arc<Vault>,
+        customers: CustomerService,
+        outbox: Outbox,
+        passwords: PasswordPool,
+        clock: Arc<dyn Clock>,
+        base_url: String,
+    ) -> Self {
+        AccountService { db, vault, customers, outbox, passwords, clock, base_url }
+    }
+
+    /// Emails a one-time link to the address if it belongs to a customer;
+    /// does nothing visible otherwise. The caller answers the same way in
+    /// both cases.
+    pub async fn request_link(&self, email: &str, purpose: LinkPurpose) -> Result<(), AppError> {
+        let Some(customer) = self.customers.find_by_email(email).await? else { return Ok(()) };
+        self.send_link(&customer, purpose).await
+    }
+
+    /// Sends a link to a known customer (also used by checkout's invitation).
+    pub async fn send_link(&self, customer: &CustomerId, purpose: LinkPurpose) -> Result<(), AppError> {
+        let stored = self.db.customer(customer).await?.ok_or(AppError::NotFound)?;
+        let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
+        let record = self.customers.get(customer, &Reader::TheCustomer).await?;
+        let (token, hash) = new_token()?;
+        let now = self.clock.now();
+        let ttl = if purpose == LinkPurpose::Invitation { INVITATION_TTL_MS } else { LINK_TTL_MS };
+        let link = format!("{}/account/link/{token}", self.base_url.trim_end_matches('/'));
+        let (subject, body) = match purpose {
+            LinkPurpose::Reset => (
+                "Reset your Coffer password",
+                format!(
+                    "Hello {},\n\nOpen this link within 15 minutes to choose a new password:\n\n{link}\n\nIf you did not ask for it, ignore this message; your password stays as it is.\n",
+                    record.details.name
+                ),
+            ),
+            LinkPurpose::SignIn => (
+                "Your Coffer sign-in link",
+                format!(
+                    "Hello {},\n\nOpen this link within 15 minutes to sign in and set your password:\n\n{link}\n\nIf you did not ask for it, ignore this message.\n",
+                    record.details.name
+                ),
+            ),
+            LinkPurpose::Invitation => (
+                "Your Coffer account",
+                format!(
+                    "Hello {},\n\nYour purchases are in your Coffer account. Open this link within 7 days to set your password:\n\n{link}\n",
+                    record.details.name
+                ),
+            ),
+        };
+        let letter = Letter { kind: purpose.as_str(), to: &record.details.email, subject, body: &body };
+        let email = self.outbox.seal(&letter, &key, &stored.data_key_id, false)?;
+        let customer = customer.clone();
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    tx.insert_link(&hash, &customer, purpose, now, Millis(now.0 + ttl)).await?;
+                    tx.enqueue_email(&email).await?;
+                    Ok::<_, AppError>(())
+                })
+            })
+            .await
+    }
+
+    /// Uses a link (once) to set a password; signs the customer in with a
+    /// fresh session and ends every other session.
+    pub async fn set_password_with_link(&self, token: &str, password: SecretString) -> Result<NewSession, AppError> {
+        let hash = token_hash(token);
+        // Checked before the link is spent, so a weak password can be retried.
+        let now = self.clock.now();
+        let owner = self.link_owner(&hash, now).await?;
+        let record = self.customers.get(&owner, &Reader::TheCustomer).await?;
+        check_new_password(password.expose_secret(), &[&record.details.name, &record.details.email])
+            .map_err(|e| AppError::Refused(e.to_string()))?;
+        let stored = self.db.customer(&owner).await?.ok_or(AppError::NotFound)?;
+        let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
+        let phc = self.passwords.hash(password).await?;
+        let sealed = seal_field(&key, &password_ctx(&owner, &stored.data_key_id), phc.as_bytes())?;
+        let (session, session_hash) = new_token()?;
+        let now = self.clock.now();
+        let customer = self
+            .db
+            .write(move |tx| {
+                Box::pin(async move {
+                    let Some((customer, _)) = tx.use_link(&hash, now).await? else {
+                        return Err(AppError::Refused(LINK_GONE.into()));
+                    };
+                    tx.set_password(&customer, &sealed, now).await?;
+                    tx.revoke_sessions_of("customer", customer.as_str(), now).await?;
+                    tx.insert_session(&session_hash, "customer", customer.as_str(), now).await?;
+                    Ok::<_, AppError>(customer)
+                })
+            })
+            .await?;
+        Ok(NewSession { token: SecretString::from(session), customer })
+    }
+
+    async fn link_owner(&self, hash: &[u8; 32], now: Millis) -> Result<CustomerId, AppError> {
+        self.db.link_owner(hash, now).await?.ok_or_else(|| AppError::Refused(LINK_GONE.into()))
+    }
+
+    /// Signs in with email and password. Unknown addresses run the same
+    /// argon2id verification (against a dummy) and get the same answer.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: SecretString,
+    ) -> Result<Result<NewSession, SignInError>, AppError> {
+        let key = self.vault.blind_index().email(email);
+        let now = self.clock.now();
+        let (_, locked_until) = self.db.sign_in_throttle(&key).await?;
+        if locked_until > now {
+            return Ok(Err(SignInError::Locked { retry_after_ms: locked_until.0 - now.0 }));
+        }
+        let customer = self.customers.find_by_email(email).await?;
+        let stored_hash = match &customer {
+            Some(id) => self.password_hash(id).await?,
+            None => None,
+        };
+        let ok = self.passwords.verify(password, stored_hash).await?;
+        let Some(customer) = customer.filter(|_| ok) else {
+            let (_, until) = self.db.record_sign_in_failure(key, self.clock.now(), lock_for_ms).await?;
+            let now = self.clock.now();
+            return Ok(Err(if until > now {
+                SignInError::Locked { retry_after_ms: until.0 - now.0 }
+            } else {
+                SignInError::Invalid
+            }));
+        };
+        self.db.clear_sign_in_failures(key).await?;
+        Ok(Ok(self.new_session(&customer).await?))
+    }
+
+    async fn password_hash(&self, customer: &CustomerId) -> Result<Option<String>, AppError> {
+        let Some(sealed) = self.db.account_password(customer).await? else { return Ok(None) };
+        let stored = self.db.customer(customer).await?.ok_or(AppError::NotFound)?;
+        let Some(key) = self.vault.data_key(&stored.data_key_id).await? else { return Ok(None) };
+        let phc = open_field(&key, &password_ctx(customer, &stored.data_key_id), &sealed)?;
+        Ok(String::from_utf8(phc.to_vec()).ok())
+    }
+
+    /// A new session id (at sign-in and at any privilege change).
+    async fn new_session(&self, customer: &CustomerId) -> Result<NewSession, AppError> {
+        let (token, hash) = new_token()?;
+        let now = self.clock.now();
+        let id = customer.clone();
+        self.db
+            .write(move |tx| {
+                Box::pin(
+                    async move { tx.insert_session(&hash, "customer", id.as_str(), now).await.map_err(AppError::from) },
+                )
+            })
+            .await?;
+        Ok(NewSession { token: SecretString::from(token), customer: customer.clone() })
+    }
+
+    /// The customer a session cookie belongs to, if the session is live.
+    /// Records activity at most once a minute.
+    pub async fn session(&self, token: &str) -> Result<Option<CustomerId>, AppError> {
+        let hash = token_hash(token);
+        let Some(row) = self.db.live_session(&hash).await? else { return Ok(None) };
+        let now = self.clock.now();
+        if row.subject_kind != "customer"
+            || now.0 - row.last_seen_at.0 >= SESSION_IDLE_MS
+            || now.0 - row.created_at.0 >= SESSION_ABSOLUTE_MS
+        {
+            return Ok(None);
+        }
+        if now.0 - row.last_seen_at.0 >= LAST_SEEN_EVERY_MS {
+            self.db.touch_session(hash, now).await?;
+        }
+        Ok(CustomerId::parse(&row.subject_id).ok())
+    }
+
+    pub async fn sign_out(&self, token: &str) -> Result<(), AppError> {
+        Ok(self.db.revoke_session(token_hash(token), self.clock.now()).await?)
+    }
+
+    /// Ends every session of the customer.
+    pub async fn sign_out_everywhere(&self, customer: &CustomerId) -> Result<u64, AppError> {
+        let (id, now) = (customer.clone(), self.clock.now());
+        self.db
+            .write(move |tx| {
+                Box::pin(
+                    async move { tx.revoke_sessions_of("customer", id.as_str(), now).await.map_err(AppError::from) },
+                )
+            })
+            .await
+    }
+}
+
+const LINK_GONE: &str = "this link has expired or was already used; ask for a new one";

@@ -1,0 +1,313 @@
+//! Accounts, one-time sign-in links, sessions and the sign-in throttle.
+//! Secrets are never stored: links and sessions are found by a SHA-256 of
+//! the token the user holds, and the password hash itself is sealed.
+
+use crate::{Db, StoreError, WriteTx};
+use coffer_crypto::Sealed;
+use coffer_domain::{CustomerId, Millis};
+use sqlx::Row;
+
+/// What a one-time link is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkPurpose {
+    SignIn,
+    Invitation,
+    Reset,
+}
+
+impl LinkPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkPurpose::SignIn => "sign_in",
+            LinkPurpose::Invitation => "invitation",
+            LinkPurpose::Reset => "reset",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "sign_in" => Ok(LinkPurpose::SignIn),
+            "invitation" => Ok(LinkPurpose::Invitation),
+            "reset" => Ok(LinkPurpose::Reset),
+            _ => Err(StoreError::corrupt("sign_in_links.purpose")),
+        }
+    }
+}
+
+/// A live session as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRow {
+    pub subject_kind: String,
+    pub subject_id: String,
+    pub created_at: Millis,
+    pub last_seen_at: Millis,
+}
+
+pub trait AccountWriter {
+    fn set_password(
+        &mut self,
+        customer: &CustomerId,
+        sealed_hash: &Sealed,
+        at: Millis,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn insert_link(
+        &mut self,
+        token_hash: &[u8; 32],
+        customer: &CustomerId,
+        purpose: LinkPurpose,
+        at: Millis,
+        expires_at: Millis,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Marks a link used if it is unused and unexpired; returns whose it was.
+    fn use_link(
+        &mut self,
+        token_hash: &[u8; 32],
+        now: Millis,
+    ) -> impl Future<Output = Result<Option<(CustomerId, LinkPurpose)>, StoreError>> + Send;
+    fn insert_session(
+        &mut self,
+        id_hash: &[u8; 32],
+        subject_kind: &str,
+        subject_id: &str,
+        at: Millis,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Revokes every live session of a subject; returns how many.
+    fn revoke_sessions_of(
+        &mut self,
+        subject_kind: &str,
+        subject_id: &str,
+        at: Millis,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+impl AccountWriter for WriteTx {
+    async fn set_password(
+        &mut self,
+        customer: &CustomerId,
+        sealed_hash: &Sealed,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO accounts (customer_id, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (customer_id) DO UPDATE SET password_hash = excluded.password_hash, updated_at = excluded.updated_at",
+        )
+        .bind(customer.as_str())
+        .bind(sealed_hash.as_bytes().to_vec())
+        .bind(at.0)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_link(
+        &mut self,
+        token_hash: &[u8; 32],
+        customer: &CustomerId,
+        purpose: LinkPurpose,
+        at: Millis,
+        expires_at: Millis,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sign_in_links (token_hash, customer_id, purpose, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash.to_vec())
+        .bind(customer.as_str())
+        .bind(purpose.as_str())
+        .bind(at.0)
+        .bind(expires_at.0)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn use_link(
+        &mut self,
+        token_hash: &[u8; 32],
+        now: Millis,
+    ) -> Result<Option<(CustomerId, LinkPurpose)>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE sign_in_links SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+             RETURNING customer_id, purpose",
+        )
+        .bind(token_hash.to_vec())
+        .bind(now.0)
+        .fetch_optional(self.conn())
+        .await?;
+        row.map(|row| {
+            let customer: String = row.try_get("customer_id")?;
+            let purpose: String = row.try_get("purpose")?;
+            Ok((CustomerId::parse(&customer).map_err(StoreError::corrupt)?, LinkPurpose::parse(&purpose)?))
+        })
+        .transpose()
+    }
+
+    async fn insert_session(
+        &mut self,
+        id_hash: &[u8; 32],
+        subject_kind: &str,
+        subject_id: &str,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, subject_kind, subject_id, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(id_hash.to_vec())
+        .bind(subject_kind.to_owned())
+        .bind(subject_id.to_owned())
+        .bind(at.0)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn revoke_sessions_of(
+        &mut self,
+        subject_kind: &str,
+        subject_id: &str,
+        at: Millis,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $3 WHERE subject_kind = $1 AND subject_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(subject_kind.to_owned())
+        .bind(subject_id.to_owned())
+        .bind(at.0)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+impl Db {
+    /// Whose an unused, unexpired link is (without spending it).
+    pub async fn link_owner(&self, token_hash: &[u8; 32], now: Millis) -> Result<Option<CustomerId>, StoreError> {
+        let row = sqlx::query(
+            "SELECT customer_id FROM sign_in_links WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(token_hash.to_vec())
+        .bind(now.0)
+        .fetch_optional(self.readers())
+        .await?;
+        row.map(|r| {
+            let customer: String = r.try_get("customer_id")?;
+            CustomerId::parse(&customer).map_err(StoreError::corrupt)
+        })
+        .transpose()
+    }
+
+    /// The sealed password hash of a customer's account, if one is set.
+    pub async fn account_password(&self, customer: &CustomerId) -> Result<Option<Sealed>, StoreError> {
+        let row = sqlx::query("SELECT password_hash FROM accounts WHERE customer_id = $1")
+            .bind(customer.as_str())
+            .fetch_optional(self.readers())
+            .await?;
+        Ok(row.and_then(|r| r.try_get::<Option<Vec<u8>>, _>("password_hash").ok().flatten()).map(Sealed::from_stored))
+    }
+
+    /// A session that is not revoked.
+    pub async fn live_session(&self, id_hash: &[u8; 32]) -> Result<Option<SessionRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT subject_kind, subject_id, created_at, last_seen_at FROM sessions \
+             WHERE id_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(id_hash.to_vec())
+        .fetch_optional(self.readers())
+        .await?;
+        row.map(|r| {
+            Ok(SessionRow {
+                subject_kind: r.try_get("subject_kind")?,
+                subject_id: r.try_get("subject_id")?,
+                created_at: Millis(r.try_get("created_at")?),
+                last_seen_at: Millis(r.try_get("last_seen_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    /// Records activity on a session.
+    pub async fn touch_session(&self, id_hash: [u8; 32], now: Millis) -> Result<(), StoreError> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1 AND last_seen_at < $2")
+                    .bind(id_hash.to_vec())
+                    .bind(now.0)
+                    .execute(tx.conn())
+                    .await?;
+                Ok::<_, StoreError>(())
+            })
+        })
+        .await
+    }
+
+    pub async fn revoke_session(&self, id_hash: [u8; 32], now: Millis) -> Result<(), StoreError> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE id_hash = $1 AND revoked_at IS NULL")
+                    .bind(id_hash.to_vec())
+                    .bind(now.0)
+                    .execute(tx.conn())
+                    .await?;
+                Ok::<_, StoreError>(())
+            })
+        })
+        .await
+    }
+
+    /// `(failures, locked_until)` for an address key.
+    pub async fn sign_in_throttle(&self, key: &[u8; 32]) -> Result<(i64, Millis), StoreError> {
+        let row = sqlx::query("SELECT failures, locked_until FROM sign_in_throttle WHERE account_key = $1")
+            .bind(key.to_vec())
+            .fetch_optional(self.readers())
+            .await?;
+        Ok(match row {
+            Some(r) => (r.try_get("failures")?, Millis(r.try_get("locked_until")?)),
+            None => (0, Millis(0)),
+        })
+    }
+
+    /// Counts a failed sign-in; `lock_for` maps the new failure count to
+    /// how long the address is then locked. Returns the new state.
+    pub async fn record_sign_in_failure(
+        &self,
+        key: [u8; 32],
+        now: Millis,
+        lock_for: fn(i64) -> i64,
+    ) -> Result<(i64, Millis), StoreError> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let row = sqlx::query(
+                    "INSERT INTO sign_in_throttle (account_key, failures, locked_until, updated_at) VALUES ($1, 1, 0, $2) \
+                     ON CONFLICT (account_key) DO UPDATE SET failures = sign_in_throttle.failures + 1, updated_at = $2 \
+                     RETURNING failures",
+                )
+                .bind(key.to_vec())
+                .bind(now.0)
+                .fetch_one(tx.conn())
+                .await?;
+                let failures: i64 = row.try_get("failures")?;
+                let until = Millis(now.0.saturating_add(lock_for(failures)));
+                sqlx::query("UPDATE sign_in_throttle SET locked_until = $2 WHERE account_key = $1")
+                    .bind(key.to_vec())
+                    .bind(until.0)
+                    .execute(tx.conn())
+                    .await?;
+                Ok::<_, StoreError>((failures, until))
+            })
+        })
+        .await
+    }
+
+    pub async fn clear_sign_in_failures(&self, key: [u8; 32]) -> Result<(), StoreError> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM sign_in_throttle WHERE account_key = $1")
+                    .bind(key.to_vec())
+                    .execute(tx.conn())
+                    .await?;
+                Ok::<_, StoreError>(())
+            })
+        })
+        .await
+    }
+}
