@@ -122,6 +122,21 @@ pub async fn seed_customer(customers: &crate::privacy::CustomerService) -> Resul
     Ok(true)
 }
 
+/// The demo customer's password (demo data is for a local run only).
+pub const DEMO_CUSTOMER_PASSWORD: &str = "demo lantern orbit 2026";
+
+/// Gives the demo customer the demo password unless they have one.
+pub async fn seed_customer_password(
+    customers: &crate::privacy::CustomerService,
+    accounts: &crate::accounts::AccountService,
+) -> Result<(), AppError> {
+    let Some(id) = customers.find_by_email(DEMO_CUSTOMER_EMAIL).await? else { return Ok(()) };
+    if accounts.has_password(&id).await? {
+        return Ok(());
+    }
+    accounts.set_demo_password(&id, secrecy::SecretString::from(DEMO_CUSTOMER_PASSWORD)).await
+}
+
 /// The shape of `demo-credentials.json` (see CONTRACT.md). Only what exists
 /// so far is listed; later issues add logins, API keys and signing keys.
 #[derive(Debug, Serialize)]
@@ -129,13 +144,14 @@ pub struct DemoCredentials {
     pub base_url: String,
     pub vendors: Vec<DemoVendorCredentials>,
     pub staff: Vec<serde_json::Value>,
-    /// The demo customer; a password arrives with accounts.
+    /// The demo customer and their password.
     pub customer: DemoCustomerCredentials,
 }
 
 #[derive(Debug, Serialize)]
 pub struct DemoCustomerCredentials {
     pub email: String,
+    pub password: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -178,6 +194,9 @@ pub async fn credentials(db: &Db, base_url: &str) -> Result<DemoCredentials, App
         base_url: base_url.to_owned(),
         vendors,
         staff: Vec::new(),
-        customer: DemoCustomerCredentials { email: DEMO_CUSTOMER_EMAIL.to_owned() },
+        customer: DemoCustomerCredentials {
+            email: DEMO_CUSTOMER_EMAIL.to_owned(),
+            password: DEMO_CUSTOMER_PASSWORD.to_owned(),
+        },
     })
 }

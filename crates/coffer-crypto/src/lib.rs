@@ -19,4 +19,4 @@ pub use envelope::{FieldContext, Sealed, open_field, seal_field, unwrap_secret, 
 pub use error::CryptoError;
 pub use keys::{DataKey, KEY_LEN, MasterKey, random_bytes};
 pub use password::{ARGON2_ITERATIONS, ARGON2_LANES, ARGON2_MEMORY_KIB, dummy_verify, hash_password, verify_password};
-pub use token::{new_token, token_hash};
+pub use token::{csrf_matches, csrf_token, new_token, token_hash};

@@ -5,6 +5,7 @@
 use crate::{CryptoError, random_bytes};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::Mac;
 use sha2::{Digest, Sha256};
 
 /// A new token and the hash to store for it.
@@ -35,5 +36,45 @@ mod tests {
         assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_eq!(token_hash(&a), hash);
         assert_ne!(token_hash(&b), hash);
+    }
+}
+
+/// The CSRF token of a session: HMAC-SHA256 of the session id under the
+/// server's CSRF key, base64url. Forms carry it; a page of another site
+/// cannot know it.
+pub fn csrf_token(key: &[u8; 32], session: &str) -> String {
+    URL_SAFE_NO_PAD.encode(csrf_mac(key, session).finalize().into_bytes())
+}
+
+/// Checks a form's CSRF token in constant time.
+pub fn csrf_matches(key: &[u8; 32], session: &str, given: &str) -> bool {
+    match URL_SAFE_NO_PAD.decode(given) {
+        Ok(bytes) => csrf_mac(key, session).verify_slice(&bytes).is_ok(),
+        Err(_) => false,
+    }
+}
+
+fn csrf_mac(key: &[u8; 32], session: &str) -> hmac::Hmac<Sha256> {
+    use hmac::KeyInit;
+    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(b"coffer.csrf.v1\0");
+    mac.update(session.as_bytes());
+    mac
+}
+
+#[cfg(test)]
+mod csrf_tests {
+    use super::*;
+
+    #[test]
+    fn csrf_tokens_bind_to_the_session_and_key() {
+        let key = [7u8; 32];
+        let token = csrf_token(&key, "session-a");
+        assert!(csrf_matches(&key, "session-a", &token));
+        assert!(!csrf_matches(&key, "session-b", &token));
+        assert!(!csrf_matches(&[8u8; 32], "session-a", &token));
+        assert!(!csrf_matches(&key, "session-a", ""));
+        assert!(!csrf_matches(&key, "session-a", "not base64 !"));
     }
 }

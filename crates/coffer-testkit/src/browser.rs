@@ -111,6 +111,20 @@ impl Browser {
         self.call("GET", "/title", None).await.as_str().unwrap_or_default().to_owned()
     }
 
+    /// Waits (up to 10 s) until the page title is `expected`, as after a
+    /// form post the next page takes a moment to arrive.
+    pub async fn wait_for_title(&self, expected: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let title = self.title().await;
+            if title == expected {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the page title stayed {title:?}, expected {expected:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The first element matching a CSS selector (panics when none does).
     pub async fn find(&self, css: &str) -> String {
         let found = self.call("POST", "/element", Some(json!({"using": "css selector", "value": css}))).await;
@@ -126,6 +140,11 @@ impl Browser {
     /// The text of an element as a person sees it (rendered, not source).
     pub async fn text(&self, element: &str) -> String {
         self.call("GET", &format!("/element/{element}/text"), None).await.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Types text into an input, as a person would.
+    pub async fn fill(&self, element: &str, text: &str) {
+        self.call("POST", &format!("/element/{element}/value"), Some(json!({"text": text}))).await;
     }
 
     pub async fn click(&self, element: &str) {

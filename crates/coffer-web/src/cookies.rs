@@ -27,6 +27,18 @@ impl CookieRule {
             .build()
             .to_string()
     }
+
+    /// A `Set-Cookie` value that removes the cookie.
+    pub fn clear_cookie(&self, base: &str) -> String {
+        Cookie::build((self.cookie_name(base), ""))
+            .path("/")
+            .secure(true)
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .max_age(cookie::time::Duration::ZERO)
+            .build()
+            .to_string()
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub use error::ApiError;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use coffer_app::accounts::AccountService;
 use coffer_app::{CatalogService, HttpConfig};
 use coffer_store::{Db, KeyStore};
 use std::sync::Arc;
@@ -33,13 +34,21 @@ pub struct AppState {
     pub catalog: CatalogService,
     pub db: Db,
     pub key_store: KeyStore,
+    pub accounts: AccountService,
+    pub cookie_rule: CookieRule,
     openapi_json: Arc<str>,
 }
 
 impl AppState {
-    pub fn new(catalog: CatalogService, db: Db, key_store: KeyStore) -> Self {
+    pub fn new(
+        catalog: CatalogService,
+        db: Db,
+        key_store: KeyStore,
+        accounts: AccountService,
+        cookie_rule: CookieRule,
+    ) -> Self {
         let openapi_json = serde_json::to_string(&openapi_document()).unwrap_or_else(|_| "{}".into());
-        AppState { catalog, db, key_store, openapi_json: openapi_json.into() }
+        AppState { catalog, db, key_store, accounts, cookie_rule, openapi_json: openapi_json.into() }
     }
 }
 

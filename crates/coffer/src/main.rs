@@ -130,6 +130,18 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             db.migrate().await.context("migrating the database")?;
             let privacy = privacy::open(&config, db.clone()).await?;
             let customer = coffer_app::demo::seed_customer(&privacy.customers).await.context("seeding demo data")?;
+            let accounts = coffer_app::accounts::AccountService::new(
+                db.clone(),
+                privacy.vault.clone(),
+                privacy.customers.clone(),
+                privacy.outbox.clone(),
+                coffer_app::accounts::PasswordPool::new(2),
+                privacy.clock.clone(),
+                String::new(),
+            );
+            coffer_app::demo::seed_customer_password(&privacy.customers, &accounts)
+                .await
+                .context("seeding demo data")?;
             privacy.audit.seal_and_sign().await?;
             if coffer_app::demo::seed(&db, &SystemClock).await.context("seeding demo data")? || customer {
                 println!("Demo data inserted.");
@@ -217,7 +229,22 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the listening address")?;
     let base_url = format!("http://{address}");
     let catalog = CatalogService::new(db.clone(), clock, config.http.catalog_cache_ms);
-    let state = coffer_web::AppState::new(catalog, db.clone(), privacy.vault.key_store().clone());
+    let accounts = coffer_app::accounts::AccountService::new(
+        db.clone(),
+        privacy.vault.clone(),
+        privacy.customers.clone(),
+        privacy.outbox.clone(),
+        coffer_app::accounts::PasswordPool::new(2),
+        privacy.clock.clone(),
+        base_url.clone(),
+    );
+    if demo {
+        coffer_app::demo::seed_customer_password(&privacy.customers, &accounts).await.context("seeding demo data")?;
+    }
+    // Plain HTTP until TLS arrives: cookies without the __Host- prefix.
+    let cookie_rule = coffer_web::CookieRule { secure_transport: false };
+    let state =
+        coffer_web::AppState::new(catalog, db.clone(), privacy.vault.key_store().clone(), accounts, cookie_rule);
     let app = coffer_web::router(state, &config.http);
 
     println!("Coffer is listening on {base_url}");

@@ -246,6 +246,36 @@ impl AccountService {
         Ok(CustomerId::parse(&row.subject_id).ok())
     }
 
+    /// The CSRF token forms of this session carry.
+    pub fn csrf_token(&self, session: &str) -> String {
+        coffer_crypto::csrf_token(self.vault.csrf_key(), session)
+    }
+
+    pub fn csrf_matches(&self, session: &str, given: &str) -> bool {
+        coffer_crypto::csrf_matches(self.vault.csrf_key(), session, given)
+    }
+
+    /// The signed-in customer's own record (their own read: not audited).
+    pub async fn own_record(&self, customer: &CustomerId) -> Result<crate::privacy::CustomerRecord, AppError> {
+        self.customers.get(customer, &Reader::TheCustomer).await
+    }
+
+    pub async fn has_password(&self, customer: &CustomerId) -> Result<bool, AppError> {
+        Ok(self.db.account_password(customer).await?.is_some())
+    }
+
+    /// Sets a password without a link: for the demo customer only.
+    pub async fn set_demo_password(&self, customer: &CustomerId, password: SecretString) -> Result<(), AppError> {
+        let stored = self.db.customer(customer).await?.ok_or(AppError::NotFound)?;
+        let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
+        let phc = self.passwords.hash(password).await?;
+        let sealed = seal_field(&key, &password_ctx(customer, &stored.data_key_id), phc.as_bytes())?;
+        let (id, now) = (customer.clone(), self.clock.now());
+        self.db
+            .write(move |tx| Box::pin(async move { tx.set_password(&id, &sealed, now).await.map_err(AppError::from) }))
+            .await
+    }
+
     pub async fn sign_out(&self, token: &str) -> Result<(), AppError> {
         Ok(self.db.revoke_session(token_hash(token), self.clock.now()).await?)
     }

@@ -15,6 +15,7 @@ const DATA_KEY: &str = "data-key";
 const SECRET: &str = "secret";
 const BLIND_INDEX_SECRET: &str = "blind-index-v1";
 const AUDIT_SIGNING_SECRET: &str = "audit-signing-v1";
+const CSRF_SECRET: &str = "csrf-hmac-v1";
 
 struct Loaded {
     keks: BTreeMap<u32, Arc<MasterKey>>,
@@ -28,6 +29,7 @@ pub struct Vault {
     loaded: RwLock<Loaded>,
     blind_index: BlindIndexKey,
     audit_signer: AuditSigningKey,
+    csrf_key: secrecy::SecretBox<[u8; 32]>,
 }
 
 fn poisoned() -> AppError {
@@ -57,8 +59,13 @@ impl Vault {
         let blind_index = BlindIndexKey::from_bytes(1, &blind)?;
         let signer = secret_once(&store, &loaded, AUDIT_SIGNING_SECRET, clock.as_ref()).await?;
         let audit_signer = AuditSigningKey::from_bytes(&signer)?;
+        let csrf = secret_once(&store, &loaded, CSRF_SECRET, clock.as_ref()).await?;
+        let csrf: [u8; 32] = csrf.as_slice().try_into().map_err(|_| {
+            AppError::Crypto(coffer_crypto::CryptoError::BadLength { what: "the CSRF key", expected: 32 })
+        })?;
+        let csrf_key = secrecy::SecretBox::new(Box::new(csrf));
         let loaded = RwLock::new(loaded);
-        let vault = Vault { provider, store, clock, loaded, blind_index, audit_signer };
+        let vault = Vault { provider, store, clock, loaded, blind_index, audit_signer, csrf_key };
         Ok(vault)
     }
 
@@ -76,6 +83,11 @@ impl Vault {
 
     pub fn audit_signer(&self) -> &AuditSigningKey {
         &self.audit_signer
+    }
+
+    /// The key that makes session CSRF tokens.
+    pub fn csrf_key(&self) -> &[u8; 32] {
+        secrecy::ExposeSecret::expose_secret(&self.csrf_key)
     }
 
     /// The version new wraps use.

@@ -1,6 +1,8 @@
 //! Server-rendered HTML pages. They need no JavaScript; the one stylesheet
 //! is served from this binary.
 
+mod account;
+
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::ApiPath;
@@ -20,6 +22,7 @@ const STYLESHEET: &str = include_str!("../../static/style.css");
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .merge(account::routes())
         .route("/", get(storefront))
         .route("/products/{id}", get(product_page))
         .route("/static/style.css", get(stylesheet))
@@ -86,7 +89,7 @@ struct ErrorPage {
     message: &'static str,
 }
 
-fn render(template: &impl Template) -> Response {
+pub(crate) fn render(template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
