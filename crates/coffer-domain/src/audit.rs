@@ -11,6 +11,8 @@ pub enum Actor {
     Cli(String),
     /// The server itself (jobs, the sealer).
     System,
+    /// A signed-in customer acting on their own account, by customer id.
+    Customer(String),
 }
 
 impl Actor {
@@ -18,6 +20,7 @@ impl Actor {
         match self {
             Actor::Cli(user) => format!("cli:{user}"),
             Actor::System => "system".to_owned(),
+            Actor::Customer(id) => format!("customer:{id}"),
         }
     }
 }

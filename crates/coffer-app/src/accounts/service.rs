@@ -246,6 +246,83 @@ impl AccountService {
         Ok(CustomerId::parse(&row.subject_id).ok())
     }
 
+    /// Changes the password after checking the current one; every session
+    /// ends and a fresh one is returned (a new id at a privilege change).
+    pub async fn change_password(
+        &self,
+        customer: &CustomerId,
+        current: SecretString,
+        new: SecretString,
+    ) -> Result<NewSession, AppError> {
+        if !self.passwords.verify(current, self.password_hash(customer).await?).await? {
+            return Err(AppError::Refused("the current password is not right".into()));
+        }
+        let record = self.customers.get(customer, &Reader::TheCustomer).await?;
+        check_new_password(new.expose_secret(), &[&record.details.name, &record.details.email])
+            .map_err(|e| AppError::Refused(e.to_string()))?;
+        let stored = self.db.customer(customer).await?.ok_or(AppError::NotFound)?;
+        let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
+        let phc = self.passwords.hash(new).await?;
+        let sealed = seal_field(&key, &password_ctx(customer, &stored.data_key_id), phc.as_bytes())?;
+        let (token, hash) = new_token()?;
+        let (id, now) = (customer.clone(), self.clock.now());
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    tx.set_password(&id, &sealed, now).await?;
+                    tx.revoke_sessions_of("customer", id.as_str(), now).await?;
+                    tx.insert_session(&hash, "customer", id.as_str(), now).await?;
+                    Ok::<_, AppError>(())
+                })
+            })
+            .await?;
+        Ok(NewSession { token: SecretString::from(token), customer: customer.clone() })
+    }
+
+    /// Deletes the account after checking the password: a confirmation is
+    /// sealed under a one-off key (destroyed once sent) and queued, then the
+    /// customer is erased through the privacy core.
+    pub async fn delete_account(&self, customer: &CustomerId, password: SecretString) -> Result<(), AppError> {
+        if !self.passwords.verify(password, self.password_hash(customer).await?).await? {
+            return Err(AppError::Refused("the password is not right".into()));
+        }
+        let record = self.customers.get(customer, &Reader::TheCustomer).await?;
+        let key_id = coffer_domain::DataKeyId::generate();
+        let key = self.vault.new_data_key(&key_id).await?;
+        let body = format!(
+            "Hello {},\n\nYour Coffer account and the personal data in it have been deleted. \
+             Invoices stay, without your name or address, because tax law requires them.\n\n\
+             This is the last message we send you.\n",
+            record.details.name
+        );
+        let letter = Letter {
+            kind: "account_deleted",
+            to: &record.details.email,
+            subject: "Your Coffer account is deleted",
+            body: &body,
+        };
+        let email = self.outbox.seal(&letter, &key, &key_id, true)?;
+        self.db
+            .write(move |tx| Box::pin(async move { tx.enqueue_email(&email).await.map_err(AppError::from) }))
+            .await?;
+        self.customers.erase(customer, &coffer_domain::Actor::Customer(customer.to_string())).await
+    }
+
+    /// The customer changes their own name, phone or address (audited).
+    pub async fn update_own_details(
+        &self,
+        customer: &CustomerId,
+        details: &coffer_domain::CustomerDetails,
+        actor: &coffer_domain::Actor,
+    ) -> Result<(), AppError> {
+        self.customers.update(customer, details, actor).await.map(drop)
+    }
+
+    /// Everything held about the customer, for their own download.
+    pub async fn own_export(&self, customer: &CustomerId) -> Result<serde_json::Value, AppError> {
+        self.customers.export_by_id(customer, &Reader::TheCustomer).await
+    }
+
     /// The CSRF token forms of this session carry.
     pub fn csrf_token(&self, session: &str) -> String {
         coffer_crypto::csrf_token(self.vault.csrf_key(), session)

@@ -30,6 +30,11 @@ pub fn routes() -> Router<AppState> {
         .route("/account/link/{token}", get(set_password_page).post(set_password))
         .route("/account/sign-out", post(sign_out))
         .route("/account/sign-out-everywhere", post(sign_out_everywhere))
+        .route("/account/details", post(update_details))
+        .route("/account/password", post(change_password))
+        .route("/account/data", get(data_page))
+        .route("/account/data.json", get(data_json))
+        .route("/account/delete", get(delete_page).post(delete_account))
 }
 
 #[derive(Template)]
@@ -55,9 +60,56 @@ struct SetPasswordPage {
 #[derive(Template)]
 #[template(path = "account_overview.html")]
 struct OverviewPage {
+    message: Option<String>,
     name: String,
     email: String,
+    phone: String,
+    line1: String,
+    line2: String,
+    city: String,
+    region: String,
+    postal_code: String,
+    country: String,
     csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "account_delete.html")]
+struct DeletePage {
+    message: Option<String>,
+    csrf: String,
+}
+
+/// The overview of a signed-in customer, with an optional notice.
+async fn overview(
+    state: &AppState,
+    customer: &CustomerId,
+    token: &str,
+    message: Option<String>,
+) -> Result<Response, AppError> {
+    let record = state.accounts.own_record(customer).await?;
+    let details = record.details;
+    let address = details.address.unwrap_or(coffer_domain::MailingAddress {
+        line1: String::new(),
+        line2: String::new(),
+        city: String::new(),
+        region: String::new(),
+        postal_code: String::new(),
+        country: String::new(),
+    });
+    Ok(render(&OverviewPage {
+        message,
+        name: details.name,
+        email: details.email,
+        phone: details.phone.unwrap_or_default(),
+        line1: address.line1,
+        line2: address.line2,
+        city: address.city,
+        region: address.region,
+        postal_code: address.postal_code,
+        country: address.country,
+        csrf: state.accounts.csrf_token(token),
+    }))
 }
 
 /// A POST from another site is refused. Browsers send `Sec-Fetch-Site` with
@@ -122,14 +174,7 @@ fn failure(e: AppError) -> Response {
 
 async fn account(State(state): State<AppState>, headers: HeaderMap) -> Response {
     match signed_in(&state, &headers).await {
-        Ok(Some((customer, token))) => match state.accounts.own_record(&customer).await {
-            Ok(record) => render(&OverviewPage {
-                name: record.details.name,
-                email: record.details.email,
-                csrf: state.accounts.csrf_token(&token),
-            }),
-            Err(e) => failure(e),
-        },
+        Ok(Some((customer, token))) => overview(&state, &customer, &token, None).await.unwrap_or_else(failure),
         Ok(None) => render(&SignInPage { message: None, email: String::new() }),
         Err(e) => failure(e),
     }
@@ -284,5 +329,194 @@ async fn sign_out_everywhere(
         },
         Ok(None) => signed_out(&state),
         Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+struct DetailsForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    line1: String,
+    #[serde(default)]
+    line2: String,
+    #[serde(default)]
+    city: String,
+    #[serde(default)]
+    region: String,
+    #[serde(default)]
+    postal_code: String,
+    #[serde(default)]
+    country: String,
+}
+
+async fn update_details(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<DetailsForm>) -> Response {
+    let (customer, token) = match checked_session(&state, &headers, &form.csrf).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return see_other("/account"),
+        Err(response) => return response,
+    };
+    let current = match state.accounts.own_record(&customer).await {
+        Ok(record) => record.details,
+        Err(e) => return failure(e),
+    };
+    let address_given = [&form.line1, &form.city, &form.country].iter().any(|v| !v.trim().is_empty());
+    let details = coffer_domain::CustomerDetails {
+        name: form.name,
+        // The email address is the sign-in name; it changes by another route.
+        email: current.email,
+        phone: Some(form.phone),
+        address: address_given.then_some(coffer_domain::MailingAddress {
+            line1: form.line1,
+            line2: form.line2,
+            city: form.city,
+            region: form.region,
+            postal_code: form.postal_code,
+            country: form.country,
+        }),
+    };
+    let actor = coffer_domain::Actor::Customer(customer.to_string());
+    let message = match state.accounts.update_own_details(&customer, &details, &actor).await {
+        Ok(()) => "Your details are saved.".to_owned(),
+        Err(AppError::Customer(e)) => format!("Not saved: {} {}.", field_label(e.field), e.reason),
+        Err(e) => return failure(e),
+    };
+    let status = if message.starts_with("Not saved") { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    match overview(&state, &customer, &token, Some(message)).await {
+        Ok(page) => (status, page).into_response(),
+        Err(e) => failure(e),
+    }
+}
+
+/// A person's name for a form field.
+fn field_label(field: &str) -> &'static str {
+    match field {
+        "customer.name" => "the name",
+        "customer.phone" => "the phone number",
+        "customer.address.line1" => "the address",
+        "customer.address.city" => "the city",
+        "customer.address.country" => "the country",
+        "customer.address.postal_code" => "the postal code",
+        _ => "a field",
+    }
+}
+
+#[derive(Deserialize)]
+struct ChangePasswordForm {
+    #[serde(default)]
+    csrf: String,
+    current: String,
+    new: String,
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<ChangePasswordForm>,
+) -> Response {
+    let (customer, token) = match checked_session(&state, &headers, &form.csrf).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return see_other("/account"),
+        Err(response) => return response,
+    };
+    if form.current.len() > 1024 || form.new.len() > 1024 {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            overview(&state, &customer, &token, Some("That password is too long.".into()))
+                .await
+                .unwrap_or_else(failure),
+        )
+            .into_response();
+    }
+    match state
+        .accounts
+        .change_password(&customer, SecretString::from(form.current), SecretString::from(form.new))
+        .await
+    {
+        Ok(session) => with_cookie(
+            see_other("/account"),
+            &state.cookie_rule.set_cookie(SESSION_COOKIE, session.token.expose_secret()),
+        ),
+        Err(AppError::Refused(message)) => {
+            let page = overview(&state, &customer, &token, Some(format!("Password not changed: {message}.")))
+                .await
+                .unwrap_or_else(failure);
+            (StatusCode::UNPROCESSABLE_ENTITY, page).into_response()
+        }
+        Err(e) => failure(e),
+    }
+}
+
+async fn data_export(state: &AppState, headers: &HeaderMap) -> Result<Option<serde_json::Value>, AppError> {
+    let Some((customer, _)) = signed_in(state, headers).await? else { return Ok(None) };
+    // The customer's own download: not audited, as the policy says.
+    Ok(Some(state.accounts.own_export(&customer).await?))
+}
+
+async fn data_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match data_export(&state, &headers).await {
+        Ok(Some(export)) => axum::response::Html(coffer_app::privacy::export_html(&export)).into_response(),
+        Ok(None) => see_other("/account"),
+        Err(e) => failure(e),
+    }
+}
+
+async fn data_json(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match data_export(&state, &headers).await {
+        Ok(Some(export)) => (
+            [
+                (axum::http::header::CONTENT_TYPE, "application/json"),
+                (axum::http::header::CONTENT_DISPOSITION, "attachment; filename=\"coffer-my-data.json\""),
+            ],
+            serde_json::to_string_pretty(&export).unwrap_or_default(),
+        )
+            .into_response(),
+        Ok(None) => see_other("/account"),
+        Err(e) => failure(e),
+    }
+}
+
+async fn delete_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match signed_in(&state, &headers).await {
+        Ok(Some((_, token))) => render(&DeletePage { message: None, csrf: state.accounts.csrf_token(&token) }),
+        Ok(None) => see_other("/account"),
+        Err(e) => failure(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct DeleteForm {
+    #[serde(default)]
+    csrf: String,
+    password: String,
+}
+
+async fn delete_account(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<DeleteForm>) -> Response {
+    let (customer, token) = match checked_session(&state, &headers, &form.csrf).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return see_other("/account"),
+        Err(response) => return response,
+    };
+    match state.accounts.delete_account(&customer, SecretString::from(form.password)).await {
+        Ok(()) => {
+            let page = MessagePage {
+                title: "Your account is deleted",
+                message:
+                    "Your personal data can no longer be read. A confirmation is on its way to your email address."
+                        .into(),
+            };
+            with_cookie(render(&page), &state.cookie_rule.clear_cookie(SESSION_COOKIE))
+        }
+        Err(AppError::Refused(message)) => {
+            let page = DeletePage {
+                message: Some(format!("Not deleted: {message}.")),
+                csrf: state.accounts.csrf_token(&token),
+            };
+            (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response()
+        }
+        Err(e) => failure(e),
     }
 }

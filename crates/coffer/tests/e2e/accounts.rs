@@ -10,6 +10,7 @@ on_both_backends!(
     foreign_origin_and_missing_csrf_token_are_refused,
     wrong_passwords_lock_the_address_with_retry_after,
     link_request_answers_the_same_for_unknown_addresses,
+    edit_download_change_password_and_delete,
 );
 
 fn demo_customer(server: &TestServer) -> (String, String) {
@@ -174,4 +175,87 @@ async fn a_person_signs_in_and_out_in_the_browser() {
     browser.wait_for_title("Sign in · Coffer").await;
     assert!(browser.cookies().await.iter().all(|c| c["name"] != "coffer_session"), "the cookie is gone");
     browser.screenshot(&dir.join("sign-in.png")).await;
+}
+
+async fn post_form(server: &TestServer, path: &str, cookie: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    client().post(server.url(path)).header(COOKIE, cookie).form(form).send().await.unwrap()
+}
+
+async fn page(server: &TestServer, path: &str, cookie: &str) -> String {
+    client().get(server.url(path)).header(COOKIE, cookie).send().await.unwrap().text().await.unwrap()
+}
+
+async fn edit_download_change_password_and_delete(server: TestServer) {
+    let (email, password) = demo_customer(&server);
+    let cookie = session_cookie(&sign_in(&server, &email, &password).await);
+    let csrf = csrf_from(&page(&server, "/account", &cookie).await);
+    // Edit details.
+    let edit = [
+        ("csrf", csrf.as_str()),
+        ("name", "Dana Renamed"),
+        ("phone", ""),
+        ("line1", "2 Demo Street"),
+        ("line2", ""),
+        ("city", "Springfield"),
+        ("region", ""),
+        ("postal_code", "62701"),
+        ("country", "us"),
+    ];
+    let saved = post_form(&server, "/account/details", &cookie, &edit).await;
+    assert_eq!(saved.status(), StatusCode::OK);
+    assert!(saved.text().await.unwrap().contains("Your details are saved."));
+    let bad = [("csrf", csrf.as_str()), ("name", " "), ("line1", ""), ("city", ""), ("country", "")];
+    let refused = post_form(&server, "/account/details", &cookie, &bad).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.text().await.unwrap().contains("Not saved: the name is required."));
+    // Download my data: JSON and page, only with a session.
+    let json: serde_json::Value = serde_json::from_str(&page(&server, "/account/data.json", &cookie).await).unwrap();
+    let fields = json["personal_data"].as_array().unwrap();
+    assert!(fields.iter().any(|f| f["field"] == "customers.name" && f["value"] == "Dana Renamed"));
+    assert!(fields.iter().any(|f| f["field"] == "customers.address" && f["value"]["country"] == "US"));
+    assert!(page(&server, "/account/data", &cookie).await.contains("Dana Renamed"));
+    let anonymous = client().get(server.url("/account/data.json")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER, "no session, no data");
+    // Change password: the wrong current one is refused; the change ends the old session.
+    let wrong = [("csrf", csrf.as_str()), ("current", "not it at all"), ("new", "a brand new lantern 99")];
+    assert_eq!(
+        post_form(&server, "/account/password", &cookie, &wrong).await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let change = [("csrf", csrf.as_str()), ("current", password.as_str()), ("new", "a brand new lantern 99")];
+    let changed = post_form(&server, "/account/password", &cookie, &change).await;
+    assert_eq!(changed.status(), StatusCode::SEE_OTHER);
+    let new_cookie = session_cookie(&changed);
+    assert!(!page(&server, "/account", &cookie).await.contains("Dana"), "the old session ended");
+    assert!(page(&server, "/account", &new_cookie).await.contains("Hello, Dana Renamed"));
+    assert_eq!(sign_in(&server, &email, &password).await.status(), StatusCode::UNAUTHORIZED);
+    // Delete: the password confirms; afterwards nothing signs in and the data is gone.
+    let csrf = csrf_from(&page(&server, "/account/delete", &new_cookie).await);
+    let no =
+        post_form(&server, "/account/delete", &new_cookie, &[("csrf", &csrf), ("password", "wrong wrong wrong")]).await;
+    assert_eq!(no.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let gone =
+        post_form(&server, "/account/delete", &new_cookie, &[("csrf", &csrf), ("password", "a brand new lantern 99")])
+            .await;
+    assert_eq!(gone.status(), StatusCode::OK);
+    assert!(gone.text().await.unwrap().contains("Your account is deleted"));
+    assert_eq!(sign_in(&server, &email, "a brand new lantern 99").await.status(), StatusCode::UNAUTHORIZED);
+    assert!(!page(&server, "/account", &new_cookie).await.contains("Dana"));
+    // The confirmation goes out (file transport), then its one-off key is destroyed.
+    let mail = server.data_dir.join("mail");
+    let mut confirmation = None;
+    for _ in 0..100 {
+        confirmation = std::fs::read_dir(&mail)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .find(|m| m.contains("Your Coffer account is deleted"));
+        if confirmation.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let confirmation = confirmation.expect("a deletion confirmation");
+    assert!(confirmation.contains(&email), "sent to the address on file");
 }
