@@ -122,6 +122,11 @@ pub struct HttpConfig {
     pub concurrency_limit: usize,
     /// How old a cached public catalog answer may be; 0 turns the cache off.
     pub catalog_cache_ms: u64,
+    /// Sign-in, link and password attempts per minute from one IP address
+    /// (per server; the per-account lock-out is in the database).
+    pub sign_in_per_minute: u32,
+    /// Proxies whose `X-Forwarded-For` is believed (exact addresses).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -159,6 +164,8 @@ impl Default for HttpConfig {
             request_timeout_ms: 30_000,
             concurrency_limit: 1024,
             catalog_cache_ms: 1_000,
+            sign_in_per_minute: 20,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -239,6 +246,9 @@ impl Config {
         }
         if self.http.request_timeout_ms == 0 {
             return Err(invalid("http.request_timeout_ms", "must be at least 1"));
+        }
+        if self.http.sign_in_per_minute == 0 {
+            return Err(invalid("http.sign_in_per_minute", "must be at least 1"));
         }
         if self.http.concurrency_limit == 0 {
             return Err(invalid("http.concurrency_limit", "must be at least 1"));

@@ -7,6 +7,7 @@
 //! service, render.
 
 mod api;
+mod client_ip;
 mod cookies;
 mod error;
 mod extract;
@@ -36,8 +37,17 @@ pub struct AppState {
     pub key_store: KeyStore,
     pub accounts: AccountService,
     pub cookie_rule: CookieRule,
+    pub(crate) sign_in_limit: Arc<SignInLimiter>,
+    pub(crate) trusted_proxies: Arc<[std::net::IpAddr]>,
     openapi_json: Arc<str>,
 }
+
+/// Per-IP limit on sign-in, link and password attempts (in memory, per server).
+pub(crate) type SignInLimiter = governor::RateLimiter<
+    std::net::IpAddr,
+    governor::state::keyed::HashMapStateStore<std::net::IpAddr>,
+    governor::clock::DefaultClock,
+>;
 
 impl AppState {
     pub fn new(
@@ -46,9 +56,21 @@ impl AppState {
         key_store: KeyStore,
         accounts: AccountService,
         cookie_rule: CookieRule,
+        http: &HttpConfig,
     ) -> Self {
         let openapi_json = serde_json::to_string(&openapi_document()).unwrap_or_else(|_| "{}".into());
-        AppState { catalog, db, key_store, accounts, cookie_rule, openapi_json: openapi_json.into() }
+        let per_minute = std::num::NonZeroU32::new(http.sign_in_per_minute).unwrap_or(std::num::NonZeroU32::MIN);
+        let sign_in_limit = Arc::new(governor::RateLimiter::hashmap(governor::Quota::per_minute(per_minute)));
+        AppState {
+            catalog,
+            db,
+            key_store,
+            accounts,
+            cookie_rule,
+            sign_in_limit,
+            trusted_proxies: http.trusted_proxies.clone().into(),
+            openapi_json: openapi_json.into(),
+        }
     }
 }
 

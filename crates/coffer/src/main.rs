@@ -243,8 +243,14 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     // Plain HTTP until TLS arrives: cookies without the __Host- prefix.
     let cookie_rule = coffer_web::CookieRule { secure_transport: false };
-    let state =
-        coffer_web::AppState::new(catalog, db.clone(), privacy.vault.key_store().clone(), accounts, cookie_rule);
+    let state = coffer_web::AppState::new(
+        catalog,
+        db.clone(),
+        privacy.vault.key_store().clone(),
+        accounts,
+        cookie_rule,
+        &config.http,
+    );
     let app = coffer_web::router(state, &config.http);
 
     println!("Coffer is listening on {base_url}");
@@ -262,7 +268,10 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         "ready"
     );
 
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
     // What was audited while serving is sealed before the process ends.
     if let Err(e) = privacy.audit.seal_and_sign().await {
         tracing::warn!(error = %e, "sealing the audit log at shutdown failed");

@@ -8,7 +8,7 @@ use crate::AppState;
 use askama::Template;
 use axum::Form;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::header::{COOKIE, HOST, LOCATION, ORIGIN, RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +19,7 @@ use coffer_domain::CustomerId;
 use coffer_store::LinkPurpose;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use std::net::SocketAddr;
 
 const SESSION_COOKIE: &str = "coffer_session";
 
@@ -128,6 +129,29 @@ fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
+/// Spends one of the client's sign-in attempts; `Some` is the 429 answer.
+fn over_limit(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<Response> {
+    let ip = crate::client_ip::client_ip(peer.ip(), headers, &state.trusted_proxies);
+    if state.sign_in_limit.len() > 100_000 {
+        state.sign_in_limit.retain_recent();
+    }
+    match state.sign_in_limit.check_key(&ip) {
+        Ok(()) => None,
+        Err(not_until) => {
+            use governor::clock::Clock;
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            let seconds = wait.as_secs().max(1);
+            let page = MessagePage {
+                title: "Too many attempts",
+                message: format!("Too many attempts from your network. Try again in {seconds} seconds."),
+            };
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, render(&page)).into_response();
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+            Some(response)
+        }
+    }
+}
+
 fn forbidden() -> Response {
     let page = MessagePage {
         title: "Request refused",
@@ -186,9 +210,17 @@ struct SignInForm {
     password: String,
 }
 
-async fn sign_in(State(state): State<AppState>, headers: HeaderMap, form: Form<SignInForm>) -> Response {
+async fn sign_in(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    form: Form<SignInForm>,
+) -> Response {
     if !same_origin(&headers) {
         return forbidden();
+    }
+    if let Some(response) = over_limit(&state, peer, &headers) {
+        return response;
     }
     let Form(SignInForm { email, password }) = form;
     if email.len() > 254 || password.len() > 1024 {
@@ -226,9 +258,17 @@ struct LinkForm {
     email: String,
 }
 
-async fn request_link(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<LinkForm>) -> Response {
+async fn request_link(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LinkForm>,
+) -> Response {
     if !same_origin(&headers) {
         return forbidden();
+    }
+    if let Some(response) = over_limit(&state, peer, &headers) {
+        return response;
     }
     if form.email.len() <= 254
         && let Err(e) = state.accounts.request_link(&form.email, LinkPurpose::SignIn).await
@@ -253,12 +293,16 @@ struct PasswordForm {
 
 async fn set_password(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(token): Path<String>,
     Form(form): Form<PasswordForm>,
 ) -> Response {
     if !same_origin(&headers) {
         return forbidden();
+    }
+    if let Some(response) = over_limit(&state, peer, &headers) {
+        return response;
     }
     match state.accounts.set_password_with_link(&token, SecretString::from(form.password)).await {
         Ok(session) => with_cookie(

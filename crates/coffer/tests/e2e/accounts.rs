@@ -259,3 +259,37 @@ async fn edit_download_change_password_and_delete(server: TestServer) {
     let confirmation = confirmation.expect("a deletion confirmation");
     assert!(confirmation.contains(&email), "sent to the address on file");
 }
+
+/// Per-IP limit on sign-in, links and passwords; a client cannot escape it
+/// by writing its own `X-Forwarded-For`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_ip_limit_answers_429_and_ignores_forged_forwarded_for() {
+    let server = TestServer::start_with(
+        crate::BIN,
+        coffer_testkit::TestBackend::Sqlite,
+        &[("COFFER_HTTP__SIGN_IN_PER_MINUTE", "3")],
+    )
+    .await;
+    for n in 0..3 {
+        let ok = client()
+            .post(server.url("/account/link"))
+            .header("x-forwarded-for", format!("198.51.100.{n}"))
+            .form(&[("email", "nobody@example.org")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+    }
+    let limited = client()
+        .post(server.url("/account/sign-in"))
+        .header("x-forwarded-for", "203.0.113.99")
+        .form(&[("email", "nobody@example.org"), ("password", "whatever it is")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = limited.headers()[RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Reading pages is not limited.
+    assert_eq!(client().get(server.url("/account")).send().await.unwrap().status(), StatusCode::OK);
+}

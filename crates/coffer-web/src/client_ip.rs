@@ -1,0 +1,47 @@
+//! The client's IP address for per-IP limits. `X-Forwarded-For` is believed
+//! only when the connection comes from a configured trusted proxy (a client
+//! can write any header); then the rightmost address that is not itself a
+//! trusted proxy is the client.
+
+use axum::http::HeaderMap;
+use std::net::IpAddr;
+
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpAddr]) -> IpAddr {
+    if !trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .collect();
+    hops.iter().rev().find(|ip| !trusted_proxies.contains(ip)).or(hops.first()).copied().unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(xff: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_str(xff).unwrap());
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let client: IpAddr = "203.0.113.7".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.9".parse().unwrap();
+        // A direct client cannot pick its own address.
+        assert_eq!(client_ip(stranger, &headers("203.0.113.7"), &[proxy]), stranger);
+        // Through the proxy: the rightmost untrusted hop, not a spoofed first one.
+        assert_eq!(client_ip(proxy, &headers("1.2.3.4, 203.0.113.7"), &[proxy]), client);
+        assert_eq!(client_ip(proxy, &headers("203.0.113.7, 10.0.0.2"), &[proxy]), client);
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &[proxy]), proxy);
+        assert_eq!(client_ip(proxy, &headers("garbage"), &[proxy]), proxy);
+    }
+}
