@@ -262,6 +262,62 @@ async fn rotation(s: &Setup, wraps: usize, read_for: Duration) -> (f64, f64, f64
     (rate, percentile(quiet, 0.99), percentile(busy, 0.99))
 }
 
+/// Sign-in timings (ms) and the session check (µs): `(right password
+/// median, p99, wrong password for a known address median, p99, unknown
+/// address median, p99, session check median µs)`.
+async fn accounts(s: &Setup, rounds: usize) -> [f64; 7] {
+    use coffer_app::accounts::{AccountService, PasswordPool};
+    use secrecy::{ExposeSecret, SecretString};
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let mail = coffer_app::config::MailConfig::default();
+    let outbox =
+        coffer_app::mail::Outbox::new(&mail, s._data.dir.path(), s.db.clone(), s.vault.clone(), clock.clone()).unwrap();
+    let accounts = AccountService::new(
+        s.db.clone(),
+        s.vault.clone(),
+        s.customers.clone(),
+        outbox,
+        PasswordPool::new(2),
+        clock,
+        String::new(),
+    );
+    let id = s.customers.create(&person(90_000), &Actor::System).await.unwrap().id;
+    let password = "orbit velvet canyon 42 lantern";
+    accounts.set_demo_password(&id, SecretString::from(password)).await.unwrap();
+    let (mut right, mut wrong, mut unknown, mut checks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut token = String::new();
+    for round in 0..rounds {
+        let started = Instant::now();
+        let session = accounts.sign_in("bench90000@example.org", SecretString::from(password)).await.unwrap().unwrap();
+        right.push(started.elapsed().as_secs_f64() * 1e3);
+        token = session.token.expose_secret().to_owned();
+        // Interleaved, and never five failures in a row (no lock-out).
+        let started = Instant::now();
+        let _ = accounts.sign_in("bench90000@example.org", SecretString::from("not the password")).await.unwrap();
+        wrong.push(started.elapsed().as_secs_f64() * 1e3);
+        // A new unknown address each time, so the lock-out never answers instead.
+        let started = Instant::now();
+        let nobody = format!("nobody-{round}@example.org");
+        let _ = accounts.sign_in(&nobody, SecretString::from("not the password")).await.unwrap();
+        unknown.push(started.elapsed().as_secs_f64() * 1e3);
+        let _ = accounts.sign_in("bench90000@example.org", SecretString::from(password)).await.unwrap();
+    }
+    for _ in 0..(rounds * 50) {
+        let started = Instant::now();
+        assert!(accounts.session(&token).await.unwrap().is_some());
+        checks.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    [
+        median(right.clone()),
+        percentile(right, 0.99),
+        median(wrong.clone()),
+        percentile(wrong, 0.99),
+        median(unknown.clone()),
+        percentile(unknown, 0.99),
+        median(checks),
+    ]
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
@@ -287,6 +343,7 @@ async fn main() {
         }
         return;
     }
+    let only_accounts = std::env::var("COFFER_BENCH_ONLY").as_deref() == Ok("accounts");
     let big = scale(1_000_000, 100_000, 2_000);
     let small = scale(10_000, 10_000, 1_000);
     let count = usize::try_from(scale(200, 200, 10)).unwrap();
@@ -310,6 +367,9 @@ async fn main() {
         ("p99 during / without".into(), vec![], "≤ 2×".into()),
     ];
     for backend in [TestBackend::Sqlite, TestBackend::Postgres] {
+        if only_accounts {
+            break;
+        }
         let s = setup(backend).await;
         let (plain, blind) = lookups(&s, if smoke { 2 } else { 30 }).await;
         let small_ms = {
@@ -345,7 +405,27 @@ async fn main() {
         }
         drop(s);
     }
-    for (name, values, target) in rows {
+    for (name, values, target) in rows.into_iter().filter(|_| !only_accounts) {
         println!("| {name} | {} | {target} |", values.join(" | "));
+    }
+    println!();
+    println!("| accounts (argon2id m=19456 KiB, t=2, p=1; pool of 2) | sqlite | postgres | target |");
+    println!("| --- | ---: | ---: | --- |");
+    let rounds = usize::try_from(scale(100, 30, 3)).unwrap();
+    let mut columns = Vec::new();
+    for backend in [TestBackend::Sqlite, TestBackend::Postgres] {
+        columns.push(accounts(&setup(backend).await, rounds).await);
+    }
+    let names = [
+        ("sign-in, right password: median (ms)", "stated"),
+        ("sign-in, right password: p99 (ms)", "stated"),
+        ("sign-in, wrong password, known address: median (ms)", ""),
+        ("sign-in, wrong password, known address: p99 (ms)", ""),
+        ("sign-in, unknown address: median (ms)", "≈ known"),
+        ("sign-in, unknown address: p99 (ms)", "≈ known"),
+        ("session check: median (µs)", "≤ 200 µs"),
+    ];
+    for (i, (name, target)) in names.iter().enumerate() {
+        println!("| {name} | {:.2} | {:.2} | {target} |", columns[0][i], columns[1][i]);
     }
 }

@@ -1,26 +1,62 @@
-//! Password hashing on a bounded pool: at most `threads` argon2id hashes run
-//! at once (each takes 19 MiB and tens of milliseconds), the rest wait their
-//! turn, and none runs on the async workers, so sign-ins never stall other
-//! requests.
+//! Password hashing on a bounded pool: `threads` OS threads of their own
+//! run the argon2id hashes (each takes 19 MiB and tens of milliseconds), the
+//! rest wait their turn, none runs on the async workers, and the threads run
+//! at a lower scheduling priority, so a burst of sign-ins takes CPU only
+//! that requests leave (docs/benchmarks.md: storefront p99 under sign-ins).
 
 use crate::AppError;
 use secrecy::{ExposeSecret, SecretString};
-use std::sync::Arc;
-use tokio::sync::Semaphore;
+use std::sync::{Arc, Mutex, mpsc};
+use tokio::sync::oneshot;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The hashing threads' priority on the portable 0–99 scale: 0, nice 19 on
+/// Linux. Requests always win the CPU; sign-ins use what is left, and still
+/// get a small share when the server is saturated. Measured against nice 9
+/// in docs/benchmarks.md.
+const HASHING_PRIORITY: u8 = 0;
 
 #[derive(Clone)]
 pub struct PasswordPool {
-    permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl PasswordPool {
     pub fn new(threads: usize) -> Self {
-        PasswordPool { permits: Arc::new(Semaphore::new(threads.max(1))) }
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..threads.max(1) {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new().name(format!("coffer-argon2-{n}")).spawn(move || {
+                lower_priority();
+                loop {
+                    let job = match queue.lock() {
+                        Ok(queue) => queue.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        // Every sender is gone: the pool was dropped.
+                        Err(_) => return,
+                    }
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "a password hashing thread could not start");
+            }
+        }
+        PasswordPool { jobs }
     }
 
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
-        let _permit = self.permits.acquire().await.map_err(|_| AppError::Refused("shutting down".into()))?;
-        tokio::task::spawn_blocking(work).await.map_err(|_| AppError::Refused("password hashing stopped".into()))
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = reply.send(work());
+            }))
+            .map_err(|_| AppError::Refused("password hashing stopped".into()))?;
+        answer.await.map_err(|_| AppError::Refused("password hashing stopped".into()))
     }
 
     /// The PHC string of a new password.
@@ -42,6 +78,16 @@ impl PasswordPool {
             }
         })
         .await
+    }
+}
+
+/// Best effort: where lowering is not allowed the thread runs as it is.
+fn lower_priority() {
+    use thread_priority::{ThreadPriority, ThreadPriorityValue};
+    if let Ok(value) = ThreadPriorityValue::try_from(HASHING_PRIORITY)
+        && let Err(e) = thread_priority::set_current_thread_priority(ThreadPriority::Crossplatform(value))
+    {
+        tracing::debug!(error = ?e, "password hashing threads keep normal priority");
     }
 }
 
