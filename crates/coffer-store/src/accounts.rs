@@ -227,27 +227,27 @@ impl Db {
 
     /// Records activity on a session.
     pub async fn touch_session(&self, id_hash: [u8; 32], now: Millis) -> Result<(), StoreError> {
-        self.write(move |tx| {
-            Box::pin(async move {
-                sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1 AND last_seen_at < $2")
-                    .bind(id_hash.to_vec())
-                    .bind(now.0)
-                    .execute(tx.conn())
-                    .await?;
-                Ok::<_, StoreError>(())
-            })
-        })
+        self.session_update(
+            "UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1 AND last_seen_at < $2",
+            id_hash,
+            now,
+        )
         .await
     }
 
     pub async fn revoke_session(&self, id_hash: [u8; 32], now: Millis) -> Result<(), StoreError> {
+        self.session_update(
+            "UPDATE sessions SET revoked_at = $2 WHERE id_hash = $1 AND revoked_at IS NULL",
+            id_hash,
+            now,
+        )
+        .await
+    }
+
+    async fn session_update(&self, sql: &'static str, id_hash: [u8; 32], now: Millis) -> Result<(), StoreError> {
         self.write(move |tx| {
             Box::pin(async move {
-                sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE id_hash = $1 AND revoked_at IS NULL")
-                    .bind(id_hash.to_vec())
-                    .bind(now.0)
-                    .execute(tx.conn())
-                    .await?;
+                sqlx::query(sql).bind(id_hash.to_vec()).bind(now.0).execute(tx.conn()).await?;
                 Ok::<_, StoreError>(())
             })
         })

@@ -130,15 +130,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             db.migrate().await.context("migrating the database")?;
             let privacy = privacy::open(&config, db.clone()).await?;
             let customer = coffer_app::demo::seed_customer(&privacy.customers).await.context("seeding demo data")?;
-            let accounts = coffer_app::accounts::AccountService::new(
-                db.clone(),
-                privacy.vault.clone(),
-                privacy.customers.clone(),
-                privacy.outbox.clone(),
-                coffer_app::accounts::PasswordPool::new(2),
-                privacy.clock.clone(),
-                String::new(),
-            );
+            let accounts = privacy.accounts(String::new());
             coffer_app::demo::seed_customer_password(&privacy.customers, &accounts)
                 .await
                 .context("seeding demo data")?;
@@ -229,15 +221,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the listening address")?;
     let base_url = format!("http://{address}");
     let catalog = CatalogService::new(db.clone(), clock, config.http.catalog_cache_ms);
-    let accounts = coffer_app::accounts::AccountService::new(
-        db.clone(),
-        privacy.vault.clone(),
-        privacy.customers.clone(),
-        privacy.outbox.clone(),
-        coffer_app::accounts::PasswordPool::new(2),
-        privacy.clock.clone(),
-        base_url.clone(),
-    );
+    let accounts = privacy.accounts(base_url.clone());
     if demo {
         coffer_app::demo::seed_customer_password(&privacy.customers, &accounts).await.context("seeding demo data")?;
     }

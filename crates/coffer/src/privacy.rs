@@ -77,6 +77,22 @@ pub struct Privacy {
     pub clock: Arc<dyn Clock>,
 }
 
+impl Privacy {
+    /// The account service; `base_url` starts the links in its emails.
+    pub fn accounts(&self, base_url: String) -> coffer_app::accounts::AccountService {
+        coffer_app::accounts::AccountService::new(
+            self.db.clone(),
+            self.vault.clone(),
+            self.customers.clone(),
+            self.outbox.clone(),
+            // Two hashing threads, as the policy says: at most 2 × 19 MiB.
+            coffer_app::accounts::PasswordPool::new(2),
+            self.clock.clone(),
+            base_url,
+        )
+    }
+}
+
 /// The operator running a command, as the audit log names them.
 pub fn cli_actor() -> Actor {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
