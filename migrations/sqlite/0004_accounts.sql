@@ -1,10 +1,13 @@
 -- Accounts: sign-in for customers (staff and vendor users join later).
 
--- The password hash (a PHC string) is sealed with the customer's data key,
--- so erasure shreds it with everything else.
+-- The password hash (a PHC string) and the TOTP secret are sealed with the
+-- customer's data key, so erasure shreds them with everything else.
+-- totp_last_step: the last accepted TOTP step, so no code is accepted twice.
 CREATE TABLE accounts (
-    customer_id   TEXT PRIMARY KEY NOT NULL REFERENCES customers (id),
-    password_hash BLOB,
+    customer_id    TEXT PRIMARY KEY NOT NULL REFERENCES customers (id),
+    password_hash  BLOB,
+    totp_secret    BLOB,
+    totp_last_step INTEGER,
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL
 );
@@ -14,7 +17,7 @@ CREATE TABLE accounts (
 CREATE TABLE sign_in_links (
     token_hash  BLOB PRIMARY KEY NOT NULL,
     customer_id TEXT NOT NULL REFERENCES customers (id),
-    purpose     TEXT NOT NULL CHECK (purpose IN ('sign_in', 'invitation', 'reset')),
+    purpose     TEXT NOT NULL CHECK (purpose IN ('sign_in', 'invitation', 'reset', 'second_factor')),
     created_at  INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL,
     used_at     INTEGER
@@ -40,3 +43,11 @@ CREATE TABLE sign_in_throttle (
     locked_until INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL
 );
+
+-- Recovery codes for the second factor: only their SHA-256, each usable once.
+CREATE TABLE recovery_codes (
+    code_hash   BLOB PRIMARY KEY NOT NULL,
+    customer_id TEXT NOT NULL REFERENCES customers (id),
+    used_at     INTEGER
+);
+CREATE INDEX recovery_codes_by_customer ON recovery_codes (customer_id);

@@ -288,7 +288,13 @@ async fn accounts(s: &Setup, rounds: usize) -> [f64; 7] {
     let mut token = String::new();
     for round in 0..rounds {
         let started = Instant::now();
-        let session = accounts.sign_in("bench90000@example.org", SecretString::from(password)).await.unwrap().unwrap();
+        let session = accounts
+            .sign_in("bench90000@example.org", SecretString::from(password))
+            .await
+            .unwrap()
+            .unwrap()
+            .session()
+            .unwrap();
         right.push(started.elapsed().as_secs_f64() * 1e3);
         token = session.token.expose_secret().to_owned();
         // Interleaved, and never five failures in a row (no lock-out).

@@ -713,7 +713,13 @@ async fn link_sets_a_password_once_and_signs_in(f: Fixture) {
     let bytes: Vec<u8> = raw.iter().flat_map(|r| r.get::<Vec<u8>, _>("password_hash")).collect();
     assert!(!contains(&bytes, "argon2id"));
 
-    let signed_in = accounts.sign_in("customer500@example.org", SecretString::from(STRONG)).await.unwrap().unwrap();
+    let signed_in = accounts
+        .sign_in("customer500@example.org", SecretString::from(STRONG))
+        .await
+        .unwrap()
+        .unwrap()
+        .session()
+        .unwrap();
     assert_ne!(signed_in.token.expose_secret(), session.token.expose_secret(), "a new session id at sign-in");
     let wrong =
         accounts.sign_in("customer500@example.org", SecretString::from("orbit velvet canyon 43")).await.unwrap();
@@ -779,7 +785,13 @@ async fn sessions_end_idle_absolute_and_on_sign_out(f: Fixture) {
     clock.advance(30 * 60_000);
     assert!(accounts.session(&first).await.unwrap().is_none(), "idle for 30 minutes");
     // Absolute: 12 hours after sign-in, however active.
-    let second = accounts.sign_in("customer503@example.org", SecretString::from(STRONG)).await.unwrap().unwrap();
+    let second = accounts
+        .sign_in("customer503@example.org", SecretString::from(STRONG))
+        .await
+        .unwrap()
+        .unwrap()
+        .session()
+        .unwrap();
     let second = second.token.expose_secret().to_owned();
     for _ in 0..35 {
         clock.advance(20 * 60_000);
@@ -788,8 +800,20 @@ async fn sessions_end_idle_absolute_and_on_sign_out(f: Fixture) {
     clock.advance(20 * 60_000);
     assert!(accounts.session(&second).await.unwrap().is_none(), "12 hours after sign-in");
     // Sign out, and sign out everywhere.
-    let a = accounts.sign_in("customer503@example.org", SecretString::from(STRONG)).await.unwrap().unwrap();
-    let b = accounts.sign_in("customer503@example.org", SecretString::from(STRONG)).await.unwrap().unwrap();
+    let a = accounts
+        .sign_in("customer503@example.org", SecretString::from(STRONG))
+        .await
+        .unwrap()
+        .unwrap()
+        .session()
+        .unwrap();
+    let b = accounts
+        .sign_in("customer503@example.org", SecretString::from(STRONG))
+        .await
+        .unwrap()
+        .unwrap()
+        .session()
+        .unwrap();
     accounts.sign_out(a.token.expose_secret()).await.unwrap();
     assert!(accounts.session(a.token.expose_secret()).await.unwrap().is_none(), "no replay after sign-out");
     assert!(accounts.session(b.token.expose_secret()).await.unwrap().is_some());

@@ -167,6 +167,17 @@ pub const INVENTORY: &[PersonalField] = &[
         retention: Retention::UntilErasure,
         on_erasure: OnErasure::Shred,
     },
+    PersonalField {
+        table: "accounts",
+        column: "totp_secret",
+        label: "Second sign-in factor (TOTP secret)",
+        category: Category::Technical,
+        purpose: "Signing in to the account with a second factor, when turned on",
+        legal_basis: LegalBasis::Contract,
+        recipients: &[],
+        retention: Retention::UntilErasure,
+        on_erasure: OnErasure::Shred,
+    },
 ];
 
 /// Binary columns that are not personal data: keyed hashes and chain links.
@@ -179,6 +190,7 @@ pub const NON_PERSONAL_BINARY_COLUMNS: &[(&str, &str, &str)] = &[
     ("_sqlx_migrations", "checksum", "checksum of each applied schema migration"),
     ("sign_in_links", "token_hash", "SHA-256 of a random one-time token"),
     ("sessions", "id_hash", "SHA-256 of a random session id"),
+    ("recovery_codes", "code_hash", "SHA-256 of a random recovery code"),
     ("sign_in_throttle", "account_key", "keyed blind index of an address tried at sign-in"),
 ];
 

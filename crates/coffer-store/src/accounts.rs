@@ -13,6 +13,8 @@ pub enum LinkPurpose {
     SignIn,
     Invitation,
     Reset,
+    /// Between a right password and the TOTP code (never emailed).
+    SecondFactor,
 }
 
 impl LinkPurpose {
@@ -21,6 +23,7 @@ impl LinkPurpose {
             LinkPurpose::SignIn => "sign_in",
             LinkPurpose::Invitation => "invitation",
             LinkPurpose::Reset => "reset",
+            LinkPurpose::SecondFactor => "second_factor",
         }
     }
 
@@ -28,6 +31,7 @@ impl LinkPurpose {
         match s {
             "sign_in" => Ok(LinkPurpose::SignIn),
             "invitation" => Ok(LinkPurpose::Invitation),
+            "second_factor" => Ok(LinkPurpose::SecondFactor),
             "reset" => Ok(LinkPurpose::Reset),
             _ => Err(StoreError::corrupt("sign_in_links.purpose")),
         }
@@ -179,7 +183,89 @@ impl AccountWriter for WriteTx {
     }
 }
 
+/// Turns the second factor on (with its first accepted step and recovery
+/// code hashes) or off (`None`).
+pub async fn set_totp(
+    tx: &mut WriteTx,
+    customer: &CustomerId,
+    totp: Option<(&Sealed, i64, &[[u8; 32]])>,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM recovery_codes WHERE customer_id = $1").bind(customer.as_str()).execute(tx.conn()).await?;
+    let (secret, step) = match totp {
+        Some((secret, step, codes)) => {
+            for code in codes {
+                sqlx::query("INSERT INTO recovery_codes (code_hash, customer_id) VALUES ($1, $2)")
+                    .bind(code.to_vec())
+                    .bind(customer.as_str())
+                    .execute(tx.conn())
+                    .await?;
+            }
+            (Some(secret.as_bytes().to_vec()), Some(step))
+        }
+        None => (None, None),
+    };
+    sqlx::query("UPDATE accounts SET totp_secret = $2, totp_last_step = $3 WHERE customer_id = $1")
+        .bind(customer.as_str())
+        .bind(secret)
+        .bind(step)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
 impl Db {
+    /// The sealed TOTP secret, when the second factor is on.
+    pub async fn account_totp(&self, customer: &CustomerId) -> Result<Option<Sealed>, StoreError> {
+        let row = sqlx::query("SELECT totp_secret FROM accounts WHERE customer_id = $1")
+            .bind(customer.as_str())
+            .fetch_optional(self.readers())
+            .await?;
+        Ok(row.and_then(|r| r.try_get::<Option<Vec<u8>>, _>("totp_secret").ok().flatten()).map(Sealed::from_stored))
+    }
+
+    /// Accepts a TOTP step once: true only if it is after the last one used.
+    pub async fn accept_totp_step(&self, customer: &CustomerId, step: i64) -> Result<bool, StoreError> {
+        let id = customer.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE accounts SET totp_last_step = $2 WHERE customer_id = $1 \
+                     AND totp_secret IS NOT NULL AND (totp_last_step IS NULL OR totp_last_step < $2)",
+                )
+                .bind(id.as_str())
+                .bind(step)
+                .execute(tx.conn())
+                .await?;
+                Ok::<_, StoreError>(done.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    /// Uses a recovery code once.
+    pub async fn use_recovery_code(
+        &self,
+        customer: &CustomerId,
+        code_hash: [u8; 32],
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let id = customer.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE recovery_codes SET used_at = $3 WHERE code_hash = $1 AND customer_id = $2 AND used_at IS NULL",
+                )
+                .bind(code_hash.to_vec())
+                .bind(id.as_str())
+                .bind(now.0)
+                .execute(tx.conn())
+                .await?;
+                Ok::<_, StoreError>(done.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
     /// Whose an unused, unexpired link is (without spending it).
     pub async fn link_owner(&self, token_hash: &[u8; 32], now: Millis) -> Result<Option<CustomerId>, StoreError> {
         let row = sqlx::query(

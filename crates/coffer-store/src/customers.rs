@@ -214,6 +214,7 @@ impl CustomerWriter for WriteTx {
         for sql in [
             "DELETE FROM sessions WHERE subject_kind = 'customer' AND subject_id = $1",
             "DELETE FROM sign_in_links WHERE customer_id = $1",
+            "DELETE FROM recovery_codes WHERE customer_id = $1",
             "DELETE FROM accounts WHERE customer_id = $1",
         ] {
             sqlx::query(sql).bind(erasure.customer_id.as_str()).execute(self.conn()).await?;

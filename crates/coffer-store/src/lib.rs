@@ -19,7 +19,7 @@ mod keystore;
 mod migrations;
 mod outbox;
 
-pub use accounts::{AccountWriter, LinkPurpose, SessionRow};
+pub use accounts::{AccountWriter, LinkPurpose, SessionRow, set_totp};
 pub use audit::{AuditWriter, SealedAuditEntry};
 pub use catalog::{CatalogReader, CatalogWriter, ProductPage, ProductQuery};
 pub use customers::{CustomerReader, CustomerWriter, Erasure, NewSealedCustomer, SealedFields, StoredCustomer};

@@ -6,4 +6,4 @@ pub mod passwords;
 pub mod service;
 
 pub use passwords::PasswordPool;
-pub use service::{AccountService, NewSession, SignInError};
+pub use service::{AccountService, NewSession, SignInError, SignedIn, TotpSetup};

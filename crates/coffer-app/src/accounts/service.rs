@@ -36,6 +36,39 @@ pub fn lock_for_ms(failures: i64) -> i64 {
     (1_000i64 << doublings).min(15 * MINUTE)
 }
 
+/// How long the step between password and TOTP code may take.
+pub const SECOND_FACTOR_TTL_MS: i64 = 5 * MINUTE;
+
+/// What a right password leads to.
+#[derive(Debug)]
+pub enum SignedIn {
+    Session(NewSession),
+    /// The account has a second factor: ask for the code with this ticket
+    /// (single use, 5 minutes, stored hashed).
+    NeedsCode {
+        ticket: SecretString,
+    },
+}
+
+impl SignedIn {
+    /// The session, when no second factor is asked for.
+    pub fn session(self) -> Option<NewSession> {
+        match self {
+            SignedIn::Session(session) => Some(session),
+            SignedIn::NeedsCode { .. } => None,
+        }
+    }
+}
+
+/// A second factor being set up: shown to the customer once.
+#[derive(Debug)]
+pub struct TotpSetup {
+    /// The secret in base32, to type into an authenticator app.
+    pub secret: SecretString,
+    /// The same as an `otpauth://` URI.
+    pub uri: SecretString,
+}
+
 /// A signed-in session: the cookie value and who it is for.
 #[derive(Debug)]
 pub struct NewSession {
@@ -63,6 +96,15 @@ pub struct AccountService {
     passwords: PasswordPool,
     clock: Arc<dyn Clock>,
     base_url: String,
+}
+
+fn totp_ctx<'a>(customer: &'a CustomerId, key_id: &'a coffer_domain::DataKeyId) -> FieldContext<'a> {
+    FieldContext { table: "accounts", column: "totp_secret", row_id: customer.as_str(), data_key_id: key_id.as_str() }
+}
+
+/// Recovery codes are matched lowercased, with the dash, without spaces.
+fn normalise_recovery(code: &str) -> String {
+    code.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase()
 }
 
 fn password_ctx<'a>(customer: &'a CustomerId, key_id: &'a coffer_domain::DataKeyId) -> FieldContext<'a> {
@@ -114,6 +156,9 @@ impl AccountService {
                     record.details.name
                 ),
             ),
+            LinkPurpose::SecondFactor => {
+                return Err(AppError::Refused("second-factor tickets are never emailed".into()));
+            }
             LinkPurpose::Invitation => (
                 "Your Coffer account",
                 format!(
@@ -179,7 +224,7 @@ impl AccountService {
         &self,
         email: &str,
         password: SecretString,
-    ) -> Result<Result<NewSession, SignInError>, AppError> {
+    ) -> Result<Result<SignedIn, SignInError>, AppError> {
         let key = self.vault.blind_index().email(email);
         let now = self.clock.now();
         let (_, locked_until) = self.db.sign_in_throttle(&key).await?;
@@ -202,7 +247,129 @@ impl AccountService {
             }));
         };
         self.db.clear_sign_in_failures(key).await?;
+        if self.db.account_totp(&customer).await?.is_some() {
+            let (ticket, hash) = new_token()?;
+            let (id, now) = (customer.clone(), self.clock.now());
+            self.db
+                .write(move |tx| {
+                    Box::pin(async move {
+                        tx.insert_link(&hash, &id, LinkPurpose::SecondFactor, now, Millis(now.0 + SECOND_FACTOR_TTL_MS))
+                            .await
+                            .map_err(AppError::from)
+                    })
+                })
+                .await?;
+            return Ok(Ok(SignedIn::NeedsCode { ticket: SecretString::from(ticket) }));
+        }
+        Ok(Ok(SignedIn::Session(self.new_session(&customer).await?)))
+    }
+
+    /// The second step: a TOTP code (each accepted once) or an unused
+    /// recovery code. Failures count towards the account's lock-out.
+    pub async fn complete_second_factor(
+        &self,
+        ticket: &str,
+        code: &str,
+    ) -> Result<Result<NewSession, SignInError>, AppError> {
+        let hash = token_hash(ticket);
+        let now = self.clock.now();
+        let Some(customer) = self.db.link_owner(&hash, now).await? else { return Ok(Err(SignInError::Invalid)) };
+        let throttle = token_hash(&format!("second-factor:{customer}"));
+        let (_, locked_until) = self.db.sign_in_throttle(&throttle).await?;
+        if locked_until > now {
+            return Ok(Err(SignInError::Locked { retry_after_ms: locked_until.0 - now.0 }));
+        }
+        let accepted = match self.totp_secret(&customer).await? {
+            Some(secret) => {
+                let seconds = u64::try_from(now.0 / 1000).unwrap_or(0);
+                match coffer_crypto::check_totp(&secret, code, seconds) {
+                    Some(step) => self.db.accept_totp_step(&customer, i64::try_from(step).unwrap_or(i64::MAX)).await?,
+                    None => self.db.use_recovery_code(&customer, token_hash(&normalise_recovery(code)), now).await?,
+                }
+            }
+            None => false,
+        };
+        if !accepted {
+            let (_, until) = self.db.record_sign_in_failure(throttle, now, lock_for_ms).await?;
+            return Ok(Err(if until > now {
+                SignInError::Locked { retry_after_ms: until.0 - now.0 }
+            } else {
+                SignInError::Invalid
+            }));
+        }
+        self.db.clear_sign_in_failures(throttle).await?;
+        let spent = self
+            .db
+            .write(move |tx| Box::pin(async move { tx.use_link(&hash, now).await.map_err(AppError::from) }))
+            .await?;
+        if spent.is_none() {
+            return Ok(Err(SignInError::Invalid));
+        }
         Ok(Ok(self.new_session(&customer).await?))
+    }
+
+    async fn totp_secret(&self, customer: &CustomerId) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, AppError> {
+        let Some(sealed) = self.db.account_totp(customer).await? else { return Ok(None) };
+        let stored = self.db.customer(customer).await?.ok_or(AppError::NotFound)?;
+        let Some(key) = self.vault.data_key(&stored.data_key_id).await? else { return Ok(None) };
+        Ok(Some(open_field(&key, &totp_ctx(customer, &stored.data_key_id), &sealed)?))
+    }
+
+    /// A fresh secret to show; nothing is stored until [`Self::enable_totp`].
+    pub async fn start_totp(&self, customer: &CustomerId) -> Result<TotpSetup, AppError> {
+        let record = self.customers.get(customer, &Reader::TheCustomer).await?;
+        let secret = coffer_crypto::new_totp_secret()?;
+        Ok(TotpSetup {
+            secret: SecretString::from(coffer_crypto::totp_base32(&secret)),
+            uri: SecretString::from(coffer_crypto::totp_uri(&secret, &record.details.email)?),
+        })
+    }
+
+    /// Turns the second factor on once a code from the app matches the
+    /// secret; returns the recovery codes, shown once.
+    pub async fn enable_totp(
+        &self,
+        customer: &CustomerId,
+        secret_base32: &str,
+        code: &str,
+    ) -> Result<Vec<String>, AppError> {
+        let secret = coffer_crypto::totp_secret_from_base32(secret_base32)
+            .ok_or_else(|| AppError::Refused("the secret is not valid; start again".into()))?;
+        let seconds = u64::try_from(self.clock.now().0 / 1000).unwrap_or(0);
+        let step = coffer_crypto::check_totp(&secret, code, seconds)
+            .ok_or_else(|| AppError::Refused("that code does not match; check the time on your device".into()))?;
+        let stored = self.db.customer(customer).await?.ok_or(AppError::NotFound)?;
+        let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
+        let sealed = seal_field(&key, &totp_ctx(customer, &stored.data_key_id), &secret)?;
+        let codes = coffer_crypto::new_recovery_codes()?;
+        let hashes: Vec<[u8; 32]> = codes.iter().map(|c| token_hash(c)).collect();
+        let id = customer.clone();
+        let step = i64::try_from(step).unwrap_or(i64::MAX);
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    coffer_store::set_totp(tx, &id, Some((&sealed, step, &hashes))).await.map_err(AppError::from)
+                })
+            })
+            .await?;
+        Ok(codes)
+    }
+
+    /// Turns the second factor off after checking the password.
+    pub async fn disable_totp(&self, customer: &CustomerId, password: SecretString) -> Result<(), AppError> {
+        if !self.passwords.verify(password, self.password_hash(customer).await?).await? {
+            return Err(AppError::Refused("the password is not right".into()));
+        }
+        let id = customer.clone();
+        self.db
+            .write(move |tx| {
+                Box::pin(async move { coffer_store::set_totp(tx, &id, None).await.map_err(AppError::from) })
+            })
+            .await
+    }
+
+    pub async fn has_totp(&self, customer: &CustomerId) -> Result<bool, AppError> {
+        Ok(self.db.account_totp(customer).await?.is_some())
     }
 
     async fn password_hash(&self, customer: &CustomerId) -> Result<Option<String>, AppError> {

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use coffer_app::AppError;
-use coffer_app::accounts::SignInError;
+use coffer_app::accounts::{SignInError, SignedIn};
 use coffer_domain::CustomerId;
 use coffer_store::LinkPurpose;
 use secrecy::{ExposeSecret, SecretString};
@@ -31,6 +31,10 @@ pub fn routes() -> Router<AppState> {
         .route("/account/link/{token}", get(set_password_page).post(set_password))
         .route("/account/sign-out", post(sign_out))
         .route("/account/sign-out-everywhere", post(sign_out_everywhere))
+        .route("/account/sign-in/code", post(sign_in_code))
+        .route("/account/totp/start", post(totp_start))
+        .route("/account/totp/enable", post(totp_enable))
+        .route("/account/totp/disable", post(totp_disable))
         .route("/account/details", post(update_details))
         .route("/account/password", post(change_password))
         .route("/account/data", get(data_page))
@@ -71,7 +75,25 @@ struct OverviewPage {
     region: String,
     postal_code: String,
     country: String,
+    totp_on: bool,
     csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "account_code.html")]
+struct CodePage {
+    message: Option<String>,
+    ticket: String,
+}
+
+#[derive(Template)]
+#[template(path = "account_totp.html")]
+struct TotpPage {
+    message: Option<String>,
+    secret: String,
+    uri: String,
+    csrf: String,
+    codes: Vec<String>,
 }
 
 #[derive(Template)]
@@ -109,6 +131,7 @@ async fn overview(
         region: address.region,
         postal_code: address.postal_code,
         country: address.country,
+        totp_on: state.accounts.has_totp(customer).await?,
         csrf: state.accounts.csrf_token(token),
     }))
 }
@@ -231,10 +254,13 @@ async fn sign_in(
         return (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response();
     }
     match state.accounts.sign_in(&email, SecretString::from(password)).await {
-        Ok(Ok(session)) => with_cookie(
+        Ok(Ok(SignedIn::Session(session))) => with_cookie(
             see_other("/account"),
             &state.cookie_rule.set_cookie(SESSION_COOKIE, session.token.expose_secret()),
         ),
+        Ok(Ok(SignedIn::NeedsCode { ticket })) => {
+            render(&CodePage { message: None, ticket: ticket.expose_secret().to_owned() })
+        }
         Ok(Err(SignInError::Invalid)) => {
             let page = SignInPage { message: Some("The email address or password is not right.".into()), email };
             (StatusCode::UNAUTHORIZED, render(&page)).into_response()
@@ -563,4 +589,134 @@ async fn delete_account(State(state): State<AppState>, headers: HeaderMap, Form(
         }
         Err(e) => failure(e),
     }
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    ticket: String,
+    code: String,
+}
+
+async fn sign_in_code(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    if let Some(response) = over_limit(&state, peer, &headers) {
+        return response;
+    }
+    if form.code.len() > 64 || form.ticket.len() > 64 {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            render(&CodePage { message: Some("That is not a code.".into()), ticket: String::new() }),
+        )
+            .into_response();
+    }
+    match state.accounts.complete_second_factor(&form.ticket, &form.code).await {
+        Ok(Ok(session)) => with_cookie(
+            see_other("/account"),
+            &state.cookie_rule.set_cookie(SESSION_COOKIE, session.token.expose_secret()),
+        ),
+        Ok(Err(SignInError::Invalid)) => {
+            let page = CodePage {
+                message: Some(
+                    "That code is not right, or this page expired; sign in again if it keeps failing.".into(),
+                ),
+                ticket: form.ticket,
+            };
+            (StatusCode::UNAUTHORIZED, render(&page)).into_response()
+        }
+        Ok(Err(SignInError::Locked { retry_after_ms })) => {
+            let seconds = (retry_after_ms + 999) / 1000;
+            let page = CodePage {
+                message: Some(format!("Too many attempts. Try again in {seconds} seconds.")),
+                ticket: form.ticket,
+            };
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, render(&page)).into_response();
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(u64::try_from(seconds).unwrap_or(1)));
+            response
+        }
+        Err(e) => failure(e),
+    }
+}
+
+async fn totp_start(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    let (customer, token) = match checked_session(&state, &headers, &form.csrf).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return see_other("/account"),
+        Err(response) => return response,
+    };
+    match state.accounts.start_totp(&customer).await {
+        Ok(setup) => render(&TotpPage {
+            message: None,
+            secret: setup.secret.expose_secret().to_owned(),
+            uri: setup.uri.expose_secret().to_owned(),
+            csrf: state.accounts.csrf_token(&token),
+            codes: Vec::new(),
+        }),
+        Err(e) => failure(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct TotpEnableForm {
+    #[serde(default)]
+    csrf: String,
+    secret: String,
+    code: String,
+}
+
+async fn totp_enable(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<TotpEnableForm>) -> Response {
+    let (customer, token) = match checked_session(&state, &headers, &form.csrf).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return see_other("/account"),
+        Err(response) => return response,
+    };
+    match state.accounts.enable_totp(&customer, &form.secret, &form.code).await {
+        Ok(codes) => {
+            render(&TotpPage { message: None, secret: String::new(), uri: String::new(), csrf: String::new(), codes })
+        }
+        Err(AppError::Refused(message)) => {
+            let secret = form.secret.chars().filter(char::is_ascii_alphanumeric).take(64).collect::<String>();
+            let uri = format!("otpauth://totp/Coffer?secret={secret}&issuer=Coffer");
+            let page = TotpPage {
+                message: Some(format!("Not turned on: {message}.")),
+                secret,
+                uri,
+                csrf: state.accounts.csrf_token(&token),
+                codes: Vec::new(),
+            };
+            (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response()
+        }
+        Err(e) => failure(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct PasswordConfirmForm {
+    #[serde(default)]
+    csrf: String,
+    password: String,
+}
+
+async fn totp_disable(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<PasswordConfirmForm>,
+) -> Response {
+    let (customer, token) = match checked_session(&state, &headers, &form.csrf).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return see_other("/account"),
+        Err(response) => return response,
+    };
+    let message = match state.accounts.disable_totp(&customer, SecretString::from(form.password)).await {
+        Ok(()) => "Two-step sign-in is off.".to_owned(),
+        Err(AppError::Refused(message)) => format!("Still on: {message}."),
+        Err(e) => return failure(e),
+    };
+    overview(&state, &customer, &token, Some(message)).await.unwrap_or_else(failure)
 }

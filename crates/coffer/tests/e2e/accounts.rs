@@ -11,6 +11,7 @@ on_both_backends!(
     wrong_passwords_lock_the_address_with_retry_after,
     link_request_answers_the_same_for_unknown_addresses,
     edit_download_change_password_and_delete,
+    two_step_sign_in_with_totp_and_recovery_codes,
 );
 
 fn demo_customer(server: &TestServer) -> (String, String) {
@@ -292,4 +293,94 @@ async fn per_ip_limit_answers_429_and_ignores_forged_forwarded_for() {
     assert!((1..=60).contains(&retry), "{retry}");
     // Reading pages is not limited.
     assert_eq!(client().get(server.url("/account")).send().await.unwrap().status(), StatusCode::OK);
+}
+
+fn field_value(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("a {name} field in {html}")) + marker.len();
+    html[start..].chars().take_while(|c| *c != '"').collect()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+async fn two_step_sign_in_with_totp_and_recovery_codes(server: TestServer) {
+    let (email, password) = demo_customer(&server);
+    let cookie = session_cookie(&sign_in(&server, &email, &password).await);
+    let csrf = csrf_from(&page(&server, "/account", &cookie).await);
+    let setup = post_form(&server, "/account/totp/start", &cookie, &[("csrf", &csrf)]).await.text().await.unwrap();
+    let secret_text = field_value(&setup, "secret");
+    assert!(setup.contains("otpauth://totp/Coffer"), "{setup}");
+    let secret = coffer_crypto::totp_secret_from_base32(&secret_text).unwrap();
+    let wrong = post_form(
+        &server,
+        "/account/totp/enable",
+        &cookie,
+        &[("csrf", &csrf), ("secret", &secret_text), ("code", "000000")],
+    )
+    .await;
+    assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let code = coffer_crypto::totp_code(&secret, unix_now()).unwrap();
+    let enabled = post_form(
+        &server,
+        "/account/totp/enable",
+        &cookie,
+        &[("csrf", &csrf), ("secret", &secret_text), ("code", &code)],
+    )
+    .await;
+    assert_eq!(enabled.status(), StatusCode::OK);
+    let shown = enabled.text().await.unwrap();
+    let recovery: Vec<String> =
+        shown.split("<li><code>").skip(1).map(|rest| rest.chars().take_while(|c| *c != '<').collect()).collect();
+    assert_eq!(recovery.len(), 10, "{shown}");
+
+    // A right password now asks for a code; no session cookie yet.
+    let step_one = sign_in(&server, &email, &password).await;
+    assert_eq!(step_one.status(), StatusCode::OK);
+    assert!(step_one.headers().get(SET_COOKIE).is_none());
+    let ticket = field_value(&step_one.text().await.unwrap(), "ticket");
+    // The code used to turn it on cannot be replayed.
+    let replay = client()
+        .post(server.url("/account/sign-in/code"))
+        .form(&[("ticket", ticket.as_str()), ("code", code.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED, "a TOTP code is accepted once");
+    let next = coffer_crypto::totp_code(&secret, unix_now() + 30).unwrap();
+    let done = client()
+        .post(server.url("/account/sign-in/code"))
+        .form(&[("ticket", ticket.as_str()), ("code", next.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let session = session_cookie(&done);
+    assert!(page(&server, "/account", &session).await.contains("Hello, Dana Demo"));
+    // The ticket is spent.
+    let again = client()
+        .post(server.url("/account/sign-in/code"))
+        .form(&[("ticket", ticket.as_str()), ("code", recovery[0].as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
+
+    // A recovery code works once.
+    for (attempt, expected) in [(0, StatusCode::SEE_OTHER), (1, StatusCode::UNAUTHORIZED)] {
+        let ticket = field_value(&sign_in(&server, &email, &password).await.text().await.unwrap(), "ticket");
+        let r = client()
+            .post(server.url("/account/sign-in/code"))
+            .form(&[("ticket", ticket.as_str()), ("code", recovery[0].to_uppercase().as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), expected, "recovery attempt {attempt}");
+    }
+    // Turning it off needs the password.
+    let csrf = csrf_from(&page(&server, "/account", &session).await);
+    let off = post_form(&server, "/account/totp/disable", &session, &[("csrf", &csrf), ("password", &password)]).await;
+    assert!(off.text().await.unwrap().contains("Two-step sign-in is off."));
+    assert_eq!(sign_in(&server, &email, &password).await.status(), StatusCode::SEE_OTHER);
 }
