@@ -40,6 +40,13 @@ pub fn routes() -> Router<AppState> {
         .route("/account/data", get(data_page))
         .route("/account/data.json", get(data_json))
         .route("/account/delete", get(delete_page).post(delete_account))
+        .layer(axum::middleware::map_response(no_store))
+}
+
+/// Account pages hold personal data and secrets: never kept by a cache.
+async fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 #[derive(Template)]

@@ -59,7 +59,9 @@ async fn sign_in_sets_a_fresh_session_and_sign_out_ends_it(server: TestServer) {
     let cookie = session_cookie(&response);
     assert_ne!(cookie, planted);
     assert!(!cookie.contains(&email) && !cookie.to_lowercase().contains("dana"), "no personal data in cookies");
-    let page = client().get(server.url("/account")).header(COOKIE, &cookie).send().await.unwrap().text().await.unwrap();
+    let response = client().get(server.url("/account")).header(COOKIE, &cookie).send().await.unwrap();
+    assert_eq!(response.headers()["cache-control"], "no-store", "account pages are never cached");
+    let page = response.text().await.unwrap();
     assert!(page.contains("Hello, Dana Demo"), "{page}");
     let planted_page =
         client().get(server.url("/account")).header(COOKIE, planted).send().await.unwrap().text().await.unwrap();
@@ -172,6 +174,12 @@ async fn a_person_signs_in_and_out_in_the_browser() {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     browser.screenshot(&dir.join("account.png")).await;
+    browser.click(&browser.find("form[action='/account/totp/start'] button").await).await;
+    browser.wait_for_title("Two-step sign-in · Coffer").await;
+    assert_eq!(browser.text(&browser.find("#totp-secret").await).await.len(), 32, "the key, in base32");
+    browser.screenshot(&dir.join("totp-setup.png")).await;
+    browser.goto(&server.url("/account")).await;
+    browser.wait_for_title("Your account · Coffer").await;
     browser.click(&browser.find("form[action='/account/sign-out'] button").await).await;
     browser.wait_for_title("Sign in · Coffer").await;
     assert!(browser.cookies().await.iter().all(|c| c["name"] != "coffer_session"), "the cookie is gone");
