@@ -42,6 +42,7 @@ pub enum AuditAction {
     KeysRewrapped,
     BackupCreated,
     BackupRestored,
+    PrivacyRequestConfirmed,
 }
 
 impl AuditAction {
@@ -60,6 +61,7 @@ impl AuditAction {
             AuditAction::KeysRewrapped => "keys.rewrapped",
             AuditAction::BackupCreated => "backup.created",
             AuditAction::BackupRestored => "backup.restored",
+            AuditAction::PrivacyRequestConfirmed => "privacy_request.confirmed",
         }
     }
 }

@@ -84,6 +84,10 @@ prefixed_id!(
     EmailId, "eml_", "email"
 );
 prefixed_id!(
+    /// Identifies a written data-subject request.
+    PrivacyRequestId, "prq_", "privacy request"
+);
+prefixed_id!(
     /// Identifies an audit log entry.
     AuditEntryId, "aud_", "audit entry"
 );

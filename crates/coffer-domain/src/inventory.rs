@@ -191,6 +191,7 @@ pub const NON_PERSONAL_BINARY_COLUMNS: &[(&str, &str, &str)] = &[
     ("sign_in_links", "token_hash", "SHA-256 of a random one-time token"),
     ("sessions", "id_hash", "SHA-256 of a random session id"),
     ("recovery_codes", "code_hash", "SHA-256 of a random recovery code"),
+    ("privacy_requests", "challenge_hash", "SHA-256 of a random confirmation token"),
     ("sign_in_throttle", "account_key", "keyed blind index of an address tried at sign-in"),
 ];
 

@@ -215,6 +215,9 @@ impl CustomerWriter for WriteTx {
             "DELETE FROM sessions WHERE subject_kind = 'customer' AND subject_id = $1",
             "DELETE FROM sign_in_links WHERE customer_id = $1",
             "DELETE FROM recovery_codes WHERE customer_id = $1",
+            // The record of an answered request stays (accountability) but
+            // a pending challenge is void.
+            "UPDATE privacy_requests SET status = 'closed' WHERE customer_id = $1 AND status = 'awaiting_confirmation'",
             "DELETE FROM accounts WHERE customer_id = $1",
         ] {
             sqlx::query(sql).bind(erasure.customer_id.as_str()).execute(self.conn()).await?;

@@ -18,6 +18,7 @@ mod error;
 mod keystore;
 mod migrations;
 mod outbox;
+mod requests;
 
 pub use accounts::{AccountWriter, LinkPurpose, SessionRow, set_totp};
 pub use audit::{AuditWriter, SealedAuditEntry};
@@ -27,3 +28,4 @@ pub use db::{Backend, Db, DbOptions, UnitFuture, WriteHold, WriteTx, WriterStats
 pub use error::StoreError;
 pub use keystore::{KeyStore, MasterKeyRecord, MasterKeyState, SignedAuditHead, WrapKind, WrappedSecret};
 pub use outbox::{ClaimedEmail, Delivery, NewEmail, OutboxWriter};
+pub use requests::{NewPrivacyRequest, PrivacyRequestRow, confirm_privacy_request, insert_privacy_request};

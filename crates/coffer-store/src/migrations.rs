@@ -19,6 +19,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (2, "privacy", include_str!("../../../migrations/sqlite/0002_privacy.sql")),
     (3, "outbox", include_str!("../../../migrations/sqlite/0003_outbox.sql")),
     (4, "accounts", include_str!("../../../migrations/sqlite/0004_accounts.sql")),
+    (5, "privacy_requests", include_str!("../../../migrations/sqlite/0005_privacy_requests.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -26,6 +27,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (2, "privacy", include_str!("../../../migrations/postgres/0002_privacy.sql")),
     (3, "outbox", include_str!("../../../migrations/postgres/0003_outbox.sql")),
     (4, "accounts", include_str!("../../../migrations/postgres/0004_accounts.sql")),
+    (5, "privacy_requests", include_str!("../../../migrations/postgres/0005_privacy_requests.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] =

@@ -490,6 +490,84 @@ impl AccountService {
         self.customers.export_by_id(customer, &Reader::TheCustomer).await
     }
 
+    /// A written request without sign-in: if the address belongs to a
+    /// customer, the request is recorded and a challenge is emailed to the
+    /// address on file; otherwise nothing happens. The caller answers the
+    /// same way in both cases.
+    pub async fn submit_privacy_request(
+        &self,
+        email: &str,
+        kind: coffer_domain::RequestKind,
+        jurisdiction: coffer_domain::Jurisdiction,
+    ) -> Result<(), AppError> {
+        let Some(customer) = self.customers.find_by_email(email).await? else { return Ok(()) };
+        let stored = self.db.customer(&customer).await?.ok_or(AppError::NotFound)?;
+        let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
+        let record = self.customers.get(&customer, &Reader::TheCustomer).await?;
+        let (token, hash) = new_token()?;
+        let now = self.clock.now();
+        let link = format!("{}/privacy/request/confirm/{token}", self.base_url.trim_end_matches('/'));
+        let body = format!(
+            "Hello {},\n\nWe received a request for {} held by Coffer. To confirm that it comes from you, \
+             open this link within 7 days:\n\n{link}\n\nIf you did not make this request, ignore this message: \
+             nothing happens without your confirmation.\n",
+            record.details.name,
+            kind.describe()
+        );
+        let letter = Letter {
+            kind: "privacy_request",
+            to: &record.details.email,
+            subject: "Confirm your data request",
+            body: &body,
+        };
+        let email = self.outbox.seal(&letter, &key, &stored.data_key_id, false)?;
+        let request = coffer_store::NewPrivacyRequest {
+            id: coffer_domain::PrivacyRequestId::generate().to_string(),
+            customer,
+            kind,
+            jurisdiction,
+            challenge_hash: hash,
+            at: now,
+            challenge_expires_at: Millis(now.0 + INVITATION_TTL_MS),
+        };
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    coffer_store::insert_privacy_request(tx, &request).await?;
+                    tx.enqueue_email(&email).await?;
+                    Ok::<_, AppError>(())
+                })
+            })
+            .await
+    }
+
+    /// Confirms a written request from its emailed challenge (once); the
+    /// legal deadline starts now. Returns the days until it.
+    pub async fn confirm_privacy_request(&self, token: &str) -> Result<i64, AppError> {
+        let hash = token_hash(token);
+        let now = self.clock.now();
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    let Some((id, kind, customer, deadline)) =
+                        coffer_store::confirm_privacy_request(tx, &hash, now).await?
+                    else {
+                        return Err(AppError::Refused("this confirmation link has expired or was already used".into()));
+                    };
+                    let actor = coffer_domain::Actor::Customer(customer.to_string());
+                    let entry = coffer_domain::AuditEntry::new(
+                        now,
+                        &actor,
+                        coffer_domain::AuditAction::PrivacyRequestConfirmed,
+                        Some(format!("{id} {kind}")),
+                    );
+                    coffer_store::AuditWriter::append_audit(tx, &entry).await?;
+                    Ok::<_, AppError>((deadline.0 - now.0) / (24 * 60 * MINUTE))
+                })
+            })
+            .await
+    }
+
     /// The CSRF token forms of this session carry.
     pub fn csrf_token(&self, session: &str) -> String {
         coffer_crypto::csrf_token(self.vault.csrf_key(), session)

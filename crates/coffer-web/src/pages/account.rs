@@ -40,6 +40,8 @@ pub fn routes() -> Router<AppState> {
         .route("/account/data", get(data_page))
         .route("/account/data.json", get(data_json))
         .route("/account/delete", get(delete_page).post(delete_account))
+        .route("/privacy/request", get(privacy_request_page).post(privacy_request))
+        .route("/privacy/request/confirm/{token}", get(privacy_confirm_page).post(privacy_confirm))
         .layer(axum::middleware::map_response(no_store))
 }
 
@@ -102,6 +104,16 @@ struct TotpPage {
     csrf: String,
     codes: Vec<String>,
 }
+
+#[derive(Template)]
+#[template(path = "privacy_request.html")]
+struct PrivacyRequestPage {
+    message: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "privacy_confirm.html")]
+struct PrivacyConfirmPage;
 
 #[derive(Template)]
 #[template(path = "account_delete.html")]
@@ -726,4 +738,70 @@ async fn totp_disable(
         Err(e) => return failure(e),
     };
     overview(&state, &customer, &token, Some(message)).await.unwrap_or_else(failure)
+}
+
+async fn privacy_request_page() -> Response {
+    render(&PrivacyRequestPage { message: None })
+}
+
+#[derive(Deserialize)]
+struct PrivacyRequestForm {
+    email: String,
+    kind: String,
+    jurisdiction: String,
+}
+
+async fn privacy_request(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<PrivacyRequestForm>,
+) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    if let Some(response) = over_limit(&state, peer, &headers) {
+        return response;
+    }
+    let (Some(kind), Some(jurisdiction)) =
+        (coffer_domain::RequestKind::parse(&form.kind), coffer_domain::Jurisdiction::parse(&form.jurisdiction))
+    else {
+        let page = PrivacyRequestPage { message: Some("Choose what you would like and where you live.".into()) };
+        return (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response();
+    };
+    if form.email.len() <= 254
+        && let Err(e) = state.accounts.submit_privacy_request(&form.email, kind, jurisdiction).await
+    {
+        return failure(e);
+    }
+    // The same answer whether or not we hold data about the address.
+    render(&MessagePage {
+        title: "Check your email",
+        message: "If we hold data about that address, we have emailed it a link to confirm the request. \
+                  Nothing happens until you open it."
+            .into(),
+    })
+}
+
+/// GET shows a button; only the POST confirms (a GET never changes state).
+async fn privacy_confirm_page() -> Response {
+    render(&PrivacyConfirmPage)
+}
+
+async fn privacy_confirm(State(state): State<AppState>, headers: HeaderMap, Path(token): Path<String>) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    match state.accounts.confirm_privacy_request(&token).await {
+        Ok(days) => render(&MessagePage {
+            title: "Request confirmed",
+            message: format!("Thank you. We answer by email within {days} days."),
+        }),
+        Err(AppError::Refused(message)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            render(&MessagePage { title: "Link not valid", message: format!("{message}.") }),
+        )
+            .into_response(),
+        Err(e) => failure(e),
+    }
 }

@@ -12,6 +12,7 @@ on_both_backends!(
     link_request_answers_the_same_for_unknown_addresses,
     edit_download_change_password_and_delete,
     two_step_sign_in_with_totp_and_recovery_codes,
+    written_request_is_confirmed_from_the_inbox_with_its_deadline,
 );
 
 fn demo_customer(server: &TestServer) -> (String, String) {
@@ -391,4 +392,67 @@ async fn two_step_sign_in_with_totp_and_recovery_codes(server: TestServer) {
     let off = post_form(&server, "/account/totp/disable", &session, &[("csrf", &csrf), ("password", &password)]).await;
     assert!(off.text().await.unwrap().contains("Two-step sign-in is off."));
     assert_eq!(sign_in(&server, &email, &password).await.status(), StatusCode::SEE_OTHER);
+}
+
+/// The text of the newest message in the server's mail folder that
+/// contains `needle`, with quoted-printable soft breaks undone.
+async fn mail_containing(server: &TestServer, needle: &str) -> String {
+    for _ in 0..100 {
+        let found = std::fs::read_dir(server.data_dir.join("mail"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .map(|m| m.replace("=\r\n", "").replace("=\n", ""))
+            .find(|m| m.contains(needle));
+        if let Some(message) = found {
+            return message;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no message containing {needle:?}");
+}
+
+async fn written_request_is_confirmed_from_the_inbox_with_its_deadline(server: TestServer) {
+    let (email, _) = demo_customer(&server);
+    let form = |address: &str| {
+        vec![("email", address.to_owned()), ("kind", "erasure".to_owned()), ("jurisdiction", "br".to_owned())]
+    };
+    let known = client().post(server.url("/privacy/request")).form(&form(&email)).send().await.unwrap();
+    let unknown = client().post(server.url("/privacy/request")).form(&form("nobody@example.org")).send().await.unwrap();
+    assert_eq!((known.status(), unknown.status()), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(known.text().await.unwrap(), unknown.text().await.unwrap(), "the same answer either way");
+    let bad = client()
+        .post(server.url("/privacy/request"))
+        .form(&[("email", email.as_str()), ("kind", "sell-my-data"), ("jurisdiction", "br")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let message = mail_containing(&server, "/privacy/request/confirm/").await;
+    assert!(message.contains("the erasure of your data"), "{message}");
+    let start = message.find("/privacy/request/confirm/").unwrap();
+    let path: String = message[start..].chars().take_while(|c| !c.is_whitespace()).collect();
+    // Opening the link changes nothing; the button does.
+    let shown = client().get(server.url(&path)).send().await.unwrap().text().await.unwrap();
+    assert!(shown.contains("Yes, I made this request"));
+    let confirmed = client().post(server.url(&path)).send().await.unwrap();
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    assert!(confirmed.text().await.unwrap().contains("within 15 days"), "LGPD's deadline");
+    let again = client().post(server.url(&path)).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::UNPROCESSABLE_ENTITY, "a challenge answers once");
+    // Recorded for the DPO, with its deadline; the unknown address left no trace.
+    let db = coffer_store::Db::open(&server.database_url(), &coffer_store::DbOptions::default()).await.unwrap();
+    let open = db.open_privacy_requests().await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        (open[0].kind.as_str(), open[0].jurisdiction.as_str(), open[0].status.as_str()),
+        ("erasure", "br", "confirmed")
+    );
+    let deadline = open[0].deadline_at.unwrap().0 - open[0].received_at.0;
+    assert!((15 * 86_400_000 - 60_000..=15 * 86_400_000 + 60_000).contains(&deadline), "{deadline}");
+    // Nothing was erased by the request itself: the DPO answers it.
+    let export = server.cli(&["export", "--email", &email]);
+    assert!(export.status.success(), "the customer still exists");
 }
