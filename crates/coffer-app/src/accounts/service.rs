@@ -447,8 +447,8 @@ impl AccountService {
     }
 
     /// Deletes the account after checking the password: a confirmation is
-    /// sealed under a one-off key (destroyed once sent) and queued, then the
-    /// customer is erased through the privacy core.
+    /// sealed under a one-off key (destroyed once sent) and queued in the
+    /// same unit that erases the customer through the privacy core.
     pub async fn delete_account(&self, customer: &CustomerId, password: SecretString) -> Result<(), AppError> {
         if !self.passwords.verify(password, self.password_hash(customer).await?).await? {
             return Err(AppError::Refused("the password is not right".into()));
@@ -469,10 +469,9 @@ impl AccountService {
             body: &body,
         };
         let email = self.outbox.seal(&letter, &key, &key_id, true)?;
-        self.db
-            .write(move |tx| Box::pin(async move { tx.enqueue_email(&email).await.map_err(AppError::from) }))
-            .await?;
-        self.customers.erase(customer, &coffer_domain::Actor::Customer(customer.to_string())).await
+        // Queued in the erasure's own unit: sent exactly when it happened.
+        let actor = coffer_domain::Actor::Customer(customer.to_string());
+        self.customers.erase_with_message(customer, &actor, Some(email)).await
     }
 
     /// The customer changes their own name, phone or address (audited).

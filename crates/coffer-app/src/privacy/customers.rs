@@ -227,11 +227,23 @@ impl CustomerService {
     /// data-side ledger written and the erasure audited in one unit. A crash
     /// between the two is finished by [`Self::replay_erasures`] at start.
     pub async fn erase(&self, id: &CustomerId, actor: &Actor) -> Result<(), AppError> {
+        self.erase_with_message(id, actor, None).await
+    }
+
+    /// As [`Self::erase`]; `last_message` (sealed under a one-off key) is
+    /// enqueued in the same unit as the erasure, so it goes out exactly
+    /// when the erasure happened.
+    pub async fn erase_with_message(
+        &self,
+        id: &CustomerId,
+        actor: &Actor,
+        last_message: Option<coffer_store::NewEmail>,
+    ) -> Result<(), AppError> {
         let stored = self.db.customer(id).await?.ok_or(AppError::NotFound)?;
         let erasure =
             Erasure { customer_id: id.clone(), data_key_id: stored.data_key_id.clone(), erased_at: self.clock.now() };
         self.vault.key_store().shred(erasure.clone()).await?;
-        self.erase_row(erasure, actor, AuditAction::CustomerErased).await?;
+        self.erase_row(erasure, actor, AuditAction::CustomerErased, last_message).await?;
         // Old pages are zeroed (secure_delete); the checkpoint moves them
         // out of the -wal files too.
         self.db.checkpoint().await?;
@@ -241,13 +253,22 @@ impl CustomerService {
 
     /// Clears the row, writes the data-side ledger and the audit entry, in
     /// one unit.
-    async fn erase_row(&self, erasure: Erasure, actor: &Actor, action: AuditAction) -> Result<(), AppError> {
+    async fn erase_row(
+        &self,
+        erasure: Erasure,
+        actor: &Actor,
+        action: AuditAction,
+        last_message: Option<coffer_store::NewEmail>,
+    ) -> Result<(), AppError> {
         let audit = AuditEntry::new(self.clock.now(), actor, action, Some(erasure.customer_id.to_string()));
         self.db
             .write(move |tx| {
                 Box::pin(async move {
                     tx.erase_customer(&erasure).await?;
                     tx.append_audit(&audit).await?;
+                    if let Some(message) = &last_message {
+                        coffer_store::OutboxWriter::enqueue_email(tx, message).await?;
+                    }
                     Ok::<_, AppError>(())
                 })
             })
