@@ -134,9 +134,7 @@ impl AccountService {
 
     /// Sends a link to a known customer (also used by checkout's invitation).
     pub async fn send_link(&self, customer: &CustomerId, purpose: LinkPurpose) -> Result<(), AppError> {
-        let stored = self.db.customer(customer).await?.ok_or(AppError::NotFound)?;
-        let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
-        let record = self.customers.get(customer, &Reader::TheCustomer).await?;
+        let (record, key_id, key) = self.customers.own_record_and_key(customer).await?;
         let (token, hash) = new_token()?;
         let now = self.clock.now();
         let ttl = if purpose == LinkPurpose::Invitation { INVITATION_TTL_MS } else { LINK_TTL_MS };
@@ -168,7 +166,7 @@ impl AccountService {
             ),
         };
         let letter = Letter { kind: purpose.as_str(), to: &record.details.email, subject, body: &body };
-        let email = self.outbox.seal(&letter, &key, &stored.data_key_id, false)?;
+        let email = self.outbox.seal(&letter, &key, &key_id, false)?;
         let customer = customer.clone();
         self.db
             .write(move |tx| {
@@ -188,13 +186,7 @@ impl AccountService {
         // Checked before the link is spent, so a weak password can be retried.
         let now = self.clock.now();
         let owner = self.link_owner(&hash, now).await?;
-        let record = self.customers.get(&owner, &Reader::TheCustomer).await?;
-        check_new_password(password.expose_secret(), &[&record.details.name, &record.details.email])
-            .map_err(|e| AppError::Refused(e.to_string()))?;
-        let stored = self.db.customer(&owner).await?.ok_or(AppError::NotFound)?;
-        let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
-        let phc = self.passwords.hash(password).await?;
-        let sealed = seal_field(&key, &password_ctx(&owner, &stored.data_key_id), phc.as_bytes())?;
+        let sealed = self.seal_new_password(&owner, password).await?;
         let (session, session_hash) = new_token()?;
         let now = self.clock.now();
         let customer = self
@@ -310,9 +302,43 @@ impl AccountService {
 
     async fn totp_secret(&self, customer: &CustomerId) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, AppError> {
         let Some(sealed) = self.db.account_totp(customer).await? else { return Ok(None) };
+        self.open_account_field(customer, &sealed, totp_ctx).await
+    }
+
+    /// Opens a sealed field of the account row; `None` once the key is gone.
+    async fn open_account_field(
+        &self,
+        customer: &CustomerId,
+        sealed: &coffer_crypto::Sealed,
+        context: for<'a> fn(&'a CustomerId, &'a coffer_domain::DataKeyId) -> FieldContext<'a>,
+    ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, AppError> {
         let stored = self.db.customer(customer).await?.ok_or(AppError::NotFound)?;
         let Some(key) = self.vault.data_key(&stored.data_key_id).await? else { return Ok(None) };
-        Ok(Some(open_field(&key, &totp_ctx(customer, &stored.data_key_id), &sealed)?))
+        Ok(Some(open_field(&key, &context(customer, &stored.data_key_id), sealed)?))
+    }
+
+    /// Checks a new password against the rule (the person's own name and
+    /// email count against it), hashes it on the pool and seals the hash.
+    async fn seal_new_password(
+        &self,
+        customer: &CustomerId,
+        password: SecretString,
+    ) -> Result<coffer_crypto::Sealed, AppError> {
+        let (record, key_id, key) = self.customers.own_record_and_key(customer).await?;
+        check_new_password(password.expose_secret(), &[&record.details.name, &record.details.email])
+            .map_err(|e| AppError::Refused(e.to_string()))?;
+        self.seal_password(customer, &key_id, &key, password).await
+    }
+
+    async fn seal_password(
+        &self,
+        customer: &CustomerId,
+        key_id: &coffer_domain::DataKeyId,
+        key: &coffer_crypto::DataKey,
+        password: SecretString,
+    ) -> Result<coffer_crypto::Sealed, AppError> {
+        let phc = self.passwords.hash(password).await?;
+        Ok(seal_field(key, &password_ctx(customer, key_id), phc.as_bytes())?)
     }
 
     /// A fresh secret to show; nothing is stored until [`Self::enable_totp`].
@@ -338,9 +364,8 @@ impl AccountService {
         let seconds = u64::try_from(self.clock.now().0 / 1000).unwrap_or(0);
         let step = coffer_crypto::check_totp(&secret, code, seconds)
             .ok_or_else(|| AppError::Refused("that code does not match; check the time on your device".into()))?;
-        let stored = self.db.customer(customer).await?.ok_or(AppError::NotFound)?;
-        let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
-        let sealed = seal_field(&key, &totp_ctx(customer, &stored.data_key_id), &secret)?;
+        let (_, key_id, key) = self.customers.own_record_and_key(customer).await?;
+        let sealed = seal_field(&key, &totp_ctx(customer, &key_id), &secret)?;
         let codes = coffer_crypto::new_recovery_codes()?;
         let hashes: Vec<[u8; 32]> = codes.iter().map(|c| token_hash(c)).collect();
         let id = customer.clone();
@@ -374,10 +399,8 @@ impl AccountService {
 
     async fn password_hash(&self, customer: &CustomerId) -> Result<Option<String>, AppError> {
         let Some(sealed) = self.db.account_password(customer).await? else { return Ok(None) };
-        let stored = self.db.customer(customer).await?.ok_or(AppError::NotFound)?;
-        let Some(key) = self.vault.data_key(&stored.data_key_id).await? else { return Ok(None) };
-        let phc = open_field(&key, &password_ctx(customer, &stored.data_key_id), &sealed)?;
-        Ok(String::from_utf8(phc.to_vec()).ok())
+        let phc = self.open_account_field(customer, &sealed, password_ctx).await?;
+        Ok(phc.and_then(|phc| String::from_utf8(phc.to_vec()).ok()))
     }
 
     /// A new session id (at sign-in and at any privilege change).
@@ -424,13 +447,7 @@ impl AccountService {
         if !self.passwords.verify(current, self.password_hash(customer).await?).await? {
             return Err(AppError::Refused("the current password is not right".into()));
         }
-        let record = self.customers.get(customer, &Reader::TheCustomer).await?;
-        check_new_password(new.expose_secret(), &[&record.details.name, &record.details.email])
-            .map_err(|e| AppError::Refused(e.to_string()))?;
-        let stored = self.db.customer(customer).await?.ok_or(AppError::NotFound)?;
-        let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
-        let phc = self.passwords.hash(new).await?;
-        let sealed = seal_field(&key, &password_ctx(customer, &stored.data_key_id), phc.as_bytes())?;
+        let sealed = self.seal_new_password(customer, new).await?;
         let (token, hash) = new_token()?;
         let (id, now) = (customer.clone(), self.clock.now());
         self.db
@@ -500,9 +517,7 @@ impl AccountService {
         jurisdiction: coffer_domain::Jurisdiction,
     ) -> Result<(), AppError> {
         let Some(customer) = self.customers.find_by_email(email).await? else { return Ok(()) };
-        let stored = self.db.customer(&customer).await?.ok_or(AppError::NotFound)?;
-        let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
-        let record = self.customers.get(&customer, &Reader::TheCustomer).await?;
+        let (record, key_id, key) = self.customers.own_record_and_key(&customer).await?;
         let (token, hash) = new_token()?;
         let now = self.clock.now();
         let link = format!("{}/privacy/request/confirm/{token}", self.base_url.trim_end_matches('/'));
@@ -519,7 +534,7 @@ impl AccountService {
             subject: "Confirm your data request",
             body: &body,
         };
-        let email = self.outbox.seal(&letter, &key, &stored.data_key_id, false)?;
+        let email = self.outbox.seal(&letter, &key, &key_id, false)?;
         let request = coffer_store::NewPrivacyRequest {
             id: coffer_domain::PrivacyRequestId::generate().to_string(),
             customer,
@@ -587,10 +602,8 @@ impl AccountService {
 
     /// Sets a password without a link: for the demo customer only.
     pub async fn set_demo_password(&self, customer: &CustomerId, password: SecretString) -> Result<(), AppError> {
-        let stored = self.db.customer(customer).await?.ok_or(AppError::NotFound)?;
-        let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
-        let phc = self.passwords.hash(password).await?;
-        let sealed = seal_field(&key, &password_ctx(customer, &stored.data_key_id), phc.as_bytes())?;
+        let (_, key_id, key) = self.customers.own_record_and_key(customer).await?;
+        let sealed = self.seal_password(customer, &key_id, &key, password).await?;
         let (id, now) = (customer.clone(), self.clock.now());
         self.db
             .write(move |tx| Box::pin(async move { tx.set_password(&id, &sealed, now).await.map_err(AppError::from) }))

@@ -127,37 +127,60 @@ impl CustomerService {
 
     /// Opens a stored row. `Erased` when its key is gone.
     async fn open(&self, stored: &StoredCustomer) -> Result<CustomerRecord, AppError> {
+        Ok(self.open_with_key(stored).await?.0)
+    }
+
+    /// Opens a stored row and hands back the data key it used.
+    async fn open_with_key(&self, stored: &StoredCustomer) -> Result<(CustomerRecord, DataKey), AppError> {
         if stored.erased_at.is_some() {
             return Err(AppError::Erased);
         }
         let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
-        let id = &stored.id;
-        let key_id = &stored.data_key_id;
-        let required = |s: &Option<Sealed>| {
-            s.clone().ok_or_else(|| {
-                AppError::Store(coffer_store::StoreError::Corrupt("customers: a required field is empty".into()))
-            })
-        };
-        let name = open_text(&key, &ctx(id, "name", key_id), &required(&stored.fields.name)?)?;
-        let email = open_text(&key, &ctx(id, "email", key_id), &required(&stored.fields.email)?)?;
-        let phone = stored.fields.phone.as_ref().map(|s| open_text(&key, &ctx(id, "phone", key_id), s)).transpose()?;
-        let address = match &stored.fields.address {
+        let record = open_details(stored, &key)?;
+        Ok((record, key))
+    }
+
+    /// The customer's own record with their data key and its id, for a
+    /// service that seals more of their data: one read, one unwrap. Not
+    /// audited (the customer's own read).
+    pub async fn own_record_and_key(&self, id: &CustomerId) -> Result<(CustomerRecord, DataKeyId, DataKey), AppError> {
+        let stored = self.db.customer(id).await?.ok_or(AppError::NotFound)?;
+        let (record, key) = self.open_with_key(&stored).await?;
+        Ok((record, stored.data_key_id, key))
+    }
+}
+
+/// The personal fields of a stored row, opened with its data key.
+fn open_details(stored: &StoredCustomer, key: &DataKey) -> Result<CustomerRecord, AppError> {
+    let id = &stored.id;
+    let key_id = &stored.data_key_id;
+    let required = |s: &Option<Sealed>| {
+        s.clone().ok_or_else(|| {
+            AppError::Store(coffer_store::StoreError::Corrupt("customers: a required field is empty".into()))
+        })
+    };
+    let name = open_text(key, &ctx(id, "name", key_id), &required(&stored.fields.name)?)?;
+    let email = open_text(key, &ctx(id, "email", key_id), &required(&stored.fields.email)?)?;
+    let phone = stored.fields.phone.as_ref().map(|s| open_text(key, &ctx(id, "phone", key_id), s)).transpose()?;
+    let address =
+        match &stored.fields.address {
             Some(s) => {
-                let plain = open_field(&key, &ctx(id, "address", key_id), s)?;
+                let plain = open_field(key, &ctx(id, "address", key_id), s)?;
                 Some(serde_json::from_slice::<MailingAddress>(&plain).map_err(|_| {
                     AppError::Crypto(coffer_crypto::CryptoError::UnknownFormat { what: "a sealed field" })
                 })?)
             }
             None => None,
         };
-        Ok(CustomerRecord {
-            id: id.clone(),
-            details: CustomerDetails { name, email, phone, address },
-            created_at: stored.created_at,
-            updated_at: stored.updated_at,
-        })
-    }
+    Ok(CustomerRecord {
+        id: id.clone(),
+        details: CustomerDetails { name, email, phone, address },
+        created_at: stored.created_at,
+        updated_at: stored.updated_at,
+    })
+}
 
+impl CustomerService {
     async fn audit(&self, actor: &Actor, action: AuditAction, subject: &CustomerId) -> Result<(), AppError> {
         let entry = AuditEntry::new(self.clock.now(), actor, action, Some(subject.to_string()));
         self.db.write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) })).await
