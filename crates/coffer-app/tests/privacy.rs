@@ -692,6 +692,21 @@ async fn link_from_mail(f: &Fixture, outbox: &Outbox) -> String {
     text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
 }
 
+/// Customer `n` with a password set through an emailed link: the account
+/// service, its clock, the customer's id and the session the link opened.
+async fn signed_up(
+    f: &Fixture,
+    n: usize,
+) -> (AccountService, Arc<ManualClock>, CustomerId, coffer_app::accounts::NewSession) {
+    let id = f.customers.create(&details(n), &operator()).await.unwrap().id;
+    let clock = now_clock();
+    let (accounts, outbox) = accounts(f, clock.clone());
+    accounts.request_link(&format!("customer{n}@example.org"), LinkPurpose::SignIn).await.unwrap();
+    let token = link_from_mail(f, &outbox).await;
+    let session = accounts.set_password_with_link(&token, SecretString::from(STRONG)).await.unwrap();
+    (accounts, clock, id, session)
+}
+
 async fn link_sets_a_password_once_and_signs_in(f: Fixture) {
     let a = f.customers.create(&details(500), &operator()).await.unwrap();
     let clock = now_clock();
@@ -742,12 +757,7 @@ async fn links_expire_after_fifteen_minutes(f: Fixture) {
 }
 
 async fn lock_out_grows_and_treats_unknown_addresses_alike(f: Fixture) {
-    f.customers.create(&details(502), &operator()).await.unwrap();
-    let clock = now_clock();
-    let (accounts, outbox) = accounts(&f, clock.clone());
-    accounts.request_link("customer502@example.org", LinkPurpose::SignIn).await.unwrap();
-    let token = link_from_mail(&f, &outbox).await;
-    accounts.set_password_with_link(&token, SecretString::from(STRONG)).await.unwrap();
+    let (accounts, clock, _, _) = signed_up(&f, 502).await;
     for address in ["customer502@example.org", "ghost@example.org"] {
         for _ in 0..4 {
             let r = accounts.sign_in(address, SecretString::from("wrong wrong wrong")).await.unwrap();
@@ -770,12 +780,7 @@ async fn lock_out_grows_and_treats_unknown_addresses_alike(f: Fixture) {
 }
 
 async fn sessions_end_idle_absolute_and_on_sign_out(f: Fixture) {
-    f.customers.create(&details(503), &operator()).await.unwrap();
-    let clock = now_clock();
-    let (accounts, outbox) = accounts(&f, clock.clone());
-    accounts.request_link("customer503@example.org", LinkPurpose::SignIn).await.unwrap();
-    let token = link_from_mail(&f, &outbox).await;
-    let first = accounts.set_password_with_link(&token, SecretString::from(STRONG)).await.unwrap();
+    let (accounts, clock, _, first) = signed_up(&f, 503).await;
     let first = first.token.expose_secret().to_owned();
     // Idle: activity every 29 minutes keeps it; 30 minutes without ends it.
     clock.advance(29 * 60_000);
@@ -822,13 +827,8 @@ async fn sessions_end_idle_absolute_and_on_sign_out(f: Fixture) {
 }
 
 async fn erasure_ends_the_account_and_its_sessions(f: Fixture) {
-    let a = f.customers.create(&details(504), &operator()).await.unwrap();
-    let clock = now_clock();
-    let (accounts, outbox) = accounts(&f, clock.clone());
-    accounts.request_link("customer504@example.org", LinkPurpose::SignIn).await.unwrap();
-    let token = link_from_mail(&f, &outbox).await;
-    let session = accounts.set_password_with_link(&token, SecretString::from(STRONG)).await.unwrap();
-    f.customers.erase(&a.id, &operator()).await.unwrap();
+    let (accounts, _, id, session) = signed_up(&f, 504).await;
+    f.customers.erase(&id, &operator()).await.unwrap();
     assert!(accounts.session(session.token.expose_secret()).await.unwrap().is_none());
     let again = accounts.sign_in("customer504@example.org", SecretString::from(STRONG)).await.unwrap();
     assert_eq!(again.unwrap_err(), SignInError::Invalid);
