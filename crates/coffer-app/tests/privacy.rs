@@ -707,6 +707,11 @@ async fn signed_up(
     (accounts, clock, id, session)
 }
 
+/// Signs in with the right password; the account has no second factor.
+async fn sign_in_ok(accounts: &AccountService, email: &str) -> coffer_app::accounts::NewSession {
+    accounts.sign_in(email, SecretString::from(STRONG)).await.unwrap().unwrap().session().unwrap()
+}
+
 async fn link_sets_a_password_once_and_signs_in(f: Fixture) {
     let a = f.customers.create(&details(500), &operator()).await.unwrap();
     let clock = now_clock();
@@ -728,13 +733,7 @@ async fn link_sets_a_password_once_and_signs_in(f: Fixture) {
     let bytes: Vec<u8> = raw.iter().flat_map(|r| r.get::<Vec<u8>, _>("password_hash")).collect();
     assert!(!contains(&bytes, "argon2id"));
 
-    let signed_in = accounts
-        .sign_in("customer500@example.org", SecretString::from(STRONG))
-        .await
-        .unwrap()
-        .unwrap()
-        .session()
-        .unwrap();
+    let signed_in = sign_in_ok(&accounts, "customer500@example.org").await;
     assert_ne!(signed_in.token.expose_secret(), session.token.expose_secret(), "a new session id at sign-in");
     let wrong =
         accounts.sign_in("customer500@example.org", SecretString::from("orbit velvet canyon 43")).await.unwrap();
@@ -790,13 +789,7 @@ async fn sessions_end_idle_absolute_and_on_sign_out(f: Fixture) {
     clock.advance(30 * 60_000);
     assert!(accounts.session(&first).await.unwrap().is_none(), "idle for 30 minutes");
     // Absolute: 12 hours after sign-in, however active.
-    let second = accounts
-        .sign_in("customer503@example.org", SecretString::from(STRONG))
-        .await
-        .unwrap()
-        .unwrap()
-        .session()
-        .unwrap();
+    let second = sign_in_ok(&accounts, "customer503@example.org").await;
     let second = second.token.expose_secret().to_owned();
     for _ in 0..35 {
         clock.advance(20 * 60_000);
@@ -805,20 +798,8 @@ async fn sessions_end_idle_absolute_and_on_sign_out(f: Fixture) {
     clock.advance(20 * 60_000);
     assert!(accounts.session(&second).await.unwrap().is_none(), "12 hours after sign-in");
     // Sign out, and sign out everywhere.
-    let a = accounts
-        .sign_in("customer503@example.org", SecretString::from(STRONG))
-        .await
-        .unwrap()
-        .unwrap()
-        .session()
-        .unwrap();
-    let b = accounts
-        .sign_in("customer503@example.org", SecretString::from(STRONG))
-        .await
-        .unwrap()
-        .unwrap()
-        .session()
-        .unwrap();
+    let a = sign_in_ok(&accounts, "customer503@example.org").await;
+    let b = sign_in_ok(&accounts, "customer503@example.org").await;
     accounts.sign_out(a.token.expose_secret()).await.unwrap();
     assert!(accounts.session(a.token.expose_secret()).await.unwrap().is_none(), "no replay after sign-out");
     assert!(accounts.session(b.token.expose_secret()).await.unwrap().is_some());
