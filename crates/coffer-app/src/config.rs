@@ -40,6 +40,10 @@ pub struct Config {
     /// `postgres://…` for a shared key store; a SQLite file in `key_dir` when unset.
     pub key_store_url: Option<String>,
     pub listen: SocketAddr,
+    /// The address people open (e.g. `https://shop.example.com`), used in
+    /// emailed links and the links `coffer staff add` prints; the listening
+    /// address when unset.
+    pub public_url: Option<String>,
     pub log_format: LogFormat,
     /// A tracing filter such as `info` or `coffer_web=debug,info`.
     pub log_level: String,
@@ -146,6 +150,7 @@ impl Default for Config {
             database_url: None,
             key_store_url: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
             log_format: LogFormat::Text,
             log_level: "info".into(),
             http: HttpConfig::default(),
@@ -184,6 +189,7 @@ pub const SETTINGS: &[&str] = &[
     "database_url",
     "key_store_url",
     "listen",
+    "public_url",
     "log_format",
     "log_level",
     "http",
@@ -194,6 +200,15 @@ pub const SETTINGS: &[&str] = &[
 ];
 
 impl Config {
+    /// Where people reach this server: `public_url`, or the listening
+    /// address (`listening`, once bound; `listen` before).
+    pub fn base_url(&self, listening: Option<SocketAddr>) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", listening.unwrap_or(self.listen)),
+        }
+    }
+
     pub fn key_dir(&self) -> PathBuf {
         self.key_dir.clone().unwrap_or_else(|| {
             let mut name = self.data_dir.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "coffer-data".into());
@@ -240,6 +255,11 @@ impl Config {
                 "key_store_url",
                 "must name a different database from database_url: keys never live with the data",
             ));
+        }
+        if let Some(url) = &self.public_url
+            && !((url.starts_with("https://") || url.starts_with("http://")) && url.len() > 8 && !url.contains(char::is_whitespace))
+        {
+            return Err(invalid("public_url", "must be an http:// or https:// address"));
         }
         if self.http.body_limit_bytes == 0 {
             return Err(invalid("http.body_limit_bytes", "must be at least 1"));

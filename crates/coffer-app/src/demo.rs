@@ -137,13 +137,39 @@ pub async fn seed_customer_password(
     accounts.set_demo_password(&id, secrecy::SecretString::from(DEMO_CUSTOMER_PASSWORD)).await
 }
 
+/// The demo staff: one per role, password, and a TOTP secret made at seeding.
+pub const DEMO_STAFF: &[(coffer_domain::StaffRole, &str, &str)] = &[
+    (coffer_domain::StaffRole::Support, "support@demo.coffer.test", "demo support harbor 2026"),
+    (coffer_domain::StaffRole::Reviewer, "reviewer@demo.coffer.test", "demo reviewer meadow 2026"),
+    (coffer_domain::StaffRole::Dpo, "dpo@demo.coffer.test", "demo privacy compass 2026"),
+    (coffer_domain::StaffRole::Admin, "admin@demo.coffer.test", "demo admin lighthouse 2026"),
+];
+
+/// Adds and enrols the demo staff unless they exist.
+pub async fn seed_staff(staff: &crate::accounts::StaffService) -> Result<(), AppError> {
+    for (role, email, password) in DEMO_STAFF {
+        staff.seed_demo_member(email, *role, password).await?;
+    }
+    Ok(())
+}
+
+/// A demo staff member as `demo-credentials.json` lists them.
+#[derive(Debug, Serialize)]
+pub struct DemoStaffCredentials {
+    pub role: &'static str,
+    pub email: String,
+    pub password: String,
+    /// Base32 (RFC 4648, no padding), for an authenticator app.
+    pub totp_secret: String,
+}
+
 /// The shape of `demo-credentials.json` (see CONTRACT.md). Only what exists
 /// so far is listed; later issues add logins, API keys and signing keys.
 #[derive(Debug, Serialize)]
 pub struct DemoCredentials {
     pub base_url: String,
     pub vendors: Vec<DemoVendorCredentials>,
-    pub staff: Vec<serde_json::Value>,
+    pub staff: Vec<DemoStaffCredentials>,
     /// The demo customer and their password.
     pub customer: DemoCustomerCredentials,
 }
@@ -170,7 +196,22 @@ pub struct DemoProductCredentials {
 }
 
 /// Reads back what the demo seed created, with the server's real address.
-pub async fn credentials(db: &Db, base_url: &str) -> Result<DemoCredentials, AppError> {
+pub async fn credentials(
+    db: &Db,
+    staff_service: &crate::accounts::StaffService,
+    base_url: &str,
+) -> Result<DemoCredentials, AppError> {
+    let mut staff = Vec::new();
+    for (role, email, password) in DEMO_STAFF {
+        if let Some(totp_secret) = staff_service.demo_totp_secret(email).await? {
+            staff.push(DemoStaffCredentials {
+                role: role.as_str(),
+                email: (*email).to_owned(),
+                password: (*password).to_owned(),
+                totp_secret,
+            });
+        }
+    }
     let mut vendors = Vec::new();
     for (slug, _, _) in DEMO {
         let slug = coffer_domain::VendorSlug::parse(slug)?;
@@ -193,7 +234,7 @@ pub async fn credentials(db: &Db, base_url: &str) -> Result<DemoCredentials, App
     Ok(DemoCredentials {
         base_url: base_url.to_owned(),
         vendors,
-        staff: Vec::new(),
+        staff,
         customer: DemoCustomerCredentials {
             email: DEMO_CUSTOMER_EMAIL.to_owned(),
             password: DEMO_CUSTOMER_PASSWORD.to_owned(),

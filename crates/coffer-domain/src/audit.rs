@@ -13,6 +13,8 @@ pub enum Actor {
     System,
     /// A signed-in customer acting on their own account, by customer id.
     Customer(String),
+    /// A signed-in staff member, by staff id.
+    Staff(String),
 }
 
 impl Actor {
@@ -21,6 +23,7 @@ impl Actor {
             Actor::Cli(user) => format!("cli:{user}"),
             Actor::System => "system".to_owned(),
             Actor::Customer(id) => format!("customer:{id}"),
+            Actor::Staff(id) => format!("staff:{id}"),
         }
     }
 }
@@ -43,6 +46,8 @@ pub enum AuditAction {
     BackupCreated,
     BackupRestored,
     PrivacyRequestConfirmed,
+    StaffAdded,
+    StaffEnrolled,
 }
 
 impl AuditAction {
@@ -62,6 +67,8 @@ impl AuditAction {
             AuditAction::BackupCreated => "backup.created",
             AuditAction::BackupRestored => "backup.restored",
             AuditAction::PrivacyRequestConfirmed => "privacy_request.confirmed",
+            AuditAction::StaffAdded => "staff.added",
+            AuditAction::StaffEnrolled => "staff.enrolled",
         }
     }
 }

@@ -58,7 +58,7 @@ fn text(field: &'static str, value: &str, max_chars: usize, required: bool) -> R
 
 /// A plausible address: one `@`, a local part, a domain with a dot and no
 /// spaces. Deliverability is proven by mail, not by a pattern.
-fn email(value: &str) -> Result<String, CustomerError> {
+pub(crate) fn email_address(value: &str) -> Result<String, CustomerError> {
     let value = text("customer.email", value, 254, true)?;
     let ok = match value.split_once('@') {
         Some((local, domain)) => {
@@ -108,7 +108,7 @@ impl CustomerDetails {
     pub fn validated(&self) -> Result<CustomerDetails, CustomerError> {
         Ok(CustomerDetails {
             name: text("customer.name", &self.name, 200, true)?,
-            email: email(&self.email)?,
+            email: email_address(&self.email)?,
             phone: match self.phone.as_deref().map(str::trim) {
                 None | Some("") => None,
                 Some(p) => Some(phone(p)?),

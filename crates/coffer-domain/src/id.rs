@@ -88,6 +88,14 @@ prefixed_id!(
     PrivacyRequestId, "prq_", "privacy request"
 );
 prefixed_id!(
+    /// Identifies a member of the operator's staff.
+    StaffId, "stf_", "staff member"
+);
+prefixed_id!(
+    /// Identifies a disclosure record (who received which fields, when).
+    DisclosureId, "dis_", "disclosure"
+);
+prefixed_id!(
     /// Identifies an audit log entry.
     AuditEntryId, "aud_", "audit entry"
 );

@@ -178,6 +178,41 @@ pub const INVENTORY: &[PersonalField] = &[
         retention: Retention::UntilErasure,
         on_erasure: OnErasure::Shred,
     },
+    // The operator's own staff are data subjects too: their sign-in data is
+    // sealed under a data key of each staff member's own.
+    PersonalField {
+        table: "staff_members",
+        column: "email",
+        label: "Staff member's work email address",
+        category: Category::Contact,
+        purpose: "Staff sign-in and enrolment",
+        legal_basis: LegalBasis::Contract,
+        recipients: &[],
+        retention: Retention::UntilErasure,
+        on_erasure: OnErasure::Shred,
+    },
+    PersonalField {
+        table: "staff_members",
+        column: "password_hash",
+        label: "Staff member's password (as an argon2id hash)",
+        category: Category::Technical,
+        purpose: "Staff sign-in",
+        legal_basis: LegalBasis::Contract,
+        recipients: &[],
+        retention: Retention::UntilErasure,
+        on_erasure: OnErasure::Shred,
+    },
+    PersonalField {
+        table: "staff_members",
+        column: "totp_secret",
+        label: "Staff member's second sign-in factor (TOTP secret)",
+        category: Category::Technical,
+        purpose: "Staff sign-in with the mandatory second factor",
+        legal_basis: LegalBasis::Contract,
+        recipients: &[],
+        retention: Retention::UntilErasure,
+        on_erasure: OnErasure::Shred,
+    },
 ];
 
 /// Binary columns that are not personal data: keyed hashes and chain links.
@@ -193,6 +228,9 @@ pub const NON_PERSONAL_BINARY_COLUMNS: &[(&str, &str, &str)] = &[
     ("recovery_codes", "code_hash", "SHA-256 of a random recovery code"),
     ("privacy_requests", "challenge_hash", "SHA-256 of a random confirmation token"),
     ("sign_in_throttle", "account_key", "keyed blind index of an address tried at sign-in"),
+    ("staff_members", "email_index", "keyed blind index (HMAC) of a staff member's email address"),
+    ("staff_links", "token_hash", "SHA-256 of a random one-time token"),
+    ("staff_recovery_codes", "code_hash", "SHA-256 of a random recovery code"),
 ];
 
 /// The inventory entries of one table, in inventory order.

@@ -15,12 +15,16 @@ pub mod inventory;
 pub mod money;
 pub mod password;
 pub mod requests;
+pub mod staff;
 
 pub use audit::{Actor, AuditAction, AuditEntry};
 pub use catalog::{CatalogError, Delivery, NewProduct, NewVendor, Product, Vendor, VendorSlug};
 pub use clock::{Clock, ManualClock, Millis};
 pub use customer::{CustomerDetails, CustomerError, MailingAddress};
-pub use id::{AuditEntryId, CustomerId, DataKeyId, EmailId, IdError, PrivacyRequestId, ProductId, VendorId};
+pub use id::{
+    AuditEntryId, CustomerId, DataKeyId, DisclosureId, EmailId, IdError, PrivacyRequestId, ProductId, StaffId, VendorId,
+};
 pub use money::{Currency, Money, MoneyError, Prices};
 pub use password::{PasswordError, check_new_password};
 pub use requests::{Jurisdiction, RequestKind};
+pub use staff::{StaffRole, staff_email};

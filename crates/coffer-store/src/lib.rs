@@ -19,6 +19,7 @@ mod keystore;
 mod migrations;
 mod outbox;
 mod requests;
+mod staff;
 
 pub use accounts::{AccountWriter, LinkPurpose, SessionRow, set_totp};
 pub use audit::{AuditWriter, SealedAuditEntry};
@@ -29,3 +30,7 @@ pub use error::StoreError;
 pub use keystore::{KeyStore, MasterKeyRecord, MasterKeyState, SignedAuditHead, WrapKind, WrappedSecret};
 pub use outbox::{ClaimedEmail, Delivery, NewEmail, OutboxWriter};
 pub use requests::{NewPrivacyRequest, PrivacyRequestRow, confirm_privacy_request, insert_privacy_request};
+pub use staff::{
+    Disclosure, NewStaffMember, StaffEnrolment, StaffLinkPurpose, StaffRow, enrol_staff_member, insert_disclosure,
+    insert_staff_link, insert_staff_member, use_staff_link,
+};

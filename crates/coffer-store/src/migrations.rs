@@ -20,6 +20,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (3, "outbox", include_str!("../../../migrations/sqlite/0003_outbox.sql")),
     (4, "accounts", include_str!("../../../migrations/sqlite/0004_accounts.sql")),
     (5, "privacy_requests", include_str!("../../../migrations/sqlite/0005_privacy_requests.sql")),
+    (6, "staff_and_disclosures", include_str!("../../../migrations/sqlite/0006_staff_and_disclosures.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -28,6 +29,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (3, "outbox", include_str!("../../../migrations/postgres/0003_outbox.sql")),
     (4, "accounts", include_str!("../../../migrations/postgres/0004_accounts.sql")),
     (5, "privacy_requests", include_str!("../../../migrations/postgres/0005_privacy_requests.sql")),
+    (6, "staff_and_disclosures", include_str!("../../../migrations/postgres/0006_staff_and_disclosures.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] =

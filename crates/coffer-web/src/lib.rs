@@ -20,7 +20,7 @@ pub use error::ApiError;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use coffer_app::accounts::AccountService;
+use coffer_app::accounts::{AccountService, StaffService};
 use coffer_app::{CatalogService, HttpConfig};
 use coffer_store::{Db, KeyStore};
 use std::sync::Arc;
@@ -36,6 +36,7 @@ pub struct AppState {
     pub db: Db,
     pub key_store: KeyStore,
     pub accounts: AccountService,
+    pub staff: StaffService,
     pub cookie_rule: CookieRule,
     pub(crate) sign_in_limit: Arc<SignInLimiter>,
     pub(crate) trusted_proxies: Arc<[std::net::IpAddr]>,
@@ -55,6 +56,7 @@ impl AppState {
         db: Db,
         key_store: KeyStore,
         accounts: AccountService,
+        staff: StaffService,
         cookie_rule: CookieRule,
         http: &HttpConfig,
     ) -> Self {
@@ -66,6 +68,7 @@ impl AppState {
             db,
             key_store,
             accounts,
+            staff,
             cookie_rule,
             sign_in_limit,
             trusted_proxies: http.trusted_proxies.clone().into(),

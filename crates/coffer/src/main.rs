@@ -50,6 +50,9 @@ enum Command {
     /// The erasure ledger.
     #[command(subcommand)]
     Erasure(privacy::ErasureCommand),
+    /// Operator staff accounts.
+    #[command(subcommand)]
+    Staff(privacy::StaffCommand),
 }
 
 #[derive(Args)]
@@ -130,10 +133,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             db.migrate().await.context("migrating the database")?;
             let privacy = privacy::open(&config, db.clone()).await?;
             let customer = coffer_app::demo::seed_customer(&privacy.customers).await.context("seeding demo data")?;
-            let accounts = privacy.accounts(String::new());
+            let (accounts, staff) = privacy.accounts(config.base_url(None));
             coffer_app::demo::seed_customer_password(&privacy.customers, &accounts)
                 .await
                 .context("seeding demo data")?;
+            coffer_app::demo::seed_staff(&staff).await.context("seeding demo data")?;
             privacy.audit.seal_and_sign().await?;
             if coffer_app::demo::seed(&db, &SystemClock).await.context("seeding demo data")? || customer {
                 println!("Demo data inserted.");
@@ -152,6 +156,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Erasure(privacy::ErasureCommand::Replay) => {
             privacy::erasure_replay(&config, migrated_db(&config).await?).await
         }
+        Command::Staff(command) => privacy::staff(&config, migrated_db(&config).await?, command).await,
     }
 }
 
@@ -221,9 +226,10 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let address = listener.local_addr().context("reading the listening address")?;
     let base_url = format!("http://{address}");
     let catalog = CatalogService::new(db.clone(), clock, config.http.catalog_cache_ms);
-    let accounts = privacy.accounts(base_url.clone());
+    let (accounts, staff) = privacy.accounts(config.base_url(Some(address)));
     if demo {
         coffer_app::demo::seed_customer_password(&privacy.customers, &accounts).await.context("seeding demo data")?;
+        coffer_app::demo::seed_staff(&staff).await.context("seeding demo data")?;
     }
     // Plain HTTP until TLS arrives: cookies without the __Host- prefix.
     let cookie_rule = coffer_web::CookieRule { secure_transport: false };
@@ -232,6 +238,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         db.clone(),
         privacy.vault.key_store().clone(),
         accounts,
+        staff.clone(),
         cookie_rule,
         &config.http,
     );
@@ -240,7 +247,8 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     println!("Coffer is listening on {base_url}");
     if demo {
         let path = config.data_dir.join("demo-credentials.json");
-        let credentials = coffer_app::demo::credentials(&db, &base_url).await.context("reading demo data")?;
+        let credentials =
+            coffer_app::demo::credentials(&db, &staff, &base_url).await.context("reading demo data")?;
         let json = serde_json::to_vec_pretty(&credentials).context("writing demo credentials")?;
         std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
         println!("Demo data is loaded; what exists is listed in {}", path.display());

@@ -62,6 +62,22 @@ pub enum BackupCommand {
 }
 
 #[derive(Subcommand)]
+pub enum StaffCommand {
+    /// Create a staff account and print its one-time enrolment link (valid
+    /// 3 days). Enrolment sets the password and the mandatory TOTP factor.
+    /// For an address not yet enrolled, prints a new link.
+    Add {
+        #[arg(long)]
+        email: String,
+        /// support, reviewer, dpo or admin.
+        #[arg(long, value_parser = ["support", "reviewer", "dpo", "admin"])]
+        role: String,
+    },
+    /// List staff accounts (id, role, address, enrolled or not).
+    List,
+}
+
+#[derive(Subcommand)]
 pub enum ErasureCommand {
     /// Re-apply the erasure ledger after a restore done with other tools.
     Replay,
@@ -79,17 +95,27 @@ pub struct Privacy {
 
 impl Privacy {
     /// The account service; `base_url` starts the links in its emails.
-    pub fn accounts(&self, base_url: String) -> coffer_app::accounts::AccountService {
-        coffer_app::accounts::AccountService::new(
+    /// The customer and staff account services, sharing one password pool
+    /// (two hashing threads, as the policy says: at most 2 × 19 MiB).
+    pub fn accounts(&self, base_url: String) -> (coffer_app::accounts::AccountService, coffer_app::accounts::StaffService) {
+        let pool = coffer_app::accounts::PasswordPool::new(2);
+        let staff = coffer_app::accounts::StaffService::new(
+            self.db.clone(),
+            self.vault.clone(),
+            pool.clone(),
+            self.clock.clone(),
+            base_url.clone(),
+        );
+        let accounts = coffer_app::accounts::AccountService::new(
             self.db.clone(),
             self.vault.clone(),
             self.customers.clone(),
             self.outbox.clone(),
-            // Two hashing threads, as the policy says: at most 2 × 19 MiB.
-            coffer_app::accounts::PasswordPool::new(2),
+            pool,
             self.clock.clone(),
             base_url,
-        )
+        );
+        (accounts, staff)
     }
 }
 
@@ -242,6 +268,37 @@ pub async fn erase(config: &Config, db: Db, args: EmailArgs) -> anyhow::Result<(
     privacy.customers.erase(&id, &cli_actor()).await?;
     privacy.audit.seal_and_sign().await?;
     println!("Customer {id} erased: their data key is destroyed and their personal data can no longer be read.");
+    Ok(())
+}
+
+pub async fn staff(config: &Config, db: Db, command: StaffCommand) -> anyhow::Result<()> {
+    let privacy = open(config, db).await?;
+    let (_, staff) = privacy.accounts(config.base_url(None));
+    match command {
+        StaffCommand::Add { email, role } => {
+            let role = coffer_domain::StaffRole::parse(&role).context("unknown role")?;
+            let link = match staff.add(&email, role, &cli_actor()).await {
+                Err(AppError::Refused(why)) => bail!("{why}"),
+                Err(AppError::Customer(e)) => bail!("the email address {}", e.reason),
+                other => other?,
+            };
+            privacy.audit.seal_and_sign().await?;
+            println!("Staff account added ({}). Send this one-time enrolment link to the new staff member;", role.label());
+            println!("it works once, within 3 days, and sets their password and second factor:");
+            println!();
+            println!("{}", secrecy::ExposeSecret::expose_secret(&link));
+            if config.public_url.is_none() {
+                println!();
+                println!("(The link uses the listening address; set public_url to the address people open.)");
+            }
+        }
+        StaffCommand::List => {
+            for (id, role, email, enrolled) in staff.list().await? {
+                let state = if enrolled { "enrolled" } else { "not enrolled yet" };
+                println!("{id}\t{}\t{email}\t{state}", role.as_str());
+            }
+        }
+    }
     Ok(())
 }
 

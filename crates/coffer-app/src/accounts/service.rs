@@ -2,6 +2,7 @@
 //! lock-out against guessing. Every answer that could tell whether an
 //! address has an account is the same either way.
 
+use super::common;
 use super::passwords::PasswordPool;
 use crate::AppError;
 use crate::mail::{Letter, Outbox};
@@ -102,10 +103,6 @@ fn totp_ctx<'a>(customer: &'a CustomerId, key_id: &'a coffer_domain::DataKeyId) 
     FieldContext { table: "accounts", column: "totp_secret", row_id: customer.as_str(), data_key_id: key_id.as_str() }
 }
 
-/// Recovery codes are matched lowercased, with the dash, without spaces.
-fn normalise_recovery(code: &str) -> String {
-    code.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase()
-}
 
 fn password_ctx<'a>(customer: &'a CustomerId, key_id: &'a coffer_domain::DataKeyId) -> FieldContext<'a> {
     FieldContext { table: "accounts", column: "password_hash", row_id: customer.as_str(), data_key_id: key_id.as_str() }
@@ -218,10 +215,8 @@ impl AccountService {
         password: SecretString,
     ) -> Result<Result<SignedIn, SignInError>, AppError> {
         let key = self.vault.blind_index().email(email);
-        let now = self.clock.now();
-        let (_, locked_until) = self.db.sign_in_throttle(&key).await?;
-        if locked_until > now {
-            return Ok(Err(SignInError::Locked { retry_after_ms: locked_until.0 - now.0 }));
+        if let Some(locked) = common::locked(&self.db, &key, self.clock.now()).await? {
+            return Ok(Err(locked));
         }
         let customer = self.customers.find_by_email(email).await?;
         let stored_hash = match &customer {
@@ -230,13 +225,7 @@ impl AccountService {
         };
         let ok = self.passwords.verify(password, stored_hash).await?;
         let Some(customer) = customer.filter(|_| ok) else {
-            let (_, until) = self.db.record_sign_in_failure(key, self.clock.now(), lock_for_ms).await?;
-            let now = self.clock.now();
-            return Ok(Err(if until > now {
-                SignInError::Locked { retry_after_ms: until.0 - now.0 }
-            } else {
-                SignInError::Invalid
-            }));
+            return Ok(Err(common::failed(&self.db, key, self.clock.as_ref()).await?));
         };
         self.db.clear_sign_in_failures(key).await?;
         if self.db.account_totp(&customer).await?.is_some() {
@@ -267,27 +256,21 @@ impl AccountService {
         let now = self.clock.now();
         let Some(customer) = self.db.link_owner(&hash, now).await? else { return Ok(Err(SignInError::Invalid)) };
         let throttle = token_hash(&format!("second-factor:{customer}"));
-        let (_, locked_until) = self.db.sign_in_throttle(&throttle).await?;
-        if locked_until > now {
-            return Ok(Err(SignInError::Locked { retry_after_ms: locked_until.0 - now.0 }));
+        if let Some(locked) = common::locked(&self.db, &throttle, now).await? {
+            return Ok(Err(locked));
         }
         let accepted = match self.totp_secret(&customer).await? {
             Some(secret) => {
                 let seconds = u64::try_from(now.0 / 1000).unwrap_or(0);
                 match coffer_crypto::check_totp(&secret, code, seconds) {
                     Some(step) => self.db.accept_totp_step(&customer, i64::try_from(step).unwrap_or(i64::MAX)).await?,
-                    None => self.db.use_recovery_code(&customer, token_hash(&normalise_recovery(code)), now).await?,
+                    None => self.db.use_recovery_code(&customer, token_hash(&super::staff::normalise_code(code)), now).await?,
                 }
             }
             None => false,
         };
         if !accepted {
-            let (_, until) = self.db.record_sign_in_failure(throttle, now, lock_for_ms).await?;
-            return Ok(Err(if until > now {
-                SignInError::Locked { retry_after_ms: until.0 - now.0 }
-            } else {
-                SignInError::Invalid
-            }));
+            return Ok(Err(common::failed(&self.db, throttle, self.clock.as_ref()).await?));
         }
         self.db.clear_sign_in_failures(throttle).await?;
         let spent = self
@@ -405,35 +388,15 @@ impl AccountService {
 
     /// A new session id (at sign-in and at any privilege change).
     async fn new_session(&self, customer: &CustomerId) -> Result<NewSession, AppError> {
-        let (token, hash) = new_token()?;
-        let now = self.clock.now();
-        let id = customer.clone();
-        self.db
-            .write(move |tx| {
-                Box::pin(
-                    async move { tx.insert_session(&hash, "customer", id.as_str(), now).await.map_err(AppError::from) },
-                )
-            })
-            .await?;
-        Ok(NewSession { token: SecretString::from(token), customer: customer.clone() })
+        let token = common::open_session(&self.db, self.clock.as_ref(), "customer", customer.as_str()).await?;
+        Ok(NewSession { token, customer: customer.clone() })
     }
 
     /// The customer a session cookie belongs to, if the session is live.
     /// Records activity at most once a minute.
     pub async fn session(&self, token: &str) -> Result<Option<CustomerId>, AppError> {
-        let hash = token_hash(token);
-        let Some(row) = self.db.live_session(&hash).await? else { return Ok(None) };
-        let now = self.clock.now();
-        if row.subject_kind != "customer"
-            || now.0 - row.last_seen_at.0 >= SESSION_IDLE_MS
-            || now.0 - row.created_at.0 >= SESSION_ABSOLUTE_MS
-        {
-            return Ok(None);
-        }
-        if now.0 - row.last_seen_at.0 >= LAST_SEEN_EVERY_MS {
-            self.db.touch_session(hash, now).await?;
-        }
-        Ok(CustomerId::parse(&row.subject_id).ok())
+        let subject = common::live_subject(&self.db, self.clock.as_ref(), "customer", token).await?;
+        Ok(subject.and_then(|id| CustomerId::parse(id.as_str()).ok()))
     }
 
     /// Changes the password after checking the current one; every session

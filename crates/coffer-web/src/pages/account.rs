@@ -46,7 +46,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Account pages hold personal data and secrets: never kept by a cache.
-async fn no_store(mut response: Response) -> Response {
+pub(super) async fn no_store(mut response: Response) -> Response {
     response.headers_mut().insert(axum::http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -60,9 +60,9 @@ struct SignInPage {
 
 #[derive(Template)]
 #[template(path = "account_message.html")]
-struct MessagePage {
-    title: &'static str,
-    message: String,
+pub(super) struct MessagePage {
+    pub(super) title: &'static str,
+    pub(super) message: String,
 }
 
 #[derive(Template)]
@@ -159,7 +159,7 @@ async fn overview(
 /// every request; where it is missing (older browsers) `Origin` must name
 /// this server. Our `Referrer-Policy: no-referrer` makes browsers send
 /// `Origin: null` on form posts, so `Sec-Fetch-Site` decides when present.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub(super) fn same_origin(headers: &HeaderMap) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         return matches!(site, "same-origin" | "none");
     }
@@ -172,7 +172,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
 }
 
 /// Spends one of the client's sign-in attempts; `Some` is the 429 answer.
-fn over_limit(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<Response> {
+pub(super) fn over_limit(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<Response> {
     let ip = crate::client_ip::client_ip(peer.ip(), headers, &state.trusted_proxies);
     if state.sign_in_limit.len() > 100_000 {
         state.sign_in_limit.retain_recent();
@@ -194,7 +194,7 @@ fn over_limit(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option
     }
 }
 
-fn forbidden() -> Response {
+pub(super) fn forbidden() -> Response {
     let page = MessagePage {
         title: "Request refused",
         message: "This form was sent from another site or an old page. Go back, reload the page and try again.".into(),
@@ -203,7 +203,12 @@ fn forbidden() -> Response {
 }
 
 fn session_cookie(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    let name = state.cookie_rule.cookie_name(SESSION_COOKIE);
+    cookie_value(state, headers, SESSION_COOKIE)
+}
+
+/// The value of one of our cookies, by its base name.
+pub(super) fn cookie_value(state: &AppState, headers: &HeaderMap, base: &str) -> Option<String> {
+    let name = state.cookie_rule.cookie_name(base);
     headers
         .get_all(COOKIE)
         .iter()
@@ -220,19 +225,19 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<(Cust
     Ok(state.accounts.session(&token).await?.map(|customer| (customer, token)))
 }
 
-fn see_other(to: &str) -> Response {
+pub(super) fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")))])
         .into_response()
 }
 
-fn with_cookie(mut response: Response, cookie: &str) -> Response {
+pub(super) fn with_cookie(mut response: Response, cookie: &str) -> Response {
     if let Ok(value) = HeaderValue::from_str(cookie) {
         response.headers_mut().append(SET_COOKIE, value);
     }
     response
 }
 
-fn failure(e: AppError) -> Response {
+pub(super) fn failure(e: AppError) -> Response {
     tracing::error!(error = %e, "account page failed");
     let page = MessagePage { title: "Something went wrong", message: "Please try again in a moment.".into() };
     (StatusCode::INTERNAL_SERVER_ERROR, render(&page)).into_response()

@@ -2,6 +2,7 @@
 //! is served from this binary.
 
 mod account;
+mod staff;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -23,6 +24,7 @@ const STYLESHEET: &str = include_str!("../../static/style.css");
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(account::routes())
+        .merge(staff::routes())
         .route("/", get(storefront))
         .route("/products/{id}", get(product_page))
         .route("/static/style.css", get(stylesheet))

@@ -1,0 +1,425 @@
+//! The staff console: sign-in (password, then a TOTP or recovery code:
+//! staff always have the second factor), enrolment by the one-time link
+//! `coffer staff add` prints, and the pages each role opens. Who may open
+//! a page is the `Staff<R>` extractor's job, so a route cannot forget it.
+
+use super::account::{cookie_value, failure, over_limit, same_origin, see_other, with_cookie};
+use super::render;
+use crate::AppState;
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts, Path, State};
+use axum::http::header::RETRY_AFTER;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use coffer_app::AppError;
+use coffer_app::accounts::{SignInError, StaffMember};
+use coffer_domain::StaffRole;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+
+/// Apart from the customer cookie: one browser may hold both.
+const STAFF_COOKIE: &str = "coffer_staff";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/staff", get(home))
+        .route("/staff/sign-in", post(sign_in))
+        .route("/staff/sign-in/code", post(sign_in_code))
+        .route("/staff/enrol/{token}", get(enrol_page).post(enrol))
+        .route("/staff/sign-out", post(sign_out))
+        .route("/staff/requests", get(requests))
+        .route("/staff/members", get(members))
+        .layer(axum::middleware::map_response(super::account::no_store))
+}
+
+/// Which role a page needs. Admins open every page.
+pub trait RequiredRole {
+    const ROLE: Option<StaffRole>;
+}
+
+/// Any signed-in staff member.
+pub struct AnyRole;
+impl RequiredRole for AnyRole {
+    const ROLE: Option<StaffRole> = None;
+}
+
+pub struct Dpo;
+impl RequiredRole for Dpo {
+    const ROLE: Option<StaffRole> = Some(StaffRole::Dpo);
+}
+
+pub struct Admin;
+impl RequiredRole for Admin {
+    const ROLE: Option<StaffRole> = Some(StaffRole::Admin);
+}
+
+/// A signed-in staff member whose role opens the page; anyone else is
+/// sent to the staff sign-in (no session) or refused with 403 (wrong role).
+pub struct Staff<R> {
+    member: StaffMember,
+    /// The session token, for the CSRF token of forms.
+    token: String,
+    role: PhantomData<R>,
+}
+
+impl<R: RequiredRole> OptionalFromRequestParts<AppState> for Staff<R> {
+    type Rejection = Response;
+
+    /// `None` without a live staff session; a wrong role is still refused.
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Response> {
+        let Some((member, token)) = staff_session(state, &parts.headers).await.map_err(failure)? else {
+            return Ok(None);
+        };
+        if let Some(needed) = R::ROLE
+            && !member.role.allows(needed)
+        {
+            let page = MessagePage {
+                title: "Not for your role",
+                message: format!("This page is for the {} role.", needed.label()),
+            };
+            return Err((StatusCode::FORBIDDEN, render(&page)).into_response());
+        }
+        Ok(Some(Staff { member, token, role: PhantomData }))
+    }
+}
+
+impl<R: RequiredRole> FromRequestParts<AppState> for Staff<R> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        match <Self as OptionalFromRequestParts<AppState>>::from_request_parts(parts, state).await? {
+            Some(staff) => Ok(staff),
+            None => Err(see_other("/staff")),
+        }
+    }
+}
+
+async fn staff_session(state: &AppState, headers: &HeaderMap) -> Result<Option<(StaffMember, String)>, AppError> {
+    let Some(token) = cookie_value(state, headers, STAFF_COOKIE) else { return Ok(None) };
+    Ok(state.staff.session(&token).await?.map(|member| (member, token)))
+}
+
+#[derive(Template)]
+#[template(path = "staff_message.html")]
+struct MessagePage {
+    title: &'static str,
+    message: String,
+}
+
+fn forbidden() -> Response {
+    let page = MessagePage {
+        title: "Request refused",
+        message: "This form was sent from another site or an old page. Go back, reload the page and try again.".into(),
+    };
+    (StatusCode::FORBIDDEN, render(&page)).into_response()
+}
+
+#[derive(Template)]
+#[template(path = "staff_sign_in.html")]
+struct SignInPage {
+    message: Option<String>,
+    email: String,
+}
+
+#[derive(Template)]
+#[template(path = "staff_code.html")]
+struct CodePage {
+    message: Option<String>,
+    ticket: String,
+}
+
+#[derive(Template)]
+#[template(path = "staff_enrol.html")]
+struct EnrolPage {
+    message: Option<String>,
+    secret: String,
+    uri: String,
+    codes: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "staff_home.html")]
+struct HomePage {
+    email: String,
+    role: &'static str,
+    dpo: bool,
+    admin: bool,
+    csrf: String,
+}
+
+struct RequestLine {
+    id: String,
+    customer: String,
+    kind: String,
+    jurisdiction: String,
+    deadline: String,
+}
+
+#[derive(Template)]
+#[template(path = "staff_requests.html")]
+struct RequestsPage {
+    requests: Vec<RequestLine>,
+}
+
+struct MemberLine {
+    id: String,
+    role: &'static str,
+    email: String,
+    enrolled: bool,
+}
+
+#[derive(Template)]
+#[template(path = "staff_members.html")]
+struct MembersPage {
+    members: Vec<MemberLine>,
+}
+
+async fn home(staff: Option<Staff<AnyRole>>, State(state): State<AppState>) -> Response {
+    let Some(Staff { member, token, .. }) = staff else {
+        return render(&SignInPage { message: None, email: String::new() });
+    };
+    match state.staff.email_of(&member.id).await {
+        Ok(email) => render(&HomePage {
+            email,
+            role: member.role.label(),
+            dpo: member.role.allows(StaffRole::Dpo),
+            admin: member.role.allows(StaffRole::Admin),
+            csrf: state.accounts.csrf_token(&token),
+        }),
+        Err(e) => failure(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    email: String,
+    password: String,
+}
+
+fn locked_answer(retry_after_ms: i64, page: impl Template) -> Response {
+    let seconds = u64::try_from((retry_after_ms + 999) / 1000).unwrap_or(1).max(1);
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, render(&page)).into_response();
+    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+async fn sign_in(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    if let Some(response) = over_limit(&state, peer, &headers) {
+        return response;
+    }
+    if form.email.len() > 254 || form.password.len() > 1024 {
+        let page = SignInPage {
+            message: Some("That is longer than any address or password we accept.".into()),
+            email: String::new(),
+        };
+        return (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response();
+    }
+    match state.staff.sign_in(&form.email, SecretString::from(form.password)).await {
+        Ok(Ok(ticket)) => render(&CodePage { message: None, ticket: ticket.expose_secret().to_owned() }),
+        Ok(Err(SignInError::Invalid)) => {
+            let page =
+                SignInPage { message: Some("The email address or password is not right.".into()), email: form.email };
+            (StatusCode::UNAUTHORIZED, render(&page)).into_response()
+        }
+        Ok(Err(SignInError::Locked { retry_after_ms })) => locked_answer(
+            retry_after_ms,
+            SignInPage { message: Some("Too many attempts. Try again later.".into()), email: form.email },
+        ),
+        Err(e) => failure(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    ticket: String,
+    code: String,
+}
+
+async fn sign_in_code(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    if let Some(response) = over_limit(&state, peer, &headers) {
+        return response;
+    }
+    if form.ticket.len() > 128 || form.code.len() > 64 {
+        return (StatusCode::UNPROCESSABLE_ENTITY, render(&SignInPage { message: None, email: String::new() }))
+            .into_response();
+    }
+    match state.staff.complete_sign_in(&form.ticket, &form.code).await {
+        Ok(Ok(session)) => with_cookie(
+            see_other("/staff"),
+            &state.cookie_rule.set_cookie(STAFF_COOKIE, session.token.expose_secret()),
+        ),
+        Ok(Err(SignInError::Invalid)) => {
+            let page = CodePage { message: Some("That code is not right, or the step timed out.".into()), ticket: form.ticket };
+            (StatusCode::UNAUTHORIZED, render(&page)).into_response()
+        }
+        Ok(Err(SignInError::Locked { retry_after_ms })) => locked_answer(
+            retry_after_ms,
+            CodePage { message: Some("Too many wrong codes. Try again later.".into()), ticket: form.ticket },
+        ),
+        Err(e) => failure(e),
+    }
+}
+
+fn link_gone(message: String) -> Response {
+    (StatusCode::GONE, render(&MessagePage { title: "Enrolment link not valid", message })).into_response()
+}
+
+async fn enrol_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    match state.staff.start_enrolment(&token, None).await {
+        Ok(setup) => render(&EnrolPage {
+            message: None,
+            secret: setup.secret.expose_secret().to_owned(),
+            uri: setup.uri.expose_secret().to_owned(),
+            codes: Vec::new(),
+        }),
+        Err(AppError::Refused(message)) => link_gone(capitalised(&message)),
+        Err(e) => failure(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct EnrolForm {
+    password: String,
+    secret: String,
+    code: String,
+}
+
+async fn enrol(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Form(form): Form<EnrolForm>,
+) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    if let Some(response) = over_limit(&state, peer, &headers) {
+        return response;
+    }
+    if form.password.len() > 1024 || form.secret.len() > 128 || form.code.len() > 64 {
+        return link_gone("That is longer than anything this form accepts.".into());
+    }
+    match state.staff.enrol(&token, SecretString::from(form.password), &form.secret, &form.code).await {
+        Ok(enrolled) => with_cookie(
+            render(&EnrolPage {
+                message: None,
+                secret: String::new(),
+                uri: String::new(),
+                codes: enrolled.recovery_codes,
+            }),
+            &state.cookie_rule.set_cookie(STAFF_COOKIE, enrolled.session.token.expose_secret()),
+        ),
+        Err(AppError::Refused(message)) if message.contains("link") => link_gone(capitalised(&message)),
+        Err(AppError::Refused(message)) => {
+            // The same secret again, so the app entry already made still works.
+            let setup = match state.staff.start_enrolment(&token, Some(&form.secret)).await {
+                Ok(setup) => setup,
+                Err(AppError::Refused(again)) => return link_gone(capitalised(&again)),
+                Err(e) => return failure(e),
+            };
+            let page = EnrolPage {
+                message: Some(capitalised(&message)),
+                secret: setup.secret.expose_secret().to_owned(),
+                uri: setup.uri.expose_secret().to_owned(),
+                codes: Vec::new(),
+            };
+            (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response()
+        }
+        Err(e) => failure(e),
+    }
+}
+
+fn capitalised(message: &str) -> String {
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str().trim_end_matches('.')),
+        None => String::new(),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn sign_out(
+    staff: Option<Staff<AnyRole>>,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    if let Some(Staff { token, .. }) = staff {
+        if !state.accounts.csrf_matches(&token, &form.csrf) {
+            return forbidden();
+        }
+        if let Err(e) = state.staff.sign_out(&token).await {
+            return failure(e);
+        }
+    }
+    with_cookie(see_other("/staff"), &state.cookie_rule.clear_cookie(STAFF_COOKIE))
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC.
+fn utc(ms: i64) -> String {
+    match cookie::time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) {
+        Ok(t) => format!("{:04}-{:02}-{:02} {:02}:{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute()),
+        Err(_) => String::new(),
+    }
+}
+
+async fn requests(_staff: Staff<Dpo>, State(state): State<AppState>) -> Response {
+    match state.db.open_privacy_requests().await {
+        Ok(rows) => render(&RequestsPage {
+            requests: rows
+                .into_iter()
+                .map(|r| RequestLine {
+                    id: r.id,
+                    customer: r.customer_id.to_string(),
+                    kind: r.kind,
+                    jurisdiction: r.jurisdiction,
+                    deadline: r.deadline_at.map(|d| utc(d.0)).unwrap_or_default(),
+                })
+                .collect(),
+        }),
+        Err(e) => failure(e.into()),
+    }
+}
+
+async fn members(_staff: Staff<Admin>, State(state): State<AppState>) -> Response {
+    match state.staff.list().await {
+        Ok(list) => render(&MembersPage {
+            members: list
+                .into_iter()
+                .map(|(id, role, email, enrolled)| MemberLine { id: id.to_string(), role: role.label(), email, enrolled })
+                .collect(),
+        }),
+        Err(e) => failure(e),
+    }
+}
