@@ -54,3 +54,6 @@ CREATE TABLE disclosures (
     disclosed_at   BIGINT NOT NULL
 );
 CREATE INDEX disclosures_by_customer ON disclosures (customer_id, disclosed_at);
+
+-- A customer's messages are found by their data key for "download my data".
+CREATE INDEX outbox_emails_by_key ON outbox_emails (data_key_id);

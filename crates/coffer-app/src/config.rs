@@ -257,7 +257,9 @@ impl Config {
             ));
         }
         if let Some(url) = &self.public_url
-            && !((url.starts_with("https://") || url.starts_with("http://")) && url.len() > 8 && !url.contains(char::is_whitespace))
+            && !((url.starts_with("https://") || url.starts_with("http://"))
+                && url.len() > 8
+                && !url.contains(char::is_whitespace))
         {
             return Err(invalid("public_url", "must be an http:// or https:// address"));
         }

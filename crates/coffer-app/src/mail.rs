@@ -51,7 +51,7 @@ pub struct Outbox {
     from: Mailbox,
 }
 
-fn ctx<'a>(id: &'a str, column: &'a str, key: &'a DataKeyId) -> FieldContext<'a> {
+pub(crate) fn ctx<'a>(id: &'a str, column: &'a str, key: &'a DataKeyId) -> FieldContext<'a> {
     FieldContext { table: TABLE, column, row_id: id, data_key_id: key.as_str() }
 }
 

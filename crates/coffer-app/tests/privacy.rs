@@ -99,6 +99,10 @@ on_both_backends!(
     lock_out_grows_and_treats_unknown_addresses_alike,
     sessions_end_idle_absolute_and_on_sign_out,
     erasure_ends_the_account_and_its_sessions,
+    unknown_addresses_run_the_same_verification,
+    staff_enrol_with_totp_and_always_need_the_code,
+    staff_sign_in_refuses_replays_and_the_unenrolled,
+    disclosures_are_listed_in_the_export,
 );
 
 fn operator() -> Actor {
@@ -816,4 +820,182 @@ async fn erasure_ends_the_account_and_its_sessions(f: Fixture) {
     let rows: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(&raw_pool(&f._data.url).await).await.unwrap();
     assert_eq!(rows, 0);
+}
+
+async fn unknown_addresses_run_the_same_verification(f: Fixture) {
+    let clock = now_clock();
+    let pool = PasswordPool::new(2);
+    let outbox = outbox(&f, None, clock.clone());
+    let accounts = AccountService::new(
+        f.db.clone(),
+        f.vault.clone(),
+        f.customers.clone(),
+        outbox,
+        pool.clone(),
+        clock,
+        String::new(),
+    );
+    let id = f.customers.create(&details(530), &operator()).await.unwrap().id;
+    accounts.set_demo_password(&id, SecretString::from(STRONG)).await.unwrap();
+    for address in ["customer530@example.org", "ghost530@example.org"] {
+        let before = pool.verifications();
+        let answer = accounts.sign_in(address, SecretString::from("wrong wrong wrong")).await.unwrap();
+        assert_eq!(answer.unwrap_err(), SignInError::Invalid, "{address}: the same answer");
+        assert_eq!(pool.verifications(), before + 1, "{address}: one argon2id verification");
+    }
+}
+
+// ---- staff ----
+
+use coffer_app::accounts::StaffService;
+use coffer_domain::StaffRole;
+
+fn staff(f: &Fixture, clock: Arc<ManualClock>) -> (StaffService, PasswordPool) {
+    let pool = PasswordPool::new(2);
+    (StaffService::new(f.db.clone(), f.vault.clone(), pool.clone(), clock, "http://coffer.test".into()), pool)
+}
+
+fn seconds(clock: &ManualClock) -> u64 {
+    u64::try_from(clock.now().0 / 1000).unwrap()
+}
+
+/// Adds and enrols a staff member; the TOTP secret and the session token.
+async fn enrolled_staff(staff: &StaffService, clock: &ManualClock, email: &str, role: StaffRole) -> (Vec<u8>, String) {
+    let link = staff.add(email, role, &operator()).await.unwrap();
+    let token = link.expose_secret().rsplit('/').next().unwrap().to_owned();
+    let setup = staff.start_enrolment(&token, None).await.unwrap();
+    let secret = coffer_crypto::totp_secret_from_base32(setup.secret.expose_secret()).unwrap();
+    let code = coffer_crypto::totp_code(&secret, seconds(clock)).unwrap();
+    let enrolled = staff.enrol(&token, SecretString::from(STRONG), setup.secret.expose_secret(), &code).await.unwrap();
+    (secret, enrolled.session.token.expose_secret().to_owned())
+}
+
+async fn staff_enrol_with_totp_and_always_need_the_code(f: Fixture) {
+    let clock = now_clock();
+    let (staff, _) = staff(&f, clock.clone());
+    let link = staff.add(" Ops.Lead@Example.org ", StaffRole::Dpo, &operator()).await.unwrap();
+    let link = link.expose_secret().to_owned();
+    assert!(link.starts_with("http://coffer.test/staff/enrol/"), "{link}");
+    let token = link.rsplit('/').next().unwrap();
+    // Adding again before enrolment gives a new link; with another role, a clear refusal.
+    assert!(staff.add("ops.lead@example.org", StaffRole::Dpo, &operator()).await.is_ok());
+    assert!(matches!(
+        staff.add("ops.lead@example.org", StaffRole::Admin, &operator()).await,
+        Err(AppError::Refused(_))
+    ));
+    assert!(matches!(staff.add("not an address", StaffRole::Dpo, &operator()).await, Err(AppError::Customer(_))));
+
+    let setup = staff.start_enrolment(token, None).await.unwrap();
+    assert!(setup.uri.expose_secret().starts_with("otpauth://totp/"));
+    let secret = coffer_crypto::totp_secret_from_base32(setup.secret.expose_secret()).unwrap();
+    let code = coffer_crypto::totp_code(&secret, seconds(&clock)).unwrap();
+    // A weak password and a wrong code are refused, and the link stays usable.
+    let weak = staff.enrol(token, SecretString::from("password1234"), setup.secret.expose_secret(), &code).await;
+    assert!(matches!(weak, Err(AppError::Refused(_))), "{weak:?}");
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let bad_code = staff.enrol(token, SecretString::from(STRONG), setup.secret.expose_secret(), &wrong).await;
+    assert!(matches!(bad_code, Err(AppError::Refused(_))), "{bad_code:?}");
+    let enrolled = staff.enrol(token, SecretString::from(STRONG), setup.secret.expose_secret(), &code).await.unwrap();
+    assert_eq!(enrolled.recovery_codes.len(), 10);
+    let member = staff.session(enrolled.session.token.expose_secret()).await.unwrap().unwrap();
+    assert_eq!(member.role, StaffRole::Dpo);
+    assert_eq!(staff.email_of(&member.id).await.unwrap(), "Ops.Lead@Example.org");
+    // The link works once; an enrolled address cannot be added again.
+    let again = staff.enrol(token, SecretString::from(STRONG), setup.secret.expose_secret(), &code).await;
+    assert!(matches!(again, Err(AppError::Refused(_))));
+    assert!(matches!(staff.add("OPS.LEAD@example.org", StaffRole::Dpo, &operator()).await, Err(AppError::Refused(_))));
+
+    // A right password gives a ticket, never a session: the code is required.
+    let ticket = staff.sign_in("ops.lead@example.org", SecretString::from(STRONG)).await.unwrap().unwrap();
+    assert!(staff.session(ticket.expose_secret()).await.unwrap().is_none(), "a ticket is not a session");
+    // The enrolment's own step was spent: the same code does not sign in.
+    let replay = staff.complete_sign_in(ticket.expose_secret(), &code).await.unwrap();
+    assert_eq!(replay.unwrap_err(), SignInError::Invalid);
+    clock.advance(30_000);
+    let next = coffer_crypto::totp_code(&secret, seconds(&clock)).unwrap();
+    let session = staff.complete_sign_in(ticket.expose_secret(), &next).await.unwrap().unwrap();
+    assert_eq!(session.member, member);
+    // Recovery codes: once each, with spaces and capitals forgiven.
+    let ticket = staff.sign_in("ops.lead@example.org", SecretString::from(STRONG)).await.unwrap().unwrap();
+    let recovery = enrolled.recovery_codes[0].to_uppercase();
+    assert!(staff.complete_sign_in(ticket.expose_secret(), &format!(" {recovery} ")).await.unwrap().is_ok());
+    let ticket = staff.sign_in("ops.lead@example.org", SecretString::from(STRONG)).await.unwrap().unwrap();
+    let reused = staff.complete_sign_in(ticket.expose_secret(), &recovery).await.unwrap();
+    assert_eq!(reused.unwrap_err(), SignInError::Invalid);
+    // Sign-out ends the session.
+    staff.sign_out(session.token.expose_secret()).await.unwrap();
+    assert!(staff.session(session.token.expose_secret()).await.unwrap().is_none());
+    // Added and enrolled are audited, by id only.
+    let added = f.db.audit_entries_for_subject(&format!("{} dpo", member.id)).await.unwrap();
+    assert_eq!(added.iter().filter(|e| e.action == "staff.added").count(), 2, "two links were issued");
+    let enrolled = f.db.audit_entries_for_subject(member.id.as_str()).await.unwrap();
+    assert_eq!(enrolled.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["staff.enrolled"]);
+}
+
+async fn staff_sign_in_refuses_replays_and_the_unenrolled(f: Fixture) {
+    let clock = now_clock();
+    let (staff, pool) = staff(&f, clock.clone());
+    // Not enrolled yet: the same answer and the same work as an unknown address.
+    staff.add("new.hire@example.org", StaffRole::Support, &operator()).await.unwrap();
+    for address in ["new.hire@example.org", "nobody@example.org"] {
+        let before = pool.verifications();
+        let answer = staff.sign_in(address, SecretString::from(STRONG)).await.unwrap();
+        assert_eq!(answer.unwrap_err(), SignInError::Invalid, "{address}");
+        assert_eq!(pool.verifications(), before + 1, "{address}: one argon2id verification");
+    }
+    let (secret, _) = enrolled_staff(&staff, &clock, "reviewer@example.org", StaffRole::Reviewer).await;
+    clock.advance(30_000);
+    let code = coffer_crypto::totp_code(&secret, seconds(&clock)).unwrap();
+    let first = staff.sign_in("reviewer@example.org", SecretString::from(STRONG)).await.unwrap().unwrap();
+    assert!(staff.complete_sign_in(first.expose_secret(), &code).await.unwrap().is_ok());
+    // The ticket is spent, and the same code is not accepted for another ticket.
+    assert_eq!(staff.complete_sign_in(first.expose_secret(), &code).await.unwrap().unwrap_err(), SignInError::Invalid);
+    let second = staff.sign_in("reviewer@example.org", SecretString::from(STRONG)).await.unwrap().unwrap();
+    assert_eq!(staff.complete_sign_in(second.expose_secret(), &code).await.unwrap().unwrap_err(), SignInError::Invalid);
+    // Wrong codes (the replay above was the first) lock the second step.
+    for _ in 0..3 {
+        let r = staff.complete_sign_in(second.expose_secret(), "000000").await.unwrap();
+        assert_eq!(r.unwrap_err(), SignInError::Invalid);
+    }
+    let locked = staff.complete_sign_in(second.expose_secret(), "000000").await.unwrap();
+    assert!(matches!(locked, Err(SignInError::Locked { .. })), "{locked:?}");
+    // Tickets expire after five minutes.
+    clock.advance(5 * 60_000);
+    let late = coffer_crypto::totp_code(&secret, seconds(&clock)).unwrap();
+    assert_eq!(staff.complete_sign_in(second.expose_secret(), &late).await.unwrap().unwrap_err(), SignInError::Invalid);
+    // Wrong passwords lock the address; a customer's failures never count here.
+    for _ in 0..5 {
+        let _ = staff.sign_in("reviewer@example.org", SecretString::from("wrong wrong wrong")).await.unwrap();
+    }
+    let locked = staff.sign_in("reviewer@example.org", SecretString::from(STRONG)).await.unwrap();
+    assert!(matches!(locked, Err(SignInError::Locked { .. })));
+}
+
+async fn disclosures_are_listed_in_the_export(f: Fixture) {
+    let id = f.customers.create(&details(540), &operator()).await.unwrap().id;
+    let other = f.customers.create(&details(541), &operator()).await.unwrap().id;
+    let now = f.clock.now();
+    let records =
+        [(&id, "vendor", "ven_01"), (&id, "authority", "District Court of Example"), (&other, "vendor", "ven_02")];
+    for (n, (customer, kind, recipient)) in records.into_iter().enumerate() {
+        let record = coffer_store::Disclosure {
+            id: coffer_domain::DisclosureId::generate().to_string(),
+            customer_id: customer.clone(),
+            recipient_kind: kind.to_owned(),
+            recipient: recipient.to_owned(),
+            fields: vec!["customers.name".into(), "customers.email".into()],
+            purpose: "Filling the order".into(),
+            legal_basis: "contract".into(),
+            disclosed_at: coffer_domain::Millis(now.0 + i64::try_from(n).unwrap()),
+        };
+        f.db.write(move |tx| Box::pin(async move { coffer_store::insert_disclosure(tx, &record).await }))
+            .await
+            .unwrap();
+    }
+    let export = f.customers.export_by_id(&id, &Reader::TheCustomer).await.unwrap();
+    let listed = export["disclosures"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "only this customer's records: {listed:?}");
+    assert_eq!(listed[0]["recipient_kind"], "vendor");
+    assert_eq!(listed[1]["recipient"], "District Court of Example");
+    assert_eq!(listed[0]["fields"], serde_json::json!(["customers.name", "customers.email"]));
 }

@@ -82,7 +82,46 @@ fn sealed(row: &sqlx::any::AnyRow, column: &str) -> Result<Option<Sealed>, Store
     Ok(row.try_get::<Option<Vec<u8>>, _>(column)?.map(Sealed::from_stored))
 }
 
+/// A message as kept, for the customer's own export.
+#[derive(Clone, Debug)]
+pub struct StoredEmail {
+    pub id: String,
+    pub kind: String,
+    pub status: String,
+    pub created_at: Millis,
+    pub recipient: Option<Sealed>,
+    pub subject: Option<Sealed>,
+    pub body: Option<Sealed>,
+}
+
 impl Db {
+    /// The messages sealed under one data key (a customer's), oldest first.
+    pub async fn emails_sealed_with(&self, key: &DataKeyId) -> Result<Vec<StoredEmail>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, status, created_at, recipient, subject, body FROM outbox_emails \
+             WHERE data_key_id = $1 AND one_off_key = 0 ORDER BY created_at, id",
+        )
+        .bind(key.as_str())
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let sealed = |c: &str| -> Result<Option<Sealed>, StoreError> {
+                    Ok(r.try_get::<Option<Vec<u8>>, _>(c)?.map(Sealed::from_stored))
+                };
+                Ok(StoredEmail {
+                    id: r.try_get("id")?,
+                    kind: r.try_get("kind")?,
+                    status: r.try_get("status")?,
+                    created_at: Millis(r.try_get("created_at")?),
+                    recipient: sealed("recipient")?,
+                    subject: sealed("subject")?,
+                    body: sealed("body")?,
+                })
+            })
+            .collect()
+    }
+
     /// Claims up to `limit` due messages until `now + lease_ms`. On
     /// PostgreSQL rows locked by another worker are skipped; on SQLite the
     /// single writer serialises claims.

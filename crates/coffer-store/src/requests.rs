@@ -77,7 +77,32 @@ pub async fn confirm_privacy_request(
     Ok(Some((id, row.try_get("kind")?, CustomerId::parse(&customer).map_err(StoreError::corrupt)?, deadline)))
 }
 
+fn request_row(r: &sqlx::any::AnyRow) -> Result<PrivacyRequestRow, StoreError> {
+    let customer: String = r.try_get("customer_id")?;
+    Ok(PrivacyRequestRow {
+        id: r.try_get("id")?,
+        customer_id: CustomerId::parse(&customer).map_err(StoreError::corrupt)?,
+        kind: r.try_get("kind")?,
+        jurisdiction: r.try_get("jurisdiction")?,
+        status: r.try_get("status")?,
+        received_at: Millis(r.try_get("received_at")?),
+        deadline_at: r.try_get::<Option<i64>, _>("deadline_at")?.map(Millis),
+    })
+}
+
 impl Db {
+    /// Every request about one customer, oldest first (for their export).
+    pub async fn privacy_requests_of(&self, customer: &CustomerId) -> Result<Vec<PrivacyRequestRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, customer_id, kind, jurisdiction, status, received_at, deadline_at FROM privacy_requests \
+             WHERE customer_id = $1 ORDER BY received_at, id",
+        )
+        .bind(customer.as_str())
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter().map(request_row).collect()
+    }
+
     /// Confirmed requests not yet closed, soonest deadline first.
     pub async fn open_privacy_requests(&self) -> Result<Vec<PrivacyRequestRow>, StoreError> {
         let rows = sqlx::query(
@@ -86,19 +111,6 @@ impl Db {
         )
         .fetch_all(self.readers())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let customer: String = r.try_get("customer_id")?;
-                Ok(PrivacyRequestRow {
-                    id: r.try_get("id")?,
-                    customer_id: CustomerId::parse(&customer).map_err(StoreError::corrupt)?,
-                    kind: r.try_get("kind")?,
-                    jurisdiction: r.try_get("jurisdiction")?,
-                    status: r.try_get("status")?,
-                    received_at: Millis(r.try_get("received_at")?),
-                    deadline_at: r.try_get::<Option<i64>, _>("deadline_at")?.map(Millis),
-                })
-            })
-            .collect()
+        rows.iter().map(request_row).collect()
     }
 }

@@ -247,8 +247,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     println!("Coffer is listening on {base_url}");
     if demo {
         let path = config.data_dir.join("demo-credentials.json");
-        let credentials =
-            coffer_app::demo::credentials(&db, &staff, &base_url).await.context("reading demo data")?;
+        let credentials = coffer_app::demo::credentials(&db, &staff, &base_url).await.context("reading demo data")?;
         let json = serde_json::to_vec_pretty(&credentials).context("writing demo credentials")?;
         std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
         println!("Demo data is loaded; what exists is listed in {}", path.display());

@@ -97,7 +97,10 @@ impl Privacy {
     /// The account service; `base_url` starts the links in its emails.
     /// The customer and staff account services, sharing one password pool
     /// (two hashing threads, as the policy says: at most 2 × 19 MiB).
-    pub fn accounts(&self, base_url: String) -> (coffer_app::accounts::AccountService, coffer_app::accounts::StaffService) {
+    pub fn accounts(
+        &self,
+        base_url: String,
+    ) -> (coffer_app::accounts::AccountService, coffer_app::accounts::StaffService) {
         let pool = coffer_app::accounts::PasswordPool::new(2);
         let staff = coffer_app::accounts::StaffService::new(
             self.db.clone(),
@@ -283,7 +286,10 @@ pub async fn staff(config: &Config, db: Db, command: StaffCommand) -> anyhow::Re
                 other => other?,
             };
             privacy.audit.seal_and_sign().await?;
-            println!("Staff account added ({}). Send this one-time enrolment link to the new staff member;", role.label());
+            println!(
+                "Staff account added ({}). Send this one-time enrolment link to the new staff member;",
+                role.label()
+            );
             println!("it works once, within 3 days, and sets their password and second factor:");
             println!();
             println!("{}", secrecy::ExposeSecret::expose_secret(&link));

@@ -22,7 +22,12 @@ pub(super) async fn failed(db: &Db, key: [u8; 32], clock: &dyn Clock) -> Result<
 }
 
 /// A new session for the subject; the token for the cookie.
-pub(super) async fn open_session(db: &Db, clock: &dyn Clock, kind: &'static str, subject: &str) -> Result<SecretString, AppError> {
+pub(super) async fn open_session(
+    db: &Db,
+    clock: &dyn Clock,
+    kind: &'static str,
+    subject: &str,
+) -> Result<SecretString, AppError> {
     let (token, hash) = new_token()?;
     let now = clock.now();
     let subject = subject.to_owned();
@@ -36,7 +41,12 @@ pub(super) async fn open_session(db: &Db, clock: &dyn Clock, kind: &'static str,
 /// The subject id of a live session of this kind: not revoked, not idle
 /// for 30 minutes, not older than 12 hours. Activity is written at most
 /// once a minute.
-pub(super) async fn live_subject(db: &Db, clock: &dyn Clock, kind: &str, token: &str) -> Result<Option<String>, AppError> {
+pub(super) async fn live_subject(
+    db: &Db,
+    clock: &dyn Clock,
+    kind: &str,
+    token: &str,
+) -> Result<Option<String>, AppError> {
     let hash = token_hash(token);
     let Some(row) = db.live_session(&hash).await? else { return Ok(None) };
     let now = clock.now();

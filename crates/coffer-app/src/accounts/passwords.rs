@@ -6,6 +6,7 @@
 
 use crate::AppError;
 use secrecy::{ExposeSecret, SecretString};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::oneshot;
 
@@ -20,6 +21,9 @@ const HASHING_PRIORITY: u8 = 0;
 #[derive(Clone)]
 pub struct PasswordPool {
     jobs: mpsc::Sender<Job>,
+    /// Verifications run so far, real or against the dummy: lets tests
+    /// prove an unknown address costs a verification like a known one.
+    verifications: Arc<AtomicU64>,
 }
 
 impl PasswordPool {
@@ -46,7 +50,7 @@ impl PasswordPool {
                 tracing::error!(error = %e, "a password hashing thread could not start");
             }
         }
-        PasswordPool { jobs }
+        PasswordPool { jobs, verifications: Arc::new(AtomicU64::new(0)) }
     }
 
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
@@ -67,7 +71,9 @@ impl PasswordPool {
     /// Checks a password against a stored hash; with no hash (no such
     /// account) the same work runs against a dummy and the answer is false.
     pub async fn verify(&self, password: SecretString, stored: Option<String>) -> Result<bool, AppError> {
+        let verifications = self.verifications.clone();
         self.run(move || {
+            verifications.fetch_add(1, Ordering::Relaxed);
             let password = password.expose_secret().as_bytes();
             match stored {
                 Some(phc) => coffer_crypto::verify_password(password, &phc),
@@ -78,6 +84,13 @@ impl PasswordPool {
             }
         })
         .await
+    }
+}
+
+impl PasswordPool {
+    /// How many verifications (real or dummy) have run.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 }
 
@@ -94,7 +107,7 @@ fn lower_priority() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hashes_verify_and_unknown_accounts_do_the_same_work() {
@@ -103,9 +116,11 @@ mod tests {
         assert!(pool.verify(SecretString::from("orbit velvet canyon 42"), Some(phc.clone())).await.unwrap());
         assert!(!pool.verify(SecretString::from("orbit velvet canyon 43"), Some(phc)).await.unwrap());
         // Unknown account: false, after a real argon2id verification.
+        let before = pool.verifications();
         let started = std::time::Instant::now();
         assert!(!pool.verify(SecretString::from("whatever it is"), None).await.unwrap());
         assert!(started.elapsed() > std::time::Duration::from_millis(1), "the dummy hash was computed");
+        assert_eq!(pool.verifications(), before + 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

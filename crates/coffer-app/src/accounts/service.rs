@@ -103,7 +103,6 @@ fn totp_ctx<'a>(customer: &'a CustomerId, key_id: &'a coffer_domain::DataKeyId) 
     FieldContext { table: "accounts", column: "totp_secret", row_id: customer.as_str(), data_key_id: key_id.as_str() }
 }
 
-
 fn password_ctx<'a>(customer: &'a CustomerId, key_id: &'a coffer_domain::DataKeyId) -> FieldContext<'a> {
     FieldContext { table: "accounts", column: "password_hash", row_id: customer.as_str(), data_key_id: key_id.as_str() }
 }
@@ -264,7 +263,11 @@ impl AccountService {
                 let seconds = u64::try_from(now.0 / 1000).unwrap_or(0);
                 match coffer_crypto::check_totp(&secret, code, seconds) {
                     Some(step) => self.db.accept_totp_step(&customer, i64::try_from(step).unwrap_or(i64::MAX)).await?,
-                    None => self.db.use_recovery_code(&customer, token_hash(&super::staff::normalise_code(code)), now).await?,
+                    None => {
+                        self.db
+                            .use_recovery_code(&customer, token_hash(&super::staff::normalise_code(code)), now)
+                            .await?
+                    }
                 }
             }
             None => false,

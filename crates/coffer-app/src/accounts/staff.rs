@@ -97,7 +97,9 @@ impl StaffService {
                 };
                 self.db
                     .write(move |tx| {
-                        Box::pin(async move { coffer_store::insert_staff_member(tx, &member).await.map_err(AppError::from) })
+                        Box::pin(
+                            async move { coffer_store::insert_staff_member(tx, &member).await.map_err(AppError::from) },
+                        )
                     })
                     .await?;
                 id
@@ -127,11 +129,17 @@ impl StaffService {
     }
 
     async fn key_of(&self, row: &StaffRow) -> Result<DataKey, AppError> {
-        let key_id = DataKeyId::parse(&row.data_key_id).map_err(|_| AppError::Keys("a staff data key id is not valid".into()))?;
+        let key_id = DataKeyId::parse(&row.data_key_id)
+            .map_err(|_| AppError::Keys("a staff data key id is not valid".into()))?;
         self.vault.data_key(&key_id).await?.ok_or(AppError::Erased)
     }
 
-    async fn open(&self, row: &StaffRow, column: &'static str, sealed: &Sealed) -> Result<Zeroizing<Vec<u8>>, AppError> {
+    async fn open(
+        &self,
+        row: &StaffRow,
+        column: &'static str,
+        sealed: &Sealed,
+    ) -> Result<Zeroizing<Vec<u8>>, AppError> {
         let key = self.key_of(row).await?;
         Ok(open_field(&key, &ctx(&row.id, column, &row.data_key_id), sealed)?)
     }

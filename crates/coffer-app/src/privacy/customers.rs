@@ -375,6 +375,64 @@ impl CustomerService {
                 "retention": field.retention,
             }));
         }
+        let open_text = |email: &coffer_store::StoredEmail, column: &'static str, sealed: &Option<Sealed>| {
+            sealed
+                .as_ref()
+                .map(|s| {
+                    open_field(&key, &crate::mail::ctx(&email.id, column, &stored.data_key_id), s)
+                        .map(|plain| String::from_utf8_lossy(&plain).into_owned())
+                })
+                .transpose()
+        };
+        let mut messages = Vec::new();
+        for email in self.db.emails_sealed_with(&stored.data_key_id).await? {
+            messages.push(json!({
+                "id": email.id,
+                "kind": email.kind,
+                "status": email.status,
+                "created_at_ms": email.created_at.0,
+                "to": open_text(&email, "recipient", &email.recipient)?,
+                "subject": open_text(&email, "subject", &email.subject)?,
+                "body": open_text(&email, "body", &email.body)?,
+            }));
+        }
+        let requests: Vec<serde_json::Value> = self
+            .db
+            .privacy_requests_of(&id)
+            .await?
+            .into_iter()
+            .map(|r| {
+                json!({
+                    "id": r.id,
+                    "kind": r.kind,
+                    "jurisdiction": r.jurisdiction,
+                    "status": r.status,
+                    "received_at_ms": r.received_at.0,
+                    "deadline_at_ms": r.deadline_at.map(|d| d.0),
+                })
+            })
+            .collect();
+        let disclosures: Vec<serde_json::Value> = self
+            .db
+            .disclosures_about(&id)
+            .await?
+            .into_iter()
+            .map(|d| {
+                json!({
+                    "id": d.id,
+                    "recipient_kind": d.recipient_kind,
+                    "recipient": d.recipient,
+                    "fields": d.fields,
+                    "purpose": d.purpose,
+                    "legal_basis": d.legal_basis,
+                    "disclosed_at_ms": d.disclosed_at.0,
+                })
+            })
+            .collect();
+        let account = json!({
+            "password_set": self.db.account_password(&id).await?.is_some(),
+            "second_factor": self.db.account_totp(&id).await?.is_some(),
+        });
         if let Reader::Other(actor) = reader {
             self.audit(actor, AuditAction::CustomerExported, &id).await?;
         }
@@ -383,6 +441,10 @@ impl CustomerService {
             "created_at_ms": stored.created_at.0,
             "updated_at_ms": stored.updated_at.0,
             "personal_data": fields,
+            "account": account,
+            "messages": messages,
+            "privacy_requests": requests,
+            "disclosures": disclosures,
         }))
     }
 }

@@ -56,6 +56,67 @@ pub fn export_html(export: &serde_json::Value) -> String {
             escape(&recipients.join(", ")),
         ));
     }
+    let mut more = String::new();
+    let account = &export["account"];
+    if account.is_object() {
+        let yes_no = |v: &serde_json::Value| if v.as_bool() == Some(true) { "yes" } else { "no" };
+        more.push_str(&format!(
+            "<h2>Your account</h2>\n<p>Password set: {}. Two-step sign-in: {}.</p>\n",
+            yes_no(&account["password_set"]),
+            yes_no(&account["second_factor"])
+        ));
+    }
+    let list = |key: &str| export[key].as_array().cloned().unwrap_or_default();
+    more.push_str("<h2>Messages we keep (90 days)</h2>\n");
+    let messages = list("messages");
+    if messages.is_empty() {
+        more.push_str("<p>None.</p>\n");
+    }
+    for m in &messages {
+        more.push_str(&format!(
+            "<h3>{}</h3>\n<p>To {} ({}, {})</p>\n<pre>{}</pre>\n",
+            escape(m["subject"].as_str().unwrap_or("(no subject)")),
+            escape(m["to"].as_str().unwrap_or_default()),
+            escape(m["kind"].as_str().unwrap_or_default()),
+            escape(m["status"].as_str().unwrap_or_default()),
+            escape(m["body"].as_str().unwrap_or_default()),
+        ));
+    }
+    more.push_str("<h2>Your data requests</h2>\n");
+    let requests = list("privacy_requests");
+    if requests.is_empty() {
+        more.push_str("<p>None.</p>\n");
+    } else {
+        more.push_str("<ul>\n");
+        for r in &requests {
+            more.push_str(&format!(
+                "<li>{} ({}): {}</li>\n",
+                escape(r["kind"].as_str().unwrap_or_default()),
+                escape(r["jurisdiction"].as_str().unwrap_or_default()),
+                escape(&r["status"].as_str().unwrap_or_default().replace('_', " ")),
+            ));
+        }
+        more.push_str("</ul>\n");
+    }
+    more.push_str("<h2>Who received your data</h2>\n");
+    let disclosures = list("disclosures");
+    if disclosures.is_empty() {
+        more.push_str("<p>No one outside Coffer has received your data.</p>\n");
+    } else {
+        more.push_str("<ul>\n");
+        for d in &disclosures {
+            let fields: Vec<&str> = d["fields"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
+            more.push_str(&format!(
+                "<li>{} {}: {}, for {} ({})</li>\n",
+                escape(&d["recipient_kind"].as_str().unwrap_or_default().replace('_', " ")),
+                escape(d["recipient"].as_str().unwrap_or_default()),
+                escape(&fields.join(", ")),
+                escape(d["purpose"].as_str().unwrap_or_default()),
+                escape(&d["legal_basis"].as_str().unwrap_or_default().replace('_', " ")),
+            ));
+        }
+        more.push_str("</ul>\n");
+    }
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Your data held by Coffer</title>\n\
          <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}\
@@ -63,7 +124,7 @@ pub fn export_html(export: &serde_json::Value) -> String {
          border-bottom:1px solid #ddd}}</style></head>\n<body><h1>Your data held by Coffer</h1>\n\
          <p>Customer id {}. This is everything we hold about you, why, and who receives it.</p>\n\
          <table><thead><tr><th>Data</th><th>Value</th><th>Why we hold it</th><th>Legal basis</th>\
-         <th>Shared with</th></tr></thead><tbody>\n{rows}</tbody></table></body></html>\n",
+         <th>Shared with</th></tr></thead><tbody>\n{rows}</tbody></table>\n{more}</body></html>\n",
         escape(export["customer_id"].as_str().unwrap_or_default())
     )
 }

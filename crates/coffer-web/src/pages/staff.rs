@@ -266,12 +266,14 @@ async fn sign_in_code(
             .into_response();
     }
     match state.staff.complete_sign_in(&form.ticket, &form.code).await {
-        Ok(Ok(session)) => with_cookie(
-            see_other("/staff"),
-            &state.cookie_rule.set_cookie(STAFF_COOKIE, session.token.expose_secret()),
-        ),
+        Ok(Ok(session)) => {
+            with_cookie(see_other("/staff"), &state.cookie_rule.set_cookie(STAFF_COOKIE, session.token.expose_secret()))
+        }
         Ok(Err(SignInError::Invalid)) => {
-            let page = CodePage { message: Some("That code is not right, or the step timed out.".into()), ticket: form.ticket };
+            let page = CodePage {
+                message: Some("That code is not right, or the step timed out.".into()),
+                ticket: form.ticket,
+            };
             (StatusCode::UNAUTHORIZED, render(&page)).into_response()
         }
         Ok(Err(SignInError::Locked { retry_after_ms })) => locked_answer(
@@ -417,7 +419,12 @@ async fn members(_staff: Staff<Admin>, State(state): State<AppState>) -> Respons
         Ok(list) => render(&MembersPage {
             members: list
                 .into_iter()
-                .map(|(id, role, email, enrolled)| MemberLine { id: id.to_string(), role: role.label(), email, enrolled })
+                .map(|(id, role, email, enrolled)| MemberLine {
+                    id: id.to_string(),
+                    role: role.label(),
+                    email,
+                    enrolled,
+                })
                 .collect(),
         }),
         Err(e) => failure(e),

@@ -304,13 +304,13 @@ async fn per_ip_limit_answers_429_and_ignores_forged_forwarded_for() {
     assert_eq!(client().get(server.url("/account")).send().await.unwrap().status(), StatusCode::OK);
 }
 
-fn field_value(html: &str, name: &str) -> String {
+pub(crate) fn field_value(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker).unwrap_or_else(|| panic!("a {name} field in {html}")) + marker.len();
     html[start..].chars().take_while(|c| *c != '"').collect()
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
@@ -396,7 +396,7 @@ async fn two_step_sign_in_with_totp_and_recovery_codes(server: TestServer) {
 
 /// The text of the newest message in the server's mail folder that
 /// contains `needle`, with quoted-printable soft breaks undone.
-async fn mail_containing(server: &TestServer, needle: &str) -> String {
+pub(crate) async fn mail_containing(server: &TestServer, needle: &str) -> String {
     for _ in 0..100 {
         let found = std::fs::read_dir(server.data_dir.join("mail"))
             .into_iter()

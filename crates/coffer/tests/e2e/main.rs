@@ -12,6 +12,7 @@ mod browser;
 mod cli;
 mod privacy;
 mod shutdown;
+mod staff;
 
 use coffer_testkit::{TestBackend, TestServer};
 

@@ -1,0 +1,164 @@
+//! The staff console over HTTP: enrolment from `coffer staff add`, sign-in
+//! that always asks for the TOTP code, and every page refusing everyone its
+//! role does not name.
+
+use crate::accounts::{field_value, unix_now};
+use crate::{client, on_both_backends};
+use coffer_testkit::TestServer;
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
+
+on_both_backends!(staff_add_prints_a_link_that_enrols_with_totp, staff_pages_refuse_everyone_else);
+
+fn staff_cookie(response: &reqwest::Response) -> String {
+    let set = response.headers().get(SET_COOKIE).expect("a staff session cookie").to_str().unwrap().to_owned();
+    assert!(set.starts_with("coffer_staff=") && set.contains("HttpOnly") && set.contains("SameSite=Lax"), "{set}");
+    set.split(';').next().unwrap().to_owned()
+}
+
+async fn get(server: &TestServer, path: &str, cookie: &str) -> reqwest::Response {
+    client().get(server.url(path)).header(COOKIE, cookie).send().await.unwrap()
+}
+
+/// Signs a demo staff member in with password and TOTP; the cookie.
+async fn demo_staff_session(server: &TestServer, role: &str) -> String {
+    let creds = server.demo_credentials();
+    let member = creds["staff"].as_array().unwrap().iter().find(|s| s["role"] == role).unwrap().clone();
+    let step_one = client()
+        .post(server.url("/staff/sign-in"))
+        .form(&[("email", member["email"].as_str().unwrap()), ("password", member["password"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(step_one.status(), StatusCode::OK);
+    assert!(step_one.headers().get(SET_COOKIE).is_none(), "no session before the code");
+    let ticket = field_value(&step_one.text().await.unwrap(), "ticket");
+    let secret = coffer_crypto::totp_secret_from_base32(member["totp_secret"].as_str().unwrap()).unwrap();
+    let code = coffer_crypto::totp_code(&secret, unix_now()).unwrap();
+    let done = client()
+        .post(server.url("/staff/sign-in/code"))
+        .form(&[("ticket", ticket.as_str()), ("code", code.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER, "{role}");
+    staff_cookie(&done)
+}
+
+async fn staff_add_prints_a_link_that_enrols_with_totp(server: TestServer) {
+    let out = server.cli(&["staff", "add", "--email", "nina.ops@example.org", "--role", "reviewer"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let link = stdout.lines().find(|l| l.contains("/staff/enrol/")).expect("an enrolment link").trim().to_owned();
+    let path = &link[link.find("/staff/enrol/").unwrap()..];
+    // Bad input is refused with a message and a non-zero exit.
+    let bad = server.cli(&["staff", "add", "--email", "not-an-address", "--role", "reviewer"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a valid email address"));
+    let role = server.cli(&["staff", "add", "--email", "x@example.org", "--role", "root"]);
+    assert!(!role.status.success());
+
+    let page = get(&server, path, "").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let secret_text = field_value(&html, "secret");
+    assert!(html.contains("otpauth://totp/Coffer"), "{html}");
+    let secret = coffer_crypto::totp_secret_from_base32(&secret_text).unwrap();
+    let code = coffer_crypto::totp_code(&secret, unix_now()).unwrap();
+    let enrol = |password: &'static str, code: String| {
+        let url = server.url(path);
+        let secret_text = secret_text.clone();
+        async move {
+            client()
+                .post(url)
+                .form(&[("password", password), ("secret", secret_text.as_str()), ("code", code.as_str())])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let weak = enrol("password", code.clone()).await;
+    assert_eq!(weak.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(weak.text().await.unwrap().contains(&secret_text), "the same key is shown again");
+    let done = enrol("nina reviews harbor lights", code.clone()).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    let cookie = staff_cookie(&done);
+    let shown = done.text().await.unwrap();
+    assert_eq!(shown.matches("<li><code>").count(), 10, "ten recovery codes: {shown}");
+    assert!(get(&server, "/staff", &cookie).await.text().await.unwrap().contains("Fraud reviewer"));
+    // The link works once.
+    assert_eq!(get(&server, path, "").await.status(), StatusCode::GONE);
+    assert_eq!(enrol("nina reviews harbor lights", code).await.status(), StatusCode::GONE);
+    // A reviewer opens neither the DPO's nor the admin's pages.
+    assert_eq!(get(&server, "/staff/requests", &cookie).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(get(&server, "/staff/members", &cookie).await.status(), StatusCode::FORBIDDEN);
+    // Listed for the admin, enrolled.
+    let list = server.cli(&["staff", "list"]);
+    let listed = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(listed.lines().any(|l| l.contains("nina.ops@example.org") && l.ends_with("enrolled")), "{listed}");
+}
+
+async fn staff_pages_refuse_everyone_else(server: TestServer) {
+    // Nobody signed in: sent to the staff sign-in.
+    for path in ["/staff/requests", "/staff/members"] {
+        let r = get(&server, path, "").await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(r.headers()[LOCATION], "/staff");
+    }
+    // A customer session is no staff session, under either cookie name.
+    let creds = server.demo_credentials();
+    let customer = client()
+        .post(server.url("/account/sign-in"))
+        .form(&[
+            ("email", creds["customer"]["email"].as_str().unwrap()),
+            ("password", creds["customer"]["password"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let customer_cookie = customer.headers()[SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let customer_token = customer_cookie.split_once('=').unwrap().1.to_owned();
+    for cookie in [customer_cookie.clone(), format!("coffer_staff={customer_token}")] {
+        assert_eq!(get(&server, "/staff/requests", &cookie).await.status(), StatusCode::SEE_OTHER, "{cookie}");
+    }
+    // A wrong password and a foreign origin are refused.
+    let wrong = client()
+        .post(server.url("/staff/sign-in"))
+        .form(&[("email", "dpo@demo.coffer.test"), ("password", "not the password at all")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let foreign = client()
+        .post(server.url("/staff/sign-in"))
+        .header(ORIGIN, "https://evil.example")
+        .form(&[("email", "dpo@demo.coffer.test"), ("password", "whatever")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+
+    let dpo = demo_staff_session(&server, "dpo").await;
+    assert_eq!(get(&server, "/staff/requests", &dpo).await.status(), StatusCode::OK);
+    assert_eq!(get(&server, "/staff/members", &dpo).await.status(), StatusCode::FORBIDDEN);
+    // A staff session is no customer session either.
+    let dpo_token = dpo.split_once('=').unwrap().1;
+    let account = get(&server, "/account", &format!("coffer_session={dpo_token}")).await.text().await.unwrap();
+    assert!(account.contains("<title>Sign in · Coffer</title>"), "{account}");
+    let admin = demo_staff_session(&server, "admin").await;
+    let members = get(&server, "/staff/members", &admin).await;
+    assert_eq!(members.status(), StatusCode::OK);
+    let members = members.text().await.unwrap();
+    for role in ["support", "reviewer", "dpo", "admin"] {
+        assert!(members.contains(&format!("{role}@demo.coffer.test")), "{members}");
+    }
+    assert_eq!(get(&server, "/staff/requests", &admin).await.status(), StatusCode::OK, "admins open every page");
+    // Sign-out needs the session's CSRF token, then ends the session.
+    let no_token = client().post(server.url("/staff/sign-out")).header(COOKIE, &dpo).form(&[("csrf", "")]).send();
+    assert_eq!(no_token.await.unwrap().status(), StatusCode::FORBIDDEN);
+    let home = get(&server, "/staff", &dpo).await.text().await.unwrap();
+    let csrf = field_value(&home, "csrf");
+    let out = client().post(server.url("/staff/sign-out")).header(COOKIE, &dpo).form(&[("csrf", csrf.as_str())]);
+    assert_eq!(out.send().await.unwrap().status(), StatusCode::SEE_OTHER);
+    assert_eq!(get(&server, "/staff/requests", &dpo).await.status(), StatusCode::SEE_OTHER, "the session ended");
+}
