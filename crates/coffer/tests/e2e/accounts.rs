@@ -456,3 +456,94 @@ async fn written_request_is_confirmed_from_the_inbox_with_its_deadline(server: T
     let export = server.cli(&["export", "--email", &email]);
     assert!(export.status.success(), "the customer still exists");
 }
+
+/// The path of the first link in a message that starts with `prefix`.
+fn link_in(message: &str, prefix: &str) -> String {
+    let start = message.find(prefix).unwrap_or_else(|| panic!("a {prefix} link in {message}"));
+    message[start..].chars().take_while(|c| !c.is_whitespace()).collect()
+}
+
+/// The whole customer path in a real browser, reading the emails as the
+/// customer would: emailed link → set password → sign in → turn on TOTP →
+/// sign in with TOTP → download data → delete the account → sign-in fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_customer_path_in_the_browser() {
+    let server = crate::server(coffer_testkit::TestBackend::Sqlite).await;
+    let (email, _) = demo_customer(&server);
+    let password = "copper kettle sunrise 88";
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let browser = Browser::start().await;
+
+    // A link by email, and the password it sets.
+    browser.goto(&server.url("/account")).await;
+    browser.wait_for_title("Sign in · Coffer").await;
+    browser.fill(&browser.find("#link-email").await, &email).await;
+    browser.click(&browser.find("form[action='/account/link'] button").await).await;
+    browser.wait_for_title("Check your email · Coffer").await;
+    let link = link_in(&mail_containing(&server, "/account/link/").await, "/account/link/");
+    browser.goto(&server.url(&link)).await;
+    browser.wait_for_title("Set your password · Coffer").await;
+    browser.fill(&browser.find("#password").await, password).await;
+    browser.click(&browser.find("form button").await).await;
+    browser.wait_for_title("Your account · Coffer").await;
+
+    // Sign out, and in again with the new password.
+    browser.click(&browser.find("form[action='/account/sign-out'] button").await).await;
+    browser.wait_for_title("Sign in · Coffer").await;
+    browser.fill(&browser.find("#email").await, &email).await;
+    browser.fill(&browser.find("#password").await, password).await;
+    browser.click(&browser.find("form[action='/account/sign-in'] button").await).await;
+    browser.wait_for_title("Your account · Coffer").await;
+
+    // Two-step sign-in on, with a code computed as the phone app would.
+    browser.click(&browser.find("form[action='/account/totp/start'] button").await).await;
+    browser.wait_for_title("Two-step sign-in · Coffer").await;
+    let secret =
+        coffer_crypto::totp_secret_from_base32(&browser.text(&browser.find("#totp-secret").await).await).unwrap();
+    browser.fill(&browser.find("#code").await, &coffer_crypto::totp_code(&secret, unix_now()).unwrap()).await;
+    browser.click(&browser.find("form[action='/account/totp/enable'] button").await).await;
+    browser.wait_for_title("Two-step sign-in · Coffer").await;
+    assert_eq!(browser.count("ul.codes li").await, 10, "ten recovery codes shown once");
+    browser.screenshot(&dir.join("path-recovery-codes.png")).await;
+    browser.goto(&server.url("/account")).await;
+    browser.wait_for_title("Your account · Coffer").await;
+    browser.click(&browser.find("form[action='/account/sign-out'] button").await).await;
+    browser.wait_for_title("Sign in · Coffer").await;
+    browser.fill(&browser.find("#email").await, &email).await;
+    browser.fill(&browser.find("#password").await, password).await;
+    browser.click(&browser.find("form[action='/account/sign-in'] button").await).await;
+    browser.wait_for_title("Enter your code · Coffer").await;
+    // The next step's code: the one that turned TOTP on is spent.
+    browser.fill(&browser.find("#code").await, &coffer_crypto::totp_code(&secret, unix_now() + 30).unwrap()).await;
+    browser.click(&browser.find("form[action='/account/sign-in/code'] button").await).await;
+    browser.wait_for_title("Your account · Coffer").await;
+
+    // Download my data: the readable page.
+    browser.goto(&server.url("/account/data")).await;
+    browser.wait_for_title("Your data held by Coffer").await;
+    let body = browser.text(&browser.find("body").await).await;
+    assert!(body.contains(&email) && body.contains("Two-step sign-in: yes"), "{body}");
+    assert!(body.contains("Your Coffer sign-in link"), "the kept message is listed: {body}");
+    browser.screenshot(&dir.join("path-my-data.png")).await;
+
+    // Delete the account with the password; the confirmation arrives.
+    browser.goto(&server.url("/account/delete")).await;
+    browser.wait_for_title("Delete your account · Coffer").await;
+    browser.fill(&browser.find("#password").await, password).await;
+    browser.click(&browser.find("form[action='/account/delete'] button").await).await;
+    let deleted = mail_containing(&server, "have been deleted").await;
+    assert!(deleted.contains("Invoices stay"), "{deleted}");
+    assert!(browser.cookies().await.iter().all(|c| c["name"] != "coffer_session"), "signed out");
+
+    // Signing in no longer works, with the same answer as for any wrong password.
+    browser.goto(&server.url("/account")).await;
+    browser.wait_for_title("Sign in · Coffer").await;
+    browser.fill(&browser.find("#email").await, &email).await;
+    browser.fill(&browser.find("#password").await, password).await;
+    browser.click(&browser.find("form[action='/account/sign-in'] button").await).await;
+    browser.wait_for_title("Sign in · Coffer").await;
+    let notice = browser.text(&browser.find(".notice").await).await;
+    assert_eq!(notice, "The email address or password is not right.");
+    browser.screenshot(&dir.join("path-after-deletion.png")).await;
+}
