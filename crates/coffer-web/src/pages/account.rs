@@ -8,8 +8,9 @@ use crate::AppState;
 use askama::Template;
 use axum::Form;
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, OptionalFromRequestParts, Path, Request, State};
 use axum::http::header::{COOKIE, HOST, LOCATION, ORIGIN, RETRY_AFTER, SET_COOKIE};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -243,11 +244,10 @@ pub(super) fn failure(e: AppError) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, render(&page)).into_response()
 }
 
-async fn account(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match signed_in(&state, &headers).await {
-        Ok(Some((customer, token))) => overview(&state, &customer, &token, None).await.unwrap_or_else(failure),
-        Ok(None) => render(&SignInPage { message: None, email: String::new() }),
-        Err(e) => failure(e),
+async fn account(State(state): State<AppState>, customer: Option<Customer>) -> Response {
+    match customer {
+        Some(Customer { id, token }) => overview(&state, &id, &token, None).await.unwrap_or_else(failure),
+        None => render(&SignInPage { message: None, email: String::new() }),
     }
 }
 
@@ -379,51 +379,126 @@ struct CsrfForm {
     csrf: String,
 }
 
-/// A signed-in POST: same origin and the session's CSRF token, or refused.
-async fn checked_session(
-    state: &AppState,
-    headers: &HeaderMap,
-    csrf: &str,
-) -> Result<Option<(CustomerId, String)>, Response> {
-    if !same_origin(headers) {
-        return Err(forbidden());
-    }
-    match signed_in(state, headers).await {
-        Ok(Some((customer, token))) if state.accounts.csrf_matches(&token, csrf) => Ok(Some((customer, token))),
-        Ok(Some(_)) => Err(forbidden()),
-        Ok(None) => Ok(None),
-        Err(e) => Err(failure(e)),
+/// A signed-in customer: the id and the session token (for the CSRF token
+/// of the page's forms). Without a live session the page answers with the
+/// sign-in (a redirect to `/account`).
+pub(super) struct Customer {
+    id: CustomerId,
+    token: String,
+}
+
+impl OptionalFromRequestParts<AppState> for Customer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Response> {
+        let session = signed_in(state, &parts.headers).await.map_err(failure)?;
+        Ok(session.map(|(id, token)| Customer { id, token }))
     }
 }
+
+impl FromRequestParts<AppState> for Customer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        <Self as OptionalFromRequestParts<AppState>>::from_request_parts(parts, state)
+            .await?
+            .ok_or_else(|| see_other("/account"))
+    }
+}
+
+/// A form whose `csrf` field carries the session's CSRF token.
+pub(super) trait CarriesCsrf {
+    fn csrf(&self) -> &str;
+}
+
+/// A signed-in customer's form post: same origin, a live session, and the
+/// session's CSRF token in the form; otherwise 403 (or the sign-in).
+pub(super) struct CustomerPost<T> {
+    customer: Customer,
+    form: T,
+}
+
+impl<T> FromRequest<AppState> for CustomerPost<T>
+where
+    T: serde::de::DeserializeOwned + CarriesCsrf + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        if !same_origin(&parts.headers) {
+            return Err(forbidden());
+        }
+        let customer = <Customer as FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await?;
+        let Form(form) = Form::<T>::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !state.accounts.csrf_matches(&customer.token, form.csrf()) {
+            return Err(forbidden());
+        }
+        Ok(CustomerPost { customer, form })
+    }
+}
+
+macro_rules! carries_csrf {
+    ($($form:ty),*) => {$(
+        impl CarriesCsrf for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        }
+    )*};
+}
+
+carries_csrf!(CsrfForm, DetailsForm, ChangePasswordForm, DeleteForm, TotpEnableForm, PasswordConfirmForm);
 
 fn signed_out(state: &AppState) -> Response {
     with_cookie(see_other("/account"), &state.cookie_rule.clear_cookie(SESSION_COOKIE))
 }
 
-async fn sign_out(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
-    match checked_session(&state, &headers, &form.csrf).await {
-        Ok(Some((_, token))) => match state.accounts.sign_out(&token).await {
-            Ok(()) => signed_out(&state),
-            Err(e) => failure(e),
-        },
-        Ok(None) => signed_out(&state),
-        Err(response) => response,
+/// Signing out needs the session's CSRF token; without a live session
+/// the (dead) cookie is cleared all the same.
+async fn sign_out_with(
+    state: &AppState,
+    customer: Option<Customer>,
+    headers: &HeaderMap,
+    csrf: &str,
+    everywhere: bool,
+) -> Response {
+    if !same_origin(headers) {
+        return forbidden();
     }
+    let Some(customer) = customer else { return signed_out(state) };
+    if !state.accounts.csrf_matches(&customer.token, csrf) {
+        return forbidden();
+    }
+    let ended = if everywhere {
+        state.accounts.sign_out_everywhere(&customer.id).await.map(drop)
+    } else {
+        state.accounts.sign_out(&customer.token).await
+    };
+    match ended {
+        Ok(()) => signed_out(state),
+        Err(e) => failure(e),
+    }
+}
+
+async fn sign_out(
+    State(state): State<AppState>,
+    customer: Option<Customer>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    sign_out_with(&state, customer, &headers, &form.csrf, false).await
 }
 
 async fn sign_out_everywhere(
     State(state): State<AppState>,
+    customer: Option<Customer>,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    match checked_session(&state, &headers, &form.csrf).await {
-        Ok(Some((customer, _))) => match state.accounts.sign_out_everywhere(&customer).await {
-            Ok(_) => signed_out(&state),
-            Err(e) => failure(e),
-        },
-        Ok(None) => signed_out(&state),
-        Err(response) => response,
-    }
+    sign_out_with(&state, customer, &headers, &form.csrf, true).await
 }
 
 #[derive(Deserialize)]
@@ -447,12 +522,8 @@ struct DetailsForm {
     country: String,
 }
 
-async fn update_details(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<DetailsForm>) -> Response {
-    let (customer, token) = match checked_session(&state, &headers, &form.csrf).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return see_other("/account"),
-        Err(response) => return response,
-    };
+async fn update_details(State(state): State<AppState>, post: CustomerPost<DetailsForm>) -> Response {
+    let CustomerPost { customer: Customer { id: customer, token }, form } = post;
     let current = match state.accounts.own_record(&customer).await {
         Ok(record) => record.details,
         Err(e) => return failure(e),
@@ -506,16 +577,8 @@ struct ChangePasswordForm {
     new: String,
 }
 
-async fn change_password(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<ChangePasswordForm>,
-) -> Response {
-    let (customer, token) = match checked_session(&state, &headers, &form.csrf).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return see_other("/account"),
-        Err(response) => return response,
-    };
+async fn change_password(State(state): State<AppState>, post: CustomerPost<ChangePasswordForm>) -> Response {
+    let CustomerPost { customer: Customer { id: customer, token }, form } = post;
     if form.current.len() > 1024 || form.new.len() > 1024 {
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -544,23 +607,17 @@ async fn change_password(
     }
 }
 
-async fn data_export(state: &AppState, headers: &HeaderMap) -> Result<Option<serde_json::Value>, AppError> {
-    let Some((customer, _)) = signed_in(state, headers).await? else { return Ok(None) };
+async fn data_page(State(state): State<AppState>, customer: Customer) -> Response {
     // The customer's own download: not audited, as the policy says.
-    Ok(Some(state.accounts.own_export(&customer).await?))
-}
-
-async fn data_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match data_export(&state, &headers).await {
-        Ok(Some(export)) => axum::response::Html(coffer_app::privacy::export_html(&export)).into_response(),
-        Ok(None) => see_other("/account"),
+    match state.accounts.own_export(&customer.id).await {
+        Ok(export) => axum::response::Html(coffer_app::privacy::export_html(&export)).into_response(),
         Err(e) => failure(e),
     }
 }
 
-async fn data_json(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match data_export(&state, &headers).await {
-        Ok(Some(export)) => (
+async fn data_json(State(state): State<AppState>, customer: Customer) -> Response {
+    match state.accounts.own_export(&customer.id).await {
+        Ok(export) => (
             [
                 (axum::http::header::CONTENT_TYPE, "application/json"),
                 (axum::http::header::CONTENT_DISPOSITION, "attachment; filename=\"coffer-my-data.json\""),
@@ -568,17 +625,12 @@ async fn data_json(State(state): State<AppState>, headers: HeaderMap) -> Respons
             serde_json::to_string_pretty(&export).unwrap_or_default(),
         )
             .into_response(),
-        Ok(None) => see_other("/account"),
         Err(e) => failure(e),
     }
 }
 
-async fn delete_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match signed_in(&state, &headers).await {
-        Ok(Some((_, token))) => render(&DeletePage { message: None, csrf: state.accounts.csrf_token(&token) }),
-        Ok(None) => see_other("/account"),
-        Err(e) => failure(e),
-    }
+async fn delete_page(State(state): State<AppState>, customer: Customer) -> Response {
+    render(&DeletePage { message: None, csrf: state.accounts.csrf_token(&customer.token) })
 }
 
 #[derive(Deserialize)]
@@ -588,12 +640,8 @@ struct DeleteForm {
     password: String,
 }
 
-async fn delete_account(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<DeleteForm>) -> Response {
-    let (customer, token) = match checked_session(&state, &headers, &form.csrf).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return see_other("/account"),
-        Err(response) => return response,
-    };
+async fn delete_account(State(state): State<AppState>, post: CustomerPost<DeleteForm>) -> Response {
+    let CustomerPost { customer: Customer { id: customer, token }, form } = post;
     match state.accounts.delete_account(&customer, SecretString::from(form.password)).await {
         Ok(()) => {
             let page = MessagePage {
@@ -668,12 +716,8 @@ async fn sign_in_code(
     }
 }
 
-async fn totp_start(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
-    let (customer, token) = match checked_session(&state, &headers, &form.csrf).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return see_other("/account"),
-        Err(response) => return response,
-    };
+async fn totp_start(State(state): State<AppState>, post: CustomerPost<CsrfForm>) -> Response {
+    let CustomerPost { customer: Customer { id: customer, token }, .. } = post;
     match state.accounts.start_totp(&customer).await {
         Ok(setup) => render(&TotpPage {
             message: None,
@@ -694,12 +738,8 @@ struct TotpEnableForm {
     code: String,
 }
 
-async fn totp_enable(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<TotpEnableForm>) -> Response {
-    let (customer, token) = match checked_session(&state, &headers, &form.csrf).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return see_other("/account"),
-        Err(response) => return response,
-    };
+async fn totp_enable(State(state): State<AppState>, post: CustomerPost<TotpEnableForm>) -> Response {
+    let CustomerPost { customer: Customer { id: customer, token }, form } = post;
     match state.accounts.enable_totp(&customer, &form.secret, &form.code).await {
         Ok(codes) => {
             render(&TotpPage { message: None, secret: String::new(), uri: String::new(), csrf: String::new(), codes })
@@ -727,16 +767,8 @@ struct PasswordConfirmForm {
     password: String,
 }
 
-async fn totp_disable(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<PasswordConfirmForm>,
-) -> Response {
-    let (customer, token) = match checked_session(&state, &headers, &form.csrf).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return see_other("/account"),
-        Err(response) => return response,
-    };
+async fn totp_disable(State(state): State<AppState>, post: CustomerPost<PasswordConfirmForm>) -> Response {
+    let CustomerPost { customer: Customer { id: customer, token }, form } = post;
     let message = match state.accounts.disable_totp(&customer, SecretString::from(form.password)).await {
         Ok(()) => "Two-step sign-in is off.".to_owned(),
         Err(AppError::Refused(message)) => format!("Still on: {message}."),
