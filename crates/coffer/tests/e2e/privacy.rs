@@ -304,8 +304,9 @@ async fn processes_sealing_at_once_never_fork_the_chain_on_postgres() {
         ok(&run.join().unwrap());
     }
     let out = ok(&server.cli(&["audit", "verify"]));
-    // customer.created (seed) + six exports.
-    assert!(out.contains("intact: 7 entries"), "{out}");
+    // Seeding: customer.created, and staff.added + staff.enrolled for each
+    // of the four demo staff; then the six exports.
+    assert!(out.contains("intact: 15 entries"), "{out}");
 }
 
 /// Keys readable by group or others stop the server before it serves, with
