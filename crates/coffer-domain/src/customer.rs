@@ -89,7 +89,10 @@ fn phone(value: &str) -> Result<String, CustomerError> {
 impl MailingAddress {
     pub fn validated(&self) -> Result<MailingAddress, CustomerError> {
         let country = self.country.trim().to_ascii_uppercase();
-        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+        if country.len() != 2
+            || !country.bytes().all(|b| b.is_ascii_uppercase())
+            || country.parse::<iso_country::Country>().is_err()
+        {
             return Err(bad("customer.address.country", "must be a two-letter ISO 3166 country code"));
         }
         Ok(MailingAddress {

@@ -88,6 +88,10 @@ prefixed_id!(
     PrivacyRequestId, "prq_", "privacy request"
 );
 prefixed_id!(
+    /// Identifies an order.
+    OrderId, "ord_", "order"
+);
+prefixed_id!(
     /// Identifies a member of the operator's staff.
     StaffId, "stf_", "staff member"
 );

@@ -13,6 +13,7 @@ pub mod customer;
 pub mod id;
 pub mod inventory;
 pub mod money;
+pub mod order;
 pub mod password;
 pub mod requests;
 pub mod staff;
@@ -22,9 +23,11 @@ pub use catalog::{CatalogError, Delivery, NewProduct, NewVendor, Product, Vendor
 pub use clock::{Clock, ManualClock, Millis};
 pub use customer::{CustomerDetails, CustomerError, MailingAddress};
 pub use id::{
-    AuditEntryId, CustomerId, DataKeyId, DisclosureId, EmailId, IdError, PrivacyRequestId, ProductId, StaffId, VendorId,
+    AuditEntryId, CustomerId, DataKeyId, DisclosureId, EmailId, IdError, OrderId, PrivacyRequestId, ProductId, StaffId,
+    VendorId,
 };
 pub use money::{Currency, Money, MoneyError, Prices};
+pub use order::{CardSummary, OrderError, OrderStatus, PaymentMethod, TaxTable, Totals};
 pub use password::{PasswordError, check_new_password};
 pub use requests::{Jurisdiction, RequestKind};
 pub use staff::{StaffRole, staff_email};

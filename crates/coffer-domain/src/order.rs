@@ -1,0 +1,325 @@
+//! Orders: the card check the form does before anything is sent on, the
+//! tax table, totals, and the life of an order as a state machine. Card
+//! numbers and CVCs pass through here as borrowed text and are never kept:
+//! what leaves is the last four digits, the brand and the expiry.
+
+use crate::Millis;
+use std::collections::BTreeMap;
+
+/// A mistake in an order, with a stable code and, when one input is at
+/// fault, its dotted path (`card.number`, `items[0].quantity`). Messages
+/// never repeat what was typed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct OrderError {
+    pub code: &'static str,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl OrderError {
+    pub fn new(code: &'static str, field: Option<&str>, message: impl Into<String>) -> Self {
+        OrderError { code, field: field.map(str::to_owned), message: message.into() }
+    }
+}
+
+/// How the customer pays; the method decides what the form asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentMethod {
+    Card,
+    /// No card data at all: the order waits as `pending` with a payment
+    /// reference until staff mark the money received.
+    BankTransfer,
+}
+
+impl PaymentMethod {
+    pub fn parse(s: &str) -> Option<PaymentMethod> {
+        match s {
+            "card" => Some(PaymentMethod::Card),
+            "bank_transfer" => Some(PaymentMethod::BankTransfer),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentMethod::Card => "card",
+            PaymentMethod::BankTransfer => "bank_transfer",
+        }
+    }
+}
+
+/// What may be kept of a card once it passed the checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardSummary {
+    pub brand: &'static str,
+    pub last4: String,
+    pub exp_month: u8,
+    pub exp_year: u16,
+}
+
+/// The Luhn (mod 10) check over a string of digits.
+pub fn luhn_valid(digits: &str) -> bool {
+    let mut sum = 0;
+    for (i, c) in digits.bytes().rev().enumerate() {
+        let mut d = u32::from(c - b'0');
+        if i % 2 == 1 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    !digits.is_empty() && sum % 10 == 0
+}
+
+fn brand_of(digits: &str) -> &'static str {
+    let two: u32 = digits.get(..2).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let four: u32 = digits.get(..4).and_then(|p| p.parse().ok()).unwrap_or(0);
+    match (digits.as_bytes().first(), two, four) {
+        (Some(b'4'), _, _) => "visa",
+        (_, 51..=55, _) | (_, _, 2221..=2720) => "mastercard",
+        (_, 34 | 37, _) => "amex",
+        (_, _, 6011) | (_, 65, _) => "discover",
+        _ => "card",
+    }
+}
+
+/// The digits of a card number typed with spaces or dashes, if it is one.
+pub fn card_digits(number: &str) -> Option<String> {
+    let digits: String = number.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    (digits.len() >= 12 && digits.len() <= 19 && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
+}
+
+/// Checks a card as typed: number (Luhn), expiry not in the past at
+/// `today` (year, month), CVC of 3 or 4 digits.
+pub fn check_card(
+    number: &str,
+    exp_month: i64,
+    exp_year: i64,
+    cvc: &str,
+    today: (i32, u8),
+) -> Result<CardSummary, OrderError> {
+    let Some(digits) = card_digits(number) else {
+        return Err(OrderError::new("card_invalid", Some("card.number"), "the card number is not valid"));
+    };
+    if !luhn_valid(&digits) {
+        return Err(OrderError::new("card_invalid", Some("card.number"), "the card number is not valid"));
+    }
+    let month = u8::try_from(exp_month).ok().filter(|m| (1..=12).contains(m));
+    let Some(month) = month else {
+        return Err(OrderError::new("card_invalid", Some("card.exp_month"), "the expiry month must be 1 to 12"));
+    };
+    let Some(year) = u16::try_from(exp_year).ok().filter(|y| (2000..=2100).contains(y)) else {
+        return Err(OrderError::new("card_invalid", Some("card.exp_year"), "the expiry year is not valid"));
+    };
+    if (i32::from(year), month) < today {
+        return Err(OrderError::new("card_expired", Some("card.exp_year"), "the card has expired"));
+    }
+    if !(cvc.len() == 3 || cvc.len() == 4) || !cvc.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(OrderError::new("card_invalid", Some("card.cvc"), "the security code must be 3 or 4 digits"));
+    }
+    Ok(CardSummary {
+        brand: brand_of(&digits),
+        last4: digits[digits.len() - 4..].to_owned(),
+        exp_month: month,
+        exp_year: year,
+    })
+}
+
+/// Sales tax or VAT by the customer's country, in basis points (1900 =
+/// 19%). Catalog prices are net; countries not listed pay no tax.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaxTable {
+    rates: BTreeMap<String, u32>,
+}
+
+impl TaxTable {
+    pub fn new(rates: impl IntoIterator<Item = (String, u32)>) -> Self {
+        TaxTable { rates: rates.into_iter().map(|(c, r)| (c.to_ascii_uppercase(), r)).collect() }
+    }
+
+    /// A few EU VAT rates; everywhere else zero.
+    pub fn demo() -> Self {
+        TaxTable::new(
+            [("DE", 1900), ("FR", 2000), ("NL", 2100), ("IE", 2300), ("ES", 2100), ("IT", 2200), ("AT", 2000)]
+                .map(|(c, r)| (c.to_owned(), r)),
+        )
+    }
+
+    pub fn rate(&self, country: &str) -> u32 {
+        self.rates.get(&country.to_ascii_uppercase()).copied().unwrap_or(0)
+    }
+
+    /// The tax on a net amount, rounded half up to the minor unit.
+    pub fn tax(&self, country: &str, net_minor: i64) -> i64 {
+        let rate = i128::from(self.rate(country));
+        i64::try_from((i128::from(net_minor) * rate + 5_000) / 10_000).unwrap_or(i64::MAX)
+    }
+}
+
+/// The most of one product in one order.
+pub const MAX_QUANTITY: i64 = 100;
+/// The most lines in one order.
+pub const MAX_LINES: usize = 50;
+
+/// An order's totals in minor units of its one currency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Totals {
+    pub subtotal: i64,
+    pub tax: i64,
+    pub total: i64,
+}
+
+/// Sums lines (`unit price × quantity`) and adds the country's tax.
+pub fn totals(lines: &[(i64, i64)], country: &str, taxes: &TaxTable) -> Totals {
+    let subtotal = lines.iter().map(|(unit, qty)| unit.saturating_mul(*qty)).fold(0i64, i64::saturating_add);
+    let tax = taxes.tax(country, subtotal);
+    Totals { subtotal, tax, total: subtotal.saturating_add(tax) }
+}
+
+/// Where an order is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OrderStatus {
+    /// Waiting for a bank transfer.
+    Pending,
+    Paid,
+    /// Delivered: license keys issued, downloads available.
+    Fulfilled,
+    /// Held for a fraud review.
+    OnHold,
+    /// Refused at review; the payment is voided.
+    Rejected,
+    Cancelled,
+    Refunded,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Fulfilled => "fulfilled",
+            OrderStatus::OnHold => "on_hold",
+            OrderStatus::Rejected => "rejected",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OrderStatus> {
+        [
+            OrderStatus::Pending,
+            OrderStatus::Paid,
+            OrderStatus::Fulfilled,
+            OrderStatus::OnHold,
+            OrderStatus::Rejected,
+            OrderStatus::Cancelled,
+            OrderStatus::Refunded,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+
+    /// The moves the lifecycle allows: pending → paid → fulfilled; on_hold →
+    /// paid or rejected; pending or on_hold → cancelled; paid or fulfilled →
+    /// refunded.
+    pub fn can_become(self, next: OrderStatus) -> bool {
+        use OrderStatus::*;
+        matches!(
+            (self, next),
+            (Pending, Paid)
+                | (Paid, Fulfilled)
+                | (OnHold, Paid)
+                | (OnHold, Rejected)
+                | (Pending | OnHold, Cancelled)
+                | (Paid | Fulfilled, Refunded)
+        )
+    }
+}
+
+/// A recorded move of an order, with who made it and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub from: Option<OrderStatus>,
+    pub to: OrderStatus,
+    pub at: Millis,
+    pub actor: String,
+    pub reason: String,
+}
+
+/// The calendar (year, month) of a moment, in UTC.
+pub fn year_month(at: Millis) -> (i32, u8) {
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let days = at.0.div_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (i32::try_from(year).unwrap_or(i32::MAX), u8::try_from(month).unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn_accepts_the_test_cards_and_refuses_a_typo() {
+        for number in ["4242 4242 4242 4242", "4000-0000-0000-0002", "4000000000009235", "5555555555554444"] {
+            assert!(luhn_valid(&card_digits(number).unwrap()), "{number}");
+        }
+        assert!(!luhn_valid("4242424242424241"));
+        assert!(card_digits("4242 abcd").is_none());
+    }
+
+    #[test]
+    fn card_check_keeps_only_brand_last_four_and_expiry() {
+        let card = check_card("4242 4242 4242 4242", 12, 2030, "123", (2026, 11)).unwrap();
+        assert_eq!(card, CardSummary { brand: "visa", last4: "4242".into(), exp_month: 12, exp_year: 2030 });
+        assert_eq!(check_card("4242424242424241", 12, 2030, "123", (2026, 11)).unwrap_err().code, "card_invalid");
+        let expired = check_card("4242424242424242", 10, 2026, "123", (2026, 11)).unwrap_err();
+        assert_eq!((expired.code, expired.field.as_deref()), ("card_expired", Some("card.exp_year")));
+        assert!(check_card("4242424242424242", 11, 2026, "123", (2026, 11)).is_ok(), "valid through its month");
+        assert_eq!(
+            check_card("4242424242424242", 13, 2030, "123", (2026, 11)).unwrap_err().field.unwrap(),
+            "card.exp_month"
+        );
+        assert_eq!(check_card("4242424242424242", 12, 2030, "12a", (2026, 11)).unwrap_err().field.unwrap(), "card.cvc");
+        // Messages never repeat the number.
+        let e = check_card("4242424242424241", 12, 2030, "123", (2026, 11)).unwrap_err();
+        assert!(!e.message.contains("4242"));
+    }
+
+    #[test]
+    fn tax_is_added_by_country_rounded_half_up() {
+        let taxes = TaxTable::demo();
+        assert_eq!(totals(&[(1999, 1)], "DE", &taxes), Totals { subtotal: 1999, tax: 380, total: 2379 });
+        assert_eq!(totals(&[(1999, 1), (900, 2)], "us", &taxes), Totals { subtotal: 3799, tax: 0, total: 3799 });
+        assert_eq!(taxes.tax("de", 50), 10, "9.5 rounds up");
+    }
+
+    #[test]
+    fn lifecycle_allows_only_its_moves() {
+        use OrderStatus::*;
+        assert!(Pending.can_become(Paid) && Paid.can_become(Fulfilled) && OnHold.can_become(Rejected));
+        assert!(Fulfilled.can_become(Refunded));
+        assert!(!Fulfilled.can_become(Pending) && !Rejected.can_become(Paid) && !Refunded.can_become(Fulfilled));
+        for s in ["pending", "paid", "fulfilled", "on_hold", "rejected", "cancelled", "refunded"] {
+            assert_eq!(OrderStatus::parse(s).unwrap().as_str(), s);
+        }
+    }
+
+    #[test]
+    fn year_month_of_known_days() {
+        assert_eq!(year_month(Millis(0)), (1970, 1));
+        // 2026-11-26T02:00:00Z
+        assert_eq!(year_month(Millis(1_795_658_400_000)), (2026, 11));
+        // 2024-02-29T12:00:00Z
+        assert_eq!(year_month(Millis(1_709_208_000_000)), (2024, 2));
+    }
+}
