@@ -29,6 +29,9 @@ pub enum AppError {
     Erased,
     #[error("{0}")]
     Refused(String),
+    /// A mistake in an order, with its stable code and field.
+    #[error(transparent)]
+    Order(#[from] coffer_domain::OrderError),
     #[error(transparent)]
     Store(StoreError),
 }

@@ -6,6 +6,7 @@
 //! and the privacy services here.
 
 pub mod accounts;
+pub mod checkout;
 mod cache;
 mod catalog;
 pub mod config;

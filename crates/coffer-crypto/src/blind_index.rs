@@ -50,6 +50,22 @@ impl BlindIndexKey {
         mac.update(normalise_email(email).as_bytes());
         mac.finalize().into_bytes().into()
     }
+
+    /// A pseudonym for a customer towards one vendor (the licensee id of
+    /// license keys): stable per pair, different for every vendor, so
+    /// vendors cannot match customers between them, and meaningless
+    /// without the key.
+    pub fn licensee(&self, customer_id: &str, vendor_id: &str) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.key.expose_secret())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"coffer.licensee.v1\0");
+        mac.update(customer_id.as_bytes());
+        mac.update(b"\0");
+        mac.update(vendor_id.as_bytes());
+        let out: [u8; 32] = mac.finalize().into_bytes().into();
+        let hex: String = out[..12].iter().map(|b| format!("{b:02x}")).collect();
+        format!("lic_{hex}")
+    }
 }
 
 impl fmt::Debug for BlindIndexKey {

@@ -10,6 +10,7 @@ mod blind_index;
 mod envelope;
 mod error;
 mod keys;
+mod license;
 mod password;
 mod token;
 mod totp;
@@ -19,6 +20,7 @@ pub use blind_index::{BlindIndexKey, normalise_email};
 pub use envelope::{FieldContext, Sealed, open_field, seal_field, unwrap_secret, wrap_secret, wrapped_version};
 pub use error::CryptoError;
 pub use keys::{DataKey, KEY_LEN, MasterKey, random_bytes};
+pub use license::{LicenseSigningKey, verify_license};
 pub use password::{ARGON2_ITERATIONS, ARGON2_LANES, ARGON2_MEMORY_KIB, dummy_verify, hash_password, verify_password};
 pub use token::{csrf_matches, csrf_token, new_token, token_hash};
 pub use totp::{

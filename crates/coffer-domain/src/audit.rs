@@ -48,6 +48,7 @@ pub enum AuditAction {
     PrivacyRequestConfirmed,
     StaffAdded,
     StaffEnrolled,
+    OrderPlaced,
 }
 
 impl AuditAction {
@@ -69,6 +70,7 @@ impl AuditAction {
             AuditAction::PrivacyRequestConfirmed => "privacy_request.confirmed",
             AuditAction::StaffAdded => "staff.added",
             AuditAction::StaffEnrolled => "staff.enrolled",
+            AuditAction::OrderPlaced => "order.placed",
         }
     }
 }

@@ -264,6 +264,26 @@ pub fn year_month(at: Millis) -> (i32, u8) {
     (i32::try_from(year).unwrap_or(i32::MAX), u8::try_from(month).unwrap_or(1))
 }
 
+/// Days from 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A moment as RFC 3339 in UTC, to the second (`2026-11-26T02:00:00Z`).
+pub fn rfc3339_utc(at: Millis) -> String {
+    let seconds = at.0.div_euclid(1000);
+    let (year, month) = year_month(at);
+    let day = seconds.div_euclid(86_400) - days_from_civil(i64::from(year), i64::from(month), 1) + 1;
+    let in_day = seconds.rem_euclid(86_400);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", in_day / 3600, in_day % 3600 / 60, in_day % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,5 +341,8 @@ mod tests {
         assert_eq!(year_month(Millis(1_795_658_400_000)), (2026, 11));
         // 2024-02-29T12:00:00Z
         assert_eq!(year_month(Millis(1_709_208_000_000)), (2024, 2));
+        assert_eq!(rfc3339_utc(Millis(1_709_208_000_000)), "2024-02-29T12:00:00Z");
+        assert_eq!(rfc3339_utc(Millis(1_795_658_405_999)), "2026-11-26T02:00:05Z");
+        assert_eq!(rfc3339_utc(Millis(0)), "1970-01-01T00:00:00Z");
     }
 }

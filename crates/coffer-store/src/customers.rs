@@ -219,6 +219,11 @@ impl CustomerWriter for WriteTx {
             // a pending challenge is void.
             "UPDATE privacy_requests SET status = 'closed' WHERE customer_id = $1 AND status = 'awaiting_confirmation'",
             "DELETE FROM accounts WHERE customer_id = $1",
+            // Orders stay for the invoices the law requires: amounts, tax
+            // and dates, without identity.
+            "UPDATE orders SET name = NULL, email = NULL, phone = NULL, address = NULL, card = NULL, \
+             guardian_name = NULL WHERE customer_id = $1",
+            "DELETE FROM license_keys WHERE order_id IN (SELECT id FROM orders WHERE customer_id = $1)",
         ] {
             sqlx::query(sql).bind(erasure.customer_id.as_str()).execute(self.conn()).await?;
         }

@@ -21,6 +21,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (4, "accounts", include_str!("../../../migrations/sqlite/0004_accounts.sql")),
     (5, "privacy_requests", include_str!("../../../migrations/sqlite/0005_privacy_requests.sql")),
     (6, "staff_and_disclosures", include_str!("../../../migrations/sqlite/0006_staff_and_disclosures.sql")),
+    (7, "orders", include_str!("../../../migrations/sqlite/0007_orders.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -30,6 +31,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (4, "accounts", include_str!("../../../migrations/postgres/0004_accounts.sql")),
     (5, "privacy_requests", include_str!("../../../migrations/postgres/0005_privacy_requests.sql")),
     (6, "staff_and_disclosures", include_str!("../../../migrations/postgres/0006_staff_and_disclosures.sql")),
+    (7, "orders", include_str!("../../../migrations/postgres/0007_orders.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] =

@@ -127,6 +127,23 @@ impl Vault {
         Ok(key)
     }
 
+    /// A named secret sealed under the master key (a vendor's license
+    /// signing seed, say), created on first use; several servers creating
+    /// it at once end up with the one stored first.
+    pub async fn named_secret(&self, name: &str) -> Result<Zeroizing<Vec<u8>>, AppError> {
+        let record = match self.store.secret(name).await? {
+            Some(record) => record,
+            None => {
+                let kek = self.active_kek()?;
+                let fresh = Zeroizing::new(coffer_crypto::random_bytes::<{ coffer_crypto::KEY_LEN }>()?);
+                let wrapped = wrap_secret(&kek, SECRET, name, fresh.as_slice())?;
+                let record = WrappedSecret { id: name.to_owned(), kek_version: kek.version(), wrapped };
+                self.store.put_secret_once(record, self.clock.now()).await?
+            }
+        };
+        self.unwrap(SECRET, &record).await
+    }
+
     /// The data key, or `None` once it has been destroyed (erasure).
     pub async fn data_key(&self, id: &DataKeyId) -> Result<Option<DataKey>, AppError> {
         let Some(record) = self.store.data_key(id.as_str()).await? else { return Ok(None) };

@@ -1,0 +1,446 @@
+//! Checkout: one order from a validated request, paid through a gateway,
+//! stored with its sealed copy of the customer's details, and delivered
+//! (license keys signed with the vendor's key). The card number and CVC
+//! reach the gateway and nothing else: no row, log, error or message.
+
+use crate::AppError;
+use crate::privacy::{CustomerService, Vault};
+use coffer_crypto::{FieldContext, LicenseSigningKey, seal_field};
+use coffer_domain::order::{MAX_LINES, MAX_QUANTITY, check_card, totals, year_month};
+use coffer_domain::{
+    Actor, AuditAction, AuditEntry, Clock, Currency, CustomerDetails, OrderError, OrderId, OrderStatus,
+    PaymentMethod, ProductId, TaxTable, VendorId,
+};
+use coffer_store::{AuditWriter, CatalogReader, Db, NewOrder, OrderLine, SealedOrderFields};
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+/// The card as typed; only ever borrowed by the gateway.
+pub struct CardInput {
+    pub number: SecretString,
+    pub exp_month: i64,
+    pub exp_year: i64,
+    pub cvc: SecretString,
+}
+
+impl std::fmt::Debug for CardInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CardInput(<redacted>)")
+    }
+}
+
+/// The age attestation: an adult, or a guardian present who consents.
+#[derive(Clone, Debug)]
+pub struct AgeInput {
+    pub adult: bool,
+    pub guardian_name: Option<String>,
+    pub guardian_consents: bool,
+}
+
+/// Where the order came from, recorded with the consent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    Web,
+    Api,
+}
+
+impl Channel {
+    fn as_str(self) -> &'static str {
+        match self {
+            Channel::Web => "web",
+            Channel::Api => "api",
+        }
+    }
+}
+
+/// An order as the form or the API sends it.
+#[derive(Debug)]
+pub struct OrderRequest {
+    pub currency: String,
+    pub items: Vec<(String, i64)>,
+    pub customer: CustomerDetails,
+    pub payment_method: PaymentMethod,
+    pub card: Option<CardInput>,
+    /// The policy version consented to, and whether it was accepted.
+    pub consent: Option<(String, bool)>,
+    pub age: Option<AgeInput>,
+}
+
+/// A placed order, as the confirmation shows it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PlacedOrder {
+    pub id: OrderId,
+    pub status: OrderStatus,
+    pub currency: String,
+    pub subtotal: i64,
+    pub tax: i64,
+    pub total: i64,
+    pub payment_reference: Option<String>,
+    pub license_keys: Vec<(ProductId, String)>,
+}
+
+/// What the gateway says about a card payment.
+#[derive(Debug, PartialEq, Eq)]
+pub enum GatewayAnswer {
+    /// Approved; `review` asks for a fraud review before delivery.
+    Approved { token: String, review: bool },
+    Declined,
+}
+
+/// A card payment for the gateway: the only place the number and CVC go.
+pub struct CardPayment<'a> {
+    pub digits: &'a str,
+    pub exp_month: u8,
+    pub exp_year: u16,
+    pub cvc: &'a str,
+    pub amount_minor: i64,
+    pub currency: &'a str,
+}
+
+pub type GatewayFuture<'a> = Pin<Box<dyn Future<Output = Result<GatewayAnswer, AppError>> + Send + 'a>>;
+
+/// A payment processor. Implementations must not log or store the card.
+pub trait PaymentGateway: Send + Sync {
+    fn authorize<'a>(&'a self, payment: CardPayment<'a>) -> GatewayFuture<'a>;
+}
+
+/// The built-in simulated processor of CONTRACT.md's test cards:
+/// 4000 0000 0000 0002 is declined, 4000 0000 0000 9235 approved but
+/// flagged for review, every other (Luhn-valid) number approved.
+pub struct SimulatedGateway;
+
+pub const DECLINED_TEST_CARD: &str = "4000000000000002";
+pub const REVIEW_TEST_CARD: &str = "4000000000009235";
+
+impl PaymentGateway for SimulatedGateway {
+    fn authorize<'a>(&'a self, payment: CardPayment<'a>) -> GatewayFuture<'a> {
+        Box::pin(async move {
+            if payment.digits == DECLINED_TEST_CARD {
+                return Ok(GatewayAnswer::Declined);
+            }
+            let token = format!("sim_{}", hex_of(&coffer_crypto::random_bytes::<12>()?));
+            Ok(GatewayAnswer::Approved { token, review: payment.digits == REVIEW_TEST_CARD })
+        })
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn bad(code: &'static str, field: &str, message: impl Into<String>) -> AppError {
+    AppError::Order(OrderError::new(code, Some(field), message))
+}
+
+#[derive(Clone)]
+pub struct CheckoutService {
+    db: Db,
+    vault: Arc<Vault>,
+    customers: CustomerService,
+    gateway: Arc<dyn PaymentGateway>,
+    clock: Arc<dyn Clock>,
+    taxes: TaxTable,
+    policy_version: Arc<str>,
+    signers: Arc<Mutex<HashMap<VendorId, Arc<LicenseSigningKey>>>>,
+}
+
+struct PricedLine {
+    line: OrderLine,
+    license_key: bool,
+}
+
+impl CheckoutService {
+    pub fn new(
+        db: Db,
+        vault: Arc<Vault>,
+        customers: CustomerService,
+        gateway: Arc<dyn PaymentGateway>,
+        clock: Arc<dyn Clock>,
+        taxes: TaxTable,
+        policy_version: &str,
+    ) -> Self {
+        CheckoutService {
+            db,
+            vault,
+            customers,
+            gateway,
+            clock,
+            taxes,
+            policy_version: policy_version.into(),
+            signers: Arc::default(),
+        }
+    }
+
+    pub fn policy_version(&self) -> &str {
+        &self.policy_version
+    }
+
+    /// A vendor's license signing key, made on first use and kept sealed
+    /// under the master key.
+    pub async fn license_signer(&self, vendor: &VendorId) -> Result<Arc<LicenseSigningKey>, AppError> {
+        if let Some(signer) = self.signers.lock().map_err(|_| AppError::Keys("signer cache poisoned".into()))?.get(vendor)
+        {
+            return Ok(signer.clone());
+        }
+        let seed = self.vault.named_secret(&format!("license-signing:{vendor}")).await?;
+        let signer = Arc::new(LicenseSigningKey::from_seed(&seed)?);
+        if let Ok(mut cache) = self.signers.lock() {
+            cache.insert(vendor.clone(), signer.clone());
+        }
+        Ok(signer)
+    }
+
+    fn check_consent_and_age(&self, request: &OrderRequest) -> Result<Option<String>, AppError> {
+        match &request.consent {
+            Some((version, true)) if version.as_str() == &*self.policy_version => {}
+            Some((_, true)) => {
+                return Err(bad(
+                    "consent_required",
+                    "consent.privacy_policy_version",
+                    format!("consent to the current privacy policy (version {}) is required", self.policy_version),
+                ));
+            }
+            _ => return Err(bad("consent_required", "consent", "consent to the privacy policy is required")),
+        }
+        let Some(age) = &request.age else {
+            return Err(bad("age_attestation_required", "age", "say whether you are 18 or older"));
+        };
+        if age.adult {
+            return Ok(None);
+        }
+        let guardian = age.guardian_name.as_deref().map(str::trim).unwrap_or_default();
+        if guardian.is_empty() || guardian.chars().count() > 200 || guardian.chars().any(char::is_control) {
+            return Err(bad("age_attestation_required", "age.guardian_name", "a legal guardian's name is required"));
+        }
+        if !age.guardian_consents {
+            return Err(bad(
+                "age_attestation_required",
+                "age.guardian_consents",
+                "the guardian must be present, consent and take responsibility for the data",
+            ));
+        }
+        Ok(Some(guardian.to_owned()))
+    }
+
+    async fn price_lines(&self, request: &OrderRequest, currency: Currency) -> Result<Vec<PricedLine>, AppError> {
+        if request.items.is_empty() || request.items.len() > MAX_LINES {
+            return Err(bad("invalid_items", "items", format!("an order has 1 to {MAX_LINES} lines")));
+        }
+        let mut lines = Vec::new();
+        for (n, (product_id, quantity)) in request.items.iter().enumerate() {
+            let field = |name: &str| format!("items[{n}].{name}");
+            if !(1..=MAX_QUANTITY).contains(quantity) {
+                return Err(bad("invalid_quantity", &field("quantity"), format!("quantity must be 1 to {MAX_QUANTITY}")));
+            }
+            let unknown = || bad("unknown_product", &field("product_id"), "there is no such product");
+            let id = ProductId::parse(product_id).map_err(|_| unknown())?;
+            let product = self.db.product(&id).await?.ok_or_else(unknown)?;
+            let Some(price) = product.prices.get(currency) else {
+                return Err(bad(
+                    "currency_not_offered",
+                    &field("product_id"),
+                    format!("this product is not sold in {}", currency.code()),
+                ));
+            };
+            lines.push(PricedLine {
+                line: OrderLine {
+                    line_no: i64::try_from(n + 1).unwrap_or(i64::MAX),
+                    product_id: id,
+                    vendor_id: product.vendor_id,
+                    quantity: *quantity,
+                    unit_price: price.minor(),
+                    line_total: price.minor().saturating_mul(*quantity),
+                },
+                license_key: product.delivery.has_license_key(),
+            });
+        }
+        Ok(lines)
+    }
+
+    /// Validates, pays, stores and delivers one order. Nothing is stored
+    /// for a refused order.
+    pub async fn place(&self, request: OrderRequest, channel: Channel) -> Result<PlacedOrder, AppError> {
+        let guardian = self.check_consent_and_age(&request)?;
+        match (request.payment_method, &request.card) {
+            (PaymentMethod::BankTransfer, Some(_)) => {
+                return Err(bad("card_not_allowed", "card", "a bank transfer takes no card details"));
+            }
+            (PaymentMethod::Card, None) => return Err(bad("card_invalid", "card", "card details are required")),
+            _ => {}
+        }
+        let details = request.customer.validated()?;
+        let Some(address) = &details.address else {
+            return Err(AppError::Customer(coffer_domain::CustomerError {
+                field: "customer.address",
+                reason: "is required for the invoice",
+            }));
+        };
+        let currency = Currency::parse(&request.currency)
+            .map_err(|_| bad("invalid_currency", "currency", "not a currency code we know"))?;
+        let lines = self.price_lines(&request, currency).await?;
+        let amounts: Vec<(i64, i64)> = lines.iter().map(|l| (l.line.unit_price, l.line.quantity)).collect();
+        let sums = totals(&amounts, &address.country, &self.taxes);
+        let now = self.clock.now();
+
+        // Payment: the card goes to the gateway and nowhere else.
+        let (status, card_summary, payment_reference, reason) = match (&request.card, request.payment_method) {
+            (Some(card), PaymentMethod::Card) => {
+                let summary = check_card(
+                    card.number.expose_secret(),
+                    card.exp_month,
+                    card.exp_year,
+                    card.cvc.expose_secret(),
+                    year_month(now),
+                )?;
+                let digits = coffer_domain::order::card_digits(card.number.expose_secret()).unwrap_or_default();
+                let digits = zeroize::Zeroizing::new(digits);
+                let answer = self
+                    .gateway
+                    .authorize(CardPayment {
+                        digits: &digits,
+                        exp_month: summary.exp_month,
+                        exp_year: summary.exp_year,
+                        cvc: card.cvc.expose_secret(),
+                        amount_minor: sums.total,
+                        currency: currency.code(),
+                    })
+                    .await?;
+                match answer {
+                    GatewayAnswer::Declined => {
+                        return Err(bad("card_declined", "card.number", "the card was declined; try another card"));
+                    }
+                    GatewayAnswer::Approved { token, review: true } => {
+                        (OrderStatus::OnHold, Some((summary, token)), None, "payment approved; held for a fraud review")
+                    }
+                    GatewayAnswer::Approved { token, review: false } => {
+                        (OrderStatus::Fulfilled, Some((summary, token)), None, "payment approved; delivered")
+                    }
+                }
+            }
+            _ => {
+                let reference = format!("CF-{}", hex_of(&coffer_crypto::random_bytes::<5>()?).to_uppercase());
+                (OrderStatus::Pending, None, Some(reference), "awaiting the bank transfer")
+            }
+        };
+
+        // The customer: an existing account's history, or a new record. The
+        // account's own details are never changed by an order.
+        let customer = match self.customers.find_by_email(&details.email).await? {
+            Some(id) => id,
+            None => match self.customers.create(&details, &Actor::System).await {
+                Ok(record) => record.id,
+                // Created by a concurrent order a moment ago.
+                Err(AppError::Conflict) => {
+                    self.customers.find_by_email(&details.email).await?.ok_or(AppError::Conflict)?
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let (_, key_id, key) = self.customers.own_record_and_key(&customer).await?;
+        let id = OrderId::generate();
+        let ctx = |column: &'static str| FieldContext {
+            table: "orders",
+            column,
+            row_id: id.as_str(),
+            data_key_id: key_id.as_str(),
+        };
+        let address_json = serde_json::to_vec(&serde_json::json!({
+            "line1": address.line1, "line2": address.line2, "city": address.city,
+            "region": address.region, "postal_code": address.postal_code, "country": address.country,
+        }))
+        .map_err(|_| AppError::Refused("the address could not be encoded".into()))?;
+        let card_json = card_summary.as_ref().map(|(s, token)| {
+            serde_json::json!({"token": token, "brand": s.brand, "last4": s.last4,
+                               "exp_month": s.exp_month, "exp_year": s.exp_year})
+            .to_string()
+        });
+        let fields = SealedOrderFields {
+            name: seal_field(&key, &ctx("name"), details.name.as_bytes())?,
+            email: seal_field(&key, &ctx("email"), details.email.as_bytes())?,
+            phone: details.phone.as_ref().map(|p| seal_field(&key, &ctx("phone"), p.as_bytes())).transpose()?,
+            address: seal_field(&key, &ctx("address"), &address_json)?,
+            card: card_json.map(|c| seal_field(&key, &ctx("card"), c.as_bytes())).transpose()?,
+            guardian_name: guardian.map(|g| seal_field(&key, &ctx("guardian_name"), g.as_bytes())).transpose()?,
+        };
+
+        // Delivery: a signed license key per license-key line.
+        let mut license_keys = Vec::new();
+        let mut sealed_keys = Vec::new();
+        if status == OrderStatus::Fulfilled {
+            let issued_at = coffer_domain::order::rfc3339_utc(now);
+            for priced in lines.iter().filter(|l| l.license_key) {
+                let line = &priced.line;
+                let payload = serde_json::json!({
+                    "order_id": id.as_str(),
+                    "product_id": line.product_id.as_str(),
+                    "licensee": self.vault.blind_index().licensee(customer.as_str(), line.vendor_id.as_str()),
+                    "seats": line.quantity,
+                    "issued_at": issued_at,
+                });
+                let signer = self.license_signer(&line.vendor_id).await?;
+                let license = signer.sign(payload.to_string().as_bytes());
+                let key_ctx = FieldContext {
+                    table: "license_keys",
+                    column: "license_key",
+                    row_id: &format!("{}:{}", id.as_str(), line.line_no),
+                    data_key_id: key_id.as_str(),
+                };
+                sealed_keys.push((line.line_no, seal_field(&key, &key_ctx, license.as_bytes())?));
+                license_keys.push((line.product_id.clone(), license));
+            }
+        }
+        let order = NewOrder {
+            id: id.clone(),
+            customer_id: customer.clone(),
+            data_key_id: key_id.clone(),
+            status,
+            currency: currency.code().to_owned(),
+            subtotal: sums.subtotal,
+            tax: sums.tax,
+            total: sums.total,
+            tax_country: address.country.clone(),
+            payment_method: request.payment_method.as_str(),
+            payment_reference: payment_reference.clone(),
+            fields,
+            adult: request.age.as_ref().is_some_and(|a| a.adult),
+            policy_version: self.policy_version.to_string(),
+            consent_channel: channel.as_str(),
+            fraud_score: 0,
+            fraud_reasons: String::new(),
+            lines: lines.into_iter().map(|l| l.line).collect(),
+            license_keys: sealed_keys,
+            at: now,
+            actor: format!("customer:{customer}"),
+            reason: reason.to_owned(),
+        };
+        let entry = AuditEntry::new(
+            now,
+            &Actor::Customer(customer.to_string()),
+            AuditAction::OrderPlaced,
+            Some(format!("{id} {}", status.as_str())),
+        );
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    coffer_store::insert_order(tx, &order).await?;
+                    tx.append_audit(&entry).await?;
+                    Ok::<_, AppError>(())
+                })
+            })
+            .await?;
+        Ok(PlacedOrder {
+            id,
+            status,
+            currency: currency.code().to_owned(),
+            subtotal: sums.subtotal,
+            tax: sums.tax,
+            total: sums.total,
+            payment_reference,
+            license_keys,
+        })
+    }
+}
+

@@ -1,0 +1,277 @@
+//! Orders, their lines and events, and the published privacy policies.
+
+use crate::{Db, StoreError, WriteTx};
+use coffer_crypto::Sealed;
+use coffer_domain::{CustomerId, DataKeyId, Millis, OrderId, OrderStatus, ProductId, VendorId};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// One line as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderLine {
+    pub line_no: i64,
+    pub product_id: ProductId,
+    pub vendor_id: VendorId,
+    pub quantity: i64,
+    pub unit_price: i64,
+    pub line_total: i64,
+}
+
+/// The sealed copy of what the customer typed, under their data key.
+#[derive(Clone, Debug)]
+pub struct SealedOrderFields {
+    pub name: Sealed,
+    pub email: Sealed,
+    pub phone: Option<Sealed>,
+    pub address: Sealed,
+    pub card: Option<Sealed>,
+    pub guardian_name: Option<Sealed>,
+}
+
+/// An order to store, with its first status and why.
+#[derive(Clone, Debug)]
+pub struct NewOrder {
+    pub id: OrderId,
+    pub customer_id: CustomerId,
+    pub data_key_id: DataKeyId,
+    pub status: OrderStatus,
+    pub currency: String,
+    pub subtotal: i64,
+    pub tax: i64,
+    pub total: i64,
+    pub tax_country: String,
+    pub payment_method: &'static str,
+    pub payment_reference: Option<String>,
+    pub fields: SealedOrderFields,
+    pub adult: bool,
+    pub policy_version: String,
+    pub consent_channel: &'static str,
+    pub fraud_score: i64,
+    pub fraud_reasons: String,
+    pub lines: Vec<OrderLine>,
+    /// Sealed license keys by line number.
+    pub license_keys: Vec<(i64, Sealed)>,
+    pub at: Millis,
+    /// Who placed it, for the first event (`customer:<id>`).
+    pub actor: String,
+    pub reason: String,
+}
+
+/// An order as stored (sealed fields stay sealed).
+#[derive(Clone, Debug)]
+pub struct StoredOrder {
+    pub id: OrderId,
+    pub customer_id: CustomerId,
+    pub data_key_id: DataKeyId,
+    pub status: OrderStatus,
+    pub currency: String,
+    pub subtotal: i64,
+    pub tax: i64,
+    pub total: i64,
+    pub tax_country: String,
+    pub payment_method: String,
+    pub payment_reference: Option<String>,
+    pub name: Option<Sealed>,
+    pub email: Option<Sealed>,
+    pub phone: Option<Sealed>,
+    pub address: Option<Sealed>,
+    pub card: Option<Sealed>,
+    pub guardian_name: Option<Sealed>,
+    pub policy_version: String,
+    pub consent_at: Millis,
+    pub consent_channel: String,
+    pub created_at: Millis,
+    pub lines: Vec<OrderLine>,
+}
+
+fn bytes(s: &Sealed) -> Vec<u8> {
+    s.as_bytes().to_vec()
+}
+
+pub async fn insert_order(tx: &mut WriteTx, o: &NewOrder) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO orders (id, customer_id, data_key_id, status, currency, subtotal, tax, total, tax_country, \
+         payment_method, payment_reference, name, email, phone, address, card, guardian_name, adult, policy_version, \
+         consent_at, consent_channel, fraud_score, fraud_reasons, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, \
+         $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $20, $20)",
+    )
+    .bind(o.id.as_str())
+    .bind(o.customer_id.as_str())
+    .bind(o.data_key_id.as_str())
+    .bind(o.status.as_str())
+    .bind(o.currency.clone())
+    .bind(o.subtotal)
+    .bind(o.tax)
+    .bind(o.total)
+    .bind(o.tax_country.clone())
+    .bind(o.payment_method)
+    .bind(o.payment_reference.clone())
+    .bind(bytes(&o.fields.name))
+    .bind(bytes(&o.fields.email))
+    .bind(o.fields.phone.as_ref().map(bytes))
+    .bind(bytes(&o.fields.address))
+    .bind(o.fields.card.as_ref().map(bytes))
+    .bind(o.fields.guardian_name.as_ref().map(bytes))
+    .bind(i64::from(o.adult))
+    .bind(o.policy_version.clone())
+    .bind(o.at.0)
+    .bind(o.consent_channel)
+    .bind(o.fraud_score)
+    .bind(o.fraud_reasons.clone())
+    .execute(tx.conn())
+    .await?;
+    for line in &o.lines {
+        sqlx::query(
+            "INSERT INTO order_lines (order_id, line_no, product_id, vendor_id, quantity, unit_price, line_total) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(o.id.as_str())
+        .bind(line.line_no)
+        .bind(line.product_id.as_str())
+        .bind(line.vendor_id.as_str())
+        .bind(line.quantity)
+        .bind(line.unit_price)
+        .bind(line.line_total)
+        .execute(tx.conn())
+        .await?;
+    }
+    for (line_no, key) in &o.license_keys {
+        let line = o.lines.iter().find(|l| l.line_no == *line_no).ok_or_else(|| StoreError::corrupt("license_keys.line_no"))?;
+        sqlx::query(
+            "INSERT INTO license_keys (order_id, line_no, product_id, vendor_id, license_key, issued_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(o.id.as_str())
+        .bind(*line_no)
+        .bind(line.product_id.as_str())
+        .bind(line.vendor_id.as_str())
+        .bind(bytes(key))
+        .bind(o.at.0)
+        .execute(tx.conn())
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO order_events (order_id, seq, at, from_status, to_status, actor, reason) \
+         VALUES ($1, 1, $2, NULL, $3, $4, $5)",
+    )
+    .bind(o.id.as_str())
+    .bind(o.at.0)
+    .bind(o.status.as_str())
+    .bind(o.actor.clone())
+    .bind(o.reason.clone())
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// Publishes a policy version once; republishing the same text is a no-op.
+pub async fn publish_policy(tx: &mut WriteTx, version: &str, html: &str, at: Millis) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO privacy_policy_versions (version, html, published_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (version) DO NOTHING",
+    )
+    .bind(version.to_owned())
+    .bind(html.to_owned())
+    .bind(at.0)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+fn sealed(row: &AnyRow, column: &str) -> Result<Option<Sealed>, StoreError> {
+    Ok(row.try_get::<Option<Vec<u8>>, _>(column)?.map(Sealed::from_stored))
+}
+
+fn line_from_row(r: &AnyRow) -> Result<OrderLine, StoreError> {
+    Ok(OrderLine {
+        line_no: r.try_get("line_no")?,
+        product_id: ProductId::parse(&r.try_get::<String, _>("product_id")?).map_err(StoreError::corrupt)?,
+        vendor_id: VendorId::parse(&r.try_get::<String, _>("vendor_id")?).map_err(StoreError::corrupt)?,
+        quantity: r.try_get("quantity")?,
+        unit_price: r.try_get("unit_price")?,
+        line_total: r.try_get("line_total")?,
+    })
+}
+
+impl Db {
+    /// One order with its lines.
+    pub async fn order(&self, id: &OrderId) -> Result<Option<StoredOrder>, StoreError> {
+        let Some(r) = sqlx::query(
+            "SELECT id, customer_id, data_key_id, status, currency, subtotal, tax, total, tax_country, payment_method, \
+             payment_reference, name, email, phone, address, card, guardian_name, policy_version, consent_at, \
+             consent_channel, created_at FROM orders WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(self.readers())
+        .await?
+        else {
+            return Ok(None);
+        };
+        let lines = sqlx::query(
+            "SELECT line_no, product_id, vendor_id, quantity, unit_price, line_total FROM order_lines \
+             WHERE order_id = $1 ORDER BY line_no",
+        )
+        .bind(id.as_str())
+        .fetch_all(self.readers())
+        .await?;
+        let status: String = r.try_get("status")?;
+        Ok(Some(StoredOrder {
+            id: id.clone(),
+            customer_id: CustomerId::parse(&r.try_get::<String, _>("customer_id")?).map_err(StoreError::corrupt)?,
+            data_key_id: DataKeyId::parse(&r.try_get::<String, _>("data_key_id")?).map_err(StoreError::corrupt)?,
+            status: OrderStatus::parse(&status).ok_or_else(|| StoreError::corrupt("orders.status"))?,
+            currency: r.try_get("currency")?,
+            subtotal: r.try_get("subtotal")?,
+            tax: r.try_get("tax")?,
+            total: r.try_get("total")?,
+            tax_country: r.try_get("tax_country")?,
+            payment_method: r.try_get("payment_method")?,
+            payment_reference: r.try_get("payment_reference")?,
+            name: sealed(&r, "name")?,
+            email: sealed(&r, "email")?,
+            phone: sealed(&r, "phone")?,
+            address: sealed(&r, "address")?,
+            card: sealed(&r, "card")?,
+            guardian_name: sealed(&r, "guardian_name")?,
+            policy_version: r.try_get("policy_version")?,
+            consent_at: Millis(r.try_get("consent_at")?),
+            consent_channel: r.try_get("consent_channel")?,
+            created_at: Millis(r.try_get("created_at")?),
+            lines: lines.iter().map(line_from_row).collect::<Result<_, _>>()?,
+        }))
+    }
+
+    /// A customer's order ids, newest first.
+    pub async fn order_ids_of(&self, customer: &CustomerId) -> Result<Vec<OrderId>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM orders WHERE customer_id = $1 ORDER BY created_at DESC, id DESC")
+            .bind(customer.as_str())
+            .fetch_all(self.readers())
+            .await?;
+        rows.iter().map(|r| OrderId::parse(&r.try_get::<String, _>("id")?).map_err(StoreError::corrupt)).collect()
+    }
+
+    /// The sealed license keys of an order: (line number, product, key).
+    pub async fn license_keys_of(&self, order: &OrderId) -> Result<Vec<(i64, ProductId, Sealed)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT line_no, product_id, license_key FROM license_keys WHERE order_id = $1 ORDER BY line_no",
+        )
+        .bind(order.as_str())
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let product = ProductId::parse(&r.try_get::<String, _>("product_id")?).map_err(StoreError::corrupt)?;
+                Ok((r.try_get("line_no")?, product, Sealed::from_stored(r.try_get::<Vec<u8>, _>("license_key")?)))
+            })
+            .collect()
+    }
+
+    /// Whether a policy version was ever published.
+    pub async fn policy_published(&self, version: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 AS one FROM privacy_policy_versions WHERE version = $1")
+            .bind(version.to_owned())
+            .fetch_optional(self.readers())
+            .await?;
+        Ok(row.is_some())
+    }
+}
