@@ -8,8 +8,8 @@ use crate::privacy::{CustomerService, Vault};
 use coffer_crypto::{FieldContext, LicenseSigningKey, seal_field};
 use coffer_domain::order::{MAX_LINES, MAX_QUANTITY, check_card, totals, year_month};
 use coffer_domain::{
-    Actor, AuditAction, AuditEntry, Clock, Currency, CustomerDetails, OrderError, OrderId, OrderStatus,
-    PaymentMethod, ProductId, TaxTable, VendorId,
+    Actor, AuditAction, AuditEntry, Clock, Currency, CustomerDetails, OrderError, OrderId, OrderStatus, PaymentMethod,
+    ProductId, TaxTable, VendorId,
 };
 use coffer_store::{AuditWriter, CatalogReader, Db, NewOrder, OrderLine, SealedOrderFields};
 use secrecy::{ExposeSecret, SecretString};
@@ -86,7 +86,10 @@ pub struct PlacedOrder {
 #[derive(Debug, PartialEq, Eq)]
 pub enum GatewayAnswer {
     /// Approved; `review` asks for a fraud review before delivery.
-    Approved { token: String, review: bool },
+    Approved {
+        token: String,
+        review: bool,
+    },
     Declined,
 }
 
@@ -125,6 +128,11 @@ impl PaymentGateway for SimulatedGateway {
             Ok(GatewayAnswer::Approved { token, review: payment.digits == REVIEW_TEST_CARD })
         })
     }
+}
+
+/// A policy text's version: the first 16 hex digits of its SHA-256.
+pub fn policy_version(html: &str) -> String {
+    hex_of(&coffer_crypto::token_hash(html)[..8])
 }
 
 fn hex_of(bytes: &[u8]) -> String {
@@ -181,7 +189,8 @@ impl CheckoutService {
     /// A vendor's license signing key, made on first use and kept sealed
     /// under the master key.
     pub async fn license_signer(&self, vendor: &VendorId) -> Result<Arc<LicenseSigningKey>, AppError> {
-        if let Some(signer) = self.signers.lock().map_err(|_| AppError::Keys("signer cache poisoned".into()))?.get(vendor)
+        if let Some(signer) =
+            self.signers.lock().map_err(|_| AppError::Keys("signer cache poisoned".into()))?.get(vendor)
         {
             return Ok(signer.clone());
         }
@@ -233,7 +242,11 @@ impl CheckoutService {
         for (n, (product_id, quantity)) in request.items.iter().enumerate() {
             let field = |name: &str| format!("items[{n}].{name}");
             if !(1..=MAX_QUANTITY).contains(quantity) {
-                return Err(bad("invalid_quantity", &field("quantity"), format!("quantity must be 1 to {MAX_QUANTITY}")));
+                return Err(bad(
+                    "invalid_quantity",
+                    &field("quantity"),
+                    format!("quantity must be 1 to {MAX_QUANTITY}"),
+                ));
             }
             let unknown = || bad("unknown_product", &field("product_id"), "there is no such product");
             let id = ProductId::parse(product_id).map_err(|_| unknown())?;
@@ -443,4 +456,3 @@ impl CheckoutService {
         })
     }
 }
-

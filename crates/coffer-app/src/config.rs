@@ -52,6 +52,7 @@ pub struct Config {
     pub keys: KeysConfig,
     pub audit: AuditConfig,
     pub mail: MailConfig,
+    pub operator: OperatorConfig,
 }
 
 /// Where outgoing email goes.
@@ -80,6 +81,42 @@ pub struct MailConfig {
 impl Default for MailConfig {
     fn default() -> Self {
         MailConfig { transport: MailTransport::File, smtp_url: None, from: "Coffer <no-reply@coffer.invalid>".into() }
+    }
+}
+
+/// Who runs this shop: the seller on every invoice (merchant of record)
+/// and the controller named in the privacy policy.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OperatorConfig {
+    pub name: String,
+    pub postal_address: String,
+    /// The data protection officer's address, published in the policy.
+    pub dpo_email: String,
+    /// Sales tax or VAT in basis points by ISO country code (1900 = 19%);
+    /// countries not listed pay none. Catalog prices are net.
+    pub tax_rates: std::collections::BTreeMap<String, u32>,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        OperatorConfig {
+            name: "Coffer Demo Operator".into(),
+            postal_address: "Example Street 1, 10115 Berlin, Germany".into(),
+            dpo_email: "dpo@coffer.invalid".into(),
+            tax_rates: [
+                ("AT", 2000),
+                ("DE", 1900),
+                ("ES", 2100),
+                ("FR", 2000),
+                ("IE", 2300),
+                ("IT", 2200),
+                ("NL", 2100),
+            ]
+            .into_iter()
+            .map(|(c, r)| (c.to_owned(), r))
+            .collect(),
+        }
     }
 }
 
@@ -158,6 +195,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             audit: AuditConfig::default(),
             mail: MailConfig::default(),
+            operator: OperatorConfig::default(),
         }
     }
 }
@@ -197,6 +235,7 @@ pub const SETTINGS: &[&str] = &[
     "keys",
     "audit",
     "mail",
+    "operator",
 ];
 
 impl Config {
@@ -262,6 +301,17 @@ impl Config {
                 && !url.contains(char::is_whitespace))
         {
             return Err(invalid("public_url", "must be an http:// or https:// address"));
+        }
+        if self
+            .operator
+            .tax_rates
+            .iter()
+            .any(|(c, r)| c.len() != 2 || c.parse::<iso_country::Country>().is_err() || *r > 10_000)
+        {
+            return Err(invalid("operator.tax_rates", "needs ISO country codes and rates of at most 10000 (100%)"));
+        }
+        if self.operator.name.trim().is_empty() || !self.operator.dpo_email.contains('@') {
+            return Err(invalid("operator", "needs a name and the DPO's email address"));
         }
         if self.http.body_limit_bytes == 0 {
             return Err(invalid("http.body_limit_bytes", "must be at least 1"));

@@ -184,6 +184,8 @@ pub struct DemoCustomerCredentials {
 pub struct DemoVendorCredentials {
     pub slug: String,
     pub name: String,
+    /// The raw Ed25519 public key (standard base64) license keys verify against.
+    pub license_public_key: String,
     pub products: Vec<DemoProductCredentials>,
 }
 
@@ -199,6 +201,7 @@ pub struct DemoProductCredentials {
 pub async fn credentials(
     db: &Db,
     staff_service: &crate::accounts::StaffService,
+    checkout: &crate::checkout::CheckoutService,
     base_url: &str,
 ) -> Result<DemoCredentials, AppError> {
     let mut staff = Vec::new();
@@ -229,7 +232,13 @@ pub async fn credentials(
                 prices: p.prices.iter().map(|m| (m.currency().code().to_owned(), m.minor())).collect(),
             })
             .collect();
-        vendors.push(DemoVendorCredentials { slug: vendor.slug.to_string(), name: vendor.name, products });
+        let license_public_key = checkout.license_signer(&vendor.id).await?.public_key_base64();
+        vendors.push(DemoVendorCredentials {
+            slug: vendor.slug.to_string(),
+            name: vendor.name,
+            license_public_key,
+            products,
+        });
     }
     Ok(DemoCredentials {
         base_url: base_url.to_owned(),

@@ -6,9 +6,9 @@
 //! and the privacy services here.
 
 pub mod accounts;
-pub mod checkout;
 mod cache;
 mod catalog;
+pub mod checkout;
 pub mod config;
 pub mod demo;
 mod error;

@@ -50,8 +50,7 @@ pub fn verify_license(public_key_base64: &str, key: &str) -> Result<Vec<u8>, Cry
     let public: [u8; 32] = STANDARD.decode(public_key_base64).ok().and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
     let (payload, signature) = key.split_once('.').ok_or_else(bad)?;
     let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| bad())?;
-    let signature: [u8; 64] =
-        URL_SAFE_NO_PAD.decode(signature).ok().and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
+    let signature: [u8; 64] = URL_SAFE_NO_PAD.decode(signature).ok().and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
     let verifying = VerifyingKey::from_bytes(&public).map_err(|_| bad())?;
     verifying.verify(&payload, &Signature::from_bytes(&signature)).map_err(|_| bad())?;
     Ok(payload)
@@ -65,7 +64,8 @@ mod tests {
     fn a_signed_key_verifies_and_any_change_does_not() {
         let seed = LicenseSigningKey::new_seed().unwrap();
         let signer = LicenseSigningKey::from_seed(seed.as_slice()).unwrap();
-        let payload = br#"{"order_id":"ord_1","product_id":"prd_1","licensee":"lic_ab","issued_at":"2026-11-26T02:00:00Z"}"#;
+        let payload =
+            br#"{"order_id":"ord_1","product_id":"prd_1","licensee":"lic_ab","issued_at":"2026-11-26T02:00:00Z"}"#;
         let key = signer.sign(payload);
         assert!(!key.contains('='), "no padding");
         assert_eq!(verify_license(&signer.public_key_base64(), &key).unwrap(), payload);
@@ -75,6 +75,8 @@ mod tests {
         let (p, s) = key.split_once('.').unwrap();
         let mut forged = URL_SAFE_NO_PAD.decode(p).unwrap();
         forged[10] ^= 1;
-        assert!(verify_license(&signer.public_key_base64(), &format!("{}.{s}", URL_SAFE_NO_PAD.encode(forged))).is_err());
+        assert!(
+            verify_license(&signer.public_key_base64(), &format!("{}.{s}", URL_SAFE_NO_PAD.encode(forged))).is_err()
+        );
     }
 }

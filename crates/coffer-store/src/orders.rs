@@ -136,7 +136,11 @@ pub async fn insert_order(tx: &mut WriteTx, o: &NewOrder) -> Result<(), StoreErr
         .await?;
     }
     for (line_no, key) in &o.license_keys {
-        let line = o.lines.iter().find(|l| l.line_no == *line_no).ok_or_else(|| StoreError::corrupt("license_keys.line_no"))?;
+        let line = o
+            .lines
+            .iter()
+            .find(|l| l.line_no == *line_no)
+            .ok_or_else(|| StoreError::corrupt("license_keys.line_no"))?;
         sqlx::query(
             "INSERT INTO license_keys (order_id, line_no, product_id, vendor_id, license_key, issued_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",

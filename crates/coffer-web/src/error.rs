@@ -92,6 +92,18 @@ impl From<AppError> for ApiError {
             }
             AppError::Erased => ApiError::new(StatusCode::GONE, "erased", "this customer's data was erased"),
             AppError::Refused(message) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", message),
+            AppError::Order(e) => {
+                let status = if e.code == "card_declined" {
+                    StatusCode::PAYMENT_REQUIRED
+                } else {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                };
+                let error = ApiError::new(status, e.code, e.message);
+                match e.field {
+                    Some(field) => error.with_field(field),
+                    None => error,
+                }
+            }
             AppError::Crypto(e) => {
                 // Names keys by version or id and fields by column only.
                 tracing::error!(error = %e, "key failure");

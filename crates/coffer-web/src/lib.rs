@@ -13,6 +13,7 @@ mod error;
 mod extract;
 mod middleware;
 mod pages;
+mod policy;
 
 pub use api::openapi_document;
 pub use cookies::CookieRule;
@@ -21,8 +22,10 @@ pub use error::ApiError;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use coffer_app::accounts::{AccountService, StaffService};
+use coffer_app::checkout::CheckoutService;
 use coffer_app::{CatalogService, HttpConfig};
 use coffer_store::{Db, KeyStore};
+pub use policy::{PrivacyPolicy, privacy_policy};
 use std::sync::Arc;
 use std::time::Duration;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -37,6 +40,8 @@ pub struct AppState {
     pub key_store: KeyStore,
     pub accounts: AccountService,
     pub staff: StaffService,
+    pub checkout: CheckoutService,
+    pub policy: Arc<PrivacyPolicy>,
     pub cookie_rule: CookieRule,
     pub(crate) sign_in_limit: Arc<SignInLimiter>,
     pub(crate) trusted_proxies: Arc<[std::net::IpAddr]>,
@@ -50,25 +55,35 @@ pub(crate) type SignInLimiter = governor::RateLimiter<
     governor::clock::DefaultClock,
 >;
 
+/// The application services the handlers call.
+pub struct Services {
+    pub catalog: CatalogService,
+    pub accounts: AccountService,
+    pub staff: StaffService,
+    pub checkout: CheckoutService,
+}
+
 impl AppState {
     pub fn new(
-        catalog: CatalogService,
+        services: Services,
         db: Db,
         key_store: KeyStore,
-        accounts: AccountService,
-        staff: StaffService,
+        policy: PrivacyPolicy,
         cookie_rule: CookieRule,
         http: &HttpConfig,
     ) -> Self {
         let openapi_json = serde_json::to_string(&openapi_document()).unwrap_or_else(|_| "{}".into());
         let per_minute = std::num::NonZeroU32::new(http.sign_in_per_minute).unwrap_or(std::num::NonZeroU32::MIN);
         let sign_in_limit = Arc::new(governor::RateLimiter::hashmap(governor::Quota::per_minute(per_minute)));
+        let Services { catalog, accounts, staff, checkout } = services;
         AppState {
             catalog,
             db,
             key_store,
             accounts,
             staff,
+            checkout,
+            policy: Arc::new(policy),
             cookie_rule,
             sign_in_limit,
             trusted_proxies: http.trusted_proxies.clone().into(),

@@ -231,14 +231,34 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         coffer_app::demo::seed_customer_password(&privacy.customers, &accounts).await.context("seeding demo data")?;
         coffer_app::demo::seed_staff(&staff).await.context("seeding demo data")?;
     }
+    // The privacy policy of this operator, published once per version:
+    // orders record the version consented to.
+    let policy = coffer_web::privacy_policy(&config.operator);
+    {
+        let (version, html, now) =
+            (policy.version.clone(), policy.html.clone(), coffer_domain::Clock::now(&SystemClock));
+        db.write(move |tx| Box::pin(async move { coffer_store::publish_policy(tx, &version, &html, now).await }))
+            .await
+            .context("publishing the privacy policy")?;
+    }
+    let checkout = coffer_app::checkout::CheckoutService::new(
+        db.clone(),
+        privacy.vault.clone(),
+        privacy.customers.clone(),
+        Arc::new(coffer_app::checkout::SimulatedGateway),
+        Arc::new(SystemClock),
+        coffer_domain::TaxTable::new(config.operator.tax_rates.clone()),
+        &policy.version,
+    );
+    let checkout_for_demo = checkout.clone();
     // Plain HTTP until TLS arrives: cookies without the __Host- prefix.
     let cookie_rule = coffer_web::CookieRule { secure_transport: false };
+    let services = coffer_web::Services { catalog, accounts, staff: staff.clone(), checkout };
     let state = coffer_web::AppState::new(
-        catalog,
+        services,
         db.clone(),
         privacy.vault.key_store().clone(),
-        accounts,
-        staff.clone(),
+        policy,
         cookie_rule,
         &config.http,
     );
@@ -247,7 +267,9 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     println!("Coffer is listening on {base_url}");
     if demo {
         let path = config.data_dir.join("demo-credentials.json");
-        let credentials = coffer_app::demo::credentials(&db, &staff, &base_url).await.context("reading demo data")?;
+        let credentials = coffer_app::demo::credentials(&db, &staff, &checkout_for_demo, &base_url)
+            .await
+            .context("reading demo data")?;
         let json = serde_json::to_vec_pretty(&credentials).context("writing demo credentials")?;
         std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
         println!("Demo data is loaded; what exists is listed in {}", path.display());

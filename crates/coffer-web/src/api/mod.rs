@@ -1,6 +1,7 @@
 //! The JSON API. Every route is registered through `routes!`, so the OpenAPI
 //! document is generated from the same handlers that serve requests.
 
+mod orders;
 mod products;
 
 use crate::AppState;
@@ -33,6 +34,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json))
         .routes(routes!(products::list_products))
         .routes(routes!(products::get_product))
+        .routes(routes!(orders::create_order))
+        .routes(routes!(orders::privacy_policy))
 }
 
 /// The OpenAPI 3.1 document of every JSON route.

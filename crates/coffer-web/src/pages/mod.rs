@@ -28,6 +28,27 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(storefront))
         .route("/products/{id}", get(product_page))
         .route("/static/style.css", get(stylesheet))
+        .route("/privacy", get(privacy_policy))
+        .route("/privacy/cookies", get(cookie_list))
+}
+
+#[derive(Template)]
+#[template(path = "privacy_policy.html")]
+struct PolicyPage<'a> {
+    version: &'a str,
+    body: &'a str,
+}
+
+async fn privacy_policy(State(state): State<AppState>) -> Response {
+    render(&PolicyPage { version: &state.policy.version, body: &state.policy.html })
+}
+
+#[derive(Template)]
+#[template(path = "privacy_cookies.html")]
+struct CookiePage;
+
+async fn cookie_list() -> Response {
+    render(&CookiePage)
 }
 
 /// A product prepared for display.

@@ -9,6 +9,7 @@ mod accounts;
 mod api;
 mod bad_input;
 mod browser;
+mod checkout;
 mod cli;
 mod privacy;
 mod shutdown;

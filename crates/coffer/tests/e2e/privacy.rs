@@ -47,6 +47,18 @@ struct Canaries {
     strings: Vec<String>,
 }
 
+/// A Luhn-valid card number no one else uses.
+fn canary_card() -> String {
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let digits: String = tag.chars().rev().take(14).map(|c| char::from(b'0' + (c as u8 % 10))).collect();
+    let body = format!("5{digits}");
+    (0..10).map(|d| format!("{body}{d}")).find(|n| coffer_domain::order::luhn_valid(n)).unwrap()
+}
+
+fn guardian_canary(name: &str) -> String {
+    format!("Guardian of {name}")
+}
+
 fn canaries() -> Canaries {
     let tag = uuid::Uuid::now_v7().simple().to_string();
     let tag = &tag[tag.len() - 12..];
@@ -145,8 +157,26 @@ async fn p10_no_plaintext_at_rest_or_in_logs(server: TestServer) {
         http.get(server.url(&format!("/api/v1/products?vendor={email}"))).send().await.unwrap();
         http.get(server.url(&format!("/products/{email}"))).send().await.unwrap();
     }
+    // Checkout: orders by two of them, paid with canary card numbers (the
+    // number and CVC go to the gateway only) and, for one, a guardian.
+    let version = crate::checkout::policy_version(&server).await;
+    let mut card_canaries = Vec::new();
+    for (n, person) in people.iter().take(2).enumerate() {
+        let card = canary_card();
+        let mut body = crate::checkout::order(&server, &version, &card, &person.details.email);
+        body["customer"] = serde_json::to_value(&person.details).unwrap();
+        body["customer"]["address"]["country"] = serde_json::json!("DE");
+        if n == 1 {
+            body["age"] = serde_json::json!({"adult": false, "guardian_name": guardian_canary(&person.strings[0]), "guardian_consents": true});
+        }
+        let (status, placed) = crate::checkout::post_order(&server, &body).await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{placed}");
+        card_canaries.push(card);
+    }
     let mut strings: Vec<String> = people.iter().flat_map(|p| p.strings.clone()).collect();
     strings.push(moved.name.clone());
+    strings.extend(card_canaries);
+    strings.push(guardian_canary(&people[1].strings[0]));
 
     let mut files = Vec::new();
     files_under(server.root(), &mut files);

@@ -1,0 +1,258 @@
+//! Checkout over JSON: `POST /api/v1/orders` and the policy it needs.
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use coffer_app::checkout::{AgeInput, CardInput, Channel, OrderRequest};
+use coffer_domain::{CustomerDetails, MailingAddress, PaymentMethod};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderBody {
+    #[schema(example = "USD")]
+    currency: String,
+    items: Vec<ItemBody>,
+    customer: CustomerBody,
+    /// `card` (the default) or `bank_transfer` (then send no `card`).
+    #[serde(default)]
+    payment_method: Option<String>,
+    #[serde(default)]
+    card: Option<CardBody>,
+    #[serde(default)]
+    consent: Option<ConsentBody>,
+    #[serde(default)]
+    age: Option<AgeBody>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ItemBody {
+    product_id: String,
+    quantity: i64,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CustomerBody {
+    name: String,
+    email: String,
+    #[serde(default)]
+    phone: Option<String>,
+    #[serde(default)]
+    address: Option<AddressBody>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct AddressBody {
+    line1: String,
+    #[serde(default)]
+    line2: String,
+    city: String,
+    #[serde(default)]
+    region: String,
+    #[serde(default)]
+    postal_code: String,
+    /// ISO 3166-1 alpha-2.
+    country: String,
+}
+
+/// Goes to the payment gateway only; never stored, logged or echoed.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CardBody {
+    #[schema(value_type = String, example = "4242 4242 4242 4242")]
+    number: SecretString,
+    exp_month: i64,
+    exp_year: i64,
+    #[schema(value_type = String, example = "123")]
+    cvc: SecretString,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ConsentBody {
+    /// The `version` of `GET /api/v1/privacy-policy`.
+    privacy_policy_version: String,
+    accepted: bool,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct AgeBody {
+    adult: bool,
+    #[serde(default)]
+    guardian_name: Option<String>,
+    /// The guardian is present, consents, and takes responsibility for the data.
+    #[serde(default)]
+    guardian_consents: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LicenseKeyView {
+    product_id: String,
+    key: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DownloadView {
+    product_id: String,
+    url: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OrderView {
+    #[schema(example = "ord_0193c0de5a6b7c8d9e0f1a2b3c4d5e6f")]
+    id: String,
+    /// `fulfilled`, `on_hold`, `pending` (bank transfer) or `paid`.
+    status: &'static str,
+    currency: String,
+    subtotal: i64,
+    tax: i64,
+    total: i64,
+    /// For a bank transfer: the reference to quote with the payment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment_reference: Option<String>,
+    license_keys: Vec<LicenseKeyView>,
+    downloads: Vec<DownloadView>,
+}
+
+/// Parses a JSON body; mistakes name the field, never echo its value.
+fn parse_json<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, ApiError> {
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
+    if !json {
+        return Err(ApiError::for_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+    }
+    let mut parser = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut parser).map_err(|e| {
+        let path = e.path().to_string();
+        if e.inner().is_syntax() || e.inner().is_eof() || path == "." {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "the body is not the JSON this route takes")
+        } else {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "this field is missing, unknown or of the wrong type",
+            )
+            .with_field(path)
+        }
+    })
+}
+
+/// Places an order (no sign-in needed). Card details go to the payment
+/// gateway only; what is kept is the gateway's token, the brand, the last
+/// four digits and the expiry, encrypted.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders",
+    tag = "checkout",
+    request_body = OrderBody,
+    responses(
+        (status = 201, description = "The order, with license keys when delivered", body = OrderView),
+        (status = 402, description = "`card_declined`", body = ErrorBody),
+        (status = 422, description = "`consent_required`, `age_attestation_required`, `unknown_product`, \
+            `currency_not_offered`, `card_invalid`, `card_expired`, `card_not_allowed`, `invalid_customer`, ...",
+            body = ErrorBody)
+    )
+)]
+pub async fn create_order(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: OrderBody = match parse_json(&headers, &body) {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
+    let payment_method = match body.payment_method.as_deref() {
+        None => PaymentMethod::Card,
+        Some(method) => match PaymentMethod::parse(method) {
+            Some(method) => method,
+            None => {
+                return ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_payment_method",
+                    "payment_method is card or bank_transfer",
+                )
+                .with_field("payment_method")
+                .into_response();
+            }
+        },
+    };
+    let request = OrderRequest {
+        currency: body.currency,
+        items: body.items.into_iter().map(|i| (i.product_id, i.quantity)).collect(),
+        customer: CustomerDetails {
+            name: body.customer.name,
+            email: body.customer.email,
+            phone: body.customer.phone.filter(|p| !p.trim().is_empty()),
+            address: body.customer.address.map(|a| MailingAddress {
+                line1: a.line1,
+                line2: a.line2,
+                city: a.city,
+                region: a.region,
+                postal_code: a.postal_code,
+                country: a.country,
+            }),
+        },
+        payment_method,
+        card: body.card.map(|c| CardInput {
+            number: c.number,
+            exp_month: c.exp_month,
+            exp_year: c.exp_year,
+            cvc: c.cvc,
+        }),
+        consent: body.consent.map(|c| (c.privacy_policy_version, c.accepted)),
+        age: body.age.map(|a| AgeInput {
+            adult: a.adult,
+            guardian_name: a.guardian_name,
+            guardian_consents: a.guardian_consents,
+        }),
+    };
+    match state.checkout.place(request, Channel::Api).await {
+        Ok(order) => (
+            StatusCode::CREATED,
+            Json(OrderView {
+                id: order.id.to_string(),
+                status: order.status.as_str(),
+                currency: order.currency,
+                subtotal: order.subtotal,
+                tax: order.tax,
+                total: order.total,
+                payment_reference: order.payment_reference,
+                license_keys: order
+                    .license_keys
+                    .into_iter()
+                    .map(|(product, key)| LicenseKeyView { product_id: product.to_string(), key })
+                    .collect(),
+                downloads: Vec::new(),
+            }),
+        )
+            .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PolicyView {
+    /// Send this as `consent.privacy_policy_version` with an order.
+    version: String,
+    html: String,
+}
+
+/// The current privacy policy.
+#[utoipa::path(
+    get,
+    path = "/api/v1/privacy-policy",
+    tag = "checkout",
+    responses((status = 200, description = "The current version and its text", body = PolicyView))
+)]
+pub async fn privacy_policy(State(state): State<AppState>) -> Json<PolicyView> {
+    Json(PolicyView { version: state.policy.version.clone(), html: state.policy.html.clone() })
+}

@@ -1,0 +1,182 @@
+//! `POST /api/v1/orders` as CONTRACT.md states it: the test cards, bank
+//! transfer, consent and age, tax by country, license keys a vendor can
+//! verify offline, and every refusal with its code and field.
+
+use crate::{client, on_both_backends};
+use coffer_testkit::TestServer;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+on_both_backends!(test_cards_behave_as_the_contract_says, refusals_name_their_code_and_field);
+
+pub(crate) async fn policy_version(server: &TestServer) -> String {
+    let policy: Value = client().get(server.url("/api/v1/privacy-policy")).send().await.unwrap().json().await.unwrap();
+    assert!(policy["html"].as_str().unwrap().contains("data protection officer"));
+    policy["version"].as_str().unwrap().to_owned()
+}
+
+/// An order for the first demo vendor's license-key product, paid with `card`.
+pub(crate) fn order(server: &TestServer, version: &str, card: &str, email: &str) -> Value {
+    let product = server.demo_credentials()["vendors"][0]["products"][0]["id"].as_str().unwrap().to_owned();
+    json!({
+        "currency": "USD",
+        "items": [{"product_id": product, "quantity": 1}],
+        "customer": {"name": "Erika Mustermann", "email": email, "phone": "+49 30 1234567",
+                     "address": {"line1": "Hauptstr. 1", "city": "Berlin", "postal_code": "10115", "country": "DE"}},
+        "card": {"number": card, "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+        "consent": {"privacy_policy_version": version, "accepted": true},
+        "age": {"adult": true}
+    })
+}
+
+pub(crate) async fn post_order(server: &TestServer, body: &Value) -> (StatusCode, Value) {
+    let response = client().post(server.url("/api/v1/orders")).json(body).send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+async fn test_cards_behave_as_the_contract_says(server: TestServer) {
+    let version = policy_version(&server).await;
+    // Approved: fulfilled, German VAT on the net price, a license key.
+    let (status, placed) =
+        post_order(&server, &order(&server, &version, "4242 4242 4242 4242", "erika@example.org")).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    assert_eq!((placed["status"].as_str(), placed["subtotal"].as_i64()), (Some("fulfilled"), Some(1999)));
+    assert_eq!((placed["tax"].as_i64(), placed["total"].as_i64()), (Some(380), Some(2379)));
+    assert!(placed["id"].as_str().unwrap().starts_with("ord_"));
+    let keys = placed["license_keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    // The key verifies offline against the vendor's public key, and its
+    // payload names the order and a pseudonym, never the customer.
+    let public_key = server.demo_credentials()["vendors"][0]["license_public_key"].as_str().unwrap().to_owned();
+    let payload = coffer_crypto::verify_license(&public_key, keys[0]["key"].as_str().unwrap()).unwrap();
+    let payload: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(payload["order_id"], placed["id"]);
+    assert_eq!(payload["product_id"], keys[0]["product_id"]);
+    assert!(payload["licensee"].as_str().unwrap().starts_with("lic_"));
+    assert!(payload["issued_at"].as_str().unwrap().ends_with('Z'));
+    let text = String::from_utf8_lossy(&serde_json::to_vec(&payload).unwrap()).to_lowercase();
+    assert!(!text.contains("erika") && !text.contains("mustermann"), "{text}");
+    // A second order by the same address joins the same licensee pseudonym.
+    let (_, again) = post_order(&server, &order(&server, &version, "4242424242424242", "ERIKA@example.org")).await;
+    let again = coffer_crypto::verify_license(&public_key, again["license_keys"][0]["key"].as_str().unwrap()).unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&again).unwrap()["licensee"], payload["licensee"]);
+
+    // Declined: 402, and no order.
+    let (status, declined) =
+        post_order(&server, &order(&server, &version, "4000 0000 0000 0002", "d@example.org")).await;
+    assert_eq!((status, declined["error"]["code"].as_str()), (StatusCode::PAYMENT_REQUIRED, Some("card_declined")));
+    // Review: approved but on hold, nothing delivered yet.
+    let (status, held) = post_order(&server, &order(&server, &version, "4000 0000 0000 9235", "r@example.org")).await;
+    assert_eq!((status, held["status"].as_str()), (StatusCode::CREATED, Some("on_hold")));
+    assert_eq!(held["license_keys"], json!([]));
+    // Any other Luhn-valid number: approved.
+    let (status, other) = post_order(&server, &order(&server, &version, "5555 5555 5555 4444", "m@example.org")).await;
+    assert_eq!((status, other["status"].as_str()), (StatusCode::CREATED, Some("fulfilled")));
+    // Bank transfer: pending with a reference; no card at all.
+    let mut bank = order(&server, &version, "", "bank@example.org");
+    bank["payment_method"] = json!("bank_transfer");
+    bank.as_object_mut().unwrap().remove("card");
+    bank["customer"]["address"]["country"] = json!("US");
+    let (status, pending) = post_order(&server, &bank).await;
+    assert_eq!((status, pending["status"].as_str()), (StatusCode::CREATED, Some("pending")), "{pending}");
+    assert!(pending["payment_reference"].as_str().unwrap().starts_with("CF-"));
+    assert_eq!(pending["tax"], json!(0), "no tax for the US in the demo table");
+
+    // The orders are stored, the declined one is not.
+    let db = coffer_store::Db::open(&server.database_url(), &coffer_store::DbOptions::default()).await.unwrap();
+    let order_id = coffer_domain::OrderId::parse(placed["id"].as_str().unwrap()).unwrap();
+    let stored = db.order(&order_id).await.unwrap().unwrap();
+    assert_eq!((stored.total, stored.tax_country.as_str(), stored.consent_channel.as_str()), (2379, "DE", "api"));
+    assert_eq!(stored.policy_version, version);
+    assert_eq!(db.order_ids_of(&stored.customer_id).await.unwrap().len(), 2, "both orders joined one customer");
+}
+
+/// What is changed in a good order (a JSON pointer and the new value, or
+/// `None` to remove it), and the code and field of the 422 expected.
+type Refusal = (&'static str, &'static str, Option<Value>, &'static str, Option<&'static str>);
+
+async fn refusals_name_their_code_and_field(server: TestServer) {
+    let version = policy_version(&server).await;
+    let base = order(&server, &version, "4242424242424242", "refused@example.org");
+    // (what, JSON pointer, new value or `None` to remove it, code, field); all 422.
+    let cases: [Refusal; 18] = [
+        ("luhn", "/card/number", Some(json!("4242424242424241")), "card_invalid", Some("card.number")),
+        ("expired", "/card/exp_year", Some(json!(2020)), "card_expired", Some("card.exp_year")),
+        ("card with bank transfer", "/payment_method", Some(json!("bank_transfer")), "card_not_allowed", Some("card")),
+        ("no consent", "/consent", None, "consent_required", Some("consent")),
+        ("consent refused", "/consent/accepted", Some(json!(false)), "consent_required", Some("consent")),
+        (
+            "old policy",
+            "/consent/privacy_policy_version",
+            Some(json!("0000")),
+            "consent_required",
+            Some("consent.privacy_policy_version"),
+        ),
+        ("no age", "/age", None, "age_attestation_required", Some("age")),
+        ("minor alone", "/age", Some(json!({"adult": false})), "age_attestation_required", Some("age.guardian_name")),
+        (
+            "guardian not consenting",
+            "/age",
+            Some(json!({"adult": false, "guardian_name": "Hans", "guardian_consents": false})),
+            "age_attestation_required",
+            Some("age.guardian_consents"),
+        ),
+        (
+            "unknown product",
+            "/items/0/product_id",
+            Some(json!("prd_01a215a81d94714cab6bfee7390f3095")),
+            "unknown_product",
+            Some("items[0].product_id"),
+        ),
+        ("not priced in JPY", "/currency", Some(json!("JPY")), "currency_not_offered", Some("items[0].product_id")),
+        ("zero quantity", "/items/0/quantity", Some(json!(0)), "invalid_quantity", Some("items[0].quantity")),
+        ("no items", "/items", Some(json!([])), "invalid_items", Some("items")),
+        ("bad email", "/customer/email", Some(json!("not-an-address")), "invalid_customer", Some("customer.email")),
+        (
+            "unknown country",
+            "/customer/address/country",
+            Some(json!("XX")),
+            "invalid_customer",
+            Some("customer.address.country"),
+        ),
+        ("oversized name", "/customer/name", Some(json!("n".repeat(5000))), "invalid_customer", Some("customer.name")),
+        ("number as a number", "/card/number", Some(json!(4242424242424242u64)), "invalid_field", Some("card.number")),
+        ("unknown field", "/coupon", Some(json!("FREE")), "invalid_field", Some("coupon")),
+    ];
+    for (name, pointer, value, code, field) in cases {
+        let mut body = base.clone();
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        let parent = if parent.is_empty() { &mut body } else { body.pointer_mut(parent).unwrap() };
+        match (parent, value) {
+            (Value::Object(map), Some(value)) => {
+                map.insert(key.to_owned(), value);
+            }
+            (Value::Object(map), None) => {
+                map.remove(key);
+            }
+            (Value::Array(list), Some(value)) => list[key.parse::<usize>().unwrap()] = value,
+            _ => unreachable!("{name}"),
+        }
+        let (got, answer) = post_order(&server, &body).await;
+        assert_eq!(got, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {answer}");
+        assert_eq!(answer["error"]["code"].as_str(), Some(code), "{name}: {answer}");
+        assert_eq!(answer["error"]["field"].as_str(), field, "{name}: {answer}");
+        let text = answer.to_string();
+        assert!(!text.contains("4242424242424242") && !text.contains("refused@example.org"), "{name} echoes: {text}");
+    }
+    let syntax =
+        client().post(server.url("/api/v1/orders")).header("content-type", "application/json").body("{bad").send();
+    assert_eq!(syntax.await.unwrap().status(), StatusCode::BAD_REQUEST);
+    let form = client().post(server.url("/api/v1/orders")).body("{}").send().await.unwrap();
+    assert_eq!(form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // None of the refusals stored an order.
+    let (orders,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM orders").fetch_one(&raw_pool(&server).await).await.unwrap();
+    assert_eq!(orders, 0);
+}
+
+async fn raw_pool(server: &TestServer) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(&server.database_url()).await.unwrap()
+}
