@@ -467,6 +467,12 @@ impl AccountService {
         self.customers.update(customer, details, actor).await.map(drop)
     }
 
+    /// The customer's own orders with their license keys (newest first).
+    pub async fn own_orders(&self, customer: &CustomerId) -> Result<Vec<serde_json::Value>, AppError> {
+        let (_, _, key) = self.customers.own_record_and_key(customer).await?;
+        self.customers.orders_with_key(customer, &key).await
+    }
+
     /// Everything held about the customer, for their own download.
     pub async fn own_export(&self, customer: &CustomerId) -> Result<serde_json::Value, AppError> {
         self.customers.export_by_id(customer, &Reader::TheCustomer).await

@@ -339,6 +339,81 @@ impl CustomerService {
         Ok(report)
     }
 
+    /// The customer's orders, newest first, opened with their key: what was
+    /// bought, the details the order keeps, the consent given and the
+    /// license keys issued.
+    pub(crate) async fn orders_with_key(
+        &self,
+        id: &CustomerId,
+        key: &DataKey,
+    ) -> Result<Vec<serde_json::Value>, AppError> {
+        let mut out = Vec::new();
+        for order_id in self.db.order_ids_of(id).await? {
+            let Some(order) = self.db.order(&order_id).await? else { continue };
+            let open = |column: &'static str, sealed: &Option<Sealed>| -> Result<serde_json::Value, AppError> {
+                let Some(sealed) = sealed else { return Ok(serde_json::Value::Null) };
+                let ctx = FieldContext {
+                    table: "orders",
+                    column,
+                    row_id: order.id.as_str(),
+                    data_key_id: order.data_key_id.as_str(),
+                };
+                let plain = open_field(key, &ctx, sealed)?;
+                Ok(serde_json::from_slice::<serde_json::Value>(&plain)
+                    .ok()
+                    .filter(|v| v.is_object())
+                    .unwrap_or_else(|| json!(String::from_utf8_lossy(&plain))))
+            };
+            let mut card = open("card", &order.card)?;
+            if let Some(card) = card.as_object_mut() {
+                // The gateway's token is for refunds, not for reading.
+                card.remove("token");
+            }
+            let mut keys = Vec::new();
+            for (line_no, product, sealed) in self.db.license_keys_of(&order.id).await? {
+                let row = format!("{}:{line_no}", order.id);
+                let ctx = FieldContext {
+                    table: "license_keys",
+                    column: "license_key",
+                    row_id: &row,
+                    data_key_id: order.data_key_id.as_str(),
+                };
+                let plain = open_field(key, &ctx, &sealed)?;
+                keys.push(json!({"product_id": product, "key": String::from_utf8_lossy(&plain)}));
+            }
+            out.push(json!({
+                "id": order.id,
+                "status": order.status.as_str(),
+                "placed_at_ms": order.created_at.0,
+                "currency": order.currency,
+                "subtotal": order.subtotal,
+                "tax": order.tax,
+                "total": order.total,
+                "payment_method": order.payment_method,
+                "payment_reference": order.payment_reference,
+                "lines": order.lines.iter().map(|l| json!({
+                    "product_id": l.product_id, "quantity": l.quantity,
+                    "unit_price": l.unit_price, "line_total": l.line_total,
+                })).collect::<Vec<_>>(),
+                "license_keys": keys,
+                "details": {
+                    "name": open("name", &order.name)?,
+                    "email": open("email", &order.email)?,
+                    "phone": open("phone", &order.phone)?,
+                    "address": open("address", &order.address)?,
+                    "card": card,
+                    "guardian_name": open("guardian_name", &order.guardian_name)?,
+                },
+                "consent": {
+                    "privacy_policy_version": order.policy_version,
+                    "at_ms": order.consent_at.0,
+                    "channel": order.consent_channel,
+                },
+            }));
+        }
+        Ok(out)
+    }
+
     /// Everything the inventory says is held about the customer with this
     /// email, as JSON. Audited as an export by `actor`.
     pub async fn export(&self, email: &str, actor: &Actor) -> Result<serde_json::Value, AppError> {
@@ -429,6 +504,7 @@ impl CustomerService {
                 })
             })
             .collect();
+        let orders = self.orders_with_key(&id, &key).await?;
         let account = json!({
             "password_set": self.db.account_password(&id).await?.is_some(),
             "second_factor": self.db.account_totp(&id).await?.is_some(),
@@ -441,6 +517,7 @@ impl CustomerService {
             "created_at_ms": stored.created_at.0,
             "updated_at_ms": stored.updated_at.0,
             "personal_data": fields,
+            "orders": orders,
             "account": account,
             "messages": messages,
             "privacy_requests": requests,

@@ -67,6 +67,36 @@ pub fn export_html(export: &serde_json::Value) -> String {
         ));
     }
     let list = |key: &str| export[key].as_array().cloned().unwrap_or_default();
+    more.push_str("<h2>Your orders</h2>\n");
+    let orders = list("orders");
+    if orders.is_empty() {
+        more.push_str("<p>None.</p>\n");
+    }
+    for o in &orders {
+        let lines: Vec<String> = o["lines"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| format!("{} × {}", l["quantity"], l["product_id"].as_str().unwrap_or_default()))
+            .collect();
+        more.push_str(&format!(
+            "<h3>Order {}</h3>\n<p>{}: {} (minor units) {}; {}. Consent to privacy policy version {} ({}).</p>\n",
+            escape(o["id"].as_str().unwrap_or_default()),
+            escape(&o["status"].as_str().unwrap_or_default().replace('_', " ")),
+            o["total"],
+            escape(o["currency"].as_str().unwrap_or_default()),
+            escape(&lines.join(", ")),
+            escape(o["consent"]["privacy_policy_version"].as_str().unwrap_or_default()),
+            escape(o["consent"]["channel"].as_str().unwrap_or_default()),
+        ));
+        more.push_str(&format!("<p>Details kept with the order: {}</p>\n", escape(&show(&o["details"]))));
+        for key in o["license_keys"].as_array().into_iter().flatten() {
+            more.push_str(&format!(
+                "<p>License key: <code>{}</code></p>\n",
+                escape(key["key"].as_str().unwrap_or_default())
+            ));
+        }
+    }
     more.push_str("<h2>Messages we keep (90 days)</h2>\n");
     let messages = list("messages");
     if messages.is_empty() {

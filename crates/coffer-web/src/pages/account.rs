@@ -72,10 +72,22 @@ struct SetPasswordPage {
     message: Option<String>,
 }
 
+/// An order as the account page lists it.
+struct OrderSummary {
+    id: String,
+    status: String,
+    total: String,
+    lines: Vec<String>,
+    /// (product name, license key)
+    keys: Vec<(String, String)>,
+    payment_reference: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "account_overview.html")]
 struct OverviewPage {
     message: Option<String>,
+    orders: Vec<OrderSummary>,
     name: String,
     email: String,
     phone: String,
@@ -142,6 +154,7 @@ async fn overview(
     });
     Ok(render(&OverviewPage {
         message,
+        orders: order_summaries(state, customer).await?,
         name: details.name,
         email: details.email,
         phone: details.phone.unwrap_or_default(),
@@ -154,6 +167,49 @@ async fn overview(
         totp_on: state.accounts.has_totp(customer).await?,
         csrf: state.accounts.csrf_token(token),
     }))
+}
+
+/// The customer's orders for the overview, with product names.
+async fn order_summaries(state: &AppState, customer: &CustomerId) -> Result<Vec<OrderSummary>, AppError> {
+    use coffer_store::CatalogReader;
+    let mut names = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for order in state.accounts.own_orders(customer).await? {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        let currency = coffer_domain::Currency::parse(order["currency"].as_str().unwrap_or_default())?;
+        let money = |v: &serde_json::Value| {
+            coffer_domain::Money::new(v.as_i64().unwrap_or(0), currency).map(|m| m.to_string()).unwrap_or_default()
+        };
+        let mut product_name = async |id: &str| -> Result<String, AppError> {
+            if let Some(name) = names.get(id) {
+                return Ok(std::string::String::clone(name));
+            }
+            let name = match coffer_domain::ProductId::parse(id) {
+                Ok(pid) => state.db.product(&pid).await?.map(|p| p.name).unwrap_or_else(|| id.to_owned()),
+                Err(_) => id.to_owned(),
+            };
+            names.insert(id.to_owned(), name.clone());
+            Ok(name)
+        };
+        let mut lines = Vec::new();
+        for line in order["lines"].as_array().into_iter().flatten() {
+            let name = product_name(line["product_id"].as_str().unwrap_or_default()).await?;
+            lines.push(format!("{} × {name}, {}", line["quantity"], money(&line["line_total"])));
+        }
+        let mut keys = Vec::new();
+        for key in order["license_keys"].as_array().into_iter().flatten() {
+            keys.push((product_name(key["product_id"].as_str().unwrap_or_default()).await?, text(&key["key"])));
+        }
+        out.push(OrderSummary {
+            id: text(&order["id"]),
+            status: text(&order["status"]).replace('_', " "),
+            total: money(&order["total"]),
+            lines,
+            keys,
+            payment_reference: order["payment_reference"].as_str().map(str::to_owned),
+        });
+    }
+    Ok(out)
 }
 
 /// A POST from another site is refused. Browsers send `Sec-Fetch-Site` with

@@ -180,3 +180,48 @@ async fn raw_pool(server: &TestServer) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
     sqlx::AnyPool::connect(&server.database_url()).await.unwrap()
 }
+
+/// An order by the demo customer's address joins their account: the page
+/// lists it with its license key, and "download my data" holds the order,
+/// its consent record and the card's last four digits, never the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_appear_in_the_account_and_its_download() {
+    let server = crate::server(coffer_testkit::TestBackend::Sqlite).await;
+    let creds = server.demo_credentials();
+    let (email, password) =
+        (creds["customer"]["email"].as_str().unwrap().to_owned(), creds["customer"]["password"].as_str().unwrap());
+    let version = policy_version(&server).await;
+    let (status, placed) = post_order(&server, &order(&server, &version, "4242424242424242", &email)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let key = placed["license_keys"][0]["key"].as_str().unwrap().to_owned();
+    let signed_in = client()
+        .post(server.url("/account/sign-in"))
+        .form(&[("email", email.as_str()), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page =
+        client().get(server.url("/account")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(&key), "the license key is on the account page");
+    assert!(page.contains("Northwind Notes Pro") && page.contains("23.79 USD"), "{page}");
+    // The order never changed the account's own details.
+    assert!(page.contains("Hello, Dana Demo"));
+    let data: Value = client()
+        .get(server.url("/account/data.json"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let orders = data["orders"].as_array().unwrap();
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0]["consent"]["privacy_policy_version"], json!(version));
+    assert_eq!(orders[0]["consent"]["channel"], json!("api"));
+    assert_eq!(orders[0]["details"]["name"], json!("Erika Mustermann"), "the order keeps its own copy");
+    assert_eq!(orders[0]["details"]["card"]["last4"], json!("4242"));
+    assert!(orders[0]["details"]["card"].get("token").is_none());
+    assert_eq!(orders[0]["license_keys"][0]["key"], json!(key));
+}
