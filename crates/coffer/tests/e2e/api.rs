@@ -83,9 +83,25 @@ async fn openapi_covers_every_json_route(server: TestServer) {
     let paths = doc["paths"].as_object().unwrap();
     let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
     documented.sort_unstable();
-    assert_eq!(documented, ["/api/openapi.json", "/api/v1/products", "/api/v1/products/{id}", "/health"]);
+    assert_eq!(
+        documented,
+        [
+            "/api/openapi.json",
+            "/api/v1/orders",
+            "/api/v1/privacy-policy",
+            "/api/v1/products",
+            "/api/v1/products/{id}",
+            "/health"
+        ]
+    );
     for path in documented {
-        assert!(paths[path]["get"]["responses"]["200"].is_object(), "{path} documents its answer");
+        let (method, status) = if path == "/api/v1/orders" { ("post", "201") } else { ("get", "200") };
+        assert!(paths[path][method]["responses"][status].is_object(), "{path} documents its answer");
+    }
+    let order = &paths["/api/v1/orders"]["post"];
+    assert!(order["requestBody"].is_object(), "the order body is documented");
+    for refusal in ["402", "422"] {
+        assert!(order["responses"][refusal].is_object(), "orders document {refusal}");
     }
 }
 
