@@ -4,6 +4,7 @@
 //! reach the gateway and nothing else: no row, log, error or message.
 
 use crate::AppError;
+use crate::files::{FileReader, FileStore};
 use crate::privacy::{CustomerService, Vault};
 use coffer_crypto::{FieldContext, LicenseSigningKey, seal_field};
 use coffer_domain::order::{MAX_LINES, MAX_QUANTITY, check_card, totals, year_month};
@@ -80,6 +81,7 @@ pub struct PlacedOrder {
     pub total: i64,
     pub payment_reference: Option<String>,
     pub license_keys: Vec<(ProductId, String)>,
+    pub downloads: Vec<(ProductId, String)>,
 }
 
 /// What the gateway says about a card payment.
@@ -143,6 +145,15 @@ fn bad(code: &'static str, field: &str, message: impl Into<String>) -> AppError 
     AppError::Order(OrderError::new(code, Some(field), message))
 }
 
+/// What checkout takes from configuration.
+pub struct CheckoutSettings {
+    pub taxes: TaxTable,
+    /// The privacy policy version an order must consent to.
+    pub policy_version: String,
+    /// Where people reach this server, for download links.
+    pub base_url: String,
+}
+
 #[derive(Clone)]
 pub struct CheckoutService {
     db: Db,
@@ -153,11 +164,40 @@ pub struct CheckoutService {
     taxes: TaxTable,
     policy_version: Arc<str>,
     signers: Arc<Mutex<HashMap<VendorId, Arc<LicenseSigningKey>>>>,
+    files: Arc<dyn FileStore>,
+    base_url: Arc<str>,
 }
 
 struct PricedLine {
     line: OrderLine,
     license_key: bool,
+    download: bool,
+}
+
+/// A download link lives 7 days…
+pub const DOWNLOAD_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// …and works this many times per order line.
+pub const DOWNLOAD_MAX_USES: i64 = 5;
+
+/// A file being downloaded: what to call it and the stream of its bytes.
+pub struct Download {
+    pub file_name: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub reader: FileReader,
+}
+
+/// Why a download link gives no file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DownloadRefused {
+    /// Not a link we signed.
+    Invalid,
+    Expired,
+    /// The order is not (or no longer) delivered: on hold, refunded…
+    NotDelivered,
+    LimitReached,
+    /// The vendor has not uploaded the file yet.
+    NoFile,
 }
 
 impl CheckoutService {
@@ -166,9 +206,9 @@ impl CheckoutService {
         vault: Arc<Vault>,
         customers: CustomerService,
         gateway: Arc<dyn PaymentGateway>,
+        files: Arc<dyn FileStore>,
         clock: Arc<dyn Clock>,
-        taxes: TaxTable,
-        policy_version: &str,
+        settings: CheckoutSettings,
     ) -> Self {
         CheckoutService {
             db,
@@ -176,10 +216,86 @@ impl CheckoutService {
             customers,
             gateway,
             clock,
-            taxes,
-            policy_version: policy_version.into(),
+            taxes: settings.taxes,
+            policy_version: settings.policy_version.into(),
             signers: Arc::default(),
+            files,
+            base_url: settings.base_url.trim_end_matches('/').into(),
         }
+    }
+
+    async fn link_key(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, AppError> {
+        self.vault.named_secret("download-links").await
+    }
+
+    /// A signed download link for one order line, valid 7 days from now.
+    pub async fn download_link(&self, order: &OrderId, line_no: i64) -> Result<String, AppError> {
+        let expires = (self.clock.now().0 + DOWNLOAD_TTL_MS) / 1000;
+        let payload = format!("{order}.{line_no}.{expires}");
+        let signature = coffer_crypto::sign_link(&self.link_key().await?, &payload);
+        Ok(format!("{}/downloads/{payload}.{signature}", self.base_url))
+    }
+
+    /// Opens the file behind a download link: signature, expiry, the
+    /// order's state and the use count are checked, in that order.
+    pub async fn open_download(&self, token: &str) -> Result<Result<Download, DownloadRefused>, AppError> {
+        let parts: Vec<&str> = token.split('.').collect();
+        let [order, line_no, expires, signature] = parts.as_slice() else { return Ok(Err(DownloadRefused::Invalid)) };
+        let payload = format!("{order}.{line_no}.{expires}");
+        if !coffer_crypto::link_matches(&self.link_key().await?, &payload, signature) {
+            return Ok(Err(DownloadRefused::Invalid));
+        }
+        let (Ok(order), Ok(line_no), Ok(expires)) =
+            (OrderId::parse(order), line_no.parse::<i64>(), expires.parse::<i64>())
+        else {
+            return Ok(Err(DownloadRefused::Invalid));
+        };
+        if expires.saturating_mul(1000) <= self.clock.now().0 {
+            return Ok(Err(DownloadRefused::Expired));
+        }
+        let Some(stored) = self.db.order(&order).await? else { return Ok(Err(DownloadRefused::Invalid)) };
+        if stored.status != OrderStatus::Fulfilled {
+            return Ok(Err(DownloadRefused::NotDelivered));
+        }
+        let Some(line) = stored.lines.iter().find(|l| l.line_no == line_no) else {
+            return Ok(Err(DownloadRefused::Invalid));
+        };
+        let Some(file) = self.db.product_file(&line.product_id).await? else { return Ok(Err(DownloadRefused::NoFile)) };
+        let Some(reader) = self.files.open(&file.file_key).await? else { return Ok(Err(DownloadRefused::NoFile)) };
+        if !self.db.use_download(&order, line_no, DOWNLOAD_MAX_USES).await? {
+            return Ok(Err(DownloadRefused::LimitReached));
+        }
+        Ok(Ok(Download {
+            file_name: file.file_name,
+            content_type: file.content_type,
+            size_bytes: file.size_bytes,
+            reader,
+        }))
+    }
+
+    /// Stores a product's download file (vendor upload; demo seeding).
+    pub async fn put_product_file(
+        &self,
+        product: &ProductId,
+        file_name: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), AppError> {
+        let key = format!("{product}.download");
+        self.files.put(&key, bytes).await?;
+        let file = coffer_store::ProductFile {
+            product_id: product.clone(),
+            file_key: key,
+            file_name: file_name.to_owned(),
+            content_type: content_type.to_owned(),
+            size_bytes: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+        };
+        let now = self.clock.now();
+        self.db
+            .write(move |tx| {
+                Box::pin(async move { coffer_store::set_product_file(tx, &file, now).await.map_err(AppError::from) })
+            })
+            .await
     }
 
     pub fn policy_version(&self) -> &str {
@@ -268,6 +384,7 @@ impl CheckoutService {
                     line_total: price.minor().saturating_mul(*quantity),
                 },
                 license_key: product.delivery.has_license_key(),
+                download: product.delivery.has_download(),
             });
         }
         Ok(lines)
@@ -405,6 +522,11 @@ impl CheckoutService {
                 license_keys.push((line.product_id.clone(), license));
             }
         }
+        let download_lines: Vec<(i64, ProductId)> = if status == OrderStatus::Fulfilled {
+            lines.iter().filter(|l| l.download).map(|l| (l.line.line_no, l.line.product_id.clone())).collect()
+        } else {
+            Vec::new()
+        };
         let order = NewOrder {
             id: id.clone(),
             customer_id: customer.clone(),
@@ -444,6 +566,10 @@ impl CheckoutService {
                 })
             })
             .await?;
+        let mut downloads = Vec::new();
+        for (line_no, product) in download_lines {
+            downloads.push((product, self.download_link(&id, line_no).await?));
+        }
         Ok(PlacedOrder {
             id,
             status,
@@ -453,6 +579,7 @@ impl CheckoutService {
             total: sums.total,
             payment_reference,
             license_keys,
+            downloads,
         })
     }
 }

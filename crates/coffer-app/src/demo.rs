@@ -96,6 +96,27 @@ pub async fn seed(db: &Db, clock: &dyn Clock) -> Result<bool, AppError> {
     Ok(true)
 }
 
+/// Gives each demo download product a small file, unless it has one.
+pub async fn seed_files(db: &Db, checkout: &crate::checkout::CheckoutService) -> Result<(), AppError> {
+    for (slug, _, items) in DEMO {
+        let slug = coffer_domain::VendorSlug::parse(slug)?;
+        let query = ProductQuery { vendor: Some(slug.clone()), after: None, limit: 100 };
+        for product in db.products(&query).await?.products {
+            if !product.delivery.has_download() || db.product_file(&product.id).await?.is_some() {
+                continue;
+            }
+            let Some(item) = items.iter().find(|i| i.name == product.name) else { continue };
+            let file_name = format!("{}-demo.txt", product.name.to_lowercase().replace(' ', "-"));
+            let text = format!(
+                "{}\n\n{}\n\nThis is the demo download of a Coffer demo product. A real vendor uploads the real file.\n",
+                product.name, item.description
+            );
+            checkout.put_product_file(&product.id, &file_name, "text/plain; charset=utf-8", text.as_bytes()).await?;
+        }
+    }
+    Ok(())
+}
+
 /// The demo customer's email address.
 pub const DEMO_CUSTOMER_EMAIL: &str = "dana@demo.coffer.test";
 

@@ -12,6 +12,7 @@ pub mod checkout;
 pub mod config;
 pub mod demo;
 mod error;
+pub mod files;
 pub mod mail;
 pub mod privacy;
 

@@ -43,23 +43,37 @@ mod tests {
 /// server's CSRF key, base64url. Forms carry it; a page of another site
 /// cannot know it.
 pub fn csrf_token(key: &[u8; 32], session: &str) -> String {
-    URL_SAFE_NO_PAD.encode(csrf_mac(key, session).finalize().into_bytes())
+    URL_SAFE_NO_PAD.encode(labelled_mac(key, b"coffer.csrf.v1\0", session).finalize().into_bytes())
 }
 
 /// Checks a form's CSRF token in constant time.
 pub fn csrf_matches(key: &[u8; 32], session: &str, given: &str) -> bool {
     match URL_SAFE_NO_PAD.decode(given) {
-        Ok(bytes) => csrf_mac(key, session).verify_slice(&bytes).is_ok(),
+        Ok(bytes) => labelled_mac(key, b"coffer.csrf.v1\0", session).verify_slice(&bytes).is_ok(),
         Err(_) => false,
     }
 }
 
-fn csrf_mac(key: &[u8; 32], session: &str) -> hmac::Hmac<Sha256> {
+/// The signature of a link's payload (downloads, ID uploads): HMAC-SHA256
+/// under a link key, base64url. The payload carries its own expiry.
+pub fn sign_link(key: &[u8], payload: &str) -> String {
+    URL_SAFE_NO_PAD.encode(labelled_mac(key, b"coffer.link.v1\0", payload).finalize().into_bytes())
+}
+
+/// Checks a link's signature in constant time.
+pub fn link_matches(key: &[u8], payload: &str, signature: &str) -> bool {
+    match URL_SAFE_NO_PAD.decode(signature) {
+        Ok(bytes) => labelled_mac(key, b"coffer.link.v1\0", payload).verify_slice(&bytes).is_ok(),
+        Err(_) => false,
+    }
+}
+
+fn labelled_mac(key: &[u8], label: &[u8], message: &str) -> hmac::Hmac<Sha256> {
     use hmac::KeyInit;
     let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(b"coffer.csrf.v1\0");
-    mac.update(session.as_bytes());
+    mac.update(label);
+    mac.update(message.as_bytes());
     mac
 }
 
@@ -76,5 +90,15 @@ mod csrf_tests {
         assert!(!csrf_matches(&[8u8; 32], "session-a", &token));
         assert!(!csrf_matches(&key, "session-a", ""));
         assert!(!csrf_matches(&key, "session-a", "not base64 !"));
+    }
+
+    #[test]
+    fn link_signatures_bind_to_payload_and_key_and_differ_from_csrf() {
+        let key = [7u8; 32];
+        let signature = sign_link(&key, "ord_1.1.1800000000");
+        assert!(link_matches(&key, "ord_1.1.1800000000", &signature));
+        assert!(!link_matches(&key, "ord_1.1.1900000000", &signature), "a changed expiry");
+        assert!(!link_matches(&[8u8; 32], "ord_1.1.1800000000", &signature));
+        assert_ne!(signature, csrf_token(&key, "ord_1.1.1800000000"), "domain separated");
     }
 }

@@ -246,10 +246,17 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         privacy.vault.clone(),
         privacy.customers.clone(),
         Arc::new(coffer_app::checkout::SimulatedGateway),
+        Arc::new(coffer_app::files::LocalFileStore::new(config.data_dir.join("files"))?),
         Arc::new(SystemClock),
-        coffer_domain::TaxTable::new(config.operator.tax_rates.clone()),
-        &policy.version,
+        coffer_app::checkout::CheckoutSettings {
+            taxes: coffer_domain::TaxTable::new(config.operator.tax_rates.clone()),
+            policy_version: policy.version.clone(),
+            base_url: config.base_url(Some(address)),
+        },
     );
+    if demo {
+        coffer_app::demo::seed_files(&db, &checkout).await.context("seeding demo data")?;
+    }
     let checkout_for_demo = checkout.clone();
     // Plain HTTP until TLS arrives: cookies without the __Host- prefix.
     let cookie_rule = coffer_web::CookieRule { secure_transport: false };

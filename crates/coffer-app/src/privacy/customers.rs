@@ -392,7 +392,7 @@ impl CustomerService {
                 "payment_method": order.payment_method,
                 "payment_reference": order.payment_reference,
                 "lines": order.lines.iter().map(|l| json!({
-                    "product_id": l.product_id, "quantity": l.quantity,
+                    "line_no": l.line_no, "product_id": l.product_id, "quantity": l.quantity,
                     "unit_price": l.unit_price, "line_total": l.line_total,
                 })).collect::<Vec<_>>(),
                 "license_keys": keys,

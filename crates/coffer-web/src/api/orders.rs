@@ -231,7 +231,11 @@ pub async fn create_order(State(state): State<AppState>, headers: HeaderMap, bod
                     .into_iter()
                     .map(|(product, key)| LicenseKeyView { product_id: product.to_string(), key })
                     .collect(),
-                downloads: Vec::new(),
+                downloads: order
+                    .downloads
+                    .into_iter()
+                    .map(|(product, url)| DownloadView { product_id: product.to_string(), url })
+                    .collect(),
             }),
         )
             .into_response(),

@@ -80,6 +80,8 @@ struct OrderSummary {
     lines: Vec<String>,
     /// (product name, license key)
     keys: Vec<(String, String)>,
+    /// (product name, signed download link)
+    downloads: Vec<(String, String)>,
     payment_reference: Option<String>,
 }
 
@@ -169,10 +171,12 @@ async fn overview(
     }))
 }
 
-/// The customer's orders for the overview, with product names.
+/// The customer's orders for the overview, with product names and fresh
+/// download links for delivered orders.
 async fn order_summaries(state: &AppState, customer: &CustomerId) -> Result<Vec<OrderSummary>, AppError> {
     use coffer_store::CatalogReader;
-    let mut names = std::collections::HashMap::new();
+    // Product id → (name, delivers a download).
+    let mut products: std::collections::HashMap<String, (String, bool)> = std::collections::HashMap::new();
     let mut out = Vec::new();
     for order in state.accounts.own_orders(customer).await? {
         let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
@@ -180,25 +184,33 @@ async fn order_summaries(state: &AppState, customer: &CustomerId) -> Result<Vec<
         let money = |v: &serde_json::Value| {
             coffer_domain::Money::new(v.as_i64().unwrap_or(0), currency).map(|m| m.to_string()).unwrap_or_default()
         };
-        let mut product_name = async |id: &str| -> Result<String, AppError> {
-            if let Some(name) = names.get(id) {
-                return Ok(std::string::String::clone(name));
+        let mut product = async |id: &str| -> Result<(String, bool), AppError> {
+            if let Some(known) = products.get(id) {
+                return Ok(known.clone());
             }
-            let name = match coffer_domain::ProductId::parse(id) {
-                Ok(pid) => state.db.product(&pid).await?.map(|p| p.name).unwrap_or_else(|| id.to_owned()),
-                Err(_) => id.to_owned(),
+            let found = match coffer_domain::ProductId::parse(id) {
+                Ok(pid) => state.db.product(&pid).await?.map(|p| (p.name, p.delivery.has_download())),
+                Err(_) => None,
             };
-            names.insert(id.to_owned(), name.clone());
-            Ok(name)
+            let found = found.unwrap_or_else(|| (id.to_owned(), false));
+            products.insert(id.to_owned(), found.clone());
+            Ok(found)
         };
+        let order_id = coffer_domain::OrderId::parse(order["id"].as_str().unwrap_or_default())?;
+        let delivered = order["status"] == "fulfilled";
         let mut lines = Vec::new();
+        let mut downloads = Vec::new();
         for line in order["lines"].as_array().into_iter().flatten() {
-            let name = product_name(line["product_id"].as_str().unwrap_or_default()).await?;
+            let (name, download) = product(line["product_id"].as_str().unwrap_or_default()).await?;
             lines.push(format!("{} × {name}, {}", line["quantity"], money(&line["line_total"])));
+            if delivered && download {
+                let link = state.checkout.download_link(&order_id, line["line_no"].as_i64().unwrap_or(0)).await?;
+                downloads.push((name, link));
+            }
         }
         let mut keys = Vec::new();
         for key in order["license_keys"].as_array().into_iter().flatten() {
-            keys.push((product_name(key["product_id"].as_str().unwrap_or_default()).await?, text(&key["key"])));
+            keys.push((product(key["product_id"].as_str().unwrap_or_default()).await?.0, text(&key["key"])));
         }
         out.push(OrderSummary {
             id: text(&order["id"]),
@@ -206,6 +218,7 @@ async fn order_summaries(state: &AppState, customer: &CustomerId) -> Result<Vec<
             total: money(&order["total"]),
             lines,
             keys,
+            downloads,
             payment_reference: order["payment_reference"].as_str().map(str::to_owned),
         });
     }

@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/static/style.css", get(stylesheet))
         .route("/privacy", get(privacy_policy))
         .route("/privacy/cookies", get(cookie_list))
+        .route("/downloads/{token}", get(download))
 }
 
 #[derive(Template)]
@@ -49,6 +50,59 @@ struct CookiePage;
 
 async fn cookie_list() -> Response {
     render(&CookiePage)
+}
+
+/// Streams the file behind a signed download link (never whole in memory).
+async fn download(State(state): State<AppState>, ApiPath(token): ApiPath) -> Response {
+    use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH};
+    use coffer_app::checkout::DownloadRefused;
+    let refused = |status: StatusCode, title: &'static str, message: &'static str| {
+        (status, render(&ErrorPage { status: status.as_u16(), title, message })).into_response()
+    };
+    match state.checkout.open_download(&token).await {
+        Ok(Ok(file)) => {
+            let name: String =
+                file.file_name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')).collect();
+            let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file.reader));
+            (
+                [
+                    (CONTENT_TYPE, file.content_type),
+                    (CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+                    (CONTENT_LENGTH, file.size_bytes.to_string()),
+                    (CACHE_CONTROL, "no-store".to_owned()),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        Ok(Err(DownloadRefused::Invalid)) => {
+            refused(StatusCode::NOT_FOUND, "Download not found", "This download link is not valid.")
+        }
+        Ok(Err(DownloadRefused::Expired)) => refused(
+            StatusCode::GONE,
+            "Download link expired",
+            "This link has expired. Sign in to your account for a fresh one.",
+        ),
+        Ok(Err(DownloadRefused::LimitReached)) => refused(
+            StatusCode::GONE,
+            "Download limit reached",
+            "This file was downloaded as often as a link allows. Contact support if you need it again.",
+        ),
+        Ok(Err(DownloadRefused::NotDelivered)) => refused(
+            StatusCode::FORBIDDEN,
+            "Not available",
+            "This order is not delivered (it may be on hold or refunded), so its files cannot be downloaded.",
+        ),
+        Ok(Err(DownloadRefused::NoFile)) => refused(
+            StatusCode::NOT_FOUND,
+            "File not available yet",
+            "The vendor has not provided this file yet. Try again later.",
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "download failed");
+            refused(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Please try again in a moment.")
+        }
+    }
 }
 
 /// A product prepared for display.

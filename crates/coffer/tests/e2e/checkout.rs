@@ -225,3 +225,37 @@ async fn orders_appear_in_the_account_and_its_download() {
     assert!(orders[0]["details"]["card"].get("token").is_none());
     assert_eq!(orders[0]["license_keys"][0]["key"], json!(key));
 }
+
+/// A download product's link streams the file, a limited number of times;
+/// a forged link and a held order give no file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_links_stream_the_file_a_limited_number_of_times() {
+    let server = crate::server(coffer_testkit::TestBackend::Sqlite).await;
+    let version = policy_version(&server).await;
+    let product = server.demo_credentials()["vendors"][0]["products"][1].clone();
+    assert_eq!(product["delivery"], json!("download"));
+    let mut body = order(&server, &version, "4242424242424242", "dl@example.org");
+    body["items"][0]["product_id"] = product["id"].clone();
+    let (status, placed) = post_order(&server, &body).await;
+    assert_eq!((status, placed["status"].as_str()), (StatusCode::CREATED, Some("fulfilled")), "{placed}");
+    assert_eq!(placed["license_keys"], json!([]));
+    let url = placed["downloads"][0]["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&server.base_url) && url.contains("/downloads/"), "{url}");
+    for _ in 0..coffer_app::checkout::DOWNLOAD_MAX_USES {
+        let file = client().get(&url).send().await.unwrap();
+        assert_eq!(file.status(), StatusCode::OK);
+        assert!(file.headers()["content-disposition"].to_str().unwrap().starts_with("attachment; filename="));
+        assert!(file.text().await.unwrap().starts_with(product["name"].as_str().unwrap()));
+    }
+    assert_eq!(client().get(&url).send().await.unwrap().status(), StatusCode::GONE, "the limit");
+    // A changed expiry or order breaks the signature.
+    let (head, signature) = url.rsplit_once('.').unwrap();
+    let forged = format!("{}9.{signature}", &head[..head.len() - 1]);
+    assert_eq!(client().get(&forged).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(client().get(server.url("/downloads/nothing")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    // An order held for review gets no download yet.
+    let mut held = order(&server, &version, "4000000000009235", "dl2@example.org");
+    held["items"][0]["product_id"] = product["id"].clone();
+    let (_, held) = post_order(&server, &held).await;
+    assert_eq!((held["status"].as_str(), &held["downloads"]), (Some("on_hold"), &json!([])));
+}

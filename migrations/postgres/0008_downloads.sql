@@ -1,0 +1,20 @@
+-- The file a download product delivers, kept in the file store under
+-- file_key (the local store: <data_dir>/files/<file_key>).
+CREATE TABLE product_files (
+    product_id   TEXT PRIMARY KEY NOT NULL,
+    file_key     TEXT NOT NULL,
+    file_name    TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size_bytes   BIGINT NOT NULL,
+    uploaded_at  BIGINT NOT NULL
+);
+
+-- How often each order line's download was used. Links are signed (HMAC)
+-- and carry their own expiry; the count limit lives here so it holds
+-- across servers.
+CREATE TABLE download_uses (
+    order_id TEXT NOT NULL REFERENCES orders (id),
+    line_no  BIGINT NOT NULL,
+    uses     BIGINT NOT NULL,
+    PRIMARY KEY (order_id, line_no)
+);
