@@ -71,7 +71,7 @@ pub struct OrderRequest {
 }
 
 /// A placed order, as the confirmation shows it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlacedOrder {
     pub id: OrderId,
     pub status: OrderStatus,
@@ -271,6 +271,76 @@ impl CheckoutService {
             size_bytes: file.size_bytes,
             reader,
         }))
+    }
+
+    /// Places an order at most once per `Idempotency-Key`: the same key with
+    /// the same body (compared without its card fields) answers as the first
+    /// time, even when both arrive at once; another body is refused with
+    /// `idempotency_key_reused`. A request that fails frees its key.
+    pub async fn place_once(
+        &self,
+        idempotency_key: &str,
+        body_without_card: &[u8],
+        request: OrderRequest,
+        channel: Channel,
+    ) -> Result<PlacedOrder, AppError> {
+        use coffer_store::IdempotencyClaim;
+        if idempotency_key.is_empty() || idempotency_key.len() > 255 {
+            return Err(bad("invalid_idempotency_key", "Idempotency-Key", "the key must be 1 to 255 characters"));
+        }
+        let secret = self.vault.named_secret("idempotency").await?;
+        let key_hash = coffer_crypto::keyed_hash(&secret, "idempotency-key", idempotency_key.as_bytes());
+        let fingerprint = coffer_crypto::keyed_hash(&secret, "order-body", body_without_card);
+        let ctx_row = hex_of(&key_hash);
+        // A request still in progress under the same key is waited for.
+        for _ in 0..100 {
+            match self.db.claim_idempotency_key(key_hash, fingerprint, self.clock.now()).await? {
+                IdempotencyClaim::Claimed => {
+                    return match self.place(request, channel).await {
+                        Ok(placed) => {
+                            let customer = self.db.order(&placed.id).await?.ok_or(AppError::NotFound)?;
+                            let key = self.vault.data_key(&customer.data_key_id).await?.ok_or(AppError::Erased)?;
+                            let ctx = FieldContext {
+                                table: "idempotency_keys",
+                                column: "response",
+                                row_id: &ctx_row,
+                                data_key_id: customer.data_key_id.as_str(),
+                            };
+                            let json = serde_json::to_vec(&placed)
+                                .map_err(|_| AppError::Refused("the answer could not be encoded".into()))?;
+                            let sealed = seal_field(&key, &ctx, &json)?;
+                            self.db.answer_idempotency_key(key_hash, customer.data_key_id, sealed).await?;
+                            Ok(placed)
+                        }
+                        Err(e) => {
+                            self.db.release_idempotency_key(key_hash).await?;
+                            Err(e)
+                        }
+                    };
+                }
+                IdempotencyClaim::OtherBody => {
+                    return Err(bad(
+                        "idempotency_key_reused",
+                        "Idempotency-Key",
+                        "this Idempotency-Key was used with a different request",
+                    ));
+                }
+                IdempotencyClaim::Answered { data_key_id, response } => {
+                    let key = self.vault.data_key(&data_key_id).await?.ok_or(AppError::Erased)?;
+                    let ctx = FieldContext {
+                        table: "idempotency_keys",
+                        column: "response",
+                        row_id: &ctx_row,
+                        data_key_id: data_key_id.as_str(),
+                    };
+                    let json = coffer_crypto::open_field(&key, &ctx, &response)?;
+                    return serde_json::from_slice(&json)
+                        .map_err(|_| AppError::Refused("a stored answer could not be read".into()));
+                }
+                IdempotencyClaim::InProgress => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+        Err(bad("idempotency_in_progress", "Idempotency-Key", "a request with this key is still being processed"))
     }
 
     /// Stores a product's download file (vendor upload; demo seeding).

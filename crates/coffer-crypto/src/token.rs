@@ -68,6 +68,19 @@ pub fn link_matches(key: &[u8], payload: &str, signature: &str) -> bool {
     }
 }
 
+/// A keyed hash (HMAC-SHA256) of bytes under a purpose label: for values
+/// that must be compared but never stored in the clear.
+pub fn keyed_hash(key: &[u8], label: &str, bytes: &[u8]) -> [u8; 32] {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(b"coffer.keyed-hash.v1\0");
+    mac.update(label.as_bytes());
+    mac.update(b"\0");
+    mac.update(bytes);
+    mac.finalize().into_bytes().into()
+}
+
 fn labelled_mac(key: &[u8], label: &[u8], message: &str) -> hmac::Hmac<Sha256> {
     use hmac::KeyInit;
     let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key)

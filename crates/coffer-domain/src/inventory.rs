@@ -256,6 +256,17 @@ pub const INVENTORY: &[PersonalField] = &[
         retention: Retention::UntilErasure,
         on_erasure: OnErasure::Shred,
     },
+    PersonalField {
+        table: "idempotency_keys",
+        column: "response",
+        label: "The answer to an order request, kept to answer a repeat of it",
+        category: Category::Technical,
+        purpose: "Answering a repeated order request (same Idempotency-Key) without placing a second order",
+        legal_basis: LegalBasis::Contract,
+        recipients: &[],
+        retention: Retention::Days(1),
+        on_erasure: OnErasure::Shred,
+    },
     // The operator's own staff are data subjects too: their sign-in data is
     // sealed under a data key of each staff member's own.
     PersonalField {
@@ -306,6 +317,8 @@ pub const NON_PERSONAL_BINARY_COLUMNS: &[(&str, &str, &str)] = &[
     ("recovery_codes", "code_hash", "SHA-256 of a random recovery code"),
     ("privacy_requests", "challenge_hash", "SHA-256 of a random confirmation token"),
     ("sign_in_throttle", "account_key", "keyed blind index of an address tried at sign-in"),
+    ("idempotency_keys", "key_hash", "keyed hash (HMAC) of an Idempotency-Key header"),
+    ("idempotency_keys", "fingerprint", "keyed hash (HMAC) of an order request without its card fields"),
     ("staff_members", "email_index", "keyed blind index (HMAC) of a staff member's email address"),
     ("staff_links", "token_hash", "SHA-256 of a random one-time token"),
     ("staff_recovery_codes", "code_hash", "SHA-256 of a random recovery code"),

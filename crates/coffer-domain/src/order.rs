@@ -180,7 +180,8 @@ pub fn totals(lines: &[(i64, i64)], country: &str, taxes: &TaxTable) -> Totals {
 }
 
 /// Where an order is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     /// Waiting for a bank transfer.
     Pending,

@@ -22,7 +22,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (5, "privacy_requests", include_str!("../../../migrations/sqlite/0005_privacy_requests.sql")),
     (6, "staff_and_disclosures", include_str!("../../../migrations/sqlite/0006_staff_and_disclosures.sql")),
     (7, "orders", include_str!("../../../migrations/sqlite/0007_orders.sql")),
-    (8, "downloads", include_str!("../../../migrations/sqlite/0008_downloads.sql")),
+    (8, "downloads_and_idempotency", include_str!("../../../migrations/sqlite/0008_downloads_and_idempotency.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -33,7 +33,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (5, "privacy_requests", include_str!("../../../migrations/postgres/0005_privacy_requests.sql")),
     (6, "staff_and_disclosures", include_str!("../../../migrations/postgres/0006_staff_and_disclosures.sql")),
     (7, "orders", include_str!("../../../migrations/postgres/0007_orders.sql")),
-    (8, "downloads", include_str!("../../../migrations/postgres/0008_downloads.sql")),
+    (8, "downloads_and_idempotency", include_str!("../../../migrations/postgres/0008_downloads_and_idempotency.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] =

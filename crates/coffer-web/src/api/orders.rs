@@ -151,7 +151,9 @@ fn parse_json<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Bytes)
 
 /// Places an order (no sign-in needed). Card details go to the payment
 /// gateway only; what is kept is the gateway's token, the brand, the last
-/// four digits and the expiry, encrypted.
+/// four digits and the expiry, encrypted. With an `Idempotency-Key` header
+/// a repeat of the same request answers as the first did (one order), and
+/// the same key with another body is `422 idempotency_key_reused`.
 #[utoipa::path(
     post,
     path = "/api/v1/orders",
@@ -160,13 +162,14 @@ fn parse_json<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Bytes)
     responses(
         (status = 201, description = "The order, with license keys when delivered", body = OrderView),
         (status = 402, description = "`card_declined`", body = ErrorBody),
+        (status = 409, description = "`idempotency_in_progress`: the same key is still being processed", body = ErrorBody),
         (status = 422, description = "`consent_required`, `age_attestation_required`, `unknown_product`, \
             `currency_not_offered`, `card_invalid`, `card_expired`, `card_not_allowed`, `invalid_customer`, ...",
             body = ErrorBody)
     )
 )]
-pub async fn create_order(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let body: OrderBody = match parse_json(&headers, &body) {
+pub async fn create_order(State(state): State<AppState>, headers: HeaderMap, raw: Bytes) -> Response {
+    let body: OrderBody = match parse_json(&headers, &raw) {
         Ok(body) => body,
         Err(e) => return e.into_response(),
     };
@@ -215,7 +218,29 @@ pub async fn create_order(State(state): State<AppState>, headers: HeaderMap, bod
             guardian_consents: a.guardian_consents,
         }),
     };
-    match state.checkout.place(request, Channel::Api).await {
+    let placed = match headers.get("idempotency-key") {
+        None => state.checkout.place(request, Channel::Api).await,
+        Some(key) => {
+            let Ok(key) = key.to_str() else {
+                return ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_idempotency_key",
+                    "the key must be printable ASCII",
+                )
+                .with_field("Idempotency-Key")
+                .into_response();
+            };
+            // The fingerprint leaves the card out: a retry compares equal
+            // without the card ever being hashed or kept.
+            let mut without_card: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+            if let Some(object) = without_card.as_object_mut() {
+                object.remove("card");
+            }
+            let canonical = serde_json::to_vec(&without_card).unwrap_or_default();
+            state.checkout.place_once(key, &canonical, request, Channel::Api).await
+        }
+    };
+    match placed {
         Ok(order) => (
             StatusCode::CREATED,
             Json(OrderView {

@@ -7,7 +7,11 @@ use coffer_testkit::TestServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-on_both_backends!(test_cards_behave_as_the_contract_says, refusals_name_their_code_and_field);
+on_both_backends!(
+    test_cards_behave_as_the_contract_says,
+    refusals_name_their_code_and_field,
+    idempotency_keys_give_one_order
+);
 
 pub(crate) async fn policy_version(server: &TestServer) -> String {
     let policy: Value = client().get(server.url("/api/v1/privacy-policy")).send().await.unwrap().json().await.unwrap();
@@ -258,4 +262,44 @@ async fn download_links_stream_the_file_a_limited_number_of_times() {
     held["items"][0]["product_id"] = product["id"].clone();
     let (_, held) = post_order(&server, &held).await;
     assert_eq!((held["status"].as_str(), &held["downloads"]), (Some("on_hold"), &json!([])));
+}
+
+async fn post_with_key(server: &TestServer, key: &str, body: &Value) -> (StatusCode, Value) {
+    let response =
+        client().post(server.url("/api/v1/orders")).header("idempotency-key", key).json(body).send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+async fn idempotency_keys_give_one_order(server: TestServer) {
+    let version = policy_version(&server).await;
+    let body = order(&server, &version, "4242424242424242", "once@example.org");
+    // Eight identical submissions at once: one order, the same answer.
+    let answers = futures::future::join_all((0..8).map(|_| post_with_key(&server, "key-1", &body))).await;
+    for (status, answer) in &answers {
+        assert_eq!(*status, StatusCode::CREATED, "{answer}");
+        assert_eq!(answer, &answers[0].1, "every repeat answers as the first, license keys included");
+    }
+    // The card is not part of the comparison: a retry typed with spaces is the same request.
+    let mut spaced = body.clone();
+    spaced["card"]["number"] = json!("4242 4242 4242 4242");
+    assert_eq!(post_with_key(&server, "key-1", &spaced).await.1, answers[0].1);
+    // Another body under the same key is refused.
+    let mut other = body.clone();
+    other["items"][0]["quantity"] = json!(2);
+    let (status, refused) = post_with_key(&server, "key-1", &other).await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused"))
+    );
+    // A failed request frees its key: a declined card, then a good one.
+    let declined = order(&server, &version, "4000000000000002", "once@example.org");
+    assert_eq!(post_with_key(&server, "key-2", &declined).await.0, StatusCode::PAYMENT_REQUIRED);
+    let mut retried = declined.clone();
+    retried["card"]["number"] = json!("4242424242424242");
+    assert_eq!(post_with_key(&server, "key-2", &retried).await.0, StatusCode::CREATED);
+    // Two orders in all: key-1's and key-2's retry.
+    let (orders,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM orders").fetch_one(&raw_pool(&server).await).await.unwrap();
+    assert_eq!(orders, 2);
 }

@@ -5,8 +5,8 @@ CREATE TABLE product_files (
     file_key     TEXT NOT NULL,
     file_name    TEXT NOT NULL,
     content_type TEXT NOT NULL,
-    size_bytes   INTEGER NOT NULL,
-    uploaded_at  INTEGER NOT NULL
+    size_bytes   BIGINT NOT NULL,
+    uploaded_at  BIGINT NOT NULL
 );
 
 -- How often each order line's download was used. Links are signed (HMAC)
@@ -14,7 +14,19 @@ CREATE TABLE product_files (
 -- across servers.
 CREATE TABLE download_uses (
     order_id TEXT NOT NULL REFERENCES orders (id),
-    line_no  INTEGER NOT NULL,
-    uses     INTEGER NOT NULL,
+    line_no  BIGINT NOT NULL,
+    uses     BIGINT NOT NULL,
     PRIMARY KEY (order_id, line_no)
+);
+
+-- Idempotency keys of POST /api/v1/orders: the key and the body are kept
+-- only as keyed hashes (the body's without its card fields); the answer
+-- is sealed under the customer's data key (it holds license keys). A row
+-- without an answer is a request in progress.
+CREATE TABLE idempotency_keys (
+    key_hash    BYTEA PRIMARY KEY NOT NULL,
+    fingerprint BYTEA NOT NULL,
+    data_key_id TEXT,
+    response    BYTEA,
+    created_at  BIGINT NOT NULL
 );
