@@ -5,6 +5,7 @@
 
 use crate::AppError;
 use crate::files::{FileReader, FileStore};
+use crate::mail::{Letter, Outbox};
 use crate::privacy::{CustomerService, Vault};
 use coffer_crypto::{FieldContext, LicenseSigningKey, seal_field};
 use coffer_domain::order::{MAX_LINES, MAX_QUANTITY, check_card, totals, year_month};
@@ -132,6 +133,66 @@ impl PaymentGateway for SimulatedGateway {
     }
 }
 
+struct OrderEmail<'a> {
+    name: &'a str,
+    id: &'a OrderId,
+    status: OrderStatus,
+    currency: Currency,
+    lines: &'a [PricedLine],
+    totals: &'a coffer_domain::Totals,
+    license_keys: &'a [(ProductId, String)],
+    downloads: &'a [(ProductId, String)],
+    payment_reference: Option<&'a str>,
+    invitation: Option<&'a str>,
+    operator: &'a str,
+}
+
+/// The order confirmation: what was bought, what it cost, and what comes
+/// next (keys and downloads, a check, or the bank transfer).
+fn order_email_body(mail: &OrderEmail<'_>) -> String {
+    let money = |minor: i64| coffer_domain::Money::new(minor, mail.currency).map(|m| m.to_string()).unwrap_or_default();
+    let name_of = |product: &ProductId| {
+        mail.lines.iter().find(|l| &l.line.product_id == product).map(|l| l.name.as_str()).unwrap_or_default()
+    };
+    let mut out = format!("Hello {},\n\nThank you for your order {}.\n\n", mail.name, mail.id);
+    for line in mail.lines {
+        out.push_str(&format!("{} × {}: {}\n", line.line.quantity, line.name, money(line.line.line_total)));
+    }
+    out.push_str(&format!(
+        "Subtotal: {}\nTax: {}\nTotal: {}\n\n",
+        money(mail.totals.subtotal),
+        money(mail.totals.tax),
+        money(mail.totals.total)
+    ));
+    match mail.status {
+        OrderStatus::Fulfilled => {
+            for (product, key) in mail.license_keys {
+                out.push_str(&format!("Your license key for {}:\n{key}\n\n", name_of(product)));
+            }
+            for (product, link) in mail.downloads {
+                out.push_str(&format!("Download {} (the link works for 7 days):\n{link}\n\n", name_of(product)));
+            }
+        }
+        OrderStatus::OnHold => out.push_str(
+            "Your payment is approved. Before we deliver, we check the order; we may ask you to confirm \
+             your identity. We write to you as soon as it is done.\n\n",
+        ),
+        OrderStatus::Pending => out.push_str(&format!(
+            "Please transfer {} quoting the reference {}. We deliver as soon as the money arrives.\n\n",
+            money(mail.totals.total),
+            mail.payment_reference.unwrap_or_default()
+        )),
+        _ => {}
+    }
+    if let Some(link) = mail.invitation {
+        out.push_str(&format!(
+            "Your purchases are also in your Coffer account. Open this link within 7 days to set your password:\n{link}\n\n"
+        ));
+    }
+    out.push_str(&format!("The seller is {}, merchant of record for this order.\n\nCoffer\n", mail.operator));
+    out
+}
+
 /// A policy text's version: the first 16 hex digits of its SHA-256.
 pub fn policy_version(html: &str) -> String {
     hex_of(&coffer_crypto::token_hash(html)[..8])
@@ -145,8 +206,21 @@ fn bad(code: &'static str, field: &str, message: impl Into<String>) -> AppError 
     AppError::Order(OrderError::new(code, Some(field), message))
 }
 
+/// The services checkout works with.
+pub struct CheckoutDeps {
+    pub db: Db,
+    pub vault: Arc<Vault>,
+    pub customers: CustomerService,
+    pub outbox: Outbox,
+    pub gateway: Arc<dyn PaymentGateway>,
+    pub files: Arc<dyn FileStore>,
+    pub clock: Arc<dyn Clock>,
+}
+
 /// What checkout takes from configuration.
 pub struct CheckoutSettings {
+    /// The seller on every invoice, named in the order email.
+    pub operator_name: String,
     pub taxes: TaxTable,
     /// The privacy policy version an order must consent to.
     pub policy_version: String,
@@ -166,12 +240,27 @@ pub struct CheckoutService {
     signers: Arc<Mutex<HashMap<VendorId, Arc<LicenseSigningKey>>>>,
     files: Arc<dyn FileStore>,
     base_url: Arc<str>,
+    outbox: Outbox,
+    operator_name: Arc<str>,
 }
 
-struct PricedLine {
-    line: OrderLine,
-    license_key: bool,
-    download: bool,
+/// One priced line of an order.
+pub struct PricedLine {
+    pub line: OrderLine,
+    pub name: String,
+    pub license_key: bool,
+    pub download: bool,
+}
+
+/// An order checked and priced, before payment.
+pub struct Quote {
+    /// Basis points of the customer's country (1900 = 19%).
+    pub tax_rate: u32,
+    pub details: CustomerDetails,
+    pub guardian: Option<String>,
+    pub currency: Currency,
+    pub lines: Vec<PricedLine>,
+    pub totals: coffer_domain::Totals,
 }
 
 /// A download link lives 7 days…
@@ -201,19 +290,13 @@ pub enum DownloadRefused {
 }
 
 impl CheckoutService {
-    pub fn new(
-        db: Db,
-        vault: Arc<Vault>,
-        customers: CustomerService,
-        gateway: Arc<dyn PaymentGateway>,
-        files: Arc<dyn FileStore>,
-        clock: Arc<dyn Clock>,
-        settings: CheckoutSettings,
-    ) -> Self {
+    pub fn new(deps: CheckoutDeps, settings: CheckoutSettings) -> Self {
+        let CheckoutDeps { db, vault, customers, outbox, gateway, files, clock } = deps;
         CheckoutService {
             db,
             vault,
             customers,
+            outbox,
             gateway,
             clock,
             taxes: settings.taxes,
@@ -221,6 +304,7 @@ impl CheckoutService {
             signers: Arc::default(),
             files,
             base_url: settings.base_url.trim_end_matches('/').into(),
+            operator_name: settings.operator_name.into(),
         }
     }
 
@@ -445,6 +529,7 @@ impl CheckoutService {
                 ));
             };
             lines.push(PricedLine {
+                name: product.name.clone(),
                 line: OrderLine {
                     line_no: i64::try_from(n + 1).unwrap_or(i64::MAX),
                     product_id: id,
@@ -462,15 +547,11 @@ impl CheckoutService {
 
     /// Validates, pays, stores and delivers one order. Nothing is stored
     /// for a refused order.
-    pub async fn place(&self, request: OrderRequest, channel: Channel) -> Result<PlacedOrder, AppError> {
-        let guardian = self.check_consent_and_age(&request)?;
-        match (request.payment_method, &request.card) {
-            (PaymentMethod::BankTransfer, Some(_)) => {
-                return Err(bad("card_not_allowed", "card", "a bank transfer takes no card details"));
-            }
-            (PaymentMethod::Card, None) => return Err(bad("card_invalid", "card", "card details are required")),
-            _ => {}
-        }
+    /// Everything but the card: consent, age, the customer's details, the
+    /// items and the totals with the tax of the customer's country. The
+    /// checkout page shows this before asking for payment.
+    pub async fn quote(&self, request: &OrderRequest) -> Result<Quote, AppError> {
+        let guardian = self.check_consent_and_age(request)?;
         let details = request.customer.validated()?;
         let Some(address) = &details.address else {
             return Err(AppError::Customer(coffer_domain::CustomerError {
@@ -480,9 +561,22 @@ impl CheckoutService {
         };
         let currency = Currency::parse(&request.currency)
             .map_err(|_| bad("invalid_currency", "currency", "not a currency code we know"))?;
-        let lines = self.price_lines(&request, currency).await?;
+        let lines = self.price_lines(request, currency).await?;
         let amounts: Vec<(i64, i64)> = lines.iter().map(|l| (l.line.unit_price, l.line.quantity)).collect();
-        let sums = totals(&amounts, &address.country, &self.taxes);
+        let totals = totals(&amounts, &address.country, &self.taxes);
+        Ok(Quote { tax_rate: self.taxes.rate(&address.country), details, guardian, currency, lines, totals })
+    }
+
+    pub async fn place(&self, request: OrderRequest, channel: Channel) -> Result<PlacedOrder, AppError> {
+        match (request.payment_method, &request.card) {
+            (PaymentMethod::BankTransfer, Some(_)) => {
+                return Err(bad("card_not_allowed", "card", "a bank transfer takes no card details"));
+            }
+            (PaymentMethod::Card, None) => return Err(bad("card_invalid", "card", "card details are required")),
+            _ => {}
+        }
+        let Quote { details, guardian, currency, lines, totals: sums, .. } = self.quote(&request).await?;
+        let Some(address) = &details.address else { return Err(AppError::NotFound) };
         let now = self.clock.now();
 
         // Payment: the card goes to the gateway and nowhere else.
@@ -592,11 +686,42 @@ impl CheckoutService {
                 license_keys.push((line.product_id.clone(), license));
             }
         }
-        let download_lines: Vec<(i64, ProductId)> = if status == OrderStatus::Fulfilled {
-            lines.iter().filter(|l| l.download).map(|l| (l.line.line_no, l.line.product_id.clone())).collect()
+        let mut downloads = Vec::new();
+        if status == OrderStatus::Fulfilled {
+            for priced in lines.iter().filter(|l| l.download) {
+                downloads.push((priced.line.product_id.clone(), self.download_link(&id, priced.line.line_no).await?));
+            }
+        }
+        // The first order of someone without a password invites them to
+        // their account (the link lives 7 days, stored only hashed).
+        let invitation = if self.db.account_password(&customer).await?.is_none() {
+            let (token, hash) = coffer_crypto::new_token()?;
+            Some((format!("{}/account/link/{token}", self.base_url), hash))
         } else {
-            Vec::new()
+            None
         };
+        let body = order_email_body(&OrderEmail {
+            name: &details.name,
+            id: &id,
+            status,
+            currency,
+            lines: &lines,
+            totals: &sums,
+            license_keys: &license_keys,
+            downloads: &downloads,
+            payment_reference: payment_reference.as_deref(),
+            invitation: invitation.as_ref().map(|(link, _)| link.as_str()),
+            operator: &self.operator_name,
+        });
+        let subject = match status {
+            OrderStatus::Fulfilled => format!("Your order {id}: your software is ready"),
+            OrderStatus::OnHold => format!("Your order {id} is being checked"),
+            OrderStatus::Pending => format!("Your order {id}: waiting for your bank transfer"),
+            _ => format!("Your order {id}"),
+        };
+        let letter = Letter { kind: "order_placed", to: &details.email, subject: &subject, body: &body };
+        let email = self.outbox.seal(&letter, &key, &key_id, false)?;
+        let invitation_hash = invitation.map(|(_, hash)| (hash, customer.clone()));
         let order = NewOrder {
             id: id.clone(),
             customer_id: customer.clone(),
@@ -630,16 +755,18 @@ impl CheckoutService {
         self.db
             .write(move |tx| {
                 Box::pin(async move {
+                    use coffer_store::{AccountWriter, OutboxWriter};
                     coffer_store::insert_order(tx, &order).await?;
                     tx.append_audit(&entry).await?;
+                    tx.enqueue_email(&email).await?;
+                    if let Some((hash, customer)) = invitation_hash {
+                        let expires = coffer_domain::Millis(now.0 + crate::accounts::service::INVITATION_TTL_MS);
+                        tx.insert_link(&hash, &customer, coffer_store::LinkPurpose::Invitation, now, expires).await?;
+                    }
                     Ok::<_, AppError>(())
                 })
             })
             .await?;
-        let mut downloads = Vec::new();
-        for (line_no, product) in download_lines {
-            downloads.push((product, self.download_link(&id, line_no).await?));
-        }
         Ok(PlacedOrder {
             id,
             status,

@@ -151,7 +151,7 @@ impl Outbox {
             .to(to)
             .subject(subject)
             .message_id(Some(format!("<{}@coffer>", email.id)))
-            .body(body)
+            .multipart(lettre::message::MultiPart::alternative_plain_html(body.clone(), html_of(&body)))
         {
             Ok(message) => message,
             Err(_) => return Delivery::Failed { error: "bad_message".into() },
@@ -182,6 +182,41 @@ impl Outbox {
     }
 }
 
+/// The HTML part of a message, made from its text: paragraphs, line
+/// breaks and links, in a plain shop layout. One text is stored; both
+/// parts say the same.
+fn html_of(text: &str) -> String {
+    fn escape(text: &str) -> String {
+        text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    }
+    let paragraphs: Vec<String> = text
+        .split("\n\n")
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let lines: Vec<String> = p
+                .lines()
+                .map(|line| {
+                    let line = line.trim_end();
+                    if (line.starts_with("https://") || line.starts_with("http://")) && !line.contains(' ') {
+                        format!("<a href=\"{0}\" style=\"color:#0b5cad\">{0}</a>", escape(line))
+                    } else {
+                        escape(line)
+                    }
+                })
+                .collect();
+            format!("<p style=\"margin:0 0 1em\">{}</p>", lines.join("<br>"))
+        })
+        .collect();
+    format!(
+        "<!doctype html><html><body style=\"margin:0;background:#f7f8fa\">\
+         <div style=\"max-width:36rem;margin:0 auto;padding:1.5rem;font:16px/1.5 system-ui,sans-serif;color:#1c2024\">\
+         <p style=\"font-weight:700;font-size:1.2rem;margin:0 0 1rem\">Coffer</p>\
+         <div style=\"background:#fff;border:1px solid #dde1e5;border-radius:8px;padding:1.25rem 1.5rem;word-break:break-word\">{}</div>\
+         </div></body></html>",
+        paragraphs.join("")
+    )
+}
+
 /// Writes `<dir>/<id>.eml`, readable by the owner only, atomically.
 fn write_eml(dir: &std::path::Path, id: &str, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -197,6 +232,13 @@ fn write_eml(dir: &std::path::Path, id: &str, bytes: &[u8]) -> std::io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_html_part_says_what_the_text_says_with_links() {
+        let html = html_of("Hello <Dana>,\n\nOpen this:\nhttps://shop.example/a?b=1&c=2\n");
+        assert!(html.contains("Hello &lt;Dana&gt;,"));
+        assert!(html.contains("<a href=\"https://shop.example/a?b=1&amp;c=2\""));
+    }
 
     #[test]
     fn backoff_doubles_from_five_seconds_to_an_hour() {

@@ -147,6 +147,24 @@ impl Browser {
         self.call("POST", &format!("/element/{element}/value"), Some(json!({"text": text}))).await;
     }
 
+    /// The current value of an input (what a person sees in the box).
+    pub async fn value(&self, element: &str) -> String {
+        self.call("GET", &format!("/element/{element}/property/value"), None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// An attribute of an element (`href`, say).
+    pub async fn attribute(&self, element: &str, name: &str) -> String {
+        self.call("GET", &format!("/element/{element}/attribute/{name}"), None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     pub async fn click(&self, element: &str) {
         self.call("POST", &format!("/element/{element}/click"), None).await;
     }

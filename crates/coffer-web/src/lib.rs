@@ -42,6 +42,8 @@ pub struct AppState {
     pub staff: StaffService,
     pub checkout: CheckoutService,
     pub policy: Arc<PrivacyPolicy>,
+    /// The seller on every invoice (merchant of record).
+    pub operator_name: Arc<str>,
     pub cookie_rule: CookieRule,
     pub(crate) sign_in_limit: Arc<SignInLimiter>,
     pub(crate) trusted_proxies: Arc<[std::net::IpAddr]>,
@@ -83,6 +85,7 @@ impl AppState {
             accounts,
             staff,
             checkout,
+            operator_name: policy.operator_name.clone().into(),
             policy: Arc::new(policy),
             cookie_rule,
             sign_in_limit,

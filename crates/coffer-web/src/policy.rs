@@ -19,6 +19,8 @@ struct PolicyBody<'a> {
 pub struct PrivacyPolicy {
     pub version: String,
     pub html: String,
+    /// The operator the policy names (the seller on every invoice).
+    pub operator_name: String,
 }
 
 pub fn privacy_policy(operator: &OperatorConfig) -> PrivacyPolicy {
@@ -29,7 +31,7 @@ pub fn privacy_policy(operator: &OperatorConfig) -> PrivacyPolicy {
     }
     .render()
     .unwrap_or_default();
-    PrivacyPolicy { version: coffer_app::checkout::policy_version(&html), html }
+    PrivacyPolicy { version: coffer_app::checkout::policy_version(&html), html, operator_name: operator.name.clone() }
 }
 
 #[cfg(test)]

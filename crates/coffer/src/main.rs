@@ -242,13 +242,17 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             .context("publishing the privacy policy")?;
     }
     let checkout = coffer_app::checkout::CheckoutService::new(
-        db.clone(),
-        privacy.vault.clone(),
-        privacy.customers.clone(),
-        Arc::new(coffer_app::checkout::SimulatedGateway),
-        Arc::new(coffer_app::files::LocalFileStore::new(config.data_dir.join("files"))?),
-        Arc::new(SystemClock),
+        coffer_app::checkout::CheckoutDeps {
+            db: db.clone(),
+            vault: privacy.vault.clone(),
+            customers: privacy.customers.clone(),
+            outbox: privacy.outbox.clone(),
+            gateway: Arc::new(coffer_app::checkout::SimulatedGateway),
+            files: Arc::new(coffer_app::files::LocalFileStore::new(config.data_dir.join("files"))?),
+            clock: Arc::new(SystemClock),
+        },
         coffer_app::checkout::CheckoutSettings {
+            operator_name: config.operator.name.clone(),
             taxes: coffer_domain::TaxTable::new(config.operator.tax_rates.clone()),
             policy_version: policy.version.clone(),
             base_url: config.base_url(Some(address)),

@@ -2,6 +2,7 @@
 //! is served from this binary.
 
 mod account;
+mod checkout;
 mod staff;
 
 use crate::AppState;
@@ -24,6 +25,7 @@ const STYLESHEET: &str = include_str!("../../static/style.css");
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(account::routes())
+        .merge(checkout::routes())
         .merge(staff::routes())
         .route("/", get(storefront))
         .route("/products/{id}", get(product_page))

@@ -303,3 +303,94 @@ async fn idempotency_keys_give_one_order(server: TestServer) {
         sqlx::query_as("SELECT COUNT(*) FROM orders").fetch_one(&raw_pool(&server).await).await.unwrap();
     assert_eq!(orders, 2);
 }
+
+/// A person buys from two vendors in the browser: cart, details, review
+/// with the German VAT, a declined card (message on the page, details kept,
+/// card fields empty), then an approved one: keys and a download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_buys_in_the_browser_after_a_declined_card() {
+    let server = crate::server(coffer_testkit::TestBackend::Sqlite).await;
+    let vendors = server.demo_credentials()["vendors"].clone();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let browser = coffer_testkit::Browser::start().await;
+    for product in [&vendors[0]["products"][0], &vendors[1]["products"][1]] {
+        browser.goto(&server.url(&format!("/products/{}", product["id"].as_str().unwrap()))).await;
+        browser.wait_for_title(&format!("{} · Coffer", product["name"].as_str().unwrap())).await;
+        browser.click(&browser.find("form.buy button").await).await;
+        browser.wait_for_title("Checkout · Coffer").await;
+    }
+    assert_eq!(browser.count("table.list tbody tr").await, 2, "one line per product, two vendors");
+    let fields = [
+        ("#name", "Erika Mustermann"),
+        ("#email", "erika.browser@example.org"),
+        ("#line1", "Hauptstr. 1"),
+        ("#city", "Berlin"),
+        ("#postal_code", "10115"),
+        ("#country", "DE"),
+    ];
+    for (css, value) in fields {
+        browser.fill(&browser.find(css).await, value).await;
+    }
+    browser.screenshot(&dir.join("checkout-details.png")).await;
+    // Without consent the form comes back with a message beside the box.
+    browser.click(&browser.find("form[action='/checkout/review'] button[type=submit]").await).await;
+    browser.wait_for_title("Checkout · Coffer").await;
+    assert!(browser.text(&browser.find(".field-error").await).await.contains("privacy policy"));
+    assert_eq!(browser.value(&browser.find("#name").await).await, "Erika Mustermann", "the details are kept");
+    browser.click(&browser.find("input[name=consent]").await).await;
+    browser.click(&browser.find("form[action='/checkout/review'] button[type=submit]").await).await;
+    browser.wait_for_title("Review and pay · Coffer").await;
+    // 19.99 + 15.00 net, 19% VAT: 6.65; the total before any card is asked.
+    assert_eq!(browser.text(&browser.find("#total").await).await, "41.64 USD");
+    browser.screenshot(&dir.join("checkout-review.png")).await;
+
+    let card = |number: &'static str| {
+        let browser = &browser;
+        async move {
+            browser.fill(&browser.find("#card_number").await, number).await;
+            browser.fill(&browser.find("#exp_month").await, "12").await;
+            browser.fill(&browser.find("#exp_year").await, "2030").await;
+            browser.fill(&browser.find("#cvc").await, "123").await;
+            browser.click(&browser.find("form[action='/checkout/pay'] button").await).await;
+        }
+    };
+    card("4000 0000 0000 0002").await;
+    browser.wait_for_title("Review and pay · Coffer").await;
+    assert_eq!(browser.text(&browser.find(".notice").await).await, "The card was declined; try another card.");
+    assert_eq!(browser.value(&browser.find("#card_number").await).await, "", "the card is never sent back");
+    assert_eq!(browser.value(&browser.find("input[name=name]").await).await, "Erika Mustermann");
+    browser.screenshot(&dir.join("checkout-declined.png")).await;
+
+    card("4242 4242 4242 4242").await;
+    browser.wait_for_title("Thank you · Coffer").await;
+    assert!(browser.text(&browser.find("#order-status").await).await.starts_with("Paid and delivered"));
+    let key = browser.text(&browser.find("code.license-key").await).await;
+    let public_key = vendors[0]["license_public_key"].as_str().unwrap();
+    assert!(coffer_crypto::verify_license(public_key, &key).is_ok(), "the key on the page verifies");
+    let href = browser.attribute(&browser.find("a.download").await, "href").await;
+    let file = client().get(&href).send().await.unwrap();
+    assert_eq!(file.status(), StatusCode::OK);
+    browser.screenshot(&dir.join("checkout-done.png")).await;
+    // The cart is emptied.
+    browser.goto(&server.url("/checkout")).await;
+    browser.wait_for_title("Checkout · Coffer").await;
+    assert!(browser.text(&browser.find("main").await).await.contains("Your cart is empty."));
+
+    // The confirmation email: text and HTML, the key, the download and an
+    // invitation to the account, which the first order creates.
+    let mail = crate::accounts::mail_containing(&server, "Thank you for your order").await;
+    assert!(mail.contains("multipart/alternative") && mail.contains("text/html"), "{mail}");
+    assert!(mail.contains(&key), "the license key is in the email");
+    assert!(mail.contains("/downloads/") && mail.contains("Total: 41.64 USD"), "{mail}");
+    let start = mail.find("/account/link/").expect("an invitation");
+    let link: String = mail[start..].chars().take_while(|c| !c.is_whitespace() && *c != '<' && *c != '"').collect();
+    browser.goto(&server.url(&link)).await;
+    browser.wait_for_title("Set your password · Coffer").await;
+    browser.fill(&browser.find("#password").await, "copper kettle sunrise 88").await;
+    browser.click(&browser.find("form button").await).await;
+    browser.wait_for_title("Your account · Coffer").await;
+    assert_eq!(browser.text(&browser.find("h1").await).await, "Hello, Erika Mustermann");
+    assert!(browser.text(&browser.find("#orders + div, .order").await).await.contains("41.64 USD"));
+    browser.screenshot(&dir.join("account-with-order.png")).await;
+}

@@ -1,0 +1,521 @@
+//! The cart and the checkout pages, without JavaScript: the cart lives in
+//! a cookie of product ids and quantities (no personal data); the details
+//! form leads to a review page that shows price, tax and total before the
+//! card is asked for; paying leads to the confirmation with the keys and
+//! downloads. Forms are checked for a same-origin request.
+
+use super::account::{over_limit, same_origin, see_other, with_cookie};
+use super::render;
+use crate::AppState;
+use askama::Template;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use coffer_app::AppError;
+use coffer_app::checkout::{AgeInput, CardInput, Channel, OrderRequest};
+use coffer_domain::{CustomerDetails, MailingAddress, Money, PaymentMethod, ProductId};
+use coffer_store::CatalogReader;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+const CART_COOKIE: &str = "coffer_cart";
+/// The most distinct products a cart holds.
+const CART_MAX: usize = 20;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/cart", post(add_to_cart))
+        .route("/cart/remove", post(remove_from_cart))
+        .route("/checkout", get(checkout_page))
+        .route("/checkout/review", post(review))
+        .route("/checkout/pay", post(pay))
+        .layer(axum::middleware::map_response(super::account::no_store))
+}
+
+/// The cart cookie: `prd_…:2|prd_…:1`. Anything unreadable is dropped.
+fn cart(state: &AppState, headers: &HeaderMap) -> Vec<(ProductId, i64)> {
+    let raw = super::account::cookie_value(state, headers, CART_COOKIE).unwrap_or_default();
+    raw.split('|')
+        .filter_map(|item| {
+            let (id, quantity) = item.split_once(':')?;
+            let quantity: i64 =
+                quantity.parse().ok().filter(|q| (1..=coffer_domain::order::MAX_QUANTITY).contains(q))?;
+            Some((ProductId::parse(id).ok()?, quantity))
+        })
+        .take(CART_MAX)
+        .collect()
+}
+
+fn cart_cookie(state: &AppState, items: &[(ProductId, i64)]) -> String {
+    if items.is_empty() {
+        return state.cookie_rule.clear_cookie(CART_COOKIE);
+    }
+    let value: Vec<String> = items.iter().map(|(id, q)| format!("{id}:{q}")).collect();
+    state.cookie_rule.set_cookie(CART_COOKIE, &value.join("|"))
+}
+
+#[derive(Deserialize)]
+struct CartForm {
+    product_id: String,
+    #[serde(default)]
+    quantity: Option<String>,
+}
+
+async fn add_to_cart(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CartForm>) -> Response {
+    if !same_origin(&headers) {
+        return super::account::forbidden();
+    }
+    let quantity: i64 = form.quantity.as_deref().unwrap_or("1").trim().parse().unwrap_or(0);
+    let Ok(id) = ProductId::parse(&form.product_id) else { return see_other("/checkout") };
+    if !(1..=coffer_domain::order::MAX_QUANTITY).contains(&quantity)
+        || !matches!(state.db.product(&id).await, Ok(Some(_)))
+    {
+        return see_other("/checkout");
+    }
+    let mut items = cart(&state, &headers);
+    match items.iter().position(|(p, _)| *p == id) {
+        Some(at) => items[at].1 = (items[at].1 + quantity).min(coffer_domain::order::MAX_QUANTITY),
+        None if items.len() < CART_MAX => items.push((id, quantity)),
+        None => {}
+    }
+    with_cookie(see_other("/checkout"), &cart_cookie(&state, &items))
+}
+
+async fn remove_from_cart(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CartForm>) -> Response {
+    if !same_origin(&headers) {
+        return super::account::forbidden();
+    }
+    let items: Vec<_> = cart(&state, &headers).into_iter().filter(|(p, _)| p.as_str() != form.product_id).collect();
+    with_cookie(see_other("/checkout"), &cart_cookie(&state, &items))
+}
+
+/// Every field of the details form (and, when paying, the card).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+struct CheckoutForm {
+    currency: String,
+    name: String,
+    email: String,
+    phone: String,
+    line1: String,
+    line2: String,
+    city: String,
+    region: String,
+    postal_code: String,
+    country: String,
+    payment_method: String,
+    age: String,
+    guardian_name: String,
+    guardian_consents: String,
+    consent: String,
+    /// Only ever handed to the gateway; redacted in `Debug`, wiped on drop.
+    card_number: Option<SecretString>,
+    exp_month: String,
+    exp_year: String,
+    cvc: Option<SecretString>,
+}
+
+impl CheckoutForm {
+    /// The fields carried from the review page to payment, never the card.
+    fn hidden(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("currency", self.currency.clone()),
+            ("name", self.name.clone()),
+            ("email", self.email.clone()),
+            ("phone", self.phone.clone()),
+            ("line1", self.line1.clone()),
+            ("line2", self.line2.clone()),
+            ("city", self.city.clone()),
+            ("region", self.region.clone()),
+            ("postal_code", self.postal_code.clone()),
+            ("country", self.country.clone()),
+            ("payment_method", self.payment_method.clone()),
+            ("age", self.age.clone()),
+            ("guardian_name", self.guardian_name.clone()),
+            ("guardian_consents", self.guardian_consents.clone()),
+            ("consent", self.consent.clone()),
+        ]
+    }
+
+    fn payment_method(&self) -> PaymentMethod {
+        PaymentMethod::parse(&self.payment_method).unwrap_or(PaymentMethod::Card)
+    }
+
+    fn request(&self, items: &[(ProductId, i64)], with_card: bool) -> OrderRequest {
+        let secret = |s: &Option<SecretString>| {
+            SecretString::from(s.as_ref().map(|s| s.expose_secret().trim().to_owned()).unwrap_or_default())
+        };
+        let card = (with_card && self.payment_method() == PaymentMethod::Card).then(|| CardInput {
+            number: secret(&self.card_number),
+            exp_month: self.exp_month.trim().parse().unwrap_or(0),
+            exp_year: self.exp_year.trim().parse().unwrap_or(0),
+            cvc: secret(&self.cvc),
+        });
+        let age = match self.age.as_str() {
+            "adult" => Some(AgeInput { adult: true, guardian_name: None, guardian_consents: false }),
+            "guardian" => Some(AgeInput {
+                adult: false,
+                guardian_name: Some(self.guardian_name.clone()),
+                guardian_consents: self.guardian_consents == "yes",
+            }),
+            _ => None,
+        };
+        OrderRequest {
+            currency: self.currency.clone(),
+            items: items.iter().map(|(id, q)| (id.to_string(), *q)).collect(),
+            customer: CustomerDetails {
+                name: self.name.clone(),
+                email: self.email.clone(),
+                phone: Some(self.phone.clone()).filter(|p| !p.trim().is_empty()),
+                address: Some(MailingAddress {
+                    line1: self.line1.clone(),
+                    line2: self.line2.clone(),
+                    city: self.city.clone(),
+                    region: self.region.clone(),
+                    postal_code: self.postal_code.clone(),
+                    country: self.country.clone(),
+                }),
+            },
+            payment_method: self.payment_method(),
+            card,
+            consent: (!self.consent.is_empty()).then(|| (self.consent.clone(), true)),
+            age,
+        }
+    }
+}
+
+struct FieldView {
+    name: &'static str,
+    label: &'static str,
+    kind: &'static str,
+    autocomplete: &'static str,
+    max: u32,
+    value: String,
+    required: bool,
+    error: Option<String>,
+}
+
+struct CartLine {
+    product_id: String,
+    name: String,
+    vendor: String,
+    quantity: i64,
+    price: String,
+}
+
+#[derive(Template)]
+#[template(path = "checkout.html")]
+struct CheckoutPage {
+    message: Option<String>,
+    cart: Vec<CartLine>,
+    /// (code, selected)
+    currencies: Vec<(String, bool)>,
+    form: CheckoutForm,
+    fields: Vec<FieldView>,
+    policy_version: String,
+    age_error: Option<String>,
+    consent_error: Option<String>,
+}
+
+struct ReviewLine {
+    name: String,
+    quantity: i64,
+    price: String,
+}
+
+#[derive(Template)]
+#[template(path = "checkout_review.html")]
+struct ReviewPage {
+    message: Option<String>,
+    lines: Vec<ReviewLine>,
+    subtotal: String,
+    tax_label: String,
+    tax: String,
+    total: String,
+    billed_to: String,
+    operator: String,
+    hidden: Vec<(&'static str, String)>,
+    card: bool,
+}
+
+#[derive(Template)]
+#[template(path = "checkout_done.html")]
+struct DonePage {
+    id: String,
+    total: String,
+    status_text: &'static str,
+    payment_reference: Option<String>,
+    keys: Vec<(String, String)>,
+    downloads: Vec<(String, String)>,
+}
+
+/// What went wrong, placed where the person will look: beside the field,
+/// or at the top of the form.
+#[derive(Default)]
+struct Problems {
+    message: Option<String>,
+    field: Option<(String, String)>,
+    age: Option<String>,
+    consent: Option<String>,
+}
+
+fn problems(error: &AppError) -> Problems {
+    match error {
+        AppError::Customer(e) => {
+            let input = e.field.rsplit('.').next().unwrap_or_default();
+            let input = if input == "address" { "line1" } else { input };
+            Problems { field: Some((input.to_owned(), format!("This {}.", e.reason))), ..Problems::default() }
+        }
+        AppError::Order(e) => {
+            let field = e.field.clone().unwrap_or_default();
+            let text = capitalised(&e.message);
+            if field.starts_with("age") {
+                Problems { age: Some(text), ..Problems::default() }
+            } else if field.starts_with("consent") {
+                Problems { consent: Some(text), ..Problems::default() }
+            } else {
+                Problems { message: Some(text), ..Problems::default() }
+            }
+        }
+        _ => Problems { message: Some("Something went wrong; please try again.".into()), ..Problems::default() },
+    }
+}
+
+fn capitalised(message: &str) -> String {
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str().trim_end_matches('.')),
+        None => String::new(),
+    }
+}
+
+fn money(minor: i64, currency: coffer_domain::Currency) -> String {
+    Money::new(minor, currency).map(|m| m.to_string()).unwrap_or_default()
+}
+
+async fn checkout_form(
+    state: &AppState,
+    items: &[(ProductId, i64)],
+    mut form: CheckoutForm,
+    problems: Problems,
+) -> Result<CheckoutPage, AppError> {
+    let mut cart = Vec::new();
+    let mut currencies: Option<Vec<String>> = None;
+    for (id, quantity) in items {
+        let Some(product) = state.db.product(id).await? else { continue };
+        let offered: Vec<String> = product.prices.iter().map(|m| m.currency().code().to_owned()).collect();
+        currencies = Some(match currencies {
+            None => offered.clone(),
+            Some(common) => common.into_iter().filter(|c| offered.contains(c)).collect(),
+        });
+        cart.push((product, *quantity));
+    }
+    let currencies = currencies.unwrap_or_default();
+    if !currencies.contains(&form.currency) {
+        form.currency = if currencies.iter().any(|c| c == "USD") {
+            "USD".into()
+        } else {
+            currencies.first().cloned().unwrap_or_default()
+        };
+    }
+    let currency = coffer_domain::Currency::parse(&form.currency).ok();
+    let cart = cart
+        .into_iter()
+        .map(|(product, quantity)| CartLine {
+            product_id: product.id.to_string(),
+            name: product.name,
+            vendor: product.vendor_name,
+            quantity,
+            price: currency
+                .and_then(|c| product.prices.get(c))
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "not sold in this currency".into()),
+        })
+        .collect();
+    let error_for = |name: &str| problems.field.as_ref().filter(|(f, _)| f == name).map(|(_, e)| e.clone());
+    let field = |name, label, kind, autocomplete, max, value: &str, required| FieldView {
+        name,
+        label,
+        kind,
+        autocomplete,
+        max,
+        value: value.to_owned(),
+        required,
+        error: error_for(name),
+    };
+    let fields = vec![
+        field("name", "Full name", "text", "name", 200, &form.name, true),
+        field("email", "Email address", "email", "email", 254, &form.email, true),
+        field("phone", "Phone number (optional)", "tel", "tel", 32, &form.phone, false),
+        field("line1", "Address", "text", "address-line1", 200, &form.line1, true),
+        field("line2", "Address, second line (optional)", "text", "address-line2", 200, &form.line2, false),
+        field("city", "City", "text", "address-level2", 100, &form.city, true),
+        field("region", "State or region (optional)", "text", "address-level1", 100, &form.region, false),
+        field("postal_code", "Postal code", "text", "postal-code", 20, &form.postal_code, false),
+        field("country", "Country (two-letter code, e.g. DE, US, BR)", "text", "country", 2, &form.country, true),
+    ];
+    let currencies = currencies.into_iter().map(|c| (c.clone(), c == form.currency)).collect();
+    Ok(CheckoutPage {
+        message: problems.message,
+        cart,
+        currencies,
+        form,
+        fields,
+        policy_version: state.checkout.policy_version().to_owned(),
+        age_error: problems.age,
+        consent_error: problems.consent,
+    })
+}
+
+fn failure(e: AppError) -> Response {
+    tracing::error!(error = %e, "checkout page failed");
+    super::error_page(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+#[derive(Deserialize)]
+struct CurrencyQuery {
+    #[serde(default)]
+    currency: String,
+}
+
+async fn checkout_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<CurrencyQuery>,
+) -> Response {
+    let items = cart(&state, &headers);
+    let mut form = CheckoutForm::default();
+    form.currency = query.currency;
+    form.age = "adult".into();
+    match checkout_form(&state, &items, form, Problems::default()).await {
+        Ok(page) => render(&page),
+        Err(e) => failure(e),
+    }
+}
+
+async fn review_page(
+    state: &AppState,
+    items: &[(ProductId, i64)],
+    form: &CheckoutForm,
+    message: Option<String>,
+) -> Result<Result<ReviewPage, AppError>, AppError> {
+    let quote = match state.checkout.quote(&form.request(items, false)).await {
+        Ok(quote) => quote,
+        Err(e @ (AppError::Customer(_) | AppError::Order(_))) => return Ok(Err(e)),
+        Err(e) => return Err(e),
+    };
+    let mut lines = Vec::new();
+    for priced in &quote.lines {
+        let name = state.db.product(&priced.line.product_id).await?.map(|p| p.name).unwrap_or_default();
+        lines.push(ReviewLine {
+            name,
+            quantity: priced.line.quantity,
+            price: money(priced.line.line_total, quote.currency),
+        });
+    }
+    let country = quote.details.address.as_ref().map(|a| a.country.clone()).unwrap_or_default();
+    let tax_label = if quote.tax_rate == 0 {
+        format!("Tax ({country}: none)")
+    } else {
+        format!("VAT or sales tax ({country}, {}.{:02}%)", quote.tax_rate / 100, quote.tax_rate % 100)
+    };
+    Ok(Ok(ReviewPage {
+        message,
+        lines,
+        subtotal: money(quote.totals.subtotal, quote.currency),
+        tax_label,
+        tax: money(quote.totals.tax, quote.currency),
+        total: money(quote.totals.total, quote.currency),
+        billed_to: format!("{}, {}", quote.details.name, quote.details.email),
+        operator: state.operator_name.to_string(),
+        hidden: form.hidden(),
+        card: form.payment_method() == PaymentMethod::Card,
+    }))
+}
+
+async fn back_to_form(state: &AppState, items: &[(ProductId, i64)], form: CheckoutForm, error: &AppError) -> Response {
+    let mut form = form;
+    form.card_number = None;
+    form.cvc = None;
+    match checkout_form(state, items, form, problems(error)).await {
+        Ok(page) => (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response(),
+        Err(e) => failure(e),
+    }
+}
+
+async fn review(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CheckoutForm>) -> Response {
+    if !same_origin(&headers) {
+        return super::account::forbidden();
+    }
+    let items = cart(&state, &headers);
+    if items.is_empty() {
+        return see_other("/checkout");
+    }
+    match review_page(&state, &items, &form, None).await {
+        Ok(Ok(page)) => render(&page),
+        Ok(Err(e)) => back_to_form(&state, &items, form, &e).await,
+        Err(e) => failure(e),
+    }
+}
+
+async fn pay(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<CheckoutForm>,
+) -> Response {
+    if !same_origin(&headers) {
+        return super::account::forbidden();
+    }
+    // Card testing is guessing too: the same per-IP limit as sign-in.
+    if let Some(response) = over_limit(&state, peer, &headers) {
+        return response;
+    }
+    let items = cart(&state, &headers);
+    if items.is_empty() {
+        return see_other("/checkout");
+    }
+    match state.checkout.place(form.request(&items, true), Channel::Web).await {
+        Ok(order) => {
+            let currency = coffer_domain::Currency::parse(&order.currency).ok();
+            let mut named = Vec::new();
+            for (product, value) in order.license_keys.iter().chain(order.downloads.iter()) {
+                let name = state.db.product(product).await.ok().flatten().map(|p| p.name).unwrap_or_default();
+                named.push((name, value.clone()));
+            }
+            let downloads = named.split_off(order.license_keys.len());
+            let status_text = match order.status {
+                coffer_domain::OrderStatus::Fulfilled => "Paid and delivered. A confirmation is on its way by email.",
+                coffer_domain::OrderStatus::OnHold => {
+                    "Paid, and held for a short check before delivery. We email you as soon as it is done."
+                }
+                coffer_domain::OrderStatus::Pending => "Waiting for your bank transfer.",
+                _ => "Received.",
+            };
+            let page = DonePage {
+                id: order.id.to_string(),
+                total: currency.map(|c| money(order.total, c)).unwrap_or_default(),
+                status_text,
+                payment_reference: order.payment_reference,
+                keys: named,
+                downloads,
+            };
+            with_cookie(render(&page), &cart_cookie(&state, &[]))
+        }
+        // Card problems: back to the review page, the card fields empty.
+        Err(AppError::Order(e)) if e.field.as_deref().is_some_and(|f| f.starts_with("card")) => {
+            let status =
+                if e.code == "card_declined" { StatusCode::PAYMENT_REQUIRED } else { StatusCode::UNPROCESSABLE_ENTITY };
+            match review_page(&state, &items, &form, Some(capitalised(&e.message))).await {
+                Ok(Ok(page)) => (status, render(&page)).into_response(),
+                Ok(Err(e)) => back_to_form(&state, &items, form, &e).await,
+                Err(e) => failure(e),
+            }
+        }
+        Err(e @ (AppError::Customer(_) | AppError::Order(_))) => back_to_form(&state, &items, form, &e).await,
+        Err(e) => failure(e),
+    }
+}
