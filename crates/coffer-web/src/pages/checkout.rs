@@ -387,9 +387,7 @@ async fn checkout_page(
     Query(query): Query<CurrencyQuery>,
 ) -> Response {
     let items = cart(&state, &headers);
-    let mut form = CheckoutForm::default();
-    form.currency = query.currency;
-    form.age = "adult".into();
+    let form = CheckoutForm { currency: query.currency, age: "adult".into(), ..CheckoutForm::default() };
     match checkout_form(&state, &items, form, Problems::default()).await {
         Ok(page) => render(&page),
         Err(e) => failure(e),
