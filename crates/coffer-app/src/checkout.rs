@@ -575,7 +575,7 @@ impl CheckoutService {
             (PaymentMethod::Card, None) => return Err(bad("card_invalid", "card", "card details are required")),
             _ => {}
         }
-        let Quote { details, guardian, currency, lines, totals: sums, .. } = self.quote(&request).await?;
+        let Quote { details, guardian, currency, lines, totals: sums, tax_rate } = self.quote(&request).await?;
         let Some(address) = &details.address else { return Err(AppError::NotFound) };
         let now = self.clock.now();
 
@@ -732,6 +732,7 @@ impl CheckoutService {
             tax: sums.tax,
             total: sums.total,
             tax_country: address.country.clone(),
+            tax_rate: i64::from(tax_rate),
             payment_method: request.payment_method.as_str(),
             payment_reference: payment_reference.clone(),
             fields,

@@ -49,6 +49,7 @@ pub enum AuditAction {
     StaffAdded,
     StaffEnrolled,
     OrderPlaced,
+    InvoiceIssued,
 }
 
 impl AuditAction {
@@ -71,6 +72,7 @@ impl AuditAction {
             AuditAction::StaffAdded => "staff.added",
             AuditAction::StaffEnrolled => "staff.enrolled",
             AuditAction::OrderPlaced => "order.placed",
+            AuditAction::InvoiceIssued => "invoice.issued",
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct NewOrder {
     pub tax: i64,
     pub total: i64,
     pub tax_country: String,
+    /// Basis points charged (1900 = 19%).
+    pub tax_rate: i64,
     pub payment_method: &'static str,
     pub payment_reference: Option<String>,
     pub fields: SealedOrderFields,
@@ -92,8 +94,8 @@ pub async fn insert_order(tx: &mut WriteTx, o: &NewOrder) -> Result<(), StoreErr
     sqlx::query(
         "INSERT INTO orders (id, customer_id, data_key_id, status, currency, subtotal, tax, total, tax_country, \
          payment_method, payment_reference, name, email, phone, address, card, guardian_name, adult, policy_version, \
-         consent_at, consent_channel, fraud_score, fraud_reasons, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, \
-         $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $20, $20)",
+         consent_at, consent_channel, fraud_score, fraud_reasons, created_at, updated_at, tax_rate) VALUES ($1, $2, $3, \
+         $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $20, $20, $24)",
     )
     .bind(o.id.as_str())
     .bind(o.customer_id.as_str())
@@ -118,6 +120,7 @@ pub async fn insert_order(tx: &mut WriteTx, o: &NewOrder) -> Result<(), StoreErr
     .bind(o.consent_channel)
     .bind(o.fraud_score)
     .bind(o.fraud_reasons.clone())
+    .bind(o.tax_rate)
     .execute(tx.conn())
     .await?;
     for line in &o.lines {
@@ -446,5 +449,119 @@ impl Db {
             })
         })
         .await
+    }
+}
+
+/// An invoice as numbered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invoice {
+    pub number: i64,
+    pub order_id: OrderId,
+    pub issued_at: Millis,
+    pub currency: String,
+    pub subtotal: i64,
+    pub tax: i64,
+    pub total: i64,
+    pub tax_country: String,
+    pub tax_rate: i64,
+}
+
+fn invoice_from_row(r: &AnyRow) -> Result<Invoice, StoreError> {
+    Ok(Invoice {
+        number: r.try_get("number")?,
+        order_id: OrderId::parse(&r.try_get::<String, _>("order_id")?).map_err(StoreError::corrupt)?,
+        issued_at: Millis(r.try_get("issued_at")?),
+        currency: r.try_get("currency")?,
+        subtotal: r.try_get("subtotal")?,
+        tax: r.try_get("tax")?,
+        total: r.try_get("total")?,
+        tax_country: r.try_get("tax_country")?,
+        tax_rate: r.try_get("tax_rate")?,
+    })
+}
+
+impl Db {
+    /// Numbers paid orders that have no invoice yet, oldest first, with
+    /// consecutive numbers: one transaction, so a number is never skipped
+    /// or given twice. On PostgreSQL the numbering row is locked, so jobs
+    /// of several servers take turns; checkouts never touch it. Returns the
+    /// numbers given, with their orders.
+    pub async fn number_invoices(&self, at: Millis, limit: i64) -> Result<Vec<(i64, OrderId)>, StoreError> {
+        let lock = match self.backend() {
+            crate::Backend::Postgres => "SELECT last_number FROM invoice_numbering WHERE id = 1 FOR UPDATE",
+            crate::Backend::Sqlite => "SELECT last_number FROM invoice_numbering WHERE id = 1",
+        };
+        self.write(move |tx| {
+            Box::pin(async move {
+                let last: i64 = sqlx::query(lock).fetch_one(tx.conn()).await?.try_get("last_number")?;
+                let due = sqlx::query(
+                    "SELECT o.id, o.currency, o.subtotal, o.tax, o.total, o.tax_country, o.tax_rate FROM orders o \
+                     LEFT JOIN invoices i ON i.order_id = o.id \
+                     WHERE i.order_id IS NULL AND o.status IN ('paid', 'fulfilled', 'refunded') \
+                     ORDER BY o.created_at, o.id LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(tx.conn())
+                .await?;
+                let mut numbered = Vec::new();
+                for (n, row) in due.iter().enumerate() {
+                    let number = last + i64::try_from(n).unwrap_or(i64::MAX) + 1;
+                    let order: String = row.try_get("id")?;
+                    sqlx::query(
+                        "INSERT INTO invoices (number, order_id, issued_at, currency, subtotal, tax, total, \
+                         tax_country, tax_rate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(number)
+                    .bind(order.clone())
+                    .bind(at.0)
+                    .bind(row.try_get::<String, _>("currency")?)
+                    .bind(row.try_get::<i64, _>("subtotal")?)
+                    .bind(row.try_get::<i64, _>("tax")?)
+                    .bind(row.try_get::<i64, _>("total")?)
+                    .bind(row.try_get::<String, _>("tax_country")?)
+                    .bind(row.try_get::<i64, _>("tax_rate")?)
+                    .execute(tx.conn())
+                    .await?;
+                    let entry = coffer_domain::AuditEntry::new(
+                        at,
+                        &coffer_domain::Actor::System,
+                        coffer_domain::AuditAction::InvoiceIssued,
+                        Some(format!("{number} {order}")),
+                    );
+                    crate::AuditWriter::append_audit(tx, &entry).await?;
+                    numbered.push((number, OrderId::parse(&order).map_err(StoreError::corrupt)?));
+                }
+                if let Some((number, _)) = numbered.last() {
+                    sqlx::query("UPDATE invoice_numbering SET last_number = $1 WHERE id = 1")
+                        .bind(*number)
+                        .execute(tx.conn())
+                        .await?;
+                }
+                Ok::<_, StoreError>(numbered)
+            })
+        })
+        .await
+    }
+
+    pub async fn invoice_of(&self, order: &OrderId) -> Result<Option<Invoice>, StoreError> {
+        let row = sqlx::query(
+            "SELECT number, order_id, issued_at, currency, subtotal, tax, total, tax_country, tax_rate FROM invoices \
+             WHERE order_id = $1",
+        )
+        .bind(order.as_str())
+        .fetch_optional(self.readers())
+        .await?;
+        row.as_ref().map(invoice_from_row).transpose()
+    }
+
+    pub async fn invoice(&self, number: i64) -> Result<Option<Invoice>, StoreError> {
+        let row = sqlx::query(
+            "SELECT number, order_id, issued_at, currency, subtotal, tax, total, tax_country, tax_rate FROM invoices \
+             WHERE number = $1",
+        )
+        .bind(number)
+        .fetch_optional(self.readers())
+        .await?;
+        row.as_ref().map(invoice_from_row).transpose()
     }
 }

@@ -21,6 +21,7 @@ pub struct PrivacyPolicy {
     pub html: String,
     /// The operator the policy names (the seller on every invoice).
     pub operator_name: String,
+    pub operator_address: String,
 }
 
 pub fn privacy_policy(operator: &OperatorConfig) -> PrivacyPolicy {
@@ -31,7 +32,12 @@ pub fn privacy_policy(operator: &OperatorConfig) -> PrivacyPolicy {
     }
     .render()
     .unwrap_or_default();
-    PrivacyPolicy { version: coffer_app::checkout::policy_version(&html), html, operator_name: operator.name.clone() }
+    PrivacyPolicy {
+        version: coffer_app::checkout::policy_version(&html),
+        html,
+        operator_name: operator.name.clone(),
+        operator_address: operator.postal_address.clone(),
+    }
 }
 
 #[cfg(test)]

@@ -446,6 +446,18 @@ pub fn spawn_background(privacy: &Privacy, config: &Config) {
             }
         }
     });
+    // Invoices are numbered by this one job, after the orders commit.
+    let numbering = privacy.db.clone();
+    let numbering_clock = privacy.clock.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            if let Err(e) = numbering.number_invoices(numbering_clock.now(), 1_000).await {
+                tracing::warn!(error = %e, "numbering invoices failed; will retry");
+            }
+        }
+    });
     let outbox = privacy.outbox.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));

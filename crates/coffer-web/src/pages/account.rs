@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/account/data", get(data_page))
         .route("/account/data.json", get(data_json))
         .route("/account/delete", get(delete_page).post(delete_account))
+        .route("/account/invoices/{number}", get(invoice_page))
         .route("/privacy/request", get(privacy_request_page).post(privacy_request))
         .route("/privacy/request/confirm/{token}", get(privacy_confirm_page).post(privacy_confirm))
         .layer(axum::middleware::map_response(no_store))
@@ -82,6 +83,7 @@ struct OrderSummary {
     keys: Vec<(String, String)>,
     /// (product name, signed download link)
     downloads: Vec<(String, String)>,
+    invoice: Option<i64>,
     payment_reference: Option<String>,
 }
 
@@ -219,10 +221,86 @@ async fn order_summaries(state: &AppState, customer: &CustomerId) -> Result<Vec<
             lines,
             keys,
             downloads,
+            invoice: state.db.invoice_of(&order_id).await?.map(|i| i.number),
             payment_reference: order["payment_reference"].as_str().map(str::to_owned),
         });
     }
     Ok(out)
+}
+
+#[derive(Template)]
+#[template(path = "invoice.html")]
+struct InvoicePage {
+    number: i64,
+    seller: String,
+    seller_address: String,
+    buyer: Vec<String>,
+    date: String,
+    order_id: String,
+    /// (item, quantity, unit price, amount)
+    lines: Vec<(String, i64, String, String)>,
+    subtotal: String,
+    tax_label: String,
+    tax: String,
+    total: String,
+}
+
+/// One of the signed-in customer's invoices; anyone else's is not found.
+async fn invoice_page(State(state): State<AppState>, customer: Customer, Path(number): Path<String>) -> Response {
+    use coffer_store::CatalogReader;
+    let not_found = || super::error_page(StatusCode::NOT_FOUND);
+    let Ok(number) = number.parse::<i64>() else { return not_found() };
+    let result: Result<Option<InvoicePage>, AppError> = async {
+        let Some(invoice) = state.db.invoice(number).await? else { return Ok(None) };
+        let orders = state.accounts.own_orders(&customer.id).await?;
+        let Some(order) = orders.iter().find(|o| o["id"] == invoice.order_id.as_str()) else { return Ok(None) };
+        let currency = coffer_domain::Currency::parse(&invoice.currency)?;
+        let money = |minor: i64| coffer_domain::Money::new(minor, currency).map(|m| m.to_string()).unwrap_or_default();
+        let mut lines = Vec::new();
+        for line in order["lines"].as_array().into_iter().flatten() {
+            let id = coffer_domain::ProductId::parse(line["product_id"].as_str().unwrap_or_default())?;
+            let name =
+                state.db.product(&id).await?.map(|p| format!("{} ({})", p.name, p.vendor_name)).unwrap_or_default();
+            lines.push((
+                name,
+                line["quantity"].as_i64().unwrap_or(0),
+                money(line["unit_price"].as_i64().unwrap_or(0)),
+                money(line["line_total"].as_i64().unwrap_or(0)),
+            ));
+        }
+        let details = &order["details"];
+        let address = &details["address"];
+        let mut buyer = vec![details["name"].as_str().unwrap_or_default().to_owned()];
+        for key in ["line1", "line2", "postal_code", "city", "region", "country"] {
+            if let Some(part) = address[key].as_str().filter(|p| !p.is_empty()) {
+                buyer.push(part.to_owned());
+            }
+        }
+        let rate = invoice.tax_rate;
+        Ok(Some(InvoicePage {
+            number: invoice.number,
+            seller: state.operator_name.to_string(),
+            seller_address: state.policy.operator_address.clone(),
+            buyer,
+            date: coffer_domain::order::rfc3339_utc(invoice.issued_at).chars().take(10).collect(),
+            order_id: invoice.order_id.to_string(),
+            lines,
+            subtotal: money(invoice.subtotal),
+            tax_label: if rate == 0 {
+                format!("Tax ({}: none)", invoice.tax_country)
+            } else {
+                format!("VAT or sales tax ({}, {}.{:02}%)", invoice.tax_country, rate / 100, rate % 100)
+            },
+            tax: money(invoice.tax),
+            total: money(invoice.total),
+        }))
+    }
+    .await;
+    match result {
+        Ok(Some(page)) => render(&page),
+        Ok(None) => not_found(),
+        Err(e) => failure(e),
+    }
 }
 
 /// A POST from another site is refused. Browsers send `Sec-Fetch-Site` with

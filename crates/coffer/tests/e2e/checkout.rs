@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 on_both_backends!(
     test_cards_behave_as_the_contract_says,
     refusals_name_their_code_and_field,
-    idempotency_keys_give_one_order
+    idempotency_keys_give_one_order,
+    invoices_are_numbered_without_gaps_after_commit
 );
 
 pub(crate) async fn policy_version(server: &TestServer) -> String {
@@ -228,6 +229,39 @@ async fn orders_appear_in_the_account_and_its_download() {
     assert_eq!(orders[0]["details"]["card"]["last4"], json!("4242"));
     assert!(orders[0]["details"]["card"].get("token").is_none());
     assert_eq!(orders[0]["license_keys"][0]["key"], json!(key));
+    // The numbering job gives the invoice a moment after the order.
+    let mut page = String::new();
+    for _ in 0..50 {
+        page =
+            client().get(server.url("/account")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+        if page.contains("/account/invoices/1") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(page.contains("/account/invoices/1"), "{page}");
+    let invoice = client().get(server.url("/account/invoices/1")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(invoice.status(), StatusCode::OK);
+    let invoice = invoice.text().await.unwrap();
+    for expected in ["Invoice 1", "Coffer Demo Operator", "Erika Mustermann", "Hauptstr. 1", "19.00%", "23.79 USD"] {
+        assert!(invoice.contains(expected), "{expected}: {invoice}");
+    }
+    let missing = client().get(server.url("/account/invoices/2")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let anonymous = client().get(server.url("/account/invoices/1")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER, "signed-in customers only");
+    // Another customer (signed up from their own order's invitation) gets
+    // "not found" for Dana's invoice, exactly as for one that does not exist.
+    let (status, _) = post_order(&server, &order(&server, &version, "4242424242424242", "other@example.org")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mail = crate::accounts::mail_containing(&server, "other@example.org").await;
+    let start = mail.find("/account/link/").expect("an invitation");
+    let link: String = mail[start..].chars().take_while(|c| !c.is_whitespace() && *c != '<' && *c != '"').collect();
+    let set = client().post(server.url(&link)).form(&[("password", "copper kettle sunrise 88")]).send().await.unwrap();
+    assert_eq!(set.status(), StatusCode::SEE_OTHER);
+    let other = set.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let theirs = client().get(server.url("/account/invoices/1")).header("cookie", &other).send().await.unwrap();
+    assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
 }
 
 /// A download product's link streams the file, a limited number of times;
@@ -393,4 +427,62 @@ async fn a_person_buys_in_the_browser_after_a_declined_card() {
     assert_eq!(browser.text(&browser.find("h1").await).await, "Hello, Erika Mustermann");
     assert!(browser.text(&browser.find("#orders + div, .order").await).await.contains("41.64 USD"));
     browser.screenshot(&dir.join("account-with-order.png")).await;
+}
+
+async fn invoices_are_numbered_without_gaps_after_commit(server: TestServer) {
+    let version = policy_version(&server).await;
+    // Twelve orders at once: paid ones get invoices, held and pending ones not yet.
+    let cards = ["4242424242424242", "5555555555554444", "4000000000009235"];
+    let bodies: Vec<Value> = (0..12)
+        .map(|n| {
+            let mut body = order(&server, &version, cards[n % 3], &format!("buyer{n}@example.org"));
+            if n == 11 {
+                body["payment_method"] = json!("bank_transfer");
+                body.as_object_mut().unwrap().remove("card");
+            }
+            body
+        })
+        .collect();
+    let placed = futures::future::join_all(bodies.iter().map(|b| post_order(&server, b))).await;
+    let paid: Vec<String> = placed
+        .iter()
+        .filter(|(_, o)| o["status"] == "fulfilled")
+        .map(|(_, o)| o["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(paid.len(), 8);
+    // Meanwhile a second numbering job (another server, say) runs too.
+    let db = coffer_store::Db::open(&server.database_url(), &coffer_store::DbOptions::default()).await.unwrap();
+    let extra = db.number_invoices(coffer_domain::Millis(0), 3).await.unwrap();
+    assert!(extra.len() <= 3);
+    let mut numbers = Vec::new();
+    for _ in 0..100 {
+        numbers.clear();
+        for id in &paid {
+            if let Some(invoice) = db.invoice_of(&coffer_domain::OrderId::parse(id).unwrap()).await.unwrap() {
+                numbers.push(invoice.number);
+            }
+        }
+        if numbers.len() == paid.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=8).collect::<Vec<i64>>(), "gap-free, each paid order once");
+    let (invoices,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM invoices").fetch_one(&raw_pool(&server).await).await.unwrap();
+    assert_eq!(invoices, 8, "held and pending orders are not invoiced yet");
+    // Erasure keeps the invoice: amounts, tax and date without identity.
+    let first = coffer_domain::OrderId::parse(&paid[0]).unwrap();
+    let email =
+        bodies.iter().zip(&placed).find(|(_, (_, o))| o["id"] == paid[0].as_str()).unwrap().0["customer"]["email"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let erased = server.cli(&["erase", "--email", &email]);
+    assert!(erased.status.success(), "{}", String::from_utf8_lossy(&erased.stderr));
+    let kept = db.invoice_of(&first).await.unwrap().unwrap();
+    assert_eq!((kept.total, kept.tax, kept.tax_country.as_str()), (2379, 380, "DE"));
+    let order = db.order(&first).await.unwrap().unwrap();
+    assert!(order.name.is_none() && order.email.is_none() && order.address.is_none() && order.card.is_none());
 }
