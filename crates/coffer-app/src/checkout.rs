@@ -10,8 +10,8 @@ use crate::privacy::{CustomerService, Vault};
 use coffer_crypto::{FieldContext, LicenseSigningKey, seal_field};
 use coffer_domain::order::{MAX_LINES, MAX_QUANTITY, check_card, totals, year_month};
 use coffer_domain::{
-    Actor, AuditAction, AuditEntry, Clock, Currency, CustomerDetails, OrderError, OrderId, OrderStatus, PaymentMethod,
-    ProductId, TaxTable, VendorId,
+    Actor, AuditAction, AuditEntry, Clock, Currency, CustomerDetails, Millis, OrderError, OrderId, OrderStatus,
+    PaymentMethod, ProductId, TaxTable, VendorId,
 };
 use coffer_store::{AuditWriter, CatalogReader, Db, NewOrder, OrderLine, SealedOrderFields};
 use secrecy::{ExposeSecret, SecretString};
@@ -69,6 +69,9 @@ pub struct OrderRequest {
     /// The policy version consented to, and whether it was accepted.
     pub consent: Option<(String, bool)>,
     pub age: Option<AgeInput>,
+    /// The client's address (from a trusted proxy's header at most), for
+    /// the fraud screen's velocity and country checks.
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 /// A placed order, as the confirmation shows it.
@@ -120,6 +123,9 @@ pub struct SimulatedGateway;
 
 pub const DECLINED_TEST_CARD: &str = "4000000000000002";
 pub const REVIEW_TEST_CARD: &str = "4000000000009235";
+/// CONTRACT.md's test cards: the fraud screen leaves them alone, so they
+/// always behave as documented.
+pub const DOCUMENTED_TEST_CARDS: [&str; 3] = ["4242424242424242", DECLINED_TEST_CARD, REVIEW_TEST_CARD];
 
 impl PaymentGateway for SimulatedGateway {
     fn authorize<'a>(&'a self, payment: CardPayment<'a>) -> GatewayFuture<'a> {
@@ -219,6 +225,7 @@ pub struct CheckoutDeps {
 
 /// What checkout takes from configuration.
 pub struct CheckoutSettings {
+    pub fraud: coffer_domain::fraud::FraudSettings,
     /// The seller on every invoice, named in the order email.
     pub operator_name: String,
     pub taxes: TaxTable,
@@ -242,6 +249,7 @@ pub struct CheckoutService {
     base_url: Arc<str>,
     outbox: Outbox,
     operator_name: Arc<str>,
+    fraud: Arc<coffer_domain::fraud::FraudSettings>,
 }
 
 /// One priced line of an order.
@@ -305,6 +313,7 @@ impl CheckoutService {
             files,
             base_url: settings.base_url.trim_end_matches('/').into(),
             operator_name: settings.operator_name.into(),
+            fraud: Arc::new(settings.fraud),
         }
     }
 
@@ -355,6 +364,47 @@ impl CheckoutService {
             size_bytes: file.size_bytes,
             reader,
         }))
+    }
+
+    /// Screens an order: counts and records the attempt under keyed hashes
+    /// (the documented test cards are neither counted nor recorded), then
+    /// weighs the signals. `None` for a test card.
+    async fn screen(
+        &self,
+        request: &OrderRequest,
+        details: &CustomerDetails,
+        address: &coffer_domain::MailingAddress,
+        card_digits: Option<&str>,
+        amount_minor: i64,
+    ) -> Result<Option<coffer_domain::fraud::FraudVerdict>, AppError> {
+        use coffer_domain::fraud;
+        if card_digits.is_some_and(|d| DOCUMENTED_TEST_CARDS.contains(&d)) {
+            return Ok(None);
+        }
+        let secret = self.vault.named_secret("fraud-velocity").await?;
+        let email = coffer_crypto::normalise_email(&details.email);
+        let mut keys = vec![("email", coffer_crypto::keyed_hash(&secret, "email", email.as_bytes()))];
+        if let Some(digits) = card_digits {
+            keys.push(("card", coffer_crypto::keyed_hash(&secret, "card", digits.as_bytes())));
+        }
+        if let Some(ip) = request.client_ip {
+            keys.push(("ip", coffer_crypto::keyed_hash(&secret, "ip", ip.to_string().as_bytes())));
+        }
+        let now = self.clock.now();
+        let kinds: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+        let counts = self.db.count_and_record_attempts(keys, Millis(now.0 - self.fraud.window_ms), now).await?;
+        let count_of = |kind: &str| kinds.iter().position(|k| *k == kind).map_or(0, |i| counts[i]);
+        let signals = fraud::FraudSignals {
+            attempts_by_email: count_of("email"),
+            attempts_by_card: count_of("card"),
+            attempts_by_ip: count_of("ip"),
+            billing_country: address.country.clone(),
+            card_country: card_digits.and_then(fraud::card_country).map(str::to_owned),
+            ip_country: request.client_ip.and_then(|ip| fraud::ip_country(ip, &self.fraud)),
+            amount_minor,
+            email_domain: email.rsplit('@').next().unwrap_or_default().to_owned(),
+        };
+        Ok(Some(fraud::screen(&signals, &self.fraud)))
     }
 
     /// Places an order at most once per `Idempotency-Key`: the same key with
@@ -580,6 +630,7 @@ impl CheckoutService {
         let now = self.clock.now();
 
         // Payment: the card goes to the gateway and nowhere else.
+        let mut verdict: Option<coffer_domain::fraud::FraudVerdict>;
         let (status, card_summary, payment_reference, reason) = match (&request.card, request.payment_method) {
             (Some(card), PaymentMethod::Card) => {
                 let summary = check_card(
@@ -591,6 +642,7 @@ impl CheckoutService {
                 )?;
                 let digits = coffer_domain::order::card_digits(card.number.expose_secret()).unwrap_or_default();
                 let digits = zeroize::Zeroizing::new(digits);
+                verdict = self.screen(&request, &details, address, Some(&digits), sums.total).await?;
                 let answer = self
                     .gateway
                     .authorize(CardPayment {
@@ -606,15 +658,31 @@ impl CheckoutService {
                     GatewayAnswer::Declined => {
                         return Err(bad("card_declined", "card.number", "the card was declined; try another card"));
                     }
-                    GatewayAnswer::Approved { token, review: true } => {
-                        (OrderStatus::OnHold, Some((summary, token)), None, "payment approved; held for a fraud review")
-                    }
-                    GatewayAnswer::Approved { token, review: false } => {
-                        (OrderStatus::Fulfilled, Some((summary, token)), None, "payment approved; delivered")
+                    GatewayAnswer::Approved { token, review } => {
+                        if review {
+                            let v = verdict.get_or_insert(coffer_domain::fraud::FraudVerdict {
+                                score: 0,
+                                reasons: Vec::new(),
+                                hold: true,
+                            });
+                            v.reasons.push("gateway_review");
+                            v.hold = true;
+                        }
+                        if verdict.as_ref().is_some_and(|v| v.hold) {
+                            (
+                                OrderStatus::OnHold,
+                                Some((summary, token)),
+                                None,
+                                "payment approved; held for a fraud review",
+                            )
+                        } else {
+                            (OrderStatus::Fulfilled, Some((summary, token)), None, "payment approved; delivered")
+                        }
                     }
                 }
             }
             _ => {
+                verdict = self.screen(&request, &details, address, None, sums.total).await?;
                 let reference = format!("CF-{}", hex_of(&coffer_crypto::random_bytes::<5>()?).to_uppercase());
                 (OrderStatus::Pending, None, Some(reference), "awaiting the bank transfer")
             }
@@ -739,8 +807,8 @@ impl CheckoutService {
             adult: request.age.as_ref().is_some_and(|a| a.adult),
             policy_version: self.policy_version.to_string(),
             consent_channel: channel.as_str(),
-            fraud_score: 0,
-            fraud_reasons: String::new(),
+            fraud_score: i64::from(verdict.as_ref().map_or(0, |v| v.score)),
+            fraud_reasons: verdict.as_ref().map(|v| v.reasons.join(",")).unwrap_or_default(),
             lines: lines.into_iter().map(|l| l.line).collect(),
             license_keys: sealed_keys,
             at: now,

@@ -53,6 +53,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub mail: MailConfig,
     pub operator: OperatorConfig,
+    pub fraud: FraudConfig,
 }
 
 /// Where outgoing email goes.
@@ -116,6 +117,57 @@ impl Default for OperatorConfig {
             .into_iter()
             .map(|(c, r)| (c.to_owned(), r))
             .collect(),
+        }
+    }
+}
+
+/// The fraud screen's weights. The defaults keep CONTRACT.md's test cards
+/// behaving as documented (they are never screened).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FraudConfig {
+    /// Orders scoring this much or more are held for a reviewer.
+    pub hold_at: u32,
+    pub window_minutes: u32,
+    pub max_per_email: u32,
+    pub max_per_card: u32,
+    pub max_per_ip: u32,
+    /// Totals at or above this (minor units, any currency) add to the score.
+    pub large_amount_minor: i64,
+    /// IP ranges (CIDR) and their ISO country, e.g. `"203.0.113.0/24" = "AU"`.
+    pub ip_countries: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for FraudConfig {
+    fn default() -> Self {
+        let d = coffer_domain::fraud::FraudSettings::default();
+        FraudConfig {
+            hold_at: d.hold_at,
+            window_minutes: u32::try_from(d.window_ms / 60_000).unwrap_or(60),
+            max_per_email: d.max_per_email,
+            max_per_card: d.max_per_card,
+            max_per_ip: d.max_per_ip,
+            large_amount_minor: d.large_amount_minor,
+            ip_countries: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl FraudConfig {
+    /// The screen's settings; ranges were checked by `Config::validate`.
+    pub fn settings(&self) -> coffer_domain::fraud::FraudSettings {
+        coffer_domain::fraud::FraudSettings {
+            hold_at: self.hold_at,
+            window_ms: i64::from(self.window_minutes) * 60_000,
+            max_per_email: self.max_per_email,
+            max_per_card: self.max_per_card,
+            max_per_ip: self.max_per_ip,
+            large_amount_minor: self.large_amount_minor,
+            ip_countries: self
+                .ip_countries
+                .iter()
+                .filter_map(|(net, country)| Some((net.parse().ok()?, country.to_ascii_uppercase())))
+                .collect(),
         }
     }
 }
@@ -196,6 +248,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             mail: MailConfig::default(),
             operator: OperatorConfig::default(),
+            fraud: FraudConfig::default(),
         }
     }
 }
@@ -236,6 +289,7 @@ pub const SETTINGS: &[&str] = &[
     "audit",
     "mail",
     "operator",
+    "fraud",
 ];
 
 impl Config {
@@ -309,6 +363,15 @@ impl Config {
             .any(|(c, r)| c.len() != 2 || c.parse::<iso_country::Country>().is_err() || *r > 10_000)
         {
             return Err(invalid("operator.tax_rates", "needs ISO country codes and rates of at most 10000 (100%)"));
+        }
+        if self.fraud.ip_countries.iter().any(|(net, country)| {
+            net.parse::<ipnet::IpNet>().is_err()
+                || country.to_ascii_uppercase().parse::<iso_country::Country>().is_err()
+        }) {
+            return Err(invalid("fraud.ip_countries", "needs CIDR ranges (203.0.113.0/24) and ISO country codes"));
+        }
+        if self.fraud.window_minutes == 0 {
+            return Err(invalid("fraud.window_minutes", "must be at least 1"));
         }
         if self.operator.name.trim().is_empty() || !self.operator.dpo_email.contains('@') {
             return Err(invalid("operator", "needs a name and the DPO's email address"));

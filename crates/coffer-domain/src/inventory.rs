@@ -317,6 +317,11 @@ pub const NON_PERSONAL_BINARY_COLUMNS: &[(&str, &str, &str)] = &[
     ("recovery_codes", "code_hash", "SHA-256 of a random recovery code"),
     ("privacy_requests", "challenge_hash", "SHA-256 of a random confirmation token"),
     ("sign_in_throttle", "account_key", "keyed blind index of an address tried at sign-in"),
+    (
+        "fraud_attempts",
+        "key_hash",
+        "keyed hash (HMAC) of an email address, card number or IP address, for velocity counts",
+    ),
     ("idempotency_keys", "key_hash", "keyed hash (HMAC) of an Idempotency-Key header"),
     ("idempotency_keys", "fingerprint", "keyed hash (HMAC) of an order request without its card fields"),
     ("staff_members", "email_index", "keyed blind index (HMAC) of a staff member's email address"),

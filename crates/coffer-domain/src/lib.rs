@@ -10,6 +10,7 @@ pub mod audit;
 pub mod catalog;
 pub mod clock;
 pub mod customer;
+pub mod fraud;
 pub mod id;
 pub mod inventory;
 pub mod money;

@@ -23,7 +23,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (6, "staff_and_disclosures", include_str!("../../../migrations/sqlite/0006_staff_and_disclosures.sql")),
     (7, "orders", include_str!("../../../migrations/sqlite/0007_orders.sql")),
     (8, "downloads_and_idempotency", include_str!("../../../migrations/sqlite/0008_downloads_and_idempotency.sql")),
-    (9, "invoices", include_str!("../../../migrations/sqlite/0009_invoices.sql")),
+    (9, "invoices_and_fraud", include_str!("../../../migrations/sqlite/0009_invoices_and_fraud.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -35,7 +35,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (6, "staff_and_disclosures", include_str!("../../../migrations/postgres/0006_staff_and_disclosures.sql")),
     (7, "orders", include_str!("../../../migrations/postgres/0007_orders.sql")),
     (8, "downloads_and_idempotency", include_str!("../../../migrations/postgres/0008_downloads_and_idempotency.sql")),
-    (9, "invoices", include_str!("../../../migrations/postgres/0009_invoices.sql")),
+    (9, "invoices_and_fraud", include_str!("../../../migrations/postgres/0009_invoices_and_fraud.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] =

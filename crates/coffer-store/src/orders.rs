@@ -565,3 +565,51 @@ impl Db {
         row.as_ref().map(invoice_from_row).transpose()
     }
 }
+
+impl Db {
+    /// Counts each key's attempts since `since`, then records this attempt.
+    /// Returns the counts in the order of `keys`.
+    pub async fn count_and_record_attempts(
+        &self,
+        keys: Vec<(&'static str, [u8; 32])>,
+        since: Millis,
+        at: Millis,
+    ) -> Result<Vec<u32>, StoreError> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let mut counts = Vec::new();
+                for (kind, hash) in &keys {
+                    let row = sqlx::query(
+                        "SELECT COUNT(*) AS n FROM fraud_attempts WHERE kind = $1 AND key_hash = $2 AND at >= $3",
+                    )
+                    .bind(*kind)
+                    .bind(hash.to_vec())
+                    .bind(since.0)
+                    .fetch_one(tx.conn())
+                    .await?;
+                    counts.push(u32::try_from(row.try_get::<i64, _>("n")?).unwrap_or(u32::MAX));
+                    sqlx::query("INSERT INTO fraud_attempts (kind, key_hash, at) VALUES ($1, $2, $3)")
+                        .bind(*kind)
+                        .bind(hash.to_vec())
+                        .bind(at.0)
+                        .execute(tx.conn())
+                        .await?;
+                }
+                Ok::<_, StoreError>(counts)
+            })
+        })
+        .await
+    }
+
+    /// Deletes velocity records older than `before`.
+    pub async fn forget_attempts(&self, before: Millis) -> Result<u64, StoreError> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let done =
+                    sqlx::query("DELETE FROM fraud_attempts WHERE at < $1").bind(before.0).execute(tx.conn()).await?;
+                Ok::<_, StoreError>(done.rows_affected())
+            })
+        })
+        .await
+    }
+}

@@ -252,6 +252,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             clock: Arc::new(SystemClock),
         },
         coffer_app::checkout::CheckoutSettings {
+            fraud: config.fraud.settings(),
             operator_name: config.operator.name.clone(),
             taxes: coffer_domain::TaxTable::new(config.operator.tax_rates.clone()),
             policy_version: policy.version.clone(),

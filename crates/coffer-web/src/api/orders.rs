@@ -4,7 +4,7 @@ use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -168,7 +168,12 @@ fn parse_json<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Bytes)
             body = ErrorBody)
     )
 )]
-pub async fn create_order(State(state): State<AppState>, headers: HeaderMap, raw: Bytes) -> Response {
+pub async fn create_order(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
     let body: OrderBody = match parse_json(&headers, &raw) {
         Ok(body) => body,
         Err(e) => return e.into_response(),
@@ -217,6 +222,7 @@ pub async fn create_order(State(state): State<AppState>, headers: HeaderMap, raw
             guardian_name: a.guardian_name,
             guardian_consents: a.guardian_consents,
         }),
+        client_ip: Some(crate::client_ip::client_ip(peer.ip(), &headers, &state.trusted_proxies)),
     };
     let placed = match headers.get("idempotency-key") {
         None => state.checkout.place(request, Channel::Api).await,

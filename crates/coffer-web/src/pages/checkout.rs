@@ -144,7 +144,12 @@ impl CheckoutForm {
         PaymentMethod::parse(&self.payment_method).unwrap_or(PaymentMethod::Card)
     }
 
-    fn request(&self, items: &[(ProductId, i64)], with_card: bool) -> OrderRequest {
+    fn request(
+        &self,
+        items: &[(ProductId, i64)],
+        with_card: bool,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> OrderRequest {
         let secret = |s: &Option<SecretString>| {
             SecretString::from(s.as_ref().map(|s| s.expose_secret().trim().to_owned()).unwrap_or_default())
         };
@@ -183,6 +188,7 @@ impl CheckoutForm {
             card,
             consent: (!self.consent.is_empty()).then(|| (self.consent.clone(), true)),
             age,
+            client_ip,
         }
     }
 }
@@ -400,7 +406,7 @@ async fn review_page(
     form: &CheckoutForm,
     message: Option<String>,
 ) -> Result<Result<ReviewPage, AppError>, AppError> {
-    let quote = match state.checkout.quote(&form.request(items, false)).await {
+    let quote = match state.checkout.quote(&form.request(items, false, None)).await {
         Ok(quote) => quote,
         Err(e @ (AppError::Customer(_) | AppError::Order(_))) => return Ok(Err(e)),
         Err(e) => return Err(e),
@@ -476,7 +482,8 @@ async fn pay(
     if items.is_empty() {
         return see_other("/checkout");
     }
-    match state.checkout.place(form.request(&items, true), Channel::Web).await {
+    let ip = crate::client_ip::client_ip(peer.ip(), &headers, &state.trusted_proxies);
+    match state.checkout.place(form.request(&items, true, Some(ip)), Channel::Web).await {
         Ok(order) => {
             let currency = coffer_domain::Currency::parse(&order.currency).ok();
             let mut named = Vec::new();

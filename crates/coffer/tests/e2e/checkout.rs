@@ -11,7 +11,8 @@ on_both_backends!(
     test_cards_behave_as_the_contract_says,
     refusals_name_their_code_and_field,
     idempotency_keys_give_one_order,
-    invoices_are_numbered_without_gaps_after_commit
+    invoices_are_numbered_without_gaps_after_commit,
+    the_fraud_screen_holds_risky_orders_and_says_why
 );
 
 pub(crate) async fn policy_version(server: &TestServer) -> String {
@@ -485,4 +486,41 @@ async fn invoices_are_numbered_without_gaps_after_commit(server: TestServer) {
     assert_eq!((kept.total, kept.tax, kept.tax_country.as_str()), (2379, 380, "DE"));
     let order = db.order(&first).await.unwrap().unwrap();
     assert!(order.name.is_none() && order.email.is_none() && order.address.is_none() && order.card.is_none());
+}
+
+async fn fraud_reasons(server: &TestServer, id: &Value) -> (i64, String) {
+    sqlx::query_as("SELECT fraud_score, fraud_reasons FROM orders WHERE id = $1")
+        .bind(id.as_str().unwrap().to_owned())
+        .fetch_one(&raw_pool(server).await)
+        .await
+        .unwrap()
+}
+
+async fn the_fraud_screen_holds_risky_orders_and_says_why(server: TestServer) {
+    let version = policy_version(&server).await;
+    // A German card (not a documented test card), billed to Brazil, from a
+    // disposable address: held, with the reasons stored.
+    let mut risky = order(&server, &version, "4000 0027 6000 0016", "someone@mailinator.com");
+    risky["customer"]["address"]["country"] = json!("BR");
+    let (status, held) = post_order(&server, &risky).await;
+    assert_eq!((status, held["status"].as_str()), (StatusCode::CREATED, Some("on_hold")), "{held}");
+    assert_eq!(held["license_keys"], json!([]));
+    let (score, reasons) = fraud_reasons(&server, &held["id"]).await;
+    assert_eq!((score, reasons.as_str()), (70, "card_country_differs_from_billing,disposable_email_domain"));
+    // The same card billed to Germany from an ordinary address passes.
+    let (_, fine) = post_order(&server, &order(&server, &version, "4000 0027 6000 0016", "fine@example.org")).await;
+    assert_eq!(fine["status"], json!("fulfilled"));
+    assert_eq!(fraud_reasons(&server, &fine["id"]).await, (0, String::new()));
+    // Velocity: many orders for one address in the hour, with ordinary cards.
+    let mut last = Value::Null;
+    for _ in 0..6 {
+        last = post_order(&server, &order(&server, &version, "5555 5555 5555 4444", "busy@example.org")).await.1;
+    }
+    assert_eq!(last["status"], json!("on_hold"), "{last}");
+    assert!(fraud_reasons(&server, &last["id"]).await.1.contains("velocity_email"));
+    // The documented test cards are never screened: still approved.
+    for _ in 0..6 {
+        let (_, again) = post_order(&server, &order(&server, &version, "4242424242424242", "busy@example.org")).await;
+        assert_eq!(again["status"], json!("fulfilled"));
+    }
 }

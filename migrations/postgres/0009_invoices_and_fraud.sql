@@ -22,3 +22,13 @@ CREATE TABLE invoices (
     tax_country TEXT NOT NULL,
     tax_rate    BIGINT NOT NULL
 );
+
+-- Attempts counted by the fraud screen's velocity checks: a keyed hash
+-- (HMAC) of the email address, card number or IP address, and when. No
+-- personal data; deleted after a day.
+CREATE TABLE fraud_attempts (
+    kind     TEXT NOT NULL CHECK (kind IN ('email', 'card', 'ip')),
+    key_hash BYTEA NOT NULL,
+    at       BIGINT NOT NULL
+);
+CREATE INDEX fraud_attempts_by_key ON fraud_attempts (kind, key_hash, at);
