@@ -453,8 +453,13 @@ pub fn spawn_background(privacy: &Privacy, config: &Config) {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
         loop {
             tick.tick().await;
-            if let Err(e) = numbering.number_invoices(numbering_clock.now(), 1_000).await {
+            let now = numbering_clock.now();
+            if let Err(e) = numbering.number_invoices(now, 1_000).await {
                 tracing::warn!(error = %e, "numbering invoices failed; will retry");
+            }
+            // The fraud screen's velocity records live a day.
+            if let Err(e) = numbering.forget_attempts(coffer_domain::Millis(now.0 - 24 * 60 * 60 * 1000)).await {
+                tracing::warn!(error = %e, "forgetting old fraud attempts failed; will retry");
             }
         }
     });
