@@ -74,6 +74,39 @@ pub struct OrderRequest {
     pub client_ip: Option<std::net::IpAddr>,
 }
 
+/// What a staff member does to an order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StaffAction {
+    /// Reviewer: the held order proceeds and is delivered.
+    Approve,
+    /// Reviewer: the held order is refused and its payment voided.
+    Reject,
+    /// Support: the bank transfer arrived; the order is delivered.
+    TransferReceived,
+    /// Support: the whole order is refunded.
+    Refund,
+}
+
+/// An order for the staff console: the stored order, the buyer as staff
+/// may see them (empty once erased), the lines by name and the events.
+pub struct StaffOrderView {
+    pub order: coffer_store::StoredOrder,
+    pub name: String,
+    pub email: String,
+    pub country: String,
+    /// (product and vendor, quantity, line total)
+    pub lines: Vec<(String, i64, i64)>,
+    pub events: Vec<coffer_store::OrderEvent>,
+}
+
+/// What delivering an order produced.
+#[derive(Default)]
+struct Delivery {
+    license_keys: Vec<(ProductId, String)>,
+    sealed_keys: Vec<(i64, coffer_crypto::Sealed)>,
+    downloads: Vec<(ProductId, String)>,
+}
+
 /// A placed order, as the confirmation shows it.
 #[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlacedOrder {
@@ -111,9 +144,13 @@ pub struct CardPayment<'a> {
 
 pub type GatewayFuture<'a> = Pin<Box<dyn Future<Output = Result<GatewayAnswer, AppError>> + Send + 'a>>;
 
+pub type GiveBackFuture<'a> = Pin<Box<dyn Future<Output = Result<(), AppError>> + Send + 'a>>;
+
 /// A payment processor. Implementations must not log or store the card.
 pub trait PaymentGateway: Send + Sync {
     fn authorize<'a>(&'a self, payment: CardPayment<'a>) -> GatewayFuture<'a>;
+    /// Voids an authorisation or refunds a capture, by the gateway's token.
+    fn give_back<'a>(&'a self, token: &'a str, amount_minor: i64, currency: &'a str) -> GiveBackFuture<'a>;
 }
 
 /// The built-in simulated processor of CONTRACT.md's test cards:
@@ -135,6 +172,16 @@ impl PaymentGateway for SimulatedGateway {
             }
             let token = format!("sim_{}", hex_of(&coffer_crypto::random_bytes::<12>()?));
             Ok(GatewayAnswer::Approved { token, review: payment.digits == REVIEW_TEST_CARD })
+        })
+    }
+
+    fn give_back<'a>(&'a self, token: &'a str, _amount_minor: i64, _currency: &'a str) -> GiveBackFuture<'a> {
+        Box::pin(async move {
+            if token.starts_with("sim_") {
+                Ok(())
+            } else {
+                Err(AppError::Refused("the payment gateway does not know this payment".into()))
+            }
         })
     }
 }
@@ -364,6 +411,220 @@ impl CheckoutService {
             size_bytes: file.size_bytes,
             reader,
         }))
+    }
+
+    /// License keys (signed, and sealed for storage) and download links for
+    /// an order's lines.
+    async fn deliver(
+        &self,
+        id: &OrderId,
+        customer: &coffer_domain::CustomerId,
+        key_id: &coffer_domain::DataKeyId,
+        key: &coffer_crypto::DataKey,
+        lines: &[PricedLine],
+    ) -> Result<Delivery, AppError> {
+        let mut delivery = Delivery::default();
+        let issued_at = coffer_domain::order::rfc3339_utc(self.clock.now());
+        for priced in lines {
+            let line = &priced.line;
+            if priced.license_key {
+                let payload = serde_json::json!({
+                    "order_id": id.as_str(),
+                    "product_id": line.product_id.as_str(),
+                    "licensee": self.vault.blind_index().licensee(customer.as_str(), line.vendor_id.as_str()),
+                    "seats": line.quantity,
+                    "issued_at": issued_at,
+                });
+                let signer = self.license_signer(&line.vendor_id).await?;
+                let license = signer.sign(payload.to_string().as_bytes());
+                let key_ctx = FieldContext {
+                    table: "license_keys",
+                    column: "license_key",
+                    row_id: &format!("{}:{}", id.as_str(), line.line_no),
+                    data_key_id: key_id.as_str(),
+                };
+                delivery.sealed_keys.push((line.line_no, seal_field(key, &key_ctx, license.as_bytes())?));
+                delivery.license_keys.push((line.product_id.clone(), license));
+            }
+            if priced.download {
+                delivery.downloads.push((line.product_id.clone(), self.download_link(id, line.line_no).await?));
+            }
+        }
+        Ok(delivery)
+    }
+
+    /// A staff member moves an order on: a reviewer approves (delivered at
+    /// once) or rejects (payment voided) a held order; support marks a bank
+    /// transfer received (delivered at once) or refunds a paid order. The
+    /// move, its event, the audit entry and the customer's email are one
+    /// unit; an order already moved by someone else is refused.
+    pub async fn staff_action(
+        &self,
+        order_id: &OrderId,
+        action: StaffAction,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<OrderStatus, AppError> {
+        let reason = reason.trim();
+        if reason.chars().count() > 500 || reason.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(bad("invalid_reason", "reason", "the reason must be at most 500 characters"));
+        }
+        if matches!(action, StaffAction::Reject | StaffAction::Refund) && reason.is_empty() {
+            return Err(bad("reason_required", "reason", "say why; the customer is told"));
+        }
+        let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
+        let (from, steps): (OrderStatus, &[OrderStatus]) = match action {
+            StaffAction::Approve => (OrderStatus::OnHold, &[OrderStatus::Paid, OrderStatus::Fulfilled]),
+            StaffAction::Reject => (OrderStatus::OnHold, &[OrderStatus::Rejected]),
+            StaffAction::TransferReceived => (OrderStatus::Pending, &[OrderStatus::Paid, OrderStatus::Fulfilled]),
+            StaffAction::Refund => (order.status, &[OrderStatus::Refunded]),
+        };
+        if order.status != from || !from.can_become(steps[0]) {
+            return Err(bad(
+                "wrong_status",
+                "status",
+                format!("this order is {}", order.status.as_str().replace('_', " ")),
+            ));
+        }
+        if matches!(action, StaffAction::TransferReceived) && order.payment_method != "bank_transfer" {
+            return Err(bad("wrong_status", "status", "this order is not paid by bank transfer"));
+        }
+        let key = self.vault.data_key(&order.data_key_id).await?.ok_or(AppError::Erased)?;
+        let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| -> Result<String, AppError> {
+            let Some(sealed) = sealed else { return Ok(String::new()) };
+            let ctx = FieldContext {
+                table: "orders",
+                column,
+                row_id: order.id.as_str(),
+                data_key_id: order.data_key_id.as_str(),
+            };
+            Ok(String::from_utf8_lossy(&coffer_crypto::open_field(&key, &ctx, sealed)?).into_owned())
+        };
+        let (name, email) = (open("name", &order.name)?, open("email", &order.email)?);
+        // Money back through the gateway first: a refused refund changes nothing.
+        if matches!(action, StaffAction::Reject | StaffAction::Refund) && order.payment_method == "card" {
+            let card: serde_json::Value = serde_json::from_str(&open("card", &order.card)?).unwrap_or_default();
+            let token = card["token"].as_str().unwrap_or_default();
+            self.gateway.give_back(token, order.total, &order.currency).await?;
+        }
+        let currency = Currency::parse(&order.currency)?;
+        let mut lines = Vec::new();
+        for line in &order.lines {
+            let product = self.db.product(&line.product_id).await?;
+            lines.push(PricedLine {
+                name: product.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+                license_key: product.as_ref().is_some_and(|p| p.delivery.has_license_key()),
+                download: product.as_ref().is_some_and(|p| p.delivery.has_download()),
+                line: line.clone(),
+            });
+        }
+        let last = *steps.last().unwrap_or(&from);
+        let delivery = if last == OrderStatus::Fulfilled {
+            self.deliver(&order.id, &order.customer_id, &order.data_key_id, &key, &lines).await?
+        } else {
+            Delivery::default()
+        };
+        let totals = coffer_domain::Totals { subtotal: order.subtotal, tax: order.tax, total: order.total };
+        let (subject, body) = match last {
+            OrderStatus::Fulfilled => (
+                format!("Your order {}: your software is ready", order.id),
+                order_email_body(&OrderEmail {
+                    name: &name,
+                    id: &order.id,
+                    status: last,
+                    currency,
+                    lines: &lines,
+                    totals: &totals,
+                    license_keys: &delivery.license_keys,
+                    downloads: &delivery.downloads,
+                    payment_reference: None,
+                    invitation: None,
+                    operator: &self.operator_name,
+                }),
+            ),
+            OrderStatus::Rejected => (
+                format!("Your order {} could not be accepted", order.id),
+                format!(
+                    "Hello {name},\n\nWe could not accept your order {}: {reason}.\n\nThe payment was voided; nothing \
+                     was charged.\n\nCoffer\n",
+                    order.id
+                ),
+            ),
+            _ => (
+                format!("Your order {} is refunded", order.id),
+                format!(
+                    "Hello {name},\n\nYour order {} is refunded ({reason}). {} goes back to the way you paid; \
+                     license keys and downloads of the order stop working.\n\nCoffer\n",
+                    order.id,
+                    coffer_domain::Money::new(order.total, currency).map(|m| m.to_string()).unwrap_or_default()
+                ),
+            ),
+        };
+        let letter = Letter { kind: "order_status", to: &email, subject: &subject, body: &body };
+        let mail = self.outbox.seal(&letter, &key, &order.data_key_id, false)?;
+        let now = self.clock.now();
+        let (id, lines_stored, sealed_keys) = (order.id.clone(), order.order_lines(), delivery.sealed_keys);
+        let (actor_text, reason) = (actor.render(), reason.to_owned());
+        let entry = AuditEntry::new(
+            now,
+            actor,
+            AuditAction::OrderStatusChanged,
+            Some(format!("{id} {}>{}", from.as_str(), last.as_str())),
+        );
+        let steps = steps.to_vec();
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    use coffer_store::OutboxWriter;
+                    let mut at = from;
+                    for step in steps {
+                        if !coffer_store::transition_order(tx, &id, at, step, now, &actor_text, &reason).await? {
+                            return Err(bad("wrong_status", "status", "someone else moved this order first"));
+                        }
+                        at = step;
+                    }
+                    coffer_store::insert_license_keys(tx, &id, &lines_stored, &sealed_keys, now).await?;
+                    tx.append_audit(&entry).await?;
+                    tx.enqueue_email(&mail).await?;
+                    Ok::<_, AppError>(())
+                })
+            })
+            .await?;
+        Ok(last)
+    }
+
+    /// An order as staff see it, with the buyer's name, email and country.
+    /// The read is audited before the data is handed out.
+    pub async fn staff_view(&self, order_id: &OrderId, actor: &Actor) -> Result<StaffOrderView, AppError> {
+        let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
+        let key = self.vault.data_key(&order.data_key_id).await?;
+        let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| -> Result<String, AppError> {
+            let (Some(key), Some(sealed)) = (&key, sealed) else { return Ok(String::new()) };
+            let ctx = FieldContext {
+                table: "orders",
+                column,
+                row_id: order.id.as_str(),
+                data_key_id: order.data_key_id.as_str(),
+            };
+            Ok(String::from_utf8_lossy(&coffer_crypto::open_field(key, &ctx, sealed)?).into_owned())
+        };
+        let entry =
+            AuditEntry::new(self.clock.now(), actor, AuditAction::CustomerRead, Some(order.customer_id.to_string()));
+        self.db.write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) })).await?;
+        let mut lines = Vec::new();
+        for line in &order.lines {
+            let name = self.db.product(&line.product_id).await?.map(|p| format!("{} ({})", p.name, p.vendor_name));
+            lines.push((name.unwrap_or_default(), line.quantity, line.line_total));
+        }
+        let address: serde_json::Value = serde_json::from_str(&open("address", &order.address)?).unwrap_or_default();
+        Ok(StaffOrderView {
+            name: open("name", &order.name)?,
+            email: open("email", &order.email)?,
+            country: address["country"].as_str().unwrap_or_default().to_owned(),
+            events: self.db.order_events(&order.id).await?,
+            lines,
+            order,
+        })
     }
 
     /// Screens an order: counts and records the attempt under keyed hashes
@@ -728,38 +989,13 @@ impl CheckoutService {
             guardian_name: guardian.map(|g| seal_field(&key, &ctx("guardian_name"), g.as_bytes())).transpose()?,
         };
 
-        // Delivery: a signed license key per license-key line.
-        let mut license_keys = Vec::new();
-        let mut sealed_keys = Vec::new();
-        if status == OrderStatus::Fulfilled {
-            let issued_at = coffer_domain::order::rfc3339_utc(now);
-            for priced in lines.iter().filter(|l| l.license_key) {
-                let line = &priced.line;
-                let payload = serde_json::json!({
-                    "order_id": id.as_str(),
-                    "product_id": line.product_id.as_str(),
-                    "licensee": self.vault.blind_index().licensee(customer.as_str(), line.vendor_id.as_str()),
-                    "seats": line.quantity,
-                    "issued_at": issued_at,
-                });
-                let signer = self.license_signer(&line.vendor_id).await?;
-                let license = signer.sign(payload.to_string().as_bytes());
-                let key_ctx = FieldContext {
-                    table: "license_keys",
-                    column: "license_key",
-                    row_id: &format!("{}:{}", id.as_str(), line.line_no),
-                    data_key_id: key_id.as_str(),
-                };
-                sealed_keys.push((line.line_no, seal_field(&key, &key_ctx, license.as_bytes())?));
-                license_keys.push((line.product_id.clone(), license));
-            }
-        }
-        let mut downloads = Vec::new();
-        if status == OrderStatus::Fulfilled {
-            for priced in lines.iter().filter(|l| l.download) {
-                downloads.push((priced.line.product_id.clone(), self.download_link(&id, priced.line.line_no).await?));
-            }
-        }
+        // Delivery: a signed license key per license-key line, a link per download.
+        let delivery = if status == OrderStatus::Fulfilled {
+            self.deliver(&id, &customer, &key_id, &key, &lines).await?
+        } else {
+            Delivery::default()
+        };
+        let Delivery { license_keys, sealed_keys, downloads } = delivery;
         // The first order of someone without a password invites them to
         // their account (the link lives 7 days, stored only hashed).
         let invitation = if self.db.account_password(&customer).await?.is_none() {

@@ -50,6 +50,7 @@ pub enum AuditAction {
     StaffEnrolled,
     OrderPlaced,
     InvoiceIssued,
+    OrderStatusChanged,
 }
 
 impl AuditAction {
@@ -73,6 +74,7 @@ impl AuditAction {
             AuditAction::StaffEnrolled => "staff.enrolled",
             AuditAction::OrderPlaced => "order.placed",
             AuditAction::InvoiceIssued => "invoice.issued",
+            AuditAction::OrderStatusChanged => "order.status_changed",
         }
     }
 }

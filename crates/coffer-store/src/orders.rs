@@ -84,6 +84,15 @@ pub struct StoredOrder {
     pub consent_channel: String,
     pub created_at: Millis,
     pub lines: Vec<OrderLine>,
+    pub fraud_score: i64,
+    pub fraud_reasons: String,
+}
+
+impl StoredOrder {
+    /// The lines, as stored.
+    pub fn order_lines(&self) -> Vec<OrderLine> {
+        self.lines.clone()
+    }
 }
 
 fn bytes(s: &Sealed) -> Vec<u8> {
@@ -206,7 +215,7 @@ impl Db {
         let Some(r) = sqlx::query(
             "SELECT id, customer_id, data_key_id, status, currency, subtotal, tax, total, tax_country, payment_method, \
              payment_reference, name, email, phone, address, card, guardian_name, policy_version, consent_at, \
-             consent_channel, created_at FROM orders WHERE id = $1",
+             consent_channel, created_at, fraud_score, fraud_reasons FROM orders WHERE id = $1",
         )
         .bind(id.as_str())
         .fetch_optional(self.readers())
@@ -245,6 +254,8 @@ impl Db {
             consent_channel: r.try_get("consent_channel")?,
             created_at: Millis(r.try_get("created_at")?),
             lines: lines.iter().map(line_from_row).collect::<Result<_, _>>()?,
+            fraud_score: r.try_get("fraud_score")?,
+            fraud_reasons: r.try_get("fraud_reasons")?,
         }))
     }
 
@@ -611,5 +622,138 @@ impl Db {
             })
         })
         .await
+    }
+}
+
+/// One recorded move of an order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderEvent {
+    pub seq: i64,
+    pub at: Millis,
+    pub from: Option<String>,
+    pub to: String,
+    pub actor: String,
+    pub reason: String,
+}
+
+/// An order in a staff queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedOrder {
+    pub id: OrderId,
+    pub created_at: Millis,
+    pub currency: String,
+    pub total: i64,
+    pub fraud_score: i64,
+    pub fraud_reasons: String,
+}
+
+/// Moves an order from `from` to `to` and records the event, if it is
+/// still in `from` (so two staff members cannot both act on it). False if
+/// it was not.
+pub async fn transition_order(
+    tx: &mut WriteTx,
+    order: &OrderId,
+    from: OrderStatus,
+    to: OrderStatus,
+    at: Millis,
+    actor: &str,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    let moved = sqlx::query("UPDATE orders SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2")
+        .bind(order.as_str())
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(at.0)
+        .execute(tx.conn())
+        .await?;
+    if moved.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO order_events (order_id, seq, at, from_status, to_status, actor, reason) \
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6 FROM order_events WHERE order_id = $1",
+    )
+    .bind(order.as_str())
+    .bind(at.0)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(actor.to_owned())
+    .bind(reason.to_owned())
+    .execute(tx.conn())
+    .await?;
+    Ok(true)
+}
+
+/// Adds license keys to an order being delivered after the fact.
+pub async fn insert_license_keys(
+    tx: &mut WriteTx,
+    order: &OrderId,
+    lines: &[OrderLine],
+    keys: &[(i64, Sealed)],
+    at: Millis,
+) -> Result<(), StoreError> {
+    for (line_no, key) in keys {
+        let line =
+            lines.iter().find(|l| l.line_no == *line_no).ok_or_else(|| StoreError::corrupt("license_keys.line_no"))?;
+        sqlx::query(
+            "INSERT INTO license_keys (order_id, line_no, product_id, vendor_id, license_key, issued_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(order.as_str())
+        .bind(*line_no)
+        .bind(line.product_id.as_str())
+        .bind(line.vendor_id.as_str())
+        .bind(bytes(key))
+        .bind(at.0)
+        .execute(tx.conn())
+        .await?;
+    }
+    Ok(())
+}
+
+impl Db {
+    /// Orders in one status, oldest first (a staff queue).
+    pub async fn orders_in(&self, status: OrderStatus, limit: i64) -> Result<Vec<QueuedOrder>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, created_at, currency, total, fraud_score, fraud_reasons FROM orders WHERE status = $1 \
+             ORDER BY created_at, id LIMIT $2",
+        )
+        .bind(status.as_str())
+        .bind(limit)
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QueuedOrder {
+                    id: OrderId::parse(&r.try_get::<String, _>("id")?).map_err(StoreError::corrupt)?,
+                    created_at: Millis(r.try_get("created_at")?),
+                    currency: r.try_get("currency")?,
+                    total: r.try_get("total")?,
+                    fraud_score: r.try_get("fraud_score")?,
+                    fraud_reasons: r.try_get("fraud_reasons")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn order_events(&self, order: &OrderId) -> Result<Vec<OrderEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, from_status, to_status, actor, reason FROM order_events WHERE order_id = $1 ORDER BY seq",
+        )
+        .bind(order.as_str())
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OrderEvent {
+                    seq: r.try_get("seq")?,
+                    at: Millis(r.try_get("at")?),
+                    from: r.try_get("from_status")?,
+                    to: r.try_get("to_status")?,
+                    actor: r.try_get("actor")?,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect()
     }
 }

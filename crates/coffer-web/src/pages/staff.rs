@@ -35,12 +35,40 @@ pub fn routes() -> Router<AppState> {
         .route("/staff/sign-out", post(sign_out))
         .route("/staff/requests", get(requests))
         .route("/staff/members", get(members))
+        .route("/staff/reviews", get(reviews))
+        .route("/staff/transfers", get(transfers))
+        .route("/staff/orders/{id}", get(order_page))
+        .route("/staff/orders/{id}/action", post(order_action))
         .layer(axum::middleware::map_response(super::account::no_store))
 }
 
 /// Which role a page needs. Admins open every page.
 pub trait RequiredRole {
     const ROLE: Option<StaffRole>;
+
+    /// Whether a member with `role` may open the page.
+    fn allows(role: StaffRole) -> bool {
+        Self::ROLE.is_none_or(|needed| role.allows(needed))
+    }
+}
+
+pub struct Reviewer;
+impl RequiredRole for Reviewer {
+    const ROLE: Option<StaffRole> = Some(StaffRole::Reviewer);
+}
+
+pub struct Support;
+impl RequiredRole for Support {
+    const ROLE: Option<StaffRole> = Some(StaffRole::Support);
+}
+
+/// The pages of one order: support and reviewers (and admins).
+pub struct OrderStaff;
+impl RequiredRole for OrderStaff {
+    const ROLE: Option<StaffRole> = Some(StaffRole::Support);
+    fn allows(role: StaffRole) -> bool {
+        role.allows(StaffRole::Support) || role.allows(StaffRole::Reviewer)
+    }
 }
 
 /// Any signed-in staff member.
@@ -77,7 +105,7 @@ impl<R: RequiredRole> OptionalFromRequestParts<AppState> for Staff<R> {
             return Ok(None);
         };
         if let Some(needed) = R::ROLE
-            && !member.role.allows(needed)
+            && !R::allows(member.role)
         {
             let page = MessagePage {
                 title: "Not for your role",
@@ -150,6 +178,8 @@ struct HomePage {
     role: &'static str,
     dpo: bool,
     admin: bool,
+    reviewer: bool,
+    support: bool,
     csrf: String,
 }
 
@@ -190,6 +220,8 @@ async fn home(staff: Option<Staff<AnyRole>>, State(state): State<AppState>) -> R
             role: member.role.label(),
             dpo: member.role.allows(StaffRole::Dpo),
             admin: member.role.allows(StaffRole::Admin),
+            reviewer: member.role.allows(StaffRole::Reviewer),
+            support: member.role.allows(StaffRole::Support),
             csrf: state.accounts.csrf_token(&token),
         }),
         Err(e) => failure(e),
@@ -427,6 +459,213 @@ async fn members(_staff: Staff<Admin>, State(state): State<AppState>) -> Respons
                 })
                 .collect(),
         }),
+        Err(e) => failure(e),
+    }
+}
+
+struct QueueLine {
+    id: String,
+    placed: String,
+    total: String,
+    score: i64,
+    reasons: String,
+}
+
+#[derive(Template)]
+#[template(path = "staff_queue.html")]
+struct QueuePage {
+    title: &'static str,
+    lead: &'static str,
+    orders: Vec<QueueLine>,
+}
+
+fn money(minor: i64, currency: &str) -> String {
+    coffer_domain::Currency::parse(currency)
+        .and_then(|c| coffer_domain::Money::new(minor, c))
+        .map(|m| m.to_string())
+        .unwrap_or_default()
+}
+
+async fn queue(
+    state: &AppState,
+    status: coffer_domain::OrderStatus,
+    title: &'static str,
+    lead: &'static str,
+) -> Response {
+    match state.db.orders_in(status, 200).await {
+        Ok(orders) => render(&QueuePage {
+            title,
+            lead,
+            orders: orders
+                .into_iter()
+                .map(|o| QueueLine {
+                    id: o.id.to_string(),
+                    placed: utc(o.created_at.0),
+                    total: money(o.total, &o.currency),
+                    score: o.fraud_score,
+                    reasons: o.fraud_reasons.replace(',', ", ").replace('_', " "),
+                })
+                .collect(),
+        }),
+        Err(e) => failure(e.into()),
+    }
+}
+
+/// Orders held for a fraud review, oldest first.
+async fn reviews(_staff: Staff<Reviewer>, State(state): State<AppState>) -> Response {
+    queue(
+        &state,
+        coffer_domain::OrderStatus::OnHold,
+        "Fraud reviews",
+        "Orders held by the fraud screen or the payment gateway. Open one to approve or reject it.",
+    )
+    .await
+}
+
+/// Orders waiting for a bank transfer.
+async fn transfers(_staff: Staff<Support>, State(state): State<AppState>) -> Response {
+    queue(
+        &state,
+        coffer_domain::OrderStatus::Pending,
+        "Bank transfers",
+        "Orders waiting for their transfer. Open one to mark the money received.",
+    )
+    .await
+}
+
+#[derive(Template)]
+#[template(path = "staff_order.html")]
+struct OrderPage {
+    id: String,
+    message: Option<String>,
+    status: String,
+    total: String,
+    payment: String,
+    name: String,
+    email: String,
+    country: String,
+    score: i64,
+    reasons: String,
+    lines: Vec<(String, i64, String)>,
+    events: Vec<String>,
+    /// (action, button, reason label, reason required)
+    actions: Vec<(&'static str, &'static str, &'static str, bool)>,
+    csrf: String,
+}
+
+async fn order_view(state: &AppState, staff: &Staff<OrderStaff>, id: &str, message: Option<String>) -> Response {
+    use coffer_domain::OrderStatus;
+    let Ok(id) = coffer_domain::OrderId::parse(id) else { return not_found() };
+    let actor = coffer_domain::Actor::Staff(staff.member.id.to_string());
+    let view = match state.checkout.staff_view(&id, &actor).await {
+        Ok(view) => view,
+        Err(AppError::NotFound) => return not_found(),
+        Err(e) => return failure(e),
+    };
+    let order = &view.order;
+    let role = staff.member.role;
+    let mut actions = Vec::new();
+    if order.status == OrderStatus::OnHold && role.allows(StaffRole::Reviewer) {
+        actions.push(("approve", "Approve and deliver", "Note (optional)", false));
+        actions.push(("reject", "Reject and void the payment", "Reason, sent to the customer", true));
+    }
+    if order.status == OrderStatus::Pending
+        && order.payment_method == "bank_transfer"
+        && role.allows(StaffRole::Support)
+    {
+        actions.push(("transfer_received", "Mark the transfer received", "Note (optional)", false));
+    }
+    if matches!(order.status, OrderStatus::Paid | OrderStatus::Fulfilled) && role.allows(StaffRole::Support) {
+        actions.push(("refund", "Refund the whole order", "Reason, sent to the customer", true));
+    }
+    render(&OrderPage {
+        id: order.id.to_string(),
+        message,
+        status: order.status.as_str().replace('_', " "),
+        total: money(order.total, &order.currency),
+        payment: if order.payment_method == "card" { "card".into() } else { "bank transfer".into() },
+        name: if view.name.is_empty() { "(erased)".into() } else { view.name.clone() },
+        email: view.email.clone(),
+        country: view.country.clone(),
+        score: order.fraud_score,
+        reasons: order.fraud_reasons.replace(',', ", ").replace('_', " "),
+        lines: view.lines.iter().map(|(n, q, t)| (n.clone(), *q, money(*t, &order.currency))).collect(),
+        events: view
+            .events
+            .iter()
+            .map(|e| {
+                let from = e.from.as_deref().map(|f| format!("{f} → ")).unwrap_or_default();
+                let reason = if e.reason.is_empty() { String::new() } else { format!(": {}", e.reason) };
+                format!("{} {from}{} by {}{reason}", utc(e.at.0), e.to, e.actor)
+            })
+            .collect(),
+        actions,
+        csrf: state.accounts.csrf_token(&staff.token),
+    })
+}
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        render(&MessagePage { title: "No such order", message: "There is no order with this number.".into() }),
+    )
+        .into_response()
+}
+
+async fn order_page(staff: Staff<OrderStaff>, State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    order_view(&state, &staff, &id, None).await
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    action: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn order_action(
+    staff: Staff<OrderStaff>,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    use coffer_app::checkout::StaffAction;
+    if !same_origin(&headers) || !state.accounts.csrf_matches(&staff.token, &form.csrf) {
+        return forbidden();
+    }
+    let (action, needed) = match form.action.as_str() {
+        "approve" => (StaffAction::Approve, StaffRole::Reviewer),
+        "reject" => (StaffAction::Reject, StaffRole::Reviewer),
+        "transfer_received" => (StaffAction::TransferReceived, StaffRole::Support),
+        "refund" => (StaffAction::Refund, StaffRole::Support),
+        _ => {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                order_view(&state, &staff, &id, Some("Unknown action.".into())).await,
+            )
+                .into_response();
+        }
+    };
+    if !staff.member.role.allows(needed) {
+        let page =
+            MessagePage { title: "Not for your role", message: format!("This is for the {} role.", needed.label()) };
+        return (StatusCode::FORBIDDEN, render(&page)).into_response();
+    }
+    let Ok(order_id) = coffer_domain::OrderId::parse(&id) else { return not_found() };
+    let actor = coffer_domain::Actor::Staff(staff.member.id.to_string());
+    match state.checkout.staff_action(&order_id, action, &actor, &form.reason).await {
+        Ok(status) => {
+            let message = format!("Done: the order is now {}.", status.as_str().replace('_', " "));
+            order_view(&state, &staff, &id, Some(message)).await
+        }
+        Err(AppError::Order(e)) => {
+            let message = format!("Not done: {}.", e.message);
+            (StatusCode::UNPROCESSABLE_ENTITY, order_view(&state, &staff, &id, Some(message)).await).into_response()
+        }
+        Err(AppError::NotFound) => not_found(),
         Err(e) => failure(e),
     }
 }

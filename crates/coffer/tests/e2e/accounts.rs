@@ -397,6 +397,12 @@ async fn two_step_sign_in_with_totp_and_recovery_codes(server: TestServer) {
 /// The text of the newest message in the server's mail folder that
 /// contains `needle`, with quoted-printable soft breaks undone.
 pub(crate) async fn mail_containing(server: &TestServer, needle: &str) -> String {
+    mail_containing_all(server, &[needle]).await
+}
+
+/// The text of a message in the server's mail folder that contains every
+/// one of `needles` (headers fold long lines, so match body text).
+pub(crate) async fn mail_containing_all(server: &TestServer, needles: &[&str]) -> String {
     for _ in 0..100 {
         let found = std::fs::read_dir(server.data_dir.join("mail"))
             .into_iter()
@@ -404,13 +410,13 @@ pub(crate) async fn mail_containing(server: &TestServer, needle: &str) -> String
             .flatten()
             .filter_map(|e| std::fs::read_to_string(e.path()).ok())
             .map(|m| m.replace("=\r\n", "").replace("=\n", ""))
-            .find(|m| m.contains(needle));
+            .find(|m| needles.iter().all(|n| m.contains(n)));
         if let Some(message) = found {
             return message;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    panic!("no message containing {needle:?}");
+    panic!("no message containing {needles:?}");
 }
 
 async fn written_request_is_confirmed_from_the_inbox_with_its_deadline(server: TestServer) {

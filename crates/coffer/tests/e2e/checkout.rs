@@ -12,7 +12,8 @@ on_both_backends!(
     refusals_name_their_code_and_field,
     idempotency_keys_give_one_order,
     invoices_are_numbered_without_gaps_after_commit,
-    the_fraud_screen_holds_risky_orders_and_says_why
+    the_fraud_screen_holds_risky_orders_and_says_why,
+    staff_approve_reject_mark_paid_and_refund
 );
 
 pub(crate) async fn policy_version(server: &TestServer) -> String {
@@ -523,4 +524,95 @@ async fn the_fraud_screen_holds_risky_orders_and_says_why(server: TestServer) {
         let (_, again) = post_order(&server, &order(&server, &version, "4242424242424242", "busy@example.org")).await;
         assert_eq!(again["status"], json!("fulfilled"));
     }
+}
+
+async fn staff_get(server: &TestServer, path: &str, cookie: &str) -> (StatusCode, String) {
+    let r = client().get(server.url(path)).header("cookie", cookie).send().await.unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+async fn staff_act(server: &TestServer, cookie: &str, order: &str, action: &str, reason: &str) -> (StatusCode, String) {
+    // The session's CSRF token, from the console's own form.
+    let (_, page) = staff_get(server, "/staff", cookie).await;
+    let csrf = crate::accounts::field_value(&page, "csrf");
+    let r = client()
+        .post(server.url(&format!("/staff/orders/{order}/action")))
+        .header("cookie", cookie)
+        .form(&[("csrf", csrf.as_str()), ("action", action), ("reason", reason)])
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+async fn staff_approve_reject_mark_paid_and_refund(server: TestServer) {
+    let version = policy_version(&server).await;
+    let held = post_order(&server, &order(&server, &version, "4000000000009235", "held@example.org")).await.1;
+    let held2 = post_order(&server, &order(&server, &version, "4000000000009235", "held2@example.org")).await.1;
+    let mut bank = order(&server, &version, "", "bank@example.org");
+    bank["payment_method"] = json!("bank_transfer");
+    bank.as_object_mut().unwrap().remove("card");
+    let pending = post_order(&server, &bank).await.1;
+    let (held, held2, pending) =
+        (held["id"].as_str().unwrap(), held2["id"].as_str().unwrap(), pending["id"].as_str().unwrap());
+
+    let reviewer = crate::staff::demo_staff_session(&server, "reviewer").await;
+    let support = crate::staff::demo_staff_session(&server, "support").await;
+    // Queues by role.
+    let (status, queue) = staff_get(&server, "/staff/reviews", &reviewer).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(queue.contains(held) && queue.contains("gateway review"), "{queue}");
+    assert_eq!(staff_get(&server, "/staff/reviews", &support).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(staff_get(&server, "/staff/transfers", &reviewer).await.0, StatusCode::FORBIDDEN);
+    assert!(staff_get(&server, "/staff/transfers", &support).await.1.contains(pending));
+    // A customer session is no staff session.
+    assert_eq!(staff_get(&server, &format!("/staff/orders/{held}"), "").await.0, StatusCode::SEE_OTHER);
+    // The order page shows the buyer, and that read is audited.
+    let (status, page) = staff_get(&server, &format!("/staff/orders/{held}"), &reviewer).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Erika Mustermann") && page.contains("held@example.org"));
+    assert_eq!(staff_get(&server, "/staff/orders/ord_nope", &reviewer).await.0, StatusCode::NOT_FOUND);
+
+    // Support may not approve; the reviewer approves: delivered, emailed.
+    assert_eq!(staff_act(&server, &support, held, "approve", "").await.0, StatusCode::FORBIDDEN);
+    let (status, page) = staff_act(&server, &reviewer, held, "approve", "looks fine").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("the order is now fulfilled"), "{page}");
+    let thanks = format!("Thank you for your order {held}.");
+    crate::accounts::mail_containing_all(&server, &[&thanks, "Your license key for Northwind Notes Pro"]).await;
+    // Acting twice is refused: the order moved on.
+    assert_eq!(staff_act(&server, &reviewer, held, "approve", "").await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    // Rejecting needs a reason, which the customer is told.
+    let (status, page) = staff_act(&server, &reviewer, held2, "reject", "").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("say why"), "{page}");
+    assert_eq!(staff_act(&server, &reviewer, held2, "reject", "identity not confirmed").await.0, StatusCode::OK);
+    let refused = format!("We could not accept your order {held2}");
+    crate::accounts::mail_containing_all(&server, &[&refused, "identity not confirmed", "voided"]).await;
+
+    // The transfer arrives: support marks it; the order is delivered.
+    let (status, page) = staff_act(&server, &support, pending, "transfer_received", "").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("the order is now fulfilled"));
+    // A refund ends the order; its downloads stop.
+    let (status, page) = staff_act(&server, &support, held, "refund", "customer asked").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("customer asked"), "the history shows the reason: {page}");
+    let refunded = format!("Your order {held} is refunded (customer asked)");
+    crate::accounts::mail_containing_all(&server, &[&refunded, "23.79 USD"]).await;
+
+    let pool = raw_pool(&server).await;
+    let statuses: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, status FROM orders ORDER BY created_at, id").fetch_all(&pool).await.unwrap();
+    let status_of = |id: &str| statuses.iter().find(|(i, _)| i == id).unwrap().1.clone();
+    assert_eq!(
+        (status_of(held), status_of(held2), status_of(pending)),
+        ("refunded".into(), "rejected".into(), "fulfilled".into())
+    );
+    let (reads,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM audit_log WHERE action = 'customer.read' AND actor LIKE 'staff:%'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(reads >= 3, "every staff read of an order is audited ({reads})");
 }

@@ -21,7 +21,7 @@ async fn get(server: &TestServer, path: &str, cookie: &str) -> reqwest::Response
 }
 
 /// Signs a demo staff member in with password and TOTP; the cookie.
-async fn demo_staff_session(server: &TestServer, role: &str) -> String {
+pub(crate) async fn demo_staff_session(server: &TestServer, role: &str) -> String {
     let creds = server.demo_credentials();
     let member = creds["staff"].as_array().unwrap().iter().find(|s| s["role"] == role).unwrap().clone();
     let step_one = client()
