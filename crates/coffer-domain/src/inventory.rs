@@ -257,6 +257,17 @@ pub const INVENTORY: &[PersonalField] = &[
         on_erasure: OnErasure::Shred,
     },
     PersonalField {
+        table: "id_documents",
+        column: "sealed_digest",
+        label: "Proof-of-identity document (the file, encrypted in the file store; this is its sealed checksum)",
+        category: Category::IdDocument,
+        purpose: "Confirming the buyer's identity when an order is held for a fraud review",
+        legal_basis: LegalBasis::LegitimateInterest,
+        recipients: &[Recipient::AuthoritiesOnRecordedDisclosure],
+        retention: Retention::Days(30),
+        on_erasure: OnErasure::Shred,
+    },
+    PersonalField {
         table: "idempotency_keys",
         column: "response",
         label: "The answer to an order request, kept to answer a repeat of it",

@@ -224,6 +224,9 @@ impl CustomerWriter for WriteTx {
             "UPDATE orders SET name = NULL, email = NULL, phone = NULL, address = NULL, card = NULL, \
              guardian_name = NULL WHERE customer_id = $1",
             "DELETE FROM license_keys WHERE order_id IN (SELECT id FROM orders WHERE customer_id = $1)",
+            // The encrypted file stays in the file store until the retention
+            // job; without the key it cannot be read.
+            "DELETE FROM id_documents WHERE order_id IN (SELECT id FROM orders WHERE customer_id = $1)",
         ] {
             sqlx::query(sql).bind(erasure.customer_id.as_str()).execute(self.conn()).await?;
         }

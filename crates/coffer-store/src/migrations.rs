@@ -24,6 +24,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (7, "orders", include_str!("../../../migrations/sqlite/0007_orders.sql")),
     (8, "downloads_and_idempotency", include_str!("../../../migrations/sqlite/0008_downloads_and_idempotency.sql")),
     (9, "invoices_and_fraud", include_str!("../../../migrations/sqlite/0009_invoices_and_fraud.sql")),
+    (10, "identity_documents", include_str!("../../../migrations/sqlite/0010_identity_documents.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -36,6 +37,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (7, "orders", include_str!("../../../migrations/postgres/0007_orders.sql")),
     (8, "downloads_and_idempotency", include_str!("../../../migrations/postgres/0008_downloads_and_idempotency.sql")),
     (9, "invoices_and_fraud", include_str!("../../../migrations/postgres/0009_invoices_and_fraud.sql")),
+    (10, "identity_documents", include_str!("../../../migrations/postgres/0010_identity_documents.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] =

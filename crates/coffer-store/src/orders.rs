@@ -757,3 +757,97 @@ impl Db {
             .collect()
     }
 }
+
+/// A stored proof-of-identity document (the file is in the file store).
+#[derive(Clone, Debug)]
+pub struct IdDocumentRow {
+    pub file_key: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sealed_digest: Sealed,
+    pub uploaded_at: Millis,
+}
+
+/// Records an uploaded document; a new upload replaces the old one.
+pub async fn put_id_document(tx: &mut WriteTx, order: &OrderId, row: &IdDocumentRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO id_documents (order_id, file_key, content_type, size_bytes, sealed_digest, uploaded_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO UPDATE SET file_key = excluded.file_key, \
+         content_type = excluded.content_type, size_bytes = excluded.size_bytes, \
+         sealed_digest = excluded.sealed_digest, uploaded_at = excluded.uploaded_at",
+    )
+    .bind(order.as_str())
+    .bind(row.file_key.clone())
+    .bind(row.content_type.clone())
+    .bind(row.size_bytes)
+    .bind(bytes(&row.sealed_digest))
+    .bind(row.uploaded_at.0)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// At the review decision: the document goes after `delete_after`.
+pub async fn schedule_id_document_deletion(
+    tx: &mut WriteTx,
+    order: &OrderId,
+    delete_after: Millis,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE id_documents SET delete_after = $2 WHERE order_id = $1")
+        .bind(order.as_str())
+        .bind(delete_after.0)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+impl Db {
+    pub async fn id_document(&self, order: &OrderId) -> Result<Option<IdDocumentRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT file_key, content_type, size_bytes, sealed_digest, uploaded_at FROM id_documents WHERE order_id = $1",
+        )
+        .bind(order.as_str())
+        .fetch_optional(self.readers())
+        .await?;
+        row.map(|r| {
+            Ok(IdDocumentRow {
+                file_key: r.try_get("file_key")?,
+                content_type: r.try_get("content_type")?,
+                size_bytes: r.try_get("size_bytes")?,
+                sealed_digest: Sealed::from_stored(r.try_get::<Vec<u8>, _>("sealed_digest")?),
+                uploaded_at: Millis(r.try_get("uploaded_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    /// Documents whose time is up: (order, file key).
+    pub async fn expired_id_documents(&self, now: Millis) -> Result<Vec<(OrderId, String)>, StoreError> {
+        let rows = sqlx::query("SELECT order_id, file_key FROM id_documents WHERE delete_after <= $1")
+            .bind(now.0)
+            .fetch_all(self.readers())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    OrderId::parse(&r.try_get::<String, _>("order_id")?).map_err(StoreError::corrupt)?,
+                    r.try_get("file_key")?,
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn delete_id_document(&self, order: &OrderId) -> Result<(), StoreError> {
+        let order = order.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM id_documents WHERE order_id = $1")
+                    .bind(order.as_str())
+                    .execute(tx.conn())
+                    .await?;
+                Ok::<_, StoreError>(())
+            })
+        })
+        .await
+    }
+}

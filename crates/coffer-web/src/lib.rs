@@ -98,14 +98,21 @@ impl AppState {
 /// The whole application: routes plus the middleware stack.
 pub fn router(state: AppState, limits: &HttpConfig) -> Router {
     let (api, _) = api::routes().split_for_parts();
-    Router::new()
+    // The body limit sits closest to the handlers; uploads have their own.
+    let limited = Router::new()
         .merge(api)
         .merge(pages::routes())
+        .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
+        .layer(RequestBodyLimitLayer::new(limits.body_limit_bytes));
+    let upload_limit = coffer_app::checkout::ID_DOCUMENT_MAX_BYTES + 64 * 1024;
+    let uploads = pages::upload_routes()
+        .layer(DefaultBodyLimit::max(upload_limit))
+        .layer(RequestBodyLimitLayer::new(upload_limit));
+    Router::new()
+        .merge(limited)
+        .merge(uploads)
         .fallback(pages::not_found)
         .with_state(state)
-        // Innermost first: the body limit sits closest to the handlers.
-        .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
-        .layer(RequestBodyLimitLayer::new(limits.body_limit_bytes))
         .layer(GlobalConcurrencyLimitLayer::new(limits.concurrency_limit))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

@@ -263,6 +263,19 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         coffer_app::demo::seed_files(&db, &checkout).await.context("seeding demo data")?;
     }
     let checkout_for_demo = checkout.clone();
+    // Proof-of-identity documents are deleted 30 days after the decision.
+    let retention = checkout.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match retention.delete_expired_identity_documents().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "identity documents past their retention deleted"),
+                Err(e) => tracing::warn!(error = %e, "deleting expired identity documents failed; will retry"),
+            }
+        }
+    });
     // Plain HTTP until TLS arrives: cookies without the __Host- prefix.
     let cookie_rule = coffer_web::CookieRule { secure_transport: false };
     let services = coffer_web::Services { catalog, accounts, staff: staff.clone(), checkout };

@@ -3,6 +3,7 @@
 
 mod account;
 mod checkout;
+mod identity;
 mod staff;
 
 use crate::AppState;
@@ -21,6 +22,11 @@ use coffer_domain::{Product, ProductId};
 use coffer_store::ProductQuery;
 
 const STYLESHEET: &str = include_str!("../../static/style.css");
+
+/// Pages that take uploads larger than the usual body limit.
+pub fn upload_routes() -> Router<AppState> {
+    identity::routes()
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()

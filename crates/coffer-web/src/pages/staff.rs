@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/staff/transfers", get(transfers))
         .route("/staff/orders/{id}", get(order_page))
         .route("/staff/orders/{id}/action", post(order_action))
+        .route("/staff/orders/{id}/identity", get(identity_document))
         .layer(axum::middleware::map_response(super::account::no_store))
 }
 
@@ -551,6 +552,9 @@ struct OrderPage {
     /// (action, button, reason label, reason required)
     actions: Vec<(&'static str, &'static str, &'static str, bool)>,
     csrf: String,
+    /// When a proof-of-identity document was uploaded, for reviewers.
+    identity: Option<String>,
+    reviewer: bool,
 }
 
 async fn order_view(state: &AppState, staff: &Staff<OrderStaff>, id: &str, message: Option<String>) -> Response {
@@ -601,7 +605,32 @@ async fn order_view(state: &AppState, staff: &Staff<OrderStaff>, id: &str, messa
             .collect(),
         actions,
         csrf: state.accounts.csrf_token(&staff.token),
+        identity: match state.db.id_document(&order.id).await {
+            Ok(document) => document.map(|d| utc(d.uploaded_at.0)),
+            Err(e) => return failure(e.into()),
+        },
+        reviewer: role.allows(StaffRole::Reviewer),
     })
+}
+
+/// The held order's proof of identity, for reviewers only; audited.
+async fn identity_document(staff: Staff<Reviewer>, State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
+    let Ok(id) = coffer_domain::OrderId::parse(&id) else { return not_found() };
+    let actor = coffer_domain::Actor::Staff(staff.member.id.to_string());
+    match state.checkout.identity_document(&id, &actor).await {
+        Ok(Some((content_type, bytes))) => (
+            [
+                (CONTENT_TYPE, content_type),
+                (CONTENT_DISPOSITION, "inline".to_owned()),
+                (CACHE_CONTROL, "no-store".to_owned()),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Ok(None) => not_found(),
+        Err(e) => failure(e),
+    }
 }
 
 fn not_found() -> Response {

@@ -13,7 +13,8 @@ on_both_backends!(
     idempotency_keys_give_one_order,
     invoices_are_numbered_without_gaps_after_commit,
     the_fraud_screen_holds_risky_orders_and_says_why,
-    staff_approve_reject_mark_paid_and_refund
+    staff_approve_reject_mark_paid_and_refund,
+    proof_of_identity_is_uploaded_encrypted_and_shown_to_reviewers
 );
 
 pub(crate) async fn policy_version(server: &TestServer) -> String {
@@ -615,4 +616,79 @@ async fn staff_approve_reject_mark_paid_and_refund(server: TestServer) {
             .await
             .unwrap();
     assert!(reads >= 3, "every staff read of an order is audited ({reads})");
+}
+
+fn multipart(name: &str, file_name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "coffer-test-boundary-7f3a";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn proof_of_identity_is_uploaded_encrypted_and_shown_to_reviewers(server: TestServer) {
+    let version = policy_version(&server).await;
+    let held = post_order(&server, &order(&server, &version, "4000000000009235", "idcheck@example.org")).await.1;
+    let id = held["id"].as_str().unwrap().to_owned();
+    let thanks = format!("Thank you for your order {id}.");
+    let mail = crate::accounts::mail_containing_all(&server, &[&thanks, "/identity/"]).await;
+    let start = mail.find("/identity/").unwrap();
+    let link: String = mail[start..].chars().take_while(|c| !c.is_whitespace() && *c != '<' && *c != '"').collect();
+    assert_eq!(client().get(server.url(&link)).send().await.unwrap().status(), StatusCode::OK);
+    let upload = |bytes: Vec<u8>| {
+        let url = server.url(&link);
+        async move {
+            let (content_type, body) = multipart("document", "id.bin", &bytes);
+            client().post(url).header("content-type", content_type).body(body).send().await.unwrap()
+        }
+    };
+    // Checked by content: a text file named anything is refused.
+    let text = upload(b"just some text, not an identity document".to_vec()).await;
+    assert_eq!(text.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text.text().await.unwrap().contains("JPEG or PNG photo or a PDF"));
+    let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    png.extend_from_slice(b"IDCANARY-plaintext-marker-of-the-document");
+    assert_eq!(upload(png.clone()).await.status(), StatusCode::OK);
+    // Encrypted at rest: the marker is not in the stored file.
+    let stored = std::fs::read(server.data_dir.join("files").join(format!("{id}.identity"))).unwrap();
+    assert!(!stored.windows(8).any(|w| w == b"IDCANARY"), "the document is stored encrypted");
+    // Forged links give nothing.
+    let forged = format!("{}x", link);
+    assert_eq!(client().get(server.url(&forged)).send().await.unwrap().status(), StatusCode::GONE);
+
+    let reviewer = crate::staff::demo_staff_session(&server, "reviewer").await;
+    let support = crate::staff::demo_staff_session(&server, "support").await;
+    assert!(staff_get(&server, &format!("/staff/orders/{id}"), &reviewer).await.1.contains("view the document"));
+    let shown = client()
+        .get(server.url(&format!("/staff/orders/{id}/identity")))
+        .header("cookie", &reviewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shown.status(), StatusCode::OK);
+    assert_eq!(shown.headers()["content-type"], "image/png");
+    assert_eq!(shown.bytes().await.unwrap().to_vec(), png);
+    assert_eq!(
+        staff_get(&server, &format!("/staff/orders/{id}/identity"), &support).await.0,
+        StatusCode::FORBIDDEN,
+        "reviewers only"
+    );
+    // The decision schedules the document's deletion; the link closes.
+    assert_eq!(staff_act(&server, &reviewer, &id, "approve", "document matches").await.0, StatusCode::OK);
+    let (delete_after,): (Option<i64>,) = sqlx::query_as("SELECT delete_after FROM id_documents WHERE order_id = $1")
+        .bind(id.clone())
+        .fetch_one(&raw_pool(&server).await)
+        .await
+        .unwrap();
+    let days = (delete_after.unwrap() - held_at_ms()) / (24 * 60 * 60 * 1000);
+    assert!((29..=30).contains(&days), "{days} days");
+    assert_eq!(client().get(server.url(&link)).send().await.unwrap().status(), StatusCode::GONE);
+}
+
+fn held_at_ms() -> i64 {
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap()
 }
