@@ -271,6 +271,8 @@ fn bad(code: &'static str, field: &str, message: impl Into<String>) -> AppError 
 /// The services checkout works with.
 pub struct CheckoutDeps {
     pub db: Db,
+    /// Products are read through the catalog's short-lived cache.
+    pub catalog: crate::CatalogService,
     pub vault: Arc<Vault>,
     pub customers: CustomerService,
     pub outbox: Outbox,
@@ -294,6 +296,7 @@ pub struct CheckoutSettings {
 #[derive(Clone)]
 pub struct CheckoutService {
     db: Db,
+    catalog: crate::CatalogService,
     vault: Arc<Vault>,
     customers: CustomerService,
     gateway: Arc<dyn PaymentGateway>,
@@ -373,9 +376,10 @@ pub enum DownloadRefused {
 
 impl CheckoutService {
     pub fn new(deps: CheckoutDeps, settings: CheckoutSettings) -> Self {
-        let CheckoutDeps { db, vault, customers, outbox, gateway, files, clock } = deps;
+        let CheckoutDeps { db, catalog, vault, customers, outbox, gateway, files, clock } = deps;
         CheckoutService {
             db,
+            catalog,
             vault,
             customers,
             outbox,
@@ -965,7 +969,11 @@ impl CheckoutService {
             }
             let unknown = || bad("unknown_product", &field("product_id"), "there is no such product");
             let id = ProductId::parse(product_id).map_err(|_| unknown())?;
-            let product = self.db.product(&id).await?.ok_or_else(unknown)?;
+            let product = match self.catalog.product(&id).await {
+                Ok(product) => product,
+                Err(AppError::NotFound) => return Err(unknown()),
+                Err(e) => return Err(e),
+            };
             let Some(price) = product.prices.get(currency) else {
                 return Err(bad(
                     "currency_not_offered",
@@ -1085,18 +1093,19 @@ impl CheckoutService {
 
         // The customer: an existing account's history, or a new record. The
         // account's own details are never changed by an order.
-        let customer = match self.customers.find_by_email(&details.email).await? {
-            Some(id) => id,
-            None => match self.customers.create(&details, &Actor::System).await {
-                Ok(record) => record.id,
-                // Created by a concurrent order a moment ago.
-                Err(AppError::Conflict) => {
-                    self.customers.find_by_email(&details.email).await?.ok_or(AppError::Conflict)?
+        let index = self.vault.blind_index().email(&details.email);
+        let (customer, key_id, has_password) = match self.db.checkout_customer(&index).await? {
+            Some(found) => found,
+            None => {
+                match self.customers.create(&details, &Actor::System).await {
+                    // Created by a concurrent order a moment ago: that one.
+                    Ok(_) | Err(AppError::Conflict) => {}
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
-            },
+                self.db.checkout_customer(&index).await?.ok_or(AppError::Conflict)?
+            }
         };
-        let (_, key_id, key) = self.customers.own_record_and_key(&customer).await?;
+        let key = self.vault.data_key(&key_id).await?.ok_or(AppError::Erased)?;
         let id = OrderId::generate();
         let ctx = |column: &'static str| FieldContext {
             table: "orders",
@@ -1132,7 +1141,7 @@ impl CheckoutService {
         let Delivery { license_keys, sealed_keys, downloads } = delivery;
         // The first order of someone without a password invites them to
         // their account (the link lives 7 days, stored only hashed).
-        let invitation = if self.db.account_password(&customer).await?.is_none() {
+        let invitation = if !has_password {
             let (token, hash) = coffer_crypto::new_token()?;
             Some((format!("{}/account/link/{token}", self.base_url), hash))
         } else {

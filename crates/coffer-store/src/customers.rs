@@ -248,3 +248,35 @@ pub(crate) async fn record_in_ledger(conn: &mut sqlx::AnyConnection, erasure: &E
     .await?;
     Ok(())
 }
+
+impl Db {
+    /// What checkout needs of an existing customer, in one read: the id,
+    /// the data key's id and whether the account has a password.
+    pub async fn checkout_customer(
+        &self,
+        index: &[u8; 32],
+    ) -> Result<Option<(CustomerId, DataKeyId, bool)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT c.id, c.data_key_id, a.password_hash IS NOT NULL AS has_password FROM customers c \
+             LEFT JOIN accounts a ON a.customer_id = c.id WHERE c.email_index = $1",
+        )
+        .bind(index.to_vec())
+        .fetch_optional(self.readers())
+        .await?;
+        row.map(|r| {
+            let id: String = r.try_get("id")?;
+            let key: String = r.try_get("data_key_id")?;
+            // SQLite answers a boolean expression as an integer, PostgreSQL as a boolean.
+            let has_password = match r.try_get::<bool, _>("has_password") {
+                Ok(b) => b,
+                Err(_) => r.try_get::<i64, _>("has_password")? != 0,
+            };
+            Ok((
+                CustomerId::parse(&id).map_err(StoreError::corrupt)?,
+                DataKeyId::parse(&key).map_err(StoreError::corrupt)?,
+                has_password,
+            ))
+        })
+        .transpose()
+    }
+}

@@ -125,6 +125,17 @@ impl Browser {
         }
     }
 
+    /// Waits (up to 10 s) until an element matches, as after a form post
+    /// that comes back to a page of the same title; returns the first.
+    pub async fn wait_for(&self, css: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.count(css).await == 0 {
+            assert!(Instant::now() < deadline, "no element matched {css:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.find(css).await
+    }
+
     /// The first element matching a CSS selector (panics when none does).
     pub async fn find(&self, css: &str) -> String {
         let found = self.call("POST", "/element", Some(json!({"using": "css selector", "value": css}))).await;

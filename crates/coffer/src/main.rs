@@ -244,6 +244,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let checkout = coffer_app::checkout::CheckoutService::new(
         coffer_app::checkout::CheckoutDeps {
             db: db.clone(),
+            catalog: catalog.clone(),
             vault: privacy.vault.clone(),
             customers: privacy.customers.clone(),
             outbox: privacy.outbox.clone(),
