@@ -94,9 +94,19 @@ pub struct StaffOrderView {
     pub name: String,
     pub email: String,
     pub country: String,
-    /// (product and vendor, quantity, line total)
-    pub lines: Vec<(String, i64, i64)>,
+    pub lines: Vec<StaffLine>,
     pub events: Vec<coffer_store::OrderEvent>,
+}
+
+/// A line as staff see it.
+pub struct StaffLine {
+    pub line_no: i64,
+    /// The product and its vendor.
+    pub name: String,
+    pub quantity: i64,
+    pub total: i64,
+    /// Minor units refunded (0 when not).
+    pub refunded: i64,
 }
 
 /// What delivering an order produced.
@@ -431,6 +441,9 @@ impl CheckoutService {
         let Some(line) = stored.lines.iter().find(|l| l.line_no == line_no) else {
             return Ok(Err(DownloadRefused::Invalid));
         };
+        if line.refunded_amount > 0 {
+            return Ok(Err(DownloadRefused::NotDelivered));
+        }
         let Some(file) = self.db.product_file(&line.product_id).await? else { return Ok(Err(DownloadRefused::NoFile)) };
         let Some(reader) = self.files.open(&file.file_key).await? else { return Ok(Err(DownloadRefused::NoFile)) };
         if !self.db.use_download(&order, line_no, DOWNLOAD_MAX_USES).await? {
@@ -650,7 +663,13 @@ impl CheckoutService {
         let mut lines = Vec::new();
         for line in &order.lines {
             let name = self.db.product(&line.product_id).await?.map(|p| format!("{} ({})", p.name, p.vendor_name));
-            lines.push((name.unwrap_or_default(), line.quantity, line.line_total));
+            lines.push(StaffLine {
+                line_no: line.line_no,
+                name: name.unwrap_or_default(),
+                quantity: line.quantity,
+                total: line.line_total,
+                refunded: line.refunded_amount,
+            });
         }
         let address: serde_json::Value = serde_json::from_str(&open("address", &order.address)?).unwrap_or_default();
         Ok(StaffOrderView {
@@ -763,6 +782,120 @@ impl CheckoutService {
             self.db.delete_id_document(order).await?;
         }
         Ok(expired.len())
+    }
+
+    /// Support refunds one line of a paid order: its price and its share of
+    /// the tax go back through the gateway, the line's downloads stop, the
+    /// customer is told. When every line is refunded the order is
+    /// `refunded`. One unit, like every other move.
+    pub async fn refund_line(
+        &self,
+        order_id: &OrderId,
+        line_no: i64,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<OrderStatus, AppError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(bad("reason_required", "reason", "say why; the customer is told"));
+        }
+        if reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+            return Err(bad("invalid_reason", "reason", "the reason must be at most 500 characters"));
+        }
+        let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
+        if !matches!(order.status, OrderStatus::Paid | OrderStatus::Fulfilled) {
+            return Err(bad(
+                "wrong_status",
+                "status",
+                format!("this order is {}", order.status.as_str().replace('_', " ")),
+            ));
+        }
+        let Some(line) = order.lines.iter().find(|l| l.line_no == line_no) else {
+            return Err(bad("unknown_line", "line", "the order has no such line"));
+        };
+        if line.refunded_amount > 0 {
+            return Err(bad("wrong_status", "line", "this line is refunded already"));
+        }
+        let open_lines: Vec<&OrderLine> = order.lines.iter().filter(|l| l.refunded_amount == 0).collect();
+        let last = open_lines.len() == 1;
+        // The tax share: proportional, and the last line takes what is left,
+        // so the refunds add up to the total exactly.
+        let tax_refunded_before: i64 =
+            order.lines.iter().filter(|l| l.refunded_amount > 0).map(|l| l.refunded_amount - l.line_total).sum();
+        let tax_share = if last {
+            order.tax - tax_refunded_before
+        } else if order.subtotal > 0 {
+            i64::try_from(i128::from(order.tax) * i128::from(line.line_total) / i128::from(order.subtotal)).unwrap_or(0)
+        } else {
+            0
+        };
+        let amount = line.line_total + tax_share;
+        let key = self.vault.data_key(&order.data_key_id).await?.ok_or(AppError::Erased)?;
+        let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| -> Result<String, AppError> {
+            let Some(sealed) = sealed else { return Ok(String::new()) };
+            let ctx = FieldContext {
+                table: "orders",
+                column,
+                row_id: order.id.as_str(),
+                data_key_id: order.data_key_id.as_str(),
+            };
+            Ok(String::from_utf8_lossy(&coffer_crypto::open_field(&key, &ctx, sealed)?).into_owned())
+        };
+        if order.payment_method == "card" {
+            let card: serde_json::Value = serde_json::from_str(&open("card", &order.card)?).unwrap_or_default();
+            self.gateway.give_back(card["token"].as_str().unwrap_or_default(), amount, &order.currency).await?;
+        }
+        let currency = Currency::parse(&order.currency)?;
+        let product = self.db.product(&line.product_id).await?.map(|p| p.name).unwrap_or_default();
+        let money = |minor: i64| coffer_domain::Money::new(minor, currency).map(|m| m.to_string()).unwrap_or_default();
+        let body = format!(
+            "Hello {},\n\nWe refunded {} × {product} from your order {} ({reason}). {} goes back to the way you \
+             paid; that item's license key and download stop working.\n\nCoffer\n",
+            open("name", &order.name)?,
+            line.quantity,
+            order.id,
+            money(amount)
+        );
+        let email = open("email", &order.email)?;
+        let subject = format!("Part of your order {} is refunded", order.id);
+        let letter = Letter { kind: "order_status", to: &email, subject: &subject, body: &body };
+        let mail = self.outbox.seal(&letter, &key, &order.data_key_id, false)?;
+        let now = self.clock.now();
+        let status = order.status;
+        let next = if last { OrderStatus::Refunded } else { status };
+        let entry = AuditEntry::new(
+            now,
+            actor,
+            AuditAction::OrderStatusChanged,
+            Some(format!("{} line {line_no} refunded", order.id)),
+        );
+        let refund = coffer_store::LineRefund {
+            order: order.id.clone(),
+            line_no,
+            amount,
+            status,
+            at: now,
+            actor: actor.render(),
+            reason: reason.to_owned(),
+        };
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    use coffer_store::OutboxWriter;
+                    if !coffer_store::refund_line(tx, &refund).await? {
+                        return Err(bad("wrong_status", "line", "this line is refunded already"));
+                    }
+                    let (id, actor, reason) = (&refund.order, &refund.actor, &refund.reason);
+                    if last && !coffer_store::transition_order(tx, id, status, next, now, actor, reason).await? {
+                        return Err(bad("wrong_status", "status", "someone else moved this order first"));
+                    }
+                    tx.append_audit(&entry).await?;
+                    tx.enqueue_email(&mail).await?;
+                    Ok::<_, AppError>(())
+                })
+            })
+            .await?;
+        Ok(next)
     }
 
     /// Screens an order: counts and records the attempt under keyed hashes
@@ -990,6 +1123,7 @@ impl CheckoutService {
                     quantity: *quantity,
                     unit_price: price.minor(),
                     line_total: price.minor().saturating_mul(*quantity),
+                    refunded_amount: 0,
                 },
                 license_key: product.delivery.has_license_key(),
                 download: product.delivery.has_download(),

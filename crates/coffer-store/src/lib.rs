@@ -30,8 +30,8 @@ pub use db::{Backend, Db, DbOptions, UnitFuture, WriteHold, WriteTx, WriterStats
 pub use error::StoreError;
 pub use keystore::{KeyStore, MasterKeyRecord, MasterKeyState, SignedAuditHead, WrapKind, WrappedSecret};
 pub use orders::{
-    IdDocumentRow, IdempotencyClaim, Invoice, NewOrder, OrderEvent, OrderLine, ProductFile, QueuedOrder,
-    SealedOrderFields, StoredOrder, insert_license_keys, insert_order, publish_policy, put_id_document,
+    IdDocumentRow, IdempotencyClaim, Invoice, LineRefund, NewOrder, OrderEvent, OrderLine, ProductFile, QueuedOrder,
+    SealedOrderFields, StoredOrder, insert_license_keys, insert_order, publish_policy, put_id_document, refund_line,
     schedule_id_document_deletion, set_product_file, transition_order,
 };
 pub use outbox::{ClaimedEmail, Delivery, NewEmail, OutboxWriter, StoredEmail};

@@ -25,6 +25,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (8, "downloads_and_idempotency", include_str!("../../../migrations/sqlite/0008_downloads_and_idempotency.sql")),
     (9, "invoices_and_fraud", include_str!("../../../migrations/sqlite/0009_invoices_and_fraud.sql")),
     (10, "identity_documents", include_str!("../../../migrations/sqlite/0010_identity_documents.sql")),
+    (11, "line_refunds", include_str!("../../../migrations/sqlite/0011_line_refunds.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -38,6 +39,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (8, "downloads_and_idempotency", include_str!("../../../migrations/postgres/0008_downloads_and_idempotency.sql")),
     (9, "invoices_and_fraud", include_str!("../../../migrations/postgres/0009_invoices_and_fraud.sql")),
     (10, "identity_documents", include_str!("../../../migrations/postgres/0010_identity_documents.sql")),
+    (11, "line_refunds", include_str!("../../../migrations/postgres/0011_line_refunds.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] =

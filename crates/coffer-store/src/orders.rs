@@ -15,6 +15,8 @@ pub struct OrderLine {
     pub quantity: i64,
     pub unit_price: i64,
     pub line_total: i64,
+    /// Minor units given back for this line (its price and tax share).
+    pub refunded_amount: i64,
 }
 
 /// The sealed copy of what the customer typed, under their data key.
@@ -206,6 +208,7 @@ fn line_from_row(r: &AnyRow) -> Result<OrderLine, StoreError> {
         quantity: r.try_get("quantity")?,
         unit_price: r.try_get("unit_price")?,
         line_total: r.try_get("line_total")?,
+        refunded_amount: r.try_get("refunded_amount")?,
     })
 }
 
@@ -224,7 +227,7 @@ impl Db {
             return Ok(None);
         };
         let lines = sqlx::query(
-            "SELECT line_no, product_id, vendor_id, quantity, unit_price, line_total FROM order_lines \
+            "SELECT line_no, product_id, vendor_id, quantity, unit_price, line_total, refunded_amount FROM order_lines \
              WHERE order_id = $1 ORDER BY line_no",
         )
         .bind(id.as_str())
@@ -850,4 +853,48 @@ impl Db {
         })
         .await
     }
+}
+
+/// A refund of one order line, as recorded.
+#[derive(Clone, Debug)]
+pub struct LineRefund {
+    pub order: OrderId,
+    pub line_no: i64,
+    /// Minor units given back.
+    pub amount: i64,
+    /// The order's status, which a partial refund leaves as it is.
+    pub status: OrderStatus,
+    pub at: Millis,
+    pub actor: String,
+    pub reason: String,
+}
+
+/// Marks one line refunded and records the event. False if the line was
+/// refunded already.
+pub async fn refund_line(tx: &mut WriteTx, refund: &LineRefund) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE order_lines SET refunded_at = $3, refunded_amount = $4 WHERE order_id = $1 AND line_no = $2 \
+         AND refunded_at IS NULL",
+    )
+    .bind(refund.order.as_str())
+    .bind(refund.line_no)
+    .bind(refund.at.0)
+    .bind(refund.amount)
+    .execute(tx.conn())
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO order_events (order_id, seq, at, from_status, to_status, actor, reason) \
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $3, $4, $5 FROM order_events WHERE order_id = $1",
+    )
+    .bind(refund.order.as_str())
+    .bind(refund.at.0)
+    .bind(refund.status.as_str())
+    .bind(refund.actor.clone())
+    .bind(format!("line {} refunded: {}", refund.line_no, refund.reason))
+    .execute(tx.conn())
+    .await?;
+    Ok(true)
 }

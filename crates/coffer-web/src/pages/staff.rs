@@ -547,7 +547,8 @@ struct OrderPage {
     country: String,
     score: i64,
     reasons: String,
-    lines: Vec<(String, i64, String)>,
+    /// (line number, item, quantity, amount, refunded note, refundable)
+    lines: Vec<(i64, String, i64, String, String, bool)>,
     events: Vec<String>,
     /// (action, button, reason label, reason required)
     actions: Vec<(&'static str, &'static str, &'static str, bool)>,
@@ -593,7 +594,21 @@ async fn order_view(state: &AppState, staff: &Staff<OrderStaff>, id: &str, messa
         country: view.country.clone(),
         score: order.fraud_score,
         reasons: order.fraud_reasons.replace(',', ", ").replace('_', " "),
-        lines: view.lines.iter().map(|(n, q, t)| (n.clone(), *q, money(*t, &order.currency))).collect(),
+        lines: view
+            .lines
+            .iter()
+            .map(|l| {
+                let refunded = if l.refunded > 0 {
+                    format!("refunded {}", money(l.refunded, &order.currency))
+                } else {
+                    String::new()
+                };
+                let refundable = l.refunded == 0
+                    && matches!(order.status, OrderStatus::Paid | OrderStatus::Fulfilled)
+                    && role.allows(StaffRole::Support);
+                (l.line_no, l.name.clone(), l.quantity, money(l.total, &order.currency), refunded, refundable)
+            })
+            .collect(),
         events: view
             .events
             .iter()
@@ -652,6 +667,9 @@ struct ActionForm {
     action: String,
     #[serde(default)]
     reason: String,
+    /// For `refund_line`.
+    #[serde(default)]
+    line: Option<String>,
 }
 
 async fn order_action(
@@ -664,6 +682,34 @@ async fn order_action(
     use coffer_app::checkout::StaffAction;
     if !same_origin(&headers) || !state.accounts.csrf_matches(&staff.token, &form.csrf) {
         return forbidden();
+    }
+    if form.action == "refund_line" {
+        if !staff.member.role.allows(StaffRole::Support) {
+            let page = MessagePage { title: "Not for your role", message: "This is for the Support role.".into() };
+            return (StatusCode::FORBIDDEN, render(&page)).into_response();
+        }
+        let Ok(order_id) = coffer_domain::OrderId::parse(&id) else { return not_found() };
+        let Some(line) = form.line.as_deref().and_then(|l| l.parse::<i64>().ok()) else {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                order_view(&state, &staff, &id, Some("No line chosen.".into())).await,
+            )
+                .into_response();
+        };
+        let actor = coffer_domain::Actor::Staff(staff.member.id.to_string());
+        return match state.checkout.refund_line(&order_id, line, &actor, &form.reason).await {
+            Ok(status) => {
+                let message =
+                    format!("Done: line {line} is refunded; the order is {}.", status.as_str().replace('_', " "));
+                order_view(&state, &staff, &id, Some(message)).await
+            }
+            Err(AppError::Order(e)) => {
+                let message = format!("Not done: {}.", e.message);
+                (StatusCode::UNPROCESSABLE_ENTITY, order_view(&state, &staff, &id, Some(message)).await).into_response()
+            }
+            Err(AppError::NotFound) => not_found(),
+            Err(e) => failure(e),
+        };
     }
     let (action, needed) = match form.action.as_str() {
         "approve" => (StaffAction::Approve, StaffRole::Reviewer),

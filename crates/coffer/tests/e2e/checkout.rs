@@ -14,7 +14,8 @@ on_both_backends!(
     invoices_are_numbered_without_gaps_after_commit,
     the_fraud_screen_holds_risky_orders_and_says_why,
     staff_approve_reject_mark_paid_and_refund,
-    proof_of_identity_is_uploaded_encrypted_and_shown_to_reviewers
+    proof_of_identity_is_uploaded_encrypted_and_shown_to_reviewers,
+    support_refunds_line_by_line_to_the_exact_total
 );
 
 pub(crate) async fn policy_version(server: &TestServer) -> String {
@@ -690,4 +691,59 @@ async fn proof_of_identity_is_uploaded_encrypted_and_shown_to_reviewers(server: 
 
 fn held_at_ms() -> i64 {
     i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap()
+}
+
+async fn staff_refund_line(
+    server: &TestServer,
+    cookie: &str,
+    order: &str,
+    line: &str,
+    reason: &str,
+) -> (StatusCode, String) {
+    let (_, page) = staff_get(server, "/staff", cookie).await;
+    let csrf = crate::accounts::field_value(&page, "csrf");
+    let r = client()
+        .post(server.url(&format!("/staff/orders/{order}/action")))
+        .header("cookie", cookie)
+        .form(&[("csrf", csrf.as_str()), ("action", "refund_line"), ("line", line), ("reason", reason)])
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+async fn support_refunds_line_by_line_to_the_exact_total(server: TestServer) {
+    let version = policy_version(&server).await;
+    let vendors = server.demo_credentials()["vendors"].clone();
+    let mut body = order(&server, &version, "4242424242424242", "lines@example.org");
+    body["items"] = json!([
+        {"product_id": vendors[0]["products"][0]["id"], "quantity": 1},
+        {"product_id": vendors[1]["products"][1]["id"], "quantity": 1}
+    ]);
+    let (_, placed) = post_order(&server, &body).await;
+    assert_eq!((placed["status"].as_str(), placed["total"].as_i64()), (Some("fulfilled"), Some(4164)), "{placed}");
+    let id = placed["id"].as_str().unwrap().to_owned();
+    let download = placed["downloads"][0]["url"].as_str().unwrap().to_owned();
+    let support = crate::staff::demo_staff_session(&server, "support").await;
+    let reviewer = crate::staff::demo_staff_session(&server, "reviewer").await;
+    assert_eq!(staff_refund_line(&server, &reviewer, &id, "2", "no").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(staff_refund_line(&server, &support, &id, "2", "").await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, page) = staff_refund_line(&server, &support, &id, "2", "presets not needed").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("line 2 is refunded; the order is fulfilled"), "{page}");
+    // 15.00 and its 19% share: 2.85.
+    assert!(page.contains("refunded 17.85 USD"), "{page}");
+    assert_eq!(client().get(&download).send().await.unwrap().status(), StatusCode::FORBIDDEN, "that download stops");
+    assert_eq!(staff_refund_line(&server, &support, &id, "2", "again").await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, page) = staff_refund_line(&server, &support, &id, "1", "changed their mind").await;
+    assert!(page.contains("the order is refunded"), "{page}");
+    let (refunded,): (i64,) =
+        sqlx::query_as("SELECT CAST(SUM(refunded_amount) AS BIGINT) FROM order_lines WHERE order_id = $1")
+            .bind(id.clone())
+            .fetch_one(&raw_pool(&server).await)
+            .await
+            .unwrap();
+    assert_eq!(refunded, 4164, "the refunds add up to the total exactly");
+    let told = format!("Lumen Film Presets from your order {id}");
+    crate::accounts::mail_containing_all(&server, &[&told, "17.85 USD"]).await;
 }
