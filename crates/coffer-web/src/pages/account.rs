@@ -319,6 +319,21 @@ pub(super) fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
+/// The checks of an anonymous POST that guards something worth guessing
+/// (sign-in, links, payment): a same-origin request (else `refused`), then
+/// one of the client's attempts. `Some` is the answer to give instead.
+pub(super) fn guard_post(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    refused: fn() -> Response,
+) -> Option<Response> {
+    if !same_origin(headers) {
+        return Some(refused());
+    }
+    over_limit(state, peer, headers)
+}
+
 /// Spends one of the client's sign-in attempts; `Some` is the 429 answer.
 pub(super) fn over_limit(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<Response> {
     let ip = crate::client_ip::client_ip(peer.ip(), headers, &state.trusted_proxies);
@@ -410,11 +425,8 @@ async fn sign_in(
     headers: HeaderMap,
     form: Form<SignInForm>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return forbidden();
-    }
-    if let Some(response) = over_limit(&state, peer, &headers) {
-        return response;
+    if let Some(refused) = guard_post(&state, peer, &headers, forbidden) {
+        return refused;
     }
     let Form(SignInForm { email, password }) = form;
     if email.len() > 254 || password.len() > 1024 {
@@ -461,11 +473,8 @@ async fn request_link(
     headers: HeaderMap,
     Form(form): Form<LinkForm>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return forbidden();
-    }
-    if let Some(response) = over_limit(&state, peer, &headers) {
-        return response;
+    if let Some(refused) = guard_post(&state, peer, &headers, forbidden) {
+        return refused;
     }
     if form.email.len() <= 254
         && let Err(e) = state.accounts.request_link(&form.email, LinkPurpose::SignIn).await
@@ -495,11 +504,8 @@ async fn set_password(
     Path(token): Path<String>,
     Form(form): Form<PasswordForm>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return forbidden();
-    }
-    if let Some(response) = over_limit(&state, peer, &headers) {
-        return response;
+    if let Some(refused) = guard_post(&state, peer, &headers, forbidden) {
+        return refused;
     }
     match state.accounts.set_password_with_link(&token, SecretString::from(form.password)).await {
         Ok(session) => with_cookie(
@@ -822,11 +828,8 @@ async fn sign_in_code(
     headers: HeaderMap,
     Form(form): Form<CodeForm>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return forbidden();
-    }
-    if let Some(response) = over_limit(&state, peer, &headers) {
-        return response;
+    if let Some(refused) = guard_post(&state, peer, &headers, forbidden) {
+        return refused;
     }
     if form.code.len() > 64 || form.ticket.len() > 64 {
         return (
@@ -941,11 +944,8 @@ async fn privacy_request(
     headers: HeaderMap,
     Form(form): Form<PrivacyRequestForm>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return forbidden();
-    }
-    if let Some(response) = over_limit(&state, peer, &headers) {
-        return response;
+    if let Some(refused) = guard_post(&state, peer, &headers, forbidden) {
+        return refused;
     }
     let (Some(kind), Some(jurisdiction)) =
         (coffer_domain::RequestKind::parse(&form.kind), coffer_domain::Jurisdiction::parse(&form.jurisdiction))

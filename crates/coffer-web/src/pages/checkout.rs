@@ -4,7 +4,7 @@
 //! card is asked for; paying leads to the confirmation with the keys and
 //! downloads. Forms are checked for a same-origin request.
 
-use super::account::{over_limit, same_origin, see_other, with_cookie};
+use super::account::{guard_post, same_origin, see_other, with_cookie};
 use super::render;
 use crate::AppState;
 use askama::Template;
@@ -471,12 +471,9 @@ async fn pay(
     headers: HeaderMap,
     Form(form): Form<CheckoutForm>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return super::account::forbidden();
-    }
     // Card testing is guessing too: the same per-IP limit as sign-in.
-    if let Some(response) = over_limit(&state, peer, &headers) {
-        return response;
+    if let Some(refused) = guard_post(&state, peer, &headers, super::account::forbidden) {
+        return refused;
     }
     let items = cart(&state, &headers);
     if items.is_empty() {

@@ -3,7 +3,7 @@
 //! `coffer staff add` prints, and the pages each role opens. Who may open
 //! a page is the `Staff<R>` extractor's job, so a route cannot forget it.
 
-use super::account::{cookie_value, failure, over_limit, same_origin, see_other, with_cookie};
+use super::account::{cookie_value, failure, guard_post, same_origin, see_other, with_cookie};
 use super::render;
 use crate::AppState;
 use askama::Template;
@@ -248,11 +248,8 @@ async fn sign_in(
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return forbidden();
-    }
-    if let Some(response) = over_limit(&state, peer, &headers) {
-        return response;
+    if let Some(refused) = guard_post(&state, peer, &headers, forbidden) {
+        return refused;
     }
     if form.email.len() > 254 || form.password.len() > 1024 {
         let page = SignInPage {
@@ -288,11 +285,8 @@ async fn sign_in_code(
     headers: HeaderMap,
     Form(form): Form<CodeForm>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return forbidden();
-    }
-    if let Some(response) = over_limit(&state, peer, &headers) {
-        return response;
+    if let Some(refused) = guard_post(&state, peer, &headers, forbidden) {
+        return refused;
     }
     if form.ticket.len() > 128 || form.code.len() > 64 {
         return (StatusCode::UNPROCESSABLE_ENTITY, render(&SignInPage { message: None, email: String::new() }))
@@ -348,11 +342,8 @@ async fn enrol(
     Path(token): Path<String>,
     Form(form): Form<EnrolForm>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return forbidden();
-    }
-    if let Some(response) = over_limit(&state, peer, &headers) {
-        return response;
+    if let Some(refused) = guard_post(&state, peer, &headers, forbidden) {
+        return refused;
     }
     if form.password.len() > 1024 || form.secret.len() > 128 || form.code.len() > 64 {
         return link_gone("That is longer than anything this form accepts.".into());
