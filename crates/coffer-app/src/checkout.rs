@@ -265,6 +265,20 @@ fn order_email_body(mail: &OrderEmail<'_>) -> String {
     out
 }
 
+/// One sealed field of an order as text; empty when absent or when the key
+/// is gone (erased).
+fn open_order_field(
+    key: Option<&coffer_crypto::DataKey>,
+    order: &coffer_store::StoredOrder,
+    column: &'static str,
+    sealed: Option<&coffer_crypto::Sealed>,
+) -> Result<String, AppError> {
+    let (Some(key), Some(sealed)) = (key, sealed) else { return Ok(String::new()) };
+    let ctx =
+        FieldContext { table: "orders", column, row_id: order.id.as_str(), data_key_id: order.data_key_id.as_str() };
+    Ok(String::from_utf8_lossy(&coffer_crypto::open_field(key, &ctx, sealed)?).into_owned())
+}
+
 /// A policy text's version: the first 16 hex digits of its SHA-256.
 pub fn policy_version(html: &str) -> String {
     hex_of(&coffer_crypto::token_hash(html)[..8])
@@ -534,15 +548,8 @@ impl CheckoutService {
             return Err(bad("wrong_status", "status", "this order is not paid by bank transfer"));
         }
         let key = self.vault.data_key(&order.data_key_id).await?.ok_or(AppError::Erased)?;
-        let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| -> Result<String, AppError> {
-            let Some(sealed) = sealed else { return Ok(String::new()) };
-            let ctx = FieldContext {
-                table: "orders",
-                column,
-                row_id: order.id.as_str(),
-                data_key_id: order.data_key_id.as_str(),
-            };
-            Ok(String::from_utf8_lossy(&coffer_crypto::open_field(&key, &ctx, sealed)?).into_owned())
+        let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
+            open_order_field(Some(&key), &order, column, sealed.as_ref())
         };
         let (name, email) = (open("name", &order.name)?, open("email", &order.email)?);
         // Money back through the gateway first: a refused refund changes nothing.
@@ -647,15 +654,8 @@ impl CheckoutService {
     pub async fn staff_view(&self, order_id: &OrderId, actor: &Actor) -> Result<StaffOrderView, AppError> {
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
         let key = self.vault.data_key(&order.data_key_id).await?;
-        let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| -> Result<String, AppError> {
-            let (Some(key), Some(sealed)) = (&key, sealed) else { return Ok(String::new()) };
-            let ctx = FieldContext {
-                table: "orders",
-                column,
-                row_id: order.id.as_str(),
-                data_key_id: order.data_key_id.as_str(),
-            };
-            Ok(String::from_utf8_lossy(&coffer_crypto::open_field(key, &ctx, sealed)?).into_owned())
+        let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
+            open_order_field(key.as_ref(), &order, column, sealed.as_ref())
         };
         let entry =
             AuditEntry::new(self.clock.now(), actor, AuditAction::CustomerRead, Some(order.customer_id.to_string()));
@@ -831,15 +831,8 @@ impl CheckoutService {
         };
         let amount = line.line_total + tax_share;
         let key = self.vault.data_key(&order.data_key_id).await?.ok_or(AppError::Erased)?;
-        let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| -> Result<String, AppError> {
-            let Some(sealed) = sealed else { return Ok(String::new()) };
-            let ctx = FieldContext {
-                table: "orders",
-                column,
-                row_id: order.id.as_str(),
-                data_key_id: order.data_key_id.as_str(),
-            };
-            Ok(String::from_utf8_lossy(&coffer_crypto::open_field(&key, &ctx, sealed)?).into_owned())
+        let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
+            open_order_field(Some(&key), &order, column, sealed.as_ref())
         };
         if order.payment_method == "card" {
             let card: serde_json::Value = serde_json::from_str(&open("card", &order.card)?).unwrap_or_default();
