@@ -315,6 +315,9 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     if let Err(e) = privacy.audit.seal_and_sign().await {
         tracing::warn!(error = %e, "sealing the audit log at shutdown failed");
     }
+    // How many units of work shared each commit (SQLite's group commit).
+    let stats = db.writer_stats();
+    tracing::info!(units = stats.units, commits = stats.commits, "write path");
     db.close().await;
     tracing::info!("stopped");
     Ok(())
