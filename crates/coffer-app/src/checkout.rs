@@ -774,14 +774,9 @@ impl CheckoutService {
         Ok(Some((row.content_type, plain.to_vec())))
     }
 
-    /// Deletes the documents whose retention ended; returns how many.
-    pub async fn delete_expired_identity_documents(&self) -> Result<usize, AppError> {
-        let expired = self.db.expired_id_documents(self.clock.now()).await?;
-        for (order, file_key) in &expired {
-            self.files.delete(file_key).await?;
-            self.db.delete_id_document(order).await?;
-        }
-        Ok(expired.len())
+    /// Runs the retention job (see `crate::retention`).
+    pub async fn run_retention(&self) -> Result<crate::retention::RetentionReport, AppError> {
+        crate::retention::run(&self.db, self.files.as_ref(), self.clock.now()).await
     }
 
     /// Support refunds one line of a paid order: its price and its share of

@@ -15,6 +15,7 @@ mod error;
 pub mod files;
 pub mod mail;
 pub mod privacy;
+pub mod retention;
 
 pub use catalog::CatalogService;
 pub use config::{Config, ConfigError, HttpConfig, LogFormat};

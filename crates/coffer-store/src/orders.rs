@@ -898,3 +898,39 @@ pub async fn refund_line(tx: &mut WriteTx, refund: &LineRefund) -> Result<bool, 
     .await?;
     Ok(true)
 }
+
+impl Db {
+    /// Deletes messages of the outbox older than `before` that are done
+    /// with (sent, failed or shredded); pending ones stay.
+    pub async fn delete_old_messages(&self, before: Millis) -> Result<u64, StoreError> {
+        self.delete_where(
+            "DELETE FROM outbox_emails WHERE status IN ('sent', 'failed', 'shredded') AND created_at < $1",
+            before,
+        )
+        .await
+    }
+
+    /// Deletes sessions that ended (signed out, or past any possible
+    /// expiry) before `before`.
+    pub async fn delete_ended_sessions(&self, before: Millis) -> Result<u64, StoreError> {
+        self.delete_where("DELETE FROM sessions WHERE revoked_at < $1 OR last_seen_at < $1", before).await
+    }
+
+    /// Deletes one-time links used or expired before `before`.
+    pub async fn delete_spent_links(&self, before: Millis) -> Result<u64, StoreError> {
+        let customers =
+            self.delete_where("DELETE FROM sign_in_links WHERE used_at < $1 OR expires_at < $1", before).await?;
+        let staff = self.delete_where("DELETE FROM staff_links WHERE used_at < $1 OR expires_at < $1", before).await?;
+        Ok(customers + staff)
+    }
+
+    async fn delete_where(&self, sql: &'static str, before: Millis) -> Result<u64, StoreError> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let done = sqlx::query(sql).bind(before.0).execute(tx.conn()).await?;
+                Ok::<_, StoreError>(done.rows_affected())
+            })
+        })
+        .await
+    }
+}

@@ -53,6 +53,9 @@ enum Command {
     /// Operator staff accounts.
     #[command(subcommand)]
     Staff(privacy::StaffCommand),
+    /// Delete what has passed its retention period.
+    #[command(subcommand)]
+    Retention(privacy::RetentionCommand),
 }
 
 #[derive(Args)]
@@ -157,6 +160,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             privacy::erasure_replay(&config, migrated_db(&config).await?).await
         }
         Command::Staff(command) => privacy::staff(&config, migrated_db(&config).await?, command).await,
+        Command::Retention(privacy::RetentionCommand::Run) => {
+            privacy::retention(&config, migrated_db(&config).await?).await
+        }
     }
 }
 
@@ -264,16 +270,16 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         coffer_app::demo::seed_files(&db, &checkout).await.context("seeding demo data")?;
     }
     let checkout_for_demo = checkout.clone();
-    // Proof-of-identity documents are deleted 30 days after the decision.
+    // The retention job: what passed its retention period goes, every minute.
     let retention = checkout.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
-            match retention.delete_expired_identity_documents().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "identity documents past their retention deleted"),
-                Err(e) => tracing::warn!(error = %e, "deleting expired identity documents failed; will retry"),
+            match retention.run_retention().await {
+                Ok(report) if report == coffer_app::retention::RetentionReport::default() => {}
+                Ok(report) => tracing::info!(?report, "retention: expired data deleted"),
+                Err(e) => tracing::warn!(error = %e, "the retention job failed; it runs again in a minute"),
             }
         }
     });

@@ -78,6 +78,12 @@ pub enum StaffCommand {
 }
 
 #[derive(Subcommand)]
+pub enum RetentionCommand {
+    /// Delete what has passed its retention period and print counts per category.
+    Run,
+}
+
+#[derive(Subcommand)]
 pub enum ErasureCommand {
     /// Re-apply the erasure ledger after a restore done with other tools.
     Replay,
@@ -308,6 +314,15 @@ pub async fn staff(config: &Config, db: Db, command: StaffCommand) -> anyhow::Re
     Ok(())
 }
 
+pub async fn retention(config: &Config, db: Db) -> anyhow::Result<()> {
+    let files = coffer_app::files::LocalFileStore::new(config.data_dir.join("files"))?;
+    let report = coffer_app::retention::run(&db, &files, coffer_domain::Clock::now(&coffer_app::SystemClock)).await?;
+    for (category, count) in report.lines() {
+        println!("{count}\t{category}");
+    }
+    Ok(())
+}
+
 pub async fn export(config: &Config, db: Db, args: ExportArgs) -> anyhow::Result<()> {
     let privacy = open(config, db).await?;
     let data = match privacy.customers.export(&args.email, &cli_actor()).await {
@@ -456,10 +471,6 @@ pub fn spawn_background(privacy: &Privacy, config: &Config) {
             let now = numbering_clock.now();
             if let Err(e) = numbering.number_invoices(now, 1_000).await {
                 tracing::warn!(error = %e, "numbering invoices failed; will retry");
-            }
-            // The fraud screen's velocity records live a day.
-            if let Err(e) = numbering.forget_attempts(coffer_domain::Millis(now.0 - 24 * 60 * 60 * 1000)).await {
-                tracing::warn!(error = %e, "forgetting old fraud attempts failed; will retry");
             }
         }
     });

@@ -689,6 +689,27 @@ async fn proof_of_identity_is_uploaded_encrypted_and_shown_to_reviewers(server: 
     let days = (delete_after.unwrap() - held_at_ms()) / (24 * 60 * 60 * 1000);
     assert!((29..=30).contains(&days), "{days} days");
     assert_eq!(client().get(server.url(&link)).send().await.unwrap().status(), StatusCode::GONE);
+    // Thirty days on (moved back here), the retention job deletes file and row.
+    sqlx::query("UPDATE id_documents SET delete_after = 1 WHERE order_id = $1")
+        .bind(id.clone())
+        .execute(&raw_pool(&server).await)
+        .await
+        .unwrap();
+    let run = server.cli(&["retention", "run"]);
+    let out = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(run.status.success(), "{out} {}", String::from_utf8_lossy(&run.stderr));
+    assert!(out.lines().any(|l| l.starts_with("1\tproof-of-identity documents")), "{out}");
+    assert!(!server.data_dir.join("files").join(format!("{id}.identity")).exists(), "the file is gone");
+    let (left,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM id_documents").fetch_one(&raw_pool(&server).await).await.unwrap();
+    assert_eq!(left, 0);
+    // The decision itself stays in the order's history.
+    let (events,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM order_events WHERE order_id = $1")
+        .bind(id.clone())
+        .fetch_one(&raw_pool(&server).await)
+        .await
+        .unwrap();
+    assert_eq!(events, 3, "placed on hold, paid, fulfilled");
 }
 
 fn held_at_ms() -> i64 {

@@ -1,0 +1,55 @@
+//! The retention job: deletes what has passed its retention period, as the
+//! data inventory states it. The server runs it every minute; `coffer
+//! retention run` runs it once and prints the counts.
+
+use crate::AppError;
+use crate::files::FileStore;
+use coffer_domain::Millis;
+use coffer_store::Db;
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+/// Messages to customers are kept 90 days (the inventory's outbox rows).
+pub const MESSAGE_RETENTION_MS: i64 = 90 * DAY_MS;
+/// Velocity records of the fraud screen live a day.
+pub const FRAUD_ATTEMPT_RETENTION_MS: i64 = DAY_MS;
+/// Ended sessions and spent links are kept a day, for support questions.
+pub const SPENT_RETENTION_MS: i64 = DAY_MS;
+
+/// How many of each category were deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub identity_documents: usize,
+    pub messages: u64,
+    pub fraud_attempts: u64,
+    pub sessions: u64,
+    pub sign_in_links: u64,
+}
+
+impl RetentionReport {
+    /// (category as a person calls it, count)
+    pub fn lines(&self) -> [(&'static str, u64); 5] {
+        [
+            ("proof-of-identity documents (30 days after the review decision)", self.identity_documents as u64),
+            ("messages to customers (90 days)", self.messages),
+            ("fraud screen velocity records (1 day)", self.fraud_attempts),
+            ("ended sessions (1 day)", self.sessions),
+            ("used or expired one-time links (1 day)", self.sign_in_links),
+        ]
+    }
+}
+
+pub async fn run(db: &Db, files: &dyn FileStore, now: Millis) -> Result<RetentionReport, AppError> {
+    let expired = db.expired_id_documents(now).await?;
+    for (order, file_key) in &expired {
+        // The file first: a row without its file is harmless, the reverse is not.
+        files.delete(file_key).await?;
+        db.delete_id_document(order).await?;
+    }
+    Ok(RetentionReport {
+        identity_documents: expired.len(),
+        messages: db.delete_old_messages(Millis(now.0 - MESSAGE_RETENTION_MS)).await?,
+        fraud_attempts: db.forget_attempts(Millis(now.0 - FRAUD_ATTEMPT_RETENTION_MS)).await?,
+        sessions: db.delete_ended_sessions(Millis(now.0 - SPENT_RETENTION_MS)).await?,
+        sign_in_links: db.delete_spent_links(Millis(now.0 - SPENT_RETENTION_MS)).await?,
+    })
+}
