@@ -205,6 +205,8 @@ pub struct DemoCustomerCredentials {
 pub struct DemoVendorCredentials {
     pub slug: String,
     pub name: String,
+    /// For `Authorization: Bearer` on the vendor API.
+    pub api_key: String,
     /// The raw Ed25519 public key (standard base64) license keys verify against.
     pub license_public_key: String,
     pub products: Vec<DemoProductCredentials>,
@@ -223,6 +225,7 @@ pub async fn credentials(
     db: &Db,
     staff_service: &crate::accounts::StaffService,
     checkout: &crate::checkout::CheckoutService,
+    vendor_service: &crate::vendors::VendorService,
     base_url: &str,
 ) -> Result<DemoCredentials, AppError> {
     let mut staff = Vec::new();
@@ -254,9 +257,11 @@ pub async fn credentials(
             })
             .collect();
         let license_public_key = checkout.license_signer(&vendor.id).await?.public_key_base64();
+        let api_key = vendor_service.demo_api_key(&vendor.id).await?;
         vendors.push(DemoVendorCredentials {
             slug: vendor.slug.to_string(),
             name: vendor.name,
+            api_key,
             license_public_key,
             products,
         });

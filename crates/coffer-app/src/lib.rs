@@ -16,6 +16,7 @@ pub mod files;
 pub mod mail;
 pub mod privacy;
 pub mod retention;
+pub mod vendors;
 
 pub use catalog::CatalogService;
 pub use config::{Config, ConfigError, HttpConfig, LogFormat};

@@ -15,6 +15,8 @@ pub enum Actor {
     Customer(String),
     /// A signed-in staff member, by staff id.
     Staff(String),
+    /// A vendor's program (API key), by vendor id.
+    Vendor(String),
 }
 
 impl Actor {
@@ -24,6 +26,7 @@ impl Actor {
             Actor::System => "system".to_owned(),
             Actor::Customer(id) => format!("customer:{id}"),
             Actor::Staff(id) => format!("staff:{id}"),
+            Actor::Vendor(id) => format!("vendor:{id}"),
         }
     }
 }

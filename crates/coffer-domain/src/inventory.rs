@@ -333,6 +333,7 @@ pub const NON_PERSONAL_BINARY_COLUMNS: &[(&str, &str, &str)] = &[
         "key_hash",
         "keyed hash (HMAC) of an email address, card number or IP address, for velocity counts",
     ),
+    ("vendor_api_keys", "key_hash", "SHA-256 of a random vendor API key"),
     ("idempotency_keys", "key_hash", "keyed hash (HMAC) of an Idempotency-Key header"),
     ("idempotency_keys", "fingerprint", "keyed hash (HMAC) of an order request without its card fields"),
     ("staff_members", "email_index", "keyed blind index (HMAC) of a staff member's email address"),

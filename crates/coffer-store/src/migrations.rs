@@ -26,6 +26,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (9, "invoices_and_fraud", include_str!("../../../migrations/sqlite/0009_invoices_and_fraud.sql")),
     (10, "identity_documents", include_str!("../../../migrations/sqlite/0010_identity_documents.sql")),
     (11, "line_refunds", include_str!("../../../migrations/sqlite/0011_line_refunds.sql")),
+    (12, "vendor_api_keys", include_str!("../../../migrations/sqlite/0012_vendor_api_keys.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -40,6 +41,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (9, "invoices_and_fraud", include_str!("../../../migrations/postgres/0009_invoices_and_fraud.sql")),
     (10, "identity_documents", include_str!("../../../migrations/postgres/0010_identity_documents.sql")),
     (11, "line_refunds", include_str!("../../../migrations/postgres/0011_line_refunds.sql")),
+    (12, "vendor_api_keys", include_str!("../../../migrations/postgres/0012_vendor_api_keys.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] =

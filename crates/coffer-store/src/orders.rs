@@ -934,3 +934,44 @@ impl Db {
         .await
     }
 }
+
+pub async fn insert_vendor_api_key(
+    tx: &mut WriteTx,
+    key_hash: &[u8; 32],
+    vendor: &VendorId,
+    at: Millis,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO vendor_api_keys (key_hash, vendor_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (key_hash) DO NOTHING",
+    )
+    .bind(key_hash.to_vec())
+    .bind(vendor.as_str())
+    .bind(at.0)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+impl Db {
+    /// The vendor a live API key belongs to.
+    pub async fn vendor_of_api_key(&self, key_hash: &[u8; 32]) -> Result<Option<VendorId>, StoreError> {
+        let row = sqlx::query("SELECT vendor_id FROM vendor_api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+            .bind(key_hash.to_vec())
+            .fetch_optional(self.readers())
+            .await?;
+        row.map(|r| VendorId::parse(&r.try_get::<String, _>("vendor_id")?).map_err(StoreError::corrupt)).transpose()
+    }
+
+    /// Orders with at least one line of this vendor, newest first.
+    pub async fn order_ids_for_vendor(&self, vendor: &VendorId, limit: i64) -> Result<Vec<OrderId>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.id FROM orders o WHERE EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id \
+             AND l.vendor_id = $1) ORDER BY o.created_at DESC, o.id DESC LIMIT $2",
+        )
+        .bind(vendor.as_str())
+        .bind(limit)
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter().map(|r| OrderId::parse(&r.try_get::<String, _>("id")?).map_err(StoreError::corrupt)).collect()
+    }
+}

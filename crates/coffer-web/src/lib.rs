@@ -41,6 +41,7 @@ pub struct AppState {
     pub accounts: AccountService,
     pub staff: StaffService,
     pub checkout: CheckoutService,
+    pub vendors: coffer_app::vendors::VendorService,
     pub policy: Arc<PrivacyPolicy>,
     /// The seller on every invoice (merchant of record).
     pub operator_name: Arc<str>,
@@ -63,6 +64,7 @@ pub struct Services {
     pub accounts: AccountService,
     pub staff: StaffService,
     pub checkout: CheckoutService,
+    pub vendors: coffer_app::vendors::VendorService,
 }
 
 impl AppState {
@@ -77,7 +79,7 @@ impl AppState {
         let openapi_json = serde_json::to_string(&openapi_document()).unwrap_or_else(|_| "{}".into());
         let per_minute = std::num::NonZeroU32::new(http.sign_in_per_minute).unwrap_or(std::num::NonZeroU32::MIN);
         let sign_in_limit = Arc::new(governor::RateLimiter::hashmap(governor::Quota::per_minute(per_minute)));
-        let Services { catalog, accounts, staff, checkout } = services;
+        let Services { catalog, accounts, staff, checkout, vendors } = services;
         AppState {
             catalog,
             db,
@@ -85,6 +87,7 @@ impl AppState {
             accounts,
             staff,
             checkout,
+            vendors,
             operator_name: policy.operator_name.clone().into(),
             policy: Arc::new(policy),
             cookie_rule,

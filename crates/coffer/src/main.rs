@@ -285,7 +285,8 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     });
     // Plain HTTP until TLS arrives: cookies without the __Host- prefix.
     let cookie_rule = coffer_web::CookieRule { secure_transport: false };
-    let services = coffer_web::Services { catalog, accounts, staff: staff.clone(), checkout };
+    let vendors = coffer_app::vendors::VendorService::new(db.clone(), privacy.vault.clone(), Arc::new(SystemClock));
+    let services = coffer_web::Services { catalog, accounts, staff: staff.clone(), checkout, vendors: vendors.clone() };
     let state = coffer_web::AppState::new(
         services,
         db.clone(),
@@ -299,7 +300,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     println!("Coffer is listening on {base_url}");
     if demo {
         let path = config.data_dir.join("demo-credentials.json");
-        let credentials = coffer_app::demo::credentials(&db, &staff, &checkout_for_demo, &base_url)
+        let credentials = coffer_app::demo::credentials(&db, &staff, &checkout_for_demo, &vendors, &base_url)
             .await
             .context("reading demo data")?;
         let json = serde_json::to_vec_pretty(&credentials).context("writing demo credentials")?;

@@ -3,6 +3,7 @@
 
 mod orders;
 mod products;
+mod vendor;
 
 use crate::AppState;
 use crate::error::ErrorBody;
@@ -36,6 +37,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(products::get_product))
         .routes(routes!(orders::create_order))
         .routes(routes!(orders::privacy_policy))
+        .routes(routes!(vendor::list_orders))
+        .routes(routes!(vendor::get_order))
 }
 
 /// The OpenAPI 3.1 document of every JSON route.

@@ -91,6 +91,8 @@ async fn openapi_covers_every_json_route(server: TestServer) {
             "/api/v1/privacy-policy",
             "/api/v1/products",
             "/api/v1/products/{id}",
+            "/api/v1/vendor/orders",
+            "/api/v1/vendor/orders/{id}",
             "/health"
         ]
     );

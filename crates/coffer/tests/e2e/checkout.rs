@@ -15,7 +15,8 @@ on_both_backends!(
     the_fraud_screen_holds_risky_orders_and_says_why,
     staff_approve_reject_mark_paid_and_refund,
     proof_of_identity_is_uploaded_encrypted_and_shown_to_reviewers,
-    support_refunds_line_by_line_to_the_exact_total
+    support_refunds_line_by_line_to_the_exact_total,
+    vendors_see_only_their_own_lines
 );
 
 pub(crate) async fn policy_version(server: &TestServer) -> String {
@@ -769,4 +770,76 @@ async fn support_refunds_line_by_line_to_the_exact_total(server: TestServer) {
     assert_eq!(refunded, 4164, "the refunds add up to the total exactly");
     let told = format!("Lumen Film Presets from your order {id}");
     crate::accounts::mail_containing_all(&server, &[&told, "17.85 USD"]).await;
+}
+
+async fn vendor_get(server: &TestServer, path: &str, key: Option<&str>) -> (StatusCode, Value) {
+    let mut request = client().get(server.url(path));
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+async fn vendors_see_only_their_own_lines(server: TestServer) {
+    let version = policy_version(&server).await;
+    let vendors = server.demo_credentials()["vendors"].clone();
+    let (key_a, key_b) = (vendors[0]["api_key"].as_str().unwrap(), vendors[1]["api_key"].as_str().unwrap());
+    // One order across both vendors, one for the second vendor only.
+    let mut both = order(&server, &version, "4242424242424242", "two.vendors@example.org");
+    both["items"] = json!([
+        {"product_id": vendors[0]["products"][0]["id"], "quantity": 1},
+        {"product_id": vendors[1]["products"][0]["id"], "quantity": 2}
+    ]);
+    let both = post_order(&server, &both).await.1;
+    let mut only_b = order(&server, &version, "4242424242424242", "one.vendor@example.org");
+    only_b["items"] = json!([{"product_id": vendors[1]["products"][1]["id"], "quantity": 1}]);
+    let only_b = post_order(&server, &only_b).await.1;
+
+    let (status, list) = vendor_get(&server, "/api/v1/vendor/orders", Some(key_a)).await;
+    assert_eq!(status, StatusCode::OK);
+    let orders = list["orders"].as_array().unwrap();
+    assert_eq!(orders.len(), 1, "vendor A has one order: {list}");
+    let seen = &orders[0];
+    assert_eq!(seen["id"], both["id"]);
+    assert_eq!(seen["lines"].as_array().unwrap().len(), 1, "only its own line");
+    assert_eq!(seen["lines"][0]["product_id"], vendors[0]["products"][0]["id"]);
+    assert_eq!(seen["vendor_subtotal"], json!(1999));
+    assert!(
+        seen.get("total").is_none() && !seen.to_string().contains(vendors[1]["products"][0]["id"].as_str().unwrap())
+    );
+    assert_eq!(seen["buyer"]["name"], json!("Erika Mustermann"));
+    assert_eq!(seen["buyer"]["address"]["country"], json!("DE"));
+    // Another vendor's order is not found, exactly as one that does not exist.
+    let other =
+        vendor_get(&server, &format!("/api/v1/vendor/orders/{}", only_b["id"].as_str().unwrap()), Some(key_a)).await;
+    let missing = vendor_get(&server, "/api/v1/vendor/orders/ord_01a215cc77287193853eff2713a62a15", Some(key_a)).await;
+    assert_eq!(other.0, StatusCode::NOT_FOUND);
+    assert_eq!(other, missing);
+    let (status, b) =
+        vendor_get(&server, &format!("/api/v1/vendor/orders/{}", both["id"].as_str().unwrap()), Some(key_b)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(b["vendor_subtotal"], json!(2 * 4900), "vendor B's own line only");
+    // No key, or a wrong one: 401.
+    for key in [None, Some("cvk_not-a-key")] {
+        let (status, body) = vendor_get(&server, "/api/v1/vendor/orders", key).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
+    }
+    // Each read is audited and recorded as a disclosure the customer sees.
+    let pool = raw_pool(&server).await;
+    let (reads,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM audit_log WHERE action = 'customer.read' AND actor LIKE 'vendor:%'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(reads >= 2, "{reads}");
+    let export = server.cli(&["export", "--email", "two.vendors@example.org"]);
+    let export: Value = serde_json::from_slice(&export.stdout).unwrap();
+    let disclosures = export["disclosures"].as_array().unwrap();
+    assert!(
+        disclosures.iter().any(|d| d["recipient_kind"] == "vendor"
+            && d["fields"] == json!(["orders.name", "orders.email", "orders.phone", "orders.address"])),
+        "{disclosures:?}"
+    );
 }

@@ -1,0 +1,175 @@
+//! What a vendor's program sees through its API key: its own orders, only
+//! its own lines of them, and the buyer's name, email, address and phone
+//! (the fields the policy lets a vendor have, to fill the order). Every
+//! such read is audited and recorded as a disclosure the customer sees in
+//! "download my data".
+
+use crate::AppError;
+use crate::privacy::Vault;
+use coffer_crypto::{FieldContext, open_field};
+use coffer_domain::{Actor, AuditAction, AuditEntry, Clock, DisclosureId, OrderId, VendorId};
+use coffer_store::{AuditWriter, Db};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// The fields a vendor receives for its own orders.
+const SHARED_FIELDS: [&str; 4] = ["orders.name", "orders.email", "orders.phone", "orders.address"];
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct VendorLine {
+    pub product_id: String,
+    pub quantity: i64,
+    pub unit_price: i64,
+    pub line_total: i64,
+    pub refunded: i64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct VendorBuyer {
+    pub name: String,
+    pub email: String,
+    pub phone: Option<String>,
+    pub address: serde_json::Value,
+}
+
+/// One order as its vendor sees it: never another vendor's lines or the
+/// order's total, only this vendor's part of it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct VendorOrder {
+    pub id: String,
+    pub status: &'static str,
+    pub placed_at: String,
+    pub currency: String,
+    pub lines: Vec<VendorLine>,
+    /// The sum of this vendor's lines, net of tax.
+    pub vendor_subtotal: i64,
+    /// `None` once the customer was erased.
+    pub buyer: Option<VendorBuyer>,
+}
+
+#[derive(Clone)]
+pub struct VendorService {
+    db: Db,
+    vault: Arc<Vault>,
+    clock: Arc<dyn Clock>,
+}
+
+impl VendorService {
+    pub fn new(db: Db, vault: Arc<Vault>, clock: Arc<dyn Clock>) -> Self {
+        VendorService { db, vault, clock }
+    }
+
+    /// The vendor a presented API key belongs to.
+    pub async fn vendor_for_key(&self, api_key: &str) -> Result<Option<VendorId>, AppError> {
+        if api_key.len() > 200 {
+            return Ok(None);
+        }
+        Ok(self.db.vendor_of_api_key(&coffer_crypto::token_hash(api_key)).await?)
+    }
+
+    /// Demo only: a vendor's API key, the same on every start (derived from
+    /// a secret in the key store), registered by its hash.
+    pub async fn demo_api_key(&self, vendor: &VendorId) -> Result<String, AppError> {
+        use base64::Engine;
+        let secret = self.vault.named_secret("demo-vendor-api-keys").await?;
+        let raw = coffer_crypto::keyed_hash(&secret, "demo-api-key", vendor.as_str().as_bytes());
+        let key = format!("cvk_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
+        let (hash, vendor, now) = (coffer_crypto::token_hash(&key), vendor.clone(), self.clock.now());
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    coffer_store::insert_vendor_api_key(tx, &hash, &vendor, now).await.map_err(AppError::from)
+                })
+            })
+            .await?;
+        Ok(key)
+    }
+
+    /// The vendor's orders, newest first (at most `limit`).
+    pub async fn orders(&self, vendor: &VendorId, limit: i64) -> Result<Vec<VendorOrder>, AppError> {
+        let mut out = Vec::new();
+        for id in self.db.order_ids_for_vendor(vendor, limit.clamp(1, 200)).await? {
+            if let Some(order) = self.order(vendor, &id).await? {
+                out.push(order);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One order, if it has a line of this vendor; `None` otherwise, exactly
+    /// as for an order that does not exist.
+    pub async fn order(&self, vendor: &VendorId, id: &OrderId) -> Result<Option<VendorOrder>, AppError> {
+        let Some(order) = self.db.order(id).await? else { return Ok(None) };
+        let lines: Vec<VendorLine> = order
+            .lines
+            .iter()
+            .filter(|l| &l.vendor_id == vendor)
+            .map(|l| VendorLine {
+                product_id: l.product_id.to_string(),
+                quantity: l.quantity,
+                unit_price: l.unit_price,
+                line_total: l.line_total,
+                refunded: l.refunded_amount,
+            })
+            .collect();
+        if lines.is_empty() {
+            return Ok(None);
+        }
+        let key = self.vault.data_key(&order.data_key_id).await?;
+        let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| -> Result<Option<String>, AppError> {
+            let (Some(key), Some(sealed)) = (&key, sealed) else { return Ok(None) };
+            let ctx = FieldContext {
+                table: "orders",
+                column,
+                row_id: order.id.as_str(),
+                data_key_id: order.data_key_id.as_str(),
+            };
+            Ok(Some(String::from_utf8_lossy(&open_field(key, &ctx, sealed)?).into_owned()))
+        };
+        let buyer = match (open("name", &order.name)?, open("email", &order.email)?) {
+            (Some(name), Some(email)) => Some(VendorBuyer {
+                name,
+                email,
+                phone: open("phone", &order.phone)?,
+                address: open("address", &order.address)?
+                    .and_then(|a| serde_json::from_str(&a).ok())
+                    .unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        if buyer.is_some() {
+            // Audited and recorded before the data is handed out.
+            let now = self.clock.now();
+            let actor = Actor::Vendor(vendor.to_string());
+            let entry = AuditEntry::new(now, &actor, AuditAction::CustomerRead, Some(order.customer_id.to_string()));
+            let disclosure = coffer_store::Disclosure {
+                id: DisclosureId::generate().to_string(),
+                customer_id: order.customer_id.clone(),
+                recipient_kind: "vendor".into(),
+                recipient: vendor.to_string(),
+                fields: SHARED_FIELDS.iter().map(|f| (*f).to_owned()).collect(),
+                purpose: format!("filling order {} and supporting the customer", order.id),
+                legal_basis: "contract".into(),
+                disclosed_at: now,
+            };
+            self.db
+                .write(move |tx| {
+                    Box::pin(async move {
+                        tx.append_audit(&entry).await?;
+                        coffer_store::insert_disclosure(tx, &disclosure).await?;
+                        Ok::<_, AppError>(())
+                    })
+                })
+                .await?;
+        }
+        Ok(Some(VendorOrder {
+            id: order.id.to_string(),
+            status: order.status.as_str(),
+            placed_at: coffer_domain::order::rfc3339_utc(order.created_at),
+            currency: order.currency.clone(),
+            vendor_subtotal: lines.iter().map(|l| l.line_total).sum(),
+            lines,
+            buyer,
+        }))
+    }
+}
