@@ -1327,10 +1327,8 @@ impl CheckoutService {
         self.db
             .write(move |tx| {
                 Box::pin(async move {
-                    use coffer_store::{AccountWriter, OutboxWriter};
-                    coffer_store::insert_order(tx, &order).await?;
-                    tx.append_audit(&entry).await?;
-                    tx.enqueue_email(&email).await?;
+                    use coffer_store::AccountWriter;
+                    coffer_store::insert_order_with(tx, &order, &entry, &email).await?;
                     if let Some((hash, customer)) = invitation_hash {
                         let expires = coffer_domain::Millis(now.0 + crate::accounts::service::INVITATION_TTL_MS);
                         tx.insert_link(&hash, &customer, coffer_store::LinkPurpose::Invitation, now, expires).await?;

@@ -15,19 +15,27 @@ pub trait AuditWriter {
 
 impl AuditWriter for WriteTx {
     async fn append_audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_log (id, at, actor, action, subject, request_id) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(entry.id.as_str())
-        .bind(entry.at.0)
-        .bind(entry.actor.as_str())
-        .bind(entry.action.as_str())
-        .bind(entry.subject.clone())
-        .bind(entry.request_id.clone())
-        .execute(self.conn())
-        .await?;
-        Ok(())
+        let mut statements = crate::batch::Statements::default();
+        let (sql, values) = append_statement(entry);
+        statements.push(sql, values);
+        statements.execute(self).await
     }
+}
+
+/// The statement that appends an entry (unsealed: the sealer links it later).
+pub(crate) fn append_statement(entry: &AuditEntry) -> (&'static str, Vec<crate::batch::Val>) {
+    use crate::batch::Val;
+    (
+        "INSERT INTO audit_log (id, at, actor, action, subject, request_id) VALUES ($1, $2, $3, $4, $5, $6)",
+        vec![
+            Val::Text(entry.id.as_str().to_owned()),
+            Val::Int(entry.at.0),
+            Val::Text(entry.actor.as_str().to_owned()),
+            Val::Text(entry.action.as_str().to_owned()),
+            Val::OptText(entry.subject.clone()),
+            Val::OptText(entry.request_id.clone()),
+        ],
+    )
 }
 
 /// A sealed entry as read back for verification.
@@ -79,23 +87,27 @@ impl Db {
                 .bind(batch)
                 .fetch_all(tx.conn())
                 .await?;
+                // Sent together: the writer is held for one round trip, not one per entry.
+                let mut updates = crate::batch::Statements::default();
                 for row in &rows {
                     let entry = entry_from_row(row)?;
                     seq += 1;
                     hash = audit_link_hash(&hash, seq, &entry.canonical_bytes());
-                    sqlx::query("UPDATE audit_log SET seq = $2, link_hash = $3 WHERE id = $1")
-                        .bind(entry.id.as_str())
-                        .bind(seq)
-                        .bind(hash.to_vec())
-                        .execute(tx.conn())
-                        .await?;
+                    updates.push(
+                        "UPDATE audit_log SET seq = $2, link_hash = $3 WHERE id = $1",
+                        vec![
+                            crate::batch::Val::Text(entry.id.as_str().to_owned()),
+                            crate::batch::Val::Int(seq),
+                            crate::batch::Val::Bytes(hash.to_vec()),
+                        ],
+                    );
                 }
                 if !rows.is_empty() {
-                    sqlx::query("UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1")
-                        .bind(seq)
-                        .bind(hash.to_vec())
-                        .execute(tx.conn())
-                        .await?;
+                    updates.push(
+                        "UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1",
+                        vec![crate::batch::Val::Int(seq), crate::batch::Val::Bytes(hash.to_vec())],
+                    );
+                    updates.execute(tx).await?;
                 }
                 Ok::<_, StoreError>(rows.len())
             })
@@ -107,7 +119,8 @@ impl Db {
     pub async fn seal_all_audit(&self) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            let sealed = self.seal_audit(1_000).await?;
+            // Small units, so checkouts queued behind one wait little.
+            let sealed = self.seal_audit(200).await?;
             total += sealed;
             if sealed == 0 {
                 return Ok(total);

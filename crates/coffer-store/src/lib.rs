@@ -11,6 +11,7 @@
 
 mod accounts;
 mod audit;
+mod batch;
 mod catalog;
 mod customers;
 mod db;
@@ -31,8 +32,8 @@ pub use error::StoreError;
 pub use keystore::{KeyStore, MasterKeyRecord, MasterKeyState, SignedAuditHead, WrapKind, WrappedSecret};
 pub use orders::{
     IdDocumentRow, IdempotencyClaim, Invoice, LineRefund, NewOrder, OrderEvent, OrderLine, ProductFile, QueuedOrder,
-    SealedOrderFields, StoredOrder, insert_license_keys, insert_order, insert_vendor_api_key, publish_policy,
-    put_id_document, refund_line, schedule_id_document_deletion, set_product_file, transition_order,
+    SealedOrderFields, StoredOrder, insert_license_keys, insert_order, insert_order_with, insert_vendor_api_key,
+    publish_policy, put_id_document, refund_line, schedule_id_document_deletion, set_product_file, transition_order,
 };
 pub use outbox::{ClaimedEmail, Delivery, NewEmail, OutboxWriter, StoredEmail};
 pub use requests::{NewPrivacyRequest, PrivacyRequestRow, confirm_privacy_request, insert_privacy_request};

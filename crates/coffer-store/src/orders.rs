@@ -102,52 +102,74 @@ fn bytes(s: &Sealed) -> Vec<u8> {
 }
 
 pub async fn insert_order(tx: &mut WriteTx, o: &NewOrder) -> Result<(), StoreError> {
-    sqlx::query(
+    order_statements(o)?.execute(tx).await
+}
+
+/// Stores an order with its audit entry and its confirmation email, sent
+/// together (one round trip on SQLite).
+pub async fn insert_order_with(
+    tx: &mut WriteTx,
+    o: &NewOrder,
+    audit: &coffer_domain::AuditEntry,
+    email: &crate::NewEmail,
+) -> Result<(), StoreError> {
+    let mut statements = order_statements(o)?;
+    let (sql, values) = crate::audit::append_statement(audit);
+    statements.push(sql, values);
+    let (sql, values) = crate::outbox::enqueue_statement(email);
+    statements.push(sql, values);
+    statements.execute(tx).await
+}
+
+fn order_statements(o: &NewOrder) -> Result<crate::batch::Statements, StoreError> {
+    use crate::batch::{Statements, Val};
+    let mut statements = Statements::default();
+    statements.push(
         "INSERT INTO orders (id, customer_id, data_key_id, status, currency, subtotal, tax, total, tax_country, \
          payment_method, payment_reference, name, email, phone, address, card, guardian_name, adult, policy_version, \
          consent_at, consent_channel, fraud_score, fraud_reasons, created_at, updated_at, tax_rate) VALUES ($1, $2, $3, \
          $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $20, $20, $24)",
-    )
-    .bind(o.id.as_str())
-    .bind(o.customer_id.as_str())
-    .bind(o.data_key_id.as_str())
-    .bind(o.status.as_str())
-    .bind(o.currency.clone())
-    .bind(o.subtotal)
-    .bind(o.tax)
-    .bind(o.total)
-    .bind(o.tax_country.clone())
-    .bind(o.payment_method)
-    .bind(o.payment_reference.clone())
-    .bind(bytes(&o.fields.name))
-    .bind(bytes(&o.fields.email))
-    .bind(o.fields.phone.as_ref().map(bytes))
-    .bind(bytes(&o.fields.address))
-    .bind(o.fields.card.as_ref().map(bytes))
-    .bind(o.fields.guardian_name.as_ref().map(bytes))
-    .bind(i64::from(o.adult))
-    .bind(o.policy_version.clone())
-    .bind(o.at.0)
-    .bind(o.consent_channel)
-    .bind(o.fraud_score)
-    .bind(o.fraud_reasons.clone())
-    .bind(o.tax_rate)
-    .execute(tx.conn())
-    .await?;
+        vec![
+            Val::Text(o.id.to_string()),
+            Val::Text(o.customer_id.to_string()),
+            Val::Text(o.data_key_id.to_string()),
+            Val::Text(o.status.as_str().to_owned()),
+            Val::Text(o.currency.clone()),
+            Val::Int(o.subtotal),
+            Val::Int(o.tax),
+            Val::Int(o.total),
+            Val::Text(o.tax_country.clone()),
+            Val::Text(o.payment_method.to_owned()),
+            Val::OptText(o.payment_reference.clone()),
+            Val::Bytes(bytes(&o.fields.name)),
+            Val::Bytes(bytes(&o.fields.email)),
+            Val::OptBytes(o.fields.phone.as_ref().map(bytes)),
+            Val::Bytes(bytes(&o.fields.address)),
+            Val::OptBytes(o.fields.card.as_ref().map(bytes)),
+            Val::OptBytes(o.fields.guardian_name.as_ref().map(bytes)),
+            Val::Int(i64::from(o.adult)),
+            Val::Text(o.policy_version.clone()),
+            Val::Int(o.at.0),
+            Val::Text(o.consent_channel.to_owned()),
+            Val::Int(o.fraud_score),
+            Val::Text(o.fraud_reasons.clone()),
+            Val::Int(o.tax_rate),
+        ],
+    );
     for line in &o.lines {
-        sqlx::query(
+        statements.push(
             "INSERT INTO order_lines (order_id, line_no, product_id, vendor_id, quantity, unit_price, line_total) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(o.id.as_str())
-        .bind(line.line_no)
-        .bind(line.product_id.as_str())
-        .bind(line.vendor_id.as_str())
-        .bind(line.quantity)
-        .bind(line.unit_price)
-        .bind(line.line_total)
-        .execute(tx.conn())
-        .await?;
+            vec![
+                Val::Text(o.id.to_string()),
+                Val::Int(line.line_no),
+                Val::Text(line.product_id.to_string()),
+                Val::Text(line.vendor_id.to_string()),
+                Val::Int(line.quantity),
+                Val::Int(line.unit_price),
+                Val::Int(line.line_total),
+            ],
+        );
     }
     for (line_no, key) in &o.license_keys {
         let line = o
@@ -155,31 +177,31 @@ pub async fn insert_order(tx: &mut WriteTx, o: &NewOrder) -> Result<(), StoreErr
             .iter()
             .find(|l| l.line_no == *line_no)
             .ok_or_else(|| StoreError::corrupt("license_keys.line_no"))?;
-        sqlx::query(
+        statements.push(
             "INSERT INTO license_keys (order_id, line_no, product_id, vendor_id, license_key, issued_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(o.id.as_str())
-        .bind(*line_no)
-        .bind(line.product_id.as_str())
-        .bind(line.vendor_id.as_str())
-        .bind(bytes(key))
-        .bind(o.at.0)
-        .execute(tx.conn())
-        .await?;
+            vec![
+                Val::Text(o.id.to_string()),
+                Val::Int(*line_no),
+                Val::Text(line.product_id.to_string()),
+                Val::Text(line.vendor_id.to_string()),
+                Val::Bytes(bytes(key)),
+                Val::Int(o.at.0),
+            ],
+        );
     }
-    sqlx::query(
+    statements.push(
         "INSERT INTO order_events (order_id, seq, at, from_status, to_status, actor, reason) \
          VALUES ($1, 1, $2, NULL, $3, $4, $5)",
-    )
-    .bind(o.id.as_str())
-    .bind(o.at.0)
-    .bind(o.status.as_str())
-    .bind(o.actor.clone())
-    .bind(o.reason.clone())
-    .execute(tx.conn())
-    .await?;
-    Ok(())
+        vec![
+            Val::Text(o.id.to_string()),
+            Val::Int(o.at.0),
+            Val::Text(o.status.as_str().to_owned()),
+            Val::Text(o.actor.clone()),
+            Val::Text(o.reason.clone()),
+        ],
+    );
+    Ok(statements)
 }
 
 /// Publishes a policy version once; republishing the same text is a no-op.
@@ -518,38 +540,42 @@ impl Db {
                 .fetch_all(tx.conn())
                 .await?;
                 let mut numbered = Vec::new();
+                let mut inserts = crate::batch::Statements::default();
                 for (n, row) in due.iter().enumerate() {
+                    use crate::batch::Val;
                     let number = last + i64::try_from(n).unwrap_or(i64::MAX) + 1;
                     let order: String = row.try_get("id")?;
-                    sqlx::query(
+                    inserts.push(
                         "INSERT INTO invoices (number, order_id, issued_at, currency, subtotal, tax, total, \
                          tax_country, tax_rate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(number)
-                    .bind(order.clone())
-                    .bind(at.0)
-                    .bind(row.try_get::<String, _>("currency")?)
-                    .bind(row.try_get::<i64, _>("subtotal")?)
-                    .bind(row.try_get::<i64, _>("tax")?)
-                    .bind(row.try_get::<i64, _>("total")?)
-                    .bind(row.try_get::<String, _>("tax_country")?)
-                    .bind(row.try_get::<i64, _>("tax_rate")?)
-                    .execute(tx.conn())
-                    .await?;
+                        vec![
+                            Val::Int(number),
+                            Val::Text(order.clone()),
+                            Val::Int(at.0),
+                            Val::Text(row.try_get::<String, _>("currency")?),
+                            Val::Int(row.try_get::<i64, _>("subtotal")?),
+                            Val::Int(row.try_get::<i64, _>("tax")?),
+                            Val::Int(row.try_get::<i64, _>("total")?),
+                            Val::Text(row.try_get::<String, _>("tax_country")?),
+                            Val::Int(row.try_get::<i64, _>("tax_rate")?),
+                        ],
+                    );
                     let entry = coffer_domain::AuditEntry::new(
                         at,
                         &coffer_domain::Actor::System,
                         coffer_domain::AuditAction::InvoiceIssued,
                         Some(format!("{number} {order}")),
                     );
-                    crate::AuditWriter::append_audit(tx, &entry).await?;
+                    let (sql, values) = crate::audit::append_statement(&entry);
+                    inserts.push(sql, values);
                     numbered.push((number, OrderId::parse(&order).map_err(StoreError::corrupt)?));
                 }
                 if let Some((number, _)) = numbered.last() {
-                    sqlx::query("UPDATE invoice_numbering SET last_number = $1 WHERE id = 1")
-                        .bind(*number)
-                        .execute(tx.conn())
-                        .await?;
+                    inserts.push(
+                        "UPDATE invoice_numbering SET last_number = $1 WHERE id = 1",
+                        vec![crate::batch::Val::Int(*number)],
+                    );
+                    inserts.execute(tx).await?;
                 }
                 Ok::<_, StoreError>(numbered)
             })

@@ -43,22 +43,30 @@ pub trait OutboxWriter {
 
 impl OutboxWriter for WriteTx {
     async fn enqueue_email(&mut self, e: &NewEmail) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO outbox_emails (id, kind, data_key_id, one_off_key, recipient, subject, body, status, \
-             attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8)",
-        )
-        .bind(e.id.as_str())
-        .bind(e.kind.as_str())
-        .bind(e.data_key_id.as_str())
-        .bind(i64::from(e.one_off_key))
-        .bind(e.recipient.as_bytes().to_vec())
-        .bind(e.subject.as_bytes().to_vec())
-        .bind(e.body.as_bytes().to_vec())
-        .bind(e.at.0)
-        .execute(self.conn())
-        .await?;
-        Ok(())
+        let mut statements = crate::batch::Statements::default();
+        let (sql, values) = enqueue_statement(e);
+        statements.push(sql, values);
+        statements.execute(self).await
     }
+}
+
+/// The statement that enqueues a message.
+pub(crate) fn enqueue_statement(e: &NewEmail) -> (&'static str, Vec<crate::batch::Val>) {
+    use crate::batch::Val;
+    (
+        "INSERT INTO outbox_emails (id, kind, data_key_id, one_off_key, recipient, subject, body, status, \
+         attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8)",
+        vec![
+            Val::Text(e.id.clone()),
+            Val::Text(e.kind.clone()),
+            Val::Text(e.data_key_id.to_string()),
+            Val::Int(i64::from(e.one_off_key)),
+            Val::Bytes(e.recipient.as_bytes().to_vec()),
+            Val::Bytes(e.subject.as_bytes().to_vec()),
+            Val::Bytes(e.body.as_bytes().to_vec()),
+            Val::Int(e.at.0),
+        ],
+    )
 }
 
 /// How a delivery attempt ended.

@@ -468,9 +468,16 @@ pub fn spawn_background(privacy: &Privacy, config: &Config) {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
         loop {
             tick.tick().await;
-            let now = numbering_clock.now();
-            if let Err(e) = numbering.number_invoices(now, 1_000).await {
-                tracing::warn!(error = %e, "numbering invoices failed; will retry");
+            // In units of 100, so checkouts queued behind one wait little.
+            loop {
+                match numbering.number_invoices(numbering_clock.now(), 100).await {
+                    Ok(numbered) if numbered.len() == 100 => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "numbering invoices failed; will retry");
+                        break;
+                    }
+                }
             }
         }
     });
