@@ -367,9 +367,10 @@ impl KeyStore {
             .collect()
     }
 
-    /// Replaces wraps, each only if it is still exactly what was read (a
-    /// concurrent erasure or re-wrap wins). Returns how many changed. The
-    /// batch travels as one JSON parameter (ids and hex-encoded wraps).
+    /// Replaces wraps, each only if it is still under the version it was
+    /// read with (wraps change only by a re-wrap, so a concurrent re-wrap or
+    /// an erasure wins). Returns how many changed. The batch travels as one
+    /// JSON parameter (ids, old versions, hex-encoded new wraps).
     pub async fn replace_wraps(
         &self,
         kind: WrapKind,
@@ -378,31 +379,29 @@ impl KeyStore {
         let Some(version) = replacements.first().map(|(_, new)| new.kek_version) else { return Ok(0) };
         let batch: Vec<serde_json::Value> = replacements
             .iter()
-            .map(|(old, new)| {
-                serde_json::json!({"id": old.id, "old": hex::encode(&old.wrapped), "new": hex::encode(&new.wrapped)})
-            })
+            .map(|(old, new)| serde_json::json!({"id": old.id, "old": old.kek_version, "new": hex::encode(&new.wrapped)}))
             .collect();
         let batch = serde_json::Value::Array(batch).to_string();
         let sql = match (self.db.backend(), kind) {
             (Backend::Sqlite, WrapKind::DataKey) => {
                 "UPDATE data_keys SET kek_version = $1, wrapped = unhex(json_extract(v.value, '$.new')) \
                  FROM json_each($2) AS v WHERE data_keys.id = json_extract(v.value, '$.id') \
-                 AND data_keys.wrapped = unhex(json_extract(v.value, '$.old'))"
+                 AND data_keys.kek_version = json_extract(v.value, '$.old')"
             }
             (Backend::Sqlite, WrapKind::Secret) => {
                 "UPDATE sealed_secrets SET kek_version = $1, wrapped = unhex(json_extract(v.value, '$.new')) \
                  FROM json_each($2) AS v WHERE sealed_secrets.name = json_extract(v.value, '$.id') \
-                 AND sealed_secrets.wrapped = unhex(json_extract(v.value, '$.old'))"
+                 AND sealed_secrets.kek_version = json_extract(v.value, '$.old')"
             }
             (Backend::Postgres, WrapKind::DataKey) => {
                 "UPDATE data_keys AS d SET kek_version = $1, wrapped = decode(v.new, 'hex') \
-                 FROM json_to_recordset($2::json) AS v(id text, old text, new text) \
-                 WHERE d.id = v.id AND d.wrapped = decode(v.old, 'hex')"
+                 FROM json_to_recordset($2::json) AS v(id text, old bigint, new text) \
+                 WHERE d.id = v.id AND d.kek_version = v.old"
             }
             (Backend::Postgres, WrapKind::Secret) => {
                 "UPDATE sealed_secrets AS d SET kek_version = $1, wrapped = decode(v.new, 'hex') \
-                 FROM json_to_recordset($2::json) AS v(id text, old text, new text) \
-                 WHERE d.name = v.id AND d.wrapped = decode(v.old, 'hex')"
+                 FROM json_to_recordset($2::json) AS v(id text, old bigint, new text) \
+                 WHERE d.name = v.id AND d.kek_version = v.old"
             }
         };
         self.db
