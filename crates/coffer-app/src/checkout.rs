@@ -215,7 +215,7 @@ struct OrderEmail<'a> {
 /// The order confirmation: what was bought, what it cost, and what comes
 /// next (keys and downloads, a check, or the bank transfer).
 fn order_email_body(mail: &OrderEmail<'_>) -> String {
-    let money = |minor: i64| coffer_domain::Money::new(minor, mail.currency).map(|m| m.to_string()).unwrap_or_default();
+    let money = |minor: i64| mail.currency.amount(minor);
     let name_of = |product: &ProductId| {
         mail.lines.iter().find(|l| &l.line.product_id == product).map(|l| l.name.as_str()).unwrap_or_default()
     };
@@ -608,7 +608,7 @@ impl CheckoutService {
                     "Hello {name},\n\nYour order {} is refunded ({reason}). {} goes back to the way you paid; \
                      license keys and downloads of the order stop working.\n\nCoffer\n",
                     order.id,
-                    coffer_domain::Money::new(order.total, currency).map(|m| m.to_string()).unwrap_or_default()
+                    currency.amount(order.total)
                 ),
             ),
         };
@@ -835,7 +835,7 @@ impl CheckoutService {
         }
         let currency = Currency::parse(&order.currency)?;
         let product = self.db.product(&line.product_id).await?.map(|p| p.name).unwrap_or_default();
-        let money = |minor: i64| coffer_domain::Money::new(minor, currency).map(|m| m.to_string()).unwrap_or_default();
+        let money = |minor: i64| currency.amount(minor);
         let body = format!(
             "Hello {},\n\nWe refunded {} × {product} from your order {} ({reason}). {} goes back to the way you \
              paid; that item's license key and download stop working.\n\nCoffer\n",

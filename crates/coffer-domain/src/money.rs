@@ -40,6 +40,20 @@ impl Currency {
     pub fn exponent(self) -> u32 {
         u32::from(self.0.exponent().unwrap_or(0))
     }
+
+    /// An amount in minor units as people read it: "19.99 USD", "1500 JPY",
+    /// "-2.85 EUR". Exact, from integer arithmetic only.
+    pub fn amount(self, minor: i64) -> String {
+        let exp = self.exponent();
+        if exp == 0 {
+            return format!("{minor} {self}");
+        }
+        let unit = 10u64.pow(exp);
+        let width = exp as usize;
+        let sign = if minor < 0 { "-" } else { "" };
+        let abs = minor.unsigned_abs();
+        format!("{sign}{}.{:0width$} {self}", abs / unit, abs % unit)
+    }
 }
 
 impl PartialOrd for Currency {
@@ -106,13 +120,7 @@ impl Money {
 /// "19.99 USD", "1500 JPY": exact, from integer arithmetic only.
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let exp = self.currency.exponent();
-        if exp == 0 {
-            return write!(f, "{} {}", self.minor, self.currency);
-        }
-        let unit = 10i64.pow(exp);
-        let width = exp as usize;
-        write!(f, "{}.{:0width$} {}", self.minor / unit, self.minor % unit, self.currency)
+        f.write_str(&self.currency.amount(self.minor))
     }
 }
 
@@ -171,6 +179,9 @@ mod tests {
         assert_eq!(show(5, usd()), Ok("0.05 USD".into()));
         assert_eq!(show(1500, jpy), Ok("1500 JPY".into()));
         assert_eq!(show(1234, bhd), Ok("1.234 BHD".into()));
+        // Plain amounts, refunds included, format the same way.
+        assert_eq!(usd().amount(-285), "-2.85 USD");
+        assert_eq!(usd().amount(4164), "41.64 USD");
     }
 
     #[test]

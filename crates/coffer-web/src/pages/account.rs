@@ -183,9 +183,7 @@ async fn order_summaries(state: &AppState, customer: &CustomerId) -> Result<Vec<
     for order in state.accounts.own_orders(customer).await? {
         let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
         let currency = coffer_domain::Currency::parse(order["currency"].as_str().unwrap_or_default())?;
-        let money = |v: &serde_json::Value| {
-            coffer_domain::Money::new(v.as_i64().unwrap_or(0), currency).map(|m| m.to_string()).unwrap_or_default()
-        };
+        let money = |v: &serde_json::Value| currency.amount(v.as_i64().unwrap_or(0));
         let mut product = async |id: &str| -> Result<(String, bool), AppError> {
             if let Some(known) = products.get(id) {
                 return Ok(known.clone());
@@ -255,7 +253,7 @@ async fn invoice_page(State(state): State<AppState>, customer: Customer, Path(nu
         let orders = state.accounts.own_orders(&customer.id).await?;
         let Some(order) = orders.iter().find(|o| o["id"] == invoice.order_id.as_str()) else { return Ok(None) };
         let currency = coffer_domain::Currency::parse(&invoice.currency)?;
-        let money = |minor: i64| coffer_domain::Money::new(minor, currency).map(|m| m.to_string()).unwrap_or_default();
+        let money = |minor: i64| currency.amount(minor);
         let mut lines = Vec::new();
         for line in order["lines"].as_array().into_iter().flatten() {
             let id = coffer_domain::ProductId::parse(line["product_id"].as_str().unwrap_or_default())?;

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use coffer_app::AppError;
 use coffer_app::checkout::{AgeInput, CardInput, Channel, OrderRequest};
-use coffer_domain::{CustomerDetails, MailingAddress, Money, PaymentMethod, ProductId};
+use coffer_domain::{CustomerDetails, MailingAddress, PaymentMethod, ProductId};
 use coffer_store::CatalogReader;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -298,10 +298,6 @@ fn capitalised(message: &str) -> String {
     }
 }
 
-fn money(minor: i64, currency: coffer_domain::Currency) -> String {
-    Money::new(minor, currency).map(|m| m.to_string()).unwrap_or_default()
-}
-
 async fn checkout_form(
     state: &AppState,
     items: &[(ProductId, i64)],
@@ -417,7 +413,7 @@ async fn review_page(
         lines.push(ReviewLine {
             name,
             quantity: priced.line.quantity,
-            price: money(priced.line.line_total, quote.currency),
+            price: quote.currency.amount(priced.line.line_total),
         });
     }
     let country = quote.details.address.as_ref().map(|a| a.country.clone()).unwrap_or_default();
@@ -429,10 +425,10 @@ async fn review_page(
     Ok(Ok(ReviewPage {
         message,
         lines,
-        subtotal: money(quote.totals.subtotal, quote.currency),
+        subtotal: quote.currency.amount(quote.totals.subtotal),
         tax_label,
-        tax: money(quote.totals.tax, quote.currency),
-        total: money(quote.totals.total, quote.currency),
+        tax: quote.currency.amount(quote.totals.tax),
+        total: quote.currency.amount(quote.totals.total),
         billed_to: format!("{}, {}", quote.details.name, quote.details.email),
         operator: state.operator_name.to_string(),
         hidden: form.hidden(),
@@ -499,7 +495,7 @@ async fn pay(
             };
             let page = DonePage {
                 id: order.id.to_string(),
-                total: currency.map(|c| money(order.total, c)).unwrap_or_default(),
+                total: currency.map(|c| c.amount(order.total)).unwrap_or_default(),
                 status_text,
                 payment_reference: order.payment_reference,
                 keys: named,

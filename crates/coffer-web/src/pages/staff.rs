@@ -471,11 +471,9 @@ struct QueuePage {
     orders: Vec<QueueLine>,
 }
 
+/// An amount for a page; an unknown stored currency shows no amount.
 fn money(minor: i64, currency: &str) -> String {
-    coffer_domain::Currency::parse(currency)
-        .and_then(|c| coffer_domain::Money::new(minor, c))
-        .map(|m| m.to_string())
-        .unwrap_or_default()
+    coffer_domain::Currency::parse(currency).map(|c| c.amount(minor)).unwrap_or_default()
 }
 
 async fn queue(
