@@ -5,7 +5,7 @@
 //! downloads. Forms are checked for a same-origin request.
 
 use super::account::{guard_post, same_origin, see_other, with_cookie};
-use super::render;
+use super::{render, sentence};
 use crate::AppState;
 use askama::Template;
 use axum::extract::{ConnectInfo, Query, State};
@@ -277,7 +277,7 @@ fn problems(error: &AppError) -> Problems {
         }
         AppError::Order(e) => {
             let field = e.field.clone().unwrap_or_default();
-            let text = capitalised(&e.message);
+            let text = sentence(&e.message);
             if field.starts_with("age") {
                 Problems { age: Some(text), ..Problems::default() }
             } else if field.starts_with("consent") {
@@ -287,14 +287,6 @@ fn problems(error: &AppError) -> Problems {
             }
         }
         _ => Problems { message: Some("Something went wrong; please try again.".into()), ..Problems::default() },
-    }
-}
-
-fn capitalised(message: &str) -> String {
-    let mut chars = message.chars();
-    match chars.next() {
-        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str().trim_end_matches('.')),
-        None => String::new(),
     }
 }
 
@@ -507,7 +499,7 @@ async fn pay(
         Err(AppError::Order(e)) if e.field.as_deref().is_some_and(|f| f.starts_with("card")) => {
             let status =
                 if e.code == "card_declined" { StatusCode::PAYMENT_REQUIRED } else { StatusCode::UNPROCESSABLE_ENTITY };
-            match review_page(&state, &items, &form, Some(capitalised(&e.message))).await {
+            match review_page(&state, &items, &form, Some(sentence(&e.message))).await {
                 Ok(Ok(page)) => (status, render(&page)).into_response(),
                 Ok(Err(e)) => back_to_form(&state, &items, form, &e).await,
                 Err(e) => failure(e),

@@ -5,7 +5,7 @@
 //! their own.
 
 use super::account::{MessagePage, failure, forbidden, same_origin};
-use super::render;
+use super::{render, sentence};
 use crate::AppState;
 use askama::Template;
 use axum::Router;
@@ -74,12 +74,7 @@ async fn upload(
             message: "Your document is uploaded. We email you as soon as the check is done.".into(),
         }),
         Err(AppError::Order(e)) if e.code == "link_invalid" => link_gone(),
-        Err(AppError::Order(e)) => again(&format!("{}.", capitalise(&e.message))),
+        Err(AppError::Order(e)) => again(&sentence(&e.message)),
         Err(e) => failure(e),
     }
-}
-
-fn capitalise(text: &str) -> String {
-    let mut chars = text.chars();
-    chars.next().map(|c| c.to_uppercase().collect::<String>() + chars.as_str()).unwrap_or_default()
 }

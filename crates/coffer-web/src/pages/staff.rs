@@ -4,7 +4,7 @@
 //! a page is the `Staff<R>` extractor's job, so a route cannot forget it.
 
 use super::account::{cookie_value, failure, guard_post, same_origin, see_other, with_cookie};
-use super::render;
+use super::{render, sentence};
 use crate::AppState;
 use askama::Template;
 use axum::Form;
@@ -323,7 +323,7 @@ async fn enrol_page(State(state): State<AppState>, Path(token): Path<String>) ->
             uri: setup.uri.expose_secret().to_owned(),
             codes: Vec::new(),
         }),
-        Err(AppError::Refused(message)) => link_gone(capitalised(&message)),
+        Err(AppError::Refused(message)) => link_gone(sentence(&message)),
         Err(e) => failure(e),
     }
 }
@@ -358,16 +358,16 @@ async fn enrol(
             }),
             &state.cookie_rule.set_cookie(STAFF_COOKIE, enrolled.session.token.expose_secret()),
         ),
-        Err(AppError::Refused(message)) if message.contains("link") => link_gone(capitalised(&message)),
+        Err(AppError::Refused(message)) if message.contains("link") => link_gone(sentence(&message)),
         Err(AppError::Refused(message)) => {
             // The same secret again, so the app entry already made still works.
             let setup = match state.staff.start_enrolment(&token, Some(&form.secret)).await {
                 Ok(setup) => setup,
-                Err(AppError::Refused(again)) => return link_gone(capitalised(&again)),
+                Err(AppError::Refused(again)) => return link_gone(sentence(&again)),
                 Err(e) => return failure(e),
             };
             let page = EnrolPage {
-                message: Some(capitalised(&message)),
+                message: Some(sentence(&message)),
                 secret: setup.secret.expose_secret().to_owned(),
                 uri: setup.uri.expose_secret().to_owned(),
                 codes: Vec::new(),
@@ -375,14 +375,6 @@ async fn enrol(
             (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response()
         }
         Err(e) => failure(e),
-    }
-}
-
-fn capitalised(message: &str) -> String {
-    let mut chars = message.chars();
-    match chars.next() {
-        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str().trim_end_matches('.')),
-        None => String::new(),
     }
 }
 
@@ -414,10 +406,7 @@ async fn sign_out(
 
 /// `YYYY-MM-DD HH:MM` in UTC.
 fn utc(ms: i64) -> String {
-    match cookie::time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) {
-        Ok(t) => format!("{:04}-{:02}-{:02} {:02}:{:02}", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute()),
-        Err(_) => String::new(),
-    }
+    coffer_domain::order::rfc3339_utc(coffer_domain::Millis(ms)).replace('T', " ").chars().take(16).collect()
 }
 
 async fn requests(_staff: Staff<Dpo>, State(state): State<AppState>) -> Response {
