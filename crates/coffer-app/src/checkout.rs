@@ -180,7 +180,7 @@ impl PaymentGateway for SimulatedGateway {
             if payment.digits == DECLINED_TEST_CARD {
                 return Ok(GatewayAnswer::Declined);
             }
-            let token = format!("sim_{}", hex_of(&coffer_crypto::random_bytes::<12>()?));
+            let token = format!("sim_{}", hex::encode(coffer_crypto::random_bytes::<12>()?));
             Ok(GatewayAnswer::Approved { token, review: payment.digits == REVIEW_TEST_CARD })
         })
     }
@@ -265,27 +265,23 @@ fn order_email_body(mail: &OrderEmail<'_>) -> String {
     out
 }
 
-/// One sealed field of an order as text; empty when absent or when the key
-/// is gone (erased).
-fn open_order_field(
+/// One sealed field of an order as text; `None` when absent or when the
+/// key is gone (erased).
+pub(crate) fn open_order_field(
     key: Option<&coffer_crypto::DataKey>,
     order: &coffer_store::StoredOrder,
     column: &'static str,
     sealed: Option<&coffer_crypto::Sealed>,
-) -> Result<String, AppError> {
-    let (Some(key), Some(sealed)) = (key, sealed) else { return Ok(String::new()) };
+) -> Result<Option<String>, AppError> {
+    let (Some(key), Some(sealed)) = (key, sealed) else { return Ok(None) };
     let ctx =
         FieldContext { table: "orders", column, row_id: order.id.as_str(), data_key_id: order.data_key_id.as_str() };
-    Ok(String::from_utf8_lossy(&coffer_crypto::open_field(key, &ctx, sealed)?).into_owned())
+    Ok(Some(String::from_utf8_lossy(&coffer_crypto::open_field(key, &ctx, sealed)?).into_owned()))
 }
 
 /// A policy text's version: the first 16 hex digits of its SHA-256.
 pub fn policy_version(html: &str) -> String {
-    hex_of(&coffer_crypto::token_hash(html)[..8])
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&coffer_crypto::token_hash(html)[..8])
 }
 
 fn bad(code: &'static str, field: &str, message: impl Into<String>) -> AppError {
@@ -549,7 +545,7 @@ impl CheckoutService {
         }
         let key = self.vault.data_key(&order.data_key_id).await?.ok_or(AppError::Erased)?;
         let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
-            open_order_field(Some(&key), &order, column, sealed.as_ref())
+            open_order_field(Some(&key), &order, column, sealed.as_ref()).map(Option::unwrap_or_default)
         };
         let (name, email) = (open("name", &order.name)?, open("email", &order.email)?);
         // Money back through the gateway first: a refused refund changes nothing.
@@ -655,7 +651,7 @@ impl CheckoutService {
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
         let key = self.vault.data_key(&order.data_key_id).await?;
         let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
-            open_order_field(key.as_ref(), &order, column, sealed.as_ref())
+            open_order_field(key.as_ref(), &order, column, sealed.as_ref()).map(Option::unwrap_or_default)
         };
         let entry =
             AuditEntry::new(self.clock.now(), actor, AuditAction::CustomerRead, Some(order.customer_id.to_string()));
@@ -728,7 +724,7 @@ impl CheckoutService {
             data_key_id: order.data_key_id.as_str(),
         };
         let sealed = seal_field(&key, &ctx("document"), document)?;
-        let digest = seal_field(&key, &ctx("sealed_digest"), &coffer_crypto::token_hash(&hex_of(document)))?;
+        let digest = seal_field(&key, &ctx("sealed_digest"), &coffer_crypto::digest(document))?;
         let file_key = format!("{}.identity", order.id);
         self.files.put(&file_key, sealed.as_bytes()).await?;
         let row = coffer_store::IdDocumentRow {
@@ -827,7 +823,7 @@ impl CheckoutService {
         let amount = line.line_total + tax_share;
         let key = self.vault.data_key(&order.data_key_id).await?.ok_or(AppError::Erased)?;
         let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
-            open_order_field(Some(&key), &order, column, sealed.as_ref())
+            open_order_field(Some(&key), &order, column, sealed.as_ref()).map(Option::unwrap_or_default)
         };
         if order.payment_method == "card" {
             let card: serde_json::Value = serde_json::from_str(&open("card", &order.card)?).unwrap_or_default();
@@ -945,7 +941,7 @@ impl CheckoutService {
         let secret = self.vault.named_secret("idempotency").await?;
         let key_hash = coffer_crypto::keyed_hash(&secret, "idempotency-key", idempotency_key.as_bytes());
         let fingerprint = coffer_crypto::keyed_hash(&secret, "order-body", body_without_card);
-        let ctx_row = hex_of(&key_hash);
+        let ctx_row = hex::encode(key_hash);
         // A request still in progress under the same key is waited for.
         for _ in 0..100 {
             match self.db.claim_idempotency_key(key_hash, fingerprint, self.clock.now()).await? {
@@ -1208,7 +1204,7 @@ impl CheckoutService {
             }
             _ => {
                 verdict = self.screen(&request, &details, address, None, sums.total).await?;
-                let reference = format!("CF-{}", hex_of(&coffer_crypto::random_bytes::<5>()?).to_uppercase());
+                let reference = format!("CF-{}", hex::encode(coffer_crypto::random_bytes::<5>()?).to_uppercase());
                 (OrderStatus::Pending, None, Some(reference), "awaiting the bank transfer")
             }
         };

@@ -6,7 +6,6 @@
 
 use crate::AppError;
 use crate::privacy::Vault;
-use coffer_crypto::{FieldContext, open_field};
 use coffer_domain::{Actor, AuditAction, AuditEntry, Clock, DisclosureId, OrderId, VendorId};
 use coffer_store::{AuditWriter, Db};
 use serde::Serialize;
@@ -116,15 +115,8 @@ impl VendorService {
             return Ok(None);
         }
         let key = self.vault.data_key(&order.data_key_id).await?;
-        let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| -> Result<Option<String>, AppError> {
-            let (Some(key), Some(sealed)) = (&key, sealed) else { return Ok(None) };
-            let ctx = FieldContext {
-                table: "orders",
-                column,
-                row_id: order.id.as_str(),
-                data_key_id: order.data_key_id.as_str(),
-            };
-            Ok(Some(String::from_utf8_lossy(&open_field(key, &ctx, sealed)?).into_owned()))
+        let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
+            crate::checkout::open_order_field(key.as_ref(), &order, column, sealed.as_ref())
         };
         let buyer = match (open("name", &order.name)?, open("email", &order.email)?) {
             (Some(name), Some(email)) => Some(VendorBuyer {

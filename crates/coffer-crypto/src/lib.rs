@@ -22,7 +22,7 @@ pub use error::CryptoError;
 pub use keys::{DataKey, KEY_LEN, MasterKey, random_bytes};
 pub use license::{LicenseSigningKey, verify_license};
 pub use password::{ARGON2_ITERATIONS, ARGON2_LANES, ARGON2_MEMORY_KIB, dummy_verify, hash_password, verify_password};
-pub use token::{csrf_matches, csrf_token, keyed_hash, link_matches, new_token, sign_link, token_hash};
+pub use token::{csrf_matches, csrf_token, digest, keyed_hash, link_matches, new_token, sign_link, token_hash};
 pub use totp::{
     TOTP_SECRET_LEN, check_totp, new_recovery_codes, new_totp_secret, totp_base32, totp_code, totp_secret_from_base32,
     totp_uri,

@@ -15,6 +15,11 @@ pub fn new_token() -> Result<(String, [u8; 32]), CryptoError> {
     Ok((token, hash))
 }
 
+/// A SHA-256 digest of bytes (a file's checksum).
+pub fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
 /// The stored form of a token.
 pub fn token_hash(token: &str) -> [u8; 32] {
     let mut hash = Sha256::new();

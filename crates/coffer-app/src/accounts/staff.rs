@@ -239,7 +239,7 @@ impl StaffService {
     ) -> Result<Result<SecretString, SignInError>, AppError> {
         // Apart from the customer throttle: a customer's failures under the
         // same address never lock a staff member out, nor the reverse.
-        let throttle = token_hash(&format!("staff:{}", hex_of(&self.vault.blind_index().email(email))));
+        let throttle = token_hash(&format!("staff:{}", hex::encode(self.vault.blind_index().email(email))));
         if let Some(locked) = common::locked(&self.db, &throttle, self.clock.now()).await? {
             return Ok(Err(locked));
         }
@@ -381,10 +381,6 @@ impl StaffService {
         let secret = self.open(&row, "totp_secret", sealed).await?;
         Ok(Some(coffer_crypto::totp_base32(&secret)))
     }
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Recovery codes are matched lowercased, with the dash, without spaces.
