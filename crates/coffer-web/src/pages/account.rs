@@ -332,6 +332,18 @@ pub(super) fn guard_post(
     over_limit(state, peer, headers)
 }
 
+/// Whole seconds until a lock ends (at least one).
+pub(super) fn retry_seconds(retry_after_ms: i64) -> u64 {
+    u64::try_from((retry_after_ms + 999) / 1000).unwrap_or(1).max(1)
+}
+
+/// A 429 with the page that says why and `Retry-After`.
+pub(super) fn too_many_attempts(seconds: u64, page: &impl Template) -> Response {
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, render(page)).into_response();
+    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
 /// Spends one of the client's sign-in attempts; `Some` is the 429 answer.
 pub(super) fn over_limit(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<Response> {
     let ip = crate::client_ip::client_ip(peer.ip(), headers, &state.trusted_proxies);
@@ -348,9 +360,7 @@ pub(super) fn over_limit(state: &AppState, peer: SocketAddr, headers: &HeaderMap
                 title: "Too many attempts",
                 message: format!("Too many attempts from your network. Try again in {seconds} seconds."),
             };
-            let mut response = (StatusCode::TOO_MANY_REQUESTS, render(&page)).into_response();
-            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
-            Some(response)
+            Some(too_many_attempts(seconds, &page))
         }
     }
 }
@@ -447,14 +457,12 @@ async fn sign_in(
             (StatusCode::UNAUTHORIZED, render(&page)).into_response()
         }
         Ok(Err(SignInError::Locked { retry_after_ms })) => {
-            let seconds = (retry_after_ms + 999) / 1000;
+            let seconds = retry_seconds(retry_after_ms);
             let page = SignInPage {
                 message: Some(format!("Too many attempts. Try again in {seconds} seconds, or ask for a link.")),
                 email,
             };
-            let mut response = (StatusCode::TOO_MANY_REQUESTS, render(&page)).into_response();
-            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(u64::try_from(seconds).unwrap_or(1)));
-            response
+            too_many_attempts(seconds, &page)
         }
         Err(e) => failure(e),
     }
@@ -851,14 +859,12 @@ async fn sign_in_code(
             (StatusCode::UNAUTHORIZED, render(&page)).into_response()
         }
         Ok(Err(SignInError::Locked { retry_after_ms })) => {
-            let seconds = (retry_after_ms + 999) / 1000;
+            let seconds = retry_seconds(retry_after_ms);
             let page = CodePage {
                 message: Some(format!("Too many attempts. Try again in {seconds} seconds.")),
                 ticket: form.ticket,
             };
-            let mut response = (StatusCode::TOO_MANY_REQUESTS, render(&page)).into_response();
-            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(u64::try_from(seconds).unwrap_or(1)));
-            response
+            too_many_attempts(seconds, &page)
         }
         Err(e) => failure(e),
     }

@@ -3,16 +3,17 @@
 //! `coffer staff add` prints, and the pages each role opens. Who may open
 //! a page is the `Staff<R>` extractor's job, so a route cannot forget it.
 
-use super::account::{cookie_value, failure, guard_post, same_origin, see_other, with_cookie};
+use super::account::{
+    cookie_value, failure, guard_post, retry_seconds, same_origin, see_other, too_many_attempts, with_cookie,
+};
 use super::{render, sentence};
 use crate::AppState;
 use askama::Template;
 use axum::Form;
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts, Path, State};
-use axum::http::header::RETRY_AFTER;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use coffer_app::AppError;
@@ -236,10 +237,7 @@ struct SignInForm {
 }
 
 fn locked_answer(retry_after_ms: i64, page: impl Template) -> Response {
-    let seconds = u64::try_from((retry_after_ms + 999) / 1000).unwrap_or(1).max(1);
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, render(&page)).into_response();
-    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
-    response
+    too_many_attempts(retry_seconds(retry_after_ms), &page)
 }
 
 async fn sign_in(
