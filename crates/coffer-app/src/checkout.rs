@@ -415,7 +415,7 @@ impl CheckoutService {
         }
     }
 
-    async fn link_key(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, AppError> {
+    async fn link_key(&self) -> Result<Arc<zeroize::Zeroizing<Vec<u8>>>, AppError> {
         self.vault.named_secret("download-links").await
     }
 

@@ -30,6 +30,9 @@ pub struct Vault {
     blind_index: BlindIndexKey,
     audit_signer: AuditSigningKey,
     csrf_key: secrecy::SecretBox<[u8; 32]>,
+    /// Named secrets once opened: their value never changes (a re-wrap
+    /// changes only how they are stored), and some are used on every order.
+    named: std::sync::Mutex<std::collections::HashMap<String, Arc<Zeroizing<Vec<u8>>>>>,
 }
 
 fn poisoned() -> AppError {
@@ -65,7 +68,8 @@ impl Vault {
         })?;
         let csrf_key = secrecy::SecretBox::new(Box::new(csrf));
         let loaded = RwLock::new(loaded);
-        let vault = Vault { provider, store, clock, loaded, blind_index, audit_signer, csrf_key };
+        let named = std::sync::Mutex::default();
+        let vault = Vault { provider, store, clock, loaded, blind_index, audit_signer, csrf_key, named };
         Ok(vault)
     }
 
@@ -130,7 +134,10 @@ impl Vault {
     /// A named secret sealed under the master key (a vendor's license
     /// signing seed, say), created on first use; several servers creating
     /// it at once end up with the one stored first.
-    pub async fn named_secret(&self, name: &str) -> Result<Zeroizing<Vec<u8>>, AppError> {
+    pub async fn named_secret(&self, name: &str) -> Result<Arc<Zeroizing<Vec<u8>>>, AppError> {
+        if let Some(known) = self.named.lock().map_err(|_| poisoned())?.get(name) {
+            return Ok(known.clone());
+        }
         let record = match self.store.secret(name).await? {
             Some(record) => record,
             None => {
@@ -141,7 +148,9 @@ impl Vault {
                 self.store.put_secret_once(record, self.clock.now()).await?
             }
         };
-        self.unwrap(SECRET, &record).await
+        let secret = Arc::new(self.unwrap(SECRET, &record).await?);
+        self.named.lock().map_err(|_| poisoned())?.insert(name.to_owned(), secret.clone());
+        Ok(secret)
     }
 
     /// The data key, or `None` once it has been destroyed (erasure).
