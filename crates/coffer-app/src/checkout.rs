@@ -611,7 +611,7 @@ impl CheckoutService {
         let letter = Letter { kind: "order_status", to: &email, subject: &subject, body: &body };
         let mail = self.outbox.seal(&letter, &key, &order.data_key_id, false)?;
         let now = self.clock.now();
-        let (id, lines_stored, sealed_keys) = (order.id.clone(), order.order_lines(), delivery.sealed_keys);
+        let (id, lines_stored, sealed_keys) = (order.id.clone(), order.lines.clone(), delivery.sealed_keys);
         let (actor_text, reason) = (actor.render(), reason.to_owned());
         let entry = AuditEntry::new(
             now,

@@ -90,13 +90,6 @@ pub struct StoredOrder {
     pub fraud_reasons: String,
 }
 
-impl StoredOrder {
-    /// The lines, as stored.
-    pub fn order_lines(&self) -> Vec<OrderLine> {
-        self.lines.clone()
-    }
-}
-
 fn bytes(s: &Sealed) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
