@@ -1320,19 +1320,15 @@ impl CheckoutService {
             AuditAction::OrderPlaced,
             Some(format!("{id} {}", status.as_str())),
         );
-        self.db
-            .write(move |tx| {
-                Box::pin(async move {
-                    use coffer_store::AccountWriter;
-                    coffer_store::insert_order_with(tx, &order, &entry, &email).await?;
-                    if let Some((hash, customer)) = invitation_hash {
-                        let expires = coffer_domain::Millis(now.0 + crate::accounts::service::INVITATION_TTL_MS);
-                        tx.insert_link(&hash, &customer, coffer_store::LinkPurpose::Invitation, now, expires).await?;
-                    }
-                    Ok::<_, AppError>(())
-                })
-            })
-            .await?;
+        let invitation = invitation_hash.map(|(token_hash, customer)| coffer_store::NewLink {
+            token_hash,
+            customer,
+            purpose: coffer_store::LinkPurpose::Invitation,
+            at: now,
+            expires_at: coffer_domain::Millis(now.0 + crate::accounts::service::INVITATION_TTL_MS),
+        });
+        let placement = coffer_store::order_placement(&order, &entry, &email, invitation.as_ref())?;
+        self.db.write_commands(placement).await?;
         Ok(PlacedOrder {
             id,
             status,

@@ -113,19 +113,30 @@ impl Outbox {
             if claimed.is_empty() {
                 return Ok(sent);
             }
+            let mut outcomes = Vec::with_capacity(claimed.len());
+            let mut stopped = Ok(());
             for email in claimed {
                 let outcome = self.deliver(&email).await;
                 if outcome == Delivery::Sent {
                     sent += 1;
-                    if email.one_off_key {
-                        self.vault.key_store().delete_data_key(email.data_key_id.as_str()).await?;
+                    // A message whose one-off key outlives it is not recorded
+                    // as sent: it goes again, and the deletion is retried.
+                    if email.one_off_key
+                        && let Err(e) = self.vault.key_store().delete_data_key(email.data_key_id.as_str()).await
+                    {
+                        stopped = Err(e);
+                        break;
                     }
                 }
                 if let Delivery::Failed { error } | Delivery::Retry { error, .. } = &outcome {
                     tracing::warn!(email = %email.id, kind = %email.kind, attempts = email.attempts, error = %error, "email not delivered");
                 }
-                self.db.record_delivery(&email.id, outcome, self.clock.now()).await?;
+                outcomes.push((email.id, outcome));
             }
+            // Recorded together once this claim's messages are out; one
+            // not recorded (a crash) is sent again when its lease ends.
+            self.db.record_deliveries(outcomes, self.clock.now()).await?;
+            stopped?;
         }
     }
 

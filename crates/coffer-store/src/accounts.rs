@@ -47,6 +47,9 @@ pub struct SessionRow {
     pub last_seen_at: Millis,
 }
 
+pub(crate) const INSERT_LINK: &str =
+    "INSERT INTO sign_in_links (token_hash, customer_id, purpose, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
+
 pub trait AccountWriter {
     fn set_password(
         &mut self,
@@ -111,17 +114,14 @@ impl AccountWriter for WriteTx {
         at: Millis,
         expires_at: Millis,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sign_in_links (token_hash, customer_id, purpose, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(token_hash.to_vec())
-        .bind(customer.as_str())
-        .bind(purpose.as_str())
-        .bind(at.0)
-        .bind(expires_at.0)
-        .execute(self.conn())
-        .await?;
+        sqlx::query(INSERT_LINK)
+            .bind(token_hash.to_vec())
+            .bind(customer.as_str())
+            .bind(purpose.as_str())
+            .bind(at.0)
+            .bind(expires_at.0)
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 

@@ -80,23 +80,40 @@ impl Db {
                 let mut seq: i64 = head.try_get("seq")?;
                 let hash: Vec<u8> = head.try_get("hash")?;
                 let mut hash: [u8; 32] = hash.try_into().map_err(|_| StoreError::corrupt("audit_chain_head.hash"))?;
-                let rows = sqlx::query(
-                    "SELECT id, at, actor, action, subject, request_id FROM audit_log WHERE seq IS NULL \
-                     ORDER BY id LIMIT $1",
-                )
-                .bind(batch)
-                .fetch_all(tx.conn())
-                .await?;
+                // One packed row: through sqlx every row is a hand-off.
+                let unsealed_sql = match backend {
+                    Backend::Postgres => {
+                        "SELECT COALESCE(json_agg(json_build_array(id, at, actor, action, subject, request_id) \
+                         ORDER BY id), '[]')::text FROM (SELECT id, at, actor, action, subject, request_id \
+                         FROM audit_log WHERE seq IS NULL ORDER BY id LIMIT $1) AS unsealed"
+                    }
+                    Backend::Sqlite => {
+                        "SELECT json_group_array(json_array(id, at, actor, action, subject, request_id) ORDER BY id) \
+                         FROM (SELECT id, at, actor, action, subject, request_id FROM audit_log WHERE seq IS NULL \
+                         ORDER BY id LIMIT $1)"
+                    }
+                };
+                let packed: Option<String> = sqlx::query_scalar(unsealed_sql).bind(batch).fetch_one(tx.conn()).await?;
+                type Packed = (String, i64, String, String, Option<String>, Option<String>);
+                let rows: Vec<Packed> = serde_json::from_str(packed.as_deref().unwrap_or("[]"))
+                    .map_err(|_| StoreError::corrupt("audit_log (packed unsealed entries)"))?;
                 // Sent together: the writer is held for one round trip, not one per entry.
                 let mut updates = crate::batch::Statements::default();
-                for row in &rows {
-                    let entry = entry_from_row(row)?;
+                for (id, at, actor, action, subject, request_id) in &rows {
+                    let entry = AuditEntry {
+                        id: AuditEntryId::parse(id).map_err(StoreError::corrupt)?,
+                        at: Millis(*at),
+                        actor: actor.clone(),
+                        action: action.clone(),
+                        subject: subject.clone(),
+                        request_id: request_id.clone(),
+                    };
                     seq += 1;
                     hash = audit_link_hash(&hash, seq, &entry.canonical_bytes());
                     updates.push(
                         "UPDATE audit_log SET seq = $2, link_hash = $3 WHERE id = $1",
                         vec![
-                            crate::batch::Val::Text(entry.id.as_str().to_owned()),
+                            crate::batch::Val::Text(id.clone()),
                             crate::batch::Val::Int(seq),
                             crate::batch::Val::Bytes(hash.to_vec()),
                         ],

@@ -5,7 +5,10 @@
 //! joined, their parameters renumbered. PostgreSQL's extended protocol
 //! takes one statement at a time, so there they run one by one.
 
+use crate::direct::from_sqlite;
 use crate::{Backend, StoreError, WriteTx};
+use rusqlite::ToSql;
+use rusqlite::types::ToSqlOutput;
 use sqlx::Arguments;
 use sqlx::any::AnyArguments;
 
@@ -16,6 +19,18 @@ pub(crate) enum Val {
     Int(i64),
     Bytes(Vec<u8>),
     OptBytes(Option<Vec<u8>>),
+}
+
+impl ToSql for Val {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        match self {
+            Val::Text(v) => v.to_sql(),
+            Val::OptText(v) => v.to_sql(),
+            Val::Int(v) => v.to_sql(),
+            Val::Bytes(v) => v.to_sql(),
+            Val::OptBytes(v) => v.to_sql(),
+        }
+    }
 }
 
 fn add(args: &mut AnyArguments, value: Val) -> Result<(), StoreError> {
@@ -62,6 +77,17 @@ impl Statements {
         self.parts.push((sql, values));
     }
 
+    /// Runs the statements in order on a rusqlite connection (see
+    /// `direct`), each prepared once per connection and kept.
+    pub(crate) fn run_on(&self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
+        for (sql, values) in &self.parts {
+            let mut statement = conn.prepare_cached(sql).map_err(from_sqlite)?;
+            crate::direct::bind(&mut statement, values)?;
+            statement.raw_execute().map_err(from_sqlite)?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn execute(self, tx: &mut WriteTx) -> Result<(), StoreError> {
         match tx.backend() {
             Backend::Postgres => {
@@ -91,6 +117,14 @@ impl Statements {
         }
         Ok(())
     }
+}
+
+/// Writes decided in full before they run (the "command value" form of a
+/// unit of work): on SQLite the writer runs them without a round trip to
+/// the caller or to sqlx per statement.
+#[derive(Default)]
+pub struct WriteCommands {
+    pub(crate) statements: Statements,
 }
 
 #[cfg(test)]

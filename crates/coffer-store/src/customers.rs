@@ -256,13 +256,26 @@ impl Db {
         &self,
         index: &[u8; 32],
     ) -> Result<Option<(CustomerId, DataKeyId, bool)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT c.id, c.data_key_id, a.password_hash IS NOT NULL AS has_password FROM customers c \
-             LEFT JOIN accounts a ON a.customer_id = c.id WHERE c.email_index = $1",
-        )
-        .bind(index.to_vec())
-        .fetch_optional(self.readers())
-        .await?;
+        const SQL: &str = "SELECT c.id, c.data_key_id, a.password_hash IS NOT NULL AS has_password FROM customers c \
+                           LEFT JOIN accounts a ON a.customer_id = c.id WHERE c.email_index = $1";
+        if let Some(direct) = self.direct_readers() {
+            let index = index.to_vec();
+            let row = direct
+                .read_row(SQL, vec![crate::batch::Val::Bytes(index)], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?))
+                })
+                .await?;
+            return row
+                .map(|(id, key, has_password)| {
+                    Ok((
+                        CustomerId::parse(&id).map_err(StoreError::corrupt)?,
+                        DataKeyId::parse(&key).map_err(StoreError::corrupt)?,
+                        has_password,
+                    ))
+                })
+                .transpose();
+        }
+        let row = sqlx::query(SQL).bind(index.to_vec()).fetch_optional(self.readers()).await?;
         row.map(|r| {
             let id: String = r.try_get("id")?;
             let key: String = r.try_get("data_key_id")?;

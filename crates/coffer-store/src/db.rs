@@ -1,5 +1,7 @@
 //! Connection pools and the write path (units of work, group commit).
 
+use crate::batch::WriteCommands;
+use crate::direct::{Access, DirectPool, from_sqlite};
 use crate::error::StoreError;
 use crate::migrations::{self, EmbeddedMigrations};
 use futures::FutureExt;
@@ -12,6 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot};
+
+/// Threads with a direct SQLite reader connection each: their reads are
+/// short (one row by key) and the machine has few cores.
+const DIRECT_READERS: usize = 4;
 
 /// Which database engine a [`Db`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +118,18 @@ trait Queued: Send {
 
 type QueuedUnit = Box<dyn Queued>;
 
+/// What waits for the SQLite writer: a unit of work written as a closure
+/// over sqlx, or commands decided in full (run on the direct connection).
+enum Pending {
+    Unit(QueuedUnit),
+    Commands(CommandUnit),
+}
+
+struct CommandUnit {
+    commands: WriteCommands,
+    reply_to: oneshot::Sender<Result<(), StoreError>>,
+}
+
 struct TypedUnit<F, T, E> {
     unit: F,
     reply_to: oneshot::Sender<Result<T, E>>,
@@ -171,7 +189,7 @@ struct Counters {
 
 enum Writes {
     /// SQLite: units go to the single writer task.
-    Queue(mpsc::Sender<QueuedUnit>),
+    Queue(mpsc::Sender<Pending>),
     /// PostgreSQL: each unit takes a connection and runs its own transaction.
     Direct(AnyPool),
 }
@@ -179,6 +197,8 @@ enum Writes {
 struct Inner {
     backend: Backend,
     readers: AnyPool,
+    /// SQLite: reader connections driven directly, for the hottest reads.
+    direct_readers: Option<DirectPool>,
     writes: Writes,
     /// Held by the writer task around each batch; [`Db::hold_writes`] takes it
     /// to let writes queue up (maintenance, and tests of batching).
@@ -221,14 +241,25 @@ impl Db {
                 // behind an fsync of the database file).
                 tokio::spawn(checkpointer(sqlite_pool(url, 1, false, options).await?, Arc::downgrade(&counters)));
                 let (tx, rx) = mpsc::channel(options.write_batch_max.max(1) * 4);
-                tokio::spawn(writer_task(
-                    writer_pool.clone(),
-                    rx,
-                    options.write_batch_max.max(1),
-                    gate.clone(),
-                    counters.clone(),
-                ));
-                Inner { backend, readers, writes: Writes::Queue(tx), gate, counters, migrations: writer_pool }
+                let writer = Writer {
+                    pool: writer_pool.clone(),
+                    direct: DirectPool::open(url, 1, Access::Write, options.busy_timeout, "coffer-sqlite-writer")?,
+                    batch_max: options.write_batch_max.max(1),
+                    gate: gate.clone(),
+                    counters: counters.clone(),
+                };
+                tokio::spawn(writer_task(writer, rx));
+                let direct_readers =
+                    DirectPool::open(url, DIRECT_READERS, Access::Read, options.busy_timeout, "coffer-sqlite-reader")?;
+                Inner {
+                    backend,
+                    readers,
+                    direct_readers: Some(direct_readers),
+                    writes: Writes::Queue(tx),
+                    gate,
+                    counters,
+                    migrations: writer_pool,
+                }
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -239,6 +270,7 @@ impl Db {
                 Inner {
                     backend,
                     readers: pool.clone(),
+                    direct_readers: None,
                     writes: Writes::Direct(pool.clone()),
                     gate,
                     counters,
@@ -256,6 +288,12 @@ impl Db {
     /// The pool for reads. On SQLite its connections are `query_only`.
     pub(crate) fn readers(&self) -> &AnyPool {
         &self.inner.readers
+    }
+
+    /// SQLite: connections for reads run without sqlx (see `direct`); for
+    /// the few reads every order makes. `None` on PostgreSQL.
+    pub(crate) fn direct_readers(&self) -> Option<&DirectPool> {
+        self.inner.direct_readers.as_ref()
     }
 
     /// Applies the migrations of this backend that have not run yet. On
@@ -309,7 +347,7 @@ impl Db {
             Writes::Queue(queue) => {
                 let (reply_to, answer) = oneshot::channel::<Result<T, E>>();
                 let queued: QueuedUnit = Box::new(TypedUnit { unit, reply_to });
-                queue.send(queued).await.map_err(|_| E::from(StoreError::WriterStopped))?;
+                queue.send(Pending::Unit(queued)).await.map_err(|_| E::from(StoreError::WriterStopped))?;
                 answer.await.map_err(|_| E::from(StoreError::WriterStopped))?
             }
             Writes::Direct(pool) => {
@@ -342,6 +380,26 @@ impl Db {
                     }
                 });
                 task.await.map_err(|_| E::from(StoreError::UnitPanicked))?
+            }
+        }
+    }
+
+    /// Runs commands as one unit of work and returns once they are durable.
+    /// On SQLite they join the writer's batches like any unit (a savepoint
+    /// each) but run on a connection of the writer's own thread, with no
+    /// hand-off per statement; on PostgreSQL they are a transaction.
+    pub async fn write_commands(&self, commands: WriteCommands) -> Result<(), StoreError> {
+        match &self.inner.writes {
+            Writes::Queue(queue) => {
+                let (reply_to, answer) = oneshot::channel();
+                queue
+                    .send(Pending::Commands(CommandUnit { commands, reply_to }))
+                    .await
+                    .map_err(|_| StoreError::WriterStopped)?;
+                answer.await.map_err(|_| StoreError::WriterStopped)?
+            }
+            Writes::Direct(_) => {
+                self.write(move |tx| Box::pin(async move { commands.statements.execute(tx).await })).await
             }
         }
     }
@@ -417,6 +475,9 @@ async fn sqlite_pool(url: &str, size: u32, read_only: bool, options: &DbOptions)
                 conn.execute("PRAGMA synchronous = FULL").await?;
                 // Freed pages are overwritten, so erased ciphertext leaves the file.
                 conn.execute("PRAGMA secure_delete = ON").await?;
+                // Savepoint journals (one per unit of a batch) stay in memory
+                // instead of temporary files.
+                conn.execute("PRAGMA temp_store = MEMORY").await?;
                 if read_only {
                     conn.execute("PRAGMA query_only = ON").await?;
                 } else {
@@ -453,23 +514,120 @@ async fn checkpointer(pool: AnyPool, alive: std::sync::Weak<Counters>) {
     }
 }
 
-async fn writer_task(
+struct Writer {
     pool: AnyPool,
-    mut queue: mpsc::Receiver<QueuedUnit>,
+    direct: DirectPool,
     batch_max: usize,
     gate: Arc<Mutex<()>>,
     counters: Arc<Counters>,
-) {
+}
+
+/// Takes what is queued (up to `batch_max`) as one batch. Closure units and
+/// commands run on different connections, so a batch holding both commits
+/// in turns: each run of one kind, in queue order, as a transaction.
+async fn writer_task(writer: Writer, mut queue: mpsc::Receiver<Pending>) {
     while let Some(first) = queue.recv().await {
-        let _gate = gate.lock().await;
+        let _gate = writer.gate.lock().await;
         let mut batch = vec![first];
-        while batch.len() < batch_max {
+        while batch.len() < writer.batch_max {
             match queue.try_recv() {
                 Ok(unit) => batch.push(unit),
                 Err(_) => break,
             }
         }
-        run_batch(&pool, batch, &counters).await;
+        let mut units = Vec::new();
+        let mut commands = Vec::new();
+        for pending in batch {
+            match pending {
+                Pending::Unit(unit) => {
+                    if !commands.is_empty() {
+                        run_commands(&writer.direct, std::mem::take(&mut commands), &writer.counters).await;
+                    }
+                    units.push(unit);
+                }
+                Pending::Commands(command) => {
+                    if !units.is_empty() {
+                        run_batch(&writer.pool, std::mem::take(&mut units), &writer.counters).await;
+                    }
+                    commands.push(command);
+                }
+            }
+        }
+        if !units.is_empty() {
+            run_batch(&writer.pool, units, &writer.counters).await;
+        }
+        if !commands.is_empty() {
+            run_commands(&writer.direct, commands, &writer.counters).await;
+        }
+    }
+}
+
+/// Commands of several units in one transaction on the writer's direct
+/// connection, a savepoint per unit (none for a unit alone); every caller
+/// is answered after the commit, from the database thread itself.
+async fn run_commands(direct: &DirectPool, batch: Vec<CommandUnit>, counters: &Arc<Counters>) {
+    let counters = counters.clone();
+    let ran = direct
+        .run(move |conn| {
+            commit_commands(conn, batch, &counters);
+            Ok(())
+        })
+        .await;
+    if let Err(e) = ran {
+        tracing::error!(error = %e, "a write batch failed");
+    }
+}
+
+fn commit_commands(conn: &mut rusqlite::Connection, batch: Vec<CommandUnit>, counters: &Counters) {
+    let step = |conn: &rusqlite::Connection, sql: &str| {
+        conn.prepare_cached(sql).and_then(|mut s| s.raw_execute()).map(drop).map_err(from_sqlite)
+    };
+    let fail_all =
+        |conn: &rusqlite::Connection, replies: Vec<oneshot::Sender<Result<(), StoreError>>>, e: StoreError| {
+            tracing::error!(error = %e, "a write batch failed");
+            // SQLite may have ended the transaction itself already.
+            if !conn.is_autocommit() {
+                let _ = step(conn, "ROLLBACK");
+            }
+            replies.into_iter().for_each(|reply_to| drop(reply_to.send(Err(e.clone()))));
+        };
+    let alone = batch.len() == 1;
+    let (units, mut replies): (Vec<WriteCommands>, Vec<_>) =
+        batch.into_iter().map(|unit| (unit.commands, unit.reply_to)).unzip();
+    if let Err(e) = step(conn, "BEGIN IMMEDIATE") {
+        return fail_all(conn, replies, e);
+    }
+    let mut outcomes = Vec::with_capacity(units.len());
+    for unit in units {
+        counters.units.fetch_add(1, Ordering::Relaxed);
+        if alone {
+            outcomes.push(unit.statements.run_on(conn));
+            continue;
+        }
+        if let Err(e) = step(conn, "SAVEPOINT unit") {
+            return fail_all(conn, replies, e);
+        }
+        let outcome = unit.statements.run_on(conn);
+        // A failed unit's writes are undone; if even that fails, none of
+        // the batch may commit.
+        let end = match outcome {
+            Ok(()) => step(conn, "RELEASE unit"),
+            Err(_) => step(conn, "ROLLBACK TO unit").and_then(|()| step(conn, "RELEASE unit")),
+        };
+        if let Err(e) = end {
+            return fail_all(conn, replies, e);
+        }
+        outcomes.push(outcome);
+    }
+    let committed = if outcomes.iter().any(Result::is_ok) { step(conn, "COMMIT") } else { step(conn, "ROLLBACK") };
+    if let Err(e) = committed {
+        return fail_all(conn, replies, e);
+    }
+    if outcomes.iter().any(Result::is_ok) {
+        counters.commits.fetch_add(1, Ordering::Relaxed);
+    }
+    for (outcome, reply_to) in outcomes.into_iter().zip(replies.drain(..)) {
+        let _ = reply_to.send(outcome);
     }
 }
 

@@ -276,10 +276,21 @@ impl KeyStore {
     }
 
     pub async fn data_key(&self, id: &str) -> Result<Option<WrappedSecret>, StoreError> {
-        let row = sqlx::query("SELECT id, kek_version, wrapped FROM data_keys WHERE id = $1")
-            .bind(id.to_owned())
-            .fetch_optional(self.db.readers())
-            .await?;
+        const SQL: &str = "SELECT id, kek_version, wrapped FROM data_keys WHERE id = $1";
+        if let Some(direct) = self.db.direct_readers() {
+            let row = direct
+                .read_row(SQL, vec![crate::batch::Val::Text(id.to_owned())], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+                })
+                .await?;
+            return row
+                .map(|(id, kek_version, wrapped)| {
+                    let kek_version = u32::try_from(kek_version).map_err(|_| StoreError::corrupt("kek_version"))?;
+                    Ok(WrappedSecret { id, kek_version, wrapped })
+                })
+                .transpose();
+        }
+        let row = sqlx::query(SQL).bind(id.to_owned()).fetch_optional(self.db.readers()).await?;
         row.as_ref().map(wrapped_from_row).transpose()
     }
 

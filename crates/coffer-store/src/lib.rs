@@ -15,6 +15,7 @@ mod batch;
 mod catalog;
 mod customers;
 mod db;
+mod direct;
 mod error;
 mod keystore;
 mod migrations;
@@ -25,15 +26,17 @@ mod staff;
 
 pub use accounts::{AccountWriter, LinkPurpose, SessionRow, set_totp};
 pub use audit::{AuditWriter, SealedAuditEntry};
+pub use batch::WriteCommands;
 pub use catalog::{CatalogReader, CatalogWriter, ProductPage, ProductQuery};
 pub use customers::{CustomerReader, CustomerWriter, Erasure, NewSealedCustomer, SealedFields, StoredCustomer};
 pub use db::{Backend, Db, DbOptions, UnitFuture, WriteHold, WriteTx, WriterStats};
 pub use error::StoreError;
 pub use keystore::{KeyStore, MasterKeyRecord, MasterKeyState, SignedAuditHead, WrapKind, WrappedSecret};
 pub use orders::{
-    IdDocumentRow, IdempotencyClaim, Invoice, LineRefund, NewOrder, OrderEvent, OrderLine, ProductFile, QueuedOrder,
-    SealedOrderFields, StoredOrder, insert_license_keys, insert_order, insert_order_with, insert_vendor_api_key,
-    publish_policy, put_id_document, refund_line, schedule_id_document_deletion, set_product_file, transition_order,
+    IdDocumentRow, IdempotencyClaim, Invoice, LineRefund, NewLink, NewOrder, OrderEvent, OrderLine, ProductFile,
+    QueuedOrder, SealedOrderFields, StoredOrder, insert_license_keys, insert_order, insert_vendor_api_key,
+    order_placement, publish_policy, put_id_document, refund_line, schedule_id_document_deletion, set_product_file,
+    transition_order,
 };
 pub use outbox::{ClaimedEmail, Delivery, NewEmail, OutboxWriter, StoredEmail};
 pub use requests::{NewPrivacyRequest, PrivacyRequestRow, confirm_privacy_request, insert_privacy_request};

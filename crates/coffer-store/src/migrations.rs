@@ -27,6 +27,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (10, "identity_documents", include_str!("../../../migrations/sqlite/0010_identity_documents.sql")),
     (11, "line_refunds", include_str!("../../../migrations/sqlite/0011_line_refunds.sql")),
     (12, "vendor_api_keys", include_str!("../../../migrations/sqlite/0012_vendor_api_keys.sql")),
+    (13, "invoice_queue", include_str!("../../../migrations/sqlite/0013_invoice_queue.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -42,6 +43,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (10, "identity_documents", include_str!("../../../migrations/postgres/0010_identity_documents.sql")),
     (11, "line_refunds", include_str!("../../../migrations/postgres/0011_line_refunds.sql")),
     (12, "vendor_api_keys", include_str!("../../../migrations/postgres/0012_vendor_api_keys.sql")),
+    (13, "invoice_queue", include_str!("../../../migrations/postgres/0013_invoice_queue.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] =

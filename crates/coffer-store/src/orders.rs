@@ -98,20 +98,43 @@ pub async fn insert_order(tx: &mut WriteTx, o: &NewOrder) -> Result<(), StoreErr
     order_statements(o)?.execute(tx).await
 }
 
-/// Stores an order with its audit entry and its confirmation email, sent
-/// together (one round trip on SQLite).
-pub async fn insert_order_with(
-    tx: &mut WriteTx,
+/// A sign-in link stored only as the hash of its token.
+pub struct NewLink {
+    pub token_hash: [u8; 32],
+    pub customer: CustomerId,
+    pub purpose: crate::LinkPurpose,
+    pub at: Millis,
+    pub expires_at: Millis,
+}
+
+/// The writes that place an order: the order, its audit entry, its
+/// confirmation email and, for a customer without a password, the
+/// invitation link; one unit for [`crate::Db::write_commands`].
+pub fn order_placement(
     o: &NewOrder,
     audit: &coffer_domain::AuditEntry,
     email: &crate::NewEmail,
-) -> Result<(), StoreError> {
+    invitation: Option<&NewLink>,
+) -> Result<crate::WriteCommands, StoreError> {
+    use crate::batch::Val;
     let mut statements = order_statements(o)?;
     let (sql, values) = crate::audit::append_statement(audit);
     statements.push(sql, values);
     let (sql, values) = crate::outbox::enqueue_statement(email);
     statements.push(sql, values);
-    statements.execute(tx).await
+    if let Some(link) = invitation {
+        statements.push(
+            crate::accounts::INSERT_LINK,
+            vec![
+                Val::Bytes(link.token_hash.to_vec()),
+                Val::Text(link.customer.to_string()),
+                Val::Text(link.purpose.as_str().to_owned()),
+                Val::Int(link.at.0),
+                Val::Int(link.expires_at.0),
+            ],
+        );
+    }
+    Ok(crate::WriteCommands { statements })
 }
 
 fn order_statements(o: &NewOrder) -> Result<crate::batch::Statements, StoreError> {
@@ -516,28 +539,38 @@ impl Db {
     /// of several servers take turns; checkouts never touch it. Returns the
     /// numbers given, with their orders.
     pub async fn number_invoices(&self, at: Millis, limit: i64) -> Result<Vec<(i64, OrderId)>, StoreError> {
-        let lock = match self.backend() {
+        let backend = self.backend();
+        let lock = match backend {
             crate::Backend::Postgres => "SELECT last_number FROM invoice_numbering WHERE id = 1 FOR UPDATE",
             crate::Backend::Sqlite => "SELECT last_number FROM invoice_numbering WHERE id = 1",
         };
         self.write(move |tx| {
             Box::pin(async move {
                 let last: i64 = sqlx::query(lock).fetch_one(tx.conn()).await?.try_get("last_number")?;
-                let due = sqlx::query(
-                    "SELECT o.id, o.currency, o.subtotal, o.tax, o.total, o.tax_country, o.tax_rate FROM orders o \
-                     LEFT JOIN invoices i ON i.order_id = o.id \
-                     WHERE i.order_id IS NULL AND o.status IN ('paid', 'fulfilled', 'refunded') \
-                     ORDER BY o.created_at, o.id LIMIT $1",
-                )
-                .bind(limit)
-                .fetch_all(tx.conn())
-                .await?;
+                // One packed row: through sqlx every row is a hand-off.
+                let due_sql = match backend {
+                    crate::Backend::Postgres => {
+                        "SELECT COALESCE(json_agg(json_build_array(id, currency, subtotal, tax, total, tax_country, \
+                         tax_rate) ORDER BY created_at, id), '[]')::text FROM (SELECT id, currency, subtotal, tax, \
+                         total, tax_country, tax_rate, created_at FROM orders WHERE invoiced = 0 AND status IN \
+                         ('paid', 'fulfilled', 'refunded') ORDER BY created_at, id LIMIT $1) AS due"
+                    }
+                    crate::Backend::Sqlite => {
+                        "SELECT json_group_array(json_array(id, currency, subtotal, tax, total, tax_country, tax_rate) \
+                         ORDER BY created_at, id) FROM (SELECT id, currency, subtotal, tax, total, tax_country, \
+                         tax_rate, created_at FROM orders WHERE invoiced = 0 AND status IN \
+                         ('paid', 'fulfilled', 'refunded') ORDER BY created_at, id LIMIT $1)"
+                    }
+                };
+                let packed: Option<String> = sqlx::query_scalar(due_sql).bind(limit).fetch_one(tx.conn()).await?;
+                type Due = (String, String, i64, i64, i64, String, i64);
+                let due: Vec<Due> = serde_json::from_str(packed.as_deref().unwrap_or("[]"))
+                    .map_err(|_| StoreError::corrupt("orders (packed invoices due)"))?;
                 let mut numbered = Vec::new();
                 let mut inserts = crate::batch::Statements::default();
-                for (n, row) in due.iter().enumerate() {
+                for (n, (order, currency, subtotal, tax, total, tax_country, tax_rate)) in due.into_iter().enumerate() {
                     use crate::batch::Val;
                     let number = last + i64::try_from(n).unwrap_or(i64::MAX) + 1;
-                    let order: String = row.try_get("id")?;
                     inserts.push(
                         "INSERT INTO invoices (number, order_id, issued_at, currency, subtotal, tax, total, \
                          tax_country, tax_rate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -545,14 +578,15 @@ impl Db {
                             Val::Int(number),
                             Val::Text(order.clone()),
                             Val::Int(at.0),
-                            Val::Text(row.try_get::<String, _>("currency")?),
-                            Val::Int(row.try_get::<i64, _>("subtotal")?),
-                            Val::Int(row.try_get::<i64, _>("tax")?),
-                            Val::Int(row.try_get::<i64, _>("total")?),
-                            Val::Text(row.try_get::<String, _>("tax_country")?),
-                            Val::Int(row.try_get::<i64, _>("tax_rate")?),
+                            Val::Text(currency),
+                            Val::Int(subtotal),
+                            Val::Int(tax),
+                            Val::Int(total),
+                            Val::Text(tax_country),
+                            Val::Int(tax_rate),
                         ],
                     );
+                    inserts.push("UPDATE orders SET invoiced = 1 WHERE id = $1", vec![Val::Text(order.clone())]);
                     let entry = coffer_domain::AuditEntry::new(
                         at,
                         &coffer_domain::Actor::System,

@@ -178,42 +178,35 @@ impl Db {
         .await
     }
 
-    /// Records how a claimed message's delivery ended.
-    pub async fn record_delivery(&self, id: &str, outcome: Delivery, now: Millis) -> Result<(), StoreError> {
-        let id = id.to_owned();
-        self.write(move |tx| {
-            Box::pin(async move {
-                let query = match &outcome {
-                    Delivery::Sent => sqlx::query(
-                        "UPDATE outbox_emails SET status = 'sent', sent_at = $2, claimed_until = NULL, \
-                         last_error = NULL WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(now.0),
-                    Delivery::Retry { at, error } => sqlx::query(
-                        "UPDATE outbox_emails SET next_attempt_at = $2, claimed_until = NULL, last_error = $3 \
-                         WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(at.0)
-                    .bind(error.clone()),
-                    Delivery::Failed { error } => sqlx::query(
-                        "UPDATE outbox_emails SET status = 'failed', claimed_until = NULL, last_error = $2 WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(error.clone()),
-                    // Nothing left worth keeping: the ciphertext cannot open.
-                    Delivery::Shredded => sqlx::query(
-                        "UPDATE outbox_emails SET status = 'shredded', claimed_until = NULL, recipient = NULL, \
-                         subject = NULL, body = NULL WHERE id = $1",
-                    )
-                    .bind(id),
-                };
-                query.execute(tx.conn()).await?;
-                Ok::<_, StoreError>(())
-            })
-        })
-        .await
+    /// Records how the deliveries of claimed messages ended, in one unit.
+    pub async fn record_deliveries(&self, outcomes: Vec<(String, Delivery)>, now: Millis) -> Result<(), StoreError> {
+        use crate::batch::Val;
+        let mut commands = crate::WriteCommands::default();
+        for (id, outcome) in outcomes {
+            let (sql, values) = match outcome {
+                Delivery::Sent => (
+                    "UPDATE outbox_emails SET status = 'sent', sent_at = $2, claimed_until = NULL, last_error = NULL \
+                     WHERE id = $1",
+                    vec![Val::Text(id), Val::Int(now.0)],
+                ),
+                Delivery::Retry { at, error } => (
+                    "UPDATE outbox_emails SET next_attempt_at = $2, claimed_until = NULL, last_error = $3 WHERE id = $1",
+                    vec![Val::Text(id), Val::Int(at.0), Val::Text(error)],
+                ),
+                Delivery::Failed { error } => (
+                    "UPDATE outbox_emails SET status = 'failed', claimed_until = NULL, last_error = $2 WHERE id = $1",
+                    vec![Val::Text(id), Val::Text(error)],
+                ),
+                // Nothing left worth keeping: the ciphertext cannot open.
+                Delivery::Shredded => (
+                    "UPDATE outbox_emails SET status = 'shredded', claimed_until = NULL, recipient = NULL, \
+                     subject = NULL, body = NULL WHERE id = $1",
+                    vec![Val::Text(id)],
+                ),
+            };
+            commands.statements.push(sql, values);
+        }
+        self.write_commands(commands).await
     }
 
     /// (status, attempts, last_error) of a message, for tests and the console.

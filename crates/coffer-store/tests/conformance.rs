@@ -4,10 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use coffer_crypto::Sealed;
+use coffer_domain::{Actor, AuditAction, AuditEntry, CustomerId, DataKeyId, OrderId, OrderStatus};
 use coffer_domain::{
     Currency, Delivery, ManualClock, Millis, Money, NewProduct, NewVendor, Prices, ProductId, VendorId, VendorSlug,
 };
-use coffer_store::{Backend, CatalogReader, CatalogWriter, Db, DbOptions, ProductQuery, StoreError};
+use coffer_store::{
+    Backend, CatalogReader, CatalogWriter, Db, DbOptions, NewEmail, NewOrder, OrderLine, ProductQuery,
+    SealedOrderFields, StoreError,
+};
 use coffer_testkit::{TestBackend, TestDatabase};
 use std::time::Duration;
 
@@ -48,6 +53,7 @@ conformance!(
     failing_unit_leaves_the_rest_of_its_batch_committed,
     no_caller_hears_success_before_the_commit,
     panicking_unit_is_rolled_back_and_writes_go_on,
+    failing_command_unit_leaves_the_rest_of_its_batch_committed,
 );
 
 fn usd() -> Currency {
@@ -265,4 +271,110 @@ async fn panicking_unit_is_rolled_back_and_writes_go_on(f: Fixture) {
     assert_eq!(result, Err(StoreError::UnitPanicked));
     insert_vendor(&f.db, &vendor("survivor")).await.expect("the write path still works");
     assert_eq!(slugs(&f.db).await, ["survivor"]);
+}
+
+/// An order placement (a command unit: order, line, event, audit entry,
+/// email `eml-<mail>`, in that order), audited with subject `who`.
+fn placement(id: &OrderId, who: &str, mail: &str) -> coffer_store::WriteCommands {
+    let sealed = |text: &str| Sealed::from_stored(text.as_bytes().to_vec());
+    let customer = CustomerId::generate();
+    let key = DataKeyId::generate();
+    let order = NewOrder {
+        id: id.clone(),
+        customer_id: customer.clone(),
+        data_key_id: key.clone(),
+        status: OrderStatus::Fulfilled,
+        currency: "USD".into(),
+        subtotal: 1000,
+        tax: 0,
+        total: 1000,
+        tax_country: "US".into(),
+        tax_rate: 0,
+        payment_method: "card",
+        payment_reference: None,
+        fields: SealedOrderFields {
+            name: sealed("n"),
+            email: sealed("e"),
+            phone: None,
+            address: sealed("a"),
+            card: None,
+            guardian_name: None,
+        },
+        adult: true,
+        policy_version: "v1".into(),
+        consent_channel: "api",
+        fraud_score: 0,
+        fraud_reasons: String::new(),
+        lines: vec![OrderLine {
+            line_no: 1,
+            product_id: ProductId::generate(),
+            vendor_id: VendorId::generate(),
+            quantity: 1,
+            unit_price: 1000,
+            line_total: 1000,
+            refunded_amount: 0,
+        }],
+        license_keys: Vec::new(),
+        at: Millis(5_000),
+        actor: format!("customer:{customer}"),
+        reason: "test".into(),
+    };
+    let entry = AuditEntry::new(Millis(5_000), &Actor::System, AuditAction::OrderPlaced, Some(who.to_owned()));
+    let email = NewEmail {
+        id: format!("eml-{mail}"),
+        kind: "order_placed".into(),
+        data_key_id: key,
+        one_off_key: false,
+        recipient: sealed("r"),
+        subject: sealed("s"),
+        body: sealed("b"),
+        at: Millis(5_000),
+    };
+    coffer_store::order_placement(&order, &entry, &email, None).unwrap()
+}
+
+/// Command units share batches with closure units: one whose last
+/// statement fails (its email's id is taken) is rolled back whole, its
+/// order and audit entry included, and the others of the batch commit.
+async fn failing_command_unit_leaves_the_rest_of_its_batch_committed(f: Fixture) {
+    f.db.write(|tx| Box::pin(async move { coffer_store::publish_policy(tx, "v1", "<p>policy</p>", Millis(1)).await }))
+        .await
+        .unwrap();
+    let (first, failing, second) = (OrderId::generate(), OrderId::generate(), OrderId::generate());
+    let before = f.db.writer_stats();
+    let hold = f.db.hold_writes().await;
+    let command = |id: &OrderId, who: &'static str, mail: &'static str| {
+        let (db, commands) = (f.db.clone(), placement(id, who, mail));
+        tokio::spawn(async move { db.write_commands(commands).await })
+    };
+    let a = command(&first, "a", "a");
+    wait_for_queue(&f.db, 1).await;
+    let b = command(&failing, "b", "a");
+    wait_for_queue(&f.db, 2).await;
+    let db = f.db.clone();
+    let closure = tokio::spawn(async move { insert_vendor(&db, &vendor("between")).await });
+    wait_for_queue(&f.db, 3).await;
+    let c = command(&second, "c", "c");
+    wait_for_queue(&f.db, 4).await;
+    drop(hold);
+
+    assert_eq!(a.await.unwrap(), Ok(()));
+    assert!(matches!(b.await.unwrap(), Err(StoreError::Conflict(_))), "an email id taken");
+    assert_eq!(closure.await.unwrap(), Ok(()));
+    assert_eq!(c.await.unwrap(), Ok(()));
+    assert!(f.db.order(&first).await.unwrap().is_some());
+    assert!(f.db.order(&second).await.unwrap().is_some());
+    assert!(f.db.order(&failing).await.unwrap().is_none(), "the failed unit's order was rolled back");
+    assert_eq!(slugs(&f.db).await, ["between"]);
+    for (who, kept) in [("a", 1), ("b", 0), ("c", 1)] {
+        assert_eq!(f.db.audit_entries_for_subject(who).await.unwrap().len(), kept, "audit entry of {who}");
+    }
+    assert!(f.db.email_status("eml-a").await.unwrap().is_some());
+    assert!(f.db.email_status("eml-c").await.unwrap().is_some());
+    let after = f.db.writer_stats();
+    assert_eq!(after.units - before.units, 4);
+    if f.db.backend() == Backend::Sqlite {
+        // [a, b] on the direct connection, [closure] on sqlx's, [c] direct.
+        assert_eq!(after.commits - before.commits, 3, "one commit per run of one kind");
+    }
 }
