@@ -66,67 +66,79 @@ fn sealed_from_row(row: &AnyRow) -> Result<SealedAuditEntry, StoreError> {
     })
 }
 
+const UNSEALED_POSTGRES: &str = "SELECT COALESCE(json_agg(json_build_array(id, at, actor, action, subject, \
+     request_id) ORDER BY id), '[]')::text FROM (SELECT id, at, actor, action, subject, request_id FROM audit_log \
+     WHERE seq IS NULL ORDER BY id LIMIT $1) AS unsealed";
+const UNSEALED_SQLITE: &str = "SELECT json_group_array(json_array(id, at, actor, action, subject, request_id) \
+     ORDER BY id) FROM (SELECT id, at, actor, action, subject, request_id FROM audit_log WHERE seq IS NULL \
+     ORDER BY id LIMIT $1)";
+
+/// Links the packed unsealed entries to the chain head (seq, hash) in id
+/// order: the updates that seal them, and how many.
+fn seal_plan(head: (i64, Vec<u8>), packed: Option<String>) -> Result<(crate::batch::Statements, usize), StoreError> {
+    use crate::batch::Val;
+    let (mut seq, hash) = head;
+    let mut hash: [u8; 32] = hash.try_into().map_err(|_| StoreError::corrupt("audit_chain_head.hash"))?;
+    type Packed = (String, i64, String, String, Option<String>, Option<String>);
+    let rows: Vec<Packed> = serde_json::from_str(packed.as_deref().unwrap_or("[]"))
+        .map_err(|_| StoreError::corrupt("audit_log (packed unsealed entries)"))?;
+    let mut updates = crate::batch::Statements::default();
+    let sealed = rows.len();
+    for (id, at, actor, action, subject, request_id) in rows {
+        let entry = AuditEntry {
+            id: AuditEntryId::parse(&id).map_err(StoreError::corrupt)?,
+            at: Millis(at),
+            actor,
+            action,
+            subject,
+            request_id,
+        };
+        seq += 1;
+        hash = audit_link_hash(&hash, seq, &entry.canonical_bytes());
+        updates.push(
+            "UPDATE audit_log SET seq = $2, link_hash = $3 WHERE id = $1",
+            vec![Val::Text(id), Val::Int(seq), Val::Bytes(hash.to_vec())],
+        );
+    }
+    if sealed > 0 {
+        updates.push(
+            "UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1",
+            vec![Val::Int(seq), Val::Bytes(hash.to_vec())],
+        );
+    }
+    Ok((updates, sealed))
+}
+
 impl Db {
     /// Seals up to `batch` unsealed entries; returns how many.
     pub async fn seal_audit(&self, batch: i64) -> Result<usize, StoreError> {
-        let backend = self.backend();
+        const HEAD: &str = "SELECT seq, hash FROM audit_chain_head WHERE id = 1";
+        // One packed row: through sqlx every row is a hand-off.
+        if self.backend() == Backend::Sqlite {
+            // On the writer's own connection: no hand-off at all, and the
+            // updates are prepared once, not parsed again every time.
+            return self
+                .write_direct(move |conn| {
+                    use crate::batch::Val;
+                    let head = crate::direct::query_one(conn, HEAD, &[], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    let packed = crate::direct::query_one(conn, UNSEALED_SQLITE, &[Val::Int(batch)], |r| r.get(0))?;
+                    let (updates, sealed) = seal_plan(head, packed)?;
+                    updates.run_on(conn)?;
+                    Ok(sealed)
+                })
+                .await;
+        }
         self.write(move |tx| {
             Box::pin(async move {
-                let head_sql = match backend {
-                    Backend::Postgres => "SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE",
-                    Backend::Sqlite => "SELECT seq, hash FROM audit_chain_head WHERE id = 1",
-                };
-                let head = sqlx::query(head_sql).fetch_one(tx.conn()).await?;
-                let mut seq: i64 = head.try_get("seq")?;
-                let hash: Vec<u8> = head.try_get("hash")?;
-                let mut hash: [u8; 32] = hash.try_into().map_err(|_| StoreError::corrupt("audit_chain_head.hash"))?;
-                // One packed row: through sqlx every row is a hand-off.
-                let unsealed_sql = match backend {
-                    Backend::Postgres => {
-                        "SELECT COALESCE(json_agg(json_build_array(id, at, actor, action, subject, request_id) \
-                         ORDER BY id), '[]')::text FROM (SELECT id, at, actor, action, subject, request_id \
-                         FROM audit_log WHERE seq IS NULL ORDER BY id LIMIT $1) AS unsealed"
-                    }
-                    Backend::Sqlite => {
-                        "SELECT json_group_array(json_array(id, at, actor, action, subject, request_id) ORDER BY id) \
-                         FROM (SELECT id, at, actor, action, subject, request_id FROM audit_log WHERE seq IS NULL \
-                         ORDER BY id LIMIT $1)"
-                    }
-                };
-                let packed: Option<String> = sqlx::query_scalar(unsealed_sql).bind(batch).fetch_one(tx.conn()).await?;
-                type Packed = (String, i64, String, String, Option<String>, Option<String>);
-                let rows: Vec<Packed> = serde_json::from_str(packed.as_deref().unwrap_or("[]"))
-                    .map_err(|_| StoreError::corrupt("audit_log (packed unsealed entries)"))?;
-                // Sent together: the writer is held for one round trip, not one per entry.
-                let mut updates = crate::batch::Statements::default();
-                for (id, at, actor, action, subject, request_id) in &rows {
-                    let entry = AuditEntry {
-                        id: AuditEntryId::parse(id).map_err(StoreError::corrupt)?,
-                        at: Millis(*at),
-                        actor: actor.clone(),
-                        action: action.clone(),
-                        subject: subject.clone(),
-                        request_id: request_id.clone(),
-                    };
-                    seq += 1;
-                    hash = audit_link_hash(&hash, seq, &entry.canonical_bytes());
-                    updates.push(
-                        "UPDATE audit_log SET seq = $2, link_hash = $3 WHERE id = $1",
-                        vec![
-                            crate::batch::Val::Text(id.clone()),
-                            crate::batch::Val::Int(seq),
-                            crate::batch::Val::Bytes(hash.to_vec()),
-                        ],
-                    );
-                }
-                if !rows.is_empty() {
-                    updates.push(
-                        "UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1",
-                        vec![crate::batch::Val::Int(seq), crate::batch::Val::Bytes(hash.to_vec())],
-                    );
-                    updates.execute(tx).await?;
-                }
-                Ok::<_, StoreError>(rows.len())
+                let head = sqlx::query("SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE")
+                    .fetch_one(tx.conn())
+                    .await?;
+                let head = (head.try_get("seq")?, head.try_get("hash")?);
+                let packed: Option<String> =
+                    sqlx::query_scalar(UNSEALED_POSTGRES).bind(batch).fetch_one(tx.conn()).await?;
+                let (updates, sealed) = seal_plan(head, packed)?;
+                updates.execute(tx).await?;
+                Ok::<_, StoreError>(sealed)
             })
         })
         .await

@@ -3,14 +3,18 @@
 //! checkout there, measured with `perf`), and SQLite runs a string of
 //! statements with numbered parameters in one go; so the statements are
 //! joined, their parameters renumbered. PostgreSQL's extended protocol
-//! takes one statement at a time, so there they run one by one.
+//! takes one statement at a time, so there they become one statement:
+//! each but the last a data-modifying `WITH` step. Its steps share one
+//! snapshot, so the statements of a unit must not read or change each
+//! other's rows (a child row's foreign key to a parent inserted by an
+//! earlier step is fine: PostgreSQL checks it at the end of the statement).
 
 use crate::direct::from_sqlite;
 use crate::{Backend, StoreError, WriteTx};
 use rusqlite::ToSql;
 use rusqlite::types::ToSqlOutput;
-use sqlx::Arguments;
 use sqlx::any::AnyArguments;
+use sqlx::{AnyConnection, Arguments};
 
 /// One parameter value.
 pub(crate) enum Val {
@@ -89,15 +93,36 @@ impl Statements {
     }
 
     pub(crate) async fn execute(self, tx: &mut WriteTx) -> Result<(), StoreError> {
-        match tx.backend() {
+        let backend = tx.backend();
+        self.execute_on(backend, tx.conn()).await
+    }
+
+    /// As [`Statements::execute`], on a connection: on PostgreSQL, outside
+    /// a transaction, the one statement is atomic by itself.
+    pub(crate) async fn execute_on(self, backend: Backend, conn: &mut AnyConnection) -> Result<(), StoreError> {
+        if self.parts.is_empty() {
+            return Ok(());
+        }
+        match backend {
             Backend::Postgres => {
-                for (sql, values) in self.parts {
-                    let mut args = AnyArguments::default();
+                let last = self.parts.len().saturating_sub(1);
+                let mut joined = String::new();
+                let mut args = AnyArguments::default();
+                let mut offset = 0;
+                for (i, (sql, values)) in self.parts.into_iter().enumerate() {
+                    if i < last {
+                        joined.push_str(if i == 0 { "WITH " } else { ", " });
+                        joined.push_str(&format!("coffer_step_{i} AS ({})\n", renumber(sql, offset)));
+                    } else {
+                        joined.push_str(&renumber(sql, offset));
+                    }
+                    offset += values.len();
                     for value in values {
                         add(&mut args, value)?;
                     }
-                    sqlx::query_with(sql, args).execute(tx.conn()).await?;
                 }
+                // Built only from the constant statements above; values are bound.
+                sqlx::query_with(sqlx::AssertSqlSafe(joined), args).execute(&mut *conn).await?;
             }
             Backend::Sqlite => {
                 let mut joined = String::new();
@@ -112,7 +137,7 @@ impl Statements {
                     }
                 }
                 // Built only from the constant statements above; values are bound.
-                sqlx::query_with(sqlx::AssertSqlSafe(joined), args).execute(tx.conn()).await?;
+                sqlx::query_with(sqlx::AssertSqlSafe(joined), args).execute(&mut *conn).await?;
             }
         }
         Ok(())

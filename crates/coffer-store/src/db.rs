@@ -119,16 +119,17 @@ trait Queued: Send {
 type QueuedUnit = Box<dyn Queued>;
 
 /// What waits for the SQLite writer: a unit of work written as a closure
-/// over sqlx, or commands decided in full (run on the direct connection).
+/// over sqlx, or one that runs on the writer's direct connection (see
+/// `direct`): commands decided in full, or a job reading and writing
+/// through rusqlite.
 enum Pending {
     Unit(QueuedUnit),
-    Commands(CommandUnit),
+    Direct(DirectUnit),
 }
 
-struct CommandUnit {
-    commands: WriteCommands,
-    reply_to: oneshot::Sender<Result<(), StoreError>>,
-}
+/// A direct unit, its result type erased: runs on the connection, says
+/// whether it succeeded and hands back the reply to send after the commit.
+type DirectUnit = Box<dyn FnOnce(&rusqlite::Connection) -> (bool, Reply) + Send>;
 
 struct TypedUnit<F, T, E> {
     unit: F,
@@ -386,22 +387,52 @@ impl Db {
 
     /// Runs commands as one unit of work and returns once they are durable.
     /// On SQLite they join the writer's batches like any unit (a savepoint
-    /// each) but run on a connection of the writer's own thread, with no
-    /// hand-off per statement; on PostgreSQL they are a transaction.
+    /// each) but run on the writer's direct connection, with no hand-off
+    /// per statement; on PostgreSQL they are one statement (see `batch`).
     pub async fn write_commands(&self, commands: WriteCommands) -> Result<(), StoreError> {
         match &self.inner.writes {
-            Writes::Queue(queue) => {
-                let (reply_to, answer) = oneshot::channel();
-                queue
-                    .send(Pending::Commands(CommandUnit { commands, reply_to }))
-                    .await
-                    .map_err(|_| StoreError::WriterStopped)?;
-                answer.await.map_err(|_| StoreError::WriterStopped)?
-            }
-            Writes::Direct(_) => {
-                self.write(move |tx| Box::pin(async move { commands.statements.execute(tx).await })).await
+            Writes::Queue(_) => self.write_direct(move |conn| commands.statements.run_on(conn)).await,
+            Writes::Direct(pool) => {
+                // One statement: atomic without BEGIN and COMMIT.
+                let (pool, counters) = (pool.clone(), self.inner.counters.clone());
+                // Spawned so a caller that gives up cannot cut it off half-sent.
+                let task = tokio::spawn(async move {
+                    let mut conn = pool.acquire().await?;
+                    counters.units.fetch_add(1, Ordering::Relaxed);
+                    commands.statements.execute_on(Backend::Postgres, &mut conn).await?;
+                    counters.commits.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                });
+                task.await.map_err(|_| StoreError::UnitPanicked)?
             }
         }
+    }
+
+    /// SQLite only: runs `unit` as a unit of work on the writer's direct
+    /// connection (rusqlite, on the writer's thread), in the writer's
+    /// batches like any unit. Its error or panic rolls back its writes only.
+    /// Keep it short: the writer waits for it.
+    pub(crate) async fn write_direct<T, F>(&self, unit: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let Writes::Queue(queue) = &self.inner.writes else {
+            return Err(StoreError::Config("a direct write needs SQLite".into()));
+        };
+        let (reply_to, answer) = oneshot::channel::<Result<T, StoreError>>();
+        let direct: DirectUnit = Box::new(move |conn: &rusqlite::Connection| {
+            let outcome =
+                std::panic::catch_unwind(AssertUnwindSafe(|| unit(conn))).unwrap_or(Err(StoreError::UnitPanicked));
+            let ok = outcome.is_ok();
+            let reply: Reply = Box::new(move |commit: Result<(), StoreError>| {
+                // The caller may have gone away; the work is settled either way.
+                let _ = reply_to.send(commit.and(outcome));
+            });
+            (ok, reply)
+        });
+        queue.send(Pending::Direct(direct)).await.map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     /// SQLite: moves the WAL into the database file and truncates it, so
@@ -545,7 +576,7 @@ async fn writer_task(writer: Writer, mut queue: mpsc::Receiver<Pending>) {
                     }
                     units.push(unit);
                 }
-                Pending::Commands(command) => {
+                Pending::Direct(command) => {
                     if !units.is_empty() {
                         run_batch(&writer.pool, std::mem::take(&mut units), &writer.counters).await;
                     }
@@ -562,14 +593,14 @@ async fn writer_task(writer: Writer, mut queue: mpsc::Receiver<Pending>) {
     }
 }
 
-/// Commands of several units in one transaction on the writer's direct
-/// connection, a savepoint per unit (none for a unit alone); every caller
-/// is answered after the commit, from the database thread itself.
-async fn run_commands(direct: &DirectPool, batch: Vec<CommandUnit>, counters: &Arc<Counters>) {
+/// Direct units in one transaction on the writer's direct connection, a
+/// savepoint per unit (none for a unit alone); every caller is answered
+/// after the commit, from the database thread itself.
+async fn run_commands(direct: &DirectPool, batch: Vec<DirectUnit>, counters: &Arc<Counters>) {
     let counters = counters.clone();
     let ran = direct
         .run(move |conn| {
-            commit_commands(conn, batch, &counters);
+            commit_direct(conn, batch, &counters);
             Ok(())
         })
         .await;
@@ -578,57 +609,57 @@ async fn run_commands(direct: &DirectPool, batch: Vec<CommandUnit>, counters: &A
     }
 }
 
-fn commit_commands(conn: &mut rusqlite::Connection, batch: Vec<CommandUnit>, counters: &Counters) {
-    let step = |conn: &rusqlite::Connection, sql: &str| {
-        conn.prepare_cached(sql).and_then(|mut s| s.raw_execute()).map(drop).map_err(from_sqlite)
+fn commit_direct(conn: &rusqlite::Connection, batch: Vec<DirectUnit>, counters: &Counters) {
+    let step = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.raw_execute()).map(drop).map_err(from_sqlite);
+    // Answers every unit that ran, then the rest without running them.
+    let fail_all = |ran: Vec<Reply>, not_run: Vec<DirectUnit>, e: StoreError| {
+        tracing::error!(error = %e, "a write batch failed");
+        // SQLite may have ended the transaction itself already.
+        if !conn.is_autocommit() {
+            let _ = step("ROLLBACK");
+        }
+        ran.into_iter().for_each(|reply| reply(Err(e.clone())));
+        // A unit that never ran is answered by dropping it: its caller
+        // hears that the write path could not take it.
+        drop(not_run);
     };
-    let fail_all =
-        |conn: &rusqlite::Connection, replies: Vec<oneshot::Sender<Result<(), StoreError>>>, e: StoreError| {
-            tracing::error!(error = %e, "a write batch failed");
-            // SQLite may have ended the transaction itself already.
-            if !conn.is_autocommit() {
-                let _ = step(conn, "ROLLBACK");
-            }
-            replies.into_iter().for_each(|reply_to| drop(reply_to.send(Err(e.clone()))));
-        };
     let alone = batch.len() == 1;
-    let (units, mut replies): (Vec<WriteCommands>, Vec<_>) =
-        batch.into_iter().map(|unit| (unit.commands, unit.reply_to)).unzip();
-    if let Err(e) = step(conn, "BEGIN IMMEDIATE") {
-        return fail_all(conn, replies, e);
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut any_ok = false;
+    if let Err(e) = step("BEGIN IMMEDIATE") {
+        return fail_all(replies, batch, e);
     }
-    let mut outcomes = Vec::with_capacity(units.len());
-    for unit in units {
+    let mut units = batch.into_iter();
+    while let Some(unit) = units.next() {
         counters.units.fetch_add(1, Ordering::Relaxed);
         if alone {
-            outcomes.push(unit.statements.run_on(conn));
+            let (ok, reply) = unit(conn);
+            any_ok |= ok;
+            replies.push(reply);
             continue;
         }
-        if let Err(e) = step(conn, "SAVEPOINT unit") {
-            return fail_all(conn, replies, e);
+        if let Err(e) = step("SAVEPOINT unit") {
+            return fail_all(replies, std::iter::once(unit).chain(units).collect(), e);
         }
-        let outcome = unit.statements.run_on(conn);
+        let (ok, reply) = unit(conn);
+        replies.push(reply);
+        any_ok |= ok;
         // A failed unit's writes are undone; if even that fails, none of
         // the batch may commit.
-        let end = match outcome {
-            Ok(()) => step(conn, "RELEASE unit"),
-            Err(_) => step(conn, "ROLLBACK TO unit").and_then(|()| step(conn, "RELEASE unit")),
-        };
+        let end = if ok { step("RELEASE unit") } else { step("ROLLBACK TO unit").and_then(|()| step("RELEASE unit")) };
         if let Err(e) = end {
-            return fail_all(conn, replies, e);
+            return fail_all(replies, units.collect(), e);
         }
-        outcomes.push(outcome);
     }
-    let committed = if outcomes.iter().any(Result::is_ok) { step(conn, "COMMIT") } else { step(conn, "ROLLBACK") };
-    if let Err(e) = committed {
-        return fail_all(conn, replies, e);
+    let end = if any_ok { step("COMMIT") } else { step("ROLLBACK") };
+    if let Err(e) = end {
+        return fail_all(replies, Vec::new(), e);
     }
-    if outcomes.iter().any(Result::is_ok) {
+    if any_ok {
         counters.commits.fetch_add(1, Ordering::Relaxed);
     }
-    for (outcome, reply_to) in outcomes.into_iter().zip(replies.drain(..)) {
-        let _ = reply_to.send(outcome);
-    }
+    // A unit that failed answers with its own error.
+    replies.into_iter().for_each(|reply| reply(Ok(())));
 }
 
 /// One transaction for the whole batch, a savepoint per unit, replies after

@@ -115,6 +115,22 @@ impl DirectPool {
     }
 }
 
+/// The one row `sql` answers (an error if none), through `row`.
+pub(crate) fn query_one<T>(
+    conn: &Connection,
+    sql: &str,
+    values: &[Val],
+    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<T, StoreError> {
+    let mut statement = conn.prepare_cached(sql).map_err(from_sqlite)?;
+    bind(&mut statement, values)?;
+    let mut rows = statement.raw_query();
+    match rows.next().map_err(from_sqlite)? {
+        Some(found) => row(found).map_err(from_sqlite),
+        None => Err(StoreError::Corrupt(format!("no row where one was expected ({sql:.40})"))),
+    }
+}
+
 /// Binds `values` to the statement's `$1`…`$n`. SQLite numbers such
 /// parameters by first appearance, so each is found by its name.
 pub(crate) fn bind(statement: &mut rusqlite::Statement<'_>, values: &[Val]) -> Result<(), StoreError> {

@@ -532,6 +532,62 @@ fn invoice_from_row(r: &AnyRow) -> Result<Invoice, StoreError> {
     })
 }
 
+const INVOICES_DUE_POSTGRES: &str = "SELECT COALESCE(json_agg(json_build_array(id, currency, subtotal, tax, total, \
+     tax_country, tax_rate) ORDER BY created_at, id), '[]')::text FROM (SELECT id, currency, subtotal, tax, total, \
+     tax_country, tax_rate, created_at FROM orders WHERE invoiced = 0 AND status IN ('paid', 'fulfilled', 'refunded') \
+     ORDER BY created_at, id LIMIT $1) AS due";
+const INVOICES_DUE_SQLITE: &str = "SELECT json_group_array(json_array(id, currency, subtotal, tax, total, tax_country, \
+     tax_rate) ORDER BY created_at, id) FROM (SELECT id, currency, subtotal, tax, total, tax_country, tax_rate, \
+     created_at FROM orders WHERE invoiced = 0 AND status IN ('paid', 'fulfilled', 'refunded') \
+     ORDER BY created_at, id LIMIT $1)";
+
+/// Numbers the packed due orders from `last + 1` on: the invoices, each
+/// order marked invoiced, an audit entry each and the new last number.
+fn numbering_plan(
+    last: i64,
+    packed: Option<String>,
+    at: Millis,
+) -> Result<(crate::batch::Statements, Vec<(i64, OrderId)>), StoreError> {
+    use crate::batch::Val;
+    type Due = (String, String, i64, i64, i64, String, i64);
+    let due: Vec<Due> = serde_json::from_str(packed.as_deref().unwrap_or("[]"))
+        .map_err(|_| StoreError::corrupt("orders (packed invoices due)"))?;
+    let mut numbered = Vec::new();
+    let mut inserts = crate::batch::Statements::default();
+    for (n, (order, currency, subtotal, tax, total, tax_country, tax_rate)) in due.into_iter().enumerate() {
+        let number = last + i64::try_from(n).unwrap_or(i64::MAX) + 1;
+        inserts.push(
+            "INSERT INTO invoices (number, order_id, issued_at, currency, subtotal, tax, total, tax_country, \
+             tax_rate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            vec![
+                Val::Int(number),
+                Val::Text(order.clone()),
+                Val::Int(at.0),
+                Val::Text(currency),
+                Val::Int(subtotal),
+                Val::Int(tax),
+                Val::Int(total),
+                Val::Text(tax_country),
+                Val::Int(tax_rate),
+            ],
+        );
+        inserts.push("UPDATE orders SET invoiced = 1 WHERE id = $1", vec![Val::Text(order.clone())]);
+        let entry = coffer_domain::AuditEntry::new(
+            at,
+            &coffer_domain::Actor::System,
+            coffer_domain::AuditAction::InvoiceIssued,
+            Some(format!("{number} {order}")),
+        );
+        let (sql, values) = crate::audit::append_statement(&entry);
+        inserts.push(sql, values);
+        numbered.push((number, OrderId::parse(&order).map_err(StoreError::corrupt)?));
+    }
+    if let Some((number, _)) = numbered.last() {
+        inserts.push("UPDATE invoice_numbering SET last_number = $1 WHERE id = 1", vec![Val::Int(*number)]);
+    }
+    Ok((inserts, numbered))
+}
+
 impl Db {
     /// Numbers paid orders that have no invoice yet, oldest first, with
     /// consecutive numbers: one transaction, so a number is never skipped
@@ -539,71 +595,32 @@ impl Db {
     /// of several servers take turns; checkouts never touch it. Returns the
     /// numbers given, with their orders.
     pub async fn number_invoices(&self, at: Millis, limit: i64) -> Result<Vec<(i64, OrderId)>, StoreError> {
-        let backend = self.backend();
-        let lock = match backend {
-            crate::Backend::Postgres => "SELECT last_number FROM invoice_numbering WHERE id = 1 FOR UPDATE",
-            crate::Backend::Sqlite => "SELECT last_number FROM invoice_numbering WHERE id = 1",
-        };
+        const LAST: &str = "SELECT last_number FROM invoice_numbering WHERE id = 1";
+        if self.backend() == crate::Backend::Sqlite {
+            // On the writer's own connection: no hand-off at all, and the
+            // inserts are prepared once, not parsed again every time.
+            return self
+                .write_direct(move |conn| {
+                    use crate::batch::Val;
+                    let last = crate::direct::query_one(conn, LAST, &[], |r| r.get(0))?;
+                    let packed = crate::direct::query_one(conn, INVOICES_DUE_SQLITE, &[Val::Int(limit)], |r| r.get(0))?;
+                    let (inserts, numbered) = numbering_plan(last, packed, at)?;
+                    inserts.run_on(conn)?;
+                    Ok(numbered)
+                })
+                .await;
+        }
         self.write(move |tx| {
             Box::pin(async move {
-                let last: i64 = sqlx::query(lock).fetch_one(tx.conn()).await?.try_get("last_number")?;
+                let last: i64 = sqlx::query("SELECT last_number FROM invoice_numbering WHERE id = 1 FOR UPDATE")
+                    .fetch_one(tx.conn())
+                    .await?
+                    .try_get("last_number")?;
                 // One packed row: through sqlx every row is a hand-off.
-                let due_sql = match backend {
-                    crate::Backend::Postgres => {
-                        "SELECT COALESCE(json_agg(json_build_array(id, currency, subtotal, tax, total, tax_country, \
-                         tax_rate) ORDER BY created_at, id), '[]')::text FROM (SELECT id, currency, subtotal, tax, \
-                         total, tax_country, tax_rate, created_at FROM orders WHERE invoiced = 0 AND status IN \
-                         ('paid', 'fulfilled', 'refunded') ORDER BY created_at, id LIMIT $1) AS due"
-                    }
-                    crate::Backend::Sqlite => {
-                        "SELECT json_group_array(json_array(id, currency, subtotal, tax, total, tax_country, tax_rate) \
-                         ORDER BY created_at, id) FROM (SELECT id, currency, subtotal, tax, total, tax_country, \
-                         tax_rate, created_at FROM orders WHERE invoiced = 0 AND status IN \
-                         ('paid', 'fulfilled', 'refunded') ORDER BY created_at, id LIMIT $1)"
-                    }
-                };
-                let packed: Option<String> = sqlx::query_scalar(due_sql).bind(limit).fetch_one(tx.conn()).await?;
-                type Due = (String, String, i64, i64, i64, String, i64);
-                let due: Vec<Due> = serde_json::from_str(packed.as_deref().unwrap_or("[]"))
-                    .map_err(|_| StoreError::corrupt("orders (packed invoices due)"))?;
-                let mut numbered = Vec::new();
-                let mut inserts = crate::batch::Statements::default();
-                for (n, (order, currency, subtotal, tax, total, tax_country, tax_rate)) in due.into_iter().enumerate() {
-                    use crate::batch::Val;
-                    let number = last + i64::try_from(n).unwrap_or(i64::MAX) + 1;
-                    inserts.push(
-                        "INSERT INTO invoices (number, order_id, issued_at, currency, subtotal, tax, total, \
-                         tax_country, tax_rate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                        vec![
-                            Val::Int(number),
-                            Val::Text(order.clone()),
-                            Val::Int(at.0),
-                            Val::Text(currency),
-                            Val::Int(subtotal),
-                            Val::Int(tax),
-                            Val::Int(total),
-                            Val::Text(tax_country),
-                            Val::Int(tax_rate),
-                        ],
-                    );
-                    inserts.push("UPDATE orders SET invoiced = 1 WHERE id = $1", vec![Val::Text(order.clone())]);
-                    let entry = coffer_domain::AuditEntry::new(
-                        at,
-                        &coffer_domain::Actor::System,
-                        coffer_domain::AuditAction::InvoiceIssued,
-                        Some(format!("{number} {order}")),
-                    );
-                    let (sql, values) = crate::audit::append_statement(&entry);
-                    inserts.push(sql, values);
-                    numbered.push((number, OrderId::parse(&order).map_err(StoreError::corrupt)?));
-                }
-                if let Some((number, _)) = numbered.last() {
-                    inserts.push(
-                        "UPDATE invoice_numbering SET last_number = $1 WHERE id = 1",
-                        vec![crate::batch::Val::Int(*number)],
-                    );
-                    inserts.execute(tx).await?;
-                }
+                let packed: Option<String> =
+                    sqlx::query_scalar(INVOICES_DUE_POSTGRES).bind(limit).fetch_one(tx.conn()).await?;
+                let (inserts, numbered) = numbering_plan(last, packed, at)?;
+                inserts.execute(tx).await?;
                 Ok::<_, StoreError>(numbered)
             })
         })

@@ -335,12 +335,14 @@ fn placement(id: &OrderId, who: &str, mail: &str) -> coffer_store::WriteCommands
 
 /// Command units share batches with closure units: one whose last
 /// statement fails (its email's id is taken) is rolled back whole, its
-/// order and audit entry included, and the others of the batch commit.
+/// order and audit entry included, and the others of the batch commit,
+/// whatever order they queued in.
 async fn failing_command_unit_leaves_the_rest_of_its_batch_committed(f: Fixture) {
     f.db.write(|tx| Box::pin(async move { coffer_store::publish_policy(tx, "v1", "<p>policy</p>", Millis(1)).await }))
         .await
         .unwrap();
     let (first, failing, second) = (OrderId::generate(), OrderId::generate(), OrderId::generate());
+    f.db.write_commands(placement(&OrderId::generate(), "earlier", "taken")).await.unwrap();
     let before = f.db.writer_stats();
     let hold = f.db.hold_writes().await;
     let command = |id: &OrderId, who: &'static str, mail: &'static str| {
@@ -348,12 +350,9 @@ async fn failing_command_unit_leaves_the_rest_of_its_batch_committed(f: Fixture)
         tokio::spawn(async move { db.write_commands(commands).await })
     };
     let a = command(&first, "a", "a");
-    wait_for_queue(&f.db, 1).await;
-    let b = command(&failing, "b", "a");
-    wait_for_queue(&f.db, 2).await;
+    let b = command(&failing, "b", "taken");
     let db = f.db.clone();
     let closure = tokio::spawn(async move { insert_vendor(&db, &vendor("between")).await });
-    wait_for_queue(&f.db, 3).await;
     let c = command(&second, "c", "c");
     wait_for_queue(&f.db, 4).await;
     drop(hold);
@@ -373,8 +372,9 @@ async fn failing_command_unit_leaves_the_rest_of_its_batch_committed(f: Fixture)
     assert!(f.db.email_status("eml-c").await.unwrap().is_some());
     let after = f.db.writer_stats();
     assert_eq!(after.units - before.units, 4);
-    if f.db.backend() == Backend::Sqlite {
-        // [a, b] on the direct connection, [closure] on sqlx's, [c] direct.
-        assert_eq!(after.commits - before.commits, 3, "one commit per run of one kind");
+    match f.db.backend() {
+        // One commit per run of units of one kind: at most three here.
+        Backend::Sqlite => assert!(after.commits - before.commits < 4, "the four units were committed together"),
+        Backend::Postgres => assert_eq!(after.commits - before.commits, 3, "a transaction per successful unit"),
     }
 }
