@@ -73,40 +73,78 @@ const UNSEALED_SQLITE: &str = "SELECT json_group_array(json_array(id, at, actor,
      ORDER BY id) FROM (SELECT id, at, actor, action, subject, request_id FROM audit_log WHERE seq IS NULL \
      ORDER BY id LIMIT $1)";
 
-/// Links the packed unsealed entries to the chain head (seq, hash) in id
-/// order: the updates that seal them, and how many.
-fn seal_plan(head: (i64, Vec<u8>), packed: Option<String>) -> Result<(crate::batch::Statements, usize), StoreError> {
-    use crate::batch::Val;
-    let (mut seq, hash) = head;
-    let mut hash: [u8; 32] = hash.try_into().map_err(|_| StoreError::corrupt("audit_chain_head.hash"))?;
-    type Packed = (String, i64, String, String, Option<String>, Option<String>);
-    let rows: Vec<Packed> = serde_json::from_str(packed.as_deref().unwrap_or("[]"))
-        .map_err(|_| StoreError::corrupt("audit_log (packed unsealed entries)"))?;
-    let mut updates = crate::batch::Statements::default();
-    let sealed = rows.len();
-    for (id, at, actor, action, subject, request_id) in rows {
-        let entry = AuditEntry {
-            id: AuditEntryId::parse(&id).map_err(StoreError::corrupt)?,
-            at: Millis(at),
-            actor,
-            action,
-            subject,
-            request_id,
-        };
-        seq += 1;
-        hash = audit_link_hash(&hash, seq, &entry.canonical_bytes());
-        updates.push(
-            "UPDATE audit_log SET seq = $2, link_hash = $3 WHERE id = $1",
-            vec![Val::Text(id), Val::Int(seq), Val::Bytes(hash.to_vec())],
-        );
+/// The links that seal a run of entries: (entry id, seq, link hash) in
+/// chain order, the last being the new head.
+struct SealPlan {
+    links: Vec<(String, i64, [u8; 32])>,
+}
+
+impl SealPlan {
+    /// Links the packed unsealed entries to the chain head (seq, hash) in
+    /// id order.
+    fn new(head: (i64, Vec<u8>), packed: Option<String>) -> Result<SealPlan, StoreError> {
+        let (mut seq, hash) = head;
+        let mut hash: [u8; 32] = hash.try_into().map_err(|_| StoreError::corrupt("audit_chain_head.hash"))?;
+        type Packed = (String, i64, String, String, Option<String>, Option<String>);
+        let rows: Vec<Packed> = serde_json::from_str(packed.as_deref().unwrap_or("[]"))
+            .map_err(|_| StoreError::corrupt("audit_log (packed unsealed entries)"))?;
+        let mut links = Vec::with_capacity(rows.len());
+        for (id, at, actor, action, subject, request_id) in rows {
+            let entry = AuditEntry {
+                id: AuditEntryId::parse(&id).map_err(StoreError::corrupt)?,
+                at: Millis(at),
+                actor,
+                action,
+                subject,
+                request_id,
+            };
+            seq += 1;
+            hash = audit_link_hash(&hash, seq, &entry.canonical_bytes());
+            links.push((id, seq, hash));
+        }
+        Ok(SealPlan { links })
     }
-    if sealed > 0 {
-        updates.push(
-            "UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1",
-            vec![Val::Int(seq), Val::Bytes(hash.to_vec())],
-        );
+
+    /// SQLite: one prepared update per entry, then the head.
+    fn statements(&self) -> crate::batch::Statements {
+        use crate::batch::Val;
+        let mut updates = crate::batch::Statements::default();
+        for (id, seq, hash) in &self.links {
+            updates.push(
+                "UPDATE audit_log SET seq = $2, link_hash = $3 WHERE id = $1",
+                vec![Val::Text(id.clone()), Val::Int(*seq), Val::Bytes(hash.to_vec())],
+            );
+        }
+        if let Some((_, seq, hash)) = self.links.last() {
+            updates.push(
+                "UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1",
+                vec![Val::Int(*seq), Val::Bytes(hash.to_vec())],
+            );
+        }
+        updates
     }
-    Ok((updates, sealed))
+
+    /// PostgreSQL: the whole run as one statement of constant text (so it
+    /// is prepared once), the links passed as one JSON parameter.
+    async fn run_on_postgres(&self, tx: &mut crate::WriteTx) -> Result<(), StoreError> {
+        let Some((_, seq, hash)) = self.links.last() else { return Ok(()) };
+        let links: Vec<serde_json::Value> = self
+            .links
+            .iter()
+            .map(|(id, seq, hash)| serde_json::json!({"id": id, "seq": seq, "hash": hex::encode(hash)}))
+            .collect();
+        sqlx::query(
+            "WITH v AS (SELECT * FROM json_to_recordset($1::json) AS v(id text, seq bigint, hash text)), \
+             s AS (UPDATE audit_log AS a SET seq = v.seq, link_hash = decode(v.hash, 'hex') FROM v WHERE a.id = v.id) \
+             UPDATE audit_chain_head SET seq = $2, hash = $3 WHERE id = 1",
+        )
+        .bind(serde_json::Value::Array(links).to_string())
+        .bind(*seq)
+        .bind(hash.to_vec())
+        .execute(tx.conn())
+        .await?;
+        Ok(())
+    }
 }
 
 impl Db {
@@ -122,9 +160,9 @@ impl Db {
                     use crate::batch::Val;
                     let head = crate::direct::query_one(conn, HEAD, &[], |r| Ok((r.get(0)?, r.get(1)?)))?;
                     let packed = crate::direct::query_one(conn, UNSEALED_SQLITE, &[Val::Int(batch)], |r| r.get(0))?;
-                    let (updates, sealed) = seal_plan(head, packed)?;
-                    updates.run_on(conn)?;
-                    Ok(sealed)
+                    let plan = SealPlan::new(head, packed)?;
+                    plan.statements().run_on(conn)?;
+                    Ok(plan.links.len())
                 })
                 .await;
         }
@@ -136,9 +174,9 @@ impl Db {
                 let head = (head.try_get("seq")?, head.try_get("hash")?);
                 let packed: Option<String> =
                     sqlx::query_scalar(UNSEALED_POSTGRES).bind(batch).fetch_one(tx.conn()).await?;
-                let (updates, sealed) = seal_plan(head, packed)?;
-                updates.execute(tx).await?;
-                Ok::<_, StoreError>(sealed)
+                let plan = SealPlan::new(head, packed)?;
+                plan.run_on_postgres(tx).await?;
+                Ok::<_, StoreError>(plan.links.len())
             })
         })
         .await

@@ -206,6 +206,9 @@ fn order_statements(o: &NewOrder) -> Result<crate::batch::Statements, StoreError
             ],
         );
     }
+    if matches!(o.status, OrderStatus::Paid | OrderStatus::Fulfilled) {
+        statements.push(QUEUE_FOR_INVOICE, vec![Val::Text(o.id.to_string()), Val::Int(o.at.0)]);
+    }
     statements.push(
         "INSERT INTO order_events (order_id, seq, at, from_status, to_status, actor, reason) \
          VALUES ($1, 1, $2, NULL, $3, $4, $5)",
@@ -533,59 +536,113 @@ fn invoice_from_row(r: &AnyRow) -> Result<Invoice, StoreError> {
 }
 
 const INVOICES_DUE_POSTGRES: &str = "SELECT COALESCE(json_agg(json_build_array(id, currency, subtotal, tax, total, \
-     tax_country, tax_rate) ORDER BY created_at, id), '[]')::text FROM (SELECT id, currency, subtotal, tax, total, \
-     tax_country, tax_rate, created_at FROM orders WHERE invoiced = 0 AND status IN ('paid', 'fulfilled', 'refunded') \
-     ORDER BY created_at, id LIMIT $1) AS due";
+     tax_country, tax_rate) ORDER BY queued_at, id), '[]')::text FROM (SELECT o.id, o.currency, o.subtotal, o.tax, \
+     o.total, o.tax_country, o.tax_rate, q.queued_at FROM invoice_queue q JOIN orders o ON o.id = q.order_id \
+     ORDER BY q.queued_at, q.order_id LIMIT $1) AS due";
 const INVOICES_DUE_SQLITE: &str = "SELECT json_group_array(json_array(id, currency, subtotal, tax, total, tax_country, \
-     tax_rate) ORDER BY created_at, id) FROM (SELECT id, currency, subtotal, tax, total, tax_country, tax_rate, \
-     created_at FROM orders WHERE invoiced = 0 AND status IN ('paid', 'fulfilled', 'refunded') \
-     ORDER BY created_at, id LIMIT $1)";
+     tax_rate) ORDER BY queued_at, id) FROM (SELECT o.id, o.currency, o.subtotal, o.tax, o.total, o.tax_country, \
+     o.tax_rate, q.queued_at FROM invoice_queue q JOIN orders o ON o.id = q.order_id \
+     ORDER BY q.queued_at, q.order_id LIMIT $1)";
 
-/// Numbers the packed due orders from `last + 1` on: the invoices, each
-/// order marked invoiced, an audit entry each and the new last number.
-fn numbering_plan(
-    last: i64,
-    packed: Option<String>,
-    at: Millis,
-) -> Result<(crate::batch::Statements, Vec<(i64, OrderId)>), StoreError> {
-    use crate::batch::Val;
-    type Due = (String, String, i64, i64, i64, String, i64);
-    let due: Vec<Due> = serde_json::from_str(packed.as_deref().unwrap_or("[]"))
-        .map_err(|_| StoreError::corrupt("orders (packed invoices due)"))?;
-    let mut numbered = Vec::new();
-    let mut inserts = crate::batch::Statements::default();
-    for (n, (order, currency, subtotal, tax, total, tax_country, tax_rate)) in due.into_iter().enumerate() {
-        let number = last + i64::try_from(n).unwrap_or(i64::MAX) + 1;
-        inserts.push(
-            "INSERT INTO invoices (number, order_id, issued_at, currency, subtotal, tax, total, tax_country, \
-             tax_rate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            vec![
-                Val::Int(number),
-                Val::Text(order.clone()),
-                Val::Int(at.0),
-                Val::Text(currency),
-                Val::Int(subtotal),
-                Val::Int(tax),
-                Val::Int(total),
-                Val::Text(tax_country),
-                Val::Int(tax_rate),
-            ],
-        );
-        inserts.push("UPDATE orders SET invoiced = 1 WHERE id = $1", vec![Val::Text(order.clone())]);
-        let entry = coffer_domain::AuditEntry::new(
-            at,
-            &coffer_domain::Actor::System,
-            coffer_domain::AuditAction::InvoiceIssued,
-            Some(format!("{number} {order}")),
-        );
-        let (sql, values) = crate::audit::append_statement(&entry);
-        inserts.push(sql, values);
-        numbered.push((number, OrderId::parse(&order).map_err(StoreError::corrupt)?));
+/// Puts a paid order in the queue for its invoice number.
+const QUEUE_FOR_INVOICE: &str =
+    "INSERT INTO invoice_queue (order_id, queued_at) VALUES ($1, $2) ON CONFLICT (order_id) DO NOTHING";
+
+/// An order due for its invoice, as the numbering job reads it: id,
+/// currency, subtotal, tax, total, tax country, tax rate.
+type Due = (String, String, i64, i64, i64, String, i64);
+
+/// The invoices one numbering run issues, numbered from `last + 1` in the
+/// order read, each with its audit entry.
+struct NumberingPlan {
+    invoices: Vec<(i64, Due, coffer_domain::AuditEntry)>,
+    numbered: Vec<(i64, OrderId)>,
+}
+
+impl NumberingPlan {
+    fn new(last: i64, packed: Option<String>, at: Millis) -> Result<NumberingPlan, StoreError> {
+        let due: Vec<Due> = serde_json::from_str(packed.as_deref().unwrap_or("[]"))
+            .map_err(|_| StoreError::corrupt("orders (packed invoices due)"))?;
+        let mut invoices = Vec::with_capacity(due.len());
+        let mut numbered = Vec::with_capacity(due.len());
+        for (n, order) in due.into_iter().enumerate() {
+            let id = OrderId::parse(&order.0).map_err(StoreError::corrupt)?;
+            let number = last + i64::try_from(n).unwrap_or(i64::MAX) + 1;
+            let entry = coffer_domain::AuditEntry::new(
+                at,
+                &coffer_domain::Actor::System,
+                coffer_domain::AuditAction::InvoiceIssued,
+                Some(format!("{number} {}", order.0)),
+            );
+            invoices.push((number, order, entry));
+            numbered.push((number, id));
+        }
+        Ok(NumberingPlan { invoices, numbered })
     }
-    if let Some((number, _)) = numbered.last() {
-        inserts.push("UPDATE invoice_numbering SET last_number = $1 WHERE id = 1", vec![Val::Int(*number)]);
+
+    /// SQLite: prepared inserts and updates per invoice, then the counter.
+    fn statements(&self, at: Millis) -> crate::batch::Statements {
+        use crate::batch::Val;
+        let mut inserts = crate::batch::Statements::default();
+        for (number, (order, currency, subtotal, tax, total, tax_country, tax_rate), entry) in &self.invoices {
+            inserts.push(
+                "INSERT INTO invoices (number, order_id, issued_at, currency, subtotal, tax, total, tax_country, \
+                 tax_rate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                vec![
+                    Val::Int(*number),
+                    Val::Text(order.clone()),
+                    Val::Int(at.0),
+                    Val::Text(currency.clone()),
+                    Val::Int(*subtotal),
+                    Val::Int(*tax),
+                    Val::Int(*total),
+                    Val::Text(tax_country.clone()),
+                    Val::Int(*tax_rate),
+                ],
+            );
+            inserts.push("DELETE FROM invoice_queue WHERE order_id = $1", vec![Val::Text(order.clone())]);
+            let (sql, values) = crate::audit::append_statement(entry);
+            inserts.push(sql, values);
+        }
+        if let Some((number, _, _)) = self.invoices.last() {
+            inserts.push("UPDATE invoice_numbering SET last_number = $1 WHERE id = 1", vec![Val::Int(*number)]);
+        }
+        inserts
     }
-    Ok((inserts, numbered))
+
+    /// PostgreSQL: the whole run as one statement of constant text (so it
+    /// is prepared once), the invoices passed as one JSON parameter.
+    async fn run_on_postgres(&self, tx: &mut WriteTx, at: Millis) -> Result<(), StoreError> {
+        let Some((last, _, _)) = self.invoices.last() else { return Ok(()) };
+        let rows: Vec<serde_json::Value> = self
+            .invoices
+            .iter()
+            .map(|(number, (order, currency, subtotal, tax, total, tax_country, tax_rate), entry)| {
+                serde_json::json!({
+                    "number": number, "order_id": order, "currency": currency, "subtotal": subtotal, "tax": tax,
+                    "total": total, "tax_country": tax_country, "tax_rate": tax_rate,
+                    "audit_id": entry.id.as_str(), "actor": entry.actor, "action": entry.action, "subject": entry.subject,
+                })
+            })
+            .collect();
+        sqlx::query(
+            "WITH due AS (SELECT * FROM json_to_recordset($1::json) AS v(number bigint, order_id text, currency text, \
+             subtotal bigint, tax bigint, total bigint, tax_country text, tax_rate bigint, audit_id text, actor text, \
+             action text, subject text)), \
+             i AS (INSERT INTO invoices (number, order_id, issued_at, currency, subtotal, tax, total, tax_country, \
+             tax_rate) SELECT number, order_id, $2, currency, subtotal, tax, total, tax_country, tax_rate FROM due), \
+             q AS (DELETE FROM invoice_queue USING due WHERE invoice_queue.order_id = due.order_id), \
+             a AS (INSERT INTO audit_log (id, at, actor, action, subject) SELECT audit_id, $2, actor, action, subject \
+             FROM due) \
+             UPDATE invoice_numbering SET last_number = $3 WHERE id = 1",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .bind(at.0)
+        .bind(*last)
+        .execute(tx.conn())
+        .await?;
+        Ok(())
+    }
 }
 
 impl Db {
@@ -604,9 +661,9 @@ impl Db {
                     use crate::batch::Val;
                     let last = crate::direct::query_one(conn, LAST, &[], |r| r.get(0))?;
                     let packed = crate::direct::query_one(conn, INVOICES_DUE_SQLITE, &[Val::Int(limit)], |r| r.get(0))?;
-                    let (inserts, numbered) = numbering_plan(last, packed, at)?;
-                    inserts.run_on(conn)?;
-                    Ok(numbered)
+                    let plan = NumberingPlan::new(last, packed, at)?;
+                    plan.statements(at).run_on(conn)?;
+                    Ok(plan.numbered)
                 })
                 .await;
         }
@@ -619,9 +676,9 @@ impl Db {
                 // One packed row: through sqlx every row is a hand-off.
                 let packed: Option<String> =
                     sqlx::query_scalar(INVOICES_DUE_POSTGRES).bind(limit).fetch_one(tx.conn()).await?;
-                let (inserts, numbered) = numbering_plan(last, packed, at)?;
-                inserts.execute(tx).await?;
-                Ok::<_, StoreError>(numbered)
+                let plan = NumberingPlan::new(last, packed, at)?;
+                plan.run_on_postgres(tx, at).await?;
+                Ok::<_, StoreError>(plan.numbered)
             })
         })
         .await
@@ -754,6 +811,11 @@ pub async fn transition_order(
     .bind(reason.to_owned())
     .execute(tx.conn())
     .await?;
+    // Paid is the one way in: from there an order only moves to fulfilled
+    // or refunded, and it may have its invoice by then.
+    if to == OrderStatus::Paid {
+        sqlx::query(QUEUE_FOR_INVOICE).bind(order.as_str()).bind(at.0).execute(tx.conn()).await?;
+    }
     Ok(true)
 }
 

@@ -613,6 +613,22 @@ async fn staff_approve_reject_mark_paid_and_refund(server: TestServer) {
         (status_of(held), status_of(held2), status_of(pending)),
         ("refunded".into(), "rejected".into(), "fulfilled".into())
     );
+    // Orders paid later (approved, transfer received) get their invoice
+    // from the numbering job too; the rejected one never does.
+    let db = coffer_store::Db::open(&server.database_url(), &coffer_store::DbOptions::default()).await.unwrap();
+    let invoice_of = |id: &str| {
+        let (db, id) = (db.clone(), coffer_domain::OrderId::parse(id).unwrap());
+        async move { db.invoice_of(&id).await.unwrap() }
+    };
+    for _ in 0..100 {
+        if invoice_of(held).await.is_some() && invoice_of(pending).await.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(invoice_of(held).await.is_some(), "the approved order has its invoice");
+    assert!(invoice_of(pending).await.is_some(), "the paid transfer has its invoice");
+    assert!(invoice_of(held2).await.is_none(), "a rejected order has none");
     let (reads,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM audit_log WHERE action = 'customer.read' AND actor LIKE 'staff:%'")
             .fetch_one(&pool)
