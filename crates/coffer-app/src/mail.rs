@@ -168,10 +168,14 @@ impl Outbox {
             Err(_) => return Delivery::Failed { error: "bad_message".into() },
         };
         match self.transport.as_ref() {
-            Transport::Files(dir) => match write_eml(dir, &email.id, &message.formatted()) {
-                Ok(()) => Delivery::Sent,
-                Err(_) => self.retry(email, "file_write_failed"),
-            },
+            Transport::Files(dir) => {
+                // Off the async workers: the write ends with an fsync.
+                let (dir, id, bytes) = (dir.clone(), email.id.clone(), message.formatted());
+                match tokio::task::spawn_blocking(move || write_eml(&dir, &id, &bytes)).await {
+                    Ok(Ok(())) => Delivery::Sent,
+                    _ => self.retry(email, "file_write_failed"),
+                }
+            }
             // SMTP replies can quote the address; only their class is kept.
             Transport::Smtp(smtp) => match smtp.send(message).await {
                 Ok(_) => Delivery::Sent,
