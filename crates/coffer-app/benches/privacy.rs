@@ -338,7 +338,12 @@ async fn main() {
         }
     };
     if std::env::var("COFFER_BENCH_ONLY").as_deref() == Ok("rotation") {
+        // COFFER_BENCH_BACKEND=sqlite|postgres measures one.
+        let wanted = std::env::var("COFFER_BENCH_BACKEND").unwrap_or_default().to_lowercase();
         for backend in [TestBackend::Sqlite, TestBackend::Postgres] {
+            if !wanted.is_empty() && !format!("{backend:?}").eq_ignore_ascii_case(&wanted) {
+                continue;
+            }
             let (rate, quiet, busy) = rotation(
                 &setup(backend).await,
                 usize::try_from(scale(100_000, 20_000, 500)).unwrap(),

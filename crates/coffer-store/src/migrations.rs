@@ -49,8 +49,10 @@ pub(crate) const POSTGRES: &[Embedded] = &[
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] =
     &[(1, "keystore", include_str!("../../../migrations/keystore-sqlite/0001_keystore.sql"))];
 
-pub(crate) const KEYSTORE_POSTGRES: &[Embedded] =
-    &[(1, "keystore", include_str!("../../../migrations/keystore-postgres/0001_keystore.sql"))];
+pub(crate) const KEYSTORE_POSTGRES: &[Embedded] = &[
+    (1, "keystore", include_str!("../../../migrations/keystore-postgres/0001_keystore.sql")),
+    (2, "data_keys_fillfactor", include_str!("../../../migrations/keystore-postgres/0002_data_keys_fillfactor.sql")),
+];
 
 /// A [`MigrationSource`] over one of the lists above.
 #[derive(Debug)]

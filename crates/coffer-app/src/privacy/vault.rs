@@ -206,7 +206,7 @@ impl Vault {
 
     async fn rewrap(
         &self,
-        target: &MasterKey,
+        target: &Arc<MasterKey>,
         kind: WrapKind,
         purpose: &str,
         wraps: Vec<WrappedSecret>,
@@ -214,13 +214,43 @@ impl Vault {
         if wraps.is_empty() {
             return Ok(0);
         }
-        let mut replacements = Vec::with_capacity(wraps.len());
-        for old in wraps {
-            let secret = self.unwrap(purpose, &old).await?;
-            let wrapped = wrap_secret(target, purpose, &old.id, &secret)?;
-            let new = WrappedSecret { id: old.id.clone(), kek_version: target.version(), wrapped };
-            replacements.push((old, new));
+        // Every version the batch needs, loaded (another server may have
+        // activated one this one has not seen yet).
+        let mut keks = BTreeMap::new();
+        for old in &wraps {
+            let version = wrapped_version(&old.wrapped)?;
+            if version != old.kek_version {
+                return Err(AppError::Crypto(coffer_crypto::CryptoError::DoesNotOpen { what: "a wrapped key" }));
+            }
+            if let std::collections::btree_map::Entry::Vacant(slot) = keks.entry(version) {
+                let kek = match self.kek(version) {
+                    Ok(kek) => kek,
+                    Err(_) => {
+                        self.reload().await?;
+                        self.kek(version)?
+                    }
+                };
+                slot.insert(kek);
+            }
         }
+        // Thousands of AES-GCM opens and seals: on a blocking thread, so
+        // the async workers keep answering requests meanwhile.
+        let (target, purpose) = (target.clone(), purpose.to_owned());
+        let replacements = tokio::task::spawn_blocking(move || {
+            let mut replacements = Vec::with_capacity(wraps.len());
+            for old in wraps {
+                let kek = keks
+                    .get(&old.kek_version)
+                    .ok_or(AppError::Crypto(coffer_crypto::CryptoError::MissingKeyVersion(old.kek_version)))?;
+                let secret = unwrap_secret(kek, &purpose, &old.id, &old.wrapped)?;
+                let wrapped = wrap_secret(&target, &purpose, &old.id, &secret)?;
+                let new = WrappedSecret { id: old.id.clone(), kek_version: target.version(), wrapped };
+                replacements.push((old, new));
+            }
+            Ok::<_, AppError>(replacements)
+        })
+        .await
+        .map_err(|_| AppError::Keys("the re-wrap worker stopped".into()))??;
         Ok(self.store.replace_wraps(kind, replacements).await?)
     }
 }
