@@ -28,6 +28,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (11, "line_refunds", include_str!("../../../migrations/sqlite/0011_line_refunds.sql")),
     (12, "vendor_api_keys", include_str!("../../../migrations/sqlite/0012_vendor_api_keys.sql")),
     (13, "invoice_queue", include_str!("../../../migrations/sqlite/0013_invoice_queue.sql")),
+    (14, "retention_indexes", include_str!("../../../migrations/sqlite/0014_retention_indexes.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -44,6 +45,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (11, "line_refunds", include_str!("../../../migrations/postgres/0011_line_refunds.sql")),
     (12, "vendor_api_keys", include_str!("../../../migrations/postgres/0012_vendor_api_keys.sql")),
     (13, "invoice_queue", include_str!("../../../migrations/postgres/0013_invoice_queue.sql")),
+    (14, "retention_indexes", include_str!("../../../migrations/postgres/0014_retention_indexes.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] =
