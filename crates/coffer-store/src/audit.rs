@@ -73,6 +73,25 @@ const UNSEALED_SQLITE: &str = "SELECT json_group_array(json_array(id, at, actor,
      ORDER BY id) FROM (SELECT id, at, actor, action, subject, request_id FROM audit_log WHERE seq IS NULL \
      ORDER BY id LIMIT $1)";
 
+/// An entry from the fields of a packed row (see `SealPlan::new`, `verify`).
+fn unpacked_entry(
+    id: String,
+    at: i64,
+    actor: String,
+    action: String,
+    subject: Option<String>,
+    request_id: Option<String>,
+) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        id: AuditEntryId::parse(&id).map_err(StoreError::corrupt)?,
+        at: Millis(at),
+        actor,
+        action,
+        subject,
+        request_id,
+    })
+}
+
 /// The links that seal a run of entries: (entry id, seq, link hash) in
 /// chain order, the last being the new head.
 struct SealPlan {
@@ -90,14 +109,7 @@ impl SealPlan {
             .map_err(|_| StoreError::corrupt("audit_log (packed unsealed entries)"))?;
         let mut links = Vec::with_capacity(rows.len());
         for (id, at, actor, action, subject, request_id) in rows {
-            let entry = AuditEntry {
-                id: AuditEntryId::parse(&id).map_err(StoreError::corrupt)?,
-                at: Millis(at),
-                actor,
-                action,
-                subject,
-                request_id,
-            };
+            let entry = unpacked_entry(id.clone(), at, actor, action, subject, request_id)?;
             seq += 1;
             hash = audit_link_hash(&hash, seq, &entry.canonical_bytes());
             links.push((id, seq, hash));
@@ -231,14 +243,7 @@ impl Db {
             .map(|(seq, id, at, actor, action, subject, request_id, link_hash)| {
                 Ok(SealedAuditEntry {
                     seq,
-                    entry: AuditEntry {
-                        id: AuditEntryId::parse(&id).map_err(StoreError::corrupt)?,
-                        at: Millis(at),
-                        actor,
-                        action,
-                        subject,
-                        request_id,
-                    },
+                    entry: unpacked_entry(id, at, actor, action, subject, request_id)?,
                     link_hash: link_hash
                         .map(|h| hex::decode(h).map_err(|_| StoreError::corrupt("audit_log.link_hash")))
                         .transpose()?
