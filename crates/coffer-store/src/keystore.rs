@@ -338,6 +338,9 @@ impl KeyStore {
     ) -> Result<Vec<WrappedSecret>, StoreError> {
         // One packed row per batch: through sqlx every row and parameter has
         // a cost, and re-wrapping runs beside live traffic.
+        if (self.db.backend(), kind) == (Backend::Postgres, WrapKind::DataKey) {
+            return self.data_keys_to_rewrap_postgres(active, after, limit).await;
+        }
         let sql = match (self.db.backend(), kind) {
             (Backend::Sqlite, WrapKind::DataKey) => {
                 "SELECT json_group_array(json_array(id, kek_version, hex(wrapped))) FROM \
@@ -378,6 +381,37 @@ impl KeyStore {
             .collect()
     }
 
+    /// PostgreSQL's data keys to re-wrap as three comma-joined columns:
+    /// cheaper for the server than JSON to build and to read (data key ids
+    /// hold no commas), where most of a re-wrap's time goes.
+    async fn data_keys_to_rewrap_postgres(
+        &self,
+        active: u32,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<WrappedSecret>, StoreError> {
+        let (ids, versions, wraps): (Option<String>, Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT string_agg(id, ',' ORDER BY id), string_agg(kek_version::text, ',' ORDER BY id), \
+             string_agg(encode(wrapped, 'hex'), ',' ORDER BY id) FROM (SELECT id, kek_version, wrapped FROM data_keys \
+             WHERE id > $3 AND kek_version <> $1 ORDER BY id LIMIT $2) AS w",
+        )
+        .bind(i64::from(active))
+        .bind(limit)
+        .bind(after.to_owned())
+        .fetch_one(self.db.readers())
+        .await?;
+        let (Some(ids), Some(versions), Some(wraps)) = (ids, versions, wraps) else { return Ok(Vec::new()) };
+        let corrupt = || StoreError::corrupt("key store (joined wraps)");
+        let (mut versions, mut wraps) = (versions.split(','), wraps.split(','));
+        ids.split(',')
+            .map(|id| {
+                let version = versions.next().and_then(|v| v.parse().ok()).ok_or_else(corrupt)?;
+                let wrapped = wraps.next().and_then(|w| hex::decode(w).ok()).ok_or_else(corrupt)?;
+                Ok(WrappedSecret { id: id.to_owned(), kek_version: version, wrapped })
+            })
+            .collect()
+    }
+
     /// Replaces wraps, each only if it is still under the version it was
     /// read with (wraps change only by a re-wrap, so a concurrent re-wrap or
     /// an erasure wins). Returns how many changed. The batch travels as one
@@ -388,6 +422,9 @@ impl KeyStore {
         replacements: Vec<(WrappedSecret, WrappedSecret)>,
     ) -> Result<u64, StoreError> {
         let Some(version) = replacements.first().map(|(_, new)| new.kek_version) else { return Ok(0) };
+        if (self.db.backend(), kind) == (Backend::Postgres, WrapKind::DataKey) {
+            return self.replace_data_keys_postgres(version, replacements).await;
+        }
         let batch: Vec<serde_json::Value> = replacements
             .iter()
             .map(|(old, new)| serde_json::json!({"id": old.id, "old": old.kek_version, "new": hex::encode(&new.wrapped)}))
@@ -419,6 +456,50 @@ impl KeyStore {
             .write(move |tx| {
                 Box::pin(async move {
                     let done = sqlx::query(sql).bind(i64::from(version)).bind(batch).execute(tx.conn()).await?;
+                    Ok::<_, StoreError>(done.rows_affected())
+                })
+            })
+            .await
+    }
+
+    /// PostgreSQL's side of [`KeyStore::replace_wraps`] for data keys: the
+    /// batch as three comma-joined parameters (ids, old versions, new wraps
+    /// in hex), which PostgreSQL splits faster than it parses JSON.
+    async fn replace_data_keys_postgres(
+        &self,
+        version: u32,
+        replacements: Vec<(WrappedSecret, WrappedSecret)>,
+    ) -> Result<u64, StoreError> {
+        let mut ids = String::with_capacity(replacements.len() * 40);
+        let mut olds = String::with_capacity(replacements.len() * 2);
+        let mut wraps = String::with_capacity(replacements.len() * 130);
+        for (i, (old, new)) in replacements.iter().enumerate() {
+            if old.id.contains(',') {
+                return Err(StoreError::corrupt("data_keys.id"));
+            }
+            if i > 0 {
+                ids.push(',');
+                olds.push(',');
+                wraps.push(',');
+            }
+            ids.push_str(&old.id);
+            olds.push_str(&old.kek_version.to_string());
+            wraps.push_str(&hex::encode(&new.wrapped));
+        }
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    let done = sqlx::query(
+                        "UPDATE data_keys AS d SET kek_version = $1, wrapped = decode(u.w, 'hex') \
+                         FROM unnest(string_to_array($2, ','), string_to_array($3, ',')::bigint[], \
+                         string_to_array($4, ',')) AS u(id, old, w) WHERE d.id = u.id AND d.kek_version = u.old",
+                    )
+                    .bind(i64::from(version))
+                    .bind(ids)
+                    .bind(olds)
+                    .bind(wraps)
+                    .execute(tx.conn())
+                    .await?;
                     Ok::<_, StoreError>(done.rows_affected())
                 })
             })
