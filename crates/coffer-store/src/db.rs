@@ -572,7 +572,7 @@ async fn writer_task(writer: Writer, mut queue: mpsc::Receiver<Pending>) {
             match pending {
                 Pending::Unit(unit) => {
                     if !commands.is_empty() {
-                        run_commands(&writer.direct, std::mem::take(&mut commands), &writer.counters).await;
+                        run_direct_batch(&writer.direct, std::mem::take(&mut commands), &writer.counters).await;
                     }
                     units.push(unit);
                 }
@@ -588,7 +588,7 @@ async fn writer_task(writer: Writer, mut queue: mpsc::Receiver<Pending>) {
             run_batch(&writer.pool, units, &writer.counters).await;
         }
         if !commands.is_empty() {
-            run_commands(&writer.direct, commands, &writer.counters).await;
+            run_direct_batch(&writer.direct, commands, &writer.counters).await;
         }
     }
 }
@@ -596,7 +596,7 @@ async fn writer_task(writer: Writer, mut queue: mpsc::Receiver<Pending>) {
 /// Direct units in one transaction on the writer's direct connection, a
 /// savepoint per unit (none for a unit alone); every caller is answered
 /// after the commit, from the database thread itself.
-async fn run_commands(direct: &DirectPool, batch: Vec<DirectUnit>, counters: &Arc<Counters>) {
+async fn run_direct_batch(direct: &DirectPool, batch: Vec<DirectUnit>, counters: &Arc<Counters>) {
     let counters = counters.clone();
     let ran = direct
         .run(move |conn| {

@@ -102,16 +102,23 @@ impl DirectPool {
         T: Send + 'static,
         F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T> + Send + 'static,
     {
-        self.run(move |conn| {
-            let mut statement = conn.prepare_cached(sql).map_err(from_sqlite)?;
-            bind(&mut statement, &values)?;
-            let mut rows = statement.raw_query();
-            match rows.next().map_err(from_sqlite)? {
-                Some(found) => row(found).map(Some).map_err(from_sqlite),
-                None => Ok(None),
-            }
-        })
-        .await
+        self.run(move |conn| query_optional(conn, sql, &values, row)).await
+    }
+}
+
+/// At most one row of `sql`, through `row`.
+pub(crate) fn query_optional<T>(
+    conn: &Connection,
+    sql: &str,
+    values: &[Val],
+    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Option<T>, StoreError> {
+    let mut statement = conn.prepare_cached(sql).map_err(from_sqlite)?;
+    bind(&mut statement, values)?;
+    let mut rows = statement.raw_query();
+    match rows.next().map_err(from_sqlite)? {
+        Some(found) => row(found).map(Some).map_err(from_sqlite),
+        None => Ok(None),
     }
 }
 
@@ -122,13 +129,8 @@ pub(crate) fn query_one<T>(
     values: &[Val],
     row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<T, StoreError> {
-    let mut statement = conn.prepare_cached(sql).map_err(from_sqlite)?;
-    bind(&mut statement, values)?;
-    let mut rows = statement.raw_query();
-    match rows.next().map_err(from_sqlite)? {
-        Some(found) => row(found).map_err(from_sqlite),
-        None => Err(StoreError::Corrupt(format!("no row where one was expected ({sql:.40})"))),
-    }
+    query_optional(conn, sql, values, row)?
+        .ok_or_else(|| StoreError::Corrupt(format!("no row where one was expected ({sql:.40})")))
 }
 
 /// Binds `values` to the statement's `$1`…`$n`. SQLite numbers such

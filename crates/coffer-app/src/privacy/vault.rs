@@ -161,20 +161,25 @@ impl Vault {
     }
 
     async fn unwrap(&self, purpose: &str, record: &WrappedSecret) -> Result<Zeroizing<Vec<u8>>, AppError> {
+        let kek = self.kek_of(record).await?;
+        Ok(unwrap_secret(&kek, purpose, &record.id, &record.wrapped)?)
+    }
+
+    /// The master key a wrap needs, checked against the version stored
+    /// beside it; loaded first if another server activated a version this
+    /// one has not loaded yet.
+    async fn kek_of(&self, record: &WrappedSecret) -> Result<Arc<MasterKey>, AppError> {
         let version = wrapped_version(&record.wrapped)?;
         if version != record.kek_version {
             return Err(AppError::Crypto(coffer_crypto::CryptoError::DoesNotOpen { what: "a wrapped key" }));
         }
-        let kek = match self.kek(version) {
-            Ok(kek) => kek,
-            // Another server may have activated a version this one has not
-            // loaded yet.
+        match self.kek(version) {
+            Ok(kek) => Ok(kek),
             Err(_) => {
                 self.reload().await?;
-                self.kek(version)?
+                self.kek(version)
             }
-        };
-        Ok(unwrap_secret(&kek, purpose, &record.id, &record.wrapped)?)
+        }
     }
 
     /// Re-wraps everything not under the active version, in one pass over
@@ -214,23 +219,11 @@ impl Vault {
         if wraps.is_empty() {
             return Ok(0);
         }
-        // Every version the batch needs, loaded (another server may have
-        // activated one this one has not seen yet).
+        // Every version the batch needs, checked and loaded.
         let mut keks = BTreeMap::new();
         for old in &wraps {
-            let version = wrapped_version(&old.wrapped)?;
-            if version != old.kek_version {
-                return Err(AppError::Crypto(coffer_crypto::CryptoError::DoesNotOpen { what: "a wrapped key" }));
-            }
-            if let std::collections::btree_map::Entry::Vacant(slot) = keks.entry(version) {
-                let kek = match self.kek(version) {
-                    Ok(kek) => kek,
-                    Err(_) => {
-                        self.reload().await?;
-                        self.kek(version)?
-                    }
-                };
-                slot.insert(kek);
+            if let std::collections::btree_map::Entry::Vacant(slot) = keks.entry(old.kek_version) {
+                slot.insert(self.kek_of(old).await?);
             }
         }
         // Thousands of AES-GCM opens and seals: on a blocking thread, so

@@ -673,19 +673,14 @@ async fn order_action(
                 .into_response();
         };
         let actor = coffer_domain::Actor::Staff(staff.member.id.to_string());
-        return match state.checkout.refund_line(&order_id, line, &actor, &form.reason).await {
-            Ok(status) => {
-                let message =
-                    format!("Done: line {line} is refunded; the order is {}.", status.as_str().replace('_', " "));
-                order_view(&state, &staff, &id, Some(message)).await
-            }
-            Err(AppError::Order(e)) => {
-                let message = format!("Not done: {}.", e.message);
-                (StatusCode::UNPROCESSABLE_ENTITY, order_view(&state, &staff, &id, Some(message)).await).into_response()
-            }
-            Err(AppError::NotFound) => not_found(),
-            Err(e) => failure(e),
-        };
+        let done = state.checkout.refund_line(&order_id, line, &actor, &form.reason).await;
+        return action_answer(
+            &state,
+            &staff,
+            &id,
+            done.map(|status| format!("line {line} is refunded; the order is {}", status.as_str().replace('_', " "))),
+        )
+        .await;
     }
     let (action, needed) = match form.action.as_str() {
         "approve" => (StaffAction::Approve, StaffRole::Reviewer),
@@ -707,14 +702,28 @@ async fn order_action(
     }
     let Ok(order_id) = coffer_domain::OrderId::parse(&id) else { return not_found() };
     let actor = coffer_domain::Actor::Staff(staff.member.id.to_string());
-    match state.checkout.staff_action(&order_id, action, &actor, &form.reason).await {
-        Ok(status) => {
-            let message = format!("Done: the order is now {}.", status.as_str().replace('_', " "));
-            order_view(&state, &staff, &id, Some(message)).await
-        }
+    let done = state.checkout.staff_action(&order_id, action, &actor, &form.reason).await;
+    action_answer(
+        &state,
+        &staff,
+        &id,
+        done.map(|status| format!("the order is now {}", status.as_str().replace('_', " "))),
+    )
+    .await
+}
+
+/// The order page again after a staff action, saying what was done or why not.
+async fn action_answer(
+    state: &AppState,
+    staff: &Staff<OrderStaff>,
+    id: &str,
+    done: Result<String, AppError>,
+) -> Response {
+    match done {
+        Ok(what) => order_view(state, staff, id, Some(format!("Done: {what}."))).await,
         Err(AppError::Order(e)) => {
             let message = format!("Not done: {}.", e.message);
-            (StatusCode::UNPROCESSABLE_ENTITY, order_view(&state, &staff, &id, Some(message)).await).into_response()
+            (StatusCode::UNPROCESSABLE_ENTITY, order_view(state, staff, id, Some(message)).await).into_response()
         }
         Err(AppError::NotFound) => not_found(),
         Err(e) => failure(e),
