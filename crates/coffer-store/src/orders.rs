@@ -94,10 +94,6 @@ fn bytes(s: &Sealed) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
 
-pub async fn insert_order(tx: &mut WriteTx, o: &NewOrder) -> Result<(), StoreError> {
-    order_statements(o)?.execute(tx).await
-}
-
 /// A sign-in link stored only as the hash of its token.
 pub struct NewLink {
     pub token_hash: [u8; 32],
