@@ -82,6 +82,7 @@ on_both_backends!(
     erasure_shreds_the_key_clears_the_row_and_is_audited,
     each_ledger_is_replayed_onto_the_other_side,
     rotation_rewraps_everything_while_reads_go_on,
+    rewrap_step_skips_changed_wraps_and_hands_on_the_next_batch,
     retire_refuses_while_a_wrap_uses_the_version,
     wrong_master_key_file_is_refused_by_name,
     audit_chain_verifies_and_names_each_kind_of_tampering,
@@ -326,6 +327,62 @@ async fn rotation_rewraps_everything_while_reads_go_on(f: Fixture) {
         customers.get(id, &Reader::TheCustomer).await.unwrap();
     }
     assert_eq!(customers.find_by_email("customer100@example.org").await.unwrap(), Some(ids[0].clone()));
+}
+
+/// One step of a re-wrap at the key store: a wrap erased or re-wrapped
+/// since it was read is left alone, and the next batch follows the step's
+/// highest id.
+async fn rewrap_step_skips_changed_wraps_and_hands_on_the_next_batch(f: Fixture) {
+    use coffer_crypto::{unwrap_secret, wrap_secret};
+    use coffer_store::{WrapKind, WrappedSecret};
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(f.customers.create(&details(400 + n), &operator()).await.unwrap().id);
+    }
+    f.vault.provider().create(2).unwrap();
+    f.keys.add_master_key(2, f.clock.now()).await.unwrap();
+    f.keys.activate_master_key(2, f.clock.now()).await.unwrap();
+    let (v1, v2) = (f.vault.provider().load(1).unwrap(), f.vault.provider().load(2).unwrap());
+    let first = f.keys.wraps_to_rewrap(WrapKind::DataKey, 2, "", 3).await.unwrap();
+    assert_eq!(first.len(), 3);
+    assert!(first.windows(2).all(|w| w[0].id < w[1].id), "in id order");
+    // The customer holding the first key is erased after the batch was read.
+    let mut erased = None;
+    for id in &ids {
+        if f.db.customer(id).await.unwrap().unwrap().data_key_id.as_str() == first[0].id {
+            erased = Some(id.clone());
+        }
+    }
+    let erased = erased.unwrap();
+    f.customers.erase(&erased, &operator()).await.unwrap();
+    let rewrap = |old: &WrappedSecret| {
+        let secret = unwrap_secret(&v1, "data-key", &old.id, &old.wrapped).unwrap();
+        let new = WrappedSecret {
+            id: old.id.clone(),
+            kek_version: 2,
+            wrapped: wrap_secret(&v2, "data-key", &old.id, &secret).unwrap(),
+        };
+        (old.clone(), new)
+    };
+    let replacements: Vec<_> = first.iter().map(rewrap).collect();
+    let (changed, next) =
+        f.keys.replace_wraps_and_fetch_next(WrapKind::DataKey, replacements.clone(), 2, 3).await.unwrap();
+    assert_eq!(changed, 2, "the erased key stays erased");
+    assert!(f.keys.data_key(&first[0].id).await.unwrap().is_none());
+    assert_eq!(next.len(), 2, "the two keys after the step");
+    assert!(next.iter().all(|w| w.id > first[2].id && w.kek_version == 1));
+    // The same step again changes nothing: those wraps are not under v1 now.
+    let (again, _) = f.keys.replace_wraps_and_fetch_next(WrapKind::DataKey, replacements, 2, 3).await.unwrap();
+    assert_eq!(again, 0);
+    // The last step: nothing follows it.
+    let (changed, after) =
+        f.keys.replace_wraps_and_fetch_next(WrapKind::DataKey, next.iter().map(rewrap).collect(), 2, 3).await.unwrap();
+    assert_eq!((changed, after.len()), (2, 0));
+    assert!(f.keys.wraps_to_rewrap(WrapKind::DataKey, 2, "", 100).await.unwrap().is_empty());
+    f.vault.reload().await.unwrap();
+    for id in ids.iter().filter(|id| **id != erased) {
+        f.customers.get(id, &Reader::TheCustomer).await.unwrap();
+    }
 }
 
 async fn retire_refuses_while_a_wrap_uses_the_version(f: Fixture) {

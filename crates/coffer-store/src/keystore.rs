@@ -61,6 +61,37 @@ pub struct WrappedSecret {
     pub wrapped: Vec<u8>,
 }
 
+/// PostgreSQL: the data keys a re-wrap takes next (`$1` the active
+/// version, `$2` the last id done, `$3` the batch size), walking the primary
+/// key (no index on the version, so re-wrapped rows are updated in place).
+const NEXT_DATA_KEYS: &str =
+    "SELECT id, kek_version, wrapped FROM data_keys WHERE id > $2 AND kek_version <> $1 ORDER BY id LIMIT $3";
+
+/// PostgreSQL: rows of [`NEXT_DATA_KEYS`] as one `id:version:hex,…` string.
+const JOINED_DATA_KEYS: &str = "string_agg(id || ':' || kek_version || ':' || encode(wrapped, 'hex'), ',')";
+
+/// The wraps in a string of [`JOINED_DATA_KEYS`]; none for NULL (no rows).
+fn split_joined_wraps(joined: Option<&str>) -> Result<Vec<WrappedSecret>, StoreError> {
+    let corrupt = || StoreError::corrupt("key store (joined wraps)");
+    let Some(joined) = joined else { return Ok(Vec::new()) };
+    joined
+        .split(',')
+        .map(|entry| {
+            let mut parts = entry.split(':');
+            let (Some(id), Some(version), Some(wrapped), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(corrupt());
+            };
+            Ok(WrappedSecret {
+                id: id.to_owned(),
+                kek_version: version.parse().map_err(|_| corrupt())?,
+                wrapped: hex::decode(wrapped).map_err(|_| corrupt())?,
+            })
+        })
+        .collect()
+}
+
 /// Which table a wrapped secret lives in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WrapKind {
@@ -325,7 +356,6 @@ impl KeyStore {
         row.as_ref().map(wrapped_from_row).transpose()
     }
 
-    /// Up to `limit` wraps still under `version`, for re-wrapping.
     /// Up to `limit` wraps not under `active`, with ids after `after`, in id
     /// order: one re-wrap pass walks the primary key once (no index on the
     /// version, so re-wrapped rows can be updated in place).
@@ -338,9 +368,6 @@ impl KeyStore {
     ) -> Result<Vec<WrappedSecret>, StoreError> {
         // One packed row per batch: through sqlx every row and parameter has
         // a cost, and re-wrapping runs beside live traffic.
-        if (self.db.backend(), kind) == (Backend::Postgres, WrapKind::DataKey) {
-            return self.data_keys_to_rewrap_postgres(active, after, limit).await;
-        }
         let sql = match (self.db.backend(), kind) {
             (Backend::Sqlite, WrapKind::DataKey) => {
                 "SELECT json_group_array(json_array(id, kek_version, hex(wrapped))) FROM \
@@ -352,9 +379,7 @@ impl KeyStore {
                  ORDER BY name LIMIT $2)"
             }
             (Backend::Postgres, WrapKind::DataKey) => {
-                "SELECT COALESCE(json_agg(json_build_array(id, kek_version, encode(wrapped, 'hex'))), '[]')::text FROM \
-                 (SELECT id, kek_version, wrapped FROM data_keys WHERE id > $3 AND kek_version <> $1 ORDER BY id \
-                 LIMIT $2) AS w"
+                return self.data_keys_to_rewrap_postgres(active, after, limit).await;
             }
             (Backend::Postgres, WrapKind::Secret) => {
                 "SELECT COALESCE(json_agg(json_build_array(name, kek_version, encode(wrapped, 'hex'))), '[]')::text \
@@ -381,35 +406,91 @@ impl KeyStore {
             .collect()
     }
 
-    /// PostgreSQL's data keys to re-wrap as three comma-joined columns:
-    /// cheaper for the server than JSON to build and to read (data key ids
-    /// hold no commas), where most of a re-wrap's time goes.
+    /// PostgreSQL's data keys to re-wrap, as one string of `id:version:hex`
+    /// entries joined by commas: cheaper for the server to build and to
+    /// read than rows or JSON (data key ids hold neither separator), and
+    /// re-wrapping shares the server with live traffic.
     async fn data_keys_to_rewrap_postgres(
         &self,
         active: u32,
         after: &str,
         limit: i64,
     ) -> Result<Vec<WrappedSecret>, StoreError> {
-        let (ids, versions, wraps): (Option<String>, Option<String>, Option<String>) = sqlx::query_as(
-            "SELECT string_agg(id, ',' ORDER BY id), string_agg(kek_version::text, ',' ORDER BY id), \
-             string_agg(encode(wrapped, 'hex'), ',' ORDER BY id) FROM (SELECT id, kek_version, wrapped FROM data_keys \
-             WHERE id > $3 AND kek_version <> $1 ORDER BY id LIMIT $2) AS w",
-        )
+        let joined: Option<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {JOINED_DATA_KEYS} FROM ({NEXT_DATA_KEYS}) AS w")))
+                .bind(i64::from(active))
+                .bind(after.to_owned())
+                .bind(limit)
+                .fetch_one(self.db.readers())
+                .await?;
+        split_joined_wraps(joined.as_deref())
+    }
+
+    /// Replaces one batch of re-wrapped wraps (as [`KeyStore::replace_wraps`])
+    /// and fetches the next batch to re-wrap: up to `limit` wraps not under
+    /// `active` with ids after the batch's highest. Returns how many changed
+    /// and the next batch. On PostgreSQL both happen in one statement, one
+    /// round trip and one commit per batch, so each stint of the server's
+    /// work stays short beside live traffic.
+    pub async fn replace_wraps_and_fetch_next(
+        &self,
+        kind: WrapKind,
+        replacements: Vec<(WrappedSecret, WrappedSecret)>,
+        active: u32,
+        limit: i64,
+    ) -> Result<(u64, Vec<WrappedSecret>), StoreError> {
+        let Some(after) = replacements.iter().map(|(old, _)| old.id.clone()).max() else { return Ok((0, Vec::new())) };
+        if (self.db.backend(), kind) != (Backend::Postgres, WrapKind::DataKey) {
+            let changed = self.replace_wraps(kind, replacements).await?;
+            return Ok((changed, self.wraps_to_rewrap(kind, active, &after, limit).await?));
+        }
+        self.replace_data_keys_postgres(replacements, active, &after, limit).await
+    }
+
+    /// PostgreSQL's side of [`KeyStore::replace_wraps_and_fetch_next`] for
+    /// data keys: the batch travels as one string of `id:old version:new
+    /// wrap in hex` entries, which PostgreSQL splits faster than it parses
+    /// JSON.
+    async fn replace_data_keys_postgres(
+        &self,
+        replacements: Vec<(WrappedSecret, WrappedSecret)>,
+        active: u32,
+        after: &str,
+        limit: i64,
+    ) -> Result<(u64, Vec<WrappedSecret>), StoreError> {
+        let mut joined = String::with_capacity(replacements.len() * 180);
+        for (i, (old, new)) in replacements.iter().enumerate() {
+            if old.id.contains([',', ':']) {
+                return Err(StoreError::corrupt("data_keys.id"));
+            }
+            if new.kek_version != active {
+                return Err(StoreError::Config("a re-wrap batch mixes master key versions".into()));
+            }
+            if i > 0 {
+                joined.push(',');
+            }
+            joined.push_str(&old.id);
+            joined.push(':');
+            joined.push_str(&old.kek_version.to_string());
+            joined.push(':');
+            joined.push_str(&hex::encode(&new.wrapped));
+        }
+        // One statement is atomic without BEGIN and COMMIT; the next batch
+        // is read from the statement's snapshot, all of it after `after`.
+        let (changed, next): (i64, Option<String>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH replaced AS (UPDATE data_keys AS d SET kek_version = $1, \
+             wrapped = decode(split_part(u.e, ':', 3), 'hex') FROM unnest(string_to_array($4, ',')) AS u(e) \
+             WHERE d.id = split_part(u.e, ':', 1) AND d.kek_version = split_part(u.e, ':', 2)::bigint RETURNING 1) \
+             SELECT (SELECT count(*) FROM replaced), (SELECT {JOINED_DATA_KEYS} FROM ({NEXT_DATA_KEYS}) AS w)"
+        )))
         .bind(i64::from(active))
-        .bind(limit)
         .bind(after.to_owned())
+        .bind(limit)
+        .bind(joined)
         .fetch_one(self.db.readers())
         .await?;
-        let (Some(ids), Some(versions), Some(wraps)) = (ids, versions, wraps) else { return Ok(Vec::new()) };
-        let corrupt = || StoreError::corrupt("key store (joined wraps)");
-        let (mut versions, mut wraps) = (versions.split(','), wraps.split(','));
-        ids.split(',')
-            .map(|id| {
-                let version = versions.next().and_then(|v| v.parse().ok()).ok_or_else(corrupt)?;
-                let wrapped = wraps.next().and_then(|w| hex::decode(w).ok()).ok_or_else(corrupt)?;
-                Ok(WrappedSecret { id: id.to_owned(), kek_version: version, wrapped })
-            })
-            .collect()
+        let changed = u64::try_from(changed).map_err(|_| StoreError::corrupt("re-wrap count"))?;
+        Ok((changed, split_joined_wraps(next.as_deref())?))
     }
 
     /// Replaces wraps, each only if it is still under the version it was
@@ -422,14 +503,6 @@ impl KeyStore {
         replacements: Vec<(WrappedSecret, WrappedSecret)>,
     ) -> Result<u64, StoreError> {
         let Some(version) = replacements.first().map(|(_, new)| new.kek_version) else { return Ok(0) };
-        if (self.db.backend(), kind) == (Backend::Postgres, WrapKind::DataKey) {
-            return self.replace_data_keys_postgres(version, replacements).await;
-        }
-        let batch: Vec<serde_json::Value> = replacements
-            .iter()
-            .map(|(old, new)| serde_json::json!({"id": old.id, "old": old.kek_version, "new": hex::encode(&new.wrapped)}))
-            .collect();
-        let batch = serde_json::Value::Array(batch).to_string();
         let sql = match (self.db.backend(), kind) {
             (Backend::Sqlite, WrapKind::DataKey) => {
                 "UPDATE data_keys SET kek_version = $1, wrapped = unhex(json_extract(v.value, '$.new')) \
@@ -442,9 +515,7 @@ impl KeyStore {
                  AND sealed_secrets.kek_version = json_extract(v.value, '$.old')"
             }
             (Backend::Postgres, WrapKind::DataKey) => {
-                "UPDATE data_keys AS d SET kek_version = $1, wrapped = decode(v.new, 'hex') \
-                 FROM json_to_recordset($2::json) AS v(id text, old bigint, new text) \
-                 WHERE d.id = v.id AND d.kek_version = v.old"
+                return Ok(self.replace_data_keys_postgres(replacements, version, "", 0).await?.0);
             }
             (Backend::Postgres, WrapKind::Secret) => {
                 "UPDATE sealed_secrets AS d SET kek_version = $1, wrapped = decode(v.new, 'hex') \
@@ -452,54 +523,15 @@ impl KeyStore {
                  WHERE d.name = v.id AND d.kek_version = v.old"
             }
         };
+        let batch: Vec<serde_json::Value> = replacements
+            .iter()
+            .map(|(old, new)| serde_json::json!({"id": old.id, "old": old.kek_version, "new": hex::encode(&new.wrapped)}))
+            .collect();
+        let batch = serde_json::Value::Array(batch).to_string();
         self.db
             .write(move |tx| {
                 Box::pin(async move {
                     let done = sqlx::query(sql).bind(i64::from(version)).bind(batch).execute(tx.conn()).await?;
-                    Ok::<_, StoreError>(done.rows_affected())
-                })
-            })
-            .await
-    }
-
-    /// PostgreSQL's side of [`KeyStore::replace_wraps`] for data keys: the
-    /// batch as three comma-joined parameters (ids, old versions, new wraps
-    /// in hex), which PostgreSQL splits faster than it parses JSON.
-    async fn replace_data_keys_postgres(
-        &self,
-        version: u32,
-        replacements: Vec<(WrappedSecret, WrappedSecret)>,
-    ) -> Result<u64, StoreError> {
-        let mut ids = String::with_capacity(replacements.len() * 40);
-        let mut olds = String::with_capacity(replacements.len() * 2);
-        let mut wraps = String::with_capacity(replacements.len() * 130);
-        for (i, (old, new)) in replacements.iter().enumerate() {
-            if old.id.contains(',') {
-                return Err(StoreError::corrupt("data_keys.id"));
-            }
-            if i > 0 {
-                ids.push(',');
-                olds.push(',');
-                wraps.push(',');
-            }
-            ids.push_str(&old.id);
-            olds.push_str(&old.kek_version.to_string());
-            wraps.push_str(&hex::encode(&new.wrapped));
-        }
-        self.db
-            .write(move |tx| {
-                Box::pin(async move {
-                    let done = sqlx::query(
-                        "UPDATE data_keys AS d SET kek_version = $1, wrapped = decode(u.w, 'hex') \
-                         FROM unnest(string_to_array($2, ','), string_to_array($3, ',')::bigint[], \
-                         string_to_array($4, ',')) AS u(id, old, w) WHERE d.id = u.id AND d.kek_version = u.old",
-                    )
-                    .bind(i64::from(version))
-                    .bind(ids)
-                    .bind(olds)
-                    .bind(wraps)
-                    .execute(tx.conn())
-                    .await?;
                     Ok::<_, StoreError>(done.rows_affected())
                 })
             })

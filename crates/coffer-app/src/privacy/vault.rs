@@ -191,33 +191,37 @@ impl Vault {
     /// are wrapped under the active version already. Returns how many changed.
     pub async fn rewrap_all(&self, batch: i64, rest: f64) -> Result<u64, AppError> {
         let target = self.active_kek()?;
+        let version = target.version();
         let mut total = 0;
-        let mut after = String::new();
-        loop {
+        let mut wraps = self.store.wraps_to_rewrap(WrapKind::DataKey, version, "", batch).await?;
+        while !wraps.is_empty() {
             let started = std::time::Instant::now();
-            let wraps = self.store.wraps_to_rewrap(WrapKind::DataKey, target.version(), &after, batch).await?;
-            let Some(last) = wraps.last() else { break };
-            after = last.id.clone();
-            total += self.rewrap(&target, WrapKind::DataKey, DATA_KEY, wraps).await?;
-            if rest > 0.0 {
+            let replacements = self.rewrapped(&target, DATA_KEY, wraps).await?;
+            let (changed, next) =
+                self.store.replace_wraps_and_fetch_next(WrapKind::DataKey, replacements, version, batch).await?;
+            total += changed;
+            wraps = next;
+            if rest > 0.0 && !wraps.is_empty() {
                 tokio::time::sleep(started.elapsed().mul_f64(rest)).await;
             }
         }
         // The few named secrets, in one go.
-        let secrets = self.store.wraps_to_rewrap(WrapKind::Secret, target.version(), "", i64::MAX).await?;
-        total += self.rewrap(&target, WrapKind::Secret, SECRET, secrets).await?;
+        let secrets = self.store.wraps_to_rewrap(WrapKind::Secret, version, "", i64::MAX).await?;
+        let replacements = self.rewrapped(&target, SECRET, secrets).await?;
+        total += self.store.replace_wraps(WrapKind::Secret, replacements).await?;
         Ok(total)
     }
 
-    async fn rewrap(
+    /// The same secrets wrapped under `target`: each old wrap with its
+    /// replacement.
+    async fn rewrapped(
         &self,
         target: &Arc<MasterKey>,
-        kind: WrapKind,
         purpose: &str,
         wraps: Vec<WrappedSecret>,
-    ) -> Result<u64, AppError> {
+    ) -> Result<Vec<(WrappedSecret, WrappedSecret)>, AppError> {
         if wraps.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         // Every version the batch needs, checked and loaded.
         let mut keks = BTreeMap::new();
@@ -244,7 +248,7 @@ impl Vault {
         })
         .await
         .map_err(|_| AppError::Keys("the re-wrap worker stopped".into()))??;
-        Ok(self.store.replace_wraps(kind, replacements).await?)
+        Ok(replacements)
     }
 }
 
