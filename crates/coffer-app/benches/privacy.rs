@@ -324,8 +324,42 @@ async fn accounts(s: &Setup, rounds: usize) -> [f64; 7] {
     ]
 }
 
+/// For `scripts/bench --only rotation`: `count` real data keys wrapped
+/// under the active master key of a server's key directory, written
+/// straight into its key store, so a running server has a large re-wrap
+/// to do. Ids `dek_l…`.
+async fn fill_key_store(key_dir: &str, key_url: &str, count: usize) {
+    let provider = FileKeyProvider::open(std::path::Path::new(key_dir)).unwrap();
+    let keys = KeyStore::open(key_url, &DbOptions::default()).await.unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let vault = Vault::open(Arc::new(provider), keys, clock).await.unwrap();
+    let version = vault.active_version().unwrap();
+    let kek = vault.provider().load(version).unwrap();
+    let pool = raw(key_url).await;
+    const ROWS: usize = 500;
+    for start in (0..count).step_by(ROWS) {
+        let rows = ROWS.min(count - start);
+        let values: Vec<String> =
+            (0..rows).map(|i| format!("(${}, {version}, ${}, 0)", 2 * i + 1, 2 * i + 2)).collect();
+        let sql = format!("INSERT INTO data_keys (id, kek_version, wrapped, created_at) VALUES {}", values.join(", "));
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for n in start..start + rows {
+            let id = format!("dek_l{n:031x}");
+            let wrapped = wrap_secret(&kek, "data-key", &id, DataKey::generate().unwrap().expose()).unwrap();
+            insert = insert.bind(id).bind(wrapped);
+        }
+        insert.execute(&pool).await.unwrap();
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if std::env::var("COFFER_BENCH_ONLY").as_deref() == Ok("fill-key-store") {
+        let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+        let count = var("COFFER_BENCH_FILL").parse().unwrap();
+        fill_key_store(&var("COFFER_BENCH_KEY_DIR"), &var("COFFER_BENCH_KEY_URL"), count).await;
+        return;
+    }
     let smoke = !std::env::args().any(|a| a == "--bench");
     let quick = smoke || std::env::args().any(|a| a == "--quick");
     let scale = |full: u64, quick_size: u64, smoke_size: u64| {
