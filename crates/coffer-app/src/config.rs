@@ -187,7 +187,7 @@ pub struct KeysConfig {
 
 impl Default for KeysConfig {
     fn default() -> Self {
-        KeysConfig { retired_key_retention_days: 30, rewrap_batch: 4_000, rewrap_rest: 3.0 }
+        KeysConfig { retired_key_retention_days: 30, rewrap_batch: 4_000, rewrap_rest: 2.0 }
     }
 }
 

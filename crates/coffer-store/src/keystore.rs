@@ -67,8 +67,9 @@ pub struct WrappedSecret {
 const NEXT_DATA_KEYS: &str =
     "SELECT id, kek_version, wrapped FROM data_keys WHERE id > $2 AND kek_version <> $1 ORDER BY id LIMIT $3";
 
-/// PostgreSQL: rows of [`NEXT_DATA_KEYS`] as one `id:version:hex,…` string.
-const JOINED_DATA_KEYS: &str = "string_agg(id || ':' || kek_version || ':' || encode(wrapped, 'hex'), ',')";
+/// PostgreSQL: rows of [`NEXT_DATA_KEYS`] as one `id:version:hex,…` string,
+/// in id order.
+const JOINED_DATA_KEYS: &str = "string_agg(id || ':' || kek_version || ':' || encode(wrapped, 'hex'), ',' ORDER BY id)";
 
 /// The wraps in a string of [`JOINED_DATA_KEYS`]; none for NULL (no rows).
 fn split_joined_wraps(joined: Option<&str>) -> Result<Vec<WrappedSecret>, StoreError> {
