@@ -106,10 +106,16 @@ fn main() -> std::process::ExitCode {
 }
 
 fn init_tracing(config: &Config) {
-    let filter: tracing_subscriber::filter::Targets = config
+    let mut filter: tracing_subscriber::filter::Targets = config
         .log_level
         .parse()
         .unwrap_or_else(|_| tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO));
+    // PostgreSQL's notices ("relation _sqlx_migrations already exists,
+    // skipping" on every migrate) are not news to an operator, unless the
+    // log level names sqlx itself.
+    if !config.log_level.contains("sqlx") {
+        filter = filter.with_target("sqlx::postgres::notice", tracing::Level::WARN);
+    }
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     // Colour only on a terminal: log files and collectors get plain text.
