@@ -476,8 +476,9 @@ impl KeyStore {
             joined.push(':');
             joined.push_str(&hex::encode(&new.wrapped));
         }
-        // One statement is atomic without BEGIN and COMMIT; the next batch
-        // is read from the statement's snapshot, all of it after `after`.
+        // One statement is atomic without BEGIN and COMMIT (on PostgreSQL
+        // one pool serves reads and writes); the next batch is read from
+        // the statement's snapshot, all of it after `after`.
         let (changed, next): (i64, Option<String>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH replaced AS (UPDATE data_keys AS d SET kek_version = $1, \
              wrapped = decode(split_part(u.e, ':', 3), 'hex') FROM unnest(string_to_array($4, ',')) AS u(e) \
