@@ -83,6 +83,7 @@ on_both_backends!(
     each_ledger_is_replayed_onto_the_other_side,
     rotation_rewraps_everything_while_reads_go_on,
     rewrap_step_skips_changed_wraps_and_hands_on_the_next_batch,
+    a_damaged_wrap_is_named_and_does_not_hold_up_the_rest_of_a_rotation,
     retire_refuses_while_a_wrap_uses_the_version,
     wrong_master_key_file_is_refused_by_name,
     audit_chain_verifies_and_names_each_kind_of_tampering,
@@ -366,23 +367,74 @@ async fn rewrap_step_skips_changed_wraps_and_hands_on_the_next_batch(f: Fixture)
     };
     let replacements: Vec<_> = first.iter().map(rewrap).collect();
     let (changed, next) =
-        f.keys.replace_wraps_and_fetch_next(WrapKind::DataKey, replacements.clone(), 2, 3).await.unwrap();
+        f.keys.replace_wraps_and_fetch_next(WrapKind::DataKey, replacements.clone(), &first[2].id, 2, 3).await.unwrap();
     assert_eq!(changed, 2, "the erased key stays erased");
     assert!(f.keys.data_key(&first[0].id).await.unwrap().is_none());
     assert_eq!(next.len(), 2, "the two keys after the step");
     assert!(next.iter().all(|w| w.id > first[2].id && w.kek_version == 1));
     // The same step again changes nothing: those wraps are not under v1 now.
-    let (again, _) = f.keys.replace_wraps_and_fetch_next(WrapKind::DataKey, replacements, 2, 3).await.unwrap();
+    let (again, _) =
+        f.keys.replace_wraps_and_fetch_next(WrapKind::DataKey, replacements, &first[2].id, 2, 3).await.unwrap();
     assert_eq!(again, 0);
     // The last step: nothing follows it.
-    let (changed, after) =
-        f.keys.replace_wraps_and_fetch_next(WrapKind::DataKey, next.iter().map(rewrap).collect(), 2, 3).await.unwrap();
+    let (changed, after) = f
+        .keys
+        .replace_wraps_and_fetch_next(WrapKind::DataKey, next.iter().map(rewrap).collect(), &next[1].id, 2, 3)
+        .await
+        .unwrap();
     assert_eq!((changed, after.len()), (2, 0));
     assert!(f.keys.wraps_to_rewrap(WrapKind::DataKey, 2, "", 100).await.unwrap().is_empty());
     f.vault.reload().await.unwrap();
     for id in ids.iter().filter(|id| **id != erased) {
         f.customers.get(id, &Reader::TheCustomer).await.unwrap();
     }
+}
+
+async fn a_damaged_wrap_is_named_and_does_not_hold_up_the_rest_of_a_rotation(f: Fixture) {
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        ids.push(f.customers.create(&details(500 + n), &operator()).await.unwrap().id);
+    }
+    // One data key in the middle of the id order is damaged at rest.
+    let pool = raw_pool(&f.key_store_url).await;
+    let all: Vec<String> = sqlx::query_scalar("SELECT id FROM data_keys ORDER BY id").fetch_all(&pool).await.unwrap();
+    let broken = all[all.len() / 2].clone();
+    let wrapped: Vec<u8> =
+        sqlx::query_scalar("SELECT wrapped FROM data_keys WHERE id = $1").bind(&broken).fetch_one(&pool).await.unwrap();
+    let mut bad = wrapped.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x80;
+    sqlx::query("UPDATE data_keys SET wrapped = $1 WHERE id = $2")
+        .bind(bad)
+        .bind(&broken)
+        .execute(&pool)
+        .await
+        .unwrap();
+    f.vault.provider().create(2).unwrap();
+    f.keys.add_master_key(2, f.clock.now()).await.unwrap();
+    f.keys.activate_master_key(2, f.clock.now()).await.unwrap();
+    f.vault.reload().await.unwrap();
+
+    // Small batches: the damaged key sits in a batch with good ones, and
+    // batches follow it.
+    let err = f.vault.rewrap_all(3, 0.0).await.unwrap_err().to_string();
+    assert!(err.contains("1 wrapped key(s) do not open") && err.contains(&broken), "{err}");
+    assert!(!err.contains("customer5"), "no personal data: {err}");
+    // Everything else moved to version 2; the damaged key stays under 1,
+    // so version 1 cannot be retired.
+    assert_eq!(f.keys.wraps_under(1).await.unwrap(), 1);
+    let now = f.clock.now();
+    assert!(!f.keys.retire_master_key(1, now, now).await.unwrap());
+    let mut readable = 0;
+    for id in &ids {
+        if f.customers.get(id, &Reader::TheCustomer).await.is_ok() {
+            readable += 1;
+        }
+    }
+    assert_eq!(readable, ids.len() - 1, "only the damaged key's customer is unreadable");
+    // Running again touches only the damaged key and says so again.
+    let again = f.vault.rewrap_all(3, 0.0).await.unwrap_err().to_string();
+    assert!(again.contains(&broken) && again.contains("everything else was re-wrapped (0)"), "{again}");
 }
 
 async fn retire_refuses_while_a_wrap_uses_the_version(f: Fixture) {

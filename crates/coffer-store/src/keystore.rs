@@ -429,23 +429,24 @@ impl KeyStore {
 
     /// Replaces one batch of re-wrapped wraps (as [`KeyStore::replace_wraps`])
     /// and fetches the next batch to re-wrap: up to `limit` wraps not under
-    /// `active` with ids after the batch's highest. Returns how many changed
-    /// and the next batch. On PostgreSQL both happen in one statement, one
-    /// round trip and one commit per batch, so each stint of the server's
-    /// work stays short beside live traffic.
+    /// `active` with ids after `after` (the highest id of the batch read,
+    /// whether or not each of its wraps could be re-wrapped). Returns how
+    /// many changed and the next batch. On PostgreSQL both happen in one
+    /// statement, one round trip and one commit per batch, so each stint of
+    /// the server's work stays short beside live traffic.
     pub async fn replace_wraps_and_fetch_next(
         &self,
         kind: WrapKind,
         replacements: Vec<(WrappedSecret, WrappedSecret)>,
+        after: &str,
         active: u32,
         limit: i64,
     ) -> Result<(u64, Vec<WrappedSecret>), StoreError> {
-        let Some(after) = replacements.iter().map(|(old, _)| old.id.clone()).max() else { return Ok((0, Vec::new())) };
         if (self.db.backend(), kind) != (Backend::Postgres, WrapKind::DataKey) {
             let changed = self.replace_wraps(kind, replacements).await?;
-            return Ok((changed, self.wraps_to_rewrap(kind, active, &after, limit).await?));
+            return Ok((changed, self.wraps_to_rewrap(kind, active, after, limit).await?));
         }
-        self.replace_data_keys_postgres(replacements, active, &after, limit).await
+        self.replace_data_keys_postgres(replacements, active, after, limit).await
     }
 
     /// PostgreSQL's side of [`KeyStore::replace_wraps_and_fetch_next`] for

@@ -192,13 +192,15 @@ impl Vault {
     pub async fn rewrap_all(&self, batch: i64, rest: f64) -> Result<u64, AppError> {
         let target = self.active_kek()?;
         let version = target.version();
-        let mut total = 0;
+        let (mut total, mut unopenable) = (0, Vec::new());
         let mut wraps = self.store.wraps_to_rewrap(WrapKind::DataKey, version, "", batch).await?;
-        while !wraps.is_empty() {
+        while let Some(after) = wraps.iter().map(|w| w.id.clone()).max() {
             let started = std::time::Instant::now();
-            let replacements = self.rewrapped(&target, DATA_KEY, wraps).await?;
-            let (changed, next) =
-                self.store.replace_wraps_and_fetch_next(WrapKind::DataKey, replacements, version, batch).await?;
+            let replacements = self.rewrapped(&target, DATA_KEY, wraps, &mut unopenable).await?;
+            let (changed, next) = self
+                .store
+                .replace_wraps_and_fetch_next(WrapKind::DataKey, replacements, &after, version, batch)
+                .await?;
             total += changed;
             wraps = next;
             if rest > 0.0 && !wraps.is_empty() {
@@ -207,49 +209,82 @@ impl Vault {
         }
         // The few named secrets, in one go.
         let secrets = self.store.wraps_to_rewrap(WrapKind::Secret, version, "", i64::MAX).await?;
-        let replacements = self.rewrapped(&target, SECRET, secrets).await?;
+        let replacements = self.rewrapped(&target, SECRET, secrets, &mut unopenable).await?;
         total += self.store.replace_wraps(WrapKind::Secret, replacements).await?;
+        if let Some(first) = unopenable.first() {
+            // The rest is done; these stay under their old version (so it
+            // cannot be retired) until the operator looks at them.
+            return Err(AppError::Keys(format!(
+                "{} wrapped key(s) do not open under their master key version and were left as they are \
+                 (first: {first}); everything else was re-wrapped ({total})",
+                unopenable.len()
+            )));
+        }
         Ok(total)
     }
 
     /// The same secrets wrapped under `target`: each old wrap with its
-    /// replacement.
+    /// replacement. A wrap that does not open (damaged, or not made with
+    /// its stated version) is left out and its id added to `unopenable`,
+    /// so one bad row does not hold up every other.
     async fn rewrapped(
         &self,
         target: &Arc<MasterKey>,
         purpose: &str,
         wraps: Vec<WrappedSecret>,
+        unopenable: &mut Vec<String>,
     ) -> Result<Vec<(WrappedSecret, WrappedSecret)>, AppError> {
         if wraps.is_empty() {
             return Ok(Vec::new());
         }
         // Every version the batch needs, checked and loaded.
         let mut keks = BTreeMap::new();
-        for old in &wraps {
-            if let std::collections::btree_map::Entry::Vacant(slot) = keks.entry(old.kek_version) {
-                slot.insert(self.kek_of(old).await?);
+        let mut openable = Vec::with_capacity(wraps.len());
+        for old in wraps {
+            match self.kek_of(&old).await {
+                Ok(kek) => {
+                    keks.entry(old.kek_version).or_insert(kek);
+                    openable.push(old);
+                }
+                Err(AppError::Crypto(e)) if damaged(&e) => unopenable.push(old.id),
+                Err(e) => return Err(e),
             }
         }
         // Thousands of AES-GCM opens and seals: on a blocking thread, so
         // the async workers keep answering requests meanwhile.
         let (target, purpose) = (target.clone(), purpose.to_owned());
-        let replacements = tokio::task::spawn_blocking(move || {
-            let mut replacements = Vec::with_capacity(wraps.len());
-            for old in wraps {
+        let (replacements, damaged_ids) = tokio::task::spawn_blocking(move || {
+            let (mut replacements, mut damaged_ids) = (Vec::with_capacity(openable.len()), Vec::new());
+            for old in openable {
                 let kek = keks
                     .get(&old.kek_version)
                     .ok_or(AppError::Crypto(coffer_crypto::CryptoError::MissingKeyVersion(old.kek_version)))?;
-                let secret = unwrap_secret(kek, &purpose, &old.id, &old.wrapped)?;
+                let secret = match unwrap_secret(kek, &purpose, &old.id, &old.wrapped) {
+                    Ok(secret) => secret,
+                    Err(e) if damaged(&e) => {
+                        damaged_ids.push(old.id);
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let wrapped = wrap_secret(&target, &purpose, &old.id, &secret)?;
                 let new = WrappedSecret { id: old.id.clone(), kek_version: target.version(), wrapped };
                 replacements.push((old, new));
             }
-            Ok::<_, AppError>(replacements)
+            Ok::<_, AppError>((replacements, damaged_ids))
         })
         .await
         .map_err(|_| AppError::Keys("the re-wrap worker stopped".into()))??;
+        unopenable.extend(damaged_ids);
         Ok(replacements)
     }
+}
+
+/// A wrap that cannot be opened because of its own bytes (not because a
+/// master key version is missing).
+fn damaged(e: &coffer_crypto::CryptoError) -> bool {
+    use coffer_crypto::CryptoError::{BadLength, DoesNotOpen, UnknownFormat};
+    matches!(e, DoesNotOpen { .. } | UnknownFormat { .. } | BadLength { .. })
 }
 
 async fn load_keys(provider: &dyn KeyProvider, store: &KeyStore) -> Result<Loaded, AppError> {
