@@ -249,17 +249,48 @@ fn line_from_row(r: &AnyRow) -> Result<OrderLine, StoreError> {
     })
 }
 
+/// The columns [`order_from_row`] reads.
+const ORDER_COLUMNS: &str = "id, customer_id, data_key_id, status, currency, subtotal, tax, total, tax_country, \
+     payment_method, payment_reference, name, email, phone, address, card, guardian_name, policy_version, consent_at, \
+     consent_channel, created_at, fraud_score, fraud_reasons";
+
+fn order_from_row(r: &AnyRow, lines: Vec<OrderLine>) -> Result<StoredOrder, StoreError> {
+    let status: String = r.try_get("status")?;
+    Ok(StoredOrder {
+        id: OrderId::parse(&r.try_get::<String, _>("id")?).map_err(StoreError::corrupt)?,
+        customer_id: CustomerId::parse(&r.try_get::<String, _>("customer_id")?).map_err(StoreError::corrupt)?,
+        data_key_id: DataKeyId::parse(&r.try_get::<String, _>("data_key_id")?).map_err(StoreError::corrupt)?,
+        status: OrderStatus::parse(&status).ok_or_else(|| StoreError::corrupt("orders.status"))?,
+        currency: r.try_get("currency")?,
+        subtotal: r.try_get("subtotal")?,
+        tax: r.try_get("tax")?,
+        total: r.try_get("total")?,
+        tax_country: r.try_get("tax_country")?,
+        payment_method: r.try_get("payment_method")?,
+        payment_reference: r.try_get("payment_reference")?,
+        name: sealed(r, "name")?,
+        email: sealed(r, "email")?,
+        phone: sealed(r, "phone")?,
+        address: sealed(r, "address")?,
+        card: sealed(r, "card")?,
+        guardian_name: sealed(r, "guardian_name")?,
+        policy_version: r.try_get("policy_version")?,
+        consent_at: Millis(r.try_get("consent_at")?),
+        consent_channel: r.try_get("consent_channel")?,
+        created_at: Millis(r.try_get("created_at")?),
+        lines,
+        fraud_score: r.try_get("fraud_score")?,
+        fraud_reasons: r.try_get("fraud_reasons")?,
+    })
+}
+
 impl Db {
     /// One order with its lines.
     pub async fn order(&self, id: &OrderId) -> Result<Option<StoredOrder>, StoreError> {
-        let Some(r) = sqlx::query(
-            "SELECT id, customer_id, data_key_id, status, currency, subtotal, tax, total, tax_country, payment_method, \
-             payment_reference, name, email, phone, address, card, guardian_name, policy_version, consent_at, \
-             consent_channel, created_at, fraud_score, fraud_reasons FROM orders WHERE id = $1",
-        )
-        .bind(id.as_str())
-        .fetch_optional(self.readers())
-        .await?
+        let Some(r) = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1")))
+            .bind(id.as_str())
+            .fetch_optional(self.readers())
+            .await?
         else {
             return Ok(None);
         };
@@ -270,33 +301,34 @@ impl Db {
         .bind(id.as_str())
         .fetch_all(self.readers())
         .await?;
-        let status: String = r.try_get("status")?;
-        Ok(Some(StoredOrder {
-            id: id.clone(),
-            customer_id: CustomerId::parse(&r.try_get::<String, _>("customer_id")?).map_err(StoreError::corrupt)?,
-            data_key_id: DataKeyId::parse(&r.try_get::<String, _>("data_key_id")?).map_err(StoreError::corrupt)?,
-            status: OrderStatus::parse(&status).ok_or_else(|| StoreError::corrupt("orders.status"))?,
-            currency: r.try_get("currency")?,
-            subtotal: r.try_get("subtotal")?,
-            tax: r.try_get("tax")?,
-            total: r.try_get("total")?,
-            tax_country: r.try_get("tax_country")?,
-            payment_method: r.try_get("payment_method")?,
-            payment_reference: r.try_get("payment_reference")?,
-            name: sealed(&r, "name")?,
-            email: sealed(&r, "email")?,
-            phone: sealed(&r, "phone")?,
-            address: sealed(&r, "address")?,
-            card: sealed(&r, "card")?,
-            guardian_name: sealed(&r, "guardian_name")?,
-            policy_version: r.try_get("policy_version")?,
-            consent_at: Millis(r.try_get("consent_at")?),
-            consent_channel: r.try_get("consent_channel")?,
-            created_at: Millis(r.try_get("created_at")?),
-            lines: lines.iter().map(line_from_row).collect::<Result<_, _>>()?,
-            fraud_score: r.try_get("fraud_score")?,
-            fraud_reasons: r.try_get("fraud_reasons")?,
-        }))
+        Ok(Some(order_from_row(&r, lines.iter().map(line_from_row).collect::<Result<_, _>>()?)?))
+    }
+
+    /// A customer's orders with their lines, newest first: two queries
+    /// however many orders there are.
+    pub async fn orders_of(&self, customer: &CustomerId) -> Result<Vec<StoredOrder>, StoreError> {
+        let orders = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE customer_id = $1 ORDER BY created_at DESC, id DESC"
+        )))
+        .bind(customer.as_str())
+        .fetch_all(self.readers())
+        .await?;
+        let lines = sqlx::query(
+            "SELECT l.order_id, l.line_no, l.product_id, l.vendor_id, l.quantity, l.unit_price, l.line_total, \
+             l.refunded_amount FROM order_lines l JOIN orders o ON o.id = l.order_id WHERE o.customer_id = $1 \
+             ORDER BY l.order_id, l.line_no",
+        )
+        .bind(customer.as_str())
+        .fetch_all(self.readers())
+        .await?;
+        let mut lines_of: std::collections::HashMap<String, Vec<OrderLine>> = std::collections::HashMap::new();
+        for r in &lines {
+            lines_of.entry(r.try_get("order_id")?).or_default().push(line_from_row(r)?);
+        }
+        orders
+            .iter()
+            .map(|r| order_from_row(r, lines_of.remove(&r.try_get::<String, _>("id")?).unwrap_or_default()))
+            .collect()
     }
 
     /// A customer's order ids, newest first.
@@ -308,18 +340,29 @@ impl Db {
         rows.iter().map(|r| OrderId::parse(&r.try_get::<String, _>("id")?).map_err(StoreError::corrupt)).collect()
     }
 
-    /// The sealed license keys of an order: (line number, product, key).
-    pub async fn license_keys_of(&self, order: &OrderId) -> Result<Vec<(i64, ProductId, Sealed)>, StoreError> {
+    /// The sealed license keys of all of a customer's orders, in one query:
+    /// (order, line number, product, key).
+    pub async fn license_keys_of_customer(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<Vec<(OrderId, i64, ProductId, Sealed)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT line_no, product_id, license_key FROM license_keys WHERE order_id = $1 ORDER BY line_no",
+            "SELECT k.order_id, k.line_no, k.product_id, k.license_key FROM license_keys k \
+             JOIN orders o ON o.id = k.order_id WHERE o.customer_id = $1 ORDER BY k.order_id, k.line_no",
         )
-        .bind(order.as_str())
+        .bind(customer.as_str())
         .fetch_all(self.readers())
         .await?;
         rows.iter()
             .map(|r| {
+                let order = OrderId::parse(&r.try_get::<String, _>("order_id")?).map_err(StoreError::corrupt)?;
                 let product = ProductId::parse(&r.try_get::<String, _>("product_id")?).map_err(StoreError::corrupt)?;
-                Ok((r.try_get("line_no")?, product, Sealed::from_stored(r.try_get::<Vec<u8>, _>("license_key")?)))
+                Ok((
+                    order,
+                    r.try_get("line_no")?,
+                    product,
+                    Sealed::from_stored(r.try_get::<Vec<u8>, _>("license_key")?),
+                ))
             })
             .collect()
     }

@@ -7,7 +7,8 @@ use crate::AppError;
 use coffer_crypto::{DataKey, FieldContext, Sealed, open_field, seal_field};
 use coffer_domain::inventory;
 use coffer_domain::{
-    Actor, AuditAction, AuditEntry, Clock, CustomerDetails, CustomerId, DataKeyId, MailingAddress, Millis,
+    Actor, AuditAction, AuditEntry, Clock, CustomerDetails, CustomerId, DataKeyId, MailingAddress, Millis, OrderId,
+    ProductId,
 };
 use coffer_store::{
     AuditWriter, CustomerReader, CustomerWriter, Db, Erasure, NewSealedCustomer, SealedFields, StoredCustomer,
@@ -347,9 +348,14 @@ impl CustomerService {
         id: &CustomerId,
         key: &DataKey,
     ) -> Result<Vec<serde_json::Value>, AppError> {
+        // Three queries for all the orders, their lines and their keys.
+        let mut keys_of: std::collections::HashMap<OrderId, Vec<(i64, ProductId, Sealed)>> =
+            std::collections::HashMap::new();
+        for (order, line_no, product, sealed) in self.db.license_keys_of_customer(id).await? {
+            keys_of.entry(order).or_default().push((line_no, product, sealed));
+        }
         let mut out = Vec::new();
-        for order_id in self.db.order_ids_of(id).await? {
-            let Some(order) = self.db.order(&order_id).await? else { continue };
+        for order in self.db.orders_of(id).await? {
             let open = |column: &'static str, sealed: &Option<Sealed>| -> Result<serde_json::Value, AppError> {
                 let Some(sealed) = sealed else { return Ok(serde_json::Value::Null) };
                 let ctx = FieldContext {
@@ -370,7 +376,7 @@ impl CustomerService {
                 card.remove("token");
             }
             let mut keys = Vec::new();
-            for (line_no, product, sealed) in self.db.license_keys_of(&order.id).await? {
+            for (line_no, product, sealed) in keys_of.remove(&order.id).unwrap_or_default() {
                 let row = format!("{}:{line_no}", order.id);
                 let ctx = FieldContext {
                     table: "license_keys",

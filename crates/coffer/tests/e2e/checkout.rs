@@ -269,6 +269,52 @@ async fn orders_appear_in_the_account_and_its_download() {
     assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
 }
 
+/// With several orders, the account's download lists each, newest first,
+/// with its own lines and license keys (read for all orders at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_order_in_the_account_keeps_its_own_lines_and_keys() {
+    let server = crate::server(coffer_testkit::TestBackend::Postgres).await;
+    let creds = server.demo_credentials();
+    let (email, password) =
+        (creds["customer"]["email"].as_str().unwrap().to_owned(), creds["customer"]["password"].as_str().unwrap());
+    let version = policy_version(&server).await;
+    let mut placed = Vec::new();
+    for product in [&creds["vendors"][0]["products"][0], &creds["vendors"][1]["products"][0]] {
+        let mut body = order(&server, &version, "4242424242424242", &email);
+        body["items"][0]["product_id"] = product["id"].clone();
+        let (status, order) = post_order(&server, &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        placed.push(order);
+    }
+    let signed_in = client()
+        .post(server.url("/account/sign-in"))
+        .form(&[("email", email.as_str()), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let data: Value = client()
+        .get(server.url("/account/data.json"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let orders = data["orders"].as_array().unwrap();
+    assert_eq!(orders.len(), 2);
+    for (listed, placed) in orders.iter().zip(placed.iter().rev()) {
+        assert_eq!(listed["id"], placed["id"], "newest first");
+        assert_eq!(listed["license_keys"].as_array().unwrap().len(), 1);
+        assert_eq!(listed["license_keys"][0]["key"], placed["license_keys"][0]["key"]);
+        let lines = listed["lines"].as_array().unwrap();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["product_id"], listed["license_keys"][0]["product_id"]);
+    }
+    assert_ne!(orders[0]["lines"][0]["product_id"], orders[1]["lines"][0]["product_id"]);
+}
+
 /// A download product's link streams the file, a limited number of times;
 /// a forged link and a held order give no file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
