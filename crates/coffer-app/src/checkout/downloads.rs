@@ -1,0 +1,108 @@
+//! Download products: signed, limited links and the files behind them.
+
+use super::*;
+
+/// A download link lives 7 days…
+pub const DOWNLOAD_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// …and works this many times per order line.
+pub const DOWNLOAD_MAX_USES: i64 = 5;
+
+/// A file being downloaded: what to call it and the stream of its bytes.
+pub struct Download {
+    pub file_name: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub reader: FileReader,
+}
+
+/// Why a download link gives no file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DownloadRefused {
+    /// Not a link we signed.
+    Invalid,
+    Expired,
+    /// The order is not (or no longer) delivered: on hold, refunded…
+    NotDelivered,
+    LimitReached,
+    /// The vendor has not uploaded the file yet.
+    NoFile,
+}
+
+impl CheckoutService {
+    pub(super) async fn link_key(&self) -> Result<Arc<zeroize::Zeroizing<Vec<u8>>>, AppError> {
+        self.vault.named_secret("download-links").await
+    }
+
+    /// A signed download link for one order line, valid 7 days from now.
+    pub async fn download_link(&self, order: &OrderId, line_no: i64) -> Result<String, AppError> {
+        let expires = (self.clock.now().0 + DOWNLOAD_TTL_MS) / 1000;
+        let payload = format!("{order}.{line_no}.{expires}");
+        let signature = coffer_crypto::sign_link(&self.link_key().await?, &payload);
+        Ok(format!("{}/downloads/{payload}.{signature}", self.base_url))
+    }
+
+    /// Opens the file behind a download link: signature, expiry, the
+    /// order's state and the use count are checked, in that order.
+    pub async fn open_download(&self, token: &str) -> Result<Result<Download, DownloadRefused>, AppError> {
+        let parts: Vec<&str> = token.split('.').collect();
+        let [order, line_no, expires, signature] = parts.as_slice() else { return Ok(Err(DownloadRefused::Invalid)) };
+        let payload = format!("{order}.{line_no}.{expires}");
+        if !coffer_crypto::link_matches(&self.link_key().await?, &payload, signature) {
+            return Ok(Err(DownloadRefused::Invalid));
+        }
+        let (Ok(order), Ok(line_no), Ok(expires)) =
+            (OrderId::parse(order), line_no.parse::<i64>(), expires.parse::<i64>())
+        else {
+            return Ok(Err(DownloadRefused::Invalid));
+        };
+        if expires.saturating_mul(1000) <= self.clock.now().0 {
+            return Ok(Err(DownloadRefused::Expired));
+        }
+        let Some(stored) = self.db.order(&order).await? else { return Ok(Err(DownloadRefused::Invalid)) };
+        if stored.status != OrderStatus::Fulfilled {
+            return Ok(Err(DownloadRefused::NotDelivered));
+        }
+        let Some(line) = stored.lines.iter().find(|l| l.line_no == line_no) else {
+            return Ok(Err(DownloadRefused::Invalid));
+        };
+        if line.refunded_amount > 0 {
+            return Ok(Err(DownloadRefused::NotDelivered));
+        }
+        let Some(file) = self.db.product_file(&line.product_id).await? else { return Ok(Err(DownloadRefused::NoFile)) };
+        let Some(reader) = self.files.open(&file.file_key).await? else { return Ok(Err(DownloadRefused::NoFile)) };
+        if !self.db.use_download(&order, line_no, DOWNLOAD_MAX_USES).await? {
+            return Ok(Err(DownloadRefused::LimitReached));
+        }
+        Ok(Ok(Download {
+            file_name: file.file_name,
+            content_type: file.content_type,
+            size_bytes: file.size_bytes,
+            reader,
+        }))
+    }
+
+    /// Stores a product's download file (vendor upload; demo seeding).
+    pub async fn put_product_file(
+        &self,
+        product: &ProductId,
+        file_name: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), AppError> {
+        let key = format!("{product}.download");
+        self.files.put(&key, bytes).await?;
+        let file = coffer_store::ProductFile {
+            product_id: product.clone(),
+            file_key: key,
+            file_name: file_name.to_owned(),
+            content_type: content_type.to_owned(),
+            size_bytes: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+        };
+        let now = self.clock.now();
+        self.db
+            .write(move |tx| {
+                Box::pin(async move { coffer_store::set_product_file(tx, &file, now).await.map_err(AppError::from) })
+            })
+            .await
+    }
+}

@@ -1,0 +1,319 @@
+//! Staff moves on an order (review, bank transfer, refunds) and the
+//! staff view of one.
+
+use super::*;
+
+/// What a staff member does to an order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StaffAction {
+    /// Reviewer: the held order proceeds and is delivered.
+    Approve,
+    /// Reviewer: the held order is refused and its payment voided.
+    Reject,
+    /// Support: the bank transfer arrived; the order is delivered.
+    TransferReceived,
+    /// Support: the whole order is refunded.
+    Refund,
+}
+
+/// An order for the staff console: the stored order, the buyer as staff
+/// may see them (empty once erased), the lines by name and the events.
+pub struct StaffOrderView {
+    pub order: coffer_store::StoredOrder,
+    pub name: String,
+    pub email: String,
+    pub country: String,
+    pub lines: Vec<StaffLine>,
+    pub events: Vec<coffer_store::OrderEvent>,
+}
+
+/// A line as staff see it.
+pub struct StaffLine {
+    pub line_no: i64,
+    /// The product and its vendor.
+    pub name: String,
+    pub quantity: i64,
+    pub total: i64,
+    /// Minor units refunded (0 when not).
+    pub refunded: i64,
+}
+
+impl CheckoutService {
+    /// A staff member moves an order on: a reviewer approves (delivered at
+    /// once) or rejects (payment voided) a held order; support marks a bank
+    /// transfer received (delivered at once) or refunds a paid order. The
+    /// move, its event, the audit entry and the customer's email are one
+    /// unit; an order already moved by someone else is refused.
+    pub async fn staff_action(
+        &self,
+        order_id: &OrderId,
+        action: StaffAction,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<OrderStatus, AppError> {
+        let reason = reason.trim();
+        if reason.chars().count() > 500 || reason.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(bad("invalid_reason", "reason", "the reason must be at most 500 characters"));
+        }
+        if matches!(action, StaffAction::Reject | StaffAction::Refund) && reason.is_empty() {
+            return Err(bad("reason_required", "reason", "say why; the customer is told"));
+        }
+        let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
+        let (from, steps): (OrderStatus, &[OrderStatus]) = match action {
+            StaffAction::Approve => (OrderStatus::OnHold, &[OrderStatus::Paid, OrderStatus::Fulfilled]),
+            StaffAction::Reject => (OrderStatus::OnHold, &[OrderStatus::Rejected]),
+            StaffAction::TransferReceived => (OrderStatus::Pending, &[OrderStatus::Paid, OrderStatus::Fulfilled]),
+            StaffAction::Refund => (order.status, &[OrderStatus::Refunded]),
+        };
+        if order.status != from || !from.can_become(steps[0]) {
+            return Err(bad(
+                "wrong_status",
+                "status",
+                format!("this order is {}", order.status.as_str().replace('_', " ")),
+            ));
+        }
+        if matches!(action, StaffAction::TransferReceived) && order.payment_method != "bank_transfer" {
+            return Err(bad("wrong_status", "status", "this order is not paid by bank transfer"));
+        }
+        let key = self.vault.data_key(&order.data_key_id).await?.ok_or(AppError::Erased)?;
+        let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
+            open_order_field(Some(&key), &order, column, sealed.as_ref()).map(Option::unwrap_or_default)
+        };
+        let (name, email) = (open("name", &order.name)?, open("email", &order.email)?);
+        // Money back through the gateway first: a refused refund changes nothing.
+        if matches!(action, StaffAction::Reject | StaffAction::Refund) && order.payment_method == "card" {
+            let card: serde_json::Value = serde_json::from_str(&open("card", &order.card)?).unwrap_or_default();
+            let token = card["token"].as_str().unwrap_or_default();
+            self.gateway.give_back(token, order.total, &order.currency).await?;
+        }
+        let currency = Currency::parse(&order.currency)?;
+        let mut lines = Vec::new();
+        for line in &order.lines {
+            let product = self.db.product(&line.product_id).await?;
+            lines.push(PricedLine {
+                name: product.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+                license_key: product.as_ref().is_some_and(|p| p.delivery.has_license_key()),
+                download: product.as_ref().is_some_and(|p| p.delivery.has_download()),
+                line: line.clone(),
+            });
+        }
+        let last = *steps.last().unwrap_or(&from);
+        let delivery = if last == OrderStatus::Fulfilled {
+            self.deliver(&order.id, &order.customer_id, &order.data_key_id, &key, &lines).await?
+        } else {
+            Delivery::default()
+        };
+        let totals = coffer_domain::Totals { subtotal: order.subtotal, tax: order.tax, total: order.total };
+        let (subject, body) = match last {
+            OrderStatus::Fulfilled => (
+                format!("Your order {}: your software is ready", order.id),
+                order_email_body(&OrderEmail {
+                    name: &name,
+                    id: &order.id,
+                    status: last,
+                    currency,
+                    lines: &lines,
+                    totals: &totals,
+                    license_keys: &delivery.license_keys,
+                    downloads: &delivery.downloads,
+                    payment_reference: None,
+                    invitation: None,
+                    identity: None,
+                    operator: &self.operator_name,
+                }),
+            ),
+            OrderStatus::Rejected => (
+                format!("Your order {} could not be accepted", order.id),
+                format!(
+                    "Hello {name},\n\nWe could not accept your order {}: {reason}.\n\nThe payment was voided; nothing \
+                     was charged.\n\nCoffer\n",
+                    order.id
+                ),
+            ),
+            _ => (
+                format!("Your order {} is refunded", order.id),
+                format!(
+                    "Hello {name},\n\nYour order {} is refunded ({reason}). {} goes back to the way you paid; \
+                     license keys and downloads of the order stop working.\n\nCoffer\n",
+                    order.id,
+                    currency.amount(order.total)
+                ),
+            ),
+        };
+        let letter = Letter { kind: "order_status", to: &email, subject: &subject, body: &body };
+        let mail = self.outbox.seal(&letter, &key, &order.data_key_id, false)?;
+        let now = self.clock.now();
+        let (id, lines_stored, sealed_keys) = (order.id.clone(), order.lines.clone(), delivery.sealed_keys);
+        let (actor_text, reason) = (actor.render(), reason.to_owned());
+        let entry = AuditEntry::new(
+            now,
+            actor,
+            AuditAction::OrderStatusChanged,
+            Some(format!("{id} {}>{}", from.as_str(), last.as_str())),
+        );
+        let steps = steps.to_vec();
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    use coffer_store::OutboxWriter;
+                    let mut at = from;
+                    for step in steps {
+                        if !coffer_store::transition_order(tx, &id, at, step, now, &actor_text, &reason).await? {
+                            return Err(bad("wrong_status", "status", "someone else moved this order first"));
+                        }
+                        at = step;
+                    }
+                    coffer_store::insert_license_keys(tx, &id, &lines_stored, &sealed_keys, now).await?;
+                    if from == OrderStatus::OnHold {
+                        let delete_after = coffer_domain::Millis(now.0 + ID_DOCUMENT_RETENTION_MS);
+                        coffer_store::schedule_id_document_deletion(tx, &id, delete_after).await?;
+                    }
+                    tx.append_audit(&entry).await?;
+                    tx.enqueue_email(&mail).await?;
+                    Ok::<_, AppError>(())
+                })
+            })
+            .await?;
+        Ok(last)
+    }
+
+    /// An order as staff see it, with the buyer's name, email and country.
+    /// The read is audited before the data is handed out.
+    pub async fn staff_view(&self, order_id: &OrderId, actor: &Actor) -> Result<StaffOrderView, AppError> {
+        let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
+        let key = self.vault.data_key(&order.data_key_id).await?;
+        let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
+            open_order_field(key.as_ref(), &order, column, sealed.as_ref()).map(Option::unwrap_or_default)
+        };
+        let entry =
+            AuditEntry::new(self.clock.now(), actor, AuditAction::CustomerRead, Some(order.customer_id.to_string()));
+        self.db.write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) })).await?;
+        let mut lines = Vec::new();
+        for line in &order.lines {
+            let name = self.db.product(&line.product_id).await?.map(|p| format!("{} ({})", p.name, p.vendor_name));
+            lines.push(StaffLine {
+                line_no: line.line_no,
+                name: name.unwrap_or_default(),
+                quantity: line.quantity,
+                total: line.line_total,
+                refunded: line.refunded_amount,
+            });
+        }
+        let address: serde_json::Value = serde_json::from_str(&open("address", &order.address)?).unwrap_or_default();
+        Ok(StaffOrderView {
+            name: open("name", &order.name)?,
+            email: open("email", &order.email)?,
+            country: address["country"].as_str().unwrap_or_default().to_owned(),
+            events: self.db.order_events(&order.id).await?,
+            lines,
+            order,
+        })
+    }
+
+    /// Support refunds one line of a paid order: its price and its share of
+    /// the tax go back through the gateway, the line's downloads stop, the
+    /// customer is told. When every line is refunded the order is
+    /// `refunded`. One unit, like every other move.
+    pub async fn refund_line(
+        &self,
+        order_id: &OrderId,
+        line_no: i64,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<OrderStatus, AppError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(bad("reason_required", "reason", "say why; the customer is told"));
+        }
+        if reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+            return Err(bad("invalid_reason", "reason", "the reason must be at most 500 characters"));
+        }
+        let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
+        if !matches!(order.status, OrderStatus::Paid | OrderStatus::Fulfilled) {
+            return Err(bad(
+                "wrong_status",
+                "status",
+                format!("this order is {}", order.status.as_str().replace('_', " ")),
+            ));
+        }
+        let Some(line) = order.lines.iter().find(|l| l.line_no == line_no) else {
+            return Err(bad("unknown_line", "line", "the order has no such line"));
+        };
+        if line.refunded_amount > 0 {
+            return Err(bad("wrong_status", "line", "this line is refunded already"));
+        }
+        let open_lines: Vec<&OrderLine> = order.lines.iter().filter(|l| l.refunded_amount == 0).collect();
+        let last = open_lines.len() == 1;
+        // The tax share: proportional, and the last line takes what is left,
+        // so the refunds add up to the total exactly.
+        let tax_refunded_before: i64 =
+            order.lines.iter().filter(|l| l.refunded_amount > 0).map(|l| l.refunded_amount - l.line_total).sum();
+        let tax_share = if last {
+            order.tax - tax_refunded_before
+        } else if order.subtotal > 0 {
+            i64::try_from(i128::from(order.tax) * i128::from(line.line_total) / i128::from(order.subtotal)).unwrap_or(0)
+        } else {
+            0
+        };
+        let amount = line.line_total + tax_share;
+        let key = self.vault.data_key(&order.data_key_id).await?.ok_or(AppError::Erased)?;
+        let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
+            open_order_field(Some(&key), &order, column, sealed.as_ref()).map(Option::unwrap_or_default)
+        };
+        if order.payment_method == "card" {
+            let card: serde_json::Value = serde_json::from_str(&open("card", &order.card)?).unwrap_or_default();
+            self.gateway.give_back(card["token"].as_str().unwrap_or_default(), amount, &order.currency).await?;
+        }
+        let currency = Currency::parse(&order.currency)?;
+        let product = self.db.product(&line.product_id).await?.map(|p| p.name).unwrap_or_default();
+        let money = |minor: i64| currency.amount(minor);
+        let body = format!(
+            "Hello {},\n\nWe refunded {} × {product} from your order {} ({reason}). {} goes back to the way you \
+             paid; that item's license key and download stop working.\n\nCoffer\n",
+            open("name", &order.name)?,
+            line.quantity,
+            order.id,
+            money(amount)
+        );
+        let email = open("email", &order.email)?;
+        let subject = format!("Part of your order {} is refunded", order.id);
+        let letter = Letter { kind: "order_status", to: &email, subject: &subject, body: &body };
+        let mail = self.outbox.seal(&letter, &key, &order.data_key_id, false)?;
+        let now = self.clock.now();
+        let status = order.status;
+        let next = if last { OrderStatus::Refunded } else { status };
+        let entry = AuditEntry::new(
+            now,
+            actor,
+            AuditAction::OrderStatusChanged,
+            Some(format!("{} line {line_no} refunded", order.id)),
+        );
+        let refund = coffer_store::LineRefund {
+            order: order.id.clone(),
+            line_no,
+            amount,
+            status,
+            at: now,
+            actor: actor.render(),
+            reason: reason.to_owned(),
+        };
+        self.db
+            .write(move |tx| {
+                Box::pin(async move {
+                    use coffer_store::OutboxWriter;
+                    if !coffer_store::refund_line(tx, &refund).await? {
+                        return Err(bad("wrong_status", "line", "this line is refunded already"));
+                    }
+                    let (id, actor, reason) = (&refund.order, &refund.actor, &refund.reason);
+                    if last && !coffer_store::transition_order(tx, id, status, next, now, actor, reason).await? {
+                        return Err(bad("wrong_status", "status", "someone else moved this order first"));
+                    }
+                    tx.append_audit(&entry).await?;
+                    tx.enqueue_email(&mail).await?;
+                    Ok::<_, AppError>(())
+                })
+            })
+            .await?;
+        Ok(next)
+    }
+}
