@@ -204,28 +204,14 @@ async fn orders_appear_in_the_account_and_its_download() {
     let (status, placed) = post_order(&server, &order(&server, &version, "4242424242424242", &email)).await;
     assert_eq!(status, StatusCode::CREATED);
     let key = placed["license_keys"][0]["key"].as_str().unwrap().to_owned();
-    let signed_in = client()
-        .post(server.url("/account/sign-in"))
-        .form(&[("email", email.as_str()), ("password", password)])
-        .send()
-        .await
-        .unwrap();
-    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let cookie = signed_in(&server, &email, password).await;
     let page =
         client().get(server.url("/account")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
     assert!(page.contains(&key), "the license key is on the account page");
     assert!(page.contains("Northwind Notes Pro") && page.contains("23.79 USD"), "{page}");
     // The order never changed the account's own details.
     assert!(page.contains("Hello, Dana Demo"));
-    let data: Value = client()
-        .get(server.url("/account/data.json"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let data = account_data(&server, &cookie).await;
     let orders = data["orders"].as_array().unwrap();
     assert_eq!(orders.len(), 1);
     assert_eq!(orders[0]["consent"]["privacy_policy_version"], json!(version));
@@ -269,6 +255,22 @@ async fn orders_appear_in_the_account_and_its_download() {
     assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
 }
 
+/// Signs a customer in with their password; the session cookie.
+async fn signed_in(server: &TestServer, email: &str, password: &str) -> String {
+    let response = client()
+        .post(server.url("/account/sign-in"))
+        .form(&[("email", email), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned()
+}
+
+/// The signed-in customer's "download my data".
+async fn account_data(server: &TestServer, cookie: &str) -> Value {
+    client().get(server.url("/account/data.json")).header("cookie", cookie).send().await.unwrap().json().await.unwrap()
+}
+
 /// With several orders, the account's download lists each, newest first,
 /// with its own lines and license keys (read for all orders at once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,22 +288,8 @@ async fn each_order_in_the_account_keeps_its_own_lines_and_keys() {
         assert_eq!(status, StatusCode::CREATED, "{order}");
         placed.push(order);
     }
-    let signed_in = client()
-        .post(server.url("/account/sign-in"))
-        .form(&[("email", email.as_str()), ("password", password)])
-        .send()
-        .await
-        .unwrap();
-    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-    let data: Value = client()
-        .get(server.url("/account/data.json"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cookie = signed_in(&server, &email, password).await;
+    let data = account_data(&server, &cookie).await;
     let orders = data["orders"].as_array().unwrap();
     assert_eq!(orders.len(), 2);
     for (listed, placed) in orders.iter().zip(placed.iter().rev()) {
