@@ -2,6 +2,7 @@
 
 use super::*;
 
+/// What an order confirmation tells its buyer.
 pub(super) struct OrderEmail<'a> {
     pub(super) name: &'a str,
     pub(super) id: &'a OrderId,
