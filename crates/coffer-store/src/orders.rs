@@ -331,15 +331,6 @@ impl Db {
             .collect()
     }
 
-    /// A customer's order ids, newest first.
-    pub async fn order_ids_of(&self, customer: &CustomerId) -> Result<Vec<OrderId>, StoreError> {
-        let rows = sqlx::query("SELECT id FROM orders WHERE customer_id = $1 ORDER BY created_at DESC, id DESC")
-            .bind(customer.as_str())
-            .fetch_all(self.readers())
-            .await?;
-        rows.iter().map(|r| OrderId::parse(&r.try_get::<String, _>("id")?).map_err(StoreError::corrupt)).collect()
-    }
-
     /// The sealed license keys of all of a customer's orders, in one query:
     /// (order, line number, product, key).
     pub async fn license_keys_of_customer(

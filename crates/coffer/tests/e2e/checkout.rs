@@ -99,7 +99,7 @@ async fn test_cards_behave_as_the_contract_says(server: TestServer) {
     let stored = db.order(&order_id).await.unwrap().unwrap();
     assert_eq!((stored.total, stored.tax_country.as_str(), stored.consent_channel.as_str()), (2379, "DE", "api"));
     assert_eq!(stored.policy_version, version);
-    assert_eq!(db.order_ids_of(&stored.customer_id).await.unwrap().len(), 2, "both orders joined one customer");
+    assert_eq!(db.orders_of(&stored.customer_id).await.unwrap().len(), 2, "both orders joined one customer");
 }
 
 /// What is changed in a good order (a JSON pointer and the new value, or
