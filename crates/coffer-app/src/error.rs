@@ -29,6 +29,10 @@ pub enum AppError {
     Erased,
     #[error("{0}")]
     Refused(String),
+    /// Too many failed attempts (guesses, declined cards); try again after
+    /// this many milliseconds.
+    #[error("too many attempts; try again later")]
+    TooManyAttempts { retry_after_ms: i64 },
     /// A mistake in an order, with its stable code and field.
     #[error(transparent)]
     Order(#[from] coffer_domain::OrderError),

@@ -816,7 +816,7 @@ async fn signed_up(
     let (accounts, outbox) = accounts(f, clock.clone());
     accounts.request_link(&format!("customer{n}@example.org"), LinkPurpose::SignIn).await.unwrap();
     let token = link_from_mail(f, &outbox).await;
-    let session = accounts.set_password_with_link(&token, SecretString::from(STRONG)).await.unwrap();
+    let session = accounts.set_password_with_link(&token, SecretString::from(STRONG), None).await.unwrap();
     (accounts, clock, id, session)
 }
 
@@ -834,12 +834,12 @@ async fn link_sets_a_password_once_and_signs_in(f: Fixture) {
     let token = link_from_mail(&f, &outbox).await;
     assert_eq!(token.len(), 43);
     // A weak password is refused and the link stays usable.
-    let weak = accounts.set_password_with_link(&token, SecretString::from("password1234")).await.unwrap_err();
+    let weak = accounts.set_password_with_link(&token, SecretString::from("password1234"), None).await.unwrap_err();
     assert!(weak.to_string().contains("too easy to guess"), "{weak}");
-    let session = accounts.set_password_with_link(&token, SecretString::from(STRONG)).await.unwrap();
+    let session = accounts.set_password_with_link(&token, SecretString::from(STRONG), None).await.unwrap();
     assert_eq!(session.customer, a.id);
     assert_eq!(accounts.session(session.token.expose_secret()).await.unwrap(), Some(a.id.clone()));
-    let reused = accounts.set_password_with_link(&token, SecretString::from(STRONG)).await.unwrap_err();
+    let reused = accounts.set_password_with_link(&token, SecretString::from(STRONG), None).await.unwrap_err();
     assert!(reused.to_string().contains("expired or was already used"), "{reused}");
     // The stored hash is sealed, not a readable PHC string.
     let raw = sqlx::query("SELECT password_hash FROM accounts").fetch_all(&raw_pool(&f._data.url).await).await.unwrap();
@@ -862,9 +862,9 @@ async fn links_expire_after_fifteen_minutes(f: Fixture) {
     accounts.request_link("customer501@example.org", LinkPurpose::Reset).await.unwrap();
     let token = link_from_mail(&f, &outbox).await;
     clock.advance(15 * 60_000 + 1);
-    let err = accounts.set_password_with_link(&token, SecretString::from(STRONG)).await.unwrap_err();
+    let err = accounts.set_password_with_link(&token, SecretString::from(STRONG), None).await.unwrap_err();
     assert!(err.to_string().contains("expired"), "{err}");
-    let err = accounts.set_password_with_link("not-a-real-token", SecretString::from(STRONG)).await.unwrap_err();
+    let err = accounts.set_password_with_link("not-a-real-token", SecretString::from(STRONG), None).await.unwrap_err();
     assert!(err.to_string().contains("expired"), "{err}");
 }
 

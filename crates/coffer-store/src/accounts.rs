@@ -38,6 +38,28 @@ impl LinkPurpose {
     }
 }
 
+/// What a link is being used for, checked in the query that finds or spends
+/// it: a ticket of the second step never sets a password, and an emailed
+/// link never stands in for the second factor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkUse {
+    /// An emailed link: sign-in, invitation or reset; it sets a password.
+    SetPassword,
+    /// The ticket between a right password and the code.
+    SecondFactor,
+}
+
+impl LinkUse {
+    /// The stored purposes this use accepts, padded to three for one fixed
+    /// `purpose IN ($a, $b, $c)`.
+    fn purposes(self) -> [&'static str; 3] {
+        match self {
+            LinkUse::SetPassword => ["sign_in", "invitation", "reset"],
+            LinkUse::SecondFactor => ["second_factor"; 3],
+        }
+    }
+}
+
 /// A live session as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionRow {
@@ -65,12 +87,21 @@ pub trait AccountWriter {
         at: Millis,
         expires_at: Millis,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Marks a link used if it is unused and unexpired; returns whose it was.
+    /// Marks a link used if it is unused, unexpired and serves `what`;
+    /// returns whose it was.
     fn use_link(
         &mut self,
         token_hash: &[u8; 32],
+        what: LinkUse,
         now: Millis,
     ) -> impl Future<Output = Result<Option<(CustomerId, LinkPurpose)>, StoreError>> + Send;
+    /// Spends every open link and second-step ticket of a customer (at a
+    /// password change or when two-step sign-in is turned on); returns how many.
+    fn spend_links_of(
+        &mut self,
+        customer: &CustomerId,
+        now: Millis,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     fn insert_session(
         &mut self,
         id_hash: &[u8; 32],
@@ -128,14 +159,19 @@ impl AccountWriter for WriteTx {
     async fn use_link(
         &mut self,
         token_hash: &[u8; 32],
+        what: LinkUse,
         now: Millis,
     ) -> Result<Option<(CustomerId, LinkPurpose)>, StoreError> {
+        let [a, b, c] = what.purposes();
         let row = sqlx::query(
             "UPDATE sign_in_links SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
-             RETURNING customer_id, purpose",
+             AND purpose IN ($3, $4, $5) RETURNING customer_id, purpose",
         )
         .bind(token_hash.to_vec())
         .bind(now.0)
+        .bind(a)
+        .bind(b)
+        .bind(c)
         .fetch_optional(self.conn())
         .await?;
         row.map(|row| {
@@ -144,6 +180,15 @@ impl AccountWriter for WriteTx {
             Ok((CustomerId::parse(&customer).map_err(StoreError::corrupt)?, LinkPurpose::parse(&purpose)?))
         })
         .transpose()
+    }
+
+    async fn spend_links_of(&mut self, customer: &CustomerId, now: Millis) -> Result<u64, StoreError> {
+        let done = sqlx::query("UPDATE sign_in_links SET used_at = $2 WHERE customer_id = $1 AND used_at IS NULL")
+            .bind(customer.as_str())
+            .bind(now.0)
+            .execute(self.conn())
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn insert_session(
@@ -266,13 +311,23 @@ impl Db {
         .await
     }
 
-    /// Whose an unused, unexpired link is (without spending it).
-    pub async fn link_owner(&self, token_hash: &[u8; 32], now: Millis) -> Result<Option<CustomerId>, StoreError> {
+    /// Whose an unused, unexpired link serving `what` is (without spending it).
+    pub async fn link_owner(
+        &self,
+        token_hash: &[u8; 32],
+        what: LinkUse,
+        now: Millis,
+    ) -> Result<Option<CustomerId>, StoreError> {
+        let [a, b, c] = what.purposes();
         let row = sqlx::query(
-            "SELECT customer_id FROM sign_in_links WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+            "SELECT customer_id FROM sign_in_links WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+             AND purpose IN ($3, $4, $5)",
         )
         .bind(token_hash.to_vec())
         .bind(now.0)
+        .bind(a)
+        .bind(b)
+        .bind(c)
         .fetch_optional(self.readers())
         .await?;
         row.map(|r| {

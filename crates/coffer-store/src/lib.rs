@@ -24,7 +24,7 @@ mod outbox;
 mod requests;
 mod staff;
 
-pub use accounts::{AccountWriter, LinkPurpose, SessionRow, set_totp};
+pub use accounts::{AccountWriter, LinkPurpose, LinkUse, SessionRow, set_totp};
 pub use audit::{AuditWriter, SealedAuditEntry};
 pub use batch::WriteCommands;
 pub use catalog::{CatalogReader, CatalogWriter, ProductPage, ProductQuery};

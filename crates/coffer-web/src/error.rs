@@ -15,6 +15,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: Cow<'static, str>,
     pub field: Option<String>,
+    /// Seconds for `Retry-After`, on a 429.
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -34,12 +36,24 @@ pub struct ErrorDetail {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        ApiError { status, code, message: message.into(), field: None }
+        ApiError { status, code, message: message.into(), field: None, retry_after: None }
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
         self
+    }
+
+    /// 429 `too_many_attempts` with `Retry-After` (whole seconds, at least one).
+    pub fn too_many_attempts(retry_after_ms: i64) -> Self {
+        let seconds = u64::try_from((retry_after_ms + 999) / 1000).unwrap_or(1).max(1);
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!("too many attempts; try again in {seconds} seconds"),
+        );
+        error.retry_after = Some(seconds);
+        error
     }
 
     pub fn not_found() -> Self {
@@ -75,7 +89,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -92,6 +110,7 @@ impl From<AppError> for ApiError {
             }
             AppError::Erased => ApiError::new(StatusCode::GONE, "erased", "this customer's data was erased"),
             AppError::Refused(message) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", message),
+            AppError::TooManyAttempts { retry_after_ms } => ApiError::too_many_attempts(retry_after_ms),
             AppError::Order(e) => {
                 let status = if e.code == "card_declined" {
                     StatusCode::PAYMENT_REQUIRED

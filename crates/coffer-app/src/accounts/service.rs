@@ -9,7 +9,7 @@ use crate::mail::{Letter, Outbox};
 use crate::privacy::{CustomerService, Reader, Vault};
 use coffer_crypto::{FieldContext, new_token, open_field, seal_field, token_hash};
 use coffer_domain::{Clock, CustomerId, Millis, check_new_password};
-use coffer_store::{AccountWriter, CustomerReader, Db, LinkPurpose, OutboxWriter};
+use coffer_store::{AccountWriter, CustomerReader, Db, LinkPurpose, LinkUse, OutboxWriter};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 
@@ -175,13 +175,39 @@ impl AccountService {
             .await
     }
 
-    /// Uses a link (once) to set a password; signs the customer in with a
-    /// fresh session and ends every other session.
-    pub async fn set_password_with_link(&self, token: &str, password: SecretString) -> Result<NewSession, AppError> {
+    /// Whether the owner of a live emailed link has two-step sign-in on, so
+    /// the link's page must ask for a code too. `None`: the link is gone.
+    pub async fn link_needs_code(&self, token: &str) -> Result<Option<bool>, AppError> {
+        let now = self.clock.now();
+        match self.db.link_owner(&token_hash(token), LinkUse::SetPassword, now).await? {
+            Some(owner) => Ok(Some(self.db.account_totp(&owner).await?.is_some())),
+            None => Ok(None),
+        }
+    }
+
+    /// Uses an emailed link (once) to set a password; signs the customer in
+    /// with a fresh session and ends every other session and open link. When
+    /// the account has a second factor, a right `code` is needed too: a
+    /// link proves the mailbox, not the second factor.
+    pub async fn set_password_with_link(
+        &self,
+        token: &str,
+        password: SecretString,
+        code: Option<&str>,
+    ) -> Result<NewSession, AppError> {
         let hash = token_hash(token);
         // Checked before the link is spent, so a weak password can be retried.
         let now = self.clock.now();
         let owner = self.link_owner(&hash, now).await?;
+        if self.db.account_totp(&owner).await?.is_some() {
+            match self.check_second_factor(&owner, code.unwrap_or(""), now).await? {
+                Ok(()) => {}
+                Err(SignInError::Invalid) => return Err(AppError::Refused(CODE_WRONG.into())),
+                Err(SignInError::Locked { retry_after_ms }) => {
+                    return Err(AppError::TooManyAttempts { retry_after_ms });
+                }
+            }
+        }
         let sealed = self.seal_new_password(&owner, password).await?;
         let (session, session_hash) = new_token()?;
         let now = self.clock.now();
@@ -189,10 +215,11 @@ impl AccountService {
             .db
             .write(move |tx| {
                 Box::pin(async move {
-                    let Some((customer, _)) = tx.use_link(&hash, now).await? else {
+                    let Some((customer, _)) = tx.use_link(&hash, LinkUse::SetPassword, now).await? else {
                         return Err(AppError::Refused(LINK_GONE.into()));
                     };
                     tx.set_password(&customer, &sealed, now).await?;
+                    tx.spend_links_of(&customer, now).await?;
                     tx.revoke_sessions_of("customer", customer.as_str(), now).await?;
                     tx.insert_session(&session_hash, "customer", customer.as_str(), now).await?;
                     Ok::<_, AppError>(customer)
@@ -203,7 +230,7 @@ impl AccountService {
     }
 
     async fn link_owner(&self, hash: &[u8; 32], now: Millis) -> Result<CustomerId, AppError> {
-        self.db.link_owner(hash, now).await?.ok_or_else(|| AppError::Refused(LINK_GONE.into()))
+        self.db.link_owner(hash, LinkUse::SetPassword, now).await?.ok_or_else(|| AppError::Refused(LINK_GONE.into()))
     }
 
     /// Signs in with email and password. Unknown addresses run the same
@@ -253,19 +280,44 @@ impl AccountService {
     ) -> Result<Result<NewSession, SignInError>, AppError> {
         let hash = token_hash(ticket);
         let now = self.clock.now();
-        let Some(customer) = self.db.link_owner(&hash, now).await? else { return Ok(Err(SignInError::Invalid)) };
+        let Some(customer) = self.db.link_owner(&hash, LinkUse::SecondFactor, now).await? else {
+            return Ok(Err(SignInError::Invalid));
+        };
+        if let Err(refused) = self.check_second_factor(&customer, code, now).await? {
+            return Ok(Err(refused));
+        }
+        let spent = self
+            .db
+            .write(move |tx| {
+                Box::pin(async move { tx.use_link(&hash, LinkUse::SecondFactor, now).await.map_err(AppError::from) })
+            })
+            .await?;
+        if spent.is_none() {
+            return Ok(Err(SignInError::Invalid));
+        }
+        Ok(Ok(self.new_session(&customer).await?))
+    }
+
+    /// Checks a TOTP code (each step accepted once) or spends a recovery
+    /// code, under the account's own lock-out for second-factor guesses.
+    async fn check_second_factor(
+        &self,
+        customer: &CustomerId,
+        code: &str,
+        now: Millis,
+    ) -> Result<Result<(), SignInError>, AppError> {
         let throttle = token_hash(&format!("second-factor:{customer}"));
         if let Some(locked) = common::locked(&self.db, &throttle, now).await? {
             return Ok(Err(locked));
         }
-        let accepted = match self.totp_secret(&customer).await? {
+        let accepted = match self.totp_secret(customer).await? {
             Some(secret) => {
                 let seconds = u64::try_from(now.0 / 1000).unwrap_or(0);
                 match coffer_crypto::check_totp(&secret, code, seconds) {
-                    Some(step) => self.db.accept_totp_step(&customer, i64::try_from(step).unwrap_or(i64::MAX)).await?,
+                    Some(step) => self.db.accept_totp_step(customer, i64::try_from(step).unwrap_or(i64::MAX)).await?,
                     None => {
                         self.db
-                            .use_recovery_code(&customer, token_hash(&super::staff::normalise_code(code)), now)
+                            .use_recovery_code(customer, token_hash(&super::staff::normalise_code(code)), now)
                             .await?
                     }
                 }
@@ -276,14 +328,7 @@ impl AccountService {
             return Ok(Err(common::failed(&self.db, throttle, self.clock.as_ref()).await?));
         }
         self.db.clear_sign_in_failures(throttle).await?;
-        let spent = self
-            .db
-            .write(move |tx| Box::pin(async move { tx.use_link(&hash, now).await.map_err(AppError::from) }))
-            .await?;
-        if spent.is_none() {
-            return Ok(Err(SignInError::Invalid));
-        }
-        Ok(Ok(self.new_session(&customer).await?))
+        Ok(Ok(()))
     }
 
     async fn totp_secret(&self, customer: &CustomerId) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, AppError> {
@@ -354,12 +399,15 @@ impl AccountService {
         let sealed = seal_field(&key, &totp_ctx(customer, &key_id), &secret)?;
         let codes = coffer_crypto::new_recovery_codes()?;
         let hashes: Vec<[u8; 32]> = codes.iter().map(|c| token_hash(c)).collect();
-        let id = customer.clone();
+        let (id, now) = (customer.clone(), self.clock.now());
         let step = i64::try_from(step).unwrap_or(i64::MAX);
         self.db
             .write(move |tx| {
                 Box::pin(async move {
-                    coffer_store::set_totp(tx, &id, Some((&sealed, step, &hashes))).await.map_err(AppError::from)
+                    coffer_store::set_totp(tx, &id, Some((&sealed, step, &hashes))).await?;
+                    // A link sent before now would sign in without the new factor.
+                    tx.spend_links_of(&id, now).await?;
+                    Ok::<_, AppError>(())
                 })
             })
             .await?;
@@ -420,6 +468,7 @@ impl AccountService {
             .write(move |tx| {
                 Box::pin(async move {
                     tx.set_password(&id, &sealed, now).await?;
+                    tx.spend_links_of(&id, now).await?;
                     tx.revoke_sessions_of("customer", id.as_str(), now).await?;
                     tx.insert_session(&hash, "customer", id.as_str(), now).await?;
                     Ok::<_, AppError>(())
@@ -600,3 +649,4 @@ impl AccountService {
 }
 
 const LINK_GONE: &str = "this link has expired or was already used; ask for a new one";
+const CODE_WRONG: &str = "the code from your authenticator app or the recovery code is not right";

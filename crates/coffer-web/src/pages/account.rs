@@ -71,6 +71,8 @@ pub(super) struct MessagePage {
 #[template(path = "account_set_password.html")]
 struct SetPasswordPage {
     message: Option<String>,
+    /// The account has two-step sign-in on: the link asks for a code too.
+    needs_code: bool,
 }
 
 /// An order as the account page lists it.
@@ -494,13 +496,27 @@ async fn request_link(
     })
 }
 
-async fn set_password_page() -> Response {
-    render(&SetPasswordPage { message: None })
+async fn set_password_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    match state.accounts.link_needs_code(&token).await {
+        Ok(Some(needs_code)) => render(&SetPasswordPage { message: None, needs_code }),
+        Ok(None) => link_gone(),
+        Err(e) => failure(e),
+    }
+}
+
+fn link_gone() -> Response {
+    let page = SetPasswordPage {
+        message: Some("This link has expired or was already used; ask for a new one.".into()),
+        needs_code: false,
+    };
+    (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response()
 }
 
 #[derive(Deserialize)]
 struct PasswordForm {
     password: String,
+    #[serde(default)]
+    code: Option<String>,
 }
 
 async fn set_password(
@@ -513,21 +529,26 @@ async fn set_password(
     if let Some(refused) = guard_post(&state, peer, &headers, forbidden) {
         return refused;
     }
-    match state.accounts.set_password_with_link(&token, SecretString::from(form.password)).await {
+    let code = form.code.as_deref().filter(|c| c.len() <= 64);
+    match state.accounts.set_password_with_link(&token, SecretString::from(form.password), code).await {
         Ok(session) => with_cookie(
             see_other("/account"),
             &state.cookie_rule.set_cookie(SESSION_COOKIE, session.token.expose_secret()),
         ),
         Err(AppError::Refused(message)) => {
-            (StatusCode::UNPROCESSABLE_ENTITY, render(&SetPasswordPage { message: Some(message) })).into_response()
+            let needs_code = matches!(state.accounts.link_needs_code(&token).await, Ok(Some(true)));
+            (StatusCode::UNPROCESSABLE_ENTITY, render(&SetPasswordPage { message: Some(message), needs_code }))
+                .into_response()
         }
-        Err(AppError::Erased | AppError::NotFound) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            render(&SetPasswordPage {
-                message: Some("This link has expired or was already used; ask for a new one.".into()),
-            }),
-        )
-            .into_response(),
+        Err(AppError::TooManyAttempts { retry_after_ms }) => {
+            let seconds = retry_seconds(retry_after_ms);
+            let page = SetPasswordPage {
+                message: Some(format!("Too many wrong codes. Try again in {seconds} seconds.")),
+                needs_code: true,
+            };
+            too_many_attempts(seconds, &page)
+        }
+        Err(AppError::Erased | AppError::NotFound) => link_gone(),
         Err(e) => failure(e),
     }
 }

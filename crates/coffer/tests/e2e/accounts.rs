@@ -13,6 +13,8 @@ on_both_backends!(
     edit_download_change_password_and_delete,
     two_step_sign_in_with_totp_and_recovery_codes,
     written_request_is_confirmed_from_the_inbox_with_its_deadline,
+    p08_second_step_ticket_never_sets_a_password,
+    p08_emailed_links_ask_for_the_code_and_die_with_a_new_password_or_factor,
 );
 
 fn demo_customer(server: &TestServer) -> (String, String) {
@@ -553,4 +555,146 @@ async fn the_whole_customer_path_in_the_browser() {
     let notice = browser.text(&browser.wait_for(".notice").await).await;
     assert_eq!(notice, "The email address or password is not right.");
     browser.screenshot(&dir.join("path-after-deletion.png")).await;
+}
+
+/// Turns two-step sign-in on for a signed-in customer; returns the secret.
+async fn turn_on_totp(server: &TestServer, cookie: &str) -> Vec<u8> {
+    let csrf = csrf_from(&page(server, "/account", cookie).await);
+    let setup = post_form(server, "/account/totp/start", cookie, &[("csrf", &csrf)]).await.text().await.unwrap();
+    let secret_text = field_value(&setup, "secret");
+    let secret = coffer_crypto::totp_secret_from_base32(&secret_text).unwrap();
+    let code = coffer_crypto::totp_code(&secret, unix_now()).unwrap();
+    let enabled = post_form(
+        server,
+        "/account/totp/enable",
+        cookie,
+        &[("csrf", &csrf), ("secret", &secret_text), ("code", &code)],
+    )
+    .await;
+    assert_eq!(enabled.status(), StatusCode::OK);
+    secret.to_vec()
+}
+
+/// Every `/account/link/…` path in the server's mail folder.
+fn account_links(server: &TestServer) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(server.data_dir.join("mail"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .map(|m| m.replace("=\r\n", "").replace("=\n", ""))
+        .filter(|m| m.contains("/account/link/"))
+        .map(|m| link_in(&m, "/account/link/"))
+        .collect()
+}
+
+/// Asks for a sign-in link and waits for the new one to be mailed.
+async fn fresh_link(server: &TestServer, email: &str) -> String {
+    let before = account_links(server);
+    let asked = client().post(server.url("/account/link")).form(&[("email", email)]).send().await.unwrap();
+    assert_eq!(asked.status(), StatusCode::OK);
+    for _ in 0..100 {
+        if let Some(new) = account_links(server).difference(&before).next() {
+            return new.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no new sign-in link was mailed");
+}
+
+/// Finding 1 of the security review: the ticket between the password and
+/// the code is a one-time link of its own purpose; sent to the password
+/// link route it sets nothing and signs nobody in.
+async fn p08_second_step_ticket_never_sets_a_password(server: TestServer) {
+    let (email, password) = demo_customer(&server);
+    let cookie = session_cookie(&sign_in(&server, &email, &password).await);
+    let secret = turn_on_totp(&server, &cookie).await;
+    let step_one = sign_in(&server, &email, &password).await;
+    let ticket = field_value(&step_one.text().await.unwrap(), "ticket");
+    let shown = client().get(server.url(&format!("/account/link/{ticket}"))).send().await.unwrap();
+    assert_eq!(shown.status(), StatusCode::UNPROCESSABLE_ENTITY, "a ticket is no link");
+    let attack = client()
+        .post(server.url(&format!("/account/link/{ticket}")))
+        .form(&[("password", "attacker chosen password 1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(attack.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(attack.headers().get(SET_COOKIE).is_none(), "no session for the attacker");
+    assert!(attack.text().await.unwrap().contains("expired or was already used"));
+    // The password is unchanged and the ticket still serves its own purpose.
+    let wrong = sign_in(&server, &email, "attacker chosen password 1").await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let code = coffer_crypto::totp_code(&secret, unix_now() + 30).unwrap();
+    let done = client()
+        .post(server.url("/account/sign-in/code"))
+        .form(&[("ticket", ticket.as_str()), ("code", code.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER, "the ticket was not spent by the attack");
+}
+
+/// Finding 2: with two-step sign-in on, an emailed link needs the code as
+/// well; turning the factor on or changing the password spends every
+/// link already sent.
+async fn p08_emailed_links_ask_for_the_code_and_die_with_a_new_password_or_factor(server: TestServer) {
+    let (email, password) = demo_customer(&server);
+    let before_factor = fresh_link(&server, &email).await;
+    let cookie = session_cookie(&sign_in(&server, &email, &password).await);
+    let secret = turn_on_totp(&server, &cookie).await;
+    let stale = client()
+        .post(server.url(&before_factor))
+        .form(&[("password", "a new password for dana")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), StatusCode::UNPROCESSABLE_ENTITY, "turning the factor on spent the link");
+    assert!(stale.headers().get(SET_COOKIE).is_none());
+
+    let link = fresh_link(&server, &email).await;
+    let shown = client().get(server.url(&link)).send().await.unwrap().text().await.unwrap();
+    assert!(shown.contains("name=\"code\""), "the link's page asks for the code: {shown}");
+    for code in [None, Some("000000")] {
+        let mut form = vec![("password", "a new password for dana")];
+        form.extend(code.map(|c| ("code", c)));
+        let refused = client().post(server.url(&link)).form(&form).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY, "code {code:?}");
+        assert!(refused.headers().get(SET_COOKIE).is_none(), "no session without the code");
+        assert!(refused.text().await.unwrap().contains("name=\"code\""));
+    }
+    assert_eq!(
+        sign_in(&server, &email, "a new password for dana").await.status(),
+        StatusCode::UNAUTHORIZED,
+        "no password was set without the code"
+    );
+    let code = coffer_crypto::totp_code(&secret, unix_now() + 30).unwrap();
+    let done = client()
+        .post(server.url(&link))
+        .form(&[("password", "a new password for dana"), ("code", code.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER, "link and code together sign in");
+    let session = session_cookie(&done);
+
+    // A link sent before a password change dies with it.
+    let pending = fresh_link(&server, &email).await;
+    let csrf = csrf_from(&page(&server, "/account", &session).await);
+    let changed = post_form(
+        &server,
+        "/account/password",
+        &session,
+        &[("csrf", &csrf), ("current", "a new password for dana"), ("new", "another new password for dana")],
+    )
+    .await;
+    assert!(changed.status().is_success() || changed.status().is_redirection(), "{}", changed.status());
+    let code = coffer_crypto::totp_code(&secret, unix_now() + 60).unwrap();
+    let late = client()
+        .post(server.url(&pending))
+        .form(&[("password", "a third password for dana"), ("code", code.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), StatusCode::UNPROCESSABLE_ENTITY, "a password change spent the link");
 }
