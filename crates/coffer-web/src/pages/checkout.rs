@@ -381,7 +381,9 @@ async fn checkout_page(
     Query(query): Query<CurrencyQuery>,
 ) -> Response {
     let items = cart(&state, &headers);
-    let form = CheckoutForm { currency: query.currency, age: "adult".into(), ..CheckoutForm::default() };
+    // No age answer is chosen for the buyer (P16): the form is refused until
+    // they pick one themselves.
+    let form = CheckoutForm { currency: query.currency, ..CheckoutForm::default() };
     match checkout_form(&state, &items, form, Problems::default()).await {
         Ok(page) => render(&page),
         Err(e) => failure(e),

@@ -414,6 +414,12 @@ async fn a_person_buys_in_the_browser_after_a_declined_card() {
     assert!(browser.text(&browser.wait_for(".field-error").await).await.contains("privacy policy"));
     assert_eq!(browser.value(&browser.find("#name").await).await, "Erika Mustermann", "the details are kept");
     browser.click(&browser.find("input[name=consent]").await).await;
+    // P16: no age answer is chosen in advance, and none means no order.
+    assert_eq!(browser.count("input[name=age]:checked").await, 0, "the age question starts unanswered");
+    browser.click(&browser.find("form[action='/checkout/review'] button[type=submit]").await).await;
+    assert!(browser.text(&browser.wait_for("#age-error").await).await.contains("18 or older"));
+    assert_eq!(browser.count("input[name=age]:checked").await, 0, "still unanswered");
+    browser.click(&browser.find("input[name=age][value=adult]").await).await;
     browser.click(&browser.find("form[action='/checkout/review'] button[type=submit]").await).await;
     browser.wait_for_title("Review and pay · Coffer").await;
     // 19.99 + 15.00 net, 19% VAT: 6.65; the total before any card is asked.
