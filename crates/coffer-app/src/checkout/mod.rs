@@ -304,9 +304,11 @@ impl CheckoutService {
     }
 
     /// Places an order at most once per `Idempotency-Key`: the same key with
-    /// the same body (compared without its card fields) answers as the first
-    /// time, even when both arrive at once; another body is refused with
-    /// `idempotency_key_reused`. A request that fails frees its key.
+    /// the same body and the same card number answers as the first time, even
+    /// when both arrive at once; another body or another card is refused with
+    /// `idempotency_key_reused`, so a replay never hands the first order's
+    /// keys to someone holding only the key. A request that fails frees its
+    /// key. The card number enters only a keyed hash, never storage.
     pub async fn place_once(
         &self,
         idempotency_key: &str,
@@ -320,7 +322,12 @@ impl CheckoutService {
         }
         let secret = self.vault.named_secret("idempotency").await?;
         let key_hash = coffer_crypto::keyed_hash(&secret, "idempotency-key", idempotency_key.as_bytes());
-        let fingerprint = coffer_crypto::keyed_hash(&secret, "order-body", body_without_card);
+        let mut bound = body_without_card.to_vec();
+        if let Some(card) = &request.card {
+            let digits: String = card.number.expose_secret().chars().filter(char::is_ascii_digit).collect();
+            bound.extend_from_slice(&coffer_crypto::keyed_hash(&secret, "order-card", digits.as_bytes()));
+        }
+        let fingerprint = coffer_crypto::keyed_hash(&secret, "order-body", &bound);
         let ctx_row = hex::encode(key_hash);
         // A request still in progress under the same key is waited for.
         for _ in 0..100 {
@@ -371,6 +378,12 @@ impl CheckoutService {
             }
         }
         Err(bad("idempotency_in_progress", "Idempotency-Key", "a request with this key is still being processed"))
+    }
+
+    /// A one-time token for a review page, used as the idempotency key of
+    /// the payment it leads to (see [`Self::place_once`]).
+    pub fn new_review_token(&self) -> Result<String, AppError> {
+        Ok(coffer_crypto::new_token()?.0)
     }
 
     pub fn policy_version(&self) -> &str {

@@ -116,6 +116,10 @@ struct CheckoutForm {
     exp_month: String,
     exp_year: String,
     cvc: Option<SecretString>,
+    /// One-time token of the review page: the order's idempotency key, so
+    /// a second submit of the same review (a double click, a reload)
+    /// answers with the first order instead of paying again.
+    review_token: String,
 }
 
 impl CheckoutForm {
@@ -244,6 +248,7 @@ struct ReviewPage {
     billed_to: String,
     operator: String,
     hidden: Vec<(&'static str, String)>,
+    review_token: String,
     card: bool,
 }
 
@@ -426,6 +431,7 @@ async fn review_page(
         billed_to: format!("{}, {}", quote.details.name, quote.details.email),
         operator: state.operator_name.to_string(),
         hidden: form.hidden(),
+        review_token: state.checkout.new_review_token()?,
         card: form.payment_method() == PaymentMethod::Card,
     }))
 }
@@ -470,7 +476,19 @@ async fn pay(
         return see_other("/checkout");
     }
     let ip = crate::client_ip::client_ip(peer.ip(), &headers, &state.trusted_proxies);
-    match state.checkout.place(form.request(&items, true, Some(ip)), Channel::Web).await {
+    if form.review_token.is_empty() || form.review_token.len() > 64 {
+        // Payment comes only from a review page, which carries the token.
+        return match review_page(&state, &items, &form, Some("Check your order, then pay.".into())).await {
+            Ok(Ok(page)) => (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response(),
+            Ok(Err(e)) => back_to_form(&state, &items, form, &e).await,
+            Err(e) => failure(e),
+        };
+    }
+    // The review's fields and the cart make the body the token is bound to.
+    let cart_lines: Vec<(String, i64)> = items.iter().map(|(id, q)| (id.to_string(), *q)).collect();
+    let body = serde_json::to_vec(&(form.hidden(), cart_lines)).unwrap_or_default();
+    let key = format!("review:{}", form.review_token);
+    match state.checkout.place_once(&key, &body, form.request(&items, true, Some(ip)), Channel::Web).await {
         Ok(order) => {
             let currency = coffer_domain::Currency::parse(&order.currency).ok();
             let mut named = Vec::new();
@@ -506,6 +524,16 @@ async fn pay(
                 Ok(Err(e)) => back_to_form(&state, &items, form, &e).await,
                 Err(e) => failure(e),
             }
+        }
+        // The same review sent again with other details or another card.
+        Err(AppError::Order(e)) if e.code == "idempotency_key_reused" => {
+            let page = super::account::MessagePage {
+                title: "Order already placed",
+                message: "This order was already placed from this page; its confirmation is in your email. \
+                          To buy again, start from the cart."
+                    .into(),
+            };
+            (StatusCode::CONFLICT, render(&page)).into_response()
         }
         Err(e @ (AppError::Customer(_) | AppError::Order(_))) => back_to_form(&state, &items, form, &e).await,
         Err(e) => failure(e),

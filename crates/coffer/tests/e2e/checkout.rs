@@ -16,7 +16,8 @@ on_both_backends!(
     staff_approve_reject_mark_paid_and_refund,
     proof_of_identity_is_uploaded_encrypted_and_shown_to_reviewers,
     support_refunds_line_by_line_to_the_exact_total,
-    vendors_see_only_their_own_lines
+    vendors_see_only_their_own_lines,
+    paying_twice_from_one_review_makes_one_order,
 );
 
 pub(crate) async fn policy_version(server: &TestServer) -> String {
@@ -359,6 +360,16 @@ async fn idempotency_keys_give_one_order(server: TestServer) {
     let mut spaced = body.clone();
     spaced["card"]["number"] = json!("4242 4242 4242 4242");
     assert_eq!(post_with_key(&server, "key-1", &spaced).await.1, answers[0].1);
+    // Finding 14 of the security review: a replay with another card is not
+    // the same request, and does not hand out the first order's keys.
+    let mut other_card = body.clone();
+    other_card["card"]["number"] = json!("5555555555554444");
+    let (status, refused) = post_with_key(&server, "key-1", &other_card).await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused"))
+    );
+    assert!(refused.get("license_keys").is_none() && !refused.to_string().contains(&answers[0].1["id"].to_string()));
     // Another body under the same key is refused.
     let mut other = body.clone();
     other["items"][0]["quantity"] = json!(2);
@@ -898,4 +909,91 @@ async fn vendors_see_only_their_own_lines(server: TestServer) {
             && d["fields"] == json!(["orders.name", "orders.email", "orders.phone", "orders.address"])),
         "{disclosures:?}"
     );
+}
+
+/// Finding 6 of the security review: the pay form sent twice (a double
+/// click, a reload) makes one order and one email; both answers show it.
+async fn paying_twice_from_one_review_makes_one_order(server: TestServer) {
+    let product = server.demo_credentials()["vendors"][0]["products"][0]["id"].as_str().unwrap().to_owned();
+    let added = client().post(server.url("/cart")).form(&[("product_id", product.as_str())]).send().await.unwrap();
+    let cart = added.headers()[reqwest::header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let version = policy_version(&server).await;
+    let details = [
+        ("currency", "USD"),
+        ("name", "Erika Mustermann"),
+        ("email", "twice@example.org"),
+        ("line1", "Hauptstr. 1"),
+        ("city", "Berlin"),
+        ("postal_code", "10115"),
+        ("country", "DE"),
+        ("payment_method", "card"),
+        ("age", "adult"),
+        ("consent", version.as_str()),
+    ];
+    let review = client()
+        .post(server.url("/checkout/review"))
+        .header(reqwest::header::COOKIE, &cart)
+        .form(&details)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(review.status(), StatusCode::OK);
+    let review = review.text().await.unwrap();
+    let mut form: Vec<(String, String)> = review
+        .split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .map(|rest| {
+            let name: String = rest.chars().take_while(|c| *c != '"').collect();
+            (name.clone(), crate::accounts::field_value(&review, &name))
+        })
+        .collect();
+    assert!(form.iter().any(|(name, value)| name == "review_token" && value.len() >= 32), "{review}");
+    for (name, value) in
+        [("card_number", "4242424242424242"), ("exp_month", "12"), ("exp_year", "2030"), ("cvc", "123")]
+    {
+        form.push((name.into(), value.into()));
+    }
+    let pay = || async {
+        let r = client()
+            .post(server.url("/checkout/pay"))
+            .header(reqwest::header::COOKIE, &cart)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    };
+    let (first, second) = futures::join!(pay(), pay());
+    let third = pay().await;
+    let order_id = |page: &str| -> String {
+        let start = page.find("ord_").unwrap_or_else(|| panic!("an order id in {page}"));
+        page[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
+    };
+    for (status, page) in [&first, &second, &third] {
+        assert_eq!(*status, StatusCode::OK, "{page}");
+        assert_eq!(order_id(page), order_id(&first.1), "every submit shows the one order");
+    }
+    let (orders,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM orders").fetch_one(&raw_pool(&server).await).await.unwrap();
+    assert_eq!(orders, 1, "one review, one order");
+    // Wait for the confirmation, then check no second one follows it.
+    crate::accounts::mail_containing(&server, &order_id(&first.1)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let confirmations = std::fs::read_dir(server.data_dir.join("mail"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter(|m| m.replace("=\r\n", "").contains(&order_id(&first.1)))
+        .count();
+    assert_eq!(confirmations, 1, "one email");
+    // Without the review's token there is no payment.
+    let skipped: Vec<_> = form.iter().filter(|(name, _)| name != "review_token").cloned().collect();
+    let r = client()
+        .post(server.url("/checkout/pay"))
+        .header(reqwest::header::COOKIE, &cart)
+        .form(&skipped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
