@@ -237,7 +237,8 @@ async fn checkout(s: &Setup) -> (coffer_app::checkout::CheckoutService, String) 
             policy_version: version,
             base_url: "http://127.0.0.1".into(),
         },
-    );
+    )
+    .unwrap();
     let product: (String,) =
         sqlx::query_as("SELECT id FROM products WHERE delivery = 'license_key' ORDER BY id LIMIT 1")
             .fetch_one(&raw(&s.data_url).await)

@@ -18,6 +18,32 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError { setting, reason: reason.into() }
 }
 
+/// A list setting: a list in `coffer.toml`, or one comma-separated string
+/// (as an environment variable gives it).
+fn list_or_commas<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        Commas(String),
+    }
+    let items = match ListOrString::deserialize(deserializer)? {
+        ListOrString::List(items) => items,
+        ListOrString::Commas(text) => text.split(',').map(str::to_owned).collect(),
+    };
+    items
+        .iter()
+        .map(|item| item.trim())
+        .filter(|item| !item.is_empty())
+        .map(|item| item.parse().map_err(|e| serde::de::Error::custom(format!("`{item}`: {e}"))))
+        .collect()
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -136,6 +162,10 @@ pub struct FraudConfig {
     pub large_amount_minor: i64,
     /// IP ranges (CIDR) and their ISO country, e.g. `"203.0.113.0/24" = "AU"`.
     pub ip_countries: std::collections::BTreeMap<String, String>,
+    /// Failed payments allowed per client address, email and card within
+    /// `failed_payments_window_minutes`; 0 = no limit.
+    pub failed_payments_max: u32,
+    pub failed_payments_window_minutes: u32,
 }
 
 impl Default for FraudConfig {
@@ -149,6 +179,8 @@ impl Default for FraudConfig {
             max_per_ip: d.max_per_ip,
             large_amount_minor: d.large_amount_minor,
             ip_countries: std::collections::BTreeMap::new(),
+            failed_payments_max: d.failed_payments_max,
+            failed_payments_window_minutes: u32::try_from(d.failed_payments_window_ms / 60_000).unwrap_or(10),
         }
     }
 }
@@ -168,6 +200,8 @@ impl FraudConfig {
                 .iter()
                 .filter_map(|(net, country)| Some((net.parse().ok()?, country.to_ascii_uppercase())))
                 .collect(),
+            failed_payments_max: self.failed_payments_max,
+            failed_payments_window_ms: i64::from(self.failed_payments_window_minutes) * 60_000,
         }
     }
 }
@@ -218,8 +252,15 @@ pub struct HttpConfig {
     /// Sign-in, link and password attempts per minute from one IP address
     /// (per server; the per-account lock-out is in the database).
     pub sign_in_per_minute: u32,
-    /// Proxies whose `X-Forwarded-For` is believed (exact addresses).
+    /// Proxies whose `X-Forwarded-For` is believed (exact addresses; in the
+    /// environment, comma-separated).
+    #[serde(deserialize_with = "list_or_commas")]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Order attempts (API and checkout page) per minute from one client
+    /// address (an IPv6 /64), per server; 0 = no limit (load tests).
+    pub orders_per_minute: u32,
+    /// Vendor API requests per minute and API key, per server.
+    pub vendor_api_per_minute: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -262,6 +303,8 @@ impl Default for HttpConfig {
             catalog_cache_ms: 1_000,
             sign_in_per_minute: 20,
             trusted_proxies: Vec::new(),
+            orders_per_minute: 120,
+            vendor_api_per_minute: 600,
         }
     }
 }
@@ -384,6 +427,9 @@ impl Config {
         }
         if self.http.sign_in_per_minute == 0 {
             return Err(invalid("http.sign_in_per_minute", "must be at least 1"));
+        }
+        if self.http.vendor_api_per_minute == 0 {
+            return Err(invalid("http.vendor_api_per_minute", "must be at least 1"));
         }
         if self.http.concurrency_limit == 0 {
             return Err(invalid("http.concurrency_limit", "must be at least 1"));

@@ -22,6 +22,11 @@ pub struct FraudSettings {
     pub large_amount_minor: i64,
     /// IP ranges with their ISO country, for the country checks.
     pub ip_countries: Vec<(ipnet::IpNet, String)>,
+    /// Failed payments (declined, invalid or expired cards) allowed per
+    /// client address, email and card within `failed_payments_window_ms`
+    /// before orders from it are refused; 0 = no limit.
+    pub failed_payments_max: u32,
+    pub failed_payments_window_ms: i64,
 }
 
 impl Default for FraudSettings {
@@ -34,6 +39,8 @@ impl Default for FraudSettings {
             max_per_ip: 20,
             large_amount_minor: 100_000,
             ip_countries: Vec::new(),
+            failed_payments_max: 10,
+            failed_payments_window_ms: 10 * 60 * 1000,
         }
     }
 }

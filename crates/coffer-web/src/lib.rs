@@ -11,6 +11,7 @@ mod client_ip;
 mod cookies;
 mod error;
 mod extract;
+mod limits;
 mod middleware;
 mod pages;
 mod policy;
@@ -46,17 +47,13 @@ pub struct AppState {
     /// The seller on every invoice (merchant of record).
     pub operator_name: Arc<str>,
     pub cookie_rule: CookieRule,
-    pub(crate) sign_in_limit: Arc<SignInLimiter>,
+    pub(crate) sign_in_limit: Arc<limits::KeyedLimit<std::net::IpAddr>>,
+    /// `None` when `http.orders_per_minute` is 0.
+    pub(crate) order_limit: Option<Arc<limits::KeyedLimit<std::net::IpAddr>>>,
+    pub(crate) vendor_api_limit: Arc<limits::KeyedLimit<coffer_domain::VendorId>>,
     pub(crate) trusted_proxies: Arc<[std::net::IpAddr]>,
     openapi_json: Arc<str>,
 }
-
-/// Per-IP limit on sign-in, link and password attempts (in memory, per server).
-pub(crate) type SignInLimiter = governor::RateLimiter<
-    std::net::IpAddr,
-    governor::state::keyed::HashMapStateStore<std::net::IpAddr>,
-    governor::clock::DefaultClock,
->;
 
 /// The application services the handlers call.
 pub struct Services {
@@ -77,8 +74,10 @@ impl AppState {
         http: &HttpConfig,
     ) -> Self {
         let openapi_json = serde_json::to_string(&openapi_document()).unwrap_or_else(|_| "{}".into());
-        let per_minute = std::num::NonZeroU32::new(http.sign_in_per_minute).unwrap_or(std::num::NonZeroU32::MIN);
-        let sign_in_limit = Arc::new(governor::RateLimiter::hashmap(governor::Quota::per_minute(per_minute)));
+        // Configuration refuses 0 for these two; 1 stands in all the same.
+        let at_least_one = |n: u32| std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN);
+        let sign_in_limit = Arc::new(limits::KeyedLimit::new(at_least_one(http.sign_in_per_minute)));
+        let vendor_api_limit = Arc::new(limits::KeyedLimit::new(at_least_one(http.vendor_api_per_minute)));
         let Services { catalog, accounts, staff, checkout, vendors } = services;
         AppState {
             catalog,
@@ -92,6 +91,8 @@ impl AppState {
             policy: Arc::new(policy),
             cookie_rule,
             sign_in_limit,
+            order_limit: limits::KeyedLimit::per_minute(http.orders_per_minute).map(Arc::new),
+            vendor_api_limit,
             trusted_proxies: http.trusted_proxies.clone().into(),
             openapi_json: openapi_json.into(),
         }

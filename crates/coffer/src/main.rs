@@ -271,7 +271,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             policy_version: policy.version.clone(),
             base_url: config.base_url(Some(address)),
         },
-    );
+    )?;
     if demo {
         coffer_app::demo::seed_files(&db, &checkout).await.context("seeding demo data")?;
     }

@@ -24,6 +24,7 @@ mod downloads;
 mod email;
 mod gateway;
 mod identity;
+pub mod limits;
 mod staff;
 
 pub use downloads::{DOWNLOAD_MAX_USES, DOWNLOAD_TTL_MS, Download, DownloadRefused};
@@ -175,6 +176,7 @@ pub struct CheckoutService {
     outbox: Outbox,
     operator_name: Arc<str>,
     fraud: Arc<coffer_domain::fraud::FraudSettings>,
+    failed_payments: Arc<limits::FailedPaymentLimit>,
 }
 
 /// One priced line of an order.
@@ -197,9 +199,13 @@ pub struct Quote {
 }
 
 impl CheckoutService {
-    pub fn new(deps: CheckoutDeps, settings: CheckoutSettings) -> Self {
+    pub fn new(deps: CheckoutDeps, settings: CheckoutSettings) -> Result<Self, AppError> {
         let CheckoutDeps { db, catalog, vault, customers, outbox, gateway, files, clock } = deps;
-        CheckoutService {
+        let failed_payments = Arc::new(limits::FailedPaymentLimit::new(
+            settings.fraud.failed_payments_max,
+            settings.fraud.failed_payments_window_ms,
+        )?);
+        Ok(CheckoutService {
             db,
             catalog,
             vault,
@@ -214,7 +220,8 @@ impl CheckoutService {
             base_url: settings.base_url.trim_end_matches('/').into(),
             operator_name: settings.operator_name.into(),
             fraud: Arc::new(settings.fraud),
-        }
+            failed_payments,
+        })
     }
 
     /// License keys (signed, and sealed for storage) and download links for
@@ -506,7 +513,26 @@ impl CheckoutService {
         Ok(Quote { tax_rate: self.taxes.rate(&address.country), details, guardian, currency, lines, totals })
     }
 
+    /// Places an order, under the limit on failed payments: a client
+    /// address, email or card with too many declined, invalid or expired
+    /// cards lately is refused before the gateway is asked again.
     pub async fn place(&self, request: OrderRequest, channel: Channel) -> Result<PlacedOrder, AppError> {
+        let digits: Option<String> =
+            request.card.as_ref().map(|c| c.number.expose_secret().chars().filter(char::is_ascii_digit).collect());
+        let keys = self.failed_payments.keys(request.client_ip, &request.customer.email, digits.as_deref());
+        if let Err(retry_after_ms) = self.failed_payments.check(&keys, self.clock.now()) {
+            return Err(AppError::TooManyAttempts { retry_after_ms });
+        }
+        let placed = self.place_unlimited(request, channel).await;
+        if let Err(AppError::Order(e)) = &placed
+            && matches!(e.code, "card_declined" | "card_invalid" | "card_expired")
+        {
+            self.failed_payments.record(&keys, self.clock.now());
+        }
+        placed
+    }
+
+    async fn place_unlimited(&self, request: OrderRequest, channel: Channel) -> Result<PlacedOrder, AppError> {
         match (request.payment_method, &request.card) {
             (PaymentMethod::BankTransfer, Some(_)) => {
                 return Err(bad("card_not_allowed", "card", "a bank transfer takes no card details"));

@@ -165,7 +165,10 @@ fn parse_json<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Bytes)
         (status = 409, description = "`idempotency_in_progress`: the same key is still being processed", body = ErrorBody),
         (status = 422, description = "`consent_required`, `age_attestation_required`, `unknown_product`, \
             `currency_not_offered`, `card_invalid`, `card_expired`, `card_not_allowed`, `invalid_customer`, ...",
-            body = ErrorBody)
+            body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many orders from this address \
+            (`http.orders_per_minute`), or too many failed payments from this address, email or card; \
+            `Retry-After` says when to try again", body = ErrorBody)
     )
 )]
 pub async fn create_order(
@@ -174,6 +177,12 @@ pub async fn create_order(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
+    let client_ip = crate::client_ip::client_ip(peer.ip(), &headers, &state.trusted_proxies);
+    if let Some(limit) = &state.order_limit
+        && let Err(seconds) = crate::limits::spend_address(limit, client_ip)
+    {
+        return ApiError::too_many_attempts(i64::try_from(seconds).unwrap_or(60) * 1000).into_response();
+    }
     let body: OrderBody = match parse_json(&headers, &raw) {
         Ok(body) => body,
         Err(e) => return e.into_response(),
@@ -222,7 +231,7 @@ pub async fn create_order(
             guardian_name: a.guardian_name,
             guardian_consents: a.guardian_consents,
         }),
-        client_ip: Some(crate::client_ip::client_ip(peer.ip(), &headers, &state.trusted_proxies)),
+        client_ip: Some(client_ip),
     };
     let placed = match headers.get("idempotency-key") {
         None => state.checkout.place(request, Channel::Api).await,

@@ -31,7 +31,10 @@ impl FromRequestParts<AppState> for VendorApiKey {
             .map(str::trim)
             .ok_or_else(unauthorized)?;
         match state.vendors.vendor_for_key(key).await {
-            Ok(Some(vendor)) => Ok(VendorApiKey(vendor)),
+            Ok(Some(vendor)) => match state.vendor_api_limit.spend(&vendor) {
+                Ok(()) => Ok(VendorApiKey(vendor)),
+                Err(seconds) => Err(ApiError::too_many_attempts(i64::try_from(seconds).unwrap_or(60) * 1000)),
+            },
             Ok(None) => Err(unauthorized()),
             Err(e) => Err(e.into()),
         }
@@ -54,7 +57,8 @@ pub struct VendorOrderList {
     tag = "vendor",
     responses(
         (status = 200, description = "The vendor's orders", body = VendorOrderList),
-        (status = 401, description = "`unauthorized`", body = ErrorBody)
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: over the per-key limit (`http.vendor_api_per_minute`)", body = ErrorBody)
     )
 )]
 pub async fn list_orders(
@@ -73,6 +77,7 @@ pub async fn list_orders(
     responses(
         (status = 200, description = "The order, this vendor's part of it", content_type = "application/json"),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: over the per-key limit (`http.vendor_api_per_minute`)", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody)
     )
 )]

@@ -349,22 +349,17 @@ pub(super) fn too_many_attempts(seconds: u64, page: &impl Template) -> Response 
 /// Spends one of the client's sign-in attempts; `Some` is the 429 answer.
 pub(super) fn over_limit(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<Response> {
     let ip = crate::client_ip::client_ip(peer.ip(), headers, &state.trusted_proxies);
-    if state.sign_in_limit.len() > 100_000 {
-        state.sign_in_limit.retain_recent();
-    }
-    match state.sign_in_limit.check_key(&ip) {
-        Ok(()) => None,
-        Err(not_until) => {
-            use governor::clock::Clock;
-            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-            let seconds = wait.as_secs().max(1);
-            let page = MessagePage {
-                title: "Too many attempts",
-                message: format!("Too many attempts from your network. Try again in {seconds} seconds."),
-            };
-            Some(too_many_attempts(seconds, &page))
-        }
-    }
+    let seconds = crate::limits::spend_address(&state.sign_in_limit, ip).err()?;
+    Some(network_limited(seconds))
+}
+
+/// The 429 page for a client address over one of its limits.
+pub(super) fn network_limited(seconds: u64) -> Response {
+    let page = MessagePage {
+        title: "Too many attempts",
+        message: format!("Too many attempts from your network. Try again in {seconds} seconds."),
+    };
+    too_many_attempts(seconds, &page)
 }
 
 pub(super) fn forbidden() -> Response {

@@ -4,7 +4,7 @@
 //! card is asked for; paying leads to the confirmation with the keys and
 //! downloads. Forms are checked for a same-origin request.
 
-use super::account::{guard_post, same_origin, see_other, with_cookie};
+use super::account::{same_origin, see_other, with_cookie};
 use super::{render, sentence};
 use crate::AppState;
 use askama::Template;
@@ -467,15 +467,20 @@ async fn pay(
     headers: HeaderMap,
     Form(form): Form<CheckoutForm>,
 ) -> Response {
-    // Card testing is guessing too: the same per-IP limit as sign-in.
-    if let Some(refused) = guard_post(&state, peer, &headers, super::account::forbidden) {
-        return refused;
+    if !same_origin(&headers) {
+        return super::account::forbidden();
+    }
+    // Order attempts per client address, as on the API.
+    let ip = crate::client_ip::client_ip(peer.ip(), &headers, &state.trusted_proxies);
+    if let Some(limit) = &state.order_limit
+        && let Err(seconds) = crate::limits::spend_address(limit, ip)
+    {
+        return super::account::network_limited(seconds);
     }
     let items = cart(&state, &headers);
     if items.is_empty() {
         return see_other("/checkout");
     }
-    let ip = crate::client_ip::client_ip(peer.ip(), &headers, &state.trusted_proxies);
     if form.review_token.is_empty() || form.review_token.len() > 64 {
         // Payment comes only from a review page, which carries the token.
         return match review_page(&state, &items, &form, Some("Check your order, then pay.".into())).await {
@@ -534,6 +539,18 @@ async fn pay(
                     .into(),
             };
             (StatusCode::CONFLICT, render(&page)).into_response()
+        }
+        Err(AppError::TooManyAttempts { retry_after_ms }) => {
+            let seconds = super::account::retry_seconds(retry_after_ms);
+            let page = super::account::MessagePage {
+                title: "Too many failed payments",
+                message: format!(
+                    "Too many payments failed lately from your network, this email address or this card. \
+                     Try again in {} minutes.",
+                    seconds.div_ceil(60)
+                ),
+            };
+            super::account::too_many_attempts(seconds, &page)
         }
         Err(e @ (AppError::Customer(_) | AppError::Order(_))) => back_to_form(&state, &items, form, &e).await,
         Err(e) => failure(e),
