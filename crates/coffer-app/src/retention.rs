@@ -14,6 +14,8 @@ pub const MESSAGE_RETENTION_MS: i64 = 90 * DAY_MS;
 pub const FRAUD_ATTEMPT_RETENTION_MS: i64 = DAY_MS;
 /// Ended sessions and spent links are kept a day, for support questions.
 pub const SPENT_RETENTION_MS: i64 = DAY_MS;
+/// A card payment's gateway token is kept 540 days (chargebacks).
+pub const PAYMENT_TOKEN_RETENTION_MS: i64 = 540 * DAY_MS;
 
 /// How many of each category were deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,17 +25,19 @@ pub struct RetentionReport {
     pub fraud_attempts: u64,
     pub sessions: u64,
     pub sign_in_links: u64,
+    pub payment_tokens: u64,
 }
 
 impl RetentionReport {
     /// (category as a person calls it, count)
-    pub fn lines(&self) -> [(&'static str, u64); 5] {
+    pub fn lines(&self) -> [(&'static str, u64); 6] {
         [
             ("proof-of-identity documents (30 days after the review decision)", self.identity_documents as u64),
             ("messages to customers (90 days)", self.messages),
             ("fraud screen velocity records (1 day)", self.fraud_attempts),
             ("ended sessions (1 day)", self.sessions),
             ("used or expired one-time links (1 day)", self.sign_in_links),
+            ("payment processor references of card orders (540 days)", self.payment_tokens),
         ]
     }
 }
@@ -51,5 +55,6 @@ pub async fn run(db: &Db, files: &dyn FileStore, now: Millis) -> Result<Retentio
         fraud_attempts: db.forget_attempts(Millis(now.0 - FRAUD_ATTEMPT_RETENTION_MS)).await?,
         sessions: db.delete_ended_sessions(Millis(now.0 - SPENT_RETENTION_MS)).await?,
         sign_in_links: db.delete_spent_links(Millis(now.0 - SPENT_RETENTION_MS)).await?,
+        payment_tokens: db.forget_payment_tokens(Millis(now.0 - PAYMENT_TOKEN_RETENTION_MS)).await?,
     })
 }

@@ -55,6 +55,10 @@ pub enum Retention {
 pub enum OnErasure {
     /// The data key is destroyed and the column cleared.
     Shred,
+    /// Kept, sealed under an operator key rather than the customer's: a
+    /// reference the law or a contract still needs, which names nobody in
+    /// Coffer once the customer's own data is shredded.
+    KeepWithoutIdentity,
 }
 
 /// One personal field: where it is stored and the rules it lives by.
@@ -233,6 +237,19 @@ pub const INVENTORY: &[PersonalField] = &[
         recipients: &[Recipient::PaymentGateway, Recipient::AuthoritiesOnRecordedDisclosure],
         retention: Retention::UntilErasure,
         on_erasure: OnErasure::Shred,
+    },
+    PersonalField {
+        table: "orders",
+        column: "payment_token",
+        label: "The payment processor's reference for a card payment",
+        category: Category::Payment,
+        purpose: "Voids and refunds through the processor, also after the account is deleted; it carries no card \
+                  data and, once the customer's data is shredded, names nobody here",
+        legal_basis: LegalBasis::LegalObligation,
+        recipients: &[Recipient::PaymentGateway],
+        // The longest chargeback window of the card schemes.
+        retention: Retention::Days(540),
+        on_erasure: OnErasure::KeepWithoutIdentity,
     },
     PersonalField {
         table: "orders",

@@ -34,8 +34,9 @@ pub use error::StoreError;
 pub use keystore::{KeyStore, MasterKeyRecord, MasterKeyState, SignedAuditHead, WrapKind, WrappedSecret};
 pub use orders::{
     IdDocumentRow, IdempotencyClaim, Invoice, LineRefund, NewLink, NewOrder, OrderEvent, OrderLine, ProductFile,
-    QueuedOrder, SealedOrderFields, StoredOrder, insert_license_keys, insert_vendor_api_key, order_placement,
-    publish_policy, put_id_document, refund_line, schedule_id_document_deletion, set_product_file, transition_order,
+    QueuedOrder, SealedOrderFields, StoredOrder, claim_payment_move, insert_license_keys, insert_vendor_api_key,
+    order_placement, publish_policy, put_id_document, refund_line, release_payment_move, schedule_id_document_deletion,
+    set_product_file, transition_order,
 };
 pub use outbox::{ClaimedEmail, Delivery, NewEmail, OutboxWriter, StoredEmail};
 pub use requests::{NewPrivacyRequest, PrivacyRequestRow, confirm_privacy_request, insert_privacy_request};

@@ -29,6 +29,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (12, "vendor_api_keys", include_str!("../../../migrations/sqlite/0012_vendor_api_keys.sql")),
     (13, "invoice_queue", include_str!("../../../migrations/sqlite/0013_invoice_queue.sql")),
     (14, "retention_indexes", include_str!("../../../migrations/sqlite/0014_retention_indexes.sql")),
+    (15, "payment_moves", include_str!("../../../migrations/sqlite/0015_payment_moves.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -46,6 +47,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (12, "vendor_api_keys", include_str!("../../../migrations/postgres/0012_vendor_api_keys.sql")),
     (13, "invoice_queue", include_str!("../../../migrations/postgres/0013_invoice_queue.sql")),
     (14, "retention_indexes", include_str!("../../../migrations/postgres/0014_retention_indexes.sql")),
+    (15, "payment_moves", include_str!("../../../migrations/postgres/0015_payment_moves.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] =

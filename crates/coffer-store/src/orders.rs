@@ -28,6 +28,9 @@ pub struct SealedOrderFields {
     pub address: Sealed,
     pub card: Option<Sealed>,
     pub guardian_name: Option<Sealed>,
+    /// The gateway's token of a card payment, sealed under the operator's
+    /// payments key (it outlives an erasure, for refunds and voids).
+    pub payment_token: Option<Sealed>,
 }
 
 /// An order to store, with its first status and why.
@@ -81,6 +84,8 @@ pub struct StoredOrder {
     pub address: Option<Sealed>,
     pub card: Option<Sealed>,
     pub guardian_name: Option<Sealed>,
+    /// Under the operator's payments key, not the customer's.
+    pub payment_token: Option<Sealed>,
     pub policy_version: String,
     pub consent_at: Millis,
     pub consent_channel: String,
@@ -139,8 +144,9 @@ fn order_statements(o: &NewOrder) -> Result<crate::batch::Statements, StoreError
     statements.push(
         "INSERT INTO orders (id, customer_id, data_key_id, status, currency, subtotal, tax, total, tax_country, \
          payment_method, payment_reference, name, email, phone, address, card, guardian_name, adult, policy_version, \
-         consent_at, consent_channel, fraud_score, fraud_reasons, created_at, updated_at, tax_rate) VALUES ($1, $2, $3, \
-         $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $20, $20, $24)",
+         consent_at, consent_channel, fraud_score, fraud_reasons, created_at, updated_at, tax_rate, payment_token) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, \
+         $23, $20, $20, $24, $25)",
         vec![
             Val::Text(o.id.to_string()),
             Val::Text(o.customer_id.to_string()),
@@ -166,6 +172,7 @@ fn order_statements(o: &NewOrder) -> Result<crate::batch::Statements, StoreError
             Val::Int(o.fraud_score),
             Val::Text(o.fraud_reasons.clone()),
             Val::Int(o.tax_rate),
+            Val::OptBytes(o.fields.payment_token.as_ref().map(bytes)),
         ],
     );
     for line in &o.lines {
@@ -252,7 +259,7 @@ fn line_from_row(r: &AnyRow) -> Result<OrderLine, StoreError> {
 /// The columns [`order_from_row`] reads.
 const ORDER_COLUMNS: &str = "id, customer_id, data_key_id, status, currency, subtotal, tax, total, tax_country, \
      payment_method, payment_reference, name, email, phone, address, card, guardian_name, policy_version, consent_at, \
-     consent_channel, created_at, fraud_score, fraud_reasons";
+     consent_channel, created_at, fraud_score, fraud_reasons, payment_token";
 
 fn order_from_row(r: &AnyRow, lines: Vec<OrderLine>) -> Result<StoredOrder, StoreError> {
     let status: String = r.try_get("status")?;
@@ -274,6 +281,7 @@ fn order_from_row(r: &AnyRow, lines: Vec<OrderLine>) -> Result<StoredOrder, Stor
         address: sealed(r, "address")?,
         card: sealed(r, "card")?,
         guardian_name: sealed(r, "guardian_name")?,
+        payment_token: sealed(r, "payment_token")?,
         policy_version: r.try_get("policy_version")?,
         consent_at: Millis(r.try_get("consent_at")?),
         consent_channel: r.try_get("consent_channel")?,
@@ -1093,6 +1101,15 @@ impl Db {
         Ok(customers + staff)
     }
 
+    /// Clears the gateway tokens of orders placed before `before`.
+    pub async fn forget_payment_tokens(&self, before: Millis) -> Result<u64, StoreError> {
+        self.delete_where(
+            "UPDATE orders SET payment_token = NULL WHERE payment_token IS NOT NULL AND created_at < $1",
+            before,
+        )
+        .await
+    }
+
     async fn delete_where(&self, sql: &'static str, before: Millis) -> Result<u64, StoreError> {
         self.write(move |tx| {
             Box::pin(async move {
@@ -1143,4 +1160,38 @@ impl Db {
         .await?;
         rows.iter().map(|r| OrderId::parse(&r.try_get::<String, _>("id")?).map_err(StoreError::corrupt)).collect()
     }
+}
+
+/// How long a claimed move may stand before another may take it over (the
+/// process that claimed it died between the gateway and the record).
+pub const PAYMENT_MOVE_STALE_MS: i64 = 10 * 60 * 1000;
+
+/// Claims the order for one staff move (a refund, a void, an approval),
+/// before the gateway is called. False when another move holds it and is
+/// not stale.
+pub async fn claim_payment_move(
+    tx: &mut WriteTx,
+    order: &OrderId,
+    kind: &str,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let claimed = sqlx::query(
+        "INSERT INTO payment_moves (order_id, kind, claimed_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (order_id) DO UPDATE SET kind = excluded.kind, claimed_at = excluded.claimed_at \
+         WHERE payment_moves.claimed_at < $4",
+    )
+    .bind(order.as_str())
+    .bind(kind.to_owned())
+    .bind(now.0)
+    .bind(now.0 - PAYMENT_MOVE_STALE_MS)
+    .execute(tx.conn())
+    .await?;
+    Ok(claimed.rows_affected() == 1)
+}
+
+/// Ends a claim: in the unit that records the move, or when the gateway
+/// refused it.
+pub async fn release_payment_move(tx: &mut WriteTx, order: &OrderId) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM payment_moves WHERE order_id = $1").bind(order.as_str()).execute(tx.conn()).await?;
+    Ok(())
 }

@@ -299,6 +299,7 @@ fn placement(id: &OrderId, who: &str, mail: &str) -> coffer_store::WriteCommands
             address: sealed("a"),
             card: None,
             guardian_name: None,
+            payment_token: None,
         },
         adult: true,
         policy_version: "v1".into(),

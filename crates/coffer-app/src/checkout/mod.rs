@@ -603,136 +603,153 @@ impl CheckoutService {
             }
         };
 
-        // The customer: an existing account's history, or a new record. The
-        // account's own details are never changed by an order.
-        let index = self.vault.blind_index().email(&details.email);
-        let (customer, key_id, has_password) = match self.db.checkout_customer(&index).await? {
-            Some(found) => found,
-            None => {
-                match self.customers.create(&details, &Actor::System).await {
-                    // Created by a concurrent order a moment ago: that one.
-                    Ok(_) | Err(AppError::Conflict) => {}
-                    Err(e) => return Err(e),
+        // From here on an approved card is voided if the order is not
+        // recorded: no payment without its order.
+        let approved_token = card_summary.as_ref().map(|(_, token)| token.clone());
+        let recorded: Result<PlacedOrder, AppError> = async {
+            // The customer: an existing account's history, or a new record. The
+            // account's own details are never changed by an order.
+            let index = self.vault.blind_index().email(&details.email);
+            let (customer, key_id, has_password) = match self.db.checkout_customer(&index).await? {
+                Some(found) => found,
+                None => {
+                    match self.customers.create(&details, &Actor::System).await {
+                        // Created by a concurrent order a moment ago: that one.
+                        Ok(_) | Err(AppError::Conflict) => {}
+                        Err(e) => return Err(e),
+                    }
+                    self.db.checkout_customer(&index).await?.ok_or(AppError::Conflict)?
                 }
-                self.db.checkout_customer(&index).await?.ok_or(AppError::Conflict)?
-            }
-        };
-        let key = self.vault.data_key(&key_id).await?.ok_or(AppError::Erased)?;
-        let id = OrderId::generate();
-        let ctx = |column: &'static str| FieldContext {
-            table: "orders",
-            column,
-            row_id: id.as_str(),
-            data_key_id: key_id.as_str(),
-        };
-        let address_json = serde_json::to_vec(&serde_json::json!({
-            "line1": address.line1, "line2": address.line2, "city": address.city,
-            "region": address.region, "postal_code": address.postal_code, "country": address.country,
-        }))
-        .map_err(|_| AppError::Refused("the address could not be encoded".into()))?;
-        let card_json = card_summary.as_ref().map(|(s, token)| {
-            serde_json::json!({"token": token, "brand": s.brand, "last4": s.last4,
-                               "exp_month": s.exp_month, "exp_year": s.exp_year})
-            .to_string()
-        });
-        let fields = SealedOrderFields {
-            name: seal_field(&key, &ctx("name"), details.name.as_bytes())?,
-            email: seal_field(&key, &ctx("email"), details.email.as_bytes())?,
-            phone: details.phone.as_ref().map(|p| seal_field(&key, &ctx("phone"), p.as_bytes())).transpose()?,
-            address: seal_field(&key, &ctx("address"), &address_json)?,
-            card: card_json.map(|c| seal_field(&key, &ctx("card"), c.as_bytes())).transpose()?,
-            guardian_name: guardian.map(|g| seal_field(&key, &ctx("guardian_name"), g.as_bytes())).transpose()?,
-        };
+            };
+            let key = self.vault.data_key(&key_id).await?.ok_or(AppError::Erased)?;
+            let id = OrderId::generate();
+            let ctx = |column: &'static str| FieldContext {
+                table: "orders",
+                column,
+                row_id: id.as_str(),
+                data_key_id: key_id.as_str(),
+            };
+            let address_json = serde_json::to_vec(&serde_json::json!({
+                "line1": address.line1, "line2": address.line2, "city": address.city,
+                "region": address.region, "postal_code": address.postal_code, "country": address.country,
+            }))
+            .map_err(|_| AppError::Refused("the address could not be encoded".into()))?;
+            let card_json = card_summary.as_ref().map(|(s, token)| {
+                serde_json::json!({"token": token, "brand": s.brand, "last4": s.last4,
+                                   "exp_month": s.exp_month, "exp_year": s.exp_year})
+                .to_string()
+            });
+            let fields = SealedOrderFields {
+                name: seal_field(&key, &ctx("name"), details.name.as_bytes())?,
+                email: seal_field(&key, &ctx("email"), details.email.as_bytes())?,
+                phone: details.phone.as_ref().map(|p| seal_field(&key, &ctx("phone"), p.as_bytes())).transpose()?,
+                address: seal_field(&key, &ctx("address"), &address_json)?,
+                card: card_json.map(|c| seal_field(&key, &ctx("card"), c.as_bytes())).transpose()?,
+                guardian_name: guardian.map(|g| seal_field(&key, &ctx("guardian_name"), g.as_bytes())).transpose()?,
+                payment_token: match &approved_token {
+                    Some(token) => Some(self.seal_payment_token(&id, token).await?),
+                    None => None,
+                },
+            };
 
-        // Delivery: a signed license key per license-key line, a link per download.
-        let delivery = if status == OrderStatus::Fulfilled {
-            self.deliver(&id, &customer, &key_id, &key, &lines).await?
-        } else {
-            Delivery::default()
-        };
-        let Delivery { license_keys, sealed_keys, downloads } = delivery;
-        // The first order of someone without a password invites them to
-        // their account (the link lives 7 days, stored only hashed).
-        let invitation = if !has_password {
-            let (token, hash) = coffer_crypto::new_token()?;
-            Some((format!("{}/account/link/{token}", self.base_url), hash))
-        } else {
-            None
-        };
-        let identity = if status == OrderStatus::OnHold { Some(self.identity_link(&id).await?) } else { None };
-        let body = order_email_body(&OrderEmail {
-            name: &details.name,
-            id: &id,
-            status,
-            currency,
-            lines: &lines,
-            totals: &sums,
-            license_keys: &license_keys,
-            downloads: &downloads,
-            payment_reference: payment_reference.as_deref(),
-            invitation: invitation.as_ref().map(|(link, _)| link.as_str()),
-            identity: identity.as_deref(),
-            operator: &self.operator_name,
-        });
-        let subject = match status {
-            OrderStatus::Fulfilled => format!("Your order {id}: your software is ready"),
-            OrderStatus::OnHold => format!("Your order {id} is being checked"),
-            OrderStatus::Pending => format!("Your order {id}: waiting for your bank transfer"),
-            _ => format!("Your order {id}"),
-        };
-        let letter = Letter { kind: "order_placed", to: &details.email, subject: &subject, body: &body };
-        let email = self.outbox.seal(&letter, &key, &key_id, false)?;
-        let invitation_hash = invitation.map(|(_, hash)| (hash, customer.clone()));
-        let order = NewOrder {
-            id: id.clone(),
-            customer_id: customer.clone(),
-            data_key_id: key_id.clone(),
-            status,
-            currency: currency.code().to_owned(),
-            subtotal: sums.subtotal,
-            tax: sums.tax,
-            total: sums.total,
-            tax_country: address.country.clone(),
-            tax_rate: i64::from(tax_rate),
-            payment_method: request.payment_method.as_str(),
-            payment_reference: payment_reference.clone(),
-            fields,
-            adult: request.age.as_ref().is_some_and(|a| a.adult),
-            policy_version: self.policy_version.to_string(),
-            consent_channel: channel.as_str(),
-            fraud_score: i64::from(verdict.as_ref().map_or(0, |v| v.score)),
-            fraud_reasons: verdict.as_ref().map(|v| v.reasons.join(",")).unwrap_or_default(),
-            lines: lines.into_iter().map(|l| l.line).collect(),
-            license_keys: sealed_keys,
-            at: now,
-            actor: format!("customer:{customer}"),
-            reason: reason.to_owned(),
-        };
-        let entry = AuditEntry::new(
-            now,
-            &Actor::Customer(customer.to_string()),
-            AuditAction::OrderPlaced,
-            Some(format!("{id} {}", status.as_str())),
-        );
-        let invitation = invitation_hash.map(|(token_hash, customer)| coffer_store::NewLink {
-            token_hash,
-            customer,
-            purpose: coffer_store::LinkPurpose::Invitation,
-            at: now,
-            expires_at: coffer_domain::Millis(now.0 + crate::accounts::service::INVITATION_TTL_MS),
-        });
-        let placement = coffer_store::order_placement(&order, &entry, &email, invitation.as_ref())?;
-        self.db.write_commands(placement).await?;
-        Ok(PlacedOrder {
-            id,
-            status,
-            currency: currency.code().to_owned(),
-            subtotal: sums.subtotal,
-            tax: sums.tax,
-            total: sums.total,
-            payment_reference,
-            license_keys,
-            downloads,
-        })
+            // Delivery: a signed license key per license-key line, a link per download.
+            let delivery = if status == OrderStatus::Fulfilled {
+                self.deliver(&id, &customer, &key_id, &key, &lines).await?
+            } else {
+                Delivery::default()
+            };
+            let Delivery { license_keys, sealed_keys, downloads } = delivery;
+            // The first order of someone without a password invites them to
+            // their account (the link lives 7 days, stored only hashed).
+            let invitation = if !has_password {
+                let (token, hash) = coffer_crypto::new_token()?;
+                Some((format!("{}/account/link/{token}", self.base_url), hash))
+            } else {
+                None
+            };
+            let identity = if status == OrderStatus::OnHold { Some(self.identity_link(&id).await?) } else { None };
+            let body = order_email_body(&OrderEmail {
+                name: &details.name,
+                id: &id,
+                status,
+                currency,
+                lines: &lines,
+                totals: &sums,
+                license_keys: &license_keys,
+                downloads: &downloads,
+                payment_reference: payment_reference.as_deref(),
+                invitation: invitation.as_ref().map(|(link, _)| link.as_str()),
+                identity: identity.as_deref(),
+                operator: &self.operator_name,
+            });
+            let subject = match status {
+                OrderStatus::Fulfilled => format!("Your order {id}: your software is ready"),
+                OrderStatus::OnHold => format!("Your order {id} is being checked"),
+                OrderStatus::Pending => format!("Your order {id}: waiting for your bank transfer"),
+                _ => format!("Your order {id}"),
+            };
+            let letter = Letter { kind: "order_placed", to: &details.email, subject: &subject, body: &body };
+            let email = self.outbox.seal(&letter, &key, &key_id, false)?;
+            let invitation_hash = invitation.map(|(_, hash)| (hash, customer.clone()));
+            let order = NewOrder {
+                id: id.clone(),
+                customer_id: customer.clone(),
+                data_key_id: key_id.clone(),
+                status,
+                currency: currency.code().to_owned(),
+                subtotal: sums.subtotal,
+                tax: sums.tax,
+                total: sums.total,
+                tax_country: address.country.clone(),
+                tax_rate: i64::from(tax_rate),
+                payment_method: request.payment_method.as_str(),
+                payment_reference: payment_reference.clone(),
+                fields,
+                adult: request.age.as_ref().is_some_and(|a| a.adult),
+                policy_version: self.policy_version.to_string(),
+                consent_channel: channel.as_str(),
+                fraud_score: i64::from(verdict.as_ref().map_or(0, |v| v.score)),
+                fraud_reasons: verdict.as_ref().map(|v| v.reasons.join(",")).unwrap_or_default(),
+                lines: lines.into_iter().map(|l| l.line).collect(),
+                license_keys: sealed_keys,
+                at: now,
+                actor: format!("customer:{customer}"),
+                reason: reason.to_owned(),
+            };
+            let entry = AuditEntry::new(
+                now,
+                &Actor::Customer(customer.to_string()),
+                AuditAction::OrderPlaced,
+                Some(format!("{id} {}", status.as_str())),
+            );
+            let invitation = invitation_hash.map(|(token_hash, customer)| coffer_store::NewLink {
+                token_hash,
+                customer,
+                purpose: coffer_store::LinkPurpose::Invitation,
+                at: now,
+                expires_at: coffer_domain::Millis(now.0 + crate::accounts::service::INVITATION_TTL_MS),
+            });
+            let placement = coffer_store::order_placement(&order, &entry, &email, invitation.as_ref())?;
+            self.db.write_commands(placement).await?;
+            Ok(PlacedOrder {
+                id,
+                status,
+                currency: currency.code().to_owned(),
+                subtotal: sums.subtotal,
+                tax: sums.tax,
+                total: sums.total,
+                payment_reference,
+                license_keys,
+                downloads,
+            })
+        }
+        .await;
+        if recorded.is_err()
+            && let Some(token) = &approved_token
+            && let Err(e) = self.gateway.give_back(token, sums.total, currency.code()).await
+        {
+            tracing::error!(error = %e, "an approved payment of an order that was not recorded could not be voided");
+        }
+        recorded
     }
 }

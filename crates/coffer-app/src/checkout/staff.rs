@@ -16,10 +16,24 @@ pub enum StaffAction {
     Refund,
 }
 
+impl StaffAction {
+    /// The kind of move recorded while it is being made.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaffAction::Approve => "approve",
+            StaffAction::Reject => "reject",
+            StaffAction::TransferReceived => "transfer_received",
+            StaffAction::Refund => "refund",
+        }
+    }
+}
+
 /// An order for the staff console: the stored order, the buyer as staff
 /// may see them (empty once erased), the lines by name and the events.
 pub struct StaffOrderView {
     pub order: coffer_store::StoredOrder,
+    /// The customer was erased: the page says so in place of the person.
+    pub erased: bool,
     pub name: String,
     pub email: String,
     pub country: String,
@@ -42,8 +56,11 @@ impl CheckoutService {
     /// A staff member moves an order on: a reviewer approves (delivered at
     /// once) or rejects (payment voided) a held order; support marks a bank
     /// transfer received (delivered at once) or refunds a paid order. The
-    /// move, its event, the audit entry and the customer's email are one
-    /// unit; an order already moved by someone else is refused.
+    /// order is claimed first, so two staff members never both reach the
+    /// gateway; then the money goes back, then the move, its event, the
+    /// audit entry and the customer's email are one unit that also ends the
+    /// claim. A move the gateway refuses changes nothing. Works on orders of
+    /// an erased customer too (nobody is emailed; nothing is delivered).
     pub async fn staff_action(
         &self,
         order_id: &OrderId,
@@ -59,7 +76,22 @@ impl CheckoutService {
             return Err(bad("reason_required", "reason", "say why; the customer is told"));
         }
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
-        let (from, steps): (OrderStatus, &[OrderStatus]) = match action {
+        Self::moves_for(&order, action)?;
+        self.claim_move(&order.id, action.as_str()).await?;
+        let moved = self.staff_action_claimed(order_id, action, actor, reason).await;
+        if moved.is_err() {
+            self.release_move(order_id).await?;
+        }
+        moved
+    }
+
+    /// The status an action starts from and the steps it takes; refused
+    /// when the order is not there.
+    fn moves_for(
+        order: &coffer_store::StoredOrder,
+        action: StaffAction,
+    ) -> Result<(OrderStatus, &'static [OrderStatus]), AppError> {
+        let (from, steps): (OrderStatus, &'static [OrderStatus]) = match action {
             StaffAction::Approve => (OrderStatus::OnHold, &[OrderStatus::Paid, OrderStatus::Fulfilled]),
             StaffAction::Reject => (OrderStatus::OnHold, &[OrderStatus::Rejected]),
             StaffAction::TransferReceived => (OrderStatus::Pending, &[OrderStatus::Paid, OrderStatus::Fulfilled]),
@@ -75,16 +107,36 @@ impl CheckoutService {
         if matches!(action, StaffAction::TransferReceived) && order.payment_method != "bank_transfer" {
             return Err(bad("wrong_status", "status", "this order is not paid by bank transfer"));
         }
-        let key = self.vault.data_key(&order.data_key_id).await?.ok_or(AppError::Erased)?;
+        Ok((from, steps))
+    }
+
+    async fn staff_action_claimed(
+        &self,
+        order_id: &OrderId,
+        action: StaffAction,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<OrderStatus, AppError> {
+        // Read again under the claim: a move finished a moment ago shows now.
+        let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
+        let (from, steps) = Self::moves_for(&order, action)?;
+        let last = *steps.last().unwrap_or(&from);
+        // `None` once the customer is erased.
+        let key = self.vault.data_key(&order.data_key_id).await?;
+        if key.is_none() && last == OrderStatus::Fulfilled {
+            return Err(bad(
+                "customer_erased",
+                "status",
+                "the customer was erased, so there is nobody to deliver to; reject or refund the order instead",
+            ));
+        }
         let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
-            open_order_field(Some(&key), &order, column, sealed.as_ref()).map(Option::unwrap_or_default)
+            open_order_field(key.as_ref(), &order, column, sealed.as_ref()).map(Option::unwrap_or_default)
         };
         let (name, email) = (open("name", &order.name)?, open("email", &order.email)?);
         // Money back through the gateway first: a refused refund changes nothing.
-        if matches!(action, StaffAction::Reject | StaffAction::Refund) && order.payment_method == "card" {
-            let card: serde_json::Value = serde_json::from_str(&open("card", &order.card)?).unwrap_or_default();
-            let token = card["token"].as_str().unwrap_or_default();
-            self.gateway.give_back(token, order.total, &order.currency).await?;
+        if matches!(action, StaffAction::Reject | StaffAction::Refund) {
+            self.give_back(&order, key.as_ref(), order.total).await?;
         }
         let currency = Currency::parse(&order.currency)?;
         let mut lines = Vec::new();
@@ -97,11 +149,11 @@ impl CheckoutService {
                 line: line.clone(),
             });
         }
-        let last = *steps.last().unwrap_or(&from);
-        let delivery = if last == OrderStatus::Fulfilled {
-            self.deliver(&order.id, &order.customer_id, &order.data_key_id, &key, &lines).await?
-        } else {
-            Delivery::default()
+        let delivery = match (&key, last) {
+            (Some(key), OrderStatus::Fulfilled) => {
+                self.deliver(&order.id, &order.customer_id, &order.data_key_id, key, &lines).await?
+            }
+            _ => Delivery::default(),
         };
         let totals = coffer_domain::Totals { subtotal: order.subtotal, tax: order.tax, total: order.total };
         let (subject, body) = match last {
@@ -141,7 +193,8 @@ impl CheckoutService {
             ),
         };
         let letter = Letter { kind: "order_status", to: &email, subject: &subject, body: &body };
-        let mail = self.outbox.seal(&letter, &key, &order.data_key_id, false)?;
+        // An erased customer is told nothing: there is nobody to tell.
+        let mail = key.as_ref().map(|key| self.outbox.seal(&letter, key, &order.data_key_id, false)).transpose()?;
         let now = self.clock.now();
         let (id, lines_stored, sealed_keys) = (order.id.clone(), order.lines.clone(), delivery.sealed_keys);
         let (actor_text, reason) = (actor.render(), reason.to_owned());
@@ -169,7 +222,10 @@ impl CheckoutService {
                         coffer_store::schedule_id_document_deletion(tx, &id, delete_after).await?;
                     }
                     tx.append_audit(&entry).await?;
-                    tx.enqueue_email(&mail).await?;
+                    if let Some(mail) = &mail {
+                        tx.enqueue_email(mail).await?;
+                    }
+                    coffer_store::release_payment_move(tx, &id).await?;
                     Ok::<_, AppError>(())
                 })
             })
@@ -201,6 +257,7 @@ impl CheckoutService {
         }
         let address: serde_json::Value = serde_json::from_str(&open("address", &order.address)?).unwrap_or_default();
         Ok(StaffOrderView {
+            erased: key.is_none(),
             name: open("name", &order.name)?,
             email: open("email", &order.email)?,
             country: address["country"].as_str().unwrap_or_default().to_owned(),
@@ -213,7 +270,8 @@ impl CheckoutService {
     /// Support refunds one line of a paid order: its price and its share of
     /// the tax go back through the gateway, the line's downloads stop, the
     /// customer is told. When every line is refunded the order is
-    /// `refunded`. One unit, like every other move.
+    /// `refunded`. Claimed first and recorded in one unit, like every
+    /// other move.
     pub async fn refund_line(
         &self,
         order_id: &OrderId,
@@ -228,6 +286,24 @@ impl CheckoutService {
         if reason.chars().count() > 500 || reason.chars().any(char::is_control) {
             return Err(bad("invalid_reason", "reason", "the reason must be at most 500 characters"));
         }
+        if self.db.order(order_id).await?.is_none() {
+            return Err(AppError::NotFound);
+        }
+        self.claim_move(order_id, "refund_line").await?;
+        let refunded = self.refund_line_claimed(order_id, line_no, actor, reason).await;
+        if refunded.is_err() {
+            self.release_move(order_id).await?;
+        }
+        refunded
+    }
+
+    async fn refund_line_claimed(
+        &self,
+        order_id: &OrderId,
+        line_no: i64,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<OrderStatus, AppError> {
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
         if !matches!(order.status, OrderStatus::Paid | OrderStatus::Fulfilled) {
             return Err(bad(
@@ -256,14 +332,12 @@ impl CheckoutService {
             0
         };
         let amount = line.line_total + tax_share;
-        let key = self.vault.data_key(&order.data_key_id).await?.ok_or(AppError::Erased)?;
+        // `None` once the customer is erased: the refund goes on, untold.
+        let key = self.vault.data_key(&order.data_key_id).await?;
         let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
-            open_order_field(Some(&key), &order, column, sealed.as_ref()).map(Option::unwrap_or_default)
+            open_order_field(key.as_ref(), &order, column, sealed.as_ref()).map(Option::unwrap_or_default)
         };
-        if order.payment_method == "card" {
-            let card: serde_json::Value = serde_json::from_str(&open("card", &order.card)?).unwrap_or_default();
-            self.gateway.give_back(card["token"].as_str().unwrap_or_default(), amount, &order.currency).await?;
-        }
+        self.give_back(&order, key.as_ref(), amount).await?;
         let currency = Currency::parse(&order.currency)?;
         let product = self.db.product(&line.product_id).await?.map(|p| p.name).unwrap_or_default();
         let money = |minor: i64| currency.amount(minor);
@@ -278,7 +352,7 @@ impl CheckoutService {
         let email = open("email", &order.email)?;
         let subject = format!("Part of your order {} is refunded", order.id);
         let letter = Letter { kind: "order_status", to: &email, subject: &subject, body: &body };
-        let mail = self.outbox.seal(&letter, &key, &order.data_key_id, false)?;
+        let mail = key.as_ref().map(|key| self.outbox.seal(&letter, key, &order.data_key_id, false)).transpose()?;
         let now = self.clock.now();
         let status = order.status;
         let next = if last { OrderStatus::Refunded } else { status };
@@ -309,11 +383,105 @@ impl CheckoutService {
                         return Err(bad("wrong_status", "status", "someone else moved this order first"));
                     }
                     tx.append_audit(&entry).await?;
-                    tx.enqueue_email(&mail).await?;
+                    if let Some(mail) = &mail {
+                        tx.enqueue_email(mail).await?;
+                    }
+                    coffer_store::release_payment_move(tx, &refund.order).await?;
                     Ok::<_, AppError>(())
                 })
             })
             .await?;
         Ok(next)
+    }
+}
+
+/// The name of the operator's key for gateway tokens (a named secret
+/// under the master key, re-wrapped at rotation like the others).
+const PAYMENT_TOKEN_KEY: &str = "payment-tokens";
+
+fn payment_token_context(order: &OrderId) -> FieldContext<'_> {
+    FieldContext { table: "orders", column: "payment_token", row_id: order.as_str(), data_key_id: PAYMENT_TOKEN_KEY }
+}
+
+impl CheckoutService {
+    async fn payments_key(&self) -> Result<coffer_crypto::DataKey, AppError> {
+        let secret = self.vault.named_secret(PAYMENT_TOKEN_KEY).await?;
+        Ok(coffer_crypto::DataKey::from_bytes(&secret)?)
+    }
+
+    /// Seals a card payment's gateway token under the operator's payments key.
+    pub(super) async fn seal_payment_token(
+        &self,
+        order: &OrderId,
+        token: &str,
+    ) -> Result<coffer_crypto::Sealed, AppError> {
+        Ok(seal_field(&self.payments_key().await?, &payment_token_context(order), token.as_bytes())?)
+    }
+
+    /// The gateway token of a card order: from the operator-held column, or
+    /// for orders placed before it existed, from the card details while the
+    /// customer's key exists. `None` when neither is left.
+    async fn payment_token(
+        &self,
+        order: &coffer_store::StoredOrder,
+        customer_key: Option<&coffer_crypto::DataKey>,
+    ) -> Result<Option<String>, AppError> {
+        if let Some(sealed) = &order.payment_token {
+            let token =
+                coffer_crypto::open_field(&self.payments_key().await?, &payment_token_context(&order.id), sealed)?;
+            return Ok(String::from_utf8(token.to_vec()).ok());
+        }
+        let Some(card) = open_order_field(customer_key, order, "card", order.card.as_ref())? else { return Ok(None) };
+        let card: serde_json::Value = serde_json::from_str(&card).unwrap_or_default();
+        Ok(card["token"].as_str().map(str::to_owned))
+    }
+
+    /// Claims the order for one staff move; refused while another is made.
+    async fn claim_move(&self, order: &OrderId, kind: &'static str) -> Result<(), AppError> {
+        let (id, now) = (order.clone(), self.clock.now());
+        let claimed = self
+            .db
+            .write(move |tx| {
+                Box::pin(
+                    async move { coffer_store::claim_payment_move(tx, &id, kind, now).await.map_err(AppError::from) },
+                )
+            })
+            .await?;
+        if claimed {
+            Ok(())
+        } else {
+            Err(bad("move_in_progress", "status", "another staff member is acting on this order right now"))
+        }
+    }
+
+    async fn release_move(&self, order: &OrderId) -> Result<(), AppError> {
+        let id = order.clone();
+        self.db
+            .write(move |tx| {
+                Box::pin(async move { coffer_store::release_payment_move(tx, &id).await.map_err(AppError::from) })
+            })
+            .await
+    }
+
+    /// Gives money back through the gateway for a card order. A card order
+    /// whose token is gone cannot be refunded here: a clear refusal.
+    async fn give_back(
+        &self,
+        order: &coffer_store::StoredOrder,
+        customer_key: Option<&coffer_crypto::DataKey>,
+        amount: i64,
+    ) -> Result<(), AppError> {
+        if order.payment_method != "card" {
+            return Ok(());
+        }
+        let Some(token) = self.payment_token(order, customer_key).await? else {
+            return Err(bad(
+                "payment_token_gone",
+                "status",
+                "this order's payment token was erased with the customer; give the money back in the processor's \
+                 dashboard",
+            ));
+        };
+        self.gateway.give_back(&token, amount, &order.currency).await
     }
 }

@@ -546,13 +546,17 @@ async fn order_view(state: &AppState, staff: &Staff<OrderStaff>, id: &str, messa
     let order = &view.order;
     let role = staff.member.role;
     let mut actions = Vec::new();
+    // An erased customer's order can be rejected or refunded, never delivered.
     if order.status == OrderStatus::OnHold && role.allows(StaffRole::Reviewer) {
-        actions.push(("approve", "Approve and deliver", "Note (optional)", false));
+        if !view.erased {
+            actions.push(("approve", "Approve and deliver", "Note (optional)", false));
+        }
         actions.push(("reject", "Reject and void the payment", "Reason, sent to the customer", true));
     }
     if order.status == OrderStatus::Pending
         && order.payment_method == "bank_transfer"
         && role.allows(StaffRole::Support)
+        && !view.erased
     {
         actions.push(("transfer_received", "Mark the transfer received", "Note (optional)", false));
     }
@@ -565,7 +569,11 @@ async fn order_view(state: &AppState, staff: &Staff<OrderStaff>, id: &str, messa
         status: order.status.as_str().replace('_', " "),
         total: money(order.total, &order.currency),
         payment: if order.payment_method == "card" { "card".into() } else { "bank transfer".into() },
-        name: if view.name.is_empty() { "(erased)".into() } else { view.name.clone() },
+        name: if view.erased {
+            "erased: the customer's data was deleted on their request".into()
+        } else {
+            view.name.clone()
+        },
         email: view.email.clone(),
         country: view.country.clone(),
         score: order.fraud_score,

@@ -18,6 +18,7 @@ on_both_backends!(
     support_refunds_line_by_line_to_the_exact_total,
     vendors_see_only_their_own_lines,
     paying_twice_from_one_review_makes_one_order,
+    staff_refund_and_reject_orders_of_an_erased_customer,
 );
 
 pub(crate) async fn policy_version(server: &TestServer) -> String {
@@ -996,4 +997,39 @@ async fn paying_twice_from_one_review_makes_one_order(server: TestServer) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// Finding 7 of the security review: refunds, rejections and the order
+/// page work on orders whose customer was erased; the page says "erased"
+/// in place of the person; nothing is delivered to nobody.
+async fn staff_refund_and_reject_orders_of_an_erased_customer(server: TestServer) {
+    let version = policy_version(&server).await;
+    let paid = post_order(&server, &order(&server, &version, "4242424242424242", "gone@example.org")).await.1;
+    let held = post_order(&server, &order(&server, &version, "4000000000009235", "gone@example.org")).await.1;
+    let (paid, held) = (paid["id"].as_str().unwrap(), held["id"].as_str().unwrap());
+    let erased = server.cli(&["erase", "--email", "gone@example.org"]);
+    assert!(erased.status.success(), "{}", String::from_utf8_lossy(&erased.stderr));
+
+    let support = crate::staff::demo_staff_session(&server, "support").await;
+    let reviewer = crate::staff::demo_staff_session(&server, "reviewer").await;
+    let (status, page) = staff_get(&server, &format!("/staff/orders/{paid}"), &support).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("erased") && !page.contains("Erika"), "{page}");
+    let (status, page) = staff_act(&server, &support, paid, "refund", "customer asked before leaving").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("the order is now refunded"), "{page}");
+    // A held order: no approval (nobody to deliver to), rejection works.
+    let (_, page) = staff_get(&server, &format!("/staff/orders/{held}"), &reviewer).await;
+    assert!(!page.contains("value=\"approve\""), "no approve button for an erased customer: {page}");
+    let (status, page) = staff_act(&server, &reviewer, held, "approve", "").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(page.contains("nobody to deliver to"), "{page}");
+    let (status, page) = staff_act(&server, &reviewer, held, "reject", "customer erased").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let pool = raw_pool(&server).await;
+    let statuses: Vec<(String,)> =
+        sqlx::query_as("SELECT status FROM orders ORDER BY created_at, id").fetch_all(&pool).await.unwrap();
+    assert_eq!(statuses, [("refunded".to_owned(),), ("rejected".to_owned(),)]);
+    let (moves,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM payment_moves").fetch_one(&pool).await.unwrap();
+    assert_eq!(moves, 0, "every claim ended with its move");
 }
