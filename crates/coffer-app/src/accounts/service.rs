@@ -414,11 +414,26 @@ impl AccountService {
         Ok(codes)
     }
 
+    /// Checks a signed-in customer's current password under the same
+    /// lock-out as sign-in: a session is no licence to guess.
+    async fn confirm_password(&self, customer: &CustomerId, password: SecretString) -> Result<(), AppError> {
+        let record = self.customers.get(customer, &Reader::TheCustomer).await?;
+        let key = self.vault.blind_index().email(&record.details.email);
+        if let Some(SignInError::Locked { retry_after_ms }) = common::locked(&self.db, &key, self.clock.now()).await? {
+            return Err(AppError::TooManyAttempts { retry_after_ms });
+        }
+        if self.passwords.verify(password, self.password_hash(customer).await?).await? {
+            return Ok(());
+        }
+        match common::failed(&self.db, key, self.clock.as_ref()).await? {
+            SignInError::Locked { retry_after_ms } => Err(AppError::TooManyAttempts { retry_after_ms }),
+            SignInError::Invalid => Err(AppError::Refused("the password is not right".into())),
+        }
+    }
+
     /// Turns the second factor off after checking the password.
     pub async fn disable_totp(&self, customer: &CustomerId, password: SecretString) -> Result<(), AppError> {
-        if !self.passwords.verify(password, self.password_hash(customer).await?).await? {
-            return Err(AppError::Refused("the password is not right".into()));
-        }
+        self.confirm_password(customer, password).await?;
         let id = customer.clone();
         self.db
             .write(move |tx| {
@@ -458,9 +473,7 @@ impl AccountService {
         current: SecretString,
         new: SecretString,
     ) -> Result<NewSession, AppError> {
-        if !self.passwords.verify(current, self.password_hash(customer).await?).await? {
-            return Err(AppError::Refused("the current password is not right".into()));
-        }
+        self.confirm_password(customer, current).await?;
         let sealed = self.seal_new_password(customer, new).await?;
         let (token, hash) = new_token()?;
         let (id, now) = (customer.clone(), self.clock.now());
@@ -482,9 +495,7 @@ impl AccountService {
     /// sealed under a one-off key (destroyed once sent) and queued in the
     /// same unit that erases the customer through the privacy core.
     pub async fn delete_account(&self, customer: &CustomerId, password: SecretString) -> Result<(), AppError> {
-        if !self.passwords.verify(password, self.password_hash(customer).await?).await? {
-            return Err(AppError::Refused("the password is not right".into()));
-        }
+        self.confirm_password(customer, password).await?;
         let record = self.customers.get(customer, &Reader::TheCustomer).await?;
         let key_id = coffer_domain::DataKeyId::generate();
         let key = self.vault.new_data_key(&key_id).await?;

@@ -752,7 +752,16 @@ struct ChangePasswordForm {
     new: String,
 }
 
-async fn change_password(State(state): State<AppState>, post: CustomerPost<ChangePasswordForm>) -> Response {
+async fn change_password(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    post: CustomerPost<ChangePasswordForm>,
+) -> Response {
+    // A wrong current password is a guess like any other.
+    if let Some(limited) = over_limit(&state, peer, &headers) {
+        return limited;
+    }
     let CustomerPost { customer: Customer { id: customer, token }, form } = post;
     if form.current.len() > 1024 || form.new.len() > 1024 {
         return (
@@ -778,6 +787,7 @@ async fn change_password(State(state): State<AppState>, post: CustomerPost<Chang
                 .unwrap_or_else(failure);
             (StatusCode::UNPROCESSABLE_ENTITY, page).into_response()
         }
+        Err(AppError::TooManyAttempts { retry_after_ms }) => account_locked(retry_after_ms),
         Err(e) => failure(e),
     }
 }
@@ -815,7 +825,15 @@ struct DeleteForm {
     password: String,
 }
 
-async fn delete_account(State(state): State<AppState>, post: CustomerPost<DeleteForm>) -> Response {
+async fn delete_account(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    post: CustomerPost<DeleteForm>,
+) -> Response {
+    if let Some(limited) = over_limit(&state, peer, &headers) {
+        return limited;
+    }
     let CustomerPost { customer: Customer { id: customer, token }, form } = post;
     match state.accounts.delete_account(&customer, SecretString::from(form.password)).await {
         Ok(()) => {
@@ -834,8 +852,19 @@ async fn delete_account(State(state): State<AppState>, post: CustomerPost<Delete
             };
             (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response()
         }
+        Err(AppError::TooManyAttempts { retry_after_ms }) => account_locked(retry_after_ms),
         Err(e) => failure(e),
     }
+}
+
+/// 429: too many wrong passwords for this account.
+fn account_locked(retry_after_ms: i64) -> Response {
+    let seconds = retry_seconds(retry_after_ms);
+    let page = MessagePage {
+        title: "Too many attempts",
+        message: format!("Too many wrong passwords for this account. Try again in {seconds} seconds."),
+    };
+    too_many_attempts(seconds, &page)
 }
 
 #[derive(Deserialize)]
@@ -937,11 +966,20 @@ struct PasswordConfirmForm {
     password: String,
 }
 
-async fn totp_disable(State(state): State<AppState>, post: CustomerPost<PasswordConfirmForm>) -> Response {
+async fn totp_disable(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    post: CustomerPost<PasswordConfirmForm>,
+) -> Response {
+    if let Some(limited) = over_limit(&state, peer, &headers) {
+        return limited;
+    }
     let CustomerPost { customer: Customer { id: customer, token }, form } = post;
     let message = match state.accounts.disable_totp(&customer, SecretString::from(form.password)).await {
         Ok(()) => "Two-step sign-in is off.".to_owned(),
         Err(AppError::Refused(message)) => format!("Still on: {message}."),
+        Err(AppError::TooManyAttempts { retry_after_ms }) => return account_locked(retry_after_ms),
         Err(e) => return failure(e),
     };
     overview(&state, &customer, &token, Some(message)).await.unwrap_or_else(failure)

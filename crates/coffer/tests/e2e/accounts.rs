@@ -15,6 +15,7 @@ on_both_backends!(
     written_request_is_confirmed_from_the_inbox_with_its_deadline,
     p08_second_step_ticket_never_sets_a_password,
     p08_emailed_links_ask_for_the_code_and_die_with_a_new_password_or_factor,
+    p08_wrong_current_passwords_in_a_session_lock_the_account,
 );
 
 fn demo_customer(server: &TestServer) -> (String, String) {
@@ -697,4 +698,35 @@ async fn p08_emailed_links_ask_for_the_code_and_die_with_a_new_password_or_facto
         .await
         .unwrap();
     assert_eq!(late.status(), StatusCode::UNPROCESSABLE_ENTITY, "a password change spent the link");
+}
+
+/// Finding 12: a session is no licence to guess the password. Wrong
+/// current passwords at the password change, turning two-step sign-in off
+/// and deleting the account all count towards the account's lock-out.
+async fn p08_wrong_current_passwords_in_a_session_lock_the_account(server: TestServer) {
+    let (email, password) = demo_customer(&server);
+    let cookie = session_cookie(&sign_in(&server, &email, &password).await);
+    let csrf = csrf_from(&page(&server, "/account", &cookie).await);
+    let guesses: [(&str, Vec<(&str, &str)>); 4] = [
+        ("/account/password", vec![("current", "guess number one"), ("new", "a brand new password")]),
+        ("/account/delete", vec![("password", "guess number two")]),
+        ("/account/totp/disable", vec![("password", "guess number three")]),
+        ("/account/password", vec![("current", "guess number four"), ("new", "a brand new password")]),
+    ];
+    for (path, fields) in &guesses {
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend(fields.iter().copied());
+        let r = post_form(&server, path, &cookie, &form).await;
+        assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{path}: not locked yet");
+        assert!(!r.status().is_redirection(), "{path}: a wrong password changes nothing");
+    }
+    let fifth = post_form(&server, "/account/delete", &cookie, &[("csrf", &csrf), ("password", "guess five")]).await;
+    assert_eq!(fifth.status(), StatusCode::TOO_MANY_REQUESTS, "the fifth wrong password locks the account");
+    assert!(fifth.headers().contains_key(RETRY_AFTER));
+    // Locked means locked: the right password is refused too, here and at sign-in.
+    let right =
+        post_form(&server, "/account/delete", &cookie, &[("csrf", &csrf), ("password", password.as_str())]).await;
+    assert_eq!(right.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(sign_in(&server, &email, &password).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(page(&server, "/account", &cookie).await.contains("Dana"), "the account was not deleted");
 }
