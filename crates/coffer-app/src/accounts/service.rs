@@ -128,6 +128,33 @@ impl AccountService {
         self.send_link(&customer, purpose).await
     }
 
+    /// [`Self::request_link`] after the answer: the caller answers at once,
+    /// so how long the answer takes never tells whether the address has an
+    /// account. A failure is logged (without the address).
+    pub fn request_link_after_answer(&self, email: String, purpose: LinkPurpose) {
+        let accounts = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = accounts.request_link(&email, purpose).await {
+                tracing::warn!(error = %e, "a requested sign-in link could not be sent");
+            }
+        });
+    }
+
+    /// [`Self::submit_privacy_request`] after the answer, for the same reason.
+    pub fn submit_privacy_request_after_answer(
+        &self,
+        email: String,
+        kind: coffer_domain::RequestKind,
+        jurisdiction: coffer_domain::Jurisdiction,
+    ) {
+        let accounts = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = accounts.submit_privacy_request(&email, kind, jurisdiction).await {
+                tracing::warn!(error = %e, "a written data request could not be recorded");
+            }
+        });
+    }
+
     /// Sends a link to a known customer (also used by checkout's invitation).
     pub async fn send_link(&self, customer: &CustomerId, purpose: LinkPurpose) -> Result<(), AppError> {
         let (record, key_id, key) = self.customers.own_record_and_key(customer).await?;

@@ -479,10 +479,8 @@ async fn request_link(
     if let Some(refused) = guard_post(&state, peer, &headers, forbidden) {
         return refused;
     }
-    if form.email.len() <= 254
-        && let Err(e) = state.accounts.request_link(&form.email, LinkPurpose::SignIn).await
-    {
-        return failure(e);
+    if form.email.len() <= 254 {
+        state.accounts.request_link_after_answer(form.email, LinkPurpose::SignIn);
     }
     // The same answer whether or not the address has an account.
     render(&MessagePage {
@@ -1011,10 +1009,8 @@ async fn privacy_request(
         let page = PrivacyRequestPage { message: Some("Choose what you would like and where you live.".into()) };
         return (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response();
     };
-    if form.email.len() <= 254
-        && let Err(e) = state.accounts.submit_privacy_request(&form.email, kind, jurisdiction).await
-    {
-        return failure(e);
+    if form.email.len() <= 254 {
+        state.accounts.submit_privacy_request_after_answer(form.email, kind, jurisdiction);
     }
     // The same answer whether or not we hold data about the address.
     render(&MessagePage {

@@ -730,3 +730,39 @@ async fn p08_wrong_current_passwords_in_a_session_lock_the_account(server: TestS
     assert_eq!(sign_in(&server, &email, &password).await.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(page(&server, "/account", &cookie).await.contains("Dana"), "the account was not deleted");
 }
+
+/// Finding 13: whether an address has an account must not show in how
+/// long the answer takes. The work (seal, store, queue the mail) happens
+/// after the answer: with the tables it writes locked by another session,
+/// a known address is still answered at once, and the mail follows once
+/// the lock goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p15_link_and_written_request_answer_before_the_work() {
+    let server = crate::server(coffer_testkit::TestBackend::Postgres).await;
+    let (email, _) = demo_customer(&server);
+    let pool = sqlx::postgres::PgPool::connect(&server.database_url()).await.unwrap();
+    for (table, path, form) in [
+        ("sign_in_links", "/account/link", vec![("email", email.clone())]),
+        (
+            "privacy_requests",
+            "/privacy/request",
+            vec![("email", email.clone()), ("kind", "access".into()), ("jurisdiction", "eu".into())],
+        ),
+    ] {
+        let mut lock = pool.begin().await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")))
+            .execute(&mut *lock)
+            .await
+            .unwrap();
+        let answer =
+            tokio::time::timeout(std::time::Duration::from_secs(5), client().post(server.url(path)).form(&form).send())
+                .await
+                .unwrap_or_else(|_| panic!("{path} waited for the work on {table}"))
+                .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{path}");
+        lock.commit().await.unwrap();
+    }
+    // The work was done after the answers.
+    mail_containing(&server, "/account/link/").await;
+    mail_containing(&server, "/privacy/request/confirm/").await;
+}
