@@ -1,8 +1,10 @@
 //! What a vendor's program sees through its API key: its own orders, only
-//! its own lines of them, and the buyer's name, email, address and phone
-//! (the fields the policy lets a vendor have, to fill the order). Every
-//! such read is audited and recorded as a disclosure the customer sees in
-//! "download my data".
+//! its own lines of them, and, on one order's detail only, the buyer's
+//! name, email, address and phone (the fields the policy lets a vendor
+//! have) when the vendor must fill the order (paid, fulfilled) or support
+//! it (refunded after it was fulfilled). Every such read is audited and
+//! recorded as a disclosure the customer sees in "download my data". Lists
+//! never carry a buyer, so they write no audit or disclosure rows.
 
 use crate::AppError;
 use crate::privacy::Vault;
@@ -31,6 +33,19 @@ pub struct VendorBuyer {
     pub address: serde_json::Value,
 }
 
+/// One order in a vendor's list: ids, date, its own lines, amounts and
+/// status; never the buyer.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct VendorOrderSummary {
+    pub id: String,
+    pub status: &'static str,
+    pub placed_at: String,
+    pub currency: String,
+    pub lines: Vec<VendorLine>,
+    /// The sum of this vendor's lines, net of tax.
+    pub vendor_subtotal: i64,
+}
+
 /// One order as its vendor sees it: never another vendor's lines or the
 /// order's total, only this vendor's part of it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -42,8 +57,23 @@ pub struct VendorOrder {
     pub lines: Vec<VendorLine>,
     /// The sum of this vendor's lines, net of tax.
     pub vendor_subtotal: i64,
-    /// `None` once the customer was erased.
+    /// Only while the vendor fills or supports the order (paid, fulfilled,
+    /// or refunded after it was fulfilled); `None` otherwise and once the
+    /// customer was erased.
     pub buyer: Option<VendorBuyer>,
+}
+
+/// Whether the vendor of an order in this state gets its buyer: to fill it
+/// (paid, fulfilled) or to support the customer with what was delivered
+/// (refunded after fulfilment). Held, rejected, pending, cancelled and
+/// refunded-before-delivery orders are none of the vendor's business.
+pub fn vendor_may_see_buyer(status: coffer_domain::OrderStatus, was_fulfilled: bool) -> bool {
+    use coffer_domain::OrderStatus;
+    match status {
+        OrderStatus::Paid | OrderStatus::Fulfilled => true,
+        OrderStatus::Refunded => was_fulfilled,
+        _ => false,
+    }
 }
 
 #[derive(Clone)]
@@ -84,39 +114,43 @@ impl VendorService {
         Ok(key)
     }
 
-    /// The vendor's orders, newest first (at most `limit`).
-    pub async fn orders(&self, vendor: &VendorId, limit: i64) -> Result<Vec<VendorOrder>, AppError> {
+    /// The vendor's orders, newest first (at most `limit`), without buyers.
+    pub async fn orders(&self, vendor: &VendorId, limit: i64) -> Result<Vec<VendorOrderSummary>, AppError> {
         let mut out = Vec::new();
         for id in self.db.order_ids_for_vendor(vendor, limit.clamp(1, 200)).await? {
-            if let Some(order) = self.order(vendor, &id).await? {
-                out.push(order);
+            if let Some(order) = self.db.order(&id).await?
+                && let Some(summary) = summary_for(vendor, &order)
+            {
+                out.push(summary);
             }
         }
         Ok(out)
     }
 
     /// One order, if it has a line of this vendor; `None` otherwise, exactly
-    /// as for an order that does not exist.
+    /// as for an order that does not exist. The buyer only as
+    /// [`vendor_may_see_buyer`] allows.
     pub async fn order(&self, vendor: &VendorId, id: &OrderId) -> Result<Option<VendorOrder>, AppError> {
         let Some(order) = self.db.order(id).await? else { return Ok(None) };
-        let lines: Vec<VendorLine> = order
-            .lines
-            .iter()
-            .filter(|l| &l.vendor_id == vendor)
-            .map(|l| VendorLine {
-                product_id: l.product_id.to_string(),
-                quantity: l.quantity,
-                unit_price: l.unit_price,
-                line_total: l.line_total,
-                refunded: l.refunded_amount,
-            })
-            .collect();
-        if lines.is_empty() {
-            return Ok(None);
-        }
+        let Some(summary) = summary_for(vendor, &order) else { return Ok(None) };
+        let was_fulfilled = order.status == coffer_domain::OrderStatus::Refunded
+            && self.db.order_events(&order.id).await?.iter().any(|e| e.to == "fulfilled");
+        let buyer =
+            if vendor_may_see_buyer(order.status, was_fulfilled) { self.buyer(vendor, &order).await? } else { None };
+        let VendorOrderSummary { id, status, placed_at, currency, lines, vendor_subtotal } = summary;
+        Ok(Some(VendorOrder { id, status, placed_at, currency, lines, vendor_subtotal, buyer }))
+    }
+
+    /// The buyer's shared fields, audited and recorded as a disclosure
+    /// before they are handed out; `None` once the customer was erased.
+    async fn buyer(
+        &self,
+        vendor: &VendorId,
+        order: &coffer_store::StoredOrder,
+    ) -> Result<Option<VendorBuyer>, AppError> {
         let key = self.vault.data_key(&order.data_key_id).await?;
         let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
-            crate::checkout::open_order_field(key.as_ref(), &order, column, sealed.as_ref())
+            crate::checkout::open_order_field(key.as_ref(), order, column, sealed.as_ref())
         };
         let buyer = match (open("name", &order.name)?, open("email", &order.email)?) {
             (Some(name), Some(email)) => Some(VendorBuyer {
@@ -154,14 +188,33 @@ impl VendorService {
                 })
                 .await?;
         }
-        Ok(Some(VendorOrder {
-            id: order.id.to_string(),
-            status: order.status.as_str(),
-            placed_at: coffer_domain::order::rfc3339_utc(order.created_at),
-            currency: order.currency.clone(),
-            vendor_subtotal: lines.iter().map(|l| l.line_total).sum(),
-            lines,
-            buyer,
-        }))
+        Ok(buyer)
     }
+}
+
+/// The vendor's part of an order; `None` when it has no line of the vendor.
+fn summary_for(vendor: &VendorId, order: &coffer_store::StoredOrder) -> Option<VendorOrderSummary> {
+    let lines: Vec<VendorLine> = order
+        .lines
+        .iter()
+        .filter(|l| &l.vendor_id == vendor)
+        .map(|l| VendorLine {
+            product_id: l.product_id.to_string(),
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+            line_total: l.line_total,
+            refunded: l.refunded_amount,
+        })
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    Some(VendorOrderSummary {
+        id: order.id.to_string(),
+        status: order.status.as_str(),
+        placed_at: coffer_domain::order::rfc3339_utc(order.created_at),
+        currency: order.currency.clone(),
+        vendor_subtotal: lines.iter().map(|l| l.line_total).sum(),
+        lines,
+    })
 }

@@ -10,7 +10,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use coffer_app::vendors::VendorOrder;
+use coffer_app::vendors::{VendorOrder, VendorOrderSummary};
 use coffer_domain::{OrderId, VendorId};
 use serde::Serialize;
 
@@ -43,14 +43,14 @@ impl FromRequestParts<AppState> for VendorApiKey {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct VendorOrderList {
-    /// Newest first, at most 200.
+    /// Newest first, at most 200: ids, dates, the vendor's own lines,
+    /// amounts and status; never the buyer (see one order's detail).
     #[schema(value_type = Vec<Object>)]
-    orders: Vec<VendorOrder>,
+    orders: Vec<VendorOrderSummary>,
 }
 
-/// The vendor's orders: only its own lines, and the buyer's name, email,
-/// address and phone (each read is recorded as a disclosure the customer
-/// can see, and audited).
+/// The vendor's orders: only its own lines, never the buyer (so a list
+/// call discloses nobody).
 #[utoipa::path(
     get,
     path = "/api/v1/vendor/orders",
@@ -68,7 +68,10 @@ pub async fn list_orders(
     Ok(Json(VendorOrderList { orders: state.vendors.orders(&vendor, 200).await? }))
 }
 
-/// One of the vendor's orders; another vendor's is `404 not_found`.
+/// One of the vendor's orders; another vendor's is `404 not_found`. The
+/// buyer's name, email, address and phone come only while the vendor fills
+/// or supports the order (paid, fulfilled, refunded after fulfilment);
+/// each such read is audited and recorded as a disclosure the customer sees.
 #[utoipa::path(
     get,
     path = "/api/v1/vendor/orders/{id}",

@@ -19,6 +19,7 @@ on_both_backends!(
     vendors_see_only_their_own_lines,
     paying_twice_from_one_review_makes_one_order,
     staff_refund_and_reject_orders_of_an_erased_customer,
+    p06_vendors_get_the_buyer_only_of_orders_they_fill_or_support,
 );
 
 pub(crate) async fn policy_version(server: &TestServer) -> String {
@@ -877,8 +878,24 @@ async fn vendors_see_only_their_own_lines(server: TestServer) {
     assert!(
         seen.get("total").is_none() && !seen.to_string().contains(vendors[1]["products"][0]["id"].as_str().unwrap())
     );
-    assert_eq!(seen["buyer"]["name"], json!("Erika Mustermann"));
-    assert_eq!(seen["buyer"]["address"]["country"], json!("DE"));
+    assert!(seen.get("buyer").is_none() && !list.to_string().contains("Erika"), "a list names no buyer: {list}");
+    let pool = raw_pool(&server).await;
+    let vendor_reads = || async {
+        let (reads, disclosures): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM audit_log WHERE action = 'customer.read' AND actor LIKE 'vendor:%'), \
+             (SELECT COUNT(*) FROM disclosures)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        (reads, disclosures)
+    };
+    assert_eq!(vendor_reads().await, (0, 0), "a list call reads and discloses nobody");
+    let (_, detail) =
+        vendor_get(&server, &format!("/api/v1/vendor/orders/{}", both["id"].as_str().unwrap()), Some(key_a)).await;
+    assert_eq!(detail["buyer"]["name"], json!("Erika Mustermann"));
+    assert_eq!(detail["buyer"]["address"]["country"], json!("DE"));
+    assert_eq!(vendor_reads().await, (1, 1), "the detail's read is audited and disclosed");
     // Another vendor's order is not found, exactly as one that does not exist.
     let other =
         vendor_get(&server, &format!("/api/v1/vendor/orders/{}", only_b["id"].as_str().unwrap()), Some(key_a)).await;
@@ -895,7 +912,6 @@ async fn vendors_see_only_their_own_lines(server: TestServer) {
         assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
     }
     // Each read is audited and recorded as a disclosure the customer sees.
-    let pool = raw_pool(&server).await;
     let (reads,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM audit_log WHERE action = 'customer.read' AND actor LIKE 'vendor:%'")
             .fetch_one(&pool)
@@ -1032,4 +1048,51 @@ async fn staff_refund_and_reject_orders_of_an_erased_customer(server: TestServer
     assert_eq!(statuses, [("refunded".to_owned(),), ("rejected".to_owned(),)]);
     let (moves,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM payment_moves").fetch_one(&pool).await.unwrap();
     assert_eq!(moves, 0, "every claim ended with its move");
+}
+
+/// Finding 4 of the security review (P6): the buyer's details reach a
+/// vendor only on one order's detail, and only while the vendor fills the
+/// order (paid, fulfilled) or supports it (refunded after delivery); never
+/// for held, rejected, pending or refunded-before-delivery orders.
+async fn p06_vendors_get_the_buyer_only_of_orders_they_fill_or_support(server: TestServer) {
+    let version = policy_version(&server).await;
+    let key = server.demo_credentials()["vendors"][0]["api_key"].as_str().unwrap().to_owned();
+    let place = |card: &'static str, email: &'static str| {
+        let body = order(&server, &version, card, email);
+        let server = &server;
+        async move { post_order(server, &body).await.1["id"].as_str().unwrap().to_owned() }
+    };
+    let fulfilled = place("4242424242424242", "filled@example.org").await;
+    let held = place("4000000000009235", "held@example.org").await;
+    let rejected = place("4000000000009235", "rejected@example.org").await;
+    let refunded_after = place("4242424242424242", "refunded.after@example.org").await;
+    let mut bank = order(&server, &version, "", "pending@example.org");
+    bank["payment_method"] = json!("bank_transfer");
+    bank.as_object_mut().unwrap().remove("card");
+    let pending = post_order(&server, &bank).await.1["id"].as_str().unwrap().to_owned();
+    let reviewer = crate::staff::demo_staff_session(&server, "reviewer").await;
+    let support = crate::staff::demo_staff_session(&server, "support").await;
+    assert_eq!(staff_act(&server, &reviewer, &rejected, "reject", "not confirmed").await.0, StatusCode::OK);
+    assert_eq!(staff_act(&server, &support, &refunded_after, "refund", "asked").await.0, StatusCode::OK);
+
+    let buyer_of = |id: String| {
+        let (server, key) = (&server, key.clone());
+        async move {
+            let (status, body) = vendor_get(server, &format!("/api/v1/vendor/orders/{id}"), Some(&key)).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["buyer"].clone()
+        }
+    };
+    assert_eq!(buyer_of(fulfilled.clone()).await["email"], json!("filled@example.org"));
+    assert_eq!(buyer_of(refunded_after.clone()).await["email"], json!("refunded.after@example.org"));
+    for (what, id) in [("on hold", &held), ("rejected", &rejected), ("pending", &pending)] {
+        assert_eq!(buyer_of(id.clone()).await, Value::Null, "no buyer for an order {what}");
+    }
+    // Each order that showed a buyer was recorded once per read; the others never.
+    let export =
+        |email: &str| -> Value { serde_json::from_slice(&server.cli(&["export", "--email", email]).stdout).unwrap() };
+    assert_eq!(export("filled@example.org")["disclosures"].as_array().unwrap().len(), 1);
+    for email in ["held@example.org", "rejected@example.org", "pending@example.org"] {
+        assert_eq!(export(email)["disclosures"].as_array().unwrap().len(), 0, "{email}");
+    }
 }
