@@ -24,6 +24,10 @@ pub enum AppError {
     /// The key directory or a key file is missing, unreadable or unsafe.
     #[error("{0}")]
     Keys(String),
+    /// A local file (mail folder, file store) could not be read, written or
+    /// deleted; names the kind of failure, never a path with personal data.
+    #[error("{0}")]
+    Files(String),
     /// The customer was erased: their data no longer exists in readable form.
     #[error("the customer's data was erased")]
     Erased,

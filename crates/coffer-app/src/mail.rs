@@ -79,6 +79,40 @@ impl Outbox {
         Ok(Outbox { db, vault, clock, transport: Arc::new(transport), from })
     }
 
+    /// The folder of the file transport; `None` with SMTP.
+    pub fn mail_folder(&self) -> Option<PathBuf> {
+        match self.transport.as_ref() {
+            Transport::Files(dir) => Some(dir.clone()),
+            Transport::Smtp(_) => None,
+        }
+    }
+
+    /// Retention of the file transport's folder: a file goes with its
+    /// message (90 days), or as soon as its data key is destroyed (an
+    /// erasure another process made, a message delivered while the erasure
+    /// ran); the last message under a one-off key stays 10 minutes for the
+    /// person trying Coffer out to read. Returns how many files went.
+    pub async fn sweep_mail_folder(&self, now: Millis) -> Result<u64, AppError> {
+        let Some(dir) = self.mail_folder() else { return Ok(0) };
+        let listed = dir.clone();
+        let files = tokio::task::spawn_blocking(move || mail_files(&listed))
+            .await
+            .map_err(|_| AppError::Refused("the mail folder sweep stopped".into()))?
+            .map_err(|e| AppError::Files(format!("reading the mail folder: {}", e.kind())))?;
+        let mut deleted = 0;
+        for (path, key, at, last) in files {
+            let expired = at.0 <= now.0 - crate::retention::MESSAGE_RETENTION_MS;
+            let key_gone =
+                || async { Ok::<_, AppError>(self.vault.key_store().data_key(key.as_str()).await?.is_none()) };
+            let orphan = (!last || at.0 <= now.0 - LAST_MESSAGE_FILE_MS) && key_gone().await?;
+            if expired || orphan {
+                remove(&path).map_err(|e| AppError::Files(format!("deleting a mail file: {}", e.kind())))?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Seals a message under `key` (whose id is `key_id`), for enqueueing
     /// inside the caller's unit of work.
     pub fn seal(
@@ -170,8 +204,9 @@ impl Outbox {
         match self.transport.as_ref() {
             Transport::Files(dir) => {
                 // Off the async workers: the write ends with an fsync.
-                let (dir, id, bytes) = (dir.clone(), email.id.clone(), message.formatted());
-                match tokio::task::spawn_blocking(move || write_eml(&dir, &id, &bytes)).await {
+                let name = eml_name(&email.data_key_id, self.clock.now(), &email.id, email.one_off_key);
+                let (dir, bytes) = (dir.clone(), message.formatted());
+                match tokio::task::spawn_blocking(move || write_eml(&dir, &name, &bytes)).await {
                     Ok(Ok(())) => Delivery::Sent,
                     _ => self.retry(email, "file_write_failed"),
                 }
@@ -232,16 +267,79 @@ fn html_of(text: &str) -> String {
     )
 }
 
-/// Writes `<dir>/<id>.eml`, readable by the owner only, atomically.
-fn write_eml(dir: &std::path::Path, id: &str, bytes: &[u8]) -> std::io::Result<()> {
+/// How long the file of a message under a one-off key (the deletion
+/// confirmation) stays in the mail folder once its key is destroyed.
+pub const LAST_MESSAGE_FILE_MS: i64 = 10 * 60 * 1000;
+
+/// The file of a message: `<data key id>.<delivered at, ms>.<message id>.eml`
+/// (`.last.eml` under a one-off key). Erasure finds a customer's files by
+/// their key and retention by their age, without reading them.
+fn eml_name(key: &DataKeyId, at: Millis, id: &str, one_off_key: bool) -> String {
+    let last = if one_off_key { ".last" } else { "" };
+    format!("{key}.{}.{id}{last}.eml", at.0)
+}
+
+/// What a mail file's name says: its key, when it was written, whether it
+/// is a last message. `None` for files that are not ours.
+fn parse_eml_name(name: &str) -> Option<(DataKeyId, Millis, bool)> {
+    let stem = name.strip_suffix(".eml")?;
+    let (stem, last) = match stem.strip_suffix(".last") {
+        Some(stem) => (stem, true),
+        None => (stem, false),
+    };
+    let mut parts = stem.splitn(3, '.');
+    let key = DataKeyId::parse(parts.next()?).ok()?;
+    let at = Millis(parts.next()?.parse().ok()?);
+    parts.next()?;
+    Some((key, at, last))
+}
+
+/// Writes `<dir>/<name>`, readable by the owner only, atomically.
+fn write_eml(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    let partial = dir.join(format!("{id}.eml.partial"));
+    let partial = dir.join(format!("{name}.partial"));
     let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&partial)?;
     file.write_all(bytes)?;
     file.sync_all()?;
-    std::fs::rename(&partial, dir.join(format!("{id}.eml")))
+    std::fs::rename(&partial, dir.join(name))
+}
+
+/// The message files in the mail folder with what their names say.
+fn mail_files(dir: &std::path::Path) -> std::io::Result<Vec<(PathBuf, DataKeyId, Millis, bool)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        if let Some((key, at, last)) = name.to_str().and_then(parse_eml_name) {
+            files.push((entry.path(), key, at, last));
+        }
+    }
+    Ok(files)
+}
+
+fn remove(path: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Deletes every message file sealed under `key` from the mail folder (at
+/// erasure); returns how many.
+pub fn forget_mail_files(dir: &std::path::Path, key: &DataKeyId) -> std::io::Result<u64> {
+    let mut deleted = 0;
+    for (path, _, _, _) in mail_files(dir)?.into_iter().filter(|(_, k, _, _)| k == key) {
+        remove(&path)?;
+        deleted += 1;
+    }
+    Ok(deleted)
 }
 
 #[cfg(test)]

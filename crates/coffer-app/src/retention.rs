@@ -26,11 +26,12 @@ pub struct RetentionReport {
     pub sessions: u64,
     pub sign_in_links: u64,
     pub payment_tokens: u64,
+    pub mail_files: u64,
 }
 
 impl RetentionReport {
     /// (category as a person calls it, count)
-    pub fn lines(&self) -> [(&'static str, u64); 6] {
+    pub fn lines(&self) -> [(&'static str, u64); 7] {
         [
             ("proof-of-identity documents (30 days after the review decision)", self.identity_documents as u64),
             ("messages to customers (90 days)", self.messages),
@@ -38,11 +39,18 @@ impl RetentionReport {
             ("ended sessions (1 day)", self.sessions),
             ("used or expired one-time links (1 day)", self.sign_in_links),
             ("payment processor references of card orders (540 days)", self.payment_tokens),
+            ("copies of messages in the mail folder (90 days, or at erasure)", self.mail_files),
         ]
     }
 }
 
-pub async fn run(db: &Db, files: &dyn FileStore, now: Millis) -> Result<RetentionReport, AppError> {
+/// One run of every category; `mail` sweeps the file transport's folder.
+pub async fn run(
+    db: &Db,
+    files: &dyn FileStore,
+    mail: Option<&crate::mail::Outbox>,
+    now: Millis,
+) -> Result<RetentionReport, AppError> {
     let expired = db.expired_id_documents(now).await?;
     for (order, file_key) in &expired {
         // The file first: a row without its file is harmless, the reverse is not.
@@ -56,5 +64,9 @@ pub async fn run(db: &Db, files: &dyn FileStore, now: Millis) -> Result<Retentio
         sessions: db.delete_ended_sessions(Millis(now.0 - SPENT_RETENTION_MS)).await?,
         sign_in_links: db.delete_spent_links(Millis(now.0 - SPENT_RETENTION_MS)).await?,
         payment_tokens: db.forget_payment_tokens(Millis(now.0 - PAYMENT_TOKEN_RETENTION_MS)).await?,
+        mail_files: match mail {
+            Some(outbox) => outbox.sweep_mail_folder(now).await?,
+            None => 0,
+        },
     })
 }

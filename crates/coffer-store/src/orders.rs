@@ -995,6 +995,17 @@ impl Db {
     }
 
     /// Documents whose time is up: (order, file key).
+    /// The file keys of every identity document of a customer's orders.
+    pub async fn id_document_files_of(&self, customer: &CustomerId) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT file_key FROM id_documents WHERE order_id IN (SELECT id FROM orders WHERE customer_id = $1)",
+        )
+        .bind(customer.as_str())
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get::<String, _>("file_key")?)).collect()
+    }
+
     pub async fn expired_id_documents(&self, now: Millis) -> Result<Vec<(OrderId, String)>, StoreError> {
         let rows = sqlx::query("SELECT order_id, file_key FROM id_documents WHERE delete_after <= $1")
             .bind(now.0)

@@ -128,6 +128,10 @@ impl From<AppError> for ApiError {
                 tracing::error!(error = %e, "key failure");
                 ApiError::internal()
             }
+            AppError::Files(e) => {
+                tracing::error!(error = %e, "file failure");
+                ApiError::internal()
+            }
             AppError::Keys(e) => {
                 tracing::error!(error = %e, "key store failure");
                 ApiError::for_status(StatusCode::SERVICE_UNAVAILABLE)

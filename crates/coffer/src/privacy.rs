@@ -149,11 +149,13 @@ pub async fn open(config: &Config, db: Db) -> anyhow::Result<Privacy> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let vault = Arc::new(Vault::open(Arc::new(provider), store, clock.clone()).await.map_err(anyhow::Error::from)?);
     destroy_expired_versions(&vault, &db, clock.as_ref(), &cli_actor()).await?;
-    let customers = CustomerService::new(db.clone(), vault.clone(), clock.clone());
     let audit = AuditService::new(db.clone(), vault.clone(), clock.clone());
     let outbox =
         coffer_app::mail::Outbox::new(&config.mail, &config.data_dir, db.clone(), vault.clone(), clock.clone())
             .map_err(anyhow::Error::from)?;
+    let files = Arc::new(coffer_app::files::LocalFileStore::new(config.data_dir.join("files"))?);
+    let customers =
+        CustomerService::new(db.clone(), vault.clone(), clock.clone()).with_files(outbox.mail_folder(), files);
     Ok(Privacy { db, vault, customers, audit, outbox, clock })
 }
 
@@ -316,7 +318,9 @@ pub async fn staff(config: &Config, db: Db, command: StaffCommand) -> anyhow::Re
 
 pub async fn retention(config: &Config, db: Db) -> anyhow::Result<()> {
     let files = coffer_app::files::LocalFileStore::new(config.data_dir.join("files"))?;
-    let report = coffer_app::retention::run(&db, &files, coffer_domain::Clock::now(&coffer_app::SystemClock)).await?;
+    let privacy = open(config, db.clone()).await?;
+    let now = coffer_domain::Clock::now(&coffer_app::SystemClock);
+    let report = coffer_app::retention::run(&db, &files, Some(&privacy.outbox), now).await?;
     for (category, count) in report.lines() {
         println!("{count}\t{category}");
     }

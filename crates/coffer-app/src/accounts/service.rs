@@ -526,12 +526,12 @@ impl AccountService {
         let record = self.customers.get(customer, &Reader::TheCustomer).await?;
         let key_id = coffer_domain::DataKeyId::generate();
         let key = self.vault.new_data_key(&key_id).await?;
-        let body = format!(
-            "Hello {},\n\nYour Coffer account and the personal data in it have been deleted. \
+        // No name: this message goes out after the erasure, so it carries
+        // only the address it must be sent to.
+        let body = "Hello,\n\nYour Coffer account and the personal data in it have been deleted. \
              Invoices stay, without your name or address, because tax law requires them.\n\n\
-             This is the last message we send you.\n",
-            record.details.name
-        );
+             This is the last message we send you.\n"
+            .to_owned();
         let letter = Letter {
             kind: "account_deleted",
             to: &record.details.email,

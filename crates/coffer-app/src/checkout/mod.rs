@@ -266,7 +266,7 @@ impl CheckoutService {
 
     /// Runs the retention job (see `crate::retention`).
     pub async fn run_retention(&self) -> Result<crate::retention::RetentionReport, AppError> {
-        crate::retention::run(&self.db, self.files.as_ref(), self.clock.now()).await
+        crate::retention::run(&self.db, self.files.as_ref(), Some(&self.outbox), self.clock.now()).await
     }
 
     /// Screens an order: counts and records the attempt under keyed hashes

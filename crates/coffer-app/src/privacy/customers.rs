@@ -49,6 +49,11 @@ pub struct CustomerService {
     db: Db,
     vault: Arc<Vault>,
     clock: Arc<dyn Clock>,
+    /// Files an erasure deletes besides shredding the key: the file
+    /// transport's copies of the customer's mail, and their identity
+    /// documents in the file store.
+    mail_folder: Option<std::path::PathBuf>,
+    files: Option<Arc<dyn crate::files::FileStore>>,
 }
 
 fn ctx<'a>(id: &'a CustomerId, column: &'a str, key: &'a DataKeyId) -> FieldContext<'a> {
@@ -84,7 +89,19 @@ fn open_text(key: &DataKey, ctx: &FieldContext<'_>, sealed: &Sealed) -> Result<S
 
 impl CustomerService {
     pub fn new(db: Db, vault: Arc<Vault>, clock: Arc<dyn Clock>) -> Self {
-        CustomerService { db, vault, clock }
+        CustomerService { db, vault, clock, mail_folder: None, files: None }
+    }
+
+    /// Where erasure also deletes the customer's files: the mail folder of
+    /// the file transport (if it is used) and the file store.
+    pub fn with_files(
+        mut self,
+        mail_folder: Option<std::path::PathBuf>,
+        files: Arc<dyn crate::files::FileStore>,
+    ) -> Self {
+        self.mail_folder = mail_folder;
+        self.files = Some(files);
+        self
     }
 
     pub fn vault(&self) -> &Arc<Vault> {
@@ -264,10 +281,24 @@ impl CustomerService {
         last_message: Option<coffer_store::NewEmail>,
     ) -> Result<(), AppError> {
         let stored = self.db.customer(id).await?.ok_or(AppError::NotFound)?;
+        let documents = self.db.id_document_files_of(id).await?;
         let erasure =
             Erasure { customer_id: id.clone(), data_key_id: stored.data_key_id.clone(), erased_at: self.clock.now() };
         self.vault.key_store().shred(erasure.clone()).await?;
         self.erase_row(erasure, actor, AuditAction::CustomerErased, last_message).await?;
+        // The shredded key already makes these unreadable; they go as well.
+        if let Some(files) = &self.files {
+            for file_key in &documents {
+                files.delete(file_key).await?;
+            }
+        }
+        if let Some(dir) = self.mail_folder.clone() {
+            let key = stored.data_key_id.clone();
+            tokio::task::spawn_blocking(move || crate::mail::forget_mail_files(&dir, &key))
+                .await
+                .map_err(|_| AppError::Files("deleting mail files stopped".into()))?
+                .map_err(|e| AppError::Files(format!("deleting mail files: {}", e.kind())))?;
+        }
         // Old pages are zeroed (secure_delete); the checkpoint moves them
         // out of the -wal files too.
         self.db.checkpoint().await?;
