@@ -16,3 +16,7 @@ CREATE TABLE payment_moves (
 -- The retention job clears tokens by age (540 days, the longest chargeback
 -- window) without reading every order.
 CREATE INDEX orders_payment_token_age ON orders (created_at) WHERE payment_token IS NOT NULL;
+
+-- Idempotency keys and their sealed answers live a day; the retention job
+-- finds them by age.
+CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at);

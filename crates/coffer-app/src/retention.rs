@@ -14,6 +14,8 @@ pub const MESSAGE_RETENTION_MS: i64 = 90 * DAY_MS;
 pub const FRAUD_ATTEMPT_RETENTION_MS: i64 = DAY_MS;
 /// Ended sessions and spent links are kept a day, for support questions.
 pub const SPENT_RETENTION_MS: i64 = DAY_MS;
+/// Idempotency keys and their sealed answers live a day.
+pub const IDEMPOTENCY_RETENTION_MS: i64 = DAY_MS;
 /// A card payment's gateway token is kept 540 days (chargebacks).
 pub const PAYMENT_TOKEN_RETENTION_MS: i64 = 540 * DAY_MS;
 
@@ -26,12 +28,14 @@ pub struct RetentionReport {
     pub sessions: u64,
     pub sign_in_links: u64,
     pub payment_tokens: u64,
+    pub idempotency_keys: u64,
     pub mail_files: u64,
+    pub expired_holds: u64,
 }
 
 impl RetentionReport {
     /// (category as a person calls it, count)
-    pub fn lines(&self) -> [(&'static str, u64); 7] {
+    pub fn lines(&self) -> [(&'static str, u64); 9] {
         [
             ("proof-of-identity documents (30 days after the review decision)", self.identity_documents as u64),
             ("messages to customers (90 days)", self.messages),
@@ -39,7 +43,9 @@ impl RetentionReport {
             ("ended sessions (1 day)", self.sessions),
             ("used or expired one-time links (1 day)", self.sign_in_links),
             ("payment processor references of card orders (540 days)", self.payment_tokens),
+            ("idempotency keys and their stored answers (1 day)", self.idempotency_keys),
             ("copies of messages in the mail folder (90 days, or at erasure)", self.mail_files),
+            ("held orders nobody reviewed, cancelled and voided (14 days)", self.expired_holds),
         ]
     }
 }
@@ -51,7 +57,7 @@ pub async fn run(
     mail: Option<&crate::mail::Outbox>,
     now: Millis,
 ) -> Result<RetentionReport, AppError> {
-    let expired = db.expired_id_documents(now).await?;
+    let expired = db.expired_id_documents(now, crate::checkout::ID_DOCUMENT_RETENTION_MS).await?;
     for (order, file_key) in &expired {
         // The file first: a row without its file is harmless, the reverse is not.
         files.delete(file_key).await?;
@@ -64,9 +70,12 @@ pub async fn run(
         sessions: db.delete_ended_sessions(Millis(now.0 - SPENT_RETENTION_MS)).await?,
         sign_in_links: db.delete_spent_links(Millis(now.0 - SPENT_RETENTION_MS)).await?,
         payment_tokens: db.forget_payment_tokens(Millis(now.0 - PAYMENT_TOKEN_RETENTION_MS)).await?,
+        idempotency_keys: db.forget_idempotency_keys(Millis(now.0 - IDEMPOTENCY_RETENTION_MS)).await?,
         mail_files: match mail {
             Some(outbox) => outbox.sweep_mail_folder(now).await?,
             None => 0,
         },
+        // Cancelling needs the gateway: CheckoutService::run_retention does it.
+        expired_holds: 0,
     })
 }

@@ -686,7 +686,16 @@ async fn mail_is_enqueued_with_its_change_and_delivered_to_files(f: Fixture) {
     let bytes: Vec<u8> = raw.iter().flat_map(|r| r.get::<Vec<u8>, _>("body")).collect();
     assert!(!contains(&bytes, "Canarybody400"), "bodies are sealed");
     assert_eq!(outbox.deliver_due().await.unwrap(), 1);
-    let file = f.key_dir.with_file_name("data").join("mail").join(format!("{id}.eml"));
+    // Named by the data key, the time and the message: `<dek>.<ms>.<id>.eml`.
+    let folder = f.key_dir.with_file_name("data").join("mail");
+    let file = std::fs::read_dir(&folder)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(&format!(".{id}.eml")))
+        .expect("the message's file");
+    let key_id = f.db.customer(&a.id).await.unwrap().unwrap().data_key_id;
+    assert!(file.file_name().unwrap().to_string_lossy().starts_with(&format!("{key_id}.")));
     let eml = std::fs::read_to_string(&file).unwrap();
     assert!(
         eml.contains("Subject: Your order")

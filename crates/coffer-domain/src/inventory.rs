@@ -352,7 +352,7 @@ pub const NON_PERSONAL_BINARY_COLUMNS: &[(&str, &str, &str)] = &[
     ),
     ("vendor_api_keys", "key_hash", "SHA-256 of a random vendor API key"),
     ("idempotency_keys", "key_hash", "keyed hash (HMAC) of an Idempotency-Key header"),
-    ("idempotency_keys", "fingerprint", "keyed hash (HMAC) of an order request without its card fields"),
+    ("idempotency_keys", "fingerprint", "keyed hash (HMAC) of an order request and its card number"),
     ("staff_members", "email_index", "keyed blind index (HMAC) of a staff member's email address"),
     ("staff_links", "token_hash", "SHA-256 of a random one-time token"),
     ("staff_recovery_codes", "code_hash", "SHA-256 of a random recovery code"),

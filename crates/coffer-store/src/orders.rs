@@ -995,6 +995,23 @@ impl Db {
     }
 
     /// Documents whose time is up: (order, file key).
+    /// Orders in `status` placed before `before`, oldest first (at most `limit`).
+    pub async fn orders_in_status_before(
+        &self,
+        status: OrderStatus,
+        before: Millis,
+        limit: i64,
+    ) -> Result<Vec<OrderId>, StoreError> {
+        let rows =
+            sqlx::query("SELECT id FROM orders WHERE status = $1 AND created_at < $2 ORDER BY created_at, id LIMIT $3")
+                .bind(status.as_str())
+                .bind(before.0)
+                .bind(limit)
+                .fetch_all(self.readers())
+                .await?;
+        rows.iter().map(|r| OrderId::parse(&r.try_get::<String, _>("id")?).map_err(StoreError::corrupt)).collect()
+    }
+
     /// The file keys of every identity document of a customer's orders.
     pub async fn id_document_files_of(&self, customer: &CustomerId) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
@@ -1006,11 +1023,22 @@ impl Db {
         rows.iter().map(|r| Ok(r.try_get::<String, _>("file_key")?)).collect()
     }
 
-    pub async fn expired_id_documents(&self, now: Millis) -> Result<Vec<(OrderId, String)>, StoreError> {
-        let rows = sqlx::query("SELECT order_id, file_key FROM id_documents WHERE delete_after <= $1")
-            .bind(now.0)
-            .fetch_all(self.readers())
-            .await?;
+    /// Identity documents due for deletion: `delete_after` passed (set at the
+    /// decision), or never decided and uploaded `undecided_ms` ago.
+    pub async fn expired_id_documents(
+        &self,
+        now: Millis,
+        undecided_ms: i64,
+    ) -> Result<Vec<(OrderId, String)>, StoreError> {
+        // Decided orders: from the decision; undecided ones: from the upload.
+        let rows = sqlx::query(
+            "SELECT order_id, file_key FROM id_documents WHERE delete_after <= $1 \
+             OR (delete_after IS NULL AND uploaded_at <= $2)",
+        )
+        .bind(now.0)
+        .bind(now.0 - undecided_ms)
+        .fetch_all(self.readers())
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok((
@@ -1110,6 +1138,11 @@ impl Db {
             self.delete_where("DELETE FROM sign_in_links WHERE used_at < $1 OR expires_at < $1", before).await?;
         let staff = self.delete_where("DELETE FROM staff_links WHERE used_at < $1 OR expires_at < $1", before).await?;
         Ok(customers + staff)
+    }
+
+    /// Deletes idempotency keys (and their sealed answers) made before `before`.
+    pub async fn forget_idempotency_keys(&self, before: Millis) -> Result<u64, StoreError> {
+        self.delete_where("DELETE FROM idempotency_keys WHERE created_at < $1", before).await
     }
 
     /// Clears the gateway tokens of orders placed before `before`.

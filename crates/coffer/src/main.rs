@@ -253,25 +253,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             .await
             .context("publishing the privacy policy")?;
     }
-    let checkout = coffer_app::checkout::CheckoutService::new(
-        coffer_app::checkout::CheckoutDeps {
-            db: db.clone(),
-            catalog: catalog.clone(),
-            vault: privacy.vault.clone(),
-            customers: privacy.customers.clone(),
-            outbox: privacy.outbox.clone(),
-            gateway: Arc::new(coffer_app::checkout::SimulatedGateway),
-            files: Arc::new(coffer_app::files::LocalFileStore::new(config.data_dir.join("files"))?),
-            clock: Arc::new(SystemClock),
-        },
-        coffer_app::checkout::CheckoutSettings {
-            fraud: config.fraud.settings(),
-            operator_name: config.operator.name.clone(),
-            taxes: coffer_domain::TaxTable::new(config.operator.tax_rates.clone()),
-            policy_version: policy.version.clone(),
-            base_url: config.base_url(Some(address)),
-        },
-    )?;
+    let checkout = privacy.checkout(&config, catalog.clone(), &policy.version, config.base_url(Some(address)))?;
     if demo {
         coffer_app::demo::seed_files(&db, &checkout).await.context("seeding demo data")?;
     }

@@ -141,6 +141,38 @@ pub fn key_store_url(config: &Config) -> String {
         .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", config.key_dir().join("keystore.db").display()))
 }
 
+impl Privacy {
+    /// The checkout service over this privacy core (the server's, and the
+    /// command line's retention run).
+    pub fn checkout(
+        &self,
+        config: &Config,
+        catalog: coffer_app::CatalogService,
+        policy_version: &str,
+        base_url: String,
+    ) -> anyhow::Result<coffer_app::checkout::CheckoutService> {
+        Ok(coffer_app::checkout::CheckoutService::new(
+            coffer_app::checkout::CheckoutDeps {
+                db: self.db.clone(),
+                catalog,
+                vault: self.vault.clone(),
+                customers: self.customers.clone(),
+                outbox: self.outbox.clone(),
+                gateway: Arc::new(coffer_app::checkout::SimulatedGateway),
+                files: Arc::new(coffer_app::files::LocalFileStore::new(config.data_dir.join("files"))?),
+                clock: self.clock.clone(),
+            },
+            coffer_app::checkout::CheckoutSettings {
+                fraud: config.fraud.settings(),
+                operator_name: config.operator.name.clone(),
+                taxes: coffer_domain::TaxTable::new(config.operator.tax_rates.clone()),
+                policy_version: policy_version.to_owned(),
+                base_url,
+            },
+        )?)
+    }
+}
+
 /// Opens the key directory, the key store and the vault over `db`.
 pub async fn open(config: &Config, db: Db) -> anyhow::Result<Privacy> {
     let provider = FileKeyProvider::open(&config.key_dir()).map_err(anyhow::Error::from)?;
@@ -317,10 +349,12 @@ pub async fn staff(config: &Config, db: Db, command: StaffCommand) -> anyhow::Re
 }
 
 pub async fn retention(config: &Config, db: Db) -> anyhow::Result<()> {
-    let files = coffer_app::files::LocalFileStore::new(config.data_dir.join("files"))?;
     let privacy = open(config, db.clone()).await?;
-    let now = coffer_domain::Clock::now(&coffer_app::SystemClock);
-    let report = coffer_app::retention::run(&db, &files, Some(&privacy.outbox), now).await?;
+    // The same job the server runs: it voids expired holds through the gateway.
+    let catalog = coffer_app::CatalogService::new(db, privacy.clock.clone(), 0);
+    let policy = coffer_web::privacy_policy(&config.operator);
+    let checkout = privacy.checkout(config, catalog, &policy.version, config.base_url(None))?;
+    let report = checkout.run_retention().await?;
     for (category, count) in report.lines() {
         println!("{count}\t{category}");
     }

@@ -34,7 +34,7 @@ pub use gateway::{
     PaymentGateway, REVIEW_TEST_CARD, SimulatedGateway,
 };
 pub use identity::{ID_DOCUMENT_MAX_BYTES, ID_DOCUMENT_RETENTION_MS, id_document_type};
-pub use staff::{StaffAction, StaffLine, StaffOrderView};
+pub use staff::{HOLD_EXPIRY_MS, StaffAction, StaffLine, StaffOrderView};
 
 /// The card as typed; only ever borrowed by the gateway.
 pub struct CardInput {
@@ -266,7 +266,11 @@ impl CheckoutService {
 
     /// Runs the retention job (see `crate::retention`).
     pub async fn run_retention(&self) -> Result<crate::retention::RetentionReport, AppError> {
-        crate::retention::run(&self.db, self.files.as_ref(), Some(&self.outbox), self.clock.now()).await
+        // Expired holds first: a cancelled order's document is then due by
+        // the decision's clock, an undecided one's by its upload.
+        let expired_holds = self.expire_holds().await?;
+        let report = crate::retention::run(&self.db, self.files.as_ref(), Some(&self.outbox), self.clock.now()).await?;
+        Ok(crate::retention::RetentionReport { expired_holds, ..report })
     }
 
     /// Screens an order: counts and records the attempt under keyed hashes

@@ -14,7 +14,14 @@ pub enum StaffAction {
     TransferReceived,
     /// Support: the whole order is refunded.
     Refund,
+    /// The retention job: a held order nobody decided within
+    /// [`HOLD_EXPIRY_MS`] is cancelled and its payment voided.
+    ExpireHold,
 }
+
+/// How long an order may wait on hold for a reviewer before it is
+/// cancelled (and its identity document, if any, scheduled for deletion).
+pub const HOLD_EXPIRY_MS: i64 = 14 * 24 * 60 * 60 * 1000;
 
 impl StaffAction {
     /// The kind of move recorded while it is being made.
@@ -24,6 +31,7 @@ impl StaffAction {
             StaffAction::Reject => "reject",
             StaffAction::TransferReceived => "transfer_received",
             StaffAction::Refund => "refund",
+            StaffAction::ExpireHold => "expire_hold",
         }
     }
 }
@@ -72,7 +80,7 @@ impl CheckoutService {
         if reason.chars().count() > 500 || reason.chars().any(|c| c.is_control() && c != '\n') {
             return Err(bad("invalid_reason", "reason", "the reason must be at most 500 characters"));
         }
-        if matches!(action, StaffAction::Reject | StaffAction::Refund) && reason.is_empty() {
+        if matches!(action, StaffAction::Reject | StaffAction::Refund | StaffAction::ExpireHold) && reason.is_empty() {
             return Err(bad("reason_required", "reason", "say why; the customer is told"));
         }
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
@@ -96,6 +104,7 @@ impl CheckoutService {
             StaffAction::Reject => (OrderStatus::OnHold, &[OrderStatus::Rejected]),
             StaffAction::TransferReceived => (OrderStatus::Pending, &[OrderStatus::Paid, OrderStatus::Fulfilled]),
             StaffAction::Refund => (order.status, &[OrderStatus::Refunded]),
+            StaffAction::ExpireHold => (OrderStatus::OnHold, &[OrderStatus::Cancelled]),
         };
         if order.status != from || !from.can_become(steps[0]) {
             return Err(bad(
@@ -135,7 +144,7 @@ impl CheckoutService {
         };
         let (name, email) = (open("name", &order.name)?, open("email", &order.email)?);
         // Money back through the gateway first: a refused refund changes nothing.
-        if matches!(action, StaffAction::Reject | StaffAction::Refund) {
+        if matches!(action, StaffAction::Reject | StaffAction::Refund | StaffAction::ExpireHold) {
             self.give_back(&order, key.as_ref(), order.total).await?;
         }
         let currency = Currency::parse(&order.currency)?;
@@ -173,6 +182,14 @@ impl CheckoutService {
                     identity: None,
                     operator: &self.operator_name,
                 }),
+            ),
+            OrderStatus::Cancelled => (
+                format!("Your order {} is cancelled", order.id),
+                format!(
+                    "Hello {name},\n\nYour order {} is cancelled: {reason}.\n\nThe payment was voided; nothing \
+                     was charged. You are welcome to order again.\n\nCoffer\n",
+                    order.id
+                ),
             ),
             OrderStatus::Rejected => (
                 format!("Your order {} could not be accepted", order.id),
@@ -218,7 +235,10 @@ impl CheckoutService {
                     }
                     coffer_store::insert_license_keys(tx, &id, &lines_stored, &sealed_keys, now).await?;
                     if from == OrderStatus::OnHold {
-                        let delete_after = coffer_domain::Millis(now.0 + ID_DOCUMENT_RETENTION_MS);
+                        // Kept 30 days after a reviewer's decision (disputes);
+                        // a hold that expired unreviewed has no use for it.
+                        let keep = if action == StaffAction::ExpireHold { 0 } else { ID_DOCUMENT_RETENTION_MS };
+                        let delete_after = coffer_domain::Millis(now.0 + keep);
                         coffer_store::schedule_id_document_deletion(tx, &id, delete_after).await?;
                     }
                     tx.append_audit(&entry).await?;
@@ -404,6 +424,26 @@ fn payment_token_context(order: &OrderId) -> FieldContext<'_> {
 }
 
 impl CheckoutService {
+    /// Cancels the held orders nobody decided within [`HOLD_EXPIRY_MS`]
+    /// (payment voided, buyer told); returns how many.
+    pub async fn expire_holds(&self) -> Result<u64, AppError> {
+        let before = coffer_domain::Millis(self.clock.now().0 - HOLD_EXPIRY_MS);
+        let mut cancelled = 0;
+        for id in self.db.orders_in_status_before(OrderStatus::OnHold, before, 100).await? {
+            let reason = "it could not be checked within 14 days";
+            match self.staff_action(&id, StaffAction::ExpireHold, &Actor::System, reason).await {
+                Ok(_) => cancelled += 1,
+                // Decided or claimed by a reviewer a moment ago: theirs.
+                Err(AppError::Order(e)) if matches!(e.code, "wrong_status" | "move_in_progress") => {}
+                // The gateway would not void it: tried again next run; the
+                // rest of retention goes on (its document still goes 30
+                // days after the upload).
+                Err(e) => tracing::warn!(order = %id, error = %e, "an expired hold could not be cancelled"),
+            }
+        }
+        Ok(cancelled)
+    }
+
     async fn payments_key(&self) -> Result<coffer_crypto::DataKey, AppError> {
         let secret = self.vault.named_secret(PAYMENT_TOKEN_KEY).await?;
         Ok(coffer_crypto::DataKey::from_bytes(&secret)?)

@@ -735,6 +735,15 @@ async fn proof_of_identity_is_uploaded_encrypted_and_shown_to_reviewers(server: 
     let reviewer = crate::staff::demo_staff_session(&server, "reviewer").await;
     let support = crate::staff::demo_staff_session(&server, "support").await;
     assert!(staff_get(&server, &format!("/staff/orders/{id}"), &reviewer).await.1.contains("view the document"));
+    let staff_reads = || async {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM audit_log WHERE action = 'customer.read' AND actor LIKE 'staff:%'")
+                .fetch_one(&raw_pool(&server).await)
+                .await
+                .unwrap();
+        n
+    };
+    let reads_before = staff_reads().await;
     let shown = client()
         .get(server.url(&format!("/staff/orders/{id}/identity")))
         .header("cookie", &reviewer)
@@ -744,6 +753,7 @@ async fn proof_of_identity_is_uploaded_encrypted_and_shown_to_reviewers(server: 
     assert_eq!(shown.status(), StatusCode::OK);
     assert_eq!(shown.headers()["content-type"], "image/png");
     assert_eq!(shown.bytes().await.unwrap().to_vec(), png);
+    assert_eq!(staff_reads().await, reads_before + 1, "the reviewer's view of the document is audited");
     assert_eq!(
         staff_get(&server, &format!("/staff/orders/{id}/identity"), &support).await.0,
         StatusCode::FORBIDDEN,

@@ -1,21 +1,23 @@
-//! Money moves against the gateway, through the checkout service on SQLite
-//! and PostgreSQL: two staff members refunding at once reach the gateway
-//! once; a refused refund changes nothing and frees the order; a card the
-//! gateway approved for an order that could not be recorded is voided
-//! (findings 7 and 8 of the security review).
+//! The checkout's money moves and its retention job, through the services
+//! on SQLite and PostgreSQL, with a clock the tests move.
+//!
+//! Money: two staff members refunding at once reach the gateway once; a
+//! refused refund changes nothing and frees the order; a card the gateway
+//! approved for an order that could not be recorded is voided (findings 7
+//! and 8 of the security review). Retention: every category of the data
+//! inventory goes on time and not before (findings 10 and 11).
 //!
 //! The gateway here is the built-in simulated one wrapped to count its
 //! calls and to be slow, so concurrent moves really overlap.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use coffer_app::SystemClock;
 use coffer_app::checkout::{
     AgeInput, CardInput, CardPayment, Channel, CheckoutDeps, CheckoutService, CheckoutSettings, GatewayFuture,
     GiveBackFuture, OrderRequest, PaymentGateway, SimulatedGateway, StaffAction,
 };
 use coffer_app::privacy::{CustomerService, FileKeyProvider, Vault};
-use coffer_domain::{Actor, Clock, CustomerDetails, MailingAddress, OrderStatus, PaymentMethod};
+use coffer_domain::{Actor, Clock, CustomerDetails, MailingAddress, ManualClock, OrderStatus, PaymentMethod};
 use coffer_store::{Db, DbOptions, KeyStore};
 use coffer_testkit::{TestBackend, TestDatabase};
 use secrecy::SecretString;
@@ -54,6 +56,10 @@ impl PaymentGateway for WatchedGateway {
 struct Fixture {
     checkout: CheckoutService,
     customers: CustomerService,
+    accounts: coffer_app::accounts::AccountService,
+    outbox: coffer_app::mail::Outbox,
+    clock: Arc<ManualClock>,
+    mail_dir: std::path::PathBuf,
     gateway: Arc<WatchedGateway>,
     db: Db,
     product: String,
@@ -72,10 +78,14 @@ async fn fixture(backend: TestBackend) -> Fixture {
     let db = Db::open(&data.url, &DbOptions::default()).await.unwrap();
     db.migrate().await.unwrap();
     let keys = KeyStore::open(&key_store_url, &DbOptions::default()).await.unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let manual = Arc::new(ManualClock::at(coffer_app::SystemClock.now().0));
+    let clock: Arc<dyn Clock> = manual.clone();
     let provider = FileKeyProvider::open(&data.dir.path().join("keys")).unwrap();
     let vault = Arc::new(Vault::open(Arc::new(provider), keys, clock.clone()).await.unwrap());
-    let customers = CustomerService::new(db.clone(), vault.clone(), clock.clone());
+    let files: Arc<dyn coffer_app::files::FileStore> =
+        Arc::new(coffer_app::files::LocalFileStore::new(data.dir.path().join("files")).unwrap());
+    let customers = CustomerService::new(db.clone(), vault.clone(), clock.clone())
+        .with_files(Some(data.dir.path().join("mail")), files.clone());
     coffer_app::demo::seed(&db, clock.as_ref()).await.unwrap();
     let now = clock.now();
     db.write(move |tx| Box::pin(async move { coffer_store::publish_policy(tx, "test-policy", "<p>T</p>", now).await }))
@@ -94,12 +104,12 @@ async fn fixture(backend: TestBackend) -> Fixture {
         CheckoutDeps {
             db: db.clone(),
             catalog: coffer_app::CatalogService::new(db.clone(), clock.clone(), 0),
-            vault,
+            vault: vault.clone(),
             customers: customers.clone(),
-            outbox,
+            outbox: outbox.clone(),
             gateway: gateway.clone(),
-            files: Arc::new(coffer_app::files::LocalFileStore::new(data.dir.path().join("files")).unwrap()),
-            clock,
+            files,
+            clock: clock.clone(),
         },
         CheckoutSettings {
             fraud: coffer_app::config::FraudConfig::default().settings(),
@@ -114,7 +124,29 @@ async fn fixture(backend: TestBackend) -> Fixture {
         .fetch_one(&raw(&data.url).await)
         .await
         .unwrap();
-    Fixture { checkout, customers, gateway, db, product, data_url: data.url.clone(), _data: data, _keys: key_db }
+    let accounts = coffer_app::accounts::AccountService::new(
+        db.clone(),
+        vault.clone(),
+        customers.clone(),
+        outbox.clone(),
+        coffer_app::accounts::PasswordPool::new(1),
+        clock,
+        "http://127.0.0.1".into(),
+    );
+    Fixture {
+        checkout,
+        customers,
+        accounts,
+        outbox,
+        clock: manual,
+        mail_dir: data.dir.path().join("mail"),
+        gateway,
+        db,
+        product,
+        data_url: data.url.clone(),
+        _data: data,
+        _keys: key_db,
+    }
 }
 
 async fn raw(url: &str) -> sqlx::AnyPool {
@@ -172,6 +204,7 @@ on_both_backends!(
     a_refused_refund_changes_nothing_and_frees_the_order,
     an_approved_card_is_voided_when_its_order_is_not_recorded,
     an_erased_customers_order_is_refunded_through_the_gateway,
+    every_retention_category_goes_on_time_and_not_before,
 );
 
 fn staff(n: u8) -> Actor {
@@ -235,4 +268,121 @@ async fn an_erased_customers_order_is_refunded_through_the_gateway(f: Fixture) {
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 1, "the token outlived the erasure");
     let view = f.checkout.staff_view(&placed.id, &staff(1)).await.unwrap();
     assert!(view.erased && view.name.is_empty() && view.email.is_empty());
+}
+
+const DAY: i64 = 24 * 60 * 60 * 1000;
+const MINUTE: i64 = 60 * 1000;
+/// A PNG's first bytes: enough for the upload's type check.
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n0000000000000000";
+
+/// Counts of what retention looks after, read straight from the database.
+async fn count(f: &Fixture, sql: &str) -> i64 {
+    let (n,): (i64,) =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(&raw(&f.data_url).await).await.unwrap();
+    n
+}
+
+fn mail_files(f: &Fixture) -> usize {
+    std::fs::read_dir(&f.mail_dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Moves the clock to `at` after the start and runs the job.
+async fn run_at(f: &Fixture, start: i64, at: i64) -> coffer_app::retention::RetentionReport {
+    let now = f.clock.now().0;
+    f.clock.advance(start + at - now);
+    f.checkout.run_retention().await.unwrap()
+}
+
+async fn held_with_document(f: &Fixture, email: &str) -> coffer_domain::OrderId {
+    let held = f.checkout.place(request(f, email, "4000000000009235"), Channel::Api).await.unwrap();
+    assert_eq!(held.status, OrderStatus::OnHold);
+    let link = f.checkout.identity_link(&held.id).await.unwrap();
+    let token = link.rsplit('/').next().unwrap();
+    f.checkout.upload_identity(token, PNG).await.unwrap();
+    held.id
+}
+
+async fn every_retention_category_goes_on_time_and_not_before(f: Fixture) {
+    let start = f.clock.now().0;
+    // An order with an Idempotency-Key, paid by a card the fraud screen
+    // counts; its buyer gets a password, a session (ended) and a link.
+    let paid = f
+        .checkout
+        .place_once("key-1", b"body", request(&f, "paid@example.org", "5555555555554444"), Channel::Api)
+        .await
+        .unwrap();
+    let buyer = f.customers.find_by_email("paid@example.org").await.unwrap().unwrap();
+    f.accounts.set_demo_password(&buyer, SecretString::from("a long enough password")).await.unwrap();
+    let session = f.accounts.sign_in("paid@example.org", SecretString::from("a long enough password")).await;
+    let session = session.unwrap().unwrap().session().unwrap();
+    f.accounts.sign_out(secrecy::ExposeSecret::expose_secret(&session.token)).await.unwrap();
+    // Held orders with proof of identity: one a reviewer rejects now, one
+    // nobody decides, and one whose hold cannot be cancelled (the gateway
+    // will not void it) so only its upload's age counts.
+    let rejected = held_with_document(&f, "rejected@example.org").await;
+    f.checkout.staff_action(&rejected, StaffAction::Reject, &staff(1), "not confirmed").await.unwrap();
+    let undecided = held_with_document(&f, "undecided@example.org").await;
+    f.outbox.deliver_due().await.unwrap();
+    let files_at_start = mail_files(&f);
+    assert!(files_at_start >= 4, "{files_at_start}");
+
+    let documents = "SELECT COUNT(*) FROM id_documents";
+    let attempts = "SELECT COUNT(*) FROM fraud_attempts";
+    let keys = "SELECT COUNT(*) FROM idempotency_keys";
+    let ended = "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NOT NULL";
+    let links = "SELECT COUNT(*) FROM sign_in_links";
+    let messages = "SELECT COUNT(*) FROM outbox_emails";
+    let tokens = "SELECT COUNT(*) FROM orders WHERE payment_token IS NOT NULL";
+    let (messages_at_start, tokens_at_start) = (count(&f, messages).await, count(&f, tokens).await);
+    assert!(count(&f, attempts).await > 0 && tokens_at_start == 3);
+    assert_eq!((count(&f, documents).await, count(&f, keys).await, count(&f, ended).await), (2, 1, 1));
+
+    // Just under a day: nothing goes.
+    assert_eq!(run_at(&f, start, DAY - MINUTE).await, coffer_app::retention::RetentionReport::default());
+    // Just over a day: velocity records, the idempotency answer, the ended session.
+    let report = run_at(&f, start, DAY + MINUTE).await;
+    assert!(report.fraud_attempts > 0 && report.idempotency_keys == 1 && report.sessions >= 1, "{report:?}");
+    assert_eq!((count(&f, attempts).await, count(&f, keys).await, count(&f, ended).await), (0, 0, 0));
+    assert_eq!(count(&f, documents).await, 2);
+    // Links: the invitations live 7 days, and go a day after that.
+    let invitations = count(&f, links).await;
+    assert!(invitations >= 1);
+    assert_eq!(run_at(&f, start, 8 * DAY - MINUTE).await.sign_in_links, 0);
+    assert_eq!(run_at(&f, start, 8 * DAY + MINUTE).await.sign_in_links, u64::try_from(invitations).unwrap());
+
+    // Fourteen days on hold without a decision: cancelled, voided, told;
+    // its document has no use left and goes in the same run.
+    let voided_before = f.gateway.given_back.load(Ordering::SeqCst);
+    assert_eq!(run_at(&f, start, 14 * DAY - MINUTE).await.expired_holds, 0);
+    let report = run_at(&f, start, 14 * DAY + MINUTE).await;
+    assert_eq!((report.expired_holds, report.identity_documents), (1, 1), "{report:?}");
+    assert_eq!(f.db.order(&undecided).await.unwrap().unwrap().status, OrderStatus::Cancelled);
+    assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), voided_before + 1, "the payment was voided");
+    // A hold the gateway will not void stays, but its document goes 30
+    // days after the upload all the same.
+    let stuck = held_with_document(&f, "stuck@example.org").await;
+    f.gateway.refuse_refunds.store(true, Ordering::SeqCst);
+    let uploaded = f.clock.now().0 - start;
+    let report = run_at(&f, start, uploaded + 29 * DAY).await;
+    assert_eq!((report.expired_holds, report.identity_documents), (0, 1), "the rejected order's document: {report:?}");
+    assert_eq!(f.db.order(&stuck).await.unwrap().unwrap().status, OrderStatus::OnHold);
+    assert_eq!(count(&f, documents).await, 1, "the stuck order's document is not 30 days old yet");
+    let report = run_at(&f, start, uploaded + 30 * DAY + MINUTE).await;
+    assert_eq!(report.identity_documents, 1, "30 days after its upload: {report:?}");
+    assert_eq!(count(&f, documents).await, 0);
+    f.gateway.refuse_refunds.store(false, Ordering::SeqCst);
+
+    // Messages and their files: 90 days.
+    f.outbox.deliver_due().await.unwrap();
+    let report = run_at(&f, start, 90 * DAY - MINUTE).await;
+    assert_eq!((report.messages, report.mail_files), (0, 0), "{report:?}");
+    assert!(count(&f, messages).await >= messages_at_start);
+    let report = run_at(&f, start, 90 * DAY + MINUTE).await;
+    assert!(report.messages >= u64::try_from(messages_at_start).unwrap(), "{report:?}");
+    assert!(report.mail_files >= u64::try_from(files_at_start).unwrap(), "{report:?}");
+    // Gateway tokens: 540 days (chargebacks).
+    assert_eq!(run_at(&f, start, 540 * DAY - MINUTE).await.payment_tokens, 0);
+    assert_eq!(count(&f, tokens).await, 4);
+    assert_eq!(run_at(&f, start, 540 * DAY + MINUTE).await.payment_tokens, 3, "the first three orders' tokens");
+    assert_eq!(f.db.order(&paid.id).await.unwrap().unwrap().payment_token, None);
 }
