@@ -230,6 +230,7 @@ impl Db {
         let gate = Arc::new(Mutex::new(()));
         let inner = match backend {
             Backend::Sqlite => {
+                private_sqlite_file(url)?;
                 let writer_pool = sqlite_pool(url, 1, false, options).await?;
                 {
                     let mut conn = writer_pool.acquire().await?;
@@ -456,6 +457,9 @@ impl Db {
             return Err(StoreError::Config("backup create is for SQLite; back up PostgreSQL with pg_dump".into()));
         }
         let path = file.to_str().ok_or_else(|| StoreError::Config("the backup path is not valid UTF-8".into()))?;
+        // Created empty and owner-only first: VACUUM INTO fills an empty
+        // file and keeps its mode (it would make a new one world-readable).
+        create_private(file).map_err(|e| StoreError::Config(format!("creating the backup file: {}", e.kind())))?;
         let _gate = self.inner.gate.lock().await;
         let mut conn = self.inner.migrations.acquire().await?;
         sqlx::query("VACUUM INTO $1").bind(path.to_owned()).execute(&mut *conn).await?;
@@ -744,4 +748,35 @@ async fn fail_all(not_run: Vec<QueuedUnit>, ran: Vec<Reply>, error: StoreError) 
     for unit in not_run {
         unit.fail(error.clone());
     }
+}
+
+/// Creates `path` empty and readable by its owner only, or narrows an
+/// existing file to that.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+/// The SQLite file of `url` (and its -wal and -shm files, which SQLite
+/// makes with the file's own mode) is readable by its owner only: the data
+/// database holds ciphertext, the key store wrapped keys.
+fn private_sqlite_file(url: &str) -> Result<(), StoreError> {
+    let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else { return Ok(()) };
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(":memory:") || url.contains("mode=memory") {
+        return Ok(());
+    }
+    let narrow = |path: &str| -> Result<(), StoreError> {
+        create_private(std::path::Path::new(path))
+            .map_err(|e| StoreError::Config(format!("making the SQLite file private: {}", e.kind())))
+    };
+    narrow(path)?;
+    for suffix in ["-wal", "-shm"] {
+        let side = format!("{path}{suffix}");
+        if std::path::Path::new(&side).exists() {
+            narrow(&side)?;
+        }
+    }
+    Ok(())
 }

@@ -332,6 +332,23 @@ async fn p09_erasure_survives_backup_restore() {
     assert!(err.contains("stop it before restoring"), "a live server's database is never swapped: {err}");
     let bytes = std::fs::read(&backup).unwrap();
     assert!(hits(&bytes, &["Dana Demo".to_owned()]).is_empty(), "backups hold ciphertext only");
+    // Finding 14: the backup, the data database and the key store (with
+    // their -wal files) are readable by their owner only.
+    let mode = |path: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions());
+    let key_store = server.key_dir().join("keystore.db");
+    let data = server.data_dir.join("coffer.db");
+    for file in [
+        backup.clone(),
+        key_store.clone(),
+        data.clone(),
+        data.with_extension("db-wal"),
+        key_store.with_extension("db-wal"),
+    ] {
+        if file.exists() {
+            assert_eq!(mode(&file) & 0o077, 0, "{} is {:o}", file.display(), mode(&file));
+        }
+    }
+    assert!(key_store.exists() && data.exists());
     restore_after_stopping(server, &backup);
 }
 
