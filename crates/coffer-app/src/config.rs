@@ -261,6 +261,10 @@ pub struct HttpConfig {
     pub orders_per_minute: u32,
     /// Vendor API requests per minute and API key, per server.
     pub vendor_api_per_minute: u32,
+    /// Networks (CIDR) the staff pages and staff API answer to; others get
+    /// 404. Empty: open to every network (set it in production).
+    #[serde(deserialize_with = "list_or_commas")]
+    pub staff_networks: Vec<ipnet::IpNet>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -305,6 +309,7 @@ impl Default for HttpConfig {
             trusted_proxies: Vec::new(),
             orders_per_minute: 120,
             vendor_api_per_minute: 600,
+            staff_networks: Vec::new(),
         }
     }
 }

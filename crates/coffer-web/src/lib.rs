@@ -52,6 +52,8 @@ pub struct AppState {
     pub(crate) order_limit: Option<Arc<limits::KeyedLimit<std::net::IpAddr>>>,
     pub(crate) vendor_api_limit: Arc<limits::KeyedLimit<coffer_domain::VendorId>>,
     pub(crate) trusted_proxies: Arc<[std::net::IpAddr]>,
+    /// Where staff pages answer from; empty = everywhere.
+    pub(crate) staff_networks: Arc<[ipnet::IpNet]>,
     openapi_json: Arc<str>,
 }
 
@@ -94,6 +96,7 @@ impl AppState {
             order_limit: limits::KeyedLimit::per_minute(http.orders_per_minute).map(Arc::new),
             vendor_api_limit,
             trusted_proxies: http.trusted_proxies.clone().into(),
+            staff_networks: http.staff_networks.clone().into(),
             openapi_json: openapi_json.into(),
         }
     }
@@ -116,6 +119,7 @@ pub fn router(state: AppState, limits: &HttpConfig) -> Router {
         .merge(limited)
         .merge(uploads)
         .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::staff_networks_only))
         .with_state(state)
         .layer(GlobalConcurrencyLimitLayer::new(limits.concurrency_limit))
         .layer(TimeoutLayer::with_status_code(

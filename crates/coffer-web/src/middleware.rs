@@ -95,3 +95,29 @@ pub async fn reject_non_utf8_query(request: Request, next: Next) -> Response {
         StatusCode::BAD_REQUEST.into_response()
     }
 }
+
+/// Whether a path belongs to the staff console or the staff API.
+pub(crate) fn is_staff_path(path: &str) -> bool {
+    path == "/staff" || path.starts_with("/staff/") || path == "/api/v1/staff" || path.starts_with("/api/v1/staff/")
+}
+
+/// The staff firewall (P11): with `http.staff_networks` set, staff pages
+/// and the staff API answer only to clients in those networks (the client
+/// address after trusted-proxy handling); everyone else gets the same 404
+/// as for a page that does not exist.
+pub(crate) async fn staff_networks_only(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if state.staff_networks.is_empty() || !is_staff_path(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    let client =
+        peer.map(|ip| crate::client_ip::client_ip(ip, request.headers(), &state.trusted_proxies).to_canonical());
+    match client {
+        Some(ip) if state.staff_networks.iter().any(|net| net.contains(&ip)) => next.run(request).await,
+        _ => crate::pages::not_found(request).await,
+    }
+}

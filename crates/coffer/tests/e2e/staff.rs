@@ -162,3 +162,37 @@ async fn staff_pages_refuse_everyone_else(server: TestServer) {
     assert_eq!(out.send().await.unwrap().status(), StatusCode::SEE_OTHER);
     assert_eq!(get(&server, "/staff/requests", &dpo).await.status(), StatusCode::SEE_OTHER, "the session ended");
 }
+
+/// P11: with `http.staff_networks` set, staff pages and the staff API
+/// answer only inside those networks (after trusted-proxy handling); the
+/// rest of the site is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p11_staff_networks_refuse_everyone_outside() {
+    let outside = TestServer::start_with(
+        crate::BIN,
+        coffer_testkit::TestBackend::Sqlite,
+        &[("COFFER_HTTP__STAFF_NETWORKS", "10.0.0.0/8")],
+    )
+    .await;
+    for path in ["/staff", "/staff/reviews", "/staff/enrol/anything", "/api/v1/staff/anything"] {
+        let r = client().get(outside.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path} from 127.0.0.1");
+    }
+    let post = client().post(outside.url("/staff/sign-in")).form(&[("email", "a@b.c"), ("password", "x")]).send();
+    assert_eq!(post.await.unwrap().status(), StatusCode::NOT_FOUND);
+    let unknown = client().get(outside.url("/no/such/page")).send().await.unwrap().text().await.unwrap();
+    let staff = client().get(outside.url("/staff")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(staff, unknown, "exactly the answer of a page that does not exist");
+    assert_eq!(client().get(outside.url("/")).send().await.unwrap().status(), StatusCode::OK, "the shop is open");
+    // A forged X-Forwarded-For from an untrusted peer changes nothing.
+    let forged = client().get(outside.url("/staff")).header("x-forwarded-for", "10.1.2.3").send().await.unwrap();
+    assert_eq!(forged.status(), StatusCode::NOT_FOUND);
+
+    let inside = TestServer::start_with(
+        crate::BIN,
+        coffer_testkit::TestBackend::Sqlite,
+        &[("COFFER_HTTP__STAFF_NETWORKS", "10.0.0.0/8, 127.0.0.0/8"), ("COFFER_HTTP__TRUSTED_PROXIES", "127.0.0.2")],
+    )
+    .await;
+    assert_eq!(client().get(inside.url("/staff")).send().await.unwrap().status(), StatusCode::OK);
+}
