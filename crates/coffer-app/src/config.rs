@@ -80,6 +80,23 @@ pub struct Config {
     pub mail: MailConfig,
     pub operator: OperatorConfig,
     pub fraud: FraudConfig,
+    pub tls: TlsConfig,
+}
+
+/// Built-in HTTPS: both files set turns it on (TLS 1.2 and 1.3 only).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first. Read again on SIGHUP.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1). Read again on SIGHUP.
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() && self.key_file.is_some()
+    }
 }
 
 /// Where outgoing email goes.
@@ -294,6 +311,7 @@ impl Default for Config {
             mail: MailConfig::default(),
             operator: OperatorConfig::default(),
             fraud: FraudConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -338,16 +356,27 @@ pub const SETTINGS: &[&str] = &[
     "mail",
     "operator",
     "fraud",
+    "tls",
 ];
 
 impl Config {
     /// Where people reach this server: `public_url`, or the listening
     /// address (`listening`, once bound; `listen` before).
     pub fn base_url(&self, listening: Option<SocketAddr>) -> String {
+        let scheme = if self.tls.enabled() { "https" } else { "http" };
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
-            None => format!("http://{}", listening.unwrap_or(self.listen)),
+            None => format!("{scheme}://{}", listening.unwrap_or(self.listen)),
         }
+    }
+
+    /// Whether clients reach the server over TLS: built in, or a TLS proxy
+    /// in front (`public_url` on https with trusted proxies). Cookies then
+    /// take the `__Host-` prefix and answers carry HSTS.
+    pub fn secure_transport(&self) -> bool {
+        self.tls.enabled()
+            || (self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+                && !self.http.trusted_proxies.is_empty())
     }
 
     pub fn key_dir(&self) -> PathBuf {
@@ -432,6 +461,12 @@ impl Config {
         }
         if self.http.sign_in_per_minute == 0 {
             return Err(invalid("http.sign_in_per_minute", "must be at least 1"));
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(invalid(
+                "tls",
+                "set both tls.cert_file and tls.key_file (--tls-cert and --tls-key), or neither",
+            ));
         }
         if self.http.vendor_api_per_minute == 0 {
             return Err(invalid("http.vendor_api_per_minute", "must be at least 1"));

@@ -379,3 +379,28 @@ async fn failing_command_unit_leaves_the_rest_of_its_batch_committed(f: Fixture)
         Backend::Postgres => assert_eq!(after.commits - before.commits, 3, "a transaction per successful unit"),
     }
 }
+
+/// P10 in transit: `sslmode` in a PostgreSQL URL is honoured; with
+/// `sslmode=require` every connection of the pool is encrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p10_postgres_connections_use_tls_when_the_url_asks() {
+    let database = coffer_testkit::TestDatabase::new(coffer_testkit::TestBackend::Postgres).await;
+    let separator = if database.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{separator}sslmode=require", database.url);
+    let db = Db::open(&url, &DbOptions::default()).await.unwrap();
+    db.migrate().await.unwrap();
+    let pool = sqlx::postgres::PgPool::connect(&url).await.unwrap();
+    let (ssl,): (bool,) =
+        sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetch_one(&pool).await.unwrap();
+    assert!(ssl, "the connection is encrypted");
+    // The store's own connections too: every backend of this database.
+    let (plain,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid \
+         WHERE a.datname = current_database() AND NOT s.ssl",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(plain, 0);
+    assert!(db.ping().await);
+}

@@ -104,6 +104,7 @@ impl AppState {
 
 /// The whole application: routes plus the middleware stack.
 pub fn router(state: AppState, limits: &HttpConfig) -> Router {
+    let secure_transport = state.cookie_rule.secure_transport;
     let (api, _) = api::routes().split_for_parts();
     // The body limit sits closest to the handlers; uploads have their own.
     let limited = Router::new()
@@ -129,5 +130,6 @@ pub fn router(state: AppState, limits: &HttpConfig) -> Router {
         .layer(axum::middleware::from_fn(middleware::reject_non_utf8_query))
         .layer(axum::middleware::from_fn(middleware::error_bodies))
         .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(axum::middleware::from_fn_with_state(secure_transport, middleware::hsts))
         .layer(axum::middleware::from_fn(middleware::request_id_and_trace))
 }

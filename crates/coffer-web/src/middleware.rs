@@ -121,3 +121,20 @@ pub(crate) async fn staff_networks_only(
         _ => crate::pages::not_found(request).await,
     }
 }
+
+/// `Strict-Transport-Security` on every answer when clients reach us over
+/// TLS (built in, or at a trusted proxy): two years, subdomains included.
+pub(crate) async fn hsts(
+    axum::extract::State(secure_transport): axum::extract::State<bool>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    if secure_transport {
+        response.headers_mut().insert(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        );
+    }
+    response
+}

@@ -133,7 +133,15 @@ fn read_file(layers: &mut Layers, file: &Path) -> Result<(), LoadError> {
     Ok(())
 }
 
-pub fn load(args: &GlobalArgs, listen: Option<SocketAddr>) -> Result<Config, LoadError> {
+/// The flags only `serve` takes that are settings too.
+#[derive(Default)]
+pub struct ServeFlags {
+    pub listen: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+pub fn load(args: &GlobalArgs, serve: &ServeFlags) -> Result<Config, LoadError> {
     let mut layers = Layers::default();
     match &args.config {
         Some(file) if !file.exists() => return Err(LoadError::MissingFile(file.clone())),
@@ -160,11 +168,19 @@ pub fn load(args: &GlobalArgs, listen: Option<SocketAddr>) -> Result<Config, Loa
         path_flag("key_dir", &args.key_dir),
         args.database_url.clone().map(|v| ("database_url".to_owned(), v)),
         args.key_store_url.clone().map(|v| ("key_store_url".to_owned(), v)),
-        listen.map(|v| ("listen".to_owned(), v.to_string())),
+        serve.listen.map(|v| ("listen".to_owned(), v.to_string())),
     ];
     for (setting, value) in flags.into_iter().flatten() {
         let origin = format!("flag --{}", setting.replace('_', "-"));
         layers.set(&[setting], Value::String(value), &origin);
+    }
+    for (setting, flag, value) in
+        [("cert_file", "--tls-cert", &serve.tls_cert), ("key_file", "--tls-key", &serve.tls_key)]
+    {
+        if let Some(path) = value {
+            let path_setting = ["tls".to_owned(), setting.to_owned()];
+            layers.set(&path_setting, Value::String(path.display().to_string()), &format!("flag {flag}"));
+        }
     }
 
     let config: Config = serde_path_to_error::deserialize(Value::Table(layers.table.clone())).map_err(|e| {

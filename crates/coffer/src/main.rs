@@ -6,6 +6,7 @@
 
 mod config;
 mod privacy;
+mod tls;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -66,6 +67,12 @@ struct ServeArgs {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Serve HTTPS only with this PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's PEM private key (with --tls-cert).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -77,11 +84,13 @@ struct SeedArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let listen = match &cli.command {
-        Command::Serve(args) => args.listen,
-        _ => None,
+    let serve_flags = match &cli.command {
+        Command::Serve(args) => {
+            config::ServeFlags { listen: args.listen, tls_cert: args.tls_cert.clone(), tls_key: args.tls_key.clone() }
+        }
+        _ => config::ServeFlags::default(),
     };
-    let config = match config::load(&cli.global, listen) {
+    let config = match config::load(&cli.global, &serve_flags) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("coffer: {e}");
@@ -236,7 +245,14 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr().context("reading the listening address")?;
-    let base_url = format!("http://{address}");
+    // With a certificate the port speaks HTTPS only; a bad pair stops here.
+    let listener = match (&config.tls.cert_file, &config.tls.key_file) {
+        (Some(cert), Some(key)) => Listening::Tls(tls::TlsListener::new(listener, cert.clone(), key.clone())?),
+        _ => Listening::Plain(listener),
+    };
+    // What it listens on (printed, and the demo credentials' base_url);
+    // links in mail use `public_url` when set.
+    let base_url = format!("{}://{address}", if config.tls.enabled() { "https" } else { "http" });
     let catalog = CatalogService::new(db.clone(), clock, config.http.catalog_cache_ms);
     let (accounts, staff) = privacy.accounts(config.base_url(Some(address)));
     if demo {
@@ -271,8 +287,8 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             }
         }
     });
-    // Plain HTTP until TLS arrives: cookies without the __Host- prefix.
-    let cookie_rule = coffer_web::CookieRule { secure_transport: false };
+    // Over TLS (built in or at a trusted proxy): `__Host-` cookies and HSTS.
+    let cookie_rule = coffer_web::CookieRule { secure_transport: config.secure_transport() };
     let vendors = coffer_app::vendors::VendorService::new(db.clone(), privacy.vault.clone(), Arc::new(SystemClock));
     let services = coffer_web::Services { catalog, accounts, staff: staff.clone(), checkout, vendors: vendors.clone() };
     let state = coffer_web::AppState::new(
@@ -302,10 +318,22 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         "ready"
     );
 
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    match listener {
+        Listening::Tls(tls) => {
+            use axum::serve::ListenerExt;
+            // `tap_io` lets the handlers see the client's address as with TCP.
+            axum::serve(tls.tap_io(|_| {}), app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .context("serving HTTPS")?;
+        }
+        Listening::Plain(tcp) => {
+            axum::serve(tcp, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .context("serving HTTP")?;
+        }
+    }
     // What was audited while serving is sealed before the process ends.
     if let Err(e) = privacy.audit.seal_and_sign().await {
         tracing::warn!(error = %e, "sealing the audit log at shutdown failed");
@@ -316,6 +344,12 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The port: plain HTTP, or HTTPS only.
+enum Listening {
+    Plain(tokio::net::TcpListener),
+    Tls(tls::TlsListener),
 }
 
 /// Resolves on SIGINT or SIGTERM; in-flight requests then finish.

@@ -15,6 +15,7 @@ mod limits;
 mod privacy;
 mod shutdown;
 mod staff;
+mod tls;
 
 use coffer_testkit::{TestBackend, TestServer};
 
