@@ -5,6 +5,59 @@
 
 use cookie::{Cookie, SameSite};
 
+/// What a cookie may hold (P17: nothing sensitive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CookieValue {
+    /// A random token (base64url), meaningless outside our database.
+    OpaqueToken,
+    /// Product ids and quantities (`prd_…:2|prd_…:1`).
+    ProductIds,
+}
+
+/// One cookie Coffer sets: the published cookie list (`/privacy/cookies`)
+/// is made from [`COOKIES`], and the code names cookies only through it.
+#[derive(Clone, Copy, Debug)]
+pub struct CookieSpec {
+    /// The base name; over TLS it gets the `__Host-` prefix.
+    pub name: &'static str,
+    pub purpose: &'static str,
+    pub lifetime: &'static str,
+    pub value: CookieValue,
+}
+
+pub const SESSION: CookieSpec = CookieSpec {
+    name: "coffer_session",
+    purpose: "Keeps you signed in to your account.",
+    lifetime: "Until you sign out or close the browser; the session ends on our side after 30 minutes without \
+               activity and 12 hours after sign-in.",
+    value: CookieValue::OpaqueToken,
+};
+
+pub const CART: CookieSpec = CookieSpec {
+    name: "coffer_cart",
+    purpose: "Remembers which products are in your cart (product numbers and quantities only).",
+    lifetime: "Until you close the browser or place the order.",
+    value: CookieValue::ProductIds,
+};
+
+pub const STAFF: CookieSpec = CookieSpec {
+    name: "coffer_staff",
+    purpose: "Keeps a member of our staff signed in to the staff console.",
+    lifetime: "Until they sign out or close the browser; the session ends after 30 minutes without activity.",
+    value: CookieValue::OpaqueToken,
+};
+
+pub const FORM: CookieSpec = CookieSpec {
+    name: "coffer_form",
+    purpose: "Proves that a form (sign-in, cart, data request) was sent from our own page, before you sign in \
+              (protection against cross-site request forgery).",
+    lifetime: "Until you close the browser.",
+    value: CookieValue::OpaqueToken,
+};
+
+/// Every cookie Coffer sets.
+pub const COOKIES: &[CookieSpec] = &[SESSION, CART, STAFF, FORM];
+
 #[derive(Clone, Copy, Debug)]
 pub struct CookieRule {
     /// True when clients reach the server over TLS.

@@ -17,7 +17,7 @@ mod pages;
 mod policy;
 
 pub use api::openapi_document;
-pub use cookies::CookieRule;
+pub use cookies::{COOKIES, CookieRule, CookieSpec, CookieValue};
 pub use error::ApiError;
 
 use axum::Router;
@@ -109,7 +109,7 @@ pub fn router(state: AppState, limits: &HttpConfig) -> Router {
     // The body limit sits closest to the handlers; uploads have their own.
     let limited = Router::new()
         .merge(api)
-        .merge(pages::routes())
+        .merge(pages::routes().layer(axum::middleware::from_fn_with_state(state.clone(), pages::forms::form_cookie)))
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
         .layer(RequestBodyLimitLayer::new(limits.body_limit_bytes));
     let upload_limit = coffer_app::checkout::ID_DOCUMENT_MAX_BYTES + 64 * 1024;

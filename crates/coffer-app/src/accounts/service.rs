@@ -641,6 +641,11 @@ impl AccountService {
             .await
     }
 
+    /// A random value for the pre-session anti-forgery cookie.
+    pub fn new_form_cookie(&self) -> Result<String, AppError> {
+        Ok(new_token()?.0)
+    }
+
     /// The CSRF token forms of this session carry.
     pub fn csrf_token(&self, session: &str) -> String {
         coffer_crypto::csrf_token(self.vault.csrf_key(), session)

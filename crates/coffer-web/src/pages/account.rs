@@ -22,7 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::SocketAddr;
 
-const SESSION_COOKIE: &str = "coffer_session";
+const SESSION_COOKIE: &str = crate::cookies::SESSION.name;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -422,6 +422,8 @@ async fn account(State(state): State<AppState>, customer: Option<Customer>) -> R
 struct SignInForm {
     email: String,
     password: String,
+    #[serde(default)]
+    form_token: String,
 }
 
 async fn sign_in(
@@ -433,7 +435,10 @@ async fn sign_in(
     if let Some(refused) = guard_post(&state, peer, &headers, forbidden) {
         return refused;
     }
-    let Form(SignInForm { email, password }) = form;
+    let Form(SignInForm { email, password, form_token }) = form;
+    if !super::forms::form_token_ok(&form_token) {
+        return forbidden();
+    }
     if email.len() > 254 || password.len() > 1024 {
         let page = SignInPage {
             message: Some("That is longer than any address or password we accept.".into()),
@@ -468,6 +473,8 @@ async fn sign_in(
 #[derive(Deserialize)]
 struct LinkForm {
     email: String,
+    #[serde(default)]
+    form_token: String,
 }
 
 async fn request_link(
@@ -478,6 +485,9 @@ async fn request_link(
 ) -> Response {
     if let Some(refused) = guard_post(&state, peer, &headers, forbidden) {
         return refused;
+    }
+    if !super::forms::form_token_ok(&form.form_token) {
+        return forbidden();
     }
     if form.email.len() <= 254 {
         state.accounts.request_link_after_answer(form.email, LinkPurpose::SignIn);
@@ -992,6 +1002,8 @@ struct PrivacyRequestForm {
     email: String,
     kind: String,
     jurisdiction: String,
+    #[serde(default)]
+    form_token: String,
 }
 
 async fn privacy_request(
@@ -1002,6 +1014,9 @@ async fn privacy_request(
 ) -> Response {
     if let Some(refused) = guard_post(&state, peer, &headers, forbidden) {
         return refused;
+    }
+    if !super::forms::form_token_ok(&form.form_token) {
+        return forbidden();
     }
     let (Some(kind), Some(jurisdiction)) =
         (coffer_domain::RequestKind::parse(&form.kind), coffer_domain::Jurisdiction::parse(&form.jurisdiction))

@@ -21,7 +21,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::SocketAddr;
 
-const CART_COOKIE: &str = "coffer_cart";
+const CART_COOKIE: &str = crate::cookies::CART.name;
 /// The most distinct products a cart holds.
 const CART_MAX: usize = 20;
 
@@ -62,10 +62,12 @@ struct CartForm {
     product_id: String,
     #[serde(default)]
     quantity: Option<String>,
+    #[serde(default)]
+    form_token: String,
 }
 
 async fn add_to_cart(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CartForm>) -> Response {
-    if !same_origin(&headers) {
+    if !same_origin(&headers) || !super::forms::form_token_ok(&form.form_token) {
         return super::account::forbidden();
     }
     let quantity: i64 = form.quantity.as_deref().unwrap_or("1").trim().parse().unwrap_or(0);
@@ -85,7 +87,7 @@ async fn add_to_cart(State(state): State<AppState>, headers: HeaderMap, Form(for
 }
 
 async fn remove_from_cart(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CartForm>) -> Response {
-    if !same_origin(&headers) {
+    if !same_origin(&headers) || !super::forms::form_token_ok(&form.form_token) {
         return super::account::forbidden();
     }
     let items: Vec<_> = cart(&state, &headers).into_iter().filter(|(p, _)| p.as_str() != form.product_id).collect();
@@ -120,6 +122,8 @@ struct CheckoutForm {
     /// a second submit of the same review (a double click, a reload)
     /// answers with the first order instead of paying again.
     review_token: String,
+    /// The details form's anti-forgery token (see `forms`).
+    form_token: String,
 }
 
 impl CheckoutForm {
@@ -447,7 +451,7 @@ async fn back_to_form(state: &AppState, items: &[(ProductId, i64)], form: Checko
 }
 
 async fn review(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<CheckoutForm>) -> Response {
-    if !same_origin(&headers) {
+    if !same_origin(&headers) || !super::forms::form_token_ok(&form.form_token) {
         return super::account::forbidden();
     }
     let items = cart(&state, &headers);

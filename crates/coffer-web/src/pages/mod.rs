@@ -3,6 +3,7 @@
 
 mod account;
 mod checkout;
+pub mod forms;
 mod identity;
 mod staff;
 
@@ -54,10 +55,13 @@ async fn privacy_policy(State(state): State<AppState>) -> Response {
 
 #[derive(Template)]
 #[template(path = "privacy_cookies.html")]
-struct CookiePage;
+struct CookiePage {
+    /// Made from the registry the code sets cookies through.
+    cookies: &'static [crate::cookies::CookieSpec],
+}
 
 async fn cookie_list() -> Response {
-    render(&CookiePage)
+    render(&CookiePage { cookies: crate::cookies::COOKIES })
 }
 
 /// Streams the file behind a signed download link (never whole in memory).

@@ -25,7 +25,7 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 
 /// Apart from the customer cookie: one browser may hold both.
-const STAFF_COOKIE: &str = "coffer_staff";
+const STAFF_COOKIE: &str = crate::cookies::STAFF.name;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -234,6 +234,8 @@ async fn home(staff: Option<Staff<AnyRole>>, State(state): State<AppState>) -> R
 struct SignInForm {
     email: String,
     password: String,
+    #[serde(default)]
+    form_token: String,
 }
 
 fn locked_answer(retry_after_ms: i64, page: impl Template) -> Response {
@@ -248,6 +250,9 @@ async fn sign_in(
 ) -> Response {
     if let Some(refused) = guard_post(&state, peer, &headers, forbidden) {
         return refused;
+    }
+    if !super::forms::form_token_ok(&form.form_token) {
+        return forbidden();
     }
     if form.email.len() > 254 || form.password.len() > 1024 {
         let page = SignInPage {

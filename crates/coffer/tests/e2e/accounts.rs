@@ -28,9 +28,11 @@ fn demo_customer(server: &TestServer) -> (String, String) {
 
 /// Signs in; returns the `name=value` of the session cookie.
 async fn sign_in(server: &TestServer, email: &str, password: &str) -> reqwest::Response {
+    let pass = crate::form_pass(server, "/account").await;
     client()
         .post(server.url("/account/sign-in"))
-        .form(&[("email", email), ("password", password)])
+        .header(COOKIE, &pass.cookie)
+        .form(&[("email", email), ("password", password), ("form_token", &pass.token)])
         .send()
         .await
         .unwrap()
@@ -51,10 +53,11 @@ async fn sign_in_sets_a_fresh_session_and_sign_out_ends_it(server: TestServer) {
     let (email, password) = demo_customer(&server);
     // A cookie planted before sign-in (session fixation) is not kept.
     let planted = "coffer_session=planted-by-an-attacker";
+    let pass = crate::form_pass(&server, "/account").await;
     let response = client()
         .post(server.url("/account/sign-in"))
-        .header(COOKIE, planted)
-        .form(&[("email", email.as_str()), ("password", password.as_str())])
+        .header(COOKIE, format!("{planted}; {}", pass.cookie))
+        .form(&[("email", email.as_str()), ("password", password.as_str()), ("form_token", pass.token.as_str())])
         .send()
         .await
         .unwrap();
@@ -112,6 +115,29 @@ async fn foreign_origin_and_missing_csrf_token_are_refused(server: TestServer) {
         .await
         .unwrap();
     assert_eq!(null_origin.status(), StatusCode::FORBIDDEN, "an opaque origin without Sec-Fetch-Site");
+    // Finding 14: the forms used before sign-in carry a token tied to the
+    // browser's form cookie: none, a made-up one, or another browser's is refused.
+    let mine = crate::form_pass(&server, "/account").await;
+    let theirs = crate::form_pass(&server, "/account").await;
+    assert_ne!(mine.token, theirs.token);
+    for (what, cookie, token) in [
+        ("no token", mine.cookie.as_str(), ""),
+        ("a made-up token", mine.cookie.as_str(), "forged-token"),
+        ("another browser's token", mine.cookie.as_str(), theirs.token.as_str()),
+        ("no cookie", "", mine.token.as_str()),
+    ] {
+        for (path, form) in [
+            ("/account/sign-in", vec![("email", email.as_str()), ("password", password.as_str())]),
+            ("/account/link", vec![("email", email.as_str())]),
+            ("/privacy/request", vec![("email", email.as_str()), ("kind", "access"), ("jurisdiction", "eu")]),
+        ] {
+            let mut form = form;
+            form.push(("form_token", token));
+            let r = client().post(server.url(path)).header(COOKIE, cookie).form(&form).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path} with {what}");
+            assert!(r.headers().get(SET_COOKIE).is_none(), "{path} with {what}: no session");
+        }
+    }
     let cookie = session_cookie(&sign_in(&server, &email, &password).await);
     for csrf in ["", "forged-token"] {
         let out = client()
@@ -146,9 +172,13 @@ async fn wrong_passwords_lock_the_address_with_retry_after(server: TestServer) {
 
 async fn link_request_answers_the_same_for_unknown_addresses(server: TestServer) {
     let (email, _) = demo_customer(&server);
-    let known = client().post(server.url("/account/link")).form(&[("email", email.as_str())]).send().await.unwrap();
-    let unknown =
-        client().post(server.url("/account/link")).form(&[("email", "nobody@example.org")]).send().await.unwrap();
+    let pass = crate::form_pass(&server, "/account").await;
+    let link = |address: &str| {
+        let form = [("email", address), ("form_token", pass.token.as_str())];
+        client().post(server.url("/account/link")).header(COOKIE, &pass.cookie).form(&form).send()
+    };
+    let known = link(email.as_str()).await.unwrap();
+    let unknown = link("nobody@example.org").await.unwrap();
     assert_eq!((known.status(), unknown.status()), (StatusCode::OK, StatusCode::OK));
     assert_eq!(known.text().await.unwrap(), unknown.text().await.unwrap());
     // The link arrives as a file in the data directory's mail folder.
@@ -283,11 +313,13 @@ async fn per_ip_limit_answers_429_and_ignores_forged_forwarded_for() {
         &[("COFFER_HTTP__SIGN_IN_PER_MINUTE", "3")],
     )
     .await;
+    let pass = crate::form_pass(&server, "/account").await;
     for n in 0..3 {
         let ok = client()
             .post(server.url("/account/link"))
             .header("x-forwarded-for", format!("198.51.100.{n}"))
-            .form(&[("email", "nobody@example.org")])
+            .header(COOKIE, &pass.cookie)
+            .form(&[("email", "nobody@example.org"), ("form_token", pass.token.as_str())])
             .send()
             .await
             .unwrap();
@@ -427,13 +459,25 @@ async fn written_request_is_confirmed_from_the_inbox_with_its_deadline(server: T
     let form = |address: &str| {
         vec![("email", address.to_owned()), ("kind", "erasure".to_owned()), ("jurisdiction", "br".to_owned())]
     };
-    let known = client().post(server.url("/privacy/request")).form(&form(&email)).send().await.unwrap();
-    let unknown = client().post(server.url("/privacy/request")).form(&form("nobody@example.org")).send().await.unwrap();
+    let pass = crate::form_pass(&server, "/privacy/request").await;
+    let send = |fields: Vec<(&'static str, String)>| {
+        let mut fields = fields;
+        fields.push(("form_token", pass.token.clone()));
+        client().post(server.url("/privacy/request")).header(COOKIE, &pass.cookie).form(&fields).send()
+    };
+    let known = send(form(&email)).await.unwrap();
+    let unknown = send(form("nobody@example.org")).await.unwrap();
     assert_eq!((known.status(), unknown.status()), (StatusCode::OK, StatusCode::OK));
     assert_eq!(known.text().await.unwrap(), unknown.text().await.unwrap(), "the same answer either way");
     let bad = client()
         .post(server.url("/privacy/request"))
-        .form(&[("email", email.as_str()), ("kind", "sell-my-data"), ("jurisdiction", "br")])
+        .header(COOKIE, &pass.cookie)
+        .form(&[
+            ("email", email.as_str()),
+            ("kind", "sell-my-data"),
+            ("jurisdiction", "br"),
+            ("form_token", &pass.token),
+        ])
         .send()
         .await
         .unwrap();
@@ -592,7 +636,10 @@ fn account_links(server: &TestServer) -> std::collections::BTreeSet<String> {
 /// Asks for a sign-in link and waits for the new one to be mailed.
 async fn fresh_link(server: &TestServer, email: &str) -> String {
     let before = account_links(server);
-    let asked = client().post(server.url("/account/link")).form(&[("email", email)]).send().await.unwrap();
+    let pass = crate::form_pass(server, "/account").await;
+    let form = [("email", email), ("form_token", pass.token.as_str())];
+    let asked =
+        client().post(server.url("/account/link")).header(COOKIE, &pass.cookie).form(&form).send().await.unwrap();
     assert_eq!(asked.status(), StatusCode::OK);
     for _ in 0..100 {
         if let Some(new) = account_links(server).difference(&before).next() {
@@ -754,11 +801,14 @@ async fn p15_link_and_written_request_answer_before_the_work() {
             .execute(&mut *lock)
             .await
             .unwrap();
-        let answer =
-            tokio::time::timeout(std::time::Duration::from_secs(5), client().post(server.url(path)).form(&form).send())
-                .await
-                .unwrap_or_else(|_| panic!("{path} waited for the work on {table}"))
-                .unwrap();
+        let pass = crate::form_pass(&server, "/account").await;
+        let mut form = form;
+        form.push(("form_token", pass.token.clone()));
+        let request = client().post(server.url(path)).header(COOKIE, &pass.cookie).form(&form).send();
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(5), request)
+            .await
+            .unwrap_or_else(|_| panic!("{path} waited for the work on {table}"))
+            .unwrap();
         assert_eq!(answer.status(), StatusCode::OK, "{path}");
         lock.commit().await.unwrap();
     }

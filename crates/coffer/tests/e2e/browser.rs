@@ -99,3 +99,143 @@ async fn plain_http_loopback_cookie_is_accepted_by_the_browser() {
     let echoed = browser.text(&browser.find("body").await).await;
     assert_eq!(echoed, "coffer_session=opaque-random-id", "the browser sends the cookie back");
 }
+
+/// P17: every page, visited in a real browser as each kind of user
+/// (anonymous, buyer, customer, staff), sets only cookies of the published
+/// list, each `HttpOnly` and `Secure`, holding an opaque token or product
+/// ids and nothing else. The published list is the code's own registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p17_every_page_sets_only_listed_opaque_cookies() {
+    let server = server(TestBackend::Sqlite).await;
+    let creds = server.demo_credentials();
+    let registry = coffer_web::COOKIES;
+    // The published list names exactly the registry's cookies.
+    let published = client().get(server.url("/privacy/cookies")).send().await.unwrap().text().await.unwrap();
+    for spec in registry {
+        assert!(published.contains(&format!("<code>{}</code>", spec.name)), "{} is published", spec.name);
+    }
+    assert_eq!(published.matches("<tr><td><code>coffer_").count(), registry.len(), "and nothing else");
+
+    let personal: Vec<String> =
+        [creds["customer"]["email"].as_str().unwrap(), "Dana", "Erika", "cookie.buyer@example.org", "4242", "Hauptstr"]
+            .iter()
+            .map(|s| s.to_lowercase())
+            .collect();
+    let browser = Browser::start().await;
+    let mut seen = std::collections::BTreeSet::new();
+    let check = |page: String, cookies: Vec<serde_json::Value>, seen: &mut std::collections::BTreeSet<String>| {
+        for cookie in cookies {
+            let name = cookie["name"].as_str().unwrap();
+            let value = cookie["value"].as_str().unwrap();
+            let base = name.strip_prefix("__Host-").unwrap_or(name);
+            let spec = registry
+                .iter()
+                .find(|s| s.name == base)
+                .unwrap_or_else(|| panic!("{page}: cookie {name} is not on the published list"));
+            assert_eq!((cookie["httpOnly"].as_bool(), cookie["secure"].as_bool()), (Some(true), Some(true)), "{name}");
+            let opaque =
+                |v: &str| v.len() >= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            let product_ids = |v: &str| {
+                v.split('|').all(|item| {
+                    item.split_once(':').is_some_and(|(id, n)| {
+                        id.strip_prefix("prd_")
+                            .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                            && n.parse::<u32>().is_ok()
+                    })
+                })
+            };
+            let fits = match spec.value {
+                coffer_web::CookieValue::OpaqueToken => opaque(value),
+                coffer_web::CookieValue::ProductIds => product_ids(value),
+            };
+            assert!(fits, "{page}: {name} holds {value:?}");
+            assert!(!personal.iter().any(|p| value.to_lowercase().contains(p)), "{page}: personal data in {name}");
+            seen.insert(base.to_owned());
+        }
+    };
+    let visit = |path: &'static str| {
+        let (browser, url) = (&browser, server.url(path));
+        async move {
+            browser.goto(&url).await;
+            browser.cookies().await
+        }
+    };
+    let products: Vec<String> = creds["vendors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| v["products"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()))
+        .collect();
+
+    // Anonymous: every public page.
+    for path in ["/", "/checkout", "/account", "/privacy", "/privacy/cookies", "/privacy/request", "/staff", "/nope"] {
+        let cookies = visit(path).await;
+        check(path.to_owned(), cookies, &mut seen);
+    }
+    for id in &products {
+        browser.goto(&server.url(&format!("/products/{id}"))).await;
+        check(format!("/products/{id}"), browser.cookies().await, &mut seen);
+    }
+
+    // A buyer: cart, details, review, payment, confirmation.
+    browser.goto(&server.url(&format!("/products/{}", products[0]))).await;
+    browser.click(&browser.find("form.buy button").await).await;
+    browser.wait_for_title("Checkout · Coffer").await;
+    check("/checkout with a cart".into(), browser.cookies().await, &mut seen);
+    for (css, value) in [
+        ("#name", "Erika Mustermann"),
+        ("#email", "cookie.buyer@example.org"),
+        ("#line1", "Hauptstr. 1"),
+        ("#city", "Berlin"),
+        ("#postal_code", "10115"),
+        ("#country", "DE"),
+    ] {
+        browser.fill(&browser.find(css).await, value).await;
+    }
+    browser.click(&browser.find("input[name=consent]").await).await;
+    browser.click(&browser.find("input[name=age][value=adult]").await).await;
+    browser.click(&browser.find("form[action='/checkout/review'] button[type=submit]").await).await;
+    browser.wait_for_title("Review and pay · Coffer").await;
+    check("review".into(), browser.cookies().await, &mut seen);
+    browser.fill(&browser.find("#card_number").await, "4242 4242 4242 4242").await;
+    browser.fill(&browser.find("#exp_month").await, "12").await;
+    browser.fill(&browser.find("#exp_year").await, "2030").await;
+    browser.fill(&browser.find("#cvc").await, "123").await;
+    browser.click(&browser.find("form[action='/checkout/pay'] button").await).await;
+    browser.wait_for_title("Thank you · Coffer").await;
+    check("confirmation".into(), browser.cookies().await, &mut seen);
+
+    // A customer: sign in, every account page, sign out.
+    browser.goto(&server.url("/account")).await;
+    browser.fill(&browser.find("#email").await, creds["customer"]["email"].as_str().unwrap()).await;
+    browser.fill(&browser.find("#password").await, creds["customer"]["password"].as_str().unwrap()).await;
+    browser.click(&browser.find("form[action='/account/sign-in'] button").await).await;
+    browser.wait_for_title("Your account · Coffer").await;
+    for path in ["/account", "/account/data", "/account/data.json", "/account/delete"] {
+        let cookies = visit(path).await;
+        check(format!("{path} signed in"), cookies, &mut seen);
+    }
+    browser.goto(&server.url("/account")).await;
+    browser.click(&browser.find("form[action='/account/sign-out'] button").await).await;
+    browser.wait_for_title("Sign in · Coffer").await;
+    check("signed out".into(), browser.cookies().await, &mut seen);
+
+    // Staff (an admin opens every page): password, code, console.
+    let admin = creds["staff"].as_array().unwrap().iter().find(|s| s["role"] == "admin").unwrap().clone();
+    browser.goto(&server.url("/staff")).await;
+    browser.fill(&browser.find("#email").await, admin["email"].as_str().unwrap()).await;
+    browser.fill(&browser.find("#password").await, admin["password"].as_str().unwrap()).await;
+    browser.click(&browser.find("form[action='/staff/sign-in'] button").await).await;
+    browser.wait_for("#code").await;
+    let secret = coffer_crypto::totp_secret_from_base32(admin["totp_secret"].as_str().unwrap()).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    browser.fill(&browser.find("#code").await, &coffer_crypto::totp_code(&secret, now).unwrap()).await;
+    browser.click(&browser.find("form[action='/staff/sign-in/code'] button").await).await;
+    browser.wait_for("form[action='/staff/sign-out']").await;
+    for path in ["/staff", "/staff/reviews", "/staff/transfers", "/staff/requests", "/staff/members"] {
+        let cookies = visit(path).await;
+        check(format!("{path} as staff"), cookies, &mut seen);
+    }
+    let expected: std::collections::BTreeSet<String> = registry.iter().map(|s| s.name.to_owned()).collect();
+    assert_eq!(seen, expected, "every listed cookie was met, so each was checked");
+}

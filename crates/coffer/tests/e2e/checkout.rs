@@ -260,9 +260,11 @@ async fn orders_appear_in_the_account_and_its_download() {
 
 /// Signs a customer in with their password; the session cookie.
 async fn signed_in(server: &TestServer, email: &str, password: &str) -> String {
+    let pass = crate::form_pass(server, "/account").await;
     let response = client()
         .post(server.url("/account/sign-in"))
-        .form(&[("email", email), ("password", password)])
+        .header("cookie", &pass.cookie)
+        .form(&[("email", email), ("password", password), ("form_token", &pass.token)])
         .send()
         .await
         .unwrap();
@@ -942,8 +944,19 @@ async fn vendors_see_only_their_own_lines(server: TestServer) {
 /// click, a reload) makes one order and one email; both answers show it.
 async fn paying_twice_from_one_review_makes_one_order(server: TestServer) {
     let product = server.demo_credentials()["vendors"][0]["products"][0]["id"].as_str().unwrap().to_owned();
-    let added = client().post(server.url("/cart")).form(&[("product_id", product.as_str())]).send().await.unwrap();
-    let cart = added.headers()[reqwest::header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let pass = crate::form_pass(&server, &format!("/products/{product}")).await;
+    let added = client()
+        .post(server.url("/cart"))
+        .header(reqwest::header::COOKIE, &pass.cookie)
+        .form(&[("product_id", product.as_str()), ("form_token", pass.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let cart = format!(
+        "{}; {}",
+        added.headers()[reqwest::header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap(),
+        pass.cookie
+    );
     let version = policy_version(&server).await;
     let details = [
         ("currency", "USD"),
@@ -956,6 +969,7 @@ async fn paying_twice_from_one_review_makes_one_order(server: TestServer) {
         ("payment_method", "card"),
         ("age", "adult"),
         ("consent", version.as_str()),
+        ("form_token", pass.token.as_str()),
     ];
     let review = client()
         .post(server.url("/checkout/review"))

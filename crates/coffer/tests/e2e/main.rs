@@ -45,3 +45,28 @@ macro_rules! on_both_backends {
         }
     )*};
 }
+
+/// What a browser holds to send a form used before sign-in: the form
+/// cookie (`name=value`) and the page's anti-forgery token.
+pub struct FormPass {
+    pub cookie: String,
+    pub token: String,
+}
+
+/// Opens `page` as a browser would and takes its form pass.
+pub async fn form_pass(server: &TestServer, page: &str) -> FormPass {
+    let r = client().get(server.url(page)).send().await.unwrap();
+    let cookie = r
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("coffer_form=") || c.starts_with("__Host-coffer_form="))
+        .unwrap_or_else(|| panic!("{page} sets the form cookie"))
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = r.text().await.unwrap();
+    FormPass { cookie, token: accounts::field_value(&html, "form_token") }
+}

@@ -24,9 +24,15 @@ async fn get(server: &TestServer, path: &str, cookie: &str) -> reqwest::Response
 pub(crate) async fn demo_staff_session(server: &TestServer, role: &str) -> String {
     let creds = server.demo_credentials();
     let member = creds["staff"].as_array().unwrap().iter().find(|s| s["role"] == role).unwrap().clone();
+    let pass = crate::form_pass(server, "/staff").await;
     let step_one = client()
         .post(server.url("/staff/sign-in"))
-        .form(&[("email", member["email"].as_str().unwrap()), ("password", member["password"].as_str().unwrap())])
+        .header(COOKIE, &pass.cookie)
+        .form(&[
+            ("email", member["email"].as_str().unwrap()),
+            ("password", member["password"].as_str().unwrap()),
+            ("form_token", &pass.token),
+        ])
         .send()
         .await
         .unwrap();
@@ -107,11 +113,14 @@ async fn staff_pages_refuse_everyone_else(server: TestServer) {
     }
     // A customer session is no staff session, under either cookie name.
     let creds = server.demo_credentials();
+    let pass = crate::form_pass(&server, "/account").await;
     let customer = client()
         .post(server.url("/account/sign-in"))
+        .header(COOKIE, &pass.cookie)
         .form(&[
             ("email", creds["customer"]["email"].as_str().unwrap()),
             ("password", creds["customer"]["password"].as_str().unwrap()),
+            ("form_token", &pass.token),
         ])
         .send()
         .await
@@ -122,9 +131,15 @@ async fn staff_pages_refuse_everyone_else(server: TestServer) {
         assert_eq!(get(&server, "/staff/requests", &cookie).await.status(), StatusCode::SEE_OTHER, "{cookie}");
     }
     // A wrong password and a foreign origin are refused.
+    let pass = crate::form_pass(&server, "/staff").await;
     let wrong = client()
         .post(server.url("/staff/sign-in"))
-        .form(&[("email", "dpo@demo.coffer.test"), ("password", "not the password at all")])
+        .header(COOKIE, &pass.cookie)
+        .form(&[
+            ("email", "dpo@demo.coffer.test"),
+            ("password", "not the password at all"),
+            ("form_token", &pass.token),
+        ])
         .send()
         .await
         .unwrap();

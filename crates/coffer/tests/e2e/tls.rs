@@ -45,12 +45,23 @@ async fn request(
     head: &str,
     body: &str,
 ) -> std::io::Result<(rustls::ProtocolVersion, String)> {
+    request_with(connector, port, head, "", body).await
+}
+
+/// As [`request`], with extra header lines (each ending in CRLF).
+async fn request_with(
+    connector: &tokio_rustls::TlsConnector,
+    port: u16,
+    head: &str,
+    extra: &str,
+    body: &str,
+) -> std::io::Result<(rustls::ProtocolVersion, String)> {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     let name = rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
     let mut tls = connector.connect(name, tcp).await?;
     let version = tls.get_ref().1.protocol_version().unwrap();
     let request = format!(
-        "{head} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        "{head} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{extra}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     tls.write_all(request.as_bytes()).await?;
@@ -123,8 +134,14 @@ async fn p10_built_in_tls_serves_https_only_with_hsts_and_host_cookies() {
     assert_eq!(credentials["base_url"].as_str().unwrap(), url);
     let (email, password) =
         (credentials["customer"]["email"].as_str().unwrap(), credentials["customer"]["password"].as_str().unwrap());
-    let form = format!("email={}&password={}", email.replace('@', "%40"), password.replace(' ', "+"));
-    let (_, signed_in) = request(&modern, port, "POST /account/sign-in", &form).await.unwrap();
+    let (_, page) = request(&modern, port, "GET /account", "").await.unwrap();
+    let form_cookie = header(&page, "set-cookie")[0].split(';').next().unwrap().to_owned();
+    assert!(form_cookie.starts_with("__Host-coffer_form="), "{form_cookie}");
+    let token = crate::accounts::field_value(&page, "form_token");
+    let form =
+        format!("email={}&password={}&form_token={token}", email.replace('@', "%40"), password.replace(' ', "+"));
+    let cookie = format!("Cookie: {form_cookie}\r\n");
+    let (_, signed_in) = request_with(&modern, port, "POST /account/sign-in", &cookie, &form).await.unwrap();
     assert!(signed_in.starts_with("HTTP/1.1 303"), "{signed_in}");
     let cookies = header(&signed_in, "set-cookie");
     assert!(
@@ -176,11 +193,15 @@ async fn p10_behind_a_tls_proxy_cookies_and_hsts_follow_the_public_url() {
         let health = crate::client().get(server.url("/health")).send().await.unwrap();
         assert_eq!(health.headers().contains_key("strict-transport-security"), secure);
         let creds = server.demo_credentials();
+        let pass = crate::form_pass(server, "/account").await;
+        assert_eq!(pass.cookie.starts_with("__Host-coffer_form="), secure, "{}", pass.cookie);
         let signed_in = crate::client()
             .post(server.url("/account/sign-in"))
+            .header("cookie", &pass.cookie)
             .form(&[
                 ("email", creds["customer"]["email"].as_str().unwrap()),
                 ("password", creds["customer"]["password"].as_str().unwrap()),
+                ("form_token", &pass.token),
             ])
             .send()
             .await
