@@ -52,10 +52,7 @@ struct Setup {
 async fn setup(backend: TestBackend) -> Setup {
     let data = TestDatabase::new(backend).await;
     let key_db = TestDatabase::new(backend).await;
-    let key_url = match backend {
-        TestBackend::Sqlite => format!("sqlite://{}?mode=rwc", key_db.dir.path().join("keystore.db").display()),
-        TestBackend::Postgres => key_db.url.clone(),
-    };
+    let key_url = key_db.key_store_url();
     let db = Db::open(&data.url, &DbOptions::default()).await.unwrap();
     db.migrate().await.unwrap();
     let keys = KeyStore::open(&key_url, &DbOptions::default()).await.unwrap();

@@ -71,10 +71,7 @@ struct Fixture {
 async fn fixture(backend: TestBackend) -> Fixture {
     let data = TestDatabase::new(backend).await;
     let key_db = TestDatabase::new(backend).await;
-    let key_store_url = match backend {
-        TestBackend::Sqlite => format!("sqlite://{}?mode=rwc", key_db.dir.path().join("keystore.db").display()),
-        TestBackend::Postgres => key_db.url.clone(),
-    };
+    let key_store_url = key_db.key_store_url();
     let db = Db::open(&data.url, &DbOptions::default()).await.unwrap();
     db.migrate().await.unwrap();
     let keys = KeyStore::open(&key_store_url, &DbOptions::default()).await.unwrap();
@@ -184,22 +181,7 @@ fn request(f: &Fixture, email: &str, card: &str) -> OrderRequest {
     }
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::fixture(coffer_testkit::TestBackend::Sqlite).await).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::fixture(coffer_testkit::TestBackend::Postgres).await).await;
-            }
-        }
-    )*};
-}
-
-on_both_backends!(
+coffer_testkit::on_both_backends_with!(fixture;
     two_refunds_at_once_reach_the_gateway_once,
     a_refused_refund_changes_nothing_and_frees_the_order,
     an_approved_card_is_voided_when_its_order_is_not_recorded,

@@ -35,10 +35,7 @@ struct Fixture {
 async fn fixture(backend: TestBackend) -> Fixture {
     let data = TestDatabase::new(backend).await;
     let key_db = TestDatabase::new(backend).await;
-    let key_store_url = match backend {
-        TestBackend::Sqlite => format!("sqlite://{}?mode=rwc", key_db.dir.path().join("keystore.db").display()),
-        TestBackend::Postgres => key_db.url.clone(),
-    };
+    let key_store_url = key_db.key_store_url();
     let key_dir = data.dir.path().join("keys");
     let db = Db::open(&data.url, &DbOptions::default()).await.unwrap();
     db.migrate().await.unwrap();
@@ -59,22 +56,7 @@ async fn open_vault(
     Ok(Arc::new(Vault::open(Arc::new(provider), keys.clone(), clock.clone()).await?))
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::fixture(coffer_testkit::TestBackend::Sqlite).await).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::fixture(coffer_testkit::TestBackend::Postgres).await).await;
-            }
-        }
-    )*};
-}
-
-on_both_backends!(
+coffer_testkit::on_both_backends_with!(fixture;
     customer_round_trips_through_ciphertext_only,
     email_lookup_uses_the_normalised_blind_index,
     ciphertext_moved_to_another_row_does_not_open,

@@ -28,22 +28,7 @@ async fn fixture(backend: TestBackend) -> Fixture {
     Fixture { db, _database: database }
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::fixture(coffer_testkit::TestBackend::Sqlite).await).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::fixture(coffer_testkit::TestBackend::Postgres).await).await;
-            }
-        }
-    )*};
-}
-
-conformance!(
+coffer_testkit::on_both_backends_with!(fixture;
     migrations_are_idempotent,
     vendor_and_product_round_trip,
     times_are_exact_i64_millis,

@@ -45,6 +45,17 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// This database as a key store's URL: a `keystore.db` file of its own
+    /// on SQLite (the key store is never the data file), itself on PostgreSQL.
+    pub fn key_store_url(&self) -> String {
+        match self.backend {
+            TestBackend::Sqlite => format!("sqlite://{}?mode=rwc", self.dir.path().join("keystore.db").display()),
+            TestBackend::Postgres => self.url.clone(),
+        }
+    }
+}
+
 async fn connect_admin(admin: &str) -> sqlx::PgConnection {
     match sqlx::PgConnection::connect(admin).await {
         Ok(conn) => conn,

@@ -16,3 +16,22 @@ pub use browser::Browser;
 pub use database::{TestBackend, TestDatabase};
 pub use server::TestServer;
 pub use smtp::SmtpServer;
+
+/// Runs each named async test body twice, as `<name>::sqlite` and
+/// `<name>::postgres`, on what `$fixture(backend)` (a function of the
+/// calling module) makes for that backend.
+#[macro_export]
+macro_rules! on_both_backends_with {
+    ($fixture:ident; $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::$fixture($crate::TestBackend::Sqlite).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::$fixture($crate::TestBackend::Postgres).await).await;
+            }
+        }
+    )*};
+}

@@ -353,6 +353,23 @@ pub(super) fn over_limit(state: &AppState, peer: SocketAddr, headers: &HeaderMap
     Some(network_limited(seconds))
 }
 
+/// A request that spends one of the client address's guessing attempts
+/// (a password confirmed in a session); the 429 page when they are spent.
+pub(super) struct GuessAttempt;
+
+impl FromRequestParts<AppState> for GuessAttempt {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        match over_limit(state, peer, &parts.headers) {
+            Some(limited) => Err(limited),
+            None => Ok(GuessAttempt),
+        }
+    }
+}
+
 /// The 429 page for a client address over one of its limits.
 pub(super) fn network_limited(seconds: u64) -> Response {
     let page = MessagePage {
@@ -762,14 +779,10 @@ struct ChangePasswordForm {
 
 async fn change_password(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    // A wrong current password is a guess like any other.
+    _attempt: GuessAttempt,
     post: CustomerPost<ChangePasswordForm>,
 ) -> Response {
-    // A wrong current password is a guess like any other.
-    if let Some(limited) = over_limit(&state, peer, &headers) {
-        return limited;
-    }
     let CustomerPost { customer: Customer { id: customer, token }, form } = post;
     if form.current.len() > 1024 || form.new.len() > 1024 {
         return (
@@ -835,13 +848,10 @@ struct DeleteForm {
 
 async fn delete_account(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    // A wrong current password is a guess like any other.
+    _attempt: GuessAttempt,
     post: CustomerPost<DeleteForm>,
 ) -> Response {
-    if let Some(limited) = over_limit(&state, peer, &headers) {
-        return limited;
-    }
     let CustomerPost { customer: Customer { id: customer, token }, form } = post;
     match state.accounts.delete_account(&customer, SecretString::from(form.password)).await {
         Ok(()) => {
@@ -976,13 +986,10 @@ struct PasswordConfirmForm {
 
 async fn totp_disable(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    // A wrong current password is a guess like any other.
+    _attempt: GuessAttempt,
     post: CustomerPost<PasswordConfirmForm>,
 ) -> Response {
-    if let Some(limited) = over_limit(&state, peer, &headers) {
-        return limited;
-    }
     let CustomerPost { customer: Customer { id: customer, token }, form } = post;
     let message = match state.accounts.disable_totp(&customer, SecretString::from(form.password)).await {
         Ok(()) => "Two-step sign-in is off.".to_owned(),
