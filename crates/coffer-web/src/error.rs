@@ -72,7 +72,7 @@ impl ApiError {
             StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
             StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took too long"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send the body as application/json"),
-            StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests; try again later"),
+            StatusCode::TOO_MANY_REQUESTS => ("too_many_attempts", "too many requests; try again later"),
             StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "the service is unavailable; try again later"),
             s if s.is_client_error() => ("bad_request", "the request is not valid"),
             _ => ("internal", "something went wrong on our side"),
