@@ -3,7 +3,9 @@
 use crate::cache::TtlCache;
 use crate::error::AppError;
 use coffer_domain::{Clock, Delivery, NewProduct, NewVendor, Prices, Product, ProductId, Vendor, VendorId};
-use coffer_store::{CatalogReader, CatalogWriter, Db, ProductPage, ProductQuery};
+use coffer_store::{CatalogReader, CatalogWriter, Db};
+/// The catalog's query and page types, as the store defines them.
+pub use coffer_store::{ProductPage, ProductQuery};
 use std::sync::Arc;
 
 /// How many distinct catalog queries the read cache keeps.

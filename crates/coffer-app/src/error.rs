@@ -40,6 +40,9 @@ pub enum AppError {
     /// A mistake in an order, with its stable code and field.
     #[error(transparent)]
     Order(#[from] coffer_domain::OrderError),
+    /// The database or key store does not answer (try again later).
+    #[error("the database is unavailable")]
+    Unavailable,
     #[error(transparent)]
     Store(StoreError),
 }
@@ -48,6 +51,11 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(_) => AppError::Conflict,
+            StoreError::Unavailable(e) => {
+                // Names the connection problem, never data.
+                tracing::warn!(error = %e, "a store does not answer");
+                AppError::Unavailable
+            }
             other => AppError::Store(other),
         }
     }

@@ -18,7 +18,24 @@ pub mod privacy;
 pub mod retention;
 pub mod vendors;
 
-pub use catalog::CatalogService;
+pub use catalog::{CatalogService, ProductPage, ProductQuery};
+
+/// Whether the data database and the key store answer (`GET /health`).
+#[derive(Clone)]
+pub struct HealthCheck {
+    db: coffer_store::Db,
+    key_store: coffer_store::KeyStore,
+}
+
+impl HealthCheck {
+    pub fn new(db: coffer_store::Db, key_store: coffer_store::KeyStore) -> Self {
+        HealthCheck { db, key_store }
+    }
+
+    pub async fn answers(&self) -> bool {
+        self.db.ping().await && self.key_store.ping().await
+    }
+}
 pub use config::{Config, ConfigError, HttpConfig, LogFormat};
 pub use error::AppError;
 

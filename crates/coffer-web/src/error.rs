@@ -136,13 +136,11 @@ impl From<AppError> for ApiError {
                 tracing::error!(error = %e, "key store failure");
                 ApiError::for_status(StatusCode::SERVICE_UNAVAILABLE)
             }
+            AppError::Unavailable => ApiError::for_status(StatusCode::SERVICE_UNAVAILABLE),
             AppError::Store(e) => {
                 // Store messages name tables and constraints, never values.
                 tracing::error!(error = %e, "storage failure");
-                match e {
-                    coffer_store::StoreError::Unavailable(_) => ApiError::for_status(StatusCode::SERVICE_UNAVAILABLE),
-                    _ => ApiError::internal(),
-                }
+                ApiError::internal()
             }
         }
     }

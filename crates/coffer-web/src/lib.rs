@@ -25,7 +25,6 @@ use axum::extract::DefaultBodyLimit;
 use coffer_app::accounts::{AccountService, StaffService};
 use coffer_app::checkout::CheckoutService;
 use coffer_app::{CatalogService, HttpConfig};
-use coffer_store::{Db, KeyStore};
 pub use policy::{PrivacyPolicy, privacy_policy};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,8 +36,7 @@ use tower_http::timeout::TimeoutLayer;
 #[derive(Clone)]
 pub struct AppState {
     pub catalog: CatalogService,
-    pub db: Db,
-    pub key_store: KeyStore,
+    pub health: coffer_app::HealthCheck,
     pub accounts: AccountService,
     pub staff: StaffService,
     pub checkout: CheckoutService,
@@ -69,8 +67,7 @@ pub struct Services {
 impl AppState {
     pub fn new(
         services: Services,
-        db: Db,
-        key_store: KeyStore,
+        health: coffer_app::HealthCheck,
         policy: PrivacyPolicy,
         cookie_rule: CookieRule,
         http: &HttpConfig,
@@ -83,8 +80,7 @@ impl AppState {
         let Services { catalog, accounts, staff, checkout, vendors } = services;
         AppState {
             catalog,
-            db,
-            key_store,
+            health,
             accounts,
             staff,
             checkout,

@@ -293,8 +293,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let services = coffer_web::Services { catalog, accounts, staff: staff.clone(), checkout, vendors: vendors.clone() };
     let state = coffer_web::AppState::new(
         services,
-        db.clone(),
-        privacy.vault.key_store().clone(),
+        coffer_app::HealthCheck::new(db.clone(), privacy.vault.key_store().clone()),
         policy,
         cookie_rule,
         &config.http,

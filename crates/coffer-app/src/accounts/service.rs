@@ -140,6 +140,28 @@ impl AccountService {
         });
     }
 
+    /// A sign-in link by email, after the answer (see [`Self::request_link_after_answer`]).
+    pub fn request_sign_in_link_after_answer(&self, email: String) {
+        self.request_link_after_answer(email, LinkPurpose::SignIn);
+    }
+
+    /// The invoice number of one of the customer's orders, once numbered.
+    pub async fn invoice_number_of(&self, order: &coffer_domain::OrderId) -> Result<Option<i64>, AppError> {
+        Ok(self.db.invoice_of(order).await?.map(|i| i.number))
+    }
+
+    /// One of the customer's own invoices by number; `None` for anyone
+    /// else's, exactly as for one that does not exist.
+    pub async fn own_invoice(
+        &self,
+        customer: &CustomerId,
+        number: i64,
+    ) -> Result<Option<coffer_store::Invoice>, AppError> {
+        let Some(invoice) = self.db.invoice(number).await? else { return Ok(None) };
+        let owner = self.db.order(&invoice.order_id).await?.map(|o| o.customer_id);
+        Ok((owner.as_ref() == Some(customer)).then_some(invoice))
+    }
+
     /// [`Self::submit_privacy_request`] after the answer, for the same reason.
     pub fn submit_privacy_request_after_answer(
         &self,

@@ -62,6 +62,13 @@ fn ctx<'a>(row: &'a StaffId, column: &'static str, key_id: &'a str) -> FieldCont
 const LINK_GONE: &str = "this enrolment link has expired or was already used; ask an administrator for a new one";
 
 impl StaffService {
+    /// The written data requests still open, for the DPO, deadline first.
+    pub async fn open_privacy_requests(&self) -> Result<Vec<coffer_store::PrivacyRequestRow>, AppError> {
+        Ok(self.db.open_privacy_requests().await?)
+    }
+}
+
+impl StaffService {
     pub fn new(db: Db, vault: Arc<Vault>, passwords: PasswordPool, clock: Arc<dyn Clock>, base_url: String) -> Self {
         StaffService { db, vault, passwords, clock, base_url }
     }

@@ -424,6 +424,16 @@ fn payment_token_context(order: &OrderId) -> FieldContext<'_> {
 }
 
 impl CheckoutService {
+    /// A staff queue: orders in `status`, oldest first (at most 200).
+    pub async fn queue(&self, status: OrderStatus) -> Result<Vec<coffer_store::QueuedOrder>, AppError> {
+        Ok(self.db.orders_in(status, 200).await?)
+    }
+
+    /// When the buyer of a held order uploaded proof of identity, if they did.
+    pub async fn identity_uploaded_at(&self, order: &OrderId) -> Result<Option<coffer_domain::Millis>, AppError> {
+        Ok(self.db.id_document(order).await?.map(|d| d.uploaded_at))
+    }
+
     /// Cancels the held orders nobody decided within [`HOLD_EXPIRY_MS`]
     /// (payment voided, buyer told); returns how many.
     pub async fn expire_holds(&self) -> Result<u64, AppError> {

@@ -63,7 +63,7 @@ struct Health {
     )
 )]
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    if state.db.ping().await && state.key_store.ping().await {
+    if state.health.answers().await {
         (StatusCode::OK, Json(Health { status: "ok" }))
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable" }))

@@ -6,8 +6,8 @@ use crate::extract::{ApiPath, ApiQuery};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use coffer_app::ProductQuery;
 use coffer_domain::{Product, ProductId, VendorSlug};
-use coffer_store::ProductQuery;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -17,7 +17,6 @@ use axum::routing::{get, post};
 use coffer_app::AppError;
 use coffer_app::accounts::{SignInError, SignedIn};
 use coffer_domain::CustomerId;
-use coffer_store::LinkPurpose;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -178,7 +177,6 @@ async fn overview(
 /// The customer's orders for the overview, with product names and fresh
 /// download links for delivered orders.
 async fn order_summaries(state: &AppState, customer: &CustomerId) -> Result<Vec<OrderSummary>, AppError> {
-    use coffer_store::CatalogReader;
     // Product id → (name, delivers a download).
     let mut products: std::collections::HashMap<String, (String, bool)> = std::collections::HashMap::new();
     let mut out = Vec::new();
@@ -191,7 +189,11 @@ async fn order_summaries(state: &AppState, customer: &CustomerId) -> Result<Vec<
                 return Ok(known.clone());
             }
             let found = match coffer_domain::ProductId::parse(id) {
-                Ok(pid) => state.db.product(&pid).await?.map(|p| (p.name, p.delivery.has_download())),
+                Ok(pid) => match state.catalog.product(&pid).await {
+                    Ok(p) => Some((p.name, p.delivery.has_download())),
+                    Err(AppError::NotFound) => None,
+                    Err(e) => return Err(e),
+                },
                 Err(_) => None,
             };
             let found = found.unwrap_or_else(|| (id.to_owned(), false));
@@ -221,7 +223,7 @@ async fn order_summaries(state: &AppState, customer: &CustomerId) -> Result<Vec<
             lines,
             keys,
             downloads,
-            invoice: state.db.invoice_of(&order_id).await?.map(|i| i.number),
+            invoice: state.accounts.invoice_number_of(&order_id).await?,
             payment_reference: order["payment_reference"].as_str().map(str::to_owned),
         });
     }
@@ -247,11 +249,10 @@ struct InvoicePage {
 
 /// One of the signed-in customer's invoices; anyone else's is not found.
 async fn invoice_page(State(state): State<AppState>, customer: Customer, Path(number): Path<String>) -> Response {
-    use coffer_store::CatalogReader;
     let not_found = || super::error_page(StatusCode::NOT_FOUND);
     let Ok(number) = number.parse::<i64>() else { return not_found() };
     let result: Result<Option<InvoicePage>, AppError> = async {
-        let Some(invoice) = state.db.invoice(number).await? else { return Ok(None) };
+        let Some(invoice) = state.accounts.own_invoice(&customer.id, number).await? else { return Ok(None) };
         let orders = state.accounts.own_orders(&customer.id).await?;
         let Some(order) = orders.iter().find(|o| o["id"] == invoice.order_id.as_str()) else { return Ok(None) };
         let currency = coffer_domain::Currency::parse(&invoice.currency)?;
@@ -259,8 +260,11 @@ async fn invoice_page(State(state): State<AppState>, customer: Customer, Path(nu
         let mut lines = Vec::new();
         for line in order["lines"].as_array().into_iter().flatten() {
             let id = coffer_domain::ProductId::parse(line["product_id"].as_str().unwrap_or_default())?;
-            let name =
-                state.db.product(&id).await?.map(|p| format!("{} ({})", p.name, p.vendor_name)).unwrap_or_default();
+            let name = match state.catalog.product(&id).await {
+                Ok(p) => format!("{} ({})", p.name, p.vendor_name),
+                Err(AppError::NotFound) => String::new(),
+                Err(e) => return Err(e),
+            };
             lines.push((
                 name,
                 line["quantity"].as_i64().unwrap_or(0),
@@ -507,7 +511,7 @@ async fn request_link(
         return forbidden();
     }
     if form.email.len() <= 254 {
-        state.accounts.request_link_after_answer(form.email, LinkPurpose::SignIn);
+        state.accounts.request_sign_in_link_after_answer(form.email);
     }
     // The same answer whether or not the address has an account.
     render(&MessagePage {

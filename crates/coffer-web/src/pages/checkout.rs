@@ -16,7 +16,6 @@ use axum::{Form, Router};
 use coffer_app::AppError;
 use coffer_app::checkout::{AgeInput, CardInput, Channel, OrderRequest};
 use coffer_domain::{CustomerDetails, MailingAddress, PaymentMethod, ProductId};
-use coffer_store::CatalogReader;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -72,9 +71,7 @@ async fn add_to_cart(State(state): State<AppState>, headers: HeaderMap, Form(for
     }
     let quantity: i64 = form.quantity.as_deref().unwrap_or("1").trim().parse().unwrap_or(0);
     let Ok(id) = ProductId::parse(&form.product_id) else { return see_other("/checkout") };
-    if !(1..=coffer_domain::order::MAX_QUANTITY).contains(&quantity)
-        || !matches!(state.db.product(&id).await, Ok(Some(_)))
-    {
+    if !(1..=coffer_domain::order::MAX_QUANTITY).contains(&quantity) || state.catalog.product(&id).await.is_err() {
         return see_other("/checkout");
     }
     let mut items = cart(&state, &headers);
@@ -308,7 +305,12 @@ async fn checkout_form(
     let mut cart = Vec::new();
     let mut currencies: Option<Vec<String>> = None;
     for (id, quantity) in items {
-        let Some(product) = state.db.product(id).await? else { continue };
+        let product = match state.catalog.product(id).await {
+            Ok(product) => product,
+            // Gone from the catalog since it was added: left out.
+            Err(AppError::NotFound) => continue,
+            Err(e) => return Err(e),
+        };
         let offered: Vec<String> = product.prices.iter().map(|m| m.currency().code().to_owned()).collect();
         currencies = Some(match currencies {
             None => offered.clone(),
@@ -412,7 +414,7 @@ async fn review_page(
     };
     let mut lines = Vec::new();
     for priced in &quote.lines {
-        let name = state.db.product(&priced.line.product_id).await?.map(|p| p.name).unwrap_or_default();
+        let name = priced.name.clone();
         lines.push(ReviewLine {
             name,
             quantity: priced.line.quantity,
@@ -502,7 +504,7 @@ async fn pay(
             let currency = coffer_domain::Currency::parse(&order.currency).ok();
             let mut named = Vec::new();
             for (product, value) in order.license_keys.iter().chain(order.downloads.iter()) {
-                let name = state.db.product(product).await.ok().flatten().map(|p| p.name).unwrap_or_default();
+                let name = state.catalog.product(product).await.map(|p| p.name).unwrap_or_default();
                 named.push((name, value.clone()));
             }
             let downloads = named.split_off(order.license_keys.len());

@@ -19,8 +19,8 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use coffer_app::AppError;
+use coffer_app::ProductQuery;
 use coffer_domain::{Product, ProductId};
-use coffer_store::ProductQuery;
 
 const STYLESHEET: &str = include_str!("../../static/style.css");
 

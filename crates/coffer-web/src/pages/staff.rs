@@ -413,7 +413,7 @@ fn utc(ms: i64) -> String {
 }
 
 async fn requests(_staff: Staff<Dpo>, State(state): State<AppState>) -> Response {
-    match state.db.open_privacy_requests().await {
+    match state.staff.open_privacy_requests().await {
         Ok(rows) => render(&RequestsPage {
             requests: rows
                 .into_iter()
@@ -426,7 +426,7 @@ async fn requests(_staff: Staff<Dpo>, State(state): State<AppState>) -> Response
                 })
                 .collect(),
         }),
-        Err(e) => failure(e.into()),
+        Err(e) => failure(e),
     }
 }
 
@@ -474,7 +474,7 @@ async fn queue(
     title: &'static str,
     lead: &'static str,
 ) -> Response {
-    match state.db.orders_in(status, 200).await {
+    match state.checkout.queue(status).await {
         Ok(orders) => render(&QueuePage {
             title,
             lead,
@@ -489,7 +489,7 @@ async fn queue(
                 })
                 .collect(),
         }),
-        Err(e) => failure(e.into()),
+        Err(e) => failure(e),
     }
 }
 
@@ -609,9 +609,9 @@ async fn order_view(state: &AppState, staff: &Staff<OrderStaff>, id: &str, messa
             .collect(),
         actions,
         csrf: state.accounts.csrf_token(&staff.token),
-        identity: match state.db.id_document(&order.id).await {
-            Ok(document) => document.map(|d| utc(d.uploaded_at.0)),
-            Err(e) => return failure(e.into()),
+        identity: match state.checkout.identity_uploaded_at(&order.id).await {
+            Ok(uploaded) => uploaded.map(|at| utc(at.0)),
+            Err(e) => return failure(e),
         },
         reviewer: role.allows(StaffRole::Reviewer),
     })
