@@ -577,7 +577,7 @@ impl AccountService {
     }
 
     /// The customer's own orders with their license keys (newest first).
-    pub async fn own_orders(&self, customer: &CustomerId) -> Result<Vec<serde_json::Value>, AppError> {
+    pub async fn own_orders(&self, customer: &CustomerId) -> Result<Vec<crate::privacy::OrderRecord>, AppError> {
         let (_, _, key) = self.customers.own_record_and_key(customer).await?;
         self.customers.orders_with_key(customer, &key).await
     }

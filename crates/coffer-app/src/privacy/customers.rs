@@ -27,6 +27,78 @@ pub struct CustomerRecord {
     pub updated_at: Millis,
 }
 
+/// One of a customer's orders with its own copy of their details opened:
+/// what the account page, the invoice and the access export show.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct OrderRecord {
+    pub id: OrderId,
+    pub status: &'static str,
+    pub placed_at_ms: i64,
+    pub currency: String,
+    pub subtotal: i64,
+    pub tax: i64,
+    pub total: i64,
+    pub payment_method: String,
+    pub payment_reference: Option<String>,
+    pub lines: Vec<OrderRecordLine>,
+    pub license_keys: Vec<LicenseKeyRecord>,
+    pub details: OrderRecordDetails,
+    pub consent: ConsentRecord,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct OrderRecordLine {
+    pub line_no: i64,
+    pub product_id: ProductId,
+    pub quantity: i64,
+    pub unit_price: i64,
+    pub line_total: i64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LicenseKeyRecord {
+    pub product_id: ProductId,
+    pub key: String,
+}
+
+/// The details typed at checkout, as the order keeps them.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct OrderRecordDetails {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<OrderAddress>,
+    /// Brand, last four digits and expiry; never the gateway's token.
+    pub card: Option<CardRecord>,
+    pub guardian_name: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct OrderAddress {
+    pub line1: String,
+    pub line2: String,
+    pub city: String,
+    pub region: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct CardRecord {
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: u8,
+    pub exp_year: u16,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ConsentRecord {
+    pub privacy_policy_version: String,
+    pub at_ms: i64,
+    pub channel: String,
+}
+
 /// Who is reading: the customer's own reads are not audited; anyone
 /// else's are.
 #[derive(Clone, Debug)]
@@ -374,11 +446,7 @@ impl CustomerService {
     /// The customer's orders, newest first, opened with their key: what was
     /// bought, the details the order keeps, the consent given and the
     /// license keys issued.
-    pub(crate) async fn orders_with_key(
-        &self,
-        id: &CustomerId,
-        key: &DataKey,
-    ) -> Result<Vec<serde_json::Value>, AppError> {
+    pub(crate) async fn orders_with_key(&self, id: &CustomerId, key: &DataKey) -> Result<Vec<OrderRecord>, AppError> {
         // Three queries for all the orders, their lines and their keys.
         let mut keys_of: std::collections::HashMap<OrderId, Vec<(i64, ProductId, Sealed)>> =
             std::collections::HashMap::new();
@@ -387,26 +455,23 @@ impl CustomerService {
         }
         let mut out = Vec::new();
         for order in self.db.orders_of(id).await? {
-            let open = |column: &'static str, sealed: &Option<Sealed>| -> Result<serde_json::Value, AppError> {
-                let Some(sealed) = sealed else { return Ok(serde_json::Value::Null) };
+            let open = |column: &'static str, sealed: &Option<Sealed>| -> Result<Option<Vec<u8>>, AppError> {
+                let Some(sealed) = sealed else { return Ok(None) };
                 let ctx = FieldContext {
                     table: "orders",
                     column,
                     row_id: order.id.as_str(),
                     data_key_id: order.data_key_id.as_str(),
                 };
-                let plain = open_field(key, &ctx, sealed)?;
-                Ok(serde_json::from_slice::<serde_json::Value>(&plain)
-                    .ok()
-                    .filter(|v| v.is_object())
-                    .unwrap_or_else(|| json!(String::from_utf8_lossy(&plain))))
+                Ok(Some(open_field(key, &ctx, sealed)?.to_vec()))
             };
-            let mut card = open("card", &order.card)?;
-            if let Some(card) = card.as_object_mut() {
-                // The gateway's token is for refunds, not for reading.
-                card.remove("token");
-            }
-            let mut keys = Vec::new();
+            let text = |column: &'static str, sealed: &Option<Sealed>| -> Result<Option<String>, AppError> {
+                Ok(open(column, sealed)?.map(|plain| String::from_utf8_lossy(&plain).into_owned()))
+            };
+            let json = |column: &'static str, sealed: &Option<Sealed>| -> Result<Option<serde_json::Value>, AppError> {
+                Ok(open(column, sealed)?.and_then(|plain| serde_json::from_slice(&plain).ok()))
+            };
+            let mut license_keys = Vec::new();
             for (line_no, product, sealed) in keys_of.remove(&order.id).unwrap_or_default() {
                 let row = format!("{}:{line_no}", order.id);
                 let ctx = FieldContext {
@@ -416,37 +481,47 @@ impl CustomerService {
                     data_key_id: order.data_key_id.as_str(),
                 };
                 let plain = open_field(key, &ctx, &sealed)?;
-                keys.push(json!({"product_id": product, "key": String::from_utf8_lossy(&plain)}));
+                license_keys
+                    .push(LicenseKeyRecord { product_id: product, key: String::from_utf8_lossy(&plain).into() });
             }
-            out.push(json!({
-                "id": order.id,
-                "status": order.status.as_str(),
-                "placed_at_ms": order.created_at.0,
-                "currency": order.currency,
-                "subtotal": order.subtotal,
-                "tax": order.tax,
-                "total": order.total,
-                "payment_method": order.payment_method,
-                "payment_reference": order.payment_reference,
-                "lines": order.lines.iter().map(|l| json!({
-                    "line_no": l.line_no, "product_id": l.product_id, "quantity": l.quantity,
-                    "unit_price": l.unit_price, "line_total": l.line_total,
-                })).collect::<Vec<_>>(),
-                "license_keys": keys,
-                "details": {
-                    "name": open("name", &order.name)?,
-                    "email": open("email", &order.email)?,
-                    "phone": open("phone", &order.phone)?,
-                    "address": open("address", &order.address)?,
-                    "card": card,
-                    "guardian_name": open("guardian_name", &order.guardian_name)?,
+            let details = OrderRecordDetails {
+                name: text("name", &order.name)?,
+                email: text("email", &order.email)?,
+                phone: text("phone", &order.phone)?,
+                address: json("address", &order.address)?.and_then(|a| serde_json::from_value(a).ok()),
+                // The gateway's token is for refunds, not for reading.
+                card: json("card", &order.card)?.and_then(|c| serde_json::from_value(c).ok()),
+                guardian_name: text("guardian_name", &order.guardian_name)?,
+            };
+            out.push(OrderRecord {
+                status: order.status.as_str(),
+                placed_at_ms: order.created_at.0,
+                currency: order.currency.clone(),
+                subtotal: order.subtotal,
+                tax: order.tax,
+                total: order.total,
+                payment_method: order.payment_method.clone(),
+                payment_reference: order.payment_reference.clone(),
+                lines: order
+                    .lines
+                    .iter()
+                    .map(|l| OrderRecordLine {
+                        line_no: l.line_no,
+                        product_id: l.product_id.clone(),
+                        quantity: l.quantity,
+                        unit_price: l.unit_price,
+                        line_total: l.line_total,
+                    })
+                    .collect(),
+                license_keys,
+                details,
+                consent: ConsentRecord {
+                    privacy_policy_version: order.policy_version.clone(),
+                    at_ms: order.consent_at.0,
+                    channel: order.consent_channel.clone(),
                 },
-                "consent": {
-                    "privacy_policy_version": order.policy_version,
-                    "at_ms": order.consent_at.0,
-                    "channel": order.consent_channel,
-                },
-            }));
+                id: order.id,
+            });
         }
         Ok(out)
     }

@@ -6,7 +6,10 @@ pub mod customers;
 pub mod keys;
 pub mod vault;
 
-pub use customers::{CustomerRecord, CustomerService, Reader, ReplayReport};
+pub use customers::{
+    CardRecord, ConsentRecord, CustomerRecord, CustomerService, LicenseKeyRecord, OrderAddress, OrderRecord,
+    OrderRecordDetails, OrderRecordLine, Reader, ReplayReport,
+};
 pub use keys::{FileKeyProvider, KeyProvider};
 pub use vault::Vault;
 

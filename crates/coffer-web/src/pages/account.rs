@@ -181,50 +181,42 @@ async fn order_summaries(state: &AppState, customer: &CustomerId) -> Result<Vec<
     let mut products: std::collections::HashMap<String, (String, bool)> = std::collections::HashMap::new();
     let mut out = Vec::new();
     for order in state.accounts.own_orders(customer).await? {
-        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
-        let currency = coffer_domain::Currency::parse(order["currency"].as_str().unwrap_or_default())?;
-        let money = |v: &serde_json::Value| currency.amount(v.as_i64().unwrap_or(0));
-        let mut product = async |id: &str| -> Result<(String, bool), AppError> {
-            if let Some(known) = products.get(id) {
+        let currency = coffer_domain::Currency::parse(&order.currency)?;
+        let mut product = async |id: &coffer_domain::ProductId| -> Result<(String, bool), AppError> {
+            if let Some(known) = products.get(id.as_str()) {
                 return Ok(known.clone());
             }
-            let found = match coffer_domain::ProductId::parse(id) {
-                Ok(pid) => match state.catalog.product(&pid).await {
-                    Ok(p) => Some((p.name, p.delivery.has_download())),
-                    Err(AppError::NotFound) => None,
-                    Err(e) => return Err(e),
-                },
-                Err(_) => None,
+            let found = match state.catalog.product(id).await {
+                Ok(p) => (p.name, p.delivery.has_download()),
+                Err(AppError::NotFound) => (id.to_string(), false),
+                Err(e) => return Err(e),
             };
-            let found = found.unwrap_or_else(|| (id.to_owned(), false));
-            products.insert(id.to_owned(), found.clone());
+            products.insert(id.to_string(), found.clone());
             Ok(found)
         };
-        let order_id = coffer_domain::OrderId::parse(order["id"].as_str().unwrap_or_default())?;
-        let delivered = order["status"] == "fulfilled";
+        let delivered = order.status == "fulfilled";
         let mut lines = Vec::new();
         let mut downloads = Vec::new();
-        for line in order["lines"].as_array().into_iter().flatten() {
-            let (name, download) = product(line["product_id"].as_str().unwrap_or_default()).await?;
-            lines.push(format!("{} × {name}, {}", line["quantity"], money(&line["line_total"])));
+        for line in &order.lines {
+            let (name, download) = product(&line.product_id).await?;
+            lines.push(format!("{} × {name}, {}", line.quantity, currency.amount(line.line_total)));
             if delivered && download {
-                let link = state.checkout.download_link(&order_id, line["line_no"].as_i64().unwrap_or(0)).await?;
-                downloads.push((name, link));
+                downloads.push((name, state.checkout.download_link(&order.id, line.line_no).await?));
             }
         }
         let mut keys = Vec::new();
-        for key in order["license_keys"].as_array().into_iter().flatten() {
-            keys.push((product(key["product_id"].as_str().unwrap_or_default()).await?.0, text(&key["key"])));
+        for key in &order.license_keys {
+            keys.push((product(&key.product_id).await?.0, key.key.clone()));
         }
         out.push(OrderSummary {
-            id: text(&order["id"]),
-            status: text(&order["status"]).replace('_', " "),
-            total: money(&order["total"]),
+            id: order.id.to_string(),
+            status: order.status.replace('_', " "),
+            total: currency.amount(order.total),
             lines,
             keys,
             downloads,
-            invoice: state.accounts.invoice_number_of(&order_id).await?,
-            payment_reference: order["payment_reference"].as_str().map(str::to_owned),
+            invoice: state.accounts.invoice_number_of(&order.id).await?,
+            payment_reference: order.payment_reference.clone(),
         });
     }
     Ok(out)
@@ -254,30 +246,25 @@ async fn invoice_page(State(state): State<AppState>, customer: Customer, Path(nu
     let result: Result<Option<InvoicePage>, AppError> = async {
         let Some(invoice) = state.accounts.own_invoice(&customer.id, number).await? else { return Ok(None) };
         let orders = state.accounts.own_orders(&customer.id).await?;
-        let Some(order) = orders.iter().find(|o| o["id"] == invoice.order_id.as_str()) else { return Ok(None) };
+        let Some(order) = orders.iter().find(|o| o.id == invoice.order_id) else { return Ok(None) };
         let currency = coffer_domain::Currency::parse(&invoice.currency)?;
         let money = |minor: i64| currency.amount(minor);
         let mut lines = Vec::new();
-        for line in order["lines"].as_array().into_iter().flatten() {
-            let id = coffer_domain::ProductId::parse(line["product_id"].as_str().unwrap_or_default())?;
-            let name = match state.catalog.product(&id).await {
+        for line in &order.lines {
+            let name = match state.catalog.product(&line.product_id).await {
                 Ok(p) => format!("{} ({})", p.name, p.vendor_name),
                 Err(AppError::NotFound) => String::new(),
                 Err(e) => return Err(e),
             };
-            lines.push((
-                name,
-                line["quantity"].as_i64().unwrap_or(0),
-                money(line["unit_price"].as_i64().unwrap_or(0)),
-                money(line["line_total"].as_i64().unwrap_or(0)),
-            ));
+            lines.push((name, line.quantity, money(line.unit_price), money(line.line_total)));
         }
-        let details = &order["details"];
-        let address = &details["address"];
-        let mut buyer = vec![details["name"].as_str().unwrap_or_default().to_owned()];
-        for key in ["line1", "line2", "postal_code", "city", "region", "country"] {
-            if let Some(part) = address[key].as_str().filter(|p| !p.is_empty()) {
-                buyer.push(part.to_owned());
+        let details = &order.details;
+        let mut buyer = vec![details.name.clone().unwrap_or_default()];
+        if let Some(a) = &details.address {
+            for part in [&a.line1, &a.line2, &a.postal_code, &a.city, &a.region, &a.country] {
+                if !part.is_empty() {
+                    buyer.push(part.clone());
+                }
             }
         }
         let rate = invoice.tax_rate;
