@@ -30,6 +30,8 @@ use std::time::Duration;
 struct WatchedGateway {
     authorized: AtomicUsize,
     given_back: AtomicUsize,
+    /// Minor units given back in all.
+    given_back_minor: std::sync::atomic::AtomicI64,
     refuse_refunds: AtomicBool,
 }
 
@@ -48,6 +50,7 @@ impl PaymentGateway for WatchedGateway {
                 return Err(coffer_app::AppError::Refused("the processor is down".into()));
             }
             self.given_back.fetch_add(1, Ordering::SeqCst);
+            self.given_back_minor.fetch_add(amount_minor, Ordering::SeqCst);
             SimulatedGateway.give_back(token, amount_minor, currency).await
         })
     }
@@ -187,6 +190,8 @@ coffer_testkit::on_both_backends_with!(fixture;
     an_approved_card_is_voided_when_its_order_is_not_recorded,
     an_erased_customers_order_is_refunded_through_the_gateway,
     every_retention_category_goes_on_time_and_not_before,
+    a_whole_refund_after_a_line_refund_gives_back_only_the_rest,
+    money_given_back_but_not_recorded_keeps_the_order_claimed,
 );
 
 fn staff(n: u8) -> Actor {
@@ -367,4 +372,39 @@ async fn every_retention_category_goes_on_time_and_not_before(f: Fixture) {
     assert_eq!(count(&f, tokens).await, 4);
     assert_eq!(run_at(&f, start, 540 * DAY + MINUTE).await.payment_tokens, 3, "the first three orders' tokens");
     assert_eq!(f.db.order(&paid.id).await.unwrap().unwrap().payment_token, None);
+}
+
+async fn a_whole_refund_after_a_line_refund_gives_back_only_the_rest(f: Fixture) {
+    let (second,): (String,) = sqlx::query_as("SELECT id FROM products WHERE id <> $1 ORDER BY id LIMIT 1")
+        .bind(f.product.clone())
+        .fetch_one(&raw(&f.data_url).await)
+        .await
+        .unwrap();
+    let mut two_lines = request(&f, "two@example.org", "4242424242424242");
+    two_lines.items.push((second, 1));
+    let placed = f.checkout.place(two_lines, Channel::Api).await.unwrap();
+    f.checkout.refund_line(&placed.id, 1, &staff(1), "first line").await.unwrap();
+    f.checkout.staff_action(&placed.id, StaffAction::Refund, &staff(1), "the rest").await.unwrap();
+    assert_eq!(f.gateway.given_back_minor.load(Ordering::SeqCst), placed.total, "the total back once, not more");
+}
+
+async fn money_given_back_but_not_recorded_keeps_the_order_claimed(f: Fixture) {
+    let placed = f.checkout.place(request(&f, "stuck@example.org", "4242424242424242"), Channel::Api).await.unwrap();
+    let data = raw(&f.data_url).await;
+    // The recording fails after the gateway gave the money back (the
+    // gateway takes 200 ms; the table the record writes goes meanwhile).
+    let support = staff(1);
+    let refund = f.checkout.staff_action(&placed.id, StaffAction::Refund, &support, "asked");
+    let breaking = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        sqlx::query("ALTER TABLE order_events RENAME TO order_events_away").execute(&data).await.unwrap();
+    };
+    let (refunded, ()) = tokio::join!(refund, breaking);
+    assert!(refunded.is_err());
+    sqlx::query("ALTER TABLE order_events_away RENAME TO order_events").execute(&data).await.unwrap();
+    assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 1);
+    // The order stays claimed: a second click gives nothing back again.
+    let again = f.checkout.staff_action(&placed.id, StaffAction::Refund, &staff(2), "asked again").await;
+    assert!(matches!(again, Err(coffer_app::AppError::Order(ref e)) if e.code == "move_in_progress"), "{again:?}");
+    assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 1, "never twice");
 }

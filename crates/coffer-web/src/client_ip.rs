@@ -6,8 +6,12 @@
 use axum::http::HeaderMap;
 use std::net::IpAddr;
 
+/// Addresses are compared in canonical form: on a dual-stack socket an IPv4
+/// peer arrives as `::ffff:a.b.c.d`, which must match `a.b.c.d`.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpAddr]) -> IpAddr {
-    if !trusted_proxies.contains(&peer) {
+    let peer = peer.to_canonical();
+    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|t| t.to_canonical() == *ip);
+    if !trusted(&peer) {
         return peer;
     }
     let hops: Vec<IpAddr> = headers
@@ -15,9 +19,16 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpAddr]) 
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|hop| hop.trim().parse().ok())
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .map(|ip| ip.to_canonical())
         .collect();
-    hops.iter().rev().find(|ip| !trusted_proxies.contains(ip)).or(hops.first()).copied().unwrap_or(peer)
+    hops.iter().rev().find(|ip| !trusted(ip)).or(hops.first()).copied().unwrap_or(peer)
+}
+
+/// Whether an address is one of the trusted proxies (canonical compare).
+pub fn is_trusted_proxy(ip: IpAddr, trusted_proxies: &[IpAddr]) -> bool {
+    let ip = ip.to_canonical();
+    trusted_proxies.iter().any(|t| t.to_canonical() == ip)
 }
 
 #[cfg(test)]
@@ -43,5 +54,9 @@ mod tests {
         assert_eq!(client_ip(proxy, &headers("203.0.113.7, 10.0.0.2"), &[proxy]), client);
         assert_eq!(client_ip(proxy, &HeaderMap::new(), &[proxy]), proxy);
         assert_eq!(client_ip(proxy, &headers("garbage"), &[proxy]), proxy);
+        // A dual-stack socket shows an IPv4 proxy as ::ffff:10.0.0.2.
+        let mapped: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
+        assert_eq!(client_ip(mapped, &headers("203.0.113.7"), &[proxy]), client);
+        assert_eq!(client_ip(proxy, &headers("::ffff:203.0.113.7"), &[proxy]), client);
     }
 }

@@ -116,10 +116,13 @@ pub(crate) async fn staff_networks_only(
     let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
     let client =
         peer.map(|ip| crate::client_ip::client_ip(ip, request.headers(), &state.trusted_proxies).to_canonical());
-    match client {
-        Some(ip) if state.staff_networks.iter().any(|net| net.contains(&ip)) => next.run(request).await,
-        _ => crate::pages::not_found(request).await,
-    }
+    // A request that names no client behind a trusted proxy is the proxy's
+    // own address, which says nothing about where the person is: refused.
+    let allowed = client.is_some_and(|ip| {
+        !crate::client_ip::is_trusted_proxy(ip, &state.trusted_proxies)
+            && state.staff_networks.iter().any(|net| net.contains(&ip))
+    });
+    if allowed { next.run(request).await } else { crate::pages::not_found(request).await }
 }
 
 /// `Strict-Transport-Security` on every answer when clients reach us over

@@ -248,6 +248,8 @@ impl AccountService {
         // Checked before the link is spent, so a weak password can be retried.
         let now = self.clock.now();
         let owner = self.link_owner(&hash, now).await?;
+        // The password's rule first: a weak password must not use up a code.
+        let sealed = self.seal_new_password(&owner, password).await?;
         if self.db.account_totp(&owner).await?.is_some() {
             match self.check_second_factor(&owner, code.unwrap_or(""), now).await? {
                 Ok(()) => {}
@@ -257,7 +259,6 @@ impl AccountService {
                 }
             }
         }
-        let sealed = self.seal_new_password(&owner, password).await?;
         let (session, session_hash) = new_token()?;
         let now = self.clock.now();
         let customer = self
@@ -432,13 +433,21 @@ impl AccountService {
     }
 
     /// Turns the second factor on once a code from the app matches the
-    /// secret; returns the recovery codes, shown once.
+    /// secret and the password is confirmed; returns the recovery codes,
+    /// shown once. Refused while one is on (turning it off needs the
+    /// password), so a stolen session can never swap the factor and lock
+    /// the owner out.
     pub async fn enable_totp(
         &self,
         customer: &CustomerId,
         secret_base32: &str,
         code: &str,
+        password: SecretString,
     ) -> Result<Vec<String>, AppError> {
+        if self.db.account_totp(customer).await?.is_some() {
+            return Err(AppError::Refused("two-step sign-in is already on; turn it off first".into()));
+        }
+        self.confirm_password(customer, password).await?;
         let secret = coffer_crypto::totp_secret_from_base32(secret_base32)
             .ok_or_else(|| AppError::Refused("the secret is not valid; start again".into()))?;
         let seconds = u64::try_from(self.clock.now().0 / 1000).unwrap_or(0);

@@ -20,7 +20,38 @@ pub struct FailedPaymentLimit {
     max: usize,
     window_ms: i64,
     secret: [u8; 32],
-    failures: Mutex<HashMap<[u8; 32], VecDeque<i64>>>,
+    counts: Mutex<HashMap<[u8; 32], KeyCount>>,
+}
+
+/// One key's failed payments in the window, and its attempts in flight.
+#[derive(Default)]
+struct KeyCount {
+    failures: VecDeque<i64>,
+    in_flight: usize,
+}
+
+/// One attempt in flight, taken by [`FailedPaymentLimit::reserve`].
+pub struct Reservation<'a> {
+    limit: &'a FailedPaymentLimit,
+    keys: Vec<[u8; 32]>,
+    ended: bool,
+}
+
+impl Reservation<'_> {
+    /// Ends the attempt; `failed` when its payment failed (declined,
+    /// invalid or expired card), which then counts against every key.
+    pub fn finish(mut self, failed: bool, now: Millis) {
+        self.ended = true;
+        self.limit.end(&self.keys, failed.then_some(now));
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.limit.end(&self.keys, None);
+        }
+    }
 }
 
 /// The address a per-address limit counts: IPv4 as it is, IPv6 by its /64
@@ -43,7 +74,7 @@ impl FailedPaymentLimit {
             max: usize::try_from(max).unwrap_or(usize::MAX),
             window_ms,
             secret,
-            failures: Mutex::new(HashMap::new()),
+            counts: Mutex::new(HashMap::new()),
         })
     }
 
@@ -60,43 +91,60 @@ impl FailedPaymentLimit {
         keys
     }
 
-    /// `Err(retry_after_ms)` when any key has used up its failures.
-    pub fn check(&self, keys: &[[u8; 32]], now: Millis) -> Result<(), i64> {
+    /// Takes one attempt for every key at once, under one lock. A key with
+    /// failures in the window counts its attempts in flight as failures
+    /// until they end, so parallel attempts cannot slip under the limit; a
+    /// key with a clean record (a burst of honest orders, a load test) is
+    /// not held up. `Err(retry_after_ms)` when any key is spent (nothing is
+    /// taken then). The attempt ends with [`Reservation::finish`], or as a
+    /// success when dropped (a request whose client went away).
+    pub fn reserve(&self, keys: Vec<[u8; 32]>, now: Millis) -> Result<Reservation<'_>, i64> {
+        let reservation = Reservation { limit: self, keys, ended: self.max == 0 };
         if self.max == 0 {
-            return Ok(());
+            return Ok(reservation);
         }
-        let Ok(mut failures) = self.failures.lock() else { return Ok(()) };
+        let keys = &reservation.keys;
+        let Ok(mut counts) = self.counts.lock() else { return Ok(reservation) };
+        if counts.len() > SWEEP_AT {
+            let cutoff = now.0 - self.window_ms;
+            counts.retain(|_, c| c.in_flight > 0 || c.failures.back().is_some_and(|t| *t > cutoff));
+        }
         let mut wait = 0;
         for key in keys {
-            if let Some(times) = failures.get_mut(key) {
-                while times.front().is_some_and(|t| *t <= now.0 - self.window_ms) {
-                    times.pop_front();
+            if let Some(count) = counts.get_mut(key) {
+                while count.failures.front().is_some_and(|t| *t <= now.0 - self.window_ms) {
+                    count.failures.pop_front();
                 }
-                if times.len() >= self.max {
-                    let oldest = times.front().copied().unwrap_or(now.0);
-                    wait = wait.max(oldest + self.window_ms - now.0);
+                let failed = count.failures.len();
+                if failed >= self.max || (failed > 0 && failed + count.in_flight >= self.max) {
+                    let oldest = count.failures.front().copied().unwrap_or(now.0);
+                    wait = wait.max((oldest + self.window_ms - now.0).max(1_000));
                 }
             }
         }
-        if wait > 0 { Err(wait) } else { Ok(()) }
-    }
-
-    /// Counts a failed payment against each key.
-    pub fn record(&self, keys: &[[u8; 32]], now: Millis) {
-        if self.max == 0 {
-            return;
-        }
-        let Ok(mut failures) = self.failures.lock() else { return };
-        if failures.len() > SWEEP_AT {
-            let cutoff = now.0 - self.window_ms;
-            failures.retain(|_, times| times.back().is_some_and(|t| *t > cutoff));
+        if wait > 0 {
+            let mut reservation = reservation;
+            reservation.ended = true;
+            return Err(wait);
         }
         for key in keys {
-            let times = failures.entry(*key).or_default();
-            times.push_back(now.0);
-            // Only the newest `max` matter for the answer.
-            while times.len() > self.max {
-                times.pop_front();
+            counts.entry(*key).or_default().in_flight += 1;
+        }
+        drop(counts);
+        Ok(reservation)
+    }
+
+    fn end(&self, keys: &[[u8; 32]], failed: Option<Millis>) {
+        let Ok(mut counts) = self.counts.lock() else { return };
+        for key in keys {
+            let count = counts.entry(*key).or_default();
+            count.in_flight = count.in_flight.saturating_sub(1);
+            if let Some(now) = failed {
+                count.failures.push_back(now.0);
+                // Only the newest `max` matter for the answer.
+                while count.failures.len() > self.max {
+                    count.failures.pop_front();
+                }
             }
         }
     }
@@ -112,21 +160,40 @@ mod tests {
         let ip: IpAddr = "203.0.113.7".parse().unwrap();
         let keys = limit.keys(Some(ip), "a@example.org", Some("4000000000000002"));
         for t in [0, 1_000, 2_000] {
-            assert_eq!(limit.check(&keys, Millis(t)), Ok(()));
-            limit.record(&keys, Millis(t));
+            limit.reserve(keys.clone(), Millis(t)).unwrap().finish(true, Millis(t));
         }
-        assert_eq!(limit.check(&keys, Millis(2_500)), Err(7_500));
+        assert_eq!(limit.reserve(keys.clone(), Millis(2_500)).err(), Some(7_500));
         // Another card and email from the same address: the address is spent.
         let same_ip = limit.keys(Some(ip), "b@example.org", Some("5555555555554444"));
-        assert!(limit.check(&same_ip, Millis(2_500)).is_err());
+        assert!(limit.reserve(same_ip, Millis(2_500)).is_err());
         // The same card from elsewhere: the card is spent.
         let same_card = limit.keys(Some("198.51.100.1".parse().unwrap()), "c@example.org", Some("4000000000000002"));
-        assert!(limit.check(&same_card, Millis(2_500)).is_err());
-        // Nothing shared: free.
+        assert!(limit.reserve(same_card, Millis(2_500)).is_err());
+        // Nothing shared: free; and a success gives its attempt back.
         let other = limit.keys(Some("198.51.100.1".parse().unwrap()), "c@example.org", Some("4242424242424242"));
-        assert_eq!(limit.check(&other, Millis(2_500)), Ok(()));
+        for _ in 0..5 {
+            limit.reserve(other.clone(), Millis(2_500)).unwrap().finish(false, Millis(2_500));
+        }
         // Once the first failure is 10 s old, one more is allowed.
-        assert_eq!(limit.check(&keys, Millis(10_000)), Ok(()));
+        assert!(limit.reserve(keys, Millis(10_000)).is_ok());
+    }
+
+    #[test]
+    fn attempts_in_flight_count_once_a_key_has_failed() {
+        let limit = FailedPaymentLimit::new(3, 10_000).unwrap();
+        let keys = limit.keys(None, "a@example.org", Some("4000000000000002"));
+        // A clean record: a burst in flight is not held up.
+        let mut burst: Vec<_> = (0..10).map(|_| limit.reserve(keys.clone(), Millis(0)).unwrap()).collect();
+        let failing = burst.pop().unwrap();
+        drop(burst);
+        // One failure: from now on attempts in flight count too.
+        failing.finish(true, Millis(0));
+        let first = limit.reserve(keys.clone(), Millis(1)).unwrap();
+        let _second = limit.reserve(keys.clone(), Millis(1)).unwrap();
+        assert!(limit.reserve(keys.clone(), Millis(1)).is_err(), "one failed and two in flight make three");
+        // One ended well (a dropped reservation too): room again.
+        first.finish(false, Millis(2));
+        assert!(limit.reserve(keys, Millis(2)).is_ok());
     }
 
     #[test]
@@ -140,8 +207,7 @@ mod tests {
         let off = FailedPaymentLimit::new(0, 10_000).unwrap();
         let keys = off.keys(Some(a), "a@example.org", None);
         for t in 0..20 {
-            off.record(&keys, Millis(t));
+            off.reserve(keys.clone(), Millis(t)).unwrap().finish(true, Millis(t));
         }
-        assert_eq!(off.check(&keys, Millis(20)), Ok(()));
     }
 }

@@ -295,6 +295,7 @@ impl CheckoutService {
             keys.push(("card", coffer_crypto::keyed_hash(&secret, "card", digits.as_bytes())));
         }
         if let Some(ip) = request.client_ip {
+            let ip = limits::limit_address(ip);
             keys.push(("ip", coffer_crypto::keyed_hash(&secret, "ip", ip.to_string().as_bytes())));
         }
         let now = self.clock.now();
@@ -392,9 +393,20 @@ impl CheckoutService {
     }
 
     /// A one-time token for a review page, used as the idempotency key of
-    /// the payment it leads to (see [`Self::place_once`]).
-    pub fn new_review_token(&self) -> Result<String, AppError> {
-        Ok(coffer_crypto::new_token()?.0)
+    /// the payment it leads to (see [`Self::place_once`]): a random part and
+    /// its signature under a secret of this operator, so a payment names a
+    /// review this server showed.
+    pub async fn new_review_token(&self) -> Result<String, AppError> {
+        let (random, _) = coffer_crypto::new_token()?;
+        let secret = self.vault.named_secret("review-tokens").await?;
+        Ok(format!("{random}.{}", coffer_crypto::sign_link(&secret, &format!("review.{random}"))))
+    }
+
+    /// Whether a review token is one [`Self::new_review_token`] made.
+    pub async fn review_token_issued_here(&self, token: &str) -> Result<bool, AppError> {
+        let Some((random, signature)) = token.split_once('.') else { return Ok(false) };
+        let secret = self.vault.named_secret("review-tokens").await?;
+        Ok(coffer_crypto::link_matches(&secret, &format!("review.{random}"), signature))
     }
 
     pub fn policy_version(&self) -> &str {
@@ -524,15 +536,14 @@ impl CheckoutService {
         let digits: Option<String> =
             request.card.as_ref().map(|c| c.number.expose_secret().chars().filter(char::is_ascii_digit).collect());
         let keys = self.failed_payments.keys(request.client_ip, &request.customer.email, digits.as_deref());
-        if let Err(retry_after_ms) = self.failed_payments.check(&keys, self.clock.now()) {
-            return Err(AppError::TooManyAttempts { retry_after_ms });
-        }
+        let attempt = match self.failed_payments.reserve(keys, self.clock.now()) {
+            Ok(attempt) => attempt,
+            Err(retry_after_ms) => return Err(AppError::TooManyAttempts { retry_after_ms }),
+        };
         let placed = self.place_unlimited(request, channel).await;
-        if let Err(AppError::Order(e)) = &placed
-            && matches!(e.code, "card_declined" | "card_invalid" | "card_expired")
-        {
-            self.failed_payments.record(&keys, self.clock.now());
-        }
+        let failed_payment = matches!(&placed, Err(AppError::Order(e))
+            if matches!(e.code, "card_declined" | "card_invalid" | "card_expired"));
+        attempt.finish(failed_payment, self.clock.now());
         placed
     }
 

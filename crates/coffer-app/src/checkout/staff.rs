@@ -86,11 +86,31 @@ impl CheckoutService {
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
         Self::moves_for(&order, action)?;
         self.claim_move(&order.id, action.as_str()).await?;
-        let moved = self.staff_action_claimed(order_id, action, actor, reason).await;
-        if moved.is_err() {
-            self.release_move(order_id).await?;
-        }
+        let mut money_moved = false;
+        let moved = self.staff_action_claimed(order_id, action, actor, reason, &mut money_moved).await;
+        self.end_claim_after_failure(order_id, &moved, money_moved).await?;
         moved
+    }
+
+    /// After a failed move: the claim ends when no money moved, so the move
+    /// can be tried again; when the gateway already gave money back, the
+    /// claim stays, so nobody gives it back twice, until a person has
+    /// reconciled the order with the processor.
+    async fn end_claim_after_failure<T>(
+        &self,
+        order: &OrderId,
+        outcome: &Result<T, AppError>,
+        money_moved: bool,
+    ) -> Result<(), AppError> {
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(e) if money_moved => {
+                tracing::error!(order = %order, error = %e, "money went back through the gateway but the move was \
+                    not recorded; the order stays claimed until it is reconciled");
+                Ok(())
+            }
+            Err(_) => self.release_move(order).await,
+        }
     }
 
     /// The status an action starts from and the steps it takes; refused
@@ -125,6 +145,7 @@ impl CheckoutService {
         action: StaffAction,
         actor: &Actor,
         reason: &str,
+        money_moved: &mut bool,
     ) -> Result<OrderStatus, AppError> {
         // Read again under the claim: a move finished a moment ago shows now.
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
@@ -144,8 +165,11 @@ impl CheckoutService {
         };
         let (name, email) = (open("name", &order.name)?, open("email", &order.email)?);
         // Money back through the gateway first: a refused refund changes nothing.
+        // What is still to give back: the total, less lines refunded before.
+        let refunded_before: i64 = order.lines.iter().map(|l| l.refunded_amount).sum();
+        let amount = order.total - refunded_before;
         if matches!(action, StaffAction::Reject | StaffAction::Refund | StaffAction::ExpireHold) {
-            self.give_back(&order, key.as_ref(), order.total).await?;
+            *money_moved = self.give_back(&order, key.as_ref(), amount).await?;
         }
         let currency = Currency::parse(&order.currency)?;
         let mut lines = Vec::new();
@@ -205,7 +229,7 @@ impl CheckoutService {
                     "Hello {name},\n\nYour order {} is refunded ({reason}). {} goes back to the way you paid; \
                      license keys and downloads of the order stop working.\n\nCoffer\n",
                     order.id,
-                    currency.amount(order.total)
+                    currency.amount(amount)
                 ),
             ),
         };
@@ -310,10 +334,9 @@ impl CheckoutService {
             return Err(AppError::NotFound);
         }
         self.claim_move(order_id, "refund_line").await?;
-        let refunded = self.refund_line_claimed(order_id, line_no, actor, reason).await;
-        if refunded.is_err() {
-            self.release_move(order_id).await?;
-        }
+        let mut money_moved = false;
+        let refunded = self.refund_line_claimed(order_id, line_no, actor, reason, &mut money_moved).await;
+        self.end_claim_after_failure(order_id, &refunded, money_moved).await?;
         refunded
     }
 
@@ -323,6 +346,7 @@ impl CheckoutService {
         line_no: i64,
         actor: &Actor,
         reason: &str,
+        money_moved: &mut bool,
     ) -> Result<OrderStatus, AppError> {
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
         if !matches!(order.status, OrderStatus::Paid | OrderStatus::Fulfilled) {
@@ -357,7 +381,7 @@ impl CheckoutService {
         let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
             open_order_field(key.as_ref(), &order, column, sealed.as_ref()).map(Option::unwrap_or_default)
         };
-        self.give_back(&order, key.as_ref(), amount).await?;
+        *money_moved = self.give_back(&order, key.as_ref(), amount).await?;
         let currency = Currency::parse(&order.currency)?;
         let product = self.db.product(&line.product_id).await?.map(|p| p.name).unwrap_or_default();
         let money = |minor: i64| currency.amount(minor);
@@ -513,16 +537,17 @@ impl CheckoutService {
             .await
     }
 
-    /// Gives money back through the gateway for a card order. A card order
-    /// whose token is gone cannot be refunded here: a clear refusal.
+    /// Gives money back through the gateway for a card order; true when the
+    /// gateway did. A card order whose token is gone cannot be refunded
+    /// here: a clear refusal. A bank transfer is paid back by the operator.
     async fn give_back(
         &self,
         order: &coffer_store::StoredOrder,
         customer_key: Option<&coffer_crypto::DataKey>,
         amount: i64,
-    ) -> Result<(), AppError> {
+    ) -> Result<bool, AppError> {
         if order.payment_method != "card" {
-            return Ok(());
+            return Ok(false);
         }
         let Some(token) = self.payment_token(order, customer_key).await? else {
             return Err(bad(
@@ -532,6 +557,7 @@ impl CheckoutService {
                  dashboard",
             ));
         };
-        self.gateway.give_back(&token, amount, &order.currency).await
+        self.gateway.give_back(&token, amount, &order.currency).await?;
+        Ok(true)
     }
 }

@@ -944,11 +944,19 @@ struct TotpEnableForm {
     csrf: String,
     secret: String,
     code: String,
+    #[serde(default)]
+    password: String,
 }
 
-async fn totp_enable(State(state): State<AppState>, post: CustomerPost<TotpEnableForm>) -> Response {
+async fn totp_enable(
+    State(state): State<AppState>,
+    // The password confirms it: a stolen session must not lock the owner out.
+    _attempt: GuessAttempt,
+    post: CustomerPost<TotpEnableForm>,
+) -> Response {
     let CustomerPost { customer: Customer { id: customer, token }, form } = post;
-    match state.accounts.enable_totp(&customer, &form.secret, &form.code).await {
+    let password = SecretString::from(form.password);
+    match state.accounts.enable_totp(&customer, &form.secret, &form.code, password).await {
         Ok(codes) => {
             render(&TotpPage { message: None, secret: String::new(), uri: String::new(), csrf: String::new(), codes })
         }
@@ -964,6 +972,7 @@ async fn totp_enable(State(state): State<AppState>, post: CustomerPost<TotpEnabl
             };
             (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response()
         }
+        Err(AppError::TooManyAttempts { retry_after_ms }) => account_locked(retry_after_ms),
         Err(e) => failure(e),
     }
 }

@@ -437,7 +437,7 @@ async fn review_page(
         billed_to: format!("{}, {}", quote.details.name, quote.details.email),
         operator: state.operator_name.to_string(),
         hidden: form.hidden(),
-        review_token: state.checkout.new_review_token()?,
+        review_token: state.checkout.new_review_token().await?,
         card: form.payment_method() == PaymentMethod::Card,
     }))
 }
@@ -487,7 +487,9 @@ async fn pay(
     if items.is_empty() {
         return see_other("/checkout");
     }
-    if form.review_token.is_empty() || form.review_token.len() > 64 {
+    let issued_here = form.review_token.len() <= 200
+        && matches!(state.checkout.review_token_issued_here(&form.review_token).await, Ok(true));
+    if !issued_here {
         // Payment comes only from a review page, which carries the token.
         return match review_page(&state, &items, &form, Some("Check your order, then pay.".into())).await {
             Ok(Ok(page)) => (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response(),
@@ -557,6 +559,15 @@ async fn pay(
                 ),
             };
             super::account::too_many_attempts(seconds, &page)
+        }
+        // A repeat of a review whose buyer has since been erased: the first
+        // order cannot be shown again.
+        Err(AppError::Erased) => {
+            let page = super::account::MessagePage {
+                title: "Order already placed",
+                message: "This order was already placed and can no longer be shown here.".into(),
+            };
+            (StatusCode::GONE, render(&page)).into_response()
         }
         Err(e @ (AppError::Customer(_) | AppError::Order(_))) => back_to_form(&state, &items, form, &e).await,
         Err(e) => failure(e),

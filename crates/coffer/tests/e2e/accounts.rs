@@ -361,16 +361,26 @@ async fn two_step_sign_in_with_totp_and_recovery_codes(server: TestServer) {
         &server,
         "/account/totp/enable",
         &cookie,
-        &[("csrf", &csrf), ("secret", &secret_text), ("code", "000000")],
+        &[("csrf", &csrf), ("secret", &secret_text), ("code", "000000"), ("password", &password)],
     )
     .await;
     assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let code = coffer_crypto::totp_code(&secret, unix_now()).unwrap();
+    // A session alone does not turn it on: the password confirms it.
+    let no_password = post_form(
+        &server,
+        "/account/totp/enable",
+        &cookie,
+        &[("csrf", &csrf), ("secret", &secret_text), ("code", &code), ("password", "not my password at all")],
+    )
+    .await;
+    assert_eq!(no_password.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(no_password.text().await.unwrap().contains("password is not right"));
     let enabled = post_form(
         &server,
         "/account/totp/enable",
         &cookie,
-        &[("csrf", &csrf), ("secret", &secret_text), ("code", &code)],
+        &[("csrf", &csrf), ("secret", &secret_text), ("code", &code), ("password", &password)],
     )
     .await;
     assert_eq!(enabled.status(), StatusCode::OK);
@@ -378,6 +388,17 @@ async fn two_step_sign_in_with_totp_and_recovery_codes(server: TestServer) {
     let recovery: Vec<String> =
         shown.split("<li><code>").skip(1).map(|rest| rest.chars().take_while(|c| *c != '<').collect()).collect();
     assert_eq!(recovery.len(), 10, "{shown}");
+    // Nor can a session swap the factor once it is on.
+    let other = coffer_crypto::totp_base32(&coffer_crypto::new_totp_secret().unwrap());
+    let swap = post_form(
+        &server,
+        "/account/totp/enable",
+        &cookie,
+        &[("csrf", &csrf), ("secret", &other), ("code", "123456"), ("password", &password)],
+    )
+    .await;
+    assert_eq!(swap.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(swap.text().await.unwrap().contains("already on"));
 
     // A right password now asks for a code; no session cookie yet.
     let step_one = sign_in(&server, &email, &password).await;
@@ -555,6 +576,7 @@ async fn the_whole_customer_path_in_the_browser() {
     let secret =
         coffer_crypto::totp_secret_from_base32(&browser.text(&browser.find("#totp-secret").await).await).unwrap();
     browser.fill(&browser.find("#code").await, &coffer_crypto::totp_code(&secret, unix_now()).unwrap()).await;
+    browser.fill(&browser.find("#totp-password").await, password).await;
     browser.click(&browser.find("form[action='/account/totp/enable'] button").await).await;
     // The same title comes back, now with the codes.
     browser.wait_for("ul.codes li").await;
@@ -603,7 +625,7 @@ async fn the_whole_customer_path_in_the_browser() {
 }
 
 /// Turns two-step sign-in on for a signed-in customer; returns the secret.
-async fn turn_on_totp(server: &TestServer, cookie: &str) -> Vec<u8> {
+async fn turn_on_totp(server: &TestServer, cookie: &str, password: &str) -> Vec<u8> {
     let csrf = csrf_from(&page(server, "/account", cookie).await);
     let setup = post_form(server, "/account/totp/start", cookie, &[("csrf", &csrf)]).await.text().await.unwrap();
     let secret_text = field_value(&setup, "secret");
@@ -613,7 +635,7 @@ async fn turn_on_totp(server: &TestServer, cookie: &str) -> Vec<u8> {
         server,
         "/account/totp/enable",
         cookie,
-        &[("csrf", &csrf), ("secret", &secret_text), ("code", &code)],
+        &[("csrf", &csrf), ("secret", &secret_text), ("code", &code), ("password", password)],
     )
     .await;
     assert_eq!(enabled.status(), StatusCode::OK);
@@ -656,7 +678,7 @@ async fn fresh_link(server: &TestServer, email: &str) -> String {
 async fn p08_second_step_ticket_never_sets_a_password(server: TestServer) {
     let (email, password) = demo_customer(&server);
     let cookie = session_cookie(&sign_in(&server, &email, &password).await);
-    let secret = turn_on_totp(&server, &cookie).await;
+    let secret = turn_on_totp(&server, &cookie, &password).await;
     let step_one = sign_in(&server, &email, &password).await;
     let ticket = field_value(&step_one.text().await.unwrap(), "ticket");
     let shown = client().get(server.url(&format!("/account/link/{ticket}"))).send().await.unwrap();
@@ -690,7 +712,7 @@ async fn p08_emailed_links_ask_for_the_code_and_die_with_a_new_password_or_facto
     let (email, password) = demo_customer(&server);
     let before_factor = fresh_link(&server, &email).await;
     let cookie = session_cookie(&sign_in(&server, &email, &password).await);
-    let secret = turn_on_totp(&server, &cookie).await;
+    let secret = turn_on_totp(&server, &cookie, &password).await;
     let stale = client()
         .post(server.url(&before_factor))
         .form(&[("password", "a new password for dana")])

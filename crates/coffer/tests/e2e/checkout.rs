@@ -1027,16 +1027,22 @@ async fn paying_twice_from_one_review_makes_one_order(server: TestServer) {
         .filter(|m| m.replace("=\r\n", "").contains(&order_id(&first.1)))
         .count();
     assert_eq!(confirmations, 1, "one email");
-    // Without the review's token there is no payment.
-    let skipped: Vec<_> = form.iter().filter(|(name, _)| name != "review_token").cloned().collect();
-    let r = client()
-        .post(server.url("/checkout/pay"))
-        .header(reqwest::header::COOKIE, &cart)
-        .form(&skipped)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Without a review token this server made there is no payment.
+    for forged in [None, Some("made-up-token"), Some("abc.def")] {
+        let mut other: Vec<_> = form.iter().filter(|(name, _)| name != "review_token").cloned().collect();
+        other.extend(forged.map(|t| ("review_token".to_owned(), t.to_owned())));
+        let r = client()
+            .post(server.url("/checkout/pay"))
+            .header(reqwest::header::COOKIE, &cart)
+            .form(&other)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "review token {forged:?}");
+    }
+    let (orders,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM orders").fetch_one(&raw_pool(&server).await).await.unwrap();
+    assert_eq!(orders, 1, "still one order");
 }
 
 /// Finding 7 of the security review: refunds, rejections and the order

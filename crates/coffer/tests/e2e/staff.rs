@@ -210,4 +210,24 @@ async fn p11_staff_networks_refuse_everyone_outside() {
     )
     .await;
     assert_eq!(client().get(inside.url("/staff")).send().await.unwrap().status(), StatusCode::OK);
+
+    // Behind a trusted proxy the client it names decides; the proxy's own
+    // address (no client named) is never let in.
+    let proxied = TestServer::start_with(
+        crate::BIN,
+        coffer_testkit::TestBackend::Sqlite,
+        &[("COFFER_HTTP__STAFF_NETWORKS", "10.0.0.0/8, 127.0.0.0/8"), ("COFFER_HTTP__TRUSTED_PROXIES", "127.0.0.1")],
+    )
+    .await;
+    for (forwarded, expected) in [
+        (Some("10.1.2.3"), StatusCode::OK),
+        (Some("198.51.100.1"), StatusCode::NOT_FOUND),
+        (None, StatusCode::NOT_FOUND),
+    ] {
+        let mut request = client().get(proxied.url("/staff"));
+        if let Some(ip) = forwarded {
+            request = request.header("x-forwarded-for", ip);
+        }
+        assert_eq!(request.send().await.unwrap().status(), expected, "forwarded for {forwarded:?}");
+    }
 }
