@@ -33,6 +33,10 @@ pub enum AppError {
     Erased,
     #[error("{0}")]
     Refused(String),
+    /// A one-time link (sign-in, reset, invitation, enrolment) that has
+    /// expired, was used, or never existed; the text says what to do next.
+    #[error("{0}")]
+    LinkGone(&'static str),
     /// Too many failed attempts (guesses, declined cards); try again after
     /// this many milliseconds.
     #[error("too many attempts; try again later")]

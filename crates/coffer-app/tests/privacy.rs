@@ -1002,7 +1002,7 @@ async fn staff_enrol_with_totp_and_always_need_the_code(f: Fixture) {
     assert_eq!(staff.email_of(&member.id).await.unwrap(), "Ops.Lead@Example.org");
     // The link works once; an enrolled address cannot be added again.
     let again = staff.enrol(token, SecretString::from(STRONG), setup.secret.expose_secret(), &code).await;
-    assert!(matches!(again, Err(AppError::Refused(_))));
+    assert!(matches!(again, Err(AppError::LinkGone(_))), "{again:?}");
     assert!(matches!(staff.add("OPS.LEAD@example.org", StaffRole::Dpo, &operator()).await, Err(AppError::Refused(_))));
 
     // A right password gives a ticket, never a session: the code is required.

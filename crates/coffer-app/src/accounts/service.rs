@@ -266,7 +266,7 @@ impl AccountService {
             .write(move |tx| {
                 Box::pin(async move {
                     let Some((customer, _)) = tx.use_link(&hash, LinkUse::SetPassword, now).await? else {
-                        return Err(AppError::Refused(LINK_GONE.into()));
+                        return Err(AppError::LinkGone(LINK_GONE));
                     };
                     tx.set_password(&customer, &sealed, now).await?;
                     tx.spend_links_of(&customer, now).await?;
@@ -280,7 +280,7 @@ impl AccountService {
     }
 
     async fn link_owner(&self, hash: &[u8; 32], now: Millis) -> Result<CustomerId, AppError> {
-        self.db.link_owner(hash, LinkUse::SetPassword, now).await?.ok_or_else(|| AppError::Refused(LINK_GONE.into()))
+        self.db.link_owner(hash, LinkUse::SetPassword, now).await?.ok_or(AppError::LinkGone(LINK_GONE))
     }
 
     /// Signs in with email and password. Unknown addresses run the same

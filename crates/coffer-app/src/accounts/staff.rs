@@ -163,7 +163,7 @@ impl StaffService {
     /// is stored until [`Self::enrol`].
     pub async fn start_enrolment(&self, token: &str, keep: Option<&str>) -> Result<StaffTotpSetup, AppError> {
         let owner = self.db.staff_link_owner(&token_hash(token), StaffLinkPurpose::Enrolment, self.clock.now()).await?;
-        let id = owner.ok_or_else(|| AppError::Refused(LINK_GONE.into()))?;
+        let id = owner.ok_or(AppError::LinkGone(LINK_GONE))?;
         let email = self.email_of(&id).await?;
         let secret = match keep.and_then(coffer_crypto::totp_secret_from_base32) {
             Some(kept) => kept,
@@ -191,7 +191,7 @@ impl StaffService {
             .db
             .staff_link_owner(&hash, StaffLinkPurpose::Enrolment, now)
             .await?
-            .ok_or_else(|| AppError::Refused(LINK_GONE.into()))?;
+            .ok_or(AppError::LinkGone(LINK_GONE))?;
         let row = self.db.staff_member(&id).await?.ok_or(AppError::NotFound)?;
         let email = self.email_of(&id).await?;
         check_new_password(password.expose_secret(), &[&email]).map_err(|e| AppError::Refused(e.to_string()))?;
@@ -218,7 +218,7 @@ impl StaffService {
             .write(move |tx| {
                 Box::pin(async move {
                     if coffer_store::use_staff_link(tx, &hash, StaffLinkPurpose::Enrolment, now).await?.is_none() {
-                        return Err(AppError::Refused(LINK_GONE.into()));
+                        return Err(AppError::LinkGone(LINK_GONE));
                     }
                     coffer_store::enrol_staff_member(tx, &staff, &enrolment, now).await?;
                     use coffer_store::AccountWriter;

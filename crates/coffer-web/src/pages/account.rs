@@ -559,7 +559,7 @@ async fn set_password(
             };
             too_many_attempts(seconds, &page)
         }
-        Err(AppError::Erased | AppError::NotFound) => link_gone(),
+        Err(AppError::LinkGone(_) | AppError::Erased | AppError::NotFound) => link_gone(),
         Err(e) => failure(e),
     }
 }

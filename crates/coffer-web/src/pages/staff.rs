@@ -326,7 +326,7 @@ async fn enrol_page(State(state): State<AppState>, Path(token): Path<String>) ->
             uri: setup.uri.expose_secret().to_owned(),
             codes: Vec::new(),
         }),
-        Err(AppError::Refused(message)) => link_gone(sentence(&message)),
+        Err(AppError::LinkGone(message)) => link_gone(sentence(message)),
         Err(e) => failure(e),
     }
 }
@@ -361,12 +361,12 @@ async fn enrol(
             }),
             &state.cookie_rule.set_cookie(STAFF_COOKIE, enrolled.session.token.expose_secret()),
         ),
-        Err(AppError::Refused(message)) if message.contains("link") => link_gone(sentence(&message)),
+        Err(AppError::LinkGone(message)) => link_gone(sentence(message)),
         Err(AppError::Refused(message)) => {
             // The same secret again, so the app entry already made still works.
             let setup = match state.staff.start_enrolment(&token, Some(&form.secret)).await {
                 Ok(setup) => setup,
-                Err(AppError::Refused(again)) => return link_gone(sentence(&again)),
+                Err(AppError::LinkGone(again)) => return link_gone(sentence(again)),
                 Err(e) => return failure(e),
             };
             let page = EnrolPage {
