@@ -179,6 +179,32 @@ pub fn totals(lines: &[(i64, i64)], country: &str, taxes: &TaxTable) -> Totals {
     Totals { subtotal, tax, total: subtotal.saturating_add(tax) }
 }
 
+/// One line of an order, for refunds: its net amount and what was
+/// given back for it already (0 while it is not refunded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefundableLine {
+    pub line_total: i64,
+    pub refunded: i64,
+}
+
+/// What refunding line `index` gives back: its net amount and its share of
+/// the tax, proportional to its amount; the last line still open takes the
+/// tax that is left, so the refunds of all lines add up to the total
+/// exactly. `None` when there is no such line or it is refunded already.
+pub fn line_refund(lines: &[RefundableLine], index: usize, subtotal: i64, tax: i64) -> Option<i64> {
+    let line = lines.get(index).filter(|l| l.refunded == 0)?;
+    let open = lines.iter().filter(|l| l.refunded == 0).count();
+    let tax_refunded_before: i64 = lines.iter().filter(|l| l.refunded > 0).map(|l| l.refunded - l.line_total).sum();
+    let tax_share = if open == 1 {
+        tax - tax_refunded_before
+    } else if subtotal > 0 {
+        i64::try_from(i128::from(tax) * i128::from(line.line_total) / i128::from(subtotal)).unwrap_or(0)
+    } else {
+        0
+    };
+    Some(line.line_total + tax_share)
+}
+
 /// Where an order is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -288,6 +314,43 @@ pub fn rfc3339_utc(at: Millis) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refund_all(lines: &mut [RefundableLine], order: &[usize], subtotal: i64, tax: i64) -> Vec<i64> {
+        let mut amounts = Vec::new();
+        for &i in order {
+            let amount = line_refund(lines, i, subtotal, tax).unwrap();
+            lines[i].refunded = amount;
+            amounts.push(amount);
+        }
+        amounts
+    }
+
+    #[test]
+    fn line_refunds_share_the_tax_and_add_up_to_the_total_in_any_order() {
+        // 19.99 + 15.00 + 0.01 net, 19% VAT rounded on the subtotal: 6.65.
+        let line = |line_total| RefundableLine { line_total, refunded: 0 };
+        let (subtotal, tax) = (3_500, 665);
+        for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
+            let mut lines = [line(1_999), line(1_500), line(1)];
+            let amounts = refund_all(&mut lines, &order, subtotal, tax);
+            assert_eq!(amounts.iter().sum::<i64>(), subtotal + tax, "order {order:?}: {amounts:?}");
+            assert!(amounts.iter().zip(order).all(|(a, i)| *a >= lines[i].line_total), "never less than the net");
+        }
+        // 1999 × 665 / 3500 = 379.81 → 379.
+        assert_eq!(line_refund(&[line(1_999), line(1_500), line(1)], 0, subtotal, tax), Some(1_999 + 379));
+    }
+
+    #[test]
+    fn a_refunded_or_missing_line_gives_nothing_and_no_tax_means_the_net() {
+        let lines =
+            [RefundableLine { line_total: 1_000, refunded: 1_190 }, RefundableLine { line_total: 500, refunded: 0 }];
+        assert_eq!(line_refund(&lines, 0, 1_500, 285), None, "refunded already");
+        assert_eq!(line_refund(&lines, 7, 1_500, 285), None);
+        assert_eq!(line_refund(&lines, 1, 1_500, 285), Some(500 + 95), "the last open line takes what is left");
+        let untaxed =
+            [RefundableLine { line_total: 700, refunded: 0 }, RefundableLine { line_total: 300, refunded: 0 }];
+        assert_eq!(line_refund(&untaxed, 0, 1_000, 0), Some(700));
+    }
 
     #[test]
     fn luhn_accepts_the_test_cards_and_refuses_a_typo() {

@@ -356,26 +356,19 @@ impl CheckoutService {
                 format!("this order is {}", order.status.as_str().replace('_', " ")),
             ));
         }
-        let Some(line) = order.lines.iter().find(|l| l.line_no == line_no) else {
+        let Some(index) = order.lines.iter().position(|l| l.line_no == line_no) else {
             return Err(bad("unknown_line", "line", "the order has no such line"));
         };
-        if line.refunded_amount > 0 {
+        let line = &order.lines[index];
+        let refundable: Vec<coffer_domain::order::RefundableLine> = order
+            .lines
+            .iter()
+            .map(|l| coffer_domain::order::RefundableLine { line_total: l.line_total, refunded: l.refunded_amount })
+            .collect();
+        let Some(amount) = coffer_domain::order::line_refund(&refundable, index, order.subtotal, order.tax) else {
             return Err(bad("wrong_status", "line", "this line is refunded already"));
-        }
-        let open_lines: Vec<&OrderLine> = order.lines.iter().filter(|l| l.refunded_amount == 0).collect();
-        let last = open_lines.len() == 1;
-        // The tax share: proportional, and the last line takes what is left,
-        // so the refunds add up to the total exactly.
-        let tax_refunded_before: i64 =
-            order.lines.iter().filter(|l| l.refunded_amount > 0).map(|l| l.refunded_amount - l.line_total).sum();
-        let tax_share = if last {
-            order.tax - tax_refunded_before
-        } else if order.subtotal > 0 {
-            i64::try_from(i128::from(order.tax) * i128::from(line.line_total) / i128::from(order.subtotal)).unwrap_or(0)
-        } else {
-            0
         };
-        let amount = line.line_total + tax_share;
+        let last = refundable.iter().filter(|l| l.refunded == 0).count() == 1;
         // `None` once the customer is erased: the refund goes on, untold.
         let key = self.vault.data_key(&order.data_key_id).await?;
         let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
