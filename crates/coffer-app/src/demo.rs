@@ -184,8 +184,8 @@ pub struct DemoStaffCredentials {
     pub totp_secret: String,
 }
 
-/// The shape of `demo-credentials.json` (see CONTRACT.md). Only what exists
-/// so far is listed; later issues add logins, API keys and signing keys.
+/// The shape of `demo-credentials.json` (see CONTRACT.md). Vendor users'
+/// logins arrive with the vendor portal.
 #[derive(Debug, Serialize)]
 pub struct DemoCredentials {
     pub base_url: String,

@@ -1,9 +1,11 @@
 //! Coffer's services: the use cases that HTTP handlers and CLI commands call.
 //! A service validates with `coffer-domain`, reads through the store's reader
 //! traits and writes through units of work, so each state change commits as a
-//! whole. This crate also holds the configuration type, the system clock and
-//! the demo data. Later issues add checkout, payments, accounts, the outbox
-//! and the privacy services here.
+//! whole. The services: catalog, checkout (payments, fulfilment, identity
+//! review, staff moves, the failed-payment limit), accounts (customers and
+//! staff), the privacy core (vault, customers, audit), vendors, the mail
+//! outbox and retention. This crate also holds the configuration type, the
+//! system clock and the demo data.
 
 pub mod accounts;
 mod cache;

@@ -2,8 +2,9 @@
 //! personal fields, the blind index for email lookups, the audit hash chain
 //! and the signatures over its head. It does no I/O: the key files and the
 //! key store that holds wrapped keys are handled by `coffer-store` and the
-//! binary. Everything here uses RustCrypto primitives; nothing is home-made.
-//! Later issues add password hashing, license signing and link HMACs.
+//! binary. Also here: argon2id password hashing, TOTP, Ed25519 license
+//! signing, HMACs for links, CSRF tokens and keyed hashes, and random tokens.
+//! Everything uses RustCrypto primitives; nothing is home-made.
 
 mod audit;
 mod blind_index;

@@ -1,8 +1,9 @@
-//! The rules of Coffer, free of I/O and async: identifiers, money, the
-//! catalog (vendors and products) with their validation, the customer
-//! record, the data inventory of every personal field, the audit entry, and
-//! the clock abstraction every timestamp comes from. Later issues add the
-//! order state machine and fraud screening here. Nothing in this crate
+//! The rules of Coffer, free of I/O and async: identifiers, money and tax,
+//! the catalog (vendors and products) with their validation, the customer
+//! record, the order state machine, refund apportionment, fraud screening,
+//! password rules, staff roles, privacy requests, the data inventory of
+//! every personal field, the audit entry, and the clock abstraction every
+//! timestamp comes from. Nothing in this crate
 //! talks to a database, the network or the system clock, so every rule can be
 //! tested on its own.
 

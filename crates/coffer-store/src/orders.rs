@@ -191,14 +191,9 @@ fn order_statements(o: &NewOrder) -> Result<crate::batch::Statements, StoreError
         );
     }
     for (line_no, key) in &o.license_keys {
-        let line = o
-            .lines
-            .iter()
-            .find(|l| l.line_no == *line_no)
-            .ok_or_else(|| StoreError::corrupt("license_keys.line_no"))?;
+        let line = line_of(&o.lines, *line_no)?;
         statements.push(
-            "INSERT INTO license_keys (order_id, line_no, product_id, vendor_id, license_key, issued_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            INSERT_LICENSE_KEY,
             vec![
                 Val::Text(o.id.to_string()),
                 Val::Int(*line_no),
@@ -857,6 +852,13 @@ pub async fn transition_order(
     Ok(true)
 }
 
+const INSERT_LICENSE_KEY: &str = "INSERT INTO license_keys (order_id, line_no, product_id, vendor_id, license_key, \
+     issued_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+fn line_of(lines: &[OrderLine], line_no: i64) -> Result<&OrderLine, StoreError> {
+    lines.iter().find(|l| l.line_no == line_no).ok_or_else(|| StoreError::corrupt("license_keys.line_no"))
+}
+
 /// Adds license keys to an order being delivered after the fact.
 pub async fn insert_license_keys(
     tx: &mut WriteTx,
@@ -866,20 +868,16 @@ pub async fn insert_license_keys(
     at: Millis,
 ) -> Result<(), StoreError> {
     for (line_no, key) in keys {
-        let line =
-            lines.iter().find(|l| l.line_no == *line_no).ok_or_else(|| StoreError::corrupt("license_keys.line_no"))?;
-        sqlx::query(
-            "INSERT INTO license_keys (order_id, line_no, product_id, vendor_id, license_key, issued_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(order.as_str())
-        .bind(*line_no)
-        .bind(line.product_id.as_str())
-        .bind(line.vendor_id.as_str())
-        .bind(bytes(key))
-        .bind(at.0)
-        .execute(tx.conn())
-        .await?;
+        let line = line_of(lines, *line_no)?;
+        sqlx::query(INSERT_LICENSE_KEY)
+            .bind(order.as_str())
+            .bind(*line_no)
+            .bind(line.product_id.as_str())
+            .bind(line.vendor_id.as_str())
+            .bind(bytes(key))
+            .bind(at.0)
+            .execute(tx.conn())
+            .await?;
     }
     Ok(())
 }
