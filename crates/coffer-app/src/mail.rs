@@ -101,7 +101,7 @@ impl Outbox {
             .map_err(|e| AppError::Files(format!("reading the mail folder: {}", e.kind())))?;
         let mut deleted = 0;
         for (path, key, at, last) in files {
-            let expired = at.0 <= now.0 - crate::retention::MESSAGE_RETENTION_MS;
+            let expired = at.0 <= now.0 - crate::retention::message_retention_ms();
             let key_gone =
                 || async { Ok::<_, AppError>(self.vault.key_store().data_key(key.as_str()).await?.is_none()) };
             let orphan = (!last || at.0 <= now.0 - LAST_MESSAGE_FILE_MS) && key_gone().await?;

@@ -8,16 +8,38 @@ use coffer_domain::Millis;
 use coffer_store::Db;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
-/// Messages to customers are kept 90 days (the inventory's outbox rows).
-pub const MESSAGE_RETENTION_MS: i64 = 90 * DAY_MS;
-/// Velocity records of the fraud screen live a day.
+
+/// A period as the data inventory states it; a field missing there is
+/// never deleted by age (and `periods_come_from_the_inventory` fails).
+fn inventory_ms(table: &str, column: &str) -> i64 {
+    coffer_domain::inventory::retention_ms(table, column).unwrap_or(i64::MAX / 2)
+}
+
+/// Messages to customers (the inventory's outbox rows): 90 days.
+pub fn message_retention_ms() -> i64 {
+    inventory_ms("outbox_emails", "body")
+}
+
+/// Proof-of-identity documents, from the review decision: 30 days.
+pub fn id_document_retention_ms() -> i64 {
+    inventory_ms("id_documents", "sealed_digest")
+}
+
+/// Idempotency keys and their sealed answers: a day.
+pub fn idempotency_retention_ms() -> i64 {
+    inventory_ms("idempotency_keys", "response")
+}
+
+/// A card payment's gateway token: 540 days (chargebacks).
+pub fn payment_token_retention_ms() -> i64 {
+    inventory_ms("orders", "payment_token")
+}
+
+/// Velocity records of the fraud screen live a day (keyed hashes, not in
+/// the inventory of personal fields).
 pub const FRAUD_ATTEMPT_RETENTION_MS: i64 = DAY_MS;
 /// Ended sessions and spent links are kept a day, for support questions.
 pub const SPENT_RETENTION_MS: i64 = DAY_MS;
-/// Idempotency keys and their sealed answers live a day.
-pub const IDEMPOTENCY_RETENTION_MS: i64 = DAY_MS;
-/// A card payment's gateway token is kept 540 days (chargebacks).
-pub const PAYMENT_TOKEN_RETENTION_MS: i64 = 540 * DAY_MS;
 
 /// How many of each category were deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,7 +79,7 @@ pub async fn run(
     mail: Option<&crate::mail::Outbox>,
     now: Millis,
 ) -> Result<RetentionReport, AppError> {
-    let expired = db.expired_id_documents(now, crate::checkout::ID_DOCUMENT_RETENTION_MS).await?;
+    let expired = db.expired_id_documents(now, id_document_retention_ms()).await?;
     for (order, file_key) in &expired {
         // The file first: a row without its file is harmless, the reverse is not.
         files.delete(file_key).await?;
@@ -65,12 +87,12 @@ pub async fn run(
     }
     Ok(RetentionReport {
         identity_documents: expired.len(),
-        messages: db.delete_old_messages(Millis(now.0 - MESSAGE_RETENTION_MS)).await?,
+        messages: db.delete_old_messages(Millis(now.0 - message_retention_ms())).await?,
         fraud_attempts: db.forget_attempts(Millis(now.0 - FRAUD_ATTEMPT_RETENTION_MS)).await?,
         sessions: db.delete_ended_sessions(Millis(now.0 - SPENT_RETENTION_MS)).await?,
         sign_in_links: db.delete_spent_links(Millis(now.0 - SPENT_RETENTION_MS)).await?,
-        payment_tokens: db.forget_payment_tokens(Millis(now.0 - PAYMENT_TOKEN_RETENTION_MS)).await?,
-        idempotency_keys: db.forget_idempotency_keys(Millis(now.0 - IDEMPOTENCY_RETENTION_MS)).await?,
+        payment_tokens: db.forget_payment_tokens(Millis(now.0 - payment_token_retention_ms())).await?,
+        idempotency_keys: db.forget_idempotency_keys(Millis(now.0 - idempotency_retention_ms())).await?,
         mail_files: match mail {
             Some(outbox) => outbox.sweep_mail_folder(now).await?,
             None => 0,
@@ -78,4 +100,17 @@ pub async fn run(
         // Cancelling needs the gateway: CheckoutService::run_retention does it.
         expired_holds: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_come_from_the_inventory() {
+        assert_eq!(message_retention_ms(), 90 * DAY_MS);
+        assert_eq!(id_document_retention_ms(), 30 * DAY_MS);
+        assert_eq!(idempotency_retention_ms(), DAY_MS);
+        assert_eq!(payment_token_retention_ms(), 540 * DAY_MS);
+    }
 }

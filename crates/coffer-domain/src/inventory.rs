@@ -358,6 +358,15 @@ pub const NON_PERSONAL_BINARY_COLUMNS: &[(&str, &str, &str)] = &[
     ("staff_recovery_codes", "code_hash", "SHA-256 of a random recovery code"),
 ];
 
+/// How long the inventory keeps a field, in milliseconds; `None` for a
+/// field kept until erasure (or not in the inventory).
+pub fn retention_ms(table: &str, column: &str) -> Option<i64> {
+    INVENTORY.iter().find(|f| f.table == table && f.column == column).and_then(|f| match f.retention {
+        Retention::Days(days) => Some(i64::from(days) * 24 * 60 * 60 * 1000),
+        Retention::UntilErasure => None,
+    })
+}
+
 /// The inventory entries of one table, in inventory order.
 pub fn fields_of(table: &str) -> impl Iterator<Item = &'static PersonalField> + '_ {
     INVENTORY.iter().filter(move |f| f.table == table)

@@ -5,8 +5,6 @@ use super::*;
 
 /// The largest proof-of-identity document accepted.
 pub const ID_DOCUMENT_MAX_BYTES: usize = 8 * 1024 * 1024;
-/// Documents are deleted this long after the review decision.
-pub const ID_DOCUMENT_RETENTION_MS: i64 = 30 * 24 * 60 * 60 * 1000;
 
 /// The type of an identity document by its first bytes.
 pub fn id_document_type(bytes: &[u8]) -> Option<&'static str> {

@@ -33,7 +33,7 @@ pub use gateway::{
     CardPayment, DECLINED_TEST_CARD, DOCUMENTED_TEST_CARDS, GatewayAnswer, GatewayFuture, GiveBackFuture,
     PaymentGateway, REVIEW_TEST_CARD, SimulatedGateway,
 };
-pub use identity::{ID_DOCUMENT_MAX_BYTES, ID_DOCUMENT_RETENTION_MS, id_document_type};
+pub use identity::{ID_DOCUMENT_MAX_BYTES, id_document_type};
 pub use staff::{HOLD_EXPIRY_MS, StaffAction, StaffLine, StaffOrderView};
 
 /// The card as typed; only ever borrowed by the gateway.

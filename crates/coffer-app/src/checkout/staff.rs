@@ -261,7 +261,11 @@ impl CheckoutService {
                     if from == OrderStatus::OnHold {
                         // Kept 30 days after a reviewer's decision (disputes);
                         // a hold that expired unreviewed has no use for it.
-                        let keep = if action == StaffAction::ExpireHold { 0 } else { ID_DOCUMENT_RETENTION_MS };
+                        let keep = if action == StaffAction::ExpireHold {
+                            0
+                        } else {
+                            crate::retention::id_document_retention_ms()
+                        };
                         let delete_after = coffer_domain::Millis(now.0 + keep);
                         coffer_store::schedule_id_document_deletion(tx, &id, delete_after).await?;
                     }
