@@ -8,6 +8,9 @@ use coffer_store::StoreError;
 pub enum AppError {
     #[error("not found")]
     NotFound,
+    /// The principal lacks the permission this use case needs.
+    #[error("not allowed for this role")]
+    Forbidden(coffer_domain::Permission),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]

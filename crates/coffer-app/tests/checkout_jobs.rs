@@ -17,7 +17,9 @@ use coffer_app::checkout::{
     GiveBackFuture, OrderRequest, PaymentGateway, SimulatedGateway, StaffAction,
 };
 use coffer_app::privacy::{CustomerService, FileKeyProvider, Vault};
-use coffer_domain::{Actor, Clock, CustomerDetails, MailingAddress, ManualClock, OrderStatus, PaymentMethod};
+use coffer_domain::{
+    Actor, Clock, CustomerDetails, MailingAddress, ManualClock, OrderStatus, PaymentMethod, Principal, StaffRole,
+};
 use coffer_store::{Db, DbOptions, KeyStore};
 use coffer_testkit::{TestBackend, TestDatabase};
 use secrecy::SecretString;
@@ -192,10 +194,12 @@ coffer_testkit::on_both_backends_with!(fixture;
     every_retention_category_goes_on_time_and_not_before,
     a_whole_refund_after_a_line_refund_gives_back_only_the_rest,
     money_given_back_but_not_recorded_keeps_the_order_claimed,
+    services_refuse_a_principal_without_the_permission,
 );
 
-fn staff(n: u8) -> Actor {
-    Actor::Staff(format!("stf_{n}"))
+/// An administrator: every staff move is theirs to make.
+fn staff(n: u8) -> Principal {
+    Principal::Staff { id: format!("stf_{n}"), role: StaffRole::Admin }
 }
 
 async fn two_refunds_at_once_reach_the_gateway_once(f: Fixture) {
@@ -407,4 +411,49 @@ async fn money_given_back_but_not_recorded_keeps_the_order_claimed(f: Fixture) {
     let again = f.checkout.staff_action(&placed.id, StaffAction::Refund, &staff(2), "asked again").await;
     assert!(matches!(again, Err(coffer_app::AppError::Order(ref e)) if e.code == "move_in_progress"), "{again:?}");
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 1, "never twice");
+}
+
+/// Issue 13: the permission is checked inside the service, so a caller
+/// that skips the web's role check (the CLI, a future route) is refused
+/// all the same, and nothing moves.
+async fn services_refuse_a_principal_without_the_permission(f: Fixture) {
+    use coffer_app::AppError;
+    use coffer_domain::Permission;
+    let held = f.checkout.place(request(&f, "held@example.org", "4000000000009235"), Channel::Api).await.unwrap();
+    let paid = f.checkout.place(request(&f, "paid@example.org", "4242424242424242"), Channel::Api).await.unwrap();
+    let as_role = |role| Principal::Staff { id: "stf_9".into(), role };
+    let customer = Principal::Customer("cus_1".into());
+    let refused = |r: Result<OrderStatus, AppError>, permission: Permission| {
+        assert!(matches!(r, Err(AppError::Forbidden(p)) if p == permission), "{r:?}");
+    };
+    refused(
+        f.checkout.staff_action(&held.id, StaffAction::Approve, &as_role(StaffRole::Support), "").await,
+        Permission::ApproveOrder,
+    );
+    refused(
+        f.checkout.staff_action(&paid.id, StaffAction::Refund, &as_role(StaffRole::Reviewer), "x").await,
+        Permission::RefundOrder,
+    );
+    refused(f.checkout.refund_line(&paid.id, 1, &as_role(StaffRole::Dpo), "x").await, Permission::RefundOrder);
+    refused(f.checkout.staff_action(&paid.id, StaffAction::Refund, &customer, "x").await, Permission::RefundOrder);
+    refused(f.checkout.staff_action(&held.id, StaffAction::ExpireHold, &staff(1), "x").await, Permission::ExpireHolds);
+    assert!(matches!(
+        f.checkout.staff_view(&paid.id, &as_role(StaffRole::Dpo)).await,
+        Err(AppError::Forbidden(Permission::ReadOrderForStaff))
+    ));
+    assert!(matches!(
+        f.checkout.identity_document(&held.id, &as_role(StaffRole::Support)).await,
+        Err(AppError::Forbidden(Permission::ViewIdentityDocument))
+    ));
+    assert!(matches!(
+        f.checkout.queue(OrderStatus::OnHold, &as_role(StaffRole::Support)).await,
+        Err(AppError::Forbidden(Permission::ReadReviewQueue))
+    ));
+    // Nothing moved, no money went back, no read was audited.
+    assert_eq!(f.db.order(&held.id).await.unwrap().unwrap().status, OrderStatus::OnHold);
+    assert_eq!(f.db.order(&paid.id).await.unwrap().unwrap().status, OrderStatus::Fulfilled);
+    assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 0);
+    // The roles that hold the permissions may.
+    f.checkout.staff_action(&held.id, StaffAction::Approve, &as_role(StaffRole::Reviewer), "").await.unwrap();
+    f.checkout.staff_action(&paid.id, StaffAction::Refund, &as_role(StaffRole::Support), "asked").await.unwrap();
 }

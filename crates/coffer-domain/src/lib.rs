@@ -7,6 +7,7 @@
 //! talks to a database, the network or the system clock, so every rule can be
 //! tested on its own.
 
+pub mod access;
 pub mod audit;
 pub mod catalog;
 pub mod clock;
@@ -20,6 +21,7 @@ pub mod password;
 pub mod requests;
 pub mod staff;
 
+pub use access::{Permission, Principal, role_permissions};
 pub use audit::{Actor, AuditAction, AuditEntry};
 pub use catalog::{CatalogError, Delivery, NewProduct, NewVendor, Product, Vendor, VendorSlug};
 pub use clock::{Clock, ManualClock, Millis};

@@ -101,6 +101,7 @@ impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
             AppError::NotFound | AppError::InvalidId(_) => ApiError::not_found(),
+            AppError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", "not allowed for this role"),
             AppError::Catalog(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_product", e.to_string()),
             AppError::Money(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_price", e.to_string()),
             AppError::Conflict => ApiError::new(StatusCode::CONFLICT, "conflict", "this already exists"),

@@ -63,7 +63,11 @@ const LINK_GONE: &str = "this enrolment link has expired or was already used; as
 
 impl StaffService {
     /// The written data requests still open, for the DPO, deadline first.
-    pub async fn open_privacy_requests(&self) -> Result<Vec<coffer_store::PrivacyRequestRow>, AppError> {
+    pub async fn open_privacy_requests(
+        &self,
+        principal: &coffer_domain::Principal,
+    ) -> Result<Vec<coffer_store::PrivacyRequestRow>, AppError> {
+        crate::checkout::require(principal, coffer_domain::Permission::ReadPrivacyRequests)?;
         Ok(self.db.open_privacy_requests().await?)
     }
 }

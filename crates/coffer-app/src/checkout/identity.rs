@@ -89,8 +89,10 @@ impl CheckoutService {
     pub async fn identity_document(
         &self,
         order_id: &OrderId,
-        actor: &Actor,
+        principal: &coffer_domain::Principal,
     ) -> Result<Option<(String, Vec<u8>)>, AppError> {
+        super::staff::require(principal, coffer_domain::Permission::ViewIdentityDocument)?;
+        let actor = &principal.actor();
         let Some(row) = self.db.id_document(order_id).await? else { return Ok(None) };
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
         let Some(key) = self.vault.data_key(&order.data_key_id).await? else { return Ok(None) };

@@ -34,6 +34,7 @@ pub use gateway::{
     PaymentGateway, REVIEW_TEST_CARD, SimulatedGateway,
 };
 pub use identity::{ID_DOCUMENT_MAX_BYTES, id_document_type};
+pub(crate) use staff::require;
 pub use staff::{HOLD_EXPIRY_MS, StaffAction, StaffLine, StaffOrderView};
 
 /// The card as typed; only ever borrowed by the gateway.

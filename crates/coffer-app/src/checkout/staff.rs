@@ -2,6 +2,7 @@
 //! staff view of one.
 
 use super::*;
+use coffer_domain::{Permission, Principal};
 
 /// What a staff member does to an order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +25,17 @@ pub enum StaffAction {
 pub const HOLD_EXPIRY_MS: i64 = 14 * 24 * 60 * 60 * 1000;
 
 impl StaffAction {
+    /// The permission the move needs.
+    pub fn permission(self) -> Permission {
+        match self {
+            StaffAction::Approve => Permission::ApproveOrder,
+            StaffAction::Reject => Permission::RejectOrder,
+            StaffAction::TransferReceived => Permission::MarkTransferReceived,
+            StaffAction::Refund => Permission::RefundOrder,
+            StaffAction::ExpireHold => Permission::ExpireHolds,
+        }
+    }
+
     /// The kind of move recorded while it is being made.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -73,9 +85,11 @@ impl CheckoutService {
         &self,
         order_id: &OrderId,
         action: StaffAction,
-        actor: &Actor,
+        principal: &Principal,
         reason: &str,
     ) -> Result<OrderStatus, AppError> {
+        require(principal, action.permission())?;
+        let actor = &principal.actor();
         let reason = reason.trim();
         if reason.chars().count() > 500 || reason.chars().any(|c| c.is_control() && c != '\n') {
             return Err(bad("invalid_reason", "reason", "the reason must be at most 500 characters"));
@@ -283,7 +297,9 @@ impl CheckoutService {
 
     /// An order as staff see it, with the buyer's name, email and country.
     /// The read is audited before the data is handed out.
-    pub async fn staff_view(&self, order_id: &OrderId, actor: &Actor) -> Result<StaffOrderView, AppError> {
+    pub async fn staff_view(&self, order_id: &OrderId, principal: &Principal) -> Result<StaffOrderView, AppError> {
+        require(principal, Permission::ReadOrderForStaff)?;
+        let actor = &principal.actor();
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
         let key = self.vault.data_key(&order.data_key_id).await?;
         let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
@@ -324,9 +340,11 @@ impl CheckoutService {
         &self,
         order_id: &OrderId,
         line_no: i64,
-        actor: &Actor,
+        principal: &Principal,
         reason: &str,
     ) -> Result<OrderStatus, AppError> {
+        require(principal, Permission::RefundOrder)?;
+        let actor = &principal.actor();
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(bad("reason_required", "reason", "say why; the customer is told"));
@@ -436,6 +454,11 @@ impl CheckoutService {
     }
 }
 
+/// The principal's permission, or [`AppError::Forbidden`].
+pub(crate) fn require(principal: &Principal, permission: Permission) -> Result<(), AppError> {
+    if principal.may(permission) { Ok(()) } else { Err(AppError::Forbidden(permission)) }
+}
+
 /// The name of the operator's key for gateway tokens (a named secret
 /// under the master key, re-wrapped at rotation like the others).
 const PAYMENT_TOKEN_KEY: &str = "payment-tokens";
@@ -446,7 +469,17 @@ fn payment_token_context(order: &OrderId) -> FieldContext<'_> {
 
 impl CheckoutService {
     /// A staff queue: orders in `status`, oldest first (at most 200).
-    pub async fn queue(&self, status: OrderStatus) -> Result<Vec<coffer_store::QueuedOrder>, AppError> {
+    pub async fn queue(
+        &self,
+        status: OrderStatus,
+        principal: &Principal,
+    ) -> Result<Vec<coffer_store::QueuedOrder>, AppError> {
+        let needed = match status {
+            OrderStatus::OnHold => Permission::ReadReviewQueue,
+            OrderStatus::Pending => Permission::ReadTransferQueue,
+            _ => Permission::ReadOrderForStaff,
+        };
+        require(principal, needed)?;
         Ok(self.db.orders_in(status, 200).await?)
     }
 
@@ -462,7 +495,7 @@ impl CheckoutService {
         let mut cancelled = 0;
         for id in self.db.orders_in_status_before(OrderStatus::OnHold, before, 100).await? {
             let reason = "it could not be checked within 14 days";
-            match self.staff_action(&id, StaffAction::ExpireHold, &Actor::System, reason).await {
+            match self.staff_action(&id, StaffAction::ExpireHold, &Principal::System, reason).await {
                 Ok(_) => cancelled += 1,
                 // Decided or claimed by a reviewer a moment ago: theirs.
                 Err(AppError::Order(e)) if matches!(e.code, "wrong_status" | "move_in_progress") => {}

@@ -414,6 +414,12 @@ pub(super) fn with_cookie(mut response: Response, cookie: &str) -> Response {
 }
 
 pub(super) fn failure(e: AppError) -> Response {
+    // A service refused the principal: the edge let through more than the
+    // permission table allows; say so plainly, never as a failure.
+    if let AppError::Forbidden(_) = e {
+        let page = MessagePage { title: "Not for your role", message: "Your role does not include this.".into() };
+        return (StatusCode::FORBIDDEN, render(&page)).into_response();
+    }
     tracing::error!(error = %e, "account page failed");
     let page = MessagePage { title: "Something went wrong", message: "Please try again in a moment.".into() };
     (StatusCode::INTERNAL_SERVER_ERROR, render(&page)).into_response()

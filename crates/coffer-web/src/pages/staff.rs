@@ -98,6 +98,13 @@ pub struct Staff<R> {
     role: PhantomData<R>,
 }
 
+impl<R> Staff<R> {
+    /// The principal the services check permissions of.
+    fn principal(&self) -> coffer_domain::Principal {
+        coffer_domain::Principal::Staff { id: self.member.id.to_string(), role: self.member.role }
+    }
+}
+
 impl<R: RequiredRole> OptionalFromRequestParts<AppState> for Staff<R> {
     type Rejection = Response;
 
@@ -412,8 +419,8 @@ fn utc(ms: i64) -> String {
     coffer_domain::order::rfc3339_utc(coffer_domain::Millis(ms)).replace('T', " ").chars().take(16).collect()
 }
 
-async fn requests(_staff: Staff<Dpo>, State(state): State<AppState>) -> Response {
-    match state.staff.open_privacy_requests().await {
+async fn requests(staff: Staff<Dpo>, State(state): State<AppState>) -> Response {
+    match state.staff.open_privacy_requests(&staff.principal()).await {
         Ok(rows) => render(&RequestsPage {
             requests: rows
                 .into_iter()
@@ -470,11 +477,12 @@ fn money(minor: i64, currency: &str) -> String {
 
 async fn queue(
     state: &AppState,
+    principal: &coffer_domain::Principal,
     status: coffer_domain::OrderStatus,
     title: &'static str,
     lead: &'static str,
 ) -> Response {
-    match state.checkout.queue(status).await {
+    match state.checkout.queue(status, principal).await {
         Ok(orders) => render(&QueuePage {
             title,
             lead,
@@ -494,9 +502,10 @@ async fn queue(
 }
 
 /// Orders held for a fraud review, oldest first.
-async fn reviews(_staff: Staff<Reviewer>, State(state): State<AppState>) -> Response {
+async fn reviews(staff: Staff<Reviewer>, State(state): State<AppState>) -> Response {
     queue(
         &state,
+        &staff.principal(),
         coffer_domain::OrderStatus::OnHold,
         "Fraud reviews",
         "Orders held by the fraud screen or the payment gateway. Open one to approve or reject it.",
@@ -505,9 +514,10 @@ async fn reviews(_staff: Staff<Reviewer>, State(state): State<AppState>) -> Resp
 }
 
 /// Orders waiting for a bank transfer.
-async fn transfers(_staff: Staff<Support>, State(state): State<AppState>) -> Response {
+async fn transfers(staff: Staff<Support>, State(state): State<AppState>) -> Response {
     queue(
         &state,
+        &staff.principal(),
         coffer_domain::OrderStatus::Pending,
         "Bank transfers",
         "Orders waiting for their transfer. Open one to mark the money received.",
@@ -542,7 +552,7 @@ struct OrderPage {
 async fn order_view(state: &AppState, staff: &Staff<OrderStaff>, id: &str, message: Option<String>) -> Response {
     use coffer_domain::OrderStatus;
     let Ok(id) = coffer_domain::OrderId::parse(id) else { return not_found() };
-    let actor = coffer_domain::Actor::Staff(staff.member.id.to_string());
+    let actor = staff.principal();
     let view = match state.checkout.staff_view(&id, &actor).await {
         Ok(view) => view,
         Err(AppError::NotFound) => return not_found(),
@@ -621,7 +631,7 @@ async fn order_view(state: &AppState, staff: &Staff<OrderStaff>, id: &str, messa
 async fn identity_document(staff: Staff<Reviewer>, State(state): State<AppState>, Path(id): Path<String>) -> Response {
     use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
     let Ok(id) = coffer_domain::OrderId::parse(&id) else { return not_found() };
-    let actor = coffer_domain::Actor::Staff(staff.member.id.to_string());
+    let actor = staff.principal();
     match state.checkout.identity_document(&id, &actor).await {
         Ok(Some((content_type, bytes))) => (
             [
@@ -685,7 +695,7 @@ async fn order_action(
             )
                 .into_response();
         };
-        let actor = coffer_domain::Actor::Staff(staff.member.id.to_string());
+        let actor = staff.principal();
         let done = state.checkout.refund_line(&order_id, line, &actor, &form.reason).await;
         return action_answer(
             &state,
@@ -714,7 +724,7 @@ async fn order_action(
         return (StatusCode::FORBIDDEN, render(&page)).into_response();
     }
     let Ok(order_id) = coffer_domain::OrderId::parse(&id) else { return not_found() };
-    let actor = coffer_domain::Actor::Staff(staff.member.id.to_string());
+    let actor = staff.principal();
     let done = state.checkout.staff_action(&order_id, action, &actor, &form.reason).await;
     action_answer(
         &state,
