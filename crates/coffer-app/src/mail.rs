@@ -100,11 +100,22 @@ impl Outbox {
             .map_err(|_| AppError::Refused("the mail folder sweep stopped".into()))?
             .map_err(|e| AppError::Files(format!("reading the mail folder: {}", e.kind())))?;
         let mut deleted = 0;
+        // A customer has many files: each key is looked up once per sweep.
+        let mut gone: std::collections::HashMap<DataKeyId, bool> = std::collections::HashMap::new();
         for (path, key, at, last) in files {
             let expired = at.0 <= now.0 - crate::retention::message_retention_ms();
-            let key_gone =
-                || async { Ok::<_, AppError>(self.vault.key_store().data_key(key.as_str()).await?.is_none()) };
-            let orphan = (!last || at.0 <= now.0 - LAST_MESSAGE_FILE_MS) && key_gone().await?;
+            let orphan = if !last || at.0 <= now.0 - LAST_MESSAGE_FILE_MS {
+                match gone.get(&key) {
+                    Some(known) => *known,
+                    None => {
+                        let missing = self.vault.key_store().data_key(key.as_str()).await?.is_none();
+                        gone.insert(key, missing);
+                        missing
+                    }
+                }
+            } else {
+                false
+            };
             if expired || orphan {
                 remove(&path).map_err(|e| AppError::Files(format!("deleting a mail file: {}", e.kind())))?;
                 deleted += 1;

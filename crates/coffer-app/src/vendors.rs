@@ -50,13 +50,8 @@ pub struct VendorOrderSummary {
 /// order's total, only this vendor's part of it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct VendorOrder {
-    pub id: String,
-    pub status: &'static str,
-    pub placed_at: String,
-    pub currency: String,
-    pub lines: Vec<VendorLine>,
-    /// The sum of this vendor's lines, net of tax.
-    pub vendor_subtotal: i64,
+    #[serde(flatten)]
+    pub summary: VendorOrderSummary,
     /// Only while the vendor fills or supports the order (paid, fulfilled,
     /// or refunded after it was fulfilled); `None` otherwise and once the
     /// customer was erased.
@@ -137,8 +132,7 @@ impl VendorService {
             && self.db.order_events(&order.id).await?.iter().any(|e| e.to == "fulfilled");
         let buyer =
             if vendor_may_see_buyer(order.status, was_fulfilled) { self.buyer(vendor, &order).await? } else { None };
-        let VendorOrderSummary { id, status, placed_at, currency, lines, vendor_subtotal } = summary;
-        Ok(Some(VendorOrder { id, status, placed_at, currency, lines, vendor_subtotal, buyer }))
+        Ok(Some(VendorOrder { summary, buyer }))
     }
 
     /// The buyer's shared fields, audited and recorded as a disclosure

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 /// peer arrives as `::ffff:a.b.c.d`, which must match `a.b.c.d`.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpAddr]) -> IpAddr {
     let peer = peer.to_canonical();
-    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|t| t.to_canonical() == *ip);
+    let trusted = |ip: &IpAddr| is_trusted_proxy(*ip, trusted_proxies);
     if !trusted(&peer) {
         return peer;
     }

@@ -337,7 +337,7 @@ impl CheckoutService {
         let key_hash = coffer_crypto::keyed_hash(&secret, "idempotency-key", idempotency_key.as_bytes());
         let mut bound = body_without_card.to_vec();
         if let Some(card) = &request.card {
-            let digits: String = card.number.expose_secret().chars().filter(char::is_ascii_digit).collect();
+            let digits = coffer_domain::order::card_digits(card.number.expose_secret()).unwrap_or_default();
             bound.extend_from_slice(&coffer_crypto::keyed_hash(&secret, "order-card", digits.as_bytes()));
         }
         let fingerprint = coffer_crypto::keyed_hash(&secret, "order-body", &bound);
@@ -534,8 +534,7 @@ impl CheckoutService {
     /// address, email or card with too many declined, invalid or expired
     /// cards lately is refused before the gateway is asked again.
     pub async fn place(&self, request: OrderRequest, channel: Channel) -> Result<PlacedOrder, AppError> {
-        let digits: Option<String> =
-            request.card.as_ref().map(|c| c.number.expose_secret().chars().filter(char::is_ascii_digit).collect());
+        let digits = request.card.as_ref().and_then(|c| coffer_domain::order::card_digits(c.number.expose_secret()));
         let keys = self.failed_payments.keys(request.client_ip, &request.customer.email, digits.as_deref());
         let attempt = match self.failed_payments.reserve(keys, self.clock.now()) {
             Ok(attempt) => attempt,

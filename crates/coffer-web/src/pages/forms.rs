@@ -19,10 +19,14 @@ use coffer_app::accounts::AccountService;
 
 #[derive(Clone)]
 struct FormPass {
-    /// The token for this response's forms.
-    token: String,
-    /// The cookie value the request came with, and what checks tokens.
-    sent: Option<(String, AccountService)>,
+    /// The browser's form cookie: the one it sent, or the one this answer
+    /// sets. `None` on a page that neither has nor makes one.
+    cookie: Option<String>,
+    /// Whether the request came with that cookie (only then can a posted
+    /// token match).
+    sent: bool,
+    /// What makes and checks tokens; a token is made only when a page asks.
+    accounts: AccountService,
 }
 
 tokio::task_local! {
@@ -36,13 +40,14 @@ fn subject(cookie: &str) -> String {
 /// The token for the forms of the page being rendered ("" outside a page
 /// request, which makes such a form fail its check rather than pass).
 pub fn form_token() -> String {
-    FORM.try_with(|pass| pass.token.clone()).unwrap_or_default()
+    FORM.try_with(|pass| pass.cookie.as_ref().map(|c| pass.accounts.csrf_token(&subject(c))).unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// Whether a submitted token belongs to the cookie the request came with.
 pub(super) fn form_token_ok(given: &str) -> bool {
     FORM.try_with(|pass| {
-        pass.sent.as_ref().is_some_and(|(cookie, accounts)| accounts.csrf_matches(&subject(cookie), given))
+        pass.sent && pass.cookie.as_ref().is_some_and(|c| pass.accounts.csrf_matches(&subject(c), given))
     })
     .unwrap_or(false)
 }
@@ -67,11 +72,8 @@ pub async fn form_cookie(State(state): State<AppState>, request: Request, next: 
         }
         _ => None,
     };
-    let token = match sent.as_ref().or(fresh.as_ref()) {
-        Some(cookie) => state.accounts.csrf_token(&subject(cookie)),
-        None => String::new(),
-    };
-    let pass = FormPass { token, sent: sent.map(|cookie| (cookie, state.accounts.clone())) };
+    let pass =
+        FormPass { sent: sent.is_some(), cookie: sent.or_else(|| fresh.clone()), accounts: state.accounts.clone() };
     let mut response = FORM.scope(pass, next.run(request)).await;
     if let Some(cookie) = fresh
         && let Ok(value) = HeaderValue::from_str(&state.cookie_rule.set_cookie(crate::cookies::FORM.name, &cookie))

@@ -18,7 +18,7 @@ on_both_backends!(
     p08_wrong_current_passwords_in_a_session_lock_the_account,
 );
 
-fn demo_customer(server: &TestServer) -> (String, String) {
+pub(crate) fn demo_customer(server: &TestServer) -> (String, String) {
     let creds = server.demo_credentials();
     (
         creds["customer"]["email"].as_str().unwrap().to_owned(),
@@ -27,7 +27,8 @@ fn demo_customer(server: &TestServer) -> (String, String) {
 }
 
 /// Signs in; returns the `name=value` of the session cookie.
-async fn sign_in(server: &TestServer, email: &str, password: &str) -> reqwest::Response {
+/// Signs in through the sign-in form, as a browser would.
+pub(crate) async fn sign_in(server: &TestServer, email: &str, password: &str) -> reqwest::Response {
     let pass = crate::form_pass(server, "/account").await;
     client()
         .post(server.url("/account/sign-in"))

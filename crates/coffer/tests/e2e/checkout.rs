@@ -260,14 +260,7 @@ async fn orders_appear_in_the_account_and_its_download() {
 
 /// Signs a customer in with their password; the session cookie.
 async fn signed_in(server: &TestServer, email: &str, password: &str) -> String {
-    let pass = crate::form_pass(server, "/account").await;
-    let response = client()
-        .post(server.url("/account/sign-in"))
-        .header("cookie", &pass.cookie)
-        .form(&[("email", email), ("password", password), ("form_token", &pass.token)])
-        .send()
-        .await
-        .unwrap();
+    let response = crate::accounts::sign_in(server, email, password).await;
     response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned()
 }
 

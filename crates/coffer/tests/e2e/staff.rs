@@ -112,19 +112,8 @@ async fn staff_pages_refuse_everyone_else(server: TestServer) {
         assert_eq!(r.headers()[LOCATION], "/staff");
     }
     // A customer session is no staff session, under either cookie name.
-    let creds = server.demo_credentials();
-    let pass = crate::form_pass(&server, "/account").await;
-    let customer = client()
-        .post(server.url("/account/sign-in"))
-        .header(COOKIE, &pass.cookie)
-        .form(&[
-            ("email", creds["customer"]["email"].as_str().unwrap()),
-            ("password", creds["customer"]["password"].as_str().unwrap()),
-            ("form_token", &pass.token),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let (email, password) = crate::accounts::demo_customer(&server);
+    let customer = crate::accounts::sign_in(&server, &email, &password).await;
     let customer_cookie = customer.headers()[SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
     let customer_token = customer_cookie.split_once('=').unwrap().1.to_owned();
     for cookie in [customer_cookie.clone(), format!("coffer_staff={customer_token}")] {

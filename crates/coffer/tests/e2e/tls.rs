@@ -192,20 +192,10 @@ async fn p10_behind_a_tls_proxy_cookies_and_hsts_follow_the_public_url() {
     for (server, secure) in [(&proxied, true), (&plain, false)] {
         let health = crate::client().get(server.url("/health")).send().await.unwrap();
         assert_eq!(health.headers().contains_key("strict-transport-security"), secure);
-        let creds = server.demo_credentials();
         let pass = crate::form_pass(server, "/account").await;
         assert_eq!(pass.cookie.starts_with("__Host-coffer_form="), secure, "{}", pass.cookie);
-        let signed_in = crate::client()
-            .post(server.url("/account/sign-in"))
-            .header("cookie", &pass.cookie)
-            .form(&[
-                ("email", creds["customer"]["email"].as_str().unwrap()),
-                ("password", creds["customer"]["password"].as_str().unwrap()),
-                ("form_token", &pass.token),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let (email, password) = crate::accounts::demo_customer(server);
+        let signed_in = crate::accounts::sign_in(server, &email, &password).await;
         let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_owned();
         assert_eq!(cookie.starts_with("__Host-coffer_session="), secure, "{cookie}");
     }
