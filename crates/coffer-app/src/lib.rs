@@ -18,6 +18,7 @@ pub mod files;
 pub mod mail;
 pub mod privacy;
 pub mod retention;
+pub mod supervisor;
 pub mod vendors;
 
 pub use catalog::{CatalogService, ProductPage, ProductQuery};

@@ -1,8 +1,9 @@
 //! Outgoing email through the outbox. A service seals a message with a data
 //! key ([`Outbox::seal`]) before its unit of work and enqueues it inside
-//! (`OutboxWriter::enqueue_email`), so the message exists exactly when the
-//! change it reports does. [`Outbox::deliver_due`] (a worker in `serve`)
-//! sends due messages with retries and backoff.
+//! (`OutboxWriter::enqueue_email`, which also enqueues its delivery job), so
+//! the message exists exactly when the change it reports does.
+//! [`Outbox::deliver_due`] (the `mail` loop of the server's supervisor) runs
+//! the due email jobs: it sends their messages with retries and backoff.
 
 use crate::AppError;
 use crate::config::{MailConfig, MailTransport};
@@ -152,8 +153,17 @@ impl Outbox {
 
     /// Sends every due message once; returns how many were sent.
     pub async fn deliver_due(&self) -> Result<usize, AppError> {
+        self.deliver_due_until(&crate::supervisor::CancellationToken::new()).await
+    }
+
+    /// As [`Outbox::deliver_due`], ending after the claim under way (its
+    /// messages sent and recorded) once `stop` fires.
+    pub async fn deliver_due_until(&self, stop: &crate::supervisor::CancellationToken) -> Result<usize, AppError> {
         let mut sent = 0;
         loop {
+            if stop.is_cancelled() {
+                return Ok(sent);
+            }
             let claimed = self.db.claim_emails(self.clock.now(), LEASE_MS, 20).await?;
             if claimed.is_empty() {
                 return Ok(sent);

@@ -40,6 +40,9 @@ pub fn payment_token_retention_ms() -> i64 {
 pub const FRAUD_ATTEMPT_RETENTION_MS: i64 = DAY_MS;
 /// Ended sessions and spent links are kept a day, for support questions.
 pub const SPENT_RETENTION_MS: i64 = DAY_MS;
+/// Background jobs that ended (done or given up) are kept a week, so a
+/// failure can be looked into; they hold ids and amounts, nobody's data.
+pub const FINISHED_JOB_RETENTION_MS: i64 = 7 * DAY_MS;
 
 /// How many of each category were deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,11 +56,12 @@ pub struct RetentionReport {
     pub idempotency_keys: u64,
     pub mail_files: u64,
     pub expired_holds: u64,
+    pub finished_jobs: u64,
 }
 
 impl RetentionReport {
     /// (category as a person calls it, count)
-    pub fn lines(&self) -> [(&'static str, u64); 9] {
+    pub fn lines(&self) -> [(&'static str, u64); 10] {
         [
             ("proof-of-identity documents (30 days after the review decision)", self.identity_documents as u64),
             ("messages to customers (90 days)", self.messages),
@@ -68,6 +72,7 @@ impl RetentionReport {
             ("idempotency keys and their stored answers (1 day)", self.idempotency_keys),
             ("copies of messages in the mail folder (90 days, or at erasure)", self.mail_files),
             ("held orders nobody reviewed, cancelled and voided (14 days)", self.expired_holds),
+            ("background jobs that ended (7 days)", self.finished_jobs),
         ]
     }
 }
@@ -93,6 +98,7 @@ pub async fn run(
         sign_in_links: db.delete_spent_links(Millis(now.0 - SPENT_RETENTION_MS)).await?,
         payment_tokens: db.forget_payment_tokens(Millis(now.0 - payment_token_retention_ms())).await?,
         idempotency_keys: db.forget_idempotency_keys(Millis(now.0 - idempotency_retention_ms())).await?,
+        finished_jobs: db.forget_finished_jobs(Millis(now.0 - FINISHED_JOB_RETENTION_MS)).await?,
         mail_files: match mail {
             Some(outbox) => outbox.sweep_mail_folder(now).await?,
             None => 0,

@@ -17,6 +17,7 @@ mod customers;
 mod db;
 mod direct;
 mod error;
+mod jobs;
 mod keystore;
 mod migrations;
 mod orders;
@@ -31,6 +32,7 @@ pub use catalog::{CatalogReader, CatalogWriter, ProductPage, ProductQuery};
 pub use customers::{CustomerReader, CustomerWriter, Erasure, NewSealedCustomer, SealedFields, StoredCustomer};
 pub use db::{Backend, Db, DbOptions, UnitFuture, WriteHold, WriteTx, WriterStats};
 pub use error::StoreError;
+pub use jobs::{ClaimedJob, JobOutcome, JobWriter, NewJob};
 pub use keystore::{KeyStore, MasterKeyRecord, MasterKeyState, SignedAuditHead, WrapKind, WrappedSecret};
 pub use orders::{
     IdDocumentRow, IdempotencyClaim, Invoice, LineRefund, NewLink, NewOrder, OrderEvent, OrderLine, ProductFile,
@@ -38,7 +40,7 @@ pub use orders::{
     order_placement, publish_policy, put_id_document, refund_line, release_payment_move, schedule_id_document_deletion,
     set_product_file, transition_order,
 };
-pub use outbox::{ClaimedEmail, Delivery, NewEmail, OutboxWriter, StoredEmail};
+pub use outbox::{ClaimedEmail, Delivery, EMAIL_JOB, NewEmail, OutboxWriter, StoredEmail};
 pub use requests::{NewPrivacyRequest, PrivacyRequestRow, confirm_privacy_request, insert_privacy_request};
 pub use staff::{
     Disclosure, NewStaffMember, StaffEnrolment, StaffLinkPurpose, StaffRow, enrol_staff_member, insert_disclosure,

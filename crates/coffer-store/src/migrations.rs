@@ -30,6 +30,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (13, "invoice_queue", include_str!("../../../migrations/sqlite/0013_invoice_queue.sql")),
     (14, "retention_indexes", include_str!("../../../migrations/sqlite/0014_retention_indexes.sql")),
     (15, "payment_moves", include_str!("../../../migrations/sqlite/0015_payment_moves.sql")),
+    (16, "jobs", include_str!("../../../migrations/sqlite/0016_jobs.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -48,6 +49,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (13, "invoice_queue", include_str!("../../../migrations/postgres/0013_invoice_queue.sql")),
     (14, "retention_indexes", include_str!("../../../migrations/postgres/0014_retention_indexes.sql")),
     (15, "payment_moves", include_str!("../../../migrations/postgres/0015_payment_moves.sql")),
+    (16, "jobs", include_str!("../../../migrations/postgres/0016_jobs.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] =

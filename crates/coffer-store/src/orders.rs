@@ -121,8 +121,9 @@ pub fn order_placement(
     let mut statements = order_statements(o)?;
     let (sql, values) = crate::audit::append_statement(audit);
     statements.push(sql, values);
-    let (sql, values) = crate::outbox::enqueue_statement(email);
-    statements.push(sql, values);
+    for (sql, values) in crate::outbox::enqueue_statements(email) {
+        statements.push(sql, values);
+    }
     if let Some(link) = invitation {
         statements.push(
             crate::accounts::INSERT_LINK,

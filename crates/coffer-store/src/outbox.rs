@@ -1,9 +1,12 @@
-//! The email outbox. Messages are enqueued inside the unit of work of the
-//! change they report; a worker claims due ones for a lease (so a process
-//! that dies mid-delivery leaves them to be claimed again), delivers them
-//! outside any transaction, then records the outcome.
+//! The email outbox. A message is written inside the unit of work of the
+//! change it reports, together with its delivery job (kind `email`, see
+//! `jobs.rs`): the message holds what it says, sealed, and how its delivery
+//! ended; the job holds the lease, the attempts and the backoff. A worker
+//! claims due email jobs, delivers their messages outside any transaction,
+//! then records each outcome on the job and the message in one unit.
 
-use crate::{Backend, Db, StoreError, WriteTx};
+use crate::jobs::{JobOutcome, NewJob};
+use crate::{Db, StoreError, WriteTx};
 use coffer_crypto::Sealed;
 use coffer_domain::{DataKeyId, Millis};
 use sqlx::Row;
@@ -44,18 +47,23 @@ pub trait OutboxWriter {
 impl OutboxWriter for WriteTx {
     async fn enqueue_email(&mut self, e: &NewEmail) -> Result<(), StoreError> {
         let mut statements = crate::batch::Statements::default();
-        let (sql, values) = enqueue_statement(e);
-        statements.push(sql, values);
+        for (sql, values) in enqueue_statements(e) {
+            statements.push(sql, values);
+        }
         statements.execute(self).await
     }
 }
 
-/// The statement that enqueues a message.
-pub(crate) fn enqueue_statement(e: &NewEmail) -> (&'static str, Vec<crate::batch::Val>) {
+/// The job kind of email delivery.
+pub const EMAIL_JOB: &str = "email";
+
+/// The statements that enqueue a message: the message and its delivery job
+/// (the job's id is the message's).
+pub(crate) fn enqueue_statements(e: &NewEmail) -> [(&'static str, Vec<crate::batch::Val>); 2] {
     use crate::batch::Val;
-    (
-        "INSERT INTO outbox_emails (id, kind, data_key_id, one_off_key, recipient, subject, body, status, \
-         attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8)",
+    let message = (
+        "INSERT INTO outbox_emails (id, kind, data_key_id, one_off_key, recipient, subject, body, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)",
         vec![
             Val::Text(e.id.clone()),
             Val::Text(e.kind.clone()),
@@ -66,7 +74,10 @@ pub(crate) fn enqueue_statement(e: &NewEmail) -> (&'static str, Vec<crate::batch
             Val::Bytes(e.body.as_bytes().to_vec()),
             Val::Int(e.at.0),
         ],
-    )
+    );
+    let payload = serde_json::json!({ "message": e.id }).to_string();
+    let job = crate::jobs::enqueue_statement(&NewJob { id: e.id.clone(), kind: EMAIL_JOB, payload, at: e.at });
+    [message, job]
 }
 
 /// How a delivery attempt ended.
@@ -130,91 +141,89 @@ impl Db {
             .collect()
     }
 
-    /// Claims up to `limit` due messages until `now + lease_ms`. On
-    /// PostgreSQL rows locked by another worker are skipped; on SQLite the
-    /// single writer serialises claims.
+    /// Claims up to `limit` due messages for `lease_ms` (their email jobs)
+    /// and reads them.
     pub async fn claim_emails(&self, now: Millis, lease_ms: i64, limit: i64) -> Result<Vec<ClaimedEmail>, StoreError> {
-        let backend = self.backend();
-        self.write(move |tx| {
-            Box::pin(async move {
-                let sql = match backend {
-                    Backend::Postgres => {
-                        "UPDATE outbox_emails SET claimed_until = $2, attempts = attempts + 1 WHERE id IN \
-                         (SELECT id FROM outbox_emails WHERE status = 'pending' AND next_attempt_at <= $1 \
-                          AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY next_attempt_at LIMIT $3 \
-                          FOR UPDATE SKIP LOCKED) \
-                         RETURNING id, kind, data_key_id, one_off_key, recipient, subject, body, attempts"
-                    }
-                    Backend::Sqlite => {
-                        "UPDATE outbox_emails SET claimed_until = $2, attempts = attempts + 1 WHERE id IN \
-                         (SELECT id FROM outbox_emails WHERE status = 'pending' AND next_attempt_at <= $1 \
-                          AND (claimed_until IS NULL OR claimed_until < $1) ORDER BY next_attempt_at LIMIT $3) \
-                         RETURNING id, kind, data_key_id, one_off_key, recipient, subject, body, attempts"
-                    }
-                };
-                let rows = sqlx::query(sql)
-                    .bind(now.0)
-                    .bind(now.0.saturating_add(lease_ms))
-                    .bind(limit)
-                    .fetch_all(tx.conn())
-                    .await?;
-                rows.iter()
-                    .map(|row| {
-                        let key: String = row.try_get("data_key_id")?;
-                        Ok(ClaimedEmail {
-                            id: row.try_get("id")?,
-                            kind: row.try_get("kind")?,
-                            data_key_id: DataKeyId::parse(&key).map_err(StoreError::corrupt)?,
-                            one_off_key: row.try_get::<i64, _>("one_off_key")? == 1,
-                            recipient: sealed(row, "recipient")?,
-                            subject: sealed(row, "subject")?,
-                            body: sealed(row, "body")?,
-                            attempts: row.try_get("attempts")?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, StoreError>>()
-            })
-        })
-        .await
+        let jobs = self.claim_jobs(EMAIL_JOB, now, lease_ms, limit).await?;
+        let mut claimed = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let message = serde_json::from_str::<serde_json::Value>(&job.payload)
+                .ok()
+                .and_then(|p| p["message"].as_str().map(str::to_owned))
+                .ok_or_else(|| StoreError::corrupt("an email job names no message"))?;
+            let row = sqlx::query(
+                "SELECT id, kind, data_key_id, one_off_key, recipient, subject, body FROM outbox_emails WHERE id = $1",
+            )
+            .bind(message)
+            .fetch_optional(self.readers())
+            .await?;
+            // A message gone with its retention leaves nothing to send.
+            let Some(row) = row else {
+                self.finish_jobs(vec![(job.id, JobOutcome::Failed { error: "message_gone".into() })], now).await?;
+                continue;
+            };
+            let key: String = row.try_get("data_key_id")?;
+            claimed.push(ClaimedEmail {
+                id: row.try_get("id")?,
+                kind: row.try_get("kind")?,
+                data_key_id: DataKeyId::parse(&key).map_err(StoreError::corrupt)?,
+                one_off_key: row.try_get::<i64, _>("one_off_key")? == 1,
+                recipient: sealed(&row, "recipient")?,
+                subject: sealed(&row, "subject")?,
+                body: sealed(&row, "body")?,
+                attempts: job.attempts,
+            });
+        }
+        Ok(claimed)
     }
 
-    /// Records how the deliveries of claimed messages ended, in one unit.
+    /// Records how the deliveries of claimed messages ended, on their jobs
+    /// and the messages, in one unit.
     pub async fn record_deliveries(&self, outcomes: Vec<(String, Delivery)>, now: Millis) -> Result<(), StoreError> {
         use crate::batch::Val;
         let mut commands = crate::WriteCommands::default();
         for (id, outcome) in outcomes {
-            let (sql, values) = match outcome {
-                Delivery::Sent => (
-                    "UPDATE outbox_emails SET status = 'sent', sent_at = $2, claimed_until = NULL, last_error = NULL \
-                     WHERE id = $1",
-                    vec![Val::Text(id), Val::Int(now.0)],
-                ),
-                Delivery::Retry { at, error } => (
-                    "UPDATE outbox_emails SET next_attempt_at = $2, claimed_until = NULL, last_error = $3 WHERE id = $1",
-                    vec![Val::Text(id), Val::Int(at.0), Val::Text(error)],
-                ),
-                Delivery::Failed { error } => (
-                    "UPDATE outbox_emails SET status = 'failed', claimed_until = NULL, last_error = $2 WHERE id = $1",
-                    vec![Val::Text(id), Val::Text(error)],
-                ),
+            let message = match &outcome {
+                Delivery::Sent => Some((
+                    "UPDATE outbox_emails SET status = 'sent', sent_at = $2, last_error = NULL WHERE id = $1",
+                    vec![Val::Text(id.clone()), Val::Int(now.0)],
+                )),
+                Delivery::Retry { .. } => None,
+                Delivery::Failed { error } => Some((
+                    "UPDATE outbox_emails SET status = 'failed', last_error = $2 WHERE id = $1",
+                    vec![Val::Text(id.clone()), Val::Text(error.clone())],
+                )),
                 // Nothing left worth keeping: the ciphertext cannot open.
-                Delivery::Shredded => (
-                    "UPDATE outbox_emails SET status = 'shredded', claimed_until = NULL, recipient = NULL, \
-                     subject = NULL, body = NULL WHERE id = $1",
-                    vec![Val::Text(id)],
-                ),
+                Delivery::Shredded => Some((
+                    "UPDATE outbox_emails SET status = 'shredded', recipient = NULL, subject = NULL, body = NULL \
+                     WHERE id = $1",
+                    vec![Val::Text(id.clone())],
+                )),
             };
+            if let Some((sql, values)) = message {
+                commands.statements.push(sql, values);
+            }
+            let job = match outcome {
+                Delivery::Sent | Delivery::Shredded => JobOutcome::Done,
+                Delivery::Retry { at, error } => JobOutcome::Retry { at, error },
+                Delivery::Failed { error } => JobOutcome::Failed { error },
+            };
+            let (sql, values) = crate::jobs::outcome_statement(id, job, now);
             commands.statements.push(sql, values);
         }
         self.write_commands(commands).await
     }
 
-    /// (status, attempts, last_error) of a message, for tests and the console.
+    /// (status, attempts, last_error) of a message: its own status, its
+    /// job's attempts and last error. For tests and the console.
     pub async fn email_status(&self, id: &str) -> Result<Option<(String, i64, Option<String>)>, StoreError> {
-        let row = sqlx::query("SELECT status, attempts, last_error FROM outbox_emails WHERE id = $1")
-            .bind(id.to_owned())
-            .fetch_optional(self.readers())
-            .await?;
+        let row = sqlx::query(
+            "SELECT m.status, COALESCE(j.attempts, 0) AS attempts, COALESCE(j.last_error, m.last_error) AS last_error \
+             FROM outbox_emails m LEFT JOIN jobs j ON j.id = m.id WHERE m.id = $1",
+        )
+        .bind(id.to_owned())
+        .fetch_optional(self.readers())
+        .await?;
         row.map(|r| Ok((r.try_get("status")?, r.try_get("attempts")?, r.try_get("last_error")?))).transpose()
     }
 }

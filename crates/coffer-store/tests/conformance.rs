@@ -389,3 +389,52 @@ async fn p10_postgres_connections_use_tls_when_the_url_asks() {
     assert_eq!(plain, 0);
     assert!(db.ping().await);
 }
+
+coffer_testkit::on_both_backends_with!(fixture;
+    concurrent_workers_never_claim_one_job_twice,
+);
+
+/// Four workers (as on four servers) claim from one queue at once: each job
+/// is claimed exactly once while its lease lasts, and every job is claimed.
+async fn concurrent_workers_never_claim_one_job_twice(f: Fixture) {
+    use coffer_store::{JobOutcome, JobWriter, NewJob};
+    let jobs: Vec<NewJob> = (0..60)
+        .map(|n| NewJob { id: format!("job-{n:02}"), kind: "test", payload: format!("{{\"n\":{n}}}"), at: Millis(1) })
+        .collect();
+    f.db.write(move |tx| {
+        Box::pin(async move {
+            for job in &jobs {
+                tx.enqueue_job(job).await?;
+            }
+            Ok::<_, StoreError>(())
+        })
+    })
+    .await
+    .unwrap();
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let db = f.db.clone();
+        workers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let claimed = db.claim_jobs("test", Millis(10), 60_000, 7).await.unwrap();
+                if claimed.is_empty() {
+                    return mine;
+                }
+                mine.extend(claimed.into_iter().map(|j| j.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await.unwrap());
+    }
+    all.sort();
+    let expected: Vec<String> = (0..60).map(|n| format!("job-{n:02}")).collect();
+    assert_eq!(all, expected, "every job claimed exactly once");
+    // Another kind's worker sees none of them; a finished job is not claimed again.
+    assert!(f.db.claim_jobs("other", Millis(10), 60_000, 10).await.unwrap().is_empty());
+    f.db.finish_jobs(vec![("job-00".into(), JobOutcome::Done)], Millis(20)).await.unwrap();
+    assert!(f.db.claim_jobs("test", Millis(120_000), 60_000, 100).await.unwrap().iter().all(|j| j.id != "job-00"));
+    assert_eq!(f.db.job_status("job-00").await.unwrap().unwrap().0, "done");
+}

@@ -13,6 +13,59 @@ pub struct TestServer {
     log_file: PathBuf,
     child: Child,
     bin: String,
+    env: Vec<(String, String)>,
+}
+
+/// Spawns `coffer serve --demo` and waits for the address it prints.
+fn spawn(
+    bin: &str,
+    database: &TestDatabase,
+    data_dir: &std::path::Path,
+    log_file: &std::path::Path,
+    env: &[(String, String)],
+) -> (Child, String) {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log_file).expect("opening the server log");
+    let mut command = Command::new(bin);
+    command
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log);
+    if database.backend == TestBackend::Postgres {
+        command.args(["--database-url", &database.url]);
+    }
+    for (name, _) in std::env::vars() {
+        if name.starts_with("COFFER_") {
+            command.env_remove(name);
+        }
+    }
+    command.env("COFFER_LOG_FORMAT", "json");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("starting the coffer binary");
+    let stdout = child.stdout.take().expect("server stdout");
+    let (found, lines) = std::sync::mpsc::channel();
+    let log_copy = log_file.with_extension("stdout");
+    std::thread::spawn(move || {
+        let mut printed = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.trim().strip_prefix("Coffer is listening on ") {
+                let _ = found.send(url.to_owned());
+            }
+            printed.push_str(&line);
+            printed.push('\n');
+            let _ = std::fs::write(&log_copy, &printed);
+        }
+    });
+    match lines.recv_timeout(Duration::from_secs(60)) {
+        Ok(url) => (child, url),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("the server did not start; its log:\n{}", std::fs::read_to_string(log_file).unwrap_or_default());
+        }
+    }
 }
 
 impl TestServer {
@@ -26,53 +79,23 @@ impl TestServer {
         let database = TestDatabase::new(backend).await;
         let data_dir = database.dir.path().join("data");
         let log_file = database.dir.path().join("server.log");
-        let mut command = Command::new(bin);
-        command
-            .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log_file).expect("creating the server log"));
-        if backend == TestBackend::Postgres {
-            command.args(["--database-url", &database.url]);
-        }
-        for (name, _) in std::env::vars() {
-            if name.starts_with("COFFER_") {
-                command.env_remove(name);
-            }
-        }
-        command.env("COFFER_LOG_FORMAT", "json");
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("starting the coffer binary");
-        let stdout = child.stdout.take().expect("server stdout");
-        let (found, lines) = std::sync::mpsc::channel();
-        let log_copy = log_file.with_extension("stdout");
-        std::thread::spawn(move || {
-            let mut printed = String::new();
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.trim().strip_prefix("Coffer is listening on ") {
-                    let _ = found.send(url.to_owned());
-                }
-                printed.push_str(&line);
-                printed.push('\n');
-                let _ = std::fs::write(&log_copy, &printed);
-            }
-        });
-        let base_url = match lines.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "the server did not start; its log:\n{}",
-                    std::fs::read_to_string(&log_file).unwrap_or_default()
-                );
-            }
-        };
-        let server = TestServer { base_url, data_dir, database, log_file, child, bin: bin.to_owned() };
+        let env: Vec<(String, String)> = env.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
+        let (child, base_url) = spawn(bin, &database, &data_dir, &log_file, &env);
+        let server = TestServer { base_url, data_dir, database, log_file, child, bin: bin.to_owned(), env };
         server.wait_until_healthy().await;
         server
+    }
+
+    /// Starts the server again on the same data, keys and settings (after
+    /// it exited); it may listen on another port. Its log goes on in the
+    /// same file.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, base_url) = spawn(&self.bin, &self.database, &self.data_dir, &self.log_file, &self.env);
+        self.child = child;
+        self.base_url = base_url;
+        self.wait_until_healthy().await;
     }
 
     async fn wait_until_healthy(&self) {

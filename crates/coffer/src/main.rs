@@ -235,7 +235,8 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     if replayed != coffer_app::privacy::ReplayReport::default() {
         tracing::info!(data_side = replayed.data_side, key_side = replayed.key_side, "erasure ledger replayed");
     }
-    privacy::spawn_background(&privacy, &config);
+    let mut supervisor = coffer_app::supervisor::Supervisor::new();
+    privacy::supervise_background(&privacy, &config, &mut supervisor);
     let clock = Arc::new(SystemClock);
     if demo {
         coffer_app::demo::seed(&db, clock.as_ref()).await.context("seeding demo data")?;
@@ -276,10 +277,9 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let checkout_for_demo = checkout.clone();
     // The retention job: what passed its retention period goes, every minute.
     let retention = checkout.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tick.tick().await;
+    supervisor.every("retention", Duration::from_secs(60), move |_| {
+        let retention = retention.clone();
+        async move {
             match retention.run_retention().await {
                 Ok(report) if report == coffer_app::retention::RetentionReport::default() => {}
                 Ok(report) => tracing::info!(?report, "retention: expired data deleted"),
@@ -317,21 +317,28 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         "ready"
     );
 
-    match listener {
-        Listening::Tls(tls) => {
-            use axum::serve::ListenerExt;
-            // `tap_io` lets the handlers see the client's address as with TCP.
-            axum::serve(tls.tap_io(|_| {}), app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .context("serving HTTPS")?;
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let serving = serve_until_signal(listener, app, signalled.clone());
+    // Requests in flight get HTTP_GRACE after the signal; then the
+    // background loops finish their units under way within what is left.
+    let stopping = async {
+        signalled.notified().await;
+        tokio::time::sleep(HTTP_GRACE).await;
+    };
+    let shutdown_started = tokio::select! {
+        served = serving => {
+            served?;
+            Instant::now()
         }
-        Listening::Plain(tcp) => {
-            axum::serve(tcp, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .context("serving HTTP")?;
+        () = stopping => {
+            tracing::warn!("requests were still in flight when the grace ran out; they are cut off");
+            Instant::now() - HTTP_GRACE
         }
+    };
+    let left = SHUTDOWN_WITHIN.saturating_sub(shutdown_started.elapsed());
+    let late = supervisor.shutdown(left).await;
+    if !late.is_empty() {
+        tracing::warn!(jobs = ?late, "background work was cut off at shutdown; it resumes at the next start");
     }
     // What was audited while serving is sealed before the process ends.
     if let Err(e) = privacy.audit.seal_and_sign().await {
@@ -343,6 +350,38 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long requests in flight may take after SIGTERM.
+const HTTP_GRACE: Duration = Duration::from_secs(6);
+/// Everything is finished (requests, background units, the audit seal) within this.
+const SHUTDOWN_WITHIN: Duration = Duration::from_secs(9);
+
+/// Serves until SIGINT or SIGTERM, then until the requests in flight are
+/// answered; `signalled` is told when the signal comes.
+async fn serve_until_signal(
+    listener: Listening,
+    app: axum::Router,
+    signalled: Arc<tokio::sync::Notify>,
+) -> anyhow::Result<()> {
+    let signal = async move {
+        shutdown_signal().await;
+        signalled.notify_one();
+    };
+    match listener {
+        Listening::Tls(tls) => {
+            use axum::serve::ListenerExt;
+            // `tap_io` lets the handlers see the client's address as with TCP.
+            axum::serve(tls.tap_io(|_| {}), app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(signal)
+                .await
+                .context("serving HTTPS")
+        }
+        Listening::Plain(tcp) => axum::serve(tcp, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(signal)
+            .await
+            .context("serving HTTP"),
+    }
 }
 
 /// The port: plain HTTP, or HTTPS only.

@@ -5,11 +5,13 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use coffer_app::privacy::audit::AuditService;
 use coffer_app::privacy::{CustomerService, FileKeyProvider, Vault};
+use coffer_app::supervisor::Supervisor;
 use coffer_app::{AppError, Config, SystemClock};
 use coffer_domain::{Actor, AuditAction, AuditEntry, Clock};
 use coffer_store::{AuditWriter, Db, KeyStore, MasterKeyState};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -476,39 +478,40 @@ pub async fn erasure_replay(config: &Config, db: Db) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Background work of a serving process: seal the audit log every second,
-/// sign its head every `sign_every`, and pick up new key versions and
-/// re-wrap older wraps.
-pub fn spawn_background(privacy: &Privacy, config: &Config) {
+/// Background work of a serving process, under the server's supervisor:
+/// seal the audit log every second and sign its head every `sign_every`;
+/// number invoices after their orders commit; deliver due email; pick up new
+/// key versions and re-wrap older wraps.
+pub fn supervise_background(privacy: &Privacy, config: &Config, supervisor: &mut Supervisor) {
     let sign_every = std::time::Duration::from_millis(config.audit.sign_interval_ms);
     let (rewrap_batch, rewrap_rest) = (i64::from(config.keys.rewrap_batch), config.keys.rewrap_rest);
     let audit = privacy.audit.clone();
-    tokio::spawn(async move {
-        let mut last_signed = tokio::time::Instant::now();
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            let result = if last_signed.elapsed() >= sign_every {
-                last_signed = tokio::time::Instant::now();
-                audit.seal_and_sign().await
-            } else {
-                audit.seal().await.map(drop)
+    let last_signed = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
+    supervisor.every("audit", Duration::from_secs(1), move |_| {
+        let (audit, last_signed) = (audit.clone(), last_signed.clone());
+        async move {
+            let sign = {
+                let mut last = last_signed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let due = last.elapsed() >= sign_every;
+                if due {
+                    *last = tokio::time::Instant::now();
+                }
+                due
             };
+            let result = if sign { audit.seal_and_sign().await } else { audit.seal().await.map(drop) };
             if let Err(e) = result {
                 tracing::warn!(error = %e, "audit sealing failed; will retry");
             }
         }
     });
     // Invoices are numbered by this one job, after the orders commit.
-    let numbering = privacy.db.clone();
-    let numbering_clock = privacy.clock.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-        loop {
-            tick.tick().await;
+    let (db, clock) = (privacy.db.clone(), privacy.clock.clone());
+    supervisor.every("numbering", Duration::from_millis(500), move |stop| {
+        let (db, clock) = (db.clone(), clock.clone());
+        async move {
             // In units of 100, so checkouts queued behind one wait little.
-            loop {
-                match numbering.number_invoices(numbering_clock.now(), 100).await {
+            while !stop.is_cancelled() {
+                match db.number_invoices(clock.now(), 100).await {
                     Ok(numbered) if numbered.len() == 100 => continue,
                     Ok(_) => break,
                     Err(e) => {
@@ -520,25 +523,23 @@ pub fn spawn_background(privacy: &Privacy, config: &Config) {
         }
     });
     let outbox = privacy.outbox.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            if let Err(e) = outbox.deliver_due().await {
+    supervisor.every("mail", Duration::from_secs(1), move |stop| {
+        let outbox = outbox.clone();
+        async move {
+            if let Err(e) = outbox.deliver_due_until(&stop).await {
                 tracing::warn!(error = %e, "email delivery failed; will retry");
             }
         }
     });
     let (vault, db, clock) = (privacy.vault.clone(), privacy.db.clone(), privacy.clock.clone());
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-        loop {
-            tick.tick().await;
+    supervisor.every("keys", Duration::from_secs(5), move |stop| {
+        let (vault, db, clock) = (vault.clone(), db.clone(), clock.clone());
+        async move {
             if let Err(e) = vault.reload().await {
                 tracing::warn!(error = %e, "reloading master keys failed");
-                continue;
+                return;
             }
-            match vault.rewrap_all(rewrap_batch, rewrap_rest).await {
+            match vault.rewrap_until(rewrap_batch, rewrap_rest, &stop).await {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::info!(rewrapped = n, "re-wrapped keys under the active master key");

@@ -190,11 +190,25 @@ impl Vault {
     /// replaced only if unchanged since read, and keys made during the pass
     /// are wrapped under the active version already. Returns how many changed.
     pub async fn rewrap_all(&self, batch: i64, rest: f64) -> Result<u64, AppError> {
+        self.rewrap_until(batch, rest, &crate::supervisor::CancellationToken::new()).await
+    }
+
+    /// As [`Vault::rewrap_all`], ending after the batch under way once
+    /// `stop` fires (a server shutting down); the rest waits for the next run.
+    pub async fn rewrap_until(
+        &self,
+        batch: i64,
+        rest: f64,
+        stop: &crate::supervisor::CancellationToken,
+    ) -> Result<u64, AppError> {
         let target = self.active_kek()?;
         let version = target.version();
         let (mut total, mut unopenable) = (0, Vec::new());
         let mut wraps = self.store.wraps_to_rewrap(WrapKind::DataKey, version, "", batch).await?;
         while let Some(after) = wraps.iter().map(|w| w.id.clone()).max() {
+            if stop.is_cancelled() {
+                return Ok(total);
+            }
             let started = std::time::Instant::now();
             let replacements = self.rewrapped(&target, DATA_KEY, wraps, &mut unopenable).await?;
             let (changed, next) = self

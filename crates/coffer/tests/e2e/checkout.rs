@@ -189,7 +189,7 @@ async fn refusals_name_their_code_and_field(server: TestServer) {
     assert_eq!(orders, 0);
 }
 
-async fn raw_pool(server: &TestServer) -> sqlx::AnyPool {
+pub(crate) async fn raw_pool(server: &TestServer) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
     sqlx::AnyPool::connect(&server.database_url()).await.unwrap()
 }

@@ -1,0 +1,186 @@
+//! The job queue (migration 0016): work that must follow a committed change
+//! and may need retries. A job is enqueued inside the unit of work of the
+//! change it follows; workers claim due jobs of one kind for a lease, run
+//! them outside any transaction, then record the outcome. A worker that
+//! dies leaves its claim to end with the lease; PostgreSQL's row locks
+//! (`SKIP LOCKED`) keep two servers from claiming one job, and SQLite's
+//! single writer serialises claims.
+
+use crate::batch::{Statements, Val};
+use crate::{Backend, Db, StoreError, WriteTx};
+use coffer_domain::Millis;
+use sqlx::Row;
+
+/// A job to enqueue. The payload is JSON of ids and amounts only; personal
+/// data a job needs stays sealed in its own table.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub id: String,
+    pub kind: &'static str,
+    pub payload: String,
+    /// Due from this time on (usually now).
+    pub at: Millis,
+}
+
+/// A job claimed by this worker until its lease ends.
+#[derive(Clone, Debug)]
+pub struct ClaimedJob {
+    pub id: String,
+    pub kind: String,
+    pub payload: String,
+    /// Attempts so far, this one included.
+    pub attempts: i64,
+}
+
+/// How a run of a job ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobOutcome {
+    Done,
+    /// Run again at this time; the error names no personal data.
+    Retry {
+        at: Millis,
+        error: String,
+    },
+    /// Given up; a person has to look at it.
+    Failed {
+        error: String,
+    },
+}
+
+pub trait JobWriter {
+    fn enqueue_job(&mut self, job: &NewJob) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl JobWriter for WriteTx {
+    async fn enqueue_job(&mut self, job: &NewJob) -> Result<(), StoreError> {
+        let mut statements = Statements::default();
+        let (sql, values) = enqueue_statement(job);
+        statements.push(sql, values);
+        statements.execute(self).await
+    }
+}
+
+/// The statement that enqueues a job (also batched with other writes).
+pub(crate) fn enqueue_statement(job: &NewJob) -> (&'static str, Vec<Val>) {
+    (
+        "INSERT INTO jobs (id, kind, payload, status, attempts, next_attempt_at, created_at) \
+         VALUES ($1, $2, $3, 'pending', 0, $4, $4)",
+        vec![
+            Val::Text(job.id.clone()),
+            Val::Text(job.kind.to_owned()),
+            Val::Text(job.payload.clone()),
+            Val::Int(job.at.0),
+        ],
+    )
+}
+
+/// The statement that records how a claimed job's run ended.
+pub(crate) fn outcome_statement(id: String, outcome: JobOutcome, now: Millis) -> (&'static str, Vec<Val>) {
+    match outcome {
+        JobOutcome::Done => (
+            "UPDATE jobs SET status = 'done', finished_at = $2, claimed_until = NULL, last_error = NULL WHERE id = $1",
+            vec![Val::Text(id), Val::Int(now.0)],
+        ),
+        JobOutcome::Retry { at, error } => (
+            "UPDATE jobs SET next_attempt_at = $2, claimed_until = NULL, last_error = $3 WHERE id = $1",
+            vec![Val::Text(id), Val::Int(at.0), Val::Text(error)],
+        ),
+        JobOutcome::Failed { error } => (
+            "UPDATE jobs SET status = 'failed', finished_at = $2, claimed_until = NULL, last_error = $3 WHERE id = $1",
+            vec![Val::Text(id), Val::Int(now.0), Val::Text(error)],
+        ),
+    }
+}
+
+/// One claim statement for both dialects; only PostgreSQL takes row locks.
+macro_rules! claim_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE jobs SET claimed_until = $3, attempts = attempts + 1 WHERE id IN \
+             (SELECT id FROM jobs WHERE status = 'pending' AND kind = $1 AND next_attempt_at <= $2 \
+              AND (claimed_until IS NULL OR claimed_until < $2) ORDER BY next_attempt_at LIMIT $4",
+            $lock,
+            ") RETURNING id, kind, payload, attempts"
+        )
+    };
+}
+
+impl Db {
+    /// Claims up to `limit` due jobs of `kind` until `now + lease_ms`.
+    pub async fn claim_jobs(
+        &self,
+        kind: &'static str,
+        now: Millis,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        let sql = match self.backend() {
+            Backend::Postgres => claim_sql!(" FOR UPDATE SKIP LOCKED"),
+            Backend::Sqlite => claim_sql!(""),
+        };
+        self.write(move |tx| {
+            Box::pin(async move {
+                let rows = sqlx::query(sql)
+                    .bind(kind)
+                    .bind(now.0)
+                    .bind(now.0.saturating_add(lease_ms))
+                    .bind(limit)
+                    .fetch_all(tx.conn())
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(ClaimedJob {
+                            id: row.try_get("id")?,
+                            kind: row.try_get("kind")?,
+                            payload: row.try_get("payload")?,
+                            attempts: row.try_get("attempts")?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()
+            })
+        })
+        .await
+    }
+
+    /// Records how claimed jobs ended, in one unit.
+    pub async fn finish_jobs(&self, outcomes: Vec<(String, JobOutcome)>, now: Millis) -> Result<(), StoreError> {
+        let mut commands = crate::WriteCommands::default();
+        for (id, outcome) in outcomes {
+            let (sql, values) = outcome_statement(id, outcome, now);
+            commands.statements.push(sql, values);
+        }
+        self.write_commands(commands).await
+    }
+
+    /// (status, attempts, last_error) of a job, for tests and the console.
+    pub async fn job_status(&self, id: &str) -> Result<Option<(String, i64, Option<String>)>, StoreError> {
+        let row = sqlx::query("SELECT status, attempts, last_error FROM jobs WHERE id = $1")
+            .bind(id.to_owned())
+            .fetch_optional(self.readers())
+            .await?;
+        row.map(|r| Ok((r.try_get("status")?, r.try_get("attempts")?, r.try_get("last_error")?))).transpose()
+    }
+
+    /// How many jobs of `kind` are still to run (pending, claimed or not).
+    pub async fn pending_jobs(&self, kind: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE status = 'pending' AND kind = $1")
+            .bind(kind.to_owned())
+            .fetch_one(self.readers())
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Deletes jobs that ended before `before` (done or given up).
+    pub async fn forget_finished_jobs(&self, before: Millis) -> Result<u64, StoreError> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let done = sqlx::query("DELETE FROM jobs WHERE status IN ('done', 'failed') AND created_at < $1")
+                    .bind(before.0)
+                    .execute(tx.conn())
+                    .await?;
+                Ok::<_, StoreError>(done.rows_affected())
+            })
+        })
+        .await
+    }
+}
