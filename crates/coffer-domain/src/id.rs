@@ -84,6 +84,10 @@ prefixed_id!(
     EmailId, "eml_", "email"
 );
 prefixed_id!(
+    /// Identifies a background job (see the job queue).
+    JobId, "job_", "job"
+);
+prefixed_id!(
     /// Identifies a written data-subject request.
     PrivacyRequestId, "prq_", "privacy request"
 );

@@ -27,8 +27,8 @@ pub use catalog::{CatalogError, Delivery, NewProduct, NewVendor, Product, Vendor
 pub use clock::{Clock, ManualClock, Millis};
 pub use customer::{CustomerDetails, CustomerError, MailingAddress};
 pub use id::{
-    AuditEntryId, CustomerId, DataKeyId, DisclosureId, EmailId, IdError, OrderId, PrivacyRequestId, ProductId, StaffId,
-    VendorId,
+    AuditEntryId, CustomerId, DataKeyId, DisclosureId, EmailId, IdError, JobId, OrderId, PrivacyRequestId, ProductId,
+    StaffId, VendorId,
 };
 pub use money::{Currency, Money, MoneyError, Prices};
 pub use order::{CardSummary, OrderError, OrderStatus, PaymentMethod, TaxTable, Totals};

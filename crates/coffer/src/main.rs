@@ -275,6 +275,17 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         coffer_app::demo::seed_files(&db, &checkout).await.context("seeding demo data")?;
     }
     let checkout_for_demo = checkout.clone();
+    // Money back through the gateway after refunds, rejections and expired
+    // holds: the jobs those moves committed.
+    let payments = checkout.clone();
+    supervisor.every("payments", Duration::from_secs(1), move |stop| {
+        let payments = payments.clone();
+        async move {
+            if let Err(e) = payments.run_give_backs(&stop).await {
+                tracing::warn!(error = %e, "giving money back failed; will retry");
+            }
+        }
+    });
     // The retention job: what passed its retention period goes, every minute.
     let retention = checkout.clone();
     supervisor.every("retention", Duration::from_secs(60), move |_| {

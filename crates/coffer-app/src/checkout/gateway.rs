@@ -32,7 +32,15 @@ pub type GiveBackFuture<'a> = Pin<Box<dyn Future<Output = Result<(), AppError>> 
 pub trait PaymentGateway: Send + Sync {
     fn authorize<'a>(&'a self, payment: CardPayment<'a>) -> GatewayFuture<'a>;
     /// Voids an authorisation or refunds a capture, by the gateway's token.
-    fn give_back<'a>(&'a self, token: &'a str, amount_minor: i64, currency: &'a str) -> GiveBackFuture<'a>;
+    /// Calls with one `idempotency_key` give back once, however often they
+    /// are made (a job run again after a crash).
+    fn give_back<'a>(
+        &'a self,
+        token: &'a str,
+        amount_minor: i64,
+        currency: &'a str,
+        idempotency_key: &'a str,
+    ) -> GiveBackFuture<'a>;
 }
 
 /// The built-in simulated processor of CONTRACT.md's test cards:
@@ -57,7 +65,13 @@ impl PaymentGateway for SimulatedGateway {
         })
     }
 
-    fn give_back<'a>(&'a self, token: &'a str, _amount_minor: i64, _currency: &'a str) -> GiveBackFuture<'a> {
+    fn give_back<'a>(
+        &'a self,
+        token: &'a str,
+        _amount_minor: i64,
+        _currency: &'a str,
+        _idempotency_key: &'a str,
+    ) -> GiveBackFuture<'a> {
         Box::pin(async move {
             if token.starts_with("sim_") {
                 Ok(())

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 mod downloads;
 mod email;
 mod gateway;
+mod give_back;
 mod identity;
 pub mod limits;
 mod staff;
@@ -33,6 +34,7 @@ pub use gateway::{
     CardPayment, DECLINED_TEST_CARD, DOCUMENTED_TEST_CARDS, GatewayAnswer, GatewayFuture, GiveBackFuture,
     PaymentGateway, REVIEW_TEST_CARD, SimulatedGateway,
 };
+pub use give_back::GIVE_BACK_JOB;
 pub use identity::{ID_DOCUMENT_MAX_BYTES, id_document_type};
 pub(crate) use staff::require;
 pub use staff::{HOLD_EXPIRY_MS, StaffAction, StaffLine, StaffOrderView};
@@ -761,7 +763,7 @@ impl CheckoutService {
         .await;
         if recorded.is_err()
             && let Some(token) = &approved_token
-            && let Err(e) = self.gateway.give_back(token, sums.total, currency.code()).await
+            && let Err(e) = self.gateway.give_back(token, sums.total, currency.code(), &format!("void:{token}")).await
         {
             tracing::error!(error = %e, "an approved payment of an order that was not recorded could not be voided");
         }

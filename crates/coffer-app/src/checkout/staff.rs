@@ -76,11 +76,12 @@ impl CheckoutService {
     /// A staff member moves an order on: a reviewer approves (delivered at
     /// once) or rejects (payment voided) a held order; support marks a bank
     /// transfer received (delivered at once) or refunds a paid order. The
-    /// order is claimed first, so two staff members never both reach the
-    /// gateway; then the money goes back, then the move, its event, the
-    /// audit entry and the customer's email are one unit that also ends the
-    /// claim. A move the gateway refuses changes nothing. Works on orders of
-    /// an erased customer too (nobody is emailed; nothing is delivered).
+    /// order is claimed first, so two moves never both count the same money;
+    /// then the move, its event, the audit entry, the customer's email and
+    /// the job that gives the money back through the gateway
+    /// (`give_back.rs`) are one unit that also ends the claim. Works on
+    /// orders of an erased customer too (nobody is emailed; nothing is
+    /// delivered).
     pub async fn staff_action(
         &self,
         order_id: &OrderId,
@@ -100,31 +101,11 @@ impl CheckoutService {
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
         Self::moves_for(&order, action)?;
         self.claim_move(&order.id, action.as_str()).await?;
-        let mut money_moved = false;
-        let moved = self.staff_action_claimed(order_id, action, actor, reason, &mut money_moved).await;
-        self.end_claim_after_failure(order_id, &moved, money_moved).await?;
-        moved
-    }
-
-    /// After a failed move: the claim ends when no money moved, so the move
-    /// can be tried again; when the gateway already gave money back, the
-    /// claim stays, so nobody gives it back twice, until a person has
-    /// reconciled the order with the processor.
-    async fn end_claim_after_failure<T>(
-        &self,
-        order: &OrderId,
-        outcome: &Result<T, AppError>,
-        money_moved: bool,
-    ) -> Result<(), AppError> {
-        match outcome {
-            Ok(_) => Ok(()),
-            Err(e) if money_moved => {
-                tracing::error!(order = %order, error = %e, "money went back through the gateway but the move was \
-                    not recorded; the order stays claimed until it is reconciled");
-                Ok(())
-            }
-            Err(_) => self.release_move(order).await,
+        let moved = self.staff_action_claimed(order_id, action, actor, reason).await;
+        if moved.is_err() {
+            self.release_move(order_id).await?;
         }
+        moved
     }
 
     /// The status an action starts from and the steps it takes; refused
@@ -159,7 +140,6 @@ impl CheckoutService {
         action: StaffAction,
         actor: &Actor,
         reason: &str,
-        money_moved: &mut bool,
     ) -> Result<OrderStatus, AppError> {
         // Read again under the claim: a move finished a moment ago shows now.
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
@@ -178,13 +158,16 @@ impl CheckoutService {
             open_order_field(key.as_ref(), &order, column, sealed.as_ref()).map(Option::unwrap_or_default)
         };
         let (name, email) = (open("name", &order.name)?, open("email", &order.email)?);
-        // Money back through the gateway first: a refused refund changes nothing.
-        // What is still to give back: the total, less lines refunded before.
+        // What is still to give back: the total, less lines refunded before;
+        // the gateway is called by a job committed with the move.
         let refunded_before: i64 = order.lines.iter().map(|l| l.refunded_amount).sum();
         let amount = order.total - refunded_before;
-        if matches!(action, StaffAction::Reject | StaffAction::Refund | StaffAction::ExpireHold) {
-            *money_moved = self.give_back(&order, key.as_ref(), amount).await?;
-        }
+        let give_back = if matches!(action, StaffAction::Reject | StaffAction::Refund | StaffAction::ExpireHold) {
+            self.check_money_can_go_back(&order, key.as_ref()).await?;
+            give_back::give_back_job(&order, amount, self.clock.now())
+        } else {
+            None
+        };
         let currency = Currency::parse(&order.currency)?;
         let mut lines = Vec::new();
         for line in &order.lines {
@@ -263,7 +246,7 @@ impl CheckoutService {
         self.db
             .write(move |tx| {
                 Box::pin(async move {
-                    use coffer_store::OutboxWriter;
+                    use coffer_store::{JobWriter, OutboxWriter};
                     let mut at = from;
                     for step in steps {
                         if !coffer_store::transition_order(tx, &id, at, step, now, &actor_text, &reason).await? {
@@ -286,6 +269,9 @@ impl CheckoutService {
                     tx.append_audit(&entry).await?;
                     if let Some(mail) = &mail {
                         tx.enqueue_email(mail).await?;
+                    }
+                    if let Some(job) = &give_back {
+                        tx.enqueue_job(job).await?;
                     }
                     coffer_store::release_payment_move(tx, &id).await?;
                     Ok::<_, AppError>(())
@@ -356,9 +342,10 @@ impl CheckoutService {
             return Err(AppError::NotFound);
         }
         self.claim_move(order_id, "refund_line").await?;
-        let mut money_moved = false;
-        let refunded = self.refund_line_claimed(order_id, line_no, actor, reason, &mut money_moved).await;
-        self.end_claim_after_failure(order_id, &refunded, money_moved).await?;
+        let refunded = self.refund_line_claimed(order_id, line_no, actor, reason).await;
+        if refunded.is_err() {
+            self.release_move(order_id).await?;
+        }
         refunded
     }
 
@@ -368,7 +355,6 @@ impl CheckoutService {
         line_no: i64,
         actor: &Actor,
         reason: &str,
-        money_moved: &mut bool,
     ) -> Result<OrderStatus, AppError> {
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
         if !matches!(order.status, OrderStatus::Paid | OrderStatus::Fulfilled) {
@@ -396,7 +382,8 @@ impl CheckoutService {
         let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
             open_order_field(key.as_ref(), &order, column, sealed.as_ref()).map(Option::unwrap_or_default)
         };
-        *money_moved = self.give_back(&order, key.as_ref(), amount).await?;
+        self.check_money_can_go_back(&order, key.as_ref()).await?;
+        let give_back = give_back::give_back_job(&order, amount, self.clock.now());
         let currency = Currency::parse(&order.currency)?;
         let product = self.db.product(&line.product_id).await?.map(|p| p.name).unwrap_or_default();
         let money = |minor: i64| currency.amount(minor);
@@ -433,7 +420,7 @@ impl CheckoutService {
         self.db
             .write(move |tx| {
                 Box::pin(async move {
-                    use coffer_store::OutboxWriter;
+                    use coffer_store::{JobWriter, OutboxWriter};
                     if !coffer_store::refund_line(tx, &refund).await? {
                         return Err(bad("wrong_status", "line", "this line is refunded already"));
                     }
@@ -444,6 +431,9 @@ impl CheckoutService {
                     tx.append_audit(&entry).await?;
                     if let Some(mail) = &mail {
                         tx.enqueue_email(mail).await?;
+                    }
+                    if let Some(job) = &give_back {
+                        tx.enqueue_job(job).await?;
                     }
                     coffer_store::release_payment_move(tx, &refund.order).await?;
                     Ok::<_, AppError>(())
@@ -499,9 +489,9 @@ impl CheckoutService {
                 Ok(_) => cancelled += 1,
                 // Decided or claimed by a reviewer a moment ago: theirs.
                 Err(AppError::Order(e)) if matches!(e.code, "wrong_status" | "move_in_progress") => {}
-                // The gateway would not void it: tried again next run; the
-                // rest of retention goes on (its document still goes 30
-                // days after the upload).
+                // Not cancelled (the database, or a token erased with the
+                // customer): tried again next run; the rest of retention
+                // goes on (its document still goes 30 days after the upload).
                 Err(e) => tracing::warn!(order = %id, error = %e, "an expired hold could not be cancelled"),
             }
         }
@@ -525,7 +515,7 @@ impl CheckoutService {
     /// The gateway token of a card order: from the operator-held column, or
     /// for orders placed before it existed, from the card details while the
     /// customer's key exists. `None` when neither is left.
-    async fn payment_token(
+    pub(super) async fn payment_token(
         &self,
         order: &coffer_store::StoredOrder,
         customer_key: Option<&coffer_crypto::DataKey>,
@@ -565,29 +555,5 @@ impl CheckoutService {
                 Box::pin(async move { coffer_store::release_payment_move(tx, &id).await.map_err(AppError::from) })
             })
             .await
-    }
-
-    /// Gives money back through the gateway for a card order; true when the
-    /// gateway did. A card order whose token is gone cannot be refunded
-    /// here: a clear refusal. A bank transfer is paid back by the operator.
-    async fn give_back(
-        &self,
-        order: &coffer_store::StoredOrder,
-        customer_key: Option<&coffer_crypto::DataKey>,
-        amount: i64,
-    ) -> Result<bool, AppError> {
-        if order.payment_method != "card" {
-            return Ok(false);
-        }
-        let Some(token) = self.payment_token(order, customer_key).await? else {
-            return Err(bad(
-                "payment_token_gone",
-                "status",
-                "this order's payment token was erased with the customer; give the money back in the processor's \
-                 dashboard",
-            ));
-        };
-        self.gateway.give_back(&token, amount, &order.currency).await?;
-        Ok(true)
     }
 }
