@@ -49,7 +49,7 @@ impl PaymentGateway for WatchedGateway {
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(200)).await;
             if self.refuse_refunds.load(Ordering::SeqCst) {
-                return Err(coffer_app::AppError::Refused("the processor is down".into()));
+                return Err(coffer_app::AppError::Gateway("the processor is down".into()));
             }
             self.given_back.fetch_add(1, Ordering::SeqCst);
             self.given_back_minor.fetch_add(amount_minor, Ordering::SeqCst);
@@ -204,35 +204,38 @@ fn staff(n: u8) -> Principal {
 
 async fn two_refunds_at_once_reach_the_gateway_once(f: Fixture) {
     let (first, second) = (staff(1), staff(2));
-    let placed = f.checkout.place(request(&f, "twice@example.org", "4242424242424242"), Channel::Api).await.unwrap();
+    let placed =
+        f.checkout.placement().place(request(&f, "twice@example.org", "4242424242424242"), Channel::Api).await.unwrap();
     let (one, two) = tokio::join!(
-        f.checkout.staff_action(&placed.id, StaffAction::Refund, &first, "asked"),
-        f.checkout.staff_action(&placed.id, StaffAction::Refund, &second, "asked"),
+        f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &first, "asked"),
+        f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &second, "asked"),
     );
     assert_eq!([one.is_ok(), two.is_ok()].iter().filter(|ok| **ok).count(), 1, "{one:?} {two:?}");
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 1, "the money went back once");
     // A line refund racing a whole refund: the same.
-    let placed = f.checkout.place(request(&f, "race@example.org", "4242424242424242"), Channel::Api).await.unwrap();
+    let placed =
+        f.checkout.placement().place(request(&f, "race@example.org", "4242424242424242"), Channel::Api).await.unwrap();
     let (whole, line) = tokio::join!(
-        f.checkout.staff_action(&placed.id, StaffAction::Refund, &first, "asked"),
-        f.checkout.refund_line(&placed.id, 1, &second, "asked"),
+        f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &first, "asked"),
+        f.checkout.staff().refund_line(&placed.id, 1, &second, "asked"),
     );
     assert_eq!([whole.is_ok(), line.is_ok()].iter().filter(|ok| **ok).count(), 1, "{whole:?} {line:?}");
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 2);
     // After the race, a second refund is refused by the order's status.
-    let again = f.checkout.staff_action(&placed.id, StaffAction::Refund, &staff(1), "again").await;
+    let again = f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &staff(1), "again").await;
     assert!(again.is_err());
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 2);
 }
 
 async fn a_refused_refund_changes_nothing_and_frees_the_order(f: Fixture) {
-    let placed = f.checkout.place(request(&f, "down@example.org", "4242424242424242"), Channel::Api).await.unwrap();
+    let placed =
+        f.checkout.placement().place(request(&f, "down@example.org", "4242424242424242"), Channel::Api).await.unwrap();
     f.gateway.refuse_refunds.store(true, Ordering::SeqCst);
-    let refused = f.checkout.staff_action(&placed.id, StaffAction::Refund, &staff(1), "asked").await;
+    let refused = f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &staff(1), "asked").await;
     assert!(refused.is_err());
     assert_eq!(f.db.order(&placed.id).await.unwrap().unwrap().status, OrderStatus::Fulfilled);
     f.gateway.refuse_refunds.store(false, Ordering::SeqCst);
-    let done = f.checkout.staff_action(&placed.id, StaffAction::Refund, &staff(1), "asked").await.unwrap();
+    let done = f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &staff(1), "asked").await.unwrap();
     assert_eq!(done, OrderStatus::Refunded, "the claim was freed when the gateway refused");
 }
 
@@ -241,23 +244,24 @@ async fn an_approved_card_is_voided_when_its_order_is_not_recorded(f: Fixture) {
     // writes is gone, as a broken database would be).
     let data = raw(&f.data_url).await;
     sqlx::query("ALTER TABLE order_events RENAME TO order_events_away").execute(&data).await.unwrap();
-    let placed = f.checkout.place(request(&f, "late@example.org", "4242424242424242"), Channel::Api).await;
+    let placed = f.checkout.placement().place(request(&f, "late@example.org", "4242424242424242"), Channel::Api).await;
     assert!(placed.is_err(), "the order was not recorded");
     assert_eq!(f.gateway.authorized.load(Ordering::SeqCst), 1);
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 1, "the approved payment was voided");
     sqlx::query("ALTER TABLE order_events_away RENAME TO order_events").execute(&data).await.unwrap();
-    f.checkout.place(request(&f, "late@example.org", "4242424242424242"), Channel::Api).await.unwrap();
+    f.checkout.placement().place(request(&f, "late@example.org", "4242424242424242"), Channel::Api).await.unwrap();
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 1, "a recorded order keeps its payment");
 }
 
 async fn an_erased_customers_order_is_refunded_through_the_gateway(f: Fixture) {
-    let placed = f.checkout.place(request(&f, "left@example.org", "4242424242424242"), Channel::Api).await.unwrap();
+    let placed =
+        f.checkout.placement().place(request(&f, "left@example.org", "4242424242424242"), Channel::Api).await.unwrap();
     let customer = f.customers.find_by_email("left@example.org").await.unwrap().unwrap();
     f.customers.erase(&customer, &Actor::System).await.unwrap();
-    let done = f.checkout.staff_action(&placed.id, StaffAction::Refund, &staff(1), "asked").await.unwrap();
+    let done = f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &staff(1), "asked").await.unwrap();
     assert_eq!(done, OrderStatus::Refunded);
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 1, "the token outlived the erasure");
-    let view = f.checkout.staff_view(&placed.id, &staff(1)).await.unwrap();
+    let view = f.checkout.staff().staff_view(&placed.id, &staff(1)).await.unwrap();
     assert!(view.erased && view.name.is_empty() && view.email.is_empty());
 }
 
@@ -285,11 +289,11 @@ async fn run_at(f: &Fixture, start: i64, at: i64) -> coffer_app::retention::Rete
 }
 
 async fn held_with_document(f: &Fixture, email: &str) -> coffer_domain::OrderId {
-    let held = f.checkout.place(request(f, email, "4000000000009235"), Channel::Api).await.unwrap();
+    let held = f.checkout.placement().place(request(f, email, "4000000000009235"), Channel::Api).await.unwrap();
     assert_eq!(held.status, OrderStatus::OnHold);
-    let link = f.checkout.identity_link(&held.id).await.unwrap();
+    let link = f.checkout.identity().identity_link(&held.id).await.unwrap();
     let token = link.rsplit('/').next().unwrap();
-    f.checkout.upload_identity(token, PNG).await.unwrap();
+    f.checkout.identity().upload_identity(token, PNG).await.unwrap();
     held.id
 }
 
@@ -299,6 +303,7 @@ async fn every_retention_category_goes_on_time_and_not_before(f: Fixture) {
     // counts; its buyer gets a password, a session (ended) and a link.
     let paid = f
         .checkout
+        .placement()
         .place_once("key-1", b"body", request(&f, "paid@example.org", "5555555555554444"), Channel::Api)
         .await
         .unwrap();
@@ -311,7 +316,7 @@ async fn every_retention_category_goes_on_time_and_not_before(f: Fixture) {
     // nobody decides, and one whose hold cannot be cancelled (the gateway
     // will not void it) so only its upload's age counts.
     let rejected = held_with_document(&f, "rejected@example.org").await;
-    f.checkout.staff_action(&rejected, StaffAction::Reject, &staff(1), "not confirmed").await.unwrap();
+    f.checkout.staff().staff_action(&rejected, StaffAction::Reject, &staff(1), "not confirmed").await.unwrap();
     let undecided = held_with_document(&f, "undecided@example.org").await;
     f.outbox.deliver_due().await.unwrap();
     let files_at_start = mail_files(&f);
@@ -386,19 +391,20 @@ async fn a_whole_refund_after_a_line_refund_gives_back_only_the_rest(f: Fixture)
         .unwrap();
     let mut two_lines = request(&f, "two@example.org", "4242424242424242");
     two_lines.items.push((second, 1));
-    let placed = f.checkout.place(two_lines, Channel::Api).await.unwrap();
-    f.checkout.refund_line(&placed.id, 1, &staff(1), "first line").await.unwrap();
-    f.checkout.staff_action(&placed.id, StaffAction::Refund, &staff(1), "the rest").await.unwrap();
+    let placed = f.checkout.placement().place(two_lines, Channel::Api).await.unwrap();
+    f.checkout.staff().refund_line(&placed.id, 1, &staff(1), "first line").await.unwrap();
+    f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &staff(1), "the rest").await.unwrap();
     assert_eq!(f.gateway.given_back_minor.load(Ordering::SeqCst), placed.total, "the total back once, not more");
 }
 
 async fn money_given_back_but_not_recorded_keeps_the_order_claimed(f: Fixture) {
-    let placed = f.checkout.place(request(&f, "stuck@example.org", "4242424242424242"), Channel::Api).await.unwrap();
+    let placed =
+        f.checkout.placement().place(request(&f, "stuck@example.org", "4242424242424242"), Channel::Api).await.unwrap();
     let data = raw(&f.data_url).await;
     // The recording fails after the gateway gave the money back (the
     // gateway takes 200 ms; the table the record writes goes meanwhile).
     let support = staff(1);
-    let refund = f.checkout.staff_action(&placed.id, StaffAction::Refund, &support, "asked");
+    let refund = f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &support, "asked");
     let breaking = async {
         tokio::time::sleep(Duration::from_millis(50)).await;
         sqlx::query("ALTER TABLE order_events RENAME TO order_events_away").execute(&data).await.unwrap();
@@ -408,7 +414,7 @@ async fn money_given_back_but_not_recorded_keeps_the_order_claimed(f: Fixture) {
     sqlx::query("ALTER TABLE order_events_away RENAME TO order_events").execute(&data).await.unwrap();
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 1);
     // The order stays claimed: a second click gives nothing back again.
-    let again = f.checkout.staff_action(&placed.id, StaffAction::Refund, &staff(2), "asked again").await;
+    let again = f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &staff(2), "asked again").await;
     assert!(matches!(again, Err(coffer_app::AppError::Order(ref e)) if e.code == "move_in_progress"), "{again:?}");
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 1, "never twice");
 }
@@ -419,34 +425,42 @@ async fn money_given_back_but_not_recorded_keeps_the_order_claimed(f: Fixture) {
 async fn services_refuse_a_principal_without_the_permission(f: Fixture) {
     use coffer_app::AppError;
     use coffer_domain::Permission;
-    let held = f.checkout.place(request(&f, "held@example.org", "4000000000009235"), Channel::Api).await.unwrap();
-    let paid = f.checkout.place(request(&f, "paid@example.org", "4242424242424242"), Channel::Api).await.unwrap();
+    let held =
+        f.checkout.placement().place(request(&f, "held@example.org", "4000000000009235"), Channel::Api).await.unwrap();
+    let paid =
+        f.checkout.placement().place(request(&f, "paid@example.org", "4242424242424242"), Channel::Api).await.unwrap();
     let as_role = |role| Principal::Staff { id: "stf_9".into(), role };
     let customer = Principal::Customer("cus_1".into());
     let refused = |r: Result<OrderStatus, AppError>, permission: Permission| {
         assert!(matches!(r, Err(AppError::Forbidden(p)) if p == permission), "{r:?}");
     };
     refused(
-        f.checkout.staff_action(&held.id, StaffAction::Approve, &as_role(StaffRole::Support), "").await,
+        f.checkout.staff().staff_action(&held.id, StaffAction::Approve, &as_role(StaffRole::Support), "").await,
         Permission::ApproveOrder,
     );
     refused(
-        f.checkout.staff_action(&paid.id, StaffAction::Refund, &as_role(StaffRole::Reviewer), "x").await,
+        f.checkout.staff().staff_action(&paid.id, StaffAction::Refund, &as_role(StaffRole::Reviewer), "x").await,
         Permission::RefundOrder,
     );
-    refused(f.checkout.refund_line(&paid.id, 1, &as_role(StaffRole::Dpo), "x").await, Permission::RefundOrder);
-    refused(f.checkout.staff_action(&paid.id, StaffAction::Refund, &customer, "x").await, Permission::RefundOrder);
-    refused(f.checkout.staff_action(&held.id, StaffAction::ExpireHold, &staff(1), "x").await, Permission::ExpireHolds);
+    refused(f.checkout.staff().refund_line(&paid.id, 1, &as_role(StaffRole::Dpo), "x").await, Permission::RefundOrder);
+    refused(
+        f.checkout.staff().staff_action(&paid.id, StaffAction::Refund, &customer, "x").await,
+        Permission::RefundOrder,
+    );
+    refused(
+        f.checkout.staff().staff_action(&held.id, StaffAction::ExpireHold, &staff(1), "x").await,
+        Permission::ExpireHolds,
+    );
     assert!(matches!(
-        f.checkout.staff_view(&paid.id, &as_role(StaffRole::Dpo)).await,
+        f.checkout.staff().staff_view(&paid.id, &as_role(StaffRole::Dpo)).await,
         Err(AppError::Forbidden(Permission::ReadOrderForStaff))
     ));
     assert!(matches!(
-        f.checkout.identity_document(&held.id, &as_role(StaffRole::Support)).await,
+        f.checkout.identity().identity_document(&held.id, &as_role(StaffRole::Support)).await,
         Err(AppError::Forbidden(Permission::ViewIdentityDocument))
     ));
     assert!(matches!(
-        f.checkout.queue(OrderStatus::OnHold, &as_role(StaffRole::Support)).await,
+        f.checkout.staff().queue(OrderStatus::OnHold, &as_role(StaffRole::Support)).await,
         Err(AppError::Forbidden(Permission::ReadReviewQueue))
     ));
     // Nothing moved, no money went back, no read was audited.
@@ -454,6 +468,10 @@ async fn services_refuse_a_principal_without_the_permission(f: Fixture) {
     assert_eq!(f.db.order(&paid.id).await.unwrap().unwrap().status, OrderStatus::Fulfilled);
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 0);
     // The roles that hold the permissions may.
-    f.checkout.staff_action(&held.id, StaffAction::Approve, &as_role(StaffRole::Reviewer), "").await.unwrap();
-    f.checkout.staff_action(&paid.id, StaffAction::Refund, &as_role(StaffRole::Support), "asked").await.unwrap();
+    f.checkout.staff().staff_action(&held.id, StaffAction::Approve, &as_role(StaffRole::Reviewer), "").await.unwrap();
+    f.checkout
+        .staff()
+        .staff_action(&paid.id, StaffAction::Refund, &as_role(StaffRole::Support), "asked")
+        .await
+        .unwrap();
 }

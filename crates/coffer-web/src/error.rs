@@ -111,6 +111,22 @@ impl From<AppError> for ApiError {
             }
             AppError::Erased => ApiError::new(StatusCode::GONE, "erased", "this customer's data was erased"),
             AppError::Refused(message) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", message),
+            AppError::Gateway(e) => {
+                tracing::error!(error = %e, "payment gateway failure");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "payment_gateway_failed",
+                    "the payment processor did not answer; try again later",
+                )
+            }
+            AppError::AuditChainBroken(e) => {
+                tracing::error!(error = %e, "audit chain broken");
+                ApiError::internal()
+            }
+            AppError::Internal(e) => {
+                tracing::error!(error = %e, "internal failure");
+                ApiError::internal()
+            }
             AppError::LinkGone(message) => ApiError::new(StatusCode::GONE, "link_gone", message),
             AppError::TooManyAttempts { retry_after_ms } => ApiError::too_many_attempts(retry_after_ms),
             AppError::Order(e) => {

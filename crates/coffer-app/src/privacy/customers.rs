@@ -144,7 +144,7 @@ fn seal_details(
         .as_ref()
         .map(serde_json::to_vec)
         .transpose()
-        .map_err(|_| AppError::Refused("the address could not be encoded".into()))?;
+        .map_err(|_| AppError::Internal("an address could not be encoded"))?;
     Ok(SealedFields {
         name: Some(seal("name", details.name.as_bytes())?),
         email: Some(seal("email", details.email.as_bytes())?),

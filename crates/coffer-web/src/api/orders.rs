@@ -234,7 +234,7 @@ pub async fn create_order(
         client_ip: Some(client_ip),
     };
     let placed = match headers.get("idempotency-key") {
-        None => state.checkout.place(request, Channel::Api).await,
+        None => state.checkout.placement().place(request, Channel::Api).await,
         Some(key) => {
             let Ok(key) = key.to_str() else {
                 return ApiError::new(
@@ -252,7 +252,7 @@ pub async fn create_order(
                 object.remove("card");
             }
             let canonical = serde_json::to_vec(&without_card).unwrap_or_default();
-            state.checkout.place_once(key, &canonical, request, Channel::Api).await
+            state.checkout.placement().place_once(key, &canonical, request, Channel::Api).await
         }
     };
     match placed {

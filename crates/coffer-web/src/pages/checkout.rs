@@ -369,7 +369,7 @@ async fn checkout_form(
         currencies,
         form,
         fields,
-        policy_version: state.checkout.policy_version().to_owned(),
+        policy_version: state.checkout.placement().policy_version().to_owned(),
         age_error: problems.age,
         consent_error: problems.consent,
     })
@@ -407,7 +407,7 @@ async fn review_page(
     form: &CheckoutForm,
     message: Option<String>,
 ) -> Result<Result<ReviewPage, AppError>, AppError> {
-    let quote = match state.checkout.quote(&form.request(items, false, None)).await {
+    let quote = match state.checkout.placement().quote(&form.request(items, false, None)).await {
         Ok(quote) => quote,
         Err(e @ (AppError::Customer(_) | AppError::Order(_))) => return Ok(Err(e)),
         Err(e) => return Err(e),
@@ -437,7 +437,7 @@ async fn review_page(
         billed_to: format!("{}, {}", quote.details.name, quote.details.email),
         operator: state.operator_name.to_string(),
         hidden: form.hidden(),
-        review_token: state.checkout.new_review_token().await?,
+        review_token: state.checkout.placement().new_review_token().await?,
         card: form.payment_method() == PaymentMethod::Card,
     }))
 }
@@ -488,7 +488,7 @@ async fn pay(
         return see_other("/checkout");
     }
     let issued_here = form.review_token.len() <= 200
-        && matches!(state.checkout.review_token_issued_here(&form.review_token).await, Ok(true));
+        && matches!(state.checkout.placement().review_token_issued_here(&form.review_token).await, Ok(true));
     if !issued_here {
         // Payment comes only from a review page, which carries the token.
         return match review_page(&state, &items, &form, Some("Check your order, then pay.".into())).await {
@@ -501,7 +501,7 @@ async fn pay(
     let cart_lines: Vec<(String, i64)> = items.iter().map(|(id, q)| (id.to_string(), *q)).collect();
     let body = serde_json::to_vec(&(form.hidden(), cart_lines)).unwrap_or_default();
     let key = format!("review:{}", form.review_token);
-    match state.checkout.place_once(&key, &body, form.request(&items, true, Some(ip)), Channel::Web).await {
+    match state.checkout.placement().place_once(&key, &body, form.request(&items, true, Some(ip)), Channel::Web).await {
         Ok(order) => {
             let currency = coffer_domain::Currency::parse(&order.currency).ok();
             let mut named = Vec::new();
