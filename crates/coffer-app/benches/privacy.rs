@@ -278,7 +278,7 @@ async fn erasures(s: &Setup, count: usize) -> f64 {
             age: Some(AgeInput { adult: true, guardian_name: None, guardian_consents: false }),
             client_ip: None,
         };
-        checkout.place(request, Channel::Api).await.unwrap();
+        checkout.placement().place(request, Channel::Api).await.unwrap();
         ids.push(s.customers.find_by_email(&customer.email).await.unwrap().unwrap());
     }
     let data = raw(&s.data_url).await;

@@ -399,6 +399,15 @@ impl Config {
 
     /// Checks what serde cannot: relations between settings and ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_places()?;
+        self.check_operator()?;
+        self.check_http()?;
+        self.check_storage()?;
+        self.check_background_work()
+    }
+
+    /// Where data, keys and the public address live: data and keys apart, URLs of a kind we serve.
+    fn check_places(&self) -> Result<(), ConfigError> {
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
         }
@@ -433,6 +442,11 @@ impl Config {
         {
             return Err(invalid("public_url", "must be an http:// or https:// address"));
         }
+        Ok(())
+    }
+
+    /// The operator's name, DPO, tax rates and fraud settings.
+    fn check_operator(&self) -> Result<(), ConfigError> {
         if self
             .operator
             .tax_rates
@@ -453,6 +467,11 @@ impl Config {
         if self.operator.name.trim().is_empty() || !self.operator.dpo_email.contains('@') {
             return Err(invalid("operator", "needs a name and the DPO's email address"));
         }
+        Ok(())
+    }
+
+    /// The HTTP server's limits and its TLS files.
+    fn check_http(&self) -> Result<(), ConfigError> {
         if self.http.body_limit_bytes == 0 {
             return Err(invalid("http.body_limit_bytes", "must be at least 1"));
         }
@@ -474,6 +493,11 @@ impl Config {
         if self.http.concurrency_limit == 0 {
             return Err(invalid("http.concurrency_limit", "must be at least 1"));
         }
+        Ok(())
+    }
+
+    /// Database connections and the key re-wrap's pace.
+    fn check_storage(&self) -> Result<(), ConfigError> {
         if self.database.sqlite_readers == 0 {
             return Err(invalid("database.sqlite_readers", "must be at least 1"));
         }
@@ -486,6 +510,11 @@ impl Config {
         if !(0.0..=100.0).contains(&self.keys.rewrap_rest) {
             return Err(invalid("keys.rewrap_rest", "must be between 0 and 100"));
         }
+        Ok(())
+    }
+
+    /// Mail, audit signing and the writer's batches.
+    fn check_background_work(&self) -> Result<(), ConfigError> {
         if self.mail.transport == MailTransport::Smtp && self.mail.smtp_url.is_none() {
             return Err(invalid("mail.smtp_url", "is required when mail.transport is smtp"));
         }

@@ -111,7 +111,10 @@ pub async fn seed_files(db: &Db, checkout: &crate::checkout::CheckoutService) ->
                 "{}\n\n{}\n\nThis is the demo download of a Coffer demo product. A real vendor uploads the real file.\n",
                 product.name, item.description
             );
-            checkout.put_product_file(&product.id, &file_name, "text/plain; charset=utf-8", text.as_bytes()).await?;
+            checkout
+                .fulfilment()
+                .put_product_file(&product.id, &file_name, "text/plain; charset=utf-8", text.as_bytes())
+                .await?;
         }
     }
     Ok(())
@@ -256,7 +259,7 @@ pub async fn credentials(
                 prices: p.prices.iter().map(|m| (m.currency().code().to_owned(), m.minor())).collect(),
             })
             .collect();
-        let license_public_key = checkout.license_signer(&vendor.id).await?.public_key_base64();
+        let license_public_key = checkout.fulfilment().license_signer(&vendor.id).await?.public_key_base64();
         let api_key = vendor_service.demo_api_key(&vendor.id).await?;
         vendors.push(DemoVendorCredentials {
             slug: vendor.slug.to_string(),

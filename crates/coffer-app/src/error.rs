@@ -36,6 +36,18 @@ pub enum AppError {
     Erased,
     #[error("{0}")]
     Refused(String),
+    /// The payment processor failed or refused a call (a void or refund it
+    /// would not make, an outage); names the failure, never the card.
+    #[error("payment gateway: {0}")]
+    Gateway(String),
+    /// The restored audit chain is broken in a way a restore does not
+    /// explain (an edited, missing or moved entry): reported, never re-signed.
+    #[error("the restored audit chain is broken: {0}")]
+    AuditChainBroken(crate::privacy::audit::ChainBroken),
+    /// A failure on our side that the caller cannot fix (a value that
+    /// would not encode, a worker that stopped); names what failed, never data.
+    #[error("{0}")]
+    Internal(&'static str),
     /// A one-time link (sign-in, reset, invitation, enrolment) that has
     /// expired, was used, or never existed; the text says what to do next.
     #[error("{0}")]

@@ -30,7 +30,8 @@ fn checked(key: &str) -> Result<&str, AppError> {
         && key.len() <= 200
         && !key.starts_with('.')
         && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok { Ok(key) } else { Err(AppError::Refused("not a valid file key".into())) }
+    // Keys are made by Coffer, never typed: a bad one is our mistake.
+    if ok { Ok(key) } else { Err(AppError::Files("not a valid file key".into())) }
 }
 
 impl LocalFileStore {
@@ -40,13 +41,13 @@ impl LocalFileStore {
             .recursive(true)
             .mode(0o700)
             .create(&root)
-            .map_err(|e| AppError::Refused(format!("the file folder cannot be created: {e}")))?;
+            .map_err(|e| AppError::Files(format!("the file folder cannot be created: {e}")))?;
         Ok(LocalFileStore { root })
     }
 }
 
 fn io(e: std::io::Error) -> AppError {
-    AppError::Refused(format!("file store: {}", e.kind()))
+    AppError::Files(format!("file store: {}", e.kind()))
 }
 
 impl FileStore for LocalFileStore {

@@ -6,7 +6,8 @@
 //! nothing back, a refund the gateway refuses is retried until it goes
 //! through, and a job run again after a crash gives back once (the gateway's
 //! idempotency key); a card the gateway approved for an order that could
-//! not be recorded is voided (findings 7 and 8 of the security review). Retention: every category of the data
+//! not be recorded is voided (findings 7 and 8 of the security review).
+//! Retention: every category of the data
 //! inventory goes on time and not before (findings 10 and 11).
 //!
 //! The gateway here is the built-in simulated one wrapped to count its
@@ -63,7 +64,7 @@ impl PaymentGateway for WatchedGateway {
             self.give_back_calls.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(200)).await;
             if self.refuse_refunds.load(Ordering::SeqCst) {
-                return Err(coffer_app::AppError::Refused("the processor is down".into()));
+                return Err(coffer_app::AppError::Gateway("the processor is down".into()));
             }
             if self.keys_seen.lock().unwrap().insert(idempotency_key.to_owned()) {
                 self.given_back.fetch_add(1, Ordering::SeqCst);
@@ -221,25 +222,27 @@ fn staff(n: u8) -> Principal {
 
 async fn two_refunds_at_once_reach_the_gateway_once(f: Fixture) {
     let (first, second) = (staff(1), staff(2));
-    let placed = f.checkout.place(request(&f, "twice@example.org", "4242424242424242"), Channel::Api).await.unwrap();
+    let placed =
+        f.checkout.placement().place(request(&f, "twice@example.org", "4242424242424242"), Channel::Api).await.unwrap();
     let (one, two) = tokio::join!(
-        f.checkout.staff_action(&placed.id, StaffAction::Refund, &first, "asked"),
-        f.checkout.staff_action(&placed.id, StaffAction::Refund, &second, "asked"),
+        f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &first, "asked"),
+        f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &second, "asked"),
     );
     assert_eq!([one.is_ok(), two.is_ok()].iter().filter(|ok| **ok).count(), 1, "{one:?} {two:?}");
     assert_eq!(run_jobs(&f).await, 1);
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 1, "the money went back once");
     // A line refund racing a whole refund: the same.
-    let placed = f.checkout.place(request(&f, "race@example.org", "4242424242424242"), Channel::Api).await.unwrap();
+    let placed =
+        f.checkout.placement().place(request(&f, "race@example.org", "4242424242424242"), Channel::Api).await.unwrap();
     let (whole, line) = tokio::join!(
-        f.checkout.staff_action(&placed.id, StaffAction::Refund, &first, "asked"),
-        f.checkout.refund_line(&placed.id, 1, &second, "asked"),
+        f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &first, "asked"),
+        f.checkout.staff().refund_line(&placed.id, 1, &second, "asked"),
     );
     assert_eq!([whole.is_ok(), line.is_ok()].iter().filter(|ok| **ok).count(), 1, "{whole:?} {line:?}");
     run_jobs(&f).await;
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 2);
     // After the race, a second refund is refused by the order's status.
-    let again = f.checkout.staff_action(&placed.id, StaffAction::Refund, &staff(1), "again").await;
+    let again = f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &staff(1), "again").await;
     assert!(again.is_err());
     assert_eq!(run_jobs(&f).await, 0);
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 2);
@@ -247,7 +250,7 @@ async fn two_refunds_at_once_reach_the_gateway_once(f: Fixture) {
 
 /// Runs the due give-back jobs, as the server's `payments` loop does.
 async fn run_jobs(f: &Fixture) -> usize {
-    f.checkout.run_give_backs(&coffer_app::supervisor::CancellationToken::new()).await.unwrap()
+    f.checkout.staff().run_give_backs(&coffer_app::supervisor::CancellationToken::new()).await.unwrap()
 }
 
 async fn job_of(f: &Fixture) -> (String, String, i64, Option<String>) {
@@ -261,9 +264,10 @@ async fn job_of(f: &Fixture) -> (String, String, i64, Option<String>) {
 }
 
 async fn a_refund_the_gateway_refuses_is_retried_until_it_goes_through(f: Fixture) {
-    let placed = f.checkout.place(request(&f, "down@example.org", "4242424242424242"), Channel::Api).await.unwrap();
+    let placed =
+        f.checkout.placement().place(request(&f, "down@example.org", "4242424242424242"), Channel::Api).await.unwrap();
     f.gateway.refuse_refunds.store(true, Ordering::SeqCst);
-    let refunded = f.checkout.staff_action(&placed.id, StaffAction::Refund, &staff(1), "asked").await.unwrap();
+    let refunded = f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &staff(1), "asked").await.unwrap();
     assert_eq!(refunded, OrderStatus::Refunded, "the refund is recorded; the money follows");
     assert_eq!(run_jobs(&f).await, 0);
     let (_, status, attempts, error) = job_of(&f).await;
@@ -282,17 +286,22 @@ async fn a_refund_the_gateway_refuses_is_retried_until_it_goes_through(f: Fixtur
 }
 
 async fn a_move_that_is_not_recorded_gives_nothing_back(f: Fixture) {
-    let placed = f.checkout.place(request(&f, "broken@example.org", "4242424242424242"), Channel::Api).await.unwrap();
+    let placed = f
+        .checkout
+        .placement()
+        .place(request(&f, "broken@example.org", "4242424242424242"), Channel::Api)
+        .await
+        .unwrap();
     let data = raw(&f.data_url).await;
     sqlx::query("ALTER TABLE order_events RENAME TO order_events_away").execute(&data).await.unwrap();
-    let refused = f.checkout.staff_action(&placed.id, StaffAction::Refund, &staff(1), "asked").await;
+    let refused = f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &staff(1), "asked").await;
     assert!(refused.is_err());
     sqlx::query("ALTER TABLE order_events_away RENAME TO order_events").execute(&data).await.unwrap();
     assert_eq!(run_jobs(&f).await, 0);
     assert_eq!(f.gateway.give_back_calls.load(Ordering::SeqCst), 0, "no money moved for a move not made");
     assert_eq!(f.db.order(&placed.id).await.unwrap().unwrap().status, OrderStatus::Fulfilled);
     // The claim was freed: the move can be made now.
-    let done = f.checkout.staff_action(&placed.id, StaffAction::Refund, &staff(1), "asked").await.unwrap();
+    let done = f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &staff(1), "asked").await.unwrap();
     assert_eq!(done, OrderStatus::Refunded);
     assert_eq!(run_jobs(&f).await, 1);
 }
@@ -302,24 +311,25 @@ async fn an_approved_card_is_voided_when_its_order_is_not_recorded(f: Fixture) {
     // writes is gone, as a broken database would be).
     let data = raw(&f.data_url).await;
     sqlx::query("ALTER TABLE order_events RENAME TO order_events_away").execute(&data).await.unwrap();
-    let placed = f.checkout.place(request(&f, "late@example.org", "4242424242424242"), Channel::Api).await;
+    let placed = f.checkout.placement().place(request(&f, "late@example.org", "4242424242424242"), Channel::Api).await;
     assert!(placed.is_err(), "the order was not recorded");
     assert_eq!(f.gateway.authorized.load(Ordering::SeqCst), 1);
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 1, "the approved payment was voided");
     sqlx::query("ALTER TABLE order_events_away RENAME TO order_events").execute(&data).await.unwrap();
-    f.checkout.place(request(&f, "late@example.org", "4242424242424242"), Channel::Api).await.unwrap();
+    f.checkout.placement().place(request(&f, "late@example.org", "4242424242424242"), Channel::Api).await.unwrap();
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 1, "a recorded order keeps its payment");
 }
 
 async fn an_erased_customers_order_is_refunded_through_the_gateway(f: Fixture) {
-    let placed = f.checkout.place(request(&f, "left@example.org", "4242424242424242"), Channel::Api).await.unwrap();
+    let placed =
+        f.checkout.placement().place(request(&f, "left@example.org", "4242424242424242"), Channel::Api).await.unwrap();
     let customer = f.customers.find_by_email("left@example.org").await.unwrap().unwrap();
     f.customers.erase(&customer, &Actor::System).await.unwrap();
-    let done = f.checkout.staff_action(&placed.id, StaffAction::Refund, &staff(1), "asked").await.unwrap();
+    let done = f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &staff(1), "asked").await.unwrap();
     assert_eq!(done, OrderStatus::Refunded);
     assert_eq!(run_jobs(&f).await, 1);
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 1, "the token outlived the erasure");
-    let view = f.checkout.staff_view(&placed.id, &staff(1)).await.unwrap();
+    let view = f.checkout.staff().staff_view(&placed.id, &staff(1)).await.unwrap();
     assert!(view.erased && view.name.is_empty() && view.email.is_empty());
 }
 
@@ -347,11 +357,11 @@ async fn run_at(f: &Fixture, start: i64, at: i64) -> coffer_app::retention::Rete
 }
 
 async fn held_with_document(f: &Fixture, email: &str) -> coffer_domain::OrderId {
-    let held = f.checkout.place(request(f, email, "4000000000009235"), Channel::Api).await.unwrap();
+    let held = f.checkout.placement().place(request(f, email, "4000000000009235"), Channel::Api).await.unwrap();
     assert_eq!(held.status, OrderStatus::OnHold);
-    let link = f.checkout.identity_link(&held.id).await.unwrap();
+    let link = f.checkout.identity().identity_link(&held.id).await.unwrap();
     let token = link.rsplit('/').next().unwrap();
-    f.checkout.upload_identity(token, PNG).await.unwrap();
+    f.checkout.identity().upload_identity(token, PNG).await.unwrap();
     held.id
 }
 
@@ -361,6 +371,7 @@ async fn every_retention_category_goes_on_time_and_not_before(f: Fixture) {
     // counts; its buyer gets a password, a session (ended) and a link.
     let paid = f
         .checkout
+        .placement()
         .place_once("key-1", b"body", request(&f, "paid@example.org", "5555555555554444"), Channel::Api)
         .await
         .unwrap();
@@ -372,7 +383,7 @@ async fn every_retention_category_goes_on_time_and_not_before(f: Fixture) {
     // Held orders with proof of identity: one a reviewer rejects now, one
     // nobody decides, and later one whose void the gateway refuses.
     let rejected = held_with_document(&f, "rejected@example.org").await;
-    f.checkout.staff_action(&rejected, StaffAction::Reject, &staff(1), "not confirmed").await.unwrap();
+    f.checkout.staff().staff_action(&rejected, StaffAction::Reject, &staff(1), "not confirmed").await.unwrap();
     let undecided = held_with_document(&f, "undecided@example.org").await;
     f.outbox.deliver_due().await.unwrap();
     let files_at_start = mail_files(&f);
@@ -453,9 +464,9 @@ async fn a_whole_refund_after_a_line_refund_gives_back_only_the_rest(f: Fixture)
         .unwrap();
     let mut two_lines = request(&f, "two@example.org", "4242424242424242");
     two_lines.items.push((second, 1));
-    let placed = f.checkout.place(two_lines, Channel::Api).await.unwrap();
-    f.checkout.refund_line(&placed.id, 1, &staff(1), "first line").await.unwrap();
-    f.checkout.staff_action(&placed.id, StaffAction::Refund, &staff(1), "the rest").await.unwrap();
+    let placed = f.checkout.placement().place(two_lines, Channel::Api).await.unwrap();
+    f.checkout.staff().refund_line(&placed.id, 1, &staff(1), "first line").await.unwrap();
+    f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &staff(1), "the rest").await.unwrap();
     assert_eq!(run_jobs(&f).await, 2);
     assert_eq!(f.gateway.given_back_minor.load(Ordering::SeqCst), placed.total, "the total back once, not more");
 }
@@ -464,8 +475,9 @@ async fn a_whole_refund_after_a_line_refund_gives_back_only_the_rest(f: Fixture)
 /// recorded so: the job is claimed again when its lease ends and runs again
 /// with the same idempotency key, so the processor gives back once.
 async fn a_give_back_run_again_after_a_crash_gives_back_once(f: Fixture) {
-    let placed = f.checkout.place(request(&f, "crash@example.org", "4242424242424242"), Channel::Api).await.unwrap();
-    f.checkout.staff_action(&placed.id, StaffAction::Refund, &staff(1), "asked").await.unwrap();
+    let placed =
+        f.checkout.placement().place(request(&f, "crash@example.org", "4242424242424242"), Channel::Api).await.unwrap();
+    f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &staff(1), "asked").await.unwrap();
     // The worker that dies: it claims the job and reaches the gateway.
     let claimed = f.db.claim_jobs(coffer_app::checkout::GIVE_BACK_JOB, f.clock.now(), 60_000, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
@@ -487,34 +499,42 @@ async fn a_give_back_run_again_after_a_crash_gives_back_once(f: Fixture) {
 async fn services_refuse_a_principal_without_the_permission(f: Fixture) {
     use coffer_app::AppError;
     use coffer_domain::Permission;
-    let held = f.checkout.place(request(&f, "held@example.org", "4000000000009235"), Channel::Api).await.unwrap();
-    let paid = f.checkout.place(request(&f, "paid@example.org", "4242424242424242"), Channel::Api).await.unwrap();
+    let held =
+        f.checkout.placement().place(request(&f, "held@example.org", "4000000000009235"), Channel::Api).await.unwrap();
+    let paid =
+        f.checkout.placement().place(request(&f, "paid@example.org", "4242424242424242"), Channel::Api).await.unwrap();
     let as_role = |role| Principal::Staff { id: "stf_9".into(), role };
     let customer = Principal::Customer("cus_1".into());
     let refused = |r: Result<OrderStatus, AppError>, permission: Permission| {
         assert!(matches!(r, Err(AppError::Forbidden(p)) if p == permission), "{r:?}");
     };
     refused(
-        f.checkout.staff_action(&held.id, StaffAction::Approve, &as_role(StaffRole::Support), "").await,
+        f.checkout.staff().staff_action(&held.id, StaffAction::Approve, &as_role(StaffRole::Support), "").await,
         Permission::ApproveOrder,
     );
     refused(
-        f.checkout.staff_action(&paid.id, StaffAction::Refund, &as_role(StaffRole::Reviewer), "x").await,
+        f.checkout.staff().staff_action(&paid.id, StaffAction::Refund, &as_role(StaffRole::Reviewer), "x").await,
         Permission::RefundOrder,
     );
-    refused(f.checkout.refund_line(&paid.id, 1, &as_role(StaffRole::Dpo), "x").await, Permission::RefundOrder);
-    refused(f.checkout.staff_action(&paid.id, StaffAction::Refund, &customer, "x").await, Permission::RefundOrder);
-    refused(f.checkout.staff_action(&held.id, StaffAction::ExpireHold, &staff(1), "x").await, Permission::ExpireHolds);
+    refused(f.checkout.staff().refund_line(&paid.id, 1, &as_role(StaffRole::Dpo), "x").await, Permission::RefundOrder);
+    refused(
+        f.checkout.staff().staff_action(&paid.id, StaffAction::Refund, &customer, "x").await,
+        Permission::RefundOrder,
+    );
+    refused(
+        f.checkout.staff().staff_action(&held.id, StaffAction::ExpireHold, &staff(1), "x").await,
+        Permission::ExpireHolds,
+    );
     assert!(matches!(
-        f.checkout.staff_view(&paid.id, &as_role(StaffRole::Dpo)).await,
+        f.checkout.staff().staff_view(&paid.id, &as_role(StaffRole::Dpo)).await,
         Err(AppError::Forbidden(Permission::ReadOrderForStaff))
     ));
     assert!(matches!(
-        f.checkout.identity_document(&held.id, &as_role(StaffRole::Support)).await,
+        f.checkout.identity().identity_document(&held.id, &as_role(StaffRole::Support)).await,
         Err(AppError::Forbidden(Permission::ViewIdentityDocument))
     ));
     assert!(matches!(
-        f.checkout.queue(OrderStatus::OnHold, &as_role(StaffRole::Support)).await,
+        f.checkout.staff().queue(OrderStatus::OnHold, &as_role(StaffRole::Support)).await,
         Err(AppError::Forbidden(Permission::ReadReviewQueue))
     ));
     // Nothing moved, no money went back, no read was audited.
@@ -522,6 +542,10 @@ async fn services_refuse_a_principal_without_the_permission(f: Fixture) {
     assert_eq!(f.db.order(&paid.id).await.unwrap().unwrap().status, OrderStatus::Fulfilled);
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 0);
     // The roles that hold the permissions may.
-    f.checkout.staff_action(&held.id, StaffAction::Approve, &as_role(StaffRole::Reviewer), "").await.unwrap();
-    f.checkout.staff_action(&paid.id, StaffAction::Refund, &as_role(StaffRole::Support), "asked").await.unwrap();
+    f.checkout.staff().staff_action(&held.id, StaffAction::Approve, &as_role(StaffRole::Reviewer), "").await.unwrap();
+    f.checkout
+        .staff()
+        .staff_action(&paid.id, StaffAction::Refund, &as_role(StaffRole::Support), "asked")
+        .await
+        .unwrap();
 }

@@ -111,6 +111,19 @@ impl From<AppError> for ApiError {
             }
             AppError::Erased => ApiError::new(StatusCode::GONE, "erased", "this customer's data was erased"),
             AppError::Refused(message) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", message),
+            AppError::Gateway(e) => {
+                tracing::error!(error = %e, "payment gateway failure");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "payment_gateway_failed",
+                    "the payment processor did not answer; try again later",
+                )
+            }
+            // Ours to fix, never the caller's: a 500, not a 422.
+            e @ (AppError::AuditChainBroken(_) | AppError::Internal(_)) => {
+                tracing::error!(error = %e, "internal failure");
+                ApiError::internal()
+            }
             AppError::LinkGone(message) => ApiError::new(StatusCode::GONE, "link_gone", message),
             AppError::TooManyAttempts { retry_after_ms } => ApiError::too_many_attempts(retry_after_ms),
             AppError::Order(e) => {
@@ -145,5 +158,37 @@ impl From<AppError> for ApiError {
                 ApiError::internal()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_on_our_side_are_never_answered_as_the_callers_mistake() {
+        let answer = |e: AppError| {
+            let api = ApiError::from(e);
+            (api.status, api.code)
+        };
+        assert_eq!(
+            answer(AppError::Internal("a value would not encode")),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert_eq!(
+            answer(AppError::Files("file store: PermissionDenied".into())),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        let broken = coffer_app::privacy::audit::ChainBroken::Gap { previous: 1, seq: 3 };
+        assert_eq!(answer(AppError::AuditChainBroken(broken)), (StatusCode::INTERNAL_SERVER_ERROR, "internal"));
+        assert_eq!(
+            answer(AppError::Gateway("the processor is down".into())),
+            (StatusCode::BAD_GATEWAY, "payment_gateway_failed")
+        );
+        // The caller's mistakes keep their status and code.
+        let declined = coffer_domain::OrderError::new("card_declined", Some("card.number"), "declined");
+        assert_eq!(answer(AppError::Order(declined)), (StatusCode::PAYMENT_REQUIRED, "card_declined"));
+        let wrong = coffer_domain::OrderError::new("wrong_status", Some("status"), "this order is refunded");
+        assert_eq!(answer(AppError::Order(wrong)), (StatusCode::UNPROCESSABLE_ENTITY, "wrong_status"));
     }
 }

@@ -281,7 +281,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     supervisor.every("payments", Duration::from_secs(1), move |stop| {
         let payments = payments.clone();
         async move {
-            if let Err(e) = payments.run_give_backs(&stop).await {
+            if let Err(e) = payments.staff().run_give_backs(&stop).await {
                 tracing::warn!(error = %e, "giving money back failed; will retry");
             }
         }

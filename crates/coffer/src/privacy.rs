@@ -358,7 +358,7 @@ pub async fn retention(config: &Config, db: Db) -> anyhow::Result<()> {
     let checkout = privacy.checkout(config, catalog, &policy.version, config.base_url(None))?;
     let report = checkout.run_retention().await?;
     // The voids of the holds it cancelled, now rather than at the server's next turn.
-    checkout.run_give_backs(&coffer_app::supervisor::CancellationToken::new()).await?;
+    checkout.staff().run_give_backs(&coffer_app::supervisor::CancellationToken::new()).await?;
     for (category, count) in report.lines() {
         println!("{count}\t{category}");
     }

@@ -28,11 +28,7 @@ pub enum DownloadRefused {
     NoFile,
 }
 
-impl CheckoutService {
-    pub(super) async fn link_key(&self) -> Result<Arc<zeroize::Zeroizing<Vec<u8>>>, AppError> {
-        self.vault.named_secret("download-links").await
-    }
-
+impl Fulfilment {
     /// A signed download link for one order line, valid 7 days from now.
     pub async fn download_link(&self, order: &OrderId, line_no: i64) -> Result<String, AppError> {
         let expires = (self.clock.now().0 + DOWNLOAD_TTL_MS) / 1000;

@@ -76,7 +76,7 @@ impl PaymentGateway for SimulatedGateway {
             if token.starts_with("sim_") {
                 Ok(())
             } else {
-                Err(AppError::Refused("the payment gateway does not know this payment".into()))
+                Err(AppError::Gateway("the payment gateway does not know this payment".into()))
             }
         })
     }

@@ -32,7 +32,7 @@ pub(super) fn give_back_job(order: &coffer_store::StoredOrder, amount: i64, at: 
     Some(NewJob { id: coffer_domain::JobId::generate().to_string(), kind: GIVE_BACK_JOB, payload, at })
 }
 
-impl CheckoutService {
+impl StaffOrders {
     /// Refuses a money move on a card order whose gateway token is gone
     /// (erased with the customer, from before tokens were kept apart): the
     /// job could never run, so the move is not made.

@@ -19,7 +19,17 @@ pub fn id_document_type(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
-impl CheckoutService {
+/// Proof of identity for held orders: the upload link, the upload, and the
+/// reviewer's audited view.
+#[derive(Clone)]
+pub struct IdentityReview {
+    pub(super) ctx: CheckoutContext,
+    pub(super) files: Arc<dyn FileStore>,
+    /// Where people reach this server, for upload links.
+    pub(super) base_url: Arc<str>,
+}
+
+impl IdentityReview {
     /// The signed link a held order's buyer uses to upload proof of
     /// identity (7 days).
     pub async fn identity_link(&self, order: &OrderId) -> Result<String, AppError> {
@@ -100,7 +110,7 @@ impl CheckoutService {
         let mut sealed = Vec::new();
         tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut sealed)
             .await
-            .map_err(|e| AppError::Refused(format!("file store: {}", e.kind())))?;
+            .map_err(|e| AppError::Files(format!("file store: {}", e.kind())))?;
         let ctx = FieldContext {
             table: "id_documents",
             column: "document",
@@ -112,5 +122,10 @@ impl CheckoutService {
         self.db.write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) })).await?;
         let plain = coffer_crypto::open_field(&key, &ctx, &coffer_crypto::Sealed::from_stored(sealed))?;
         Ok(Some((row.content_type, plain.to_vec())))
+    }
+
+    /// When the buyer of a held order uploaded proof of identity, if they did.
+    pub async fn uploaded_at(&self, order: &OrderId) -> Result<Option<coffer_domain::Millis>, AppError> {
+        Ok(self.db.id_document(order).await?.map(|d| d.uploaded_at))
     }
 }

@@ -72,7 +72,20 @@ pub struct StaffLine {
     pub refunded: i64,
 }
 
-impl CheckoutService {
+/// Order operations by staff: review decisions, bank transfers, refunds,
+/// the queues and the staff view of an order.
+#[derive(Clone)]
+pub struct StaffOrders {
+    pub(super) ctx: CheckoutContext,
+    pub(super) gateway: Arc<dyn PaymentGateway>,
+    pub(super) outbox: Outbox,
+    /// The seller, named in the order email.
+    pub(super) operator_name: Arc<str>,
+    /// Delivers an order a reviewer approves or whose transfer arrived.
+    pub(super) fulfilment: Fulfilment,
+}
+
+impl StaffOrders {
     /// A staff member moves an order on: a reviewer approves (delivered at
     /// once) or rejects (payment voided) a held order; support marks a bank
     /// transfer received (delivered at once) or refunds a paid order. The
@@ -181,7 +194,7 @@ impl CheckoutService {
         }
         let delivery = match (&key, last) {
             (Some(key), OrderStatus::Fulfilled) => {
-                self.deliver(&order.id, &order.customer_id, &order.data_key_id, key, &lines).await?
+                self.fulfilment.deliver(&order.id, &order.customer_id, &order.data_key_id, key, &lines).await?
             }
             _ => Delivery::default(),
         };
@@ -449,15 +462,7 @@ pub(crate) fn require(principal: &Principal, permission: Permission) -> Result<(
     if principal.may(permission) { Ok(()) } else { Err(AppError::Forbidden(permission)) }
 }
 
-/// The name of the operator's key for gateway tokens (a named secret
-/// under the master key, re-wrapped at rotation like the others).
-const PAYMENT_TOKEN_KEY: &str = "payment-tokens";
-
-fn payment_token_context(order: &OrderId) -> FieldContext<'_> {
-    FieldContext { table: "orders", column: "payment_token", row_id: order.as_str(), data_key_id: PAYMENT_TOKEN_KEY }
-}
-
-impl CheckoutService {
+impl StaffOrders {
     /// A staff queue: orders in `status`, oldest first (at most 200).
     pub async fn queue(
         &self,
@@ -471,11 +476,6 @@ impl CheckoutService {
         };
         require(principal, needed)?;
         Ok(self.db.orders_in(status, 200).await?)
-    }
-
-    /// When the buyer of a held order uploaded proof of identity, if they did.
-    pub async fn identity_uploaded_at(&self, order: &OrderId) -> Result<Option<coffer_domain::Millis>, AppError> {
-        Ok(self.db.id_document(order).await?.map(|d| d.uploaded_at))
     }
 
     /// Cancels the held orders nobody decided within [`HOLD_EXPIRY_MS`]
@@ -496,38 +496,6 @@ impl CheckoutService {
             }
         }
         Ok(cancelled)
-    }
-
-    async fn payments_key(&self) -> Result<coffer_crypto::DataKey, AppError> {
-        let secret = self.vault.named_secret(PAYMENT_TOKEN_KEY).await?;
-        Ok(coffer_crypto::DataKey::from_bytes(&secret)?)
-    }
-
-    /// Seals a card payment's gateway token under the operator's payments key.
-    pub(super) async fn seal_payment_token(
-        &self,
-        order: &OrderId,
-        token: &str,
-    ) -> Result<coffer_crypto::Sealed, AppError> {
-        Ok(seal_field(&self.payments_key().await?, &payment_token_context(order), token.as_bytes())?)
-    }
-
-    /// The gateway token of a card order: from the operator-held column, or
-    /// for orders placed before it existed, from the card details while the
-    /// customer's key exists. `None` when neither is left.
-    pub(super) async fn payment_token(
-        &self,
-        order: &coffer_store::StoredOrder,
-        customer_key: Option<&coffer_crypto::DataKey>,
-    ) -> Result<Option<String>, AppError> {
-        if let Some(sealed) = &order.payment_token {
-            let token =
-                coffer_crypto::open_field(&self.payments_key().await?, &payment_token_context(&order.id), sealed)?;
-            return Ok(String::from_utf8(token.to_vec()).ok());
-        }
-        let Some(card) = open_order_field(customer_key, order, "card", order.card.as_ref())? else { return Ok(None) };
-        let card: serde_json::Value = serde_json::from_str(&card).unwrap_or_default();
-        Ok(card["token"].as_str().map(str::to_owned))
     }
 
     /// Claims the order for one staff move; refused while another is made.

@@ -95,7 +95,7 @@ impl AuditService {
                 self.sign(seq, hash, at).await?;
                 Ok(Some(passed_over))
             }
-            Err(other) => Err(AppError::Refused(format!("the restored audit chain is broken: {other}"))),
+            Err(other) => Err(AppError::AuditChainBroken(other)),
             Ok(_) => {
                 self.seal_and_sign().await?;
                 Ok(None)
@@ -122,7 +122,7 @@ impl AuditService {
         let mut last_hash = GENESIS_HASH;
         let mut signed_hash_at: Option<[u8; 32]> = None;
         while let Some(page) = checks.next().await {
-            let page = page.map_err(|_| AppError::Refused("the audit check stopped unexpectedly".into()))??;
+            let page = page.map_err(|_| AppError::Internal("the audit check stopped unexpectedly"))??;
             let links = match page {
                 Ok(links) => links,
                 Err(broken) => return Ok(Err(broken)),

@@ -144,7 +144,7 @@ fn seal_details(
         .as_ref()
         .map(serde_json::to_vec)
         .transpose()
-        .map_err(|_| AppError::Refused("the address could not be encoded".into()))?;
+        .map_err(|_| AppError::Internal("an address could not be encoded"))?;
     Ok(SealedFields {
         name: Some(seal("name", details.name.as_bytes())?),
         email: Some(seal("email", details.email.as_bytes())?),
@@ -538,84 +538,10 @@ impl CustomerService {
         let id = id.clone();
         let stored = self.db.customer(&id).await?.ok_or(AppError::NotFound)?;
         let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
-        let mut fields = Vec::new();
-        for field in inventory::fields_of(TABLE) {
-            let value = match stored.fields.column(field.column) {
-                Some(sealed) => {
-                    let plain = open_field(&key, &ctx(&id, field.column, &stored.data_key_id), sealed)?;
-                    // Structured fields are stored as JSON; the rest as text.
-                    serde_json::from_slice::<serde_json::Value>(&plain)
-                        .ok()
-                        .filter(|v| v.is_object())
-                        .unwrap_or_else(|| json!(String::from_utf8_lossy(&plain)))
-                }
-                None => serde_json::Value::Null,
-            };
-            fields.push(json!({
-                "field": format!("{}.{}", field.table, field.column),
-                "label": field.label,
-                "value": value,
-                "category": field.category,
-                "purpose": field.purpose,
-                "legal_basis": field.legal_basis,
-                "recipients": field.recipients,
-                "retention": field.retention,
-            }));
-        }
-        let open_text = |email: &coffer_store::StoredEmail, column: &'static str, sealed: &Option<Sealed>| {
-            sealed
-                .as_ref()
-                .map(|s| {
-                    open_field(&key, &crate::mail::ctx(&email.id, column, &stored.data_key_id), s)
-                        .map(|plain| String::from_utf8_lossy(&plain).into_owned())
-                })
-                .transpose()
-        };
-        let mut messages = Vec::new();
-        for email in self.db.emails_sealed_with(&stored.data_key_id).await? {
-            messages.push(json!({
-                "id": email.id,
-                "kind": email.kind,
-                "status": email.status,
-                "created_at_ms": email.created_at.0,
-                "to": open_text(&email, "recipient", &email.recipient)?,
-                "subject": open_text(&email, "subject", &email.subject)?,
-                "body": open_text(&email, "body", &email.body)?,
-            }));
-        }
-        let requests: Vec<serde_json::Value> = self
-            .db
-            .privacy_requests_of(&id)
-            .await?
-            .into_iter()
-            .map(|r| {
-                json!({
-                    "id": r.id,
-                    "kind": r.kind,
-                    "jurisdiction": r.jurisdiction,
-                    "status": r.status,
-                    "received_at_ms": r.received_at.0,
-                    "deadline_at_ms": r.deadline_at.map(|d| d.0),
-                })
-            })
-            .collect();
-        let disclosures: Vec<serde_json::Value> = self
-            .db
-            .disclosures_about(&id)
-            .await?
-            .into_iter()
-            .map(|d| {
-                json!({
-                    "id": d.id,
-                    "recipient_kind": d.recipient_kind,
-                    "recipient": d.recipient,
-                    "fields": d.fields,
-                    "purpose": d.purpose,
-                    "legal_basis": d.legal_basis,
-                    "disclosed_at_ms": d.disclosed_at.0,
-                })
-            })
-            .collect();
+        let fields = personal_data(&stored, &key)?;
+        let messages = self.messages_export(&stored.data_key_id, &key).await?;
+        let requests = self.requests_export(&id).await?;
+        let disclosures = self.disclosures_export(&id).await?;
         let orders = self.orders_with_key(&id, &key).await?;
         let account = json!({
             "password_set": self.db.account_password(&id).await?.is_some(),
@@ -636,4 +562,104 @@ impl CustomerService {
             "disclosures": disclosures,
         }))
     }
+}
+
+impl CustomerService {
+    /// The messages kept for the customer (sealed under their key), opened.
+    async fn messages_export(&self, key_id: &DataKeyId, key: &DataKey) -> Result<Vec<serde_json::Value>, AppError> {
+        let open_text = |email: &coffer_store::StoredEmail, column: &'static str, sealed: &Option<Sealed>| {
+            sealed
+                .as_ref()
+                .map(|s| {
+                    open_field(key, &crate::mail::ctx(&email.id, column, key_id), s)
+                        .map(|plain| String::from_utf8_lossy(&plain).into_owned())
+                })
+                .transpose()
+        };
+        let mut messages = Vec::new();
+        for email in self.db.emails_sealed_with(key_id).await? {
+            messages.push(json!({
+                "id": email.id,
+                "kind": email.kind,
+                "status": email.status,
+                "created_at_ms": email.created_at.0,
+                "to": open_text(&email, "recipient", &email.recipient)?,
+                "subject": open_text(&email, "subject", &email.subject)?,
+                "body": open_text(&email, "body", &email.body)?,
+            }));
+        }
+        Ok(messages)
+    }
+
+    /// The customer's written data requests and where they stand.
+    async fn requests_export(&self, id: &CustomerId) -> Result<Vec<serde_json::Value>, AppError> {
+        Ok(self
+            .db
+            .privacy_requests_of(id)
+            .await?
+            .into_iter()
+            .map(|r| {
+                json!({
+                    "id": r.id,
+                    "kind": r.kind,
+                    "jurisdiction": r.jurisdiction,
+                    "status": r.status,
+                    "received_at_ms": r.received_at.0,
+                    "deadline_at_ms": r.deadline_at.map(|d| d.0),
+                })
+            })
+            .collect())
+    }
+
+    /// Who outside Coffer received the customer's data, what and why.
+    async fn disclosures_export(&self, id: &CustomerId) -> Result<Vec<serde_json::Value>, AppError> {
+        Ok(self
+            .db
+            .disclosures_about(id)
+            .await?
+            .into_iter()
+            .map(|d| {
+                json!({
+                    "id": d.id,
+                    "recipient_kind": d.recipient_kind,
+                    "recipient": d.recipient,
+                    "fields": d.fields,
+                    "purpose": d.purpose,
+                    "legal_basis": d.legal_basis,
+                    "disclosed_at_ms": d.disclosed_at.0,
+                })
+            })
+            .collect())
+    }
+}
+
+/// Each personal field the inventory lists for a customer row, opened,
+/// with what the inventory says of it (purpose, legal basis, recipients,
+/// retention).
+fn personal_data(stored: &StoredCustomer, key: &DataKey) -> Result<Vec<serde_json::Value>, AppError> {
+    let mut fields = Vec::new();
+    for field in inventory::fields_of(TABLE) {
+        let value = match stored.fields.column(field.column) {
+            Some(sealed) => {
+                let plain = open_field(key, &ctx(&stored.id, field.column, &stored.data_key_id), sealed)?;
+                // Structured fields are stored as JSON; the rest as text.
+                serde_json::from_slice::<serde_json::Value>(&plain)
+                    .ok()
+                    .filter(|v| v.is_object())
+                    .unwrap_or_else(|| json!(String::from_utf8_lossy(&plain)))
+            }
+            None => serde_json::Value::Null,
+        };
+        fields.push(json!({
+            "field": format!("{}.{}", field.table, field.column),
+            "label": field.label,
+            "value": value,
+            "category": field.category,
+            "purpose": field.purpose,
+            "legal_basis": field.legal_basis,
+            "recipients": field.recipients,
+            "retention": field.retention,
+        }));
+    }
+    Ok(fields)
 }

@@ -8,7 +8,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use coffer_app::checkout::{AgeInput, CardInput, Channel, OrderRequest};
+use coffer_app::checkout::{AgeInput, CardInput, Channel, OrderRequest, PlacedOrder};
 use coffer_domain::{CustomerDetails, MailingAddress, PaymentMethod};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -187,99 +187,119 @@ pub async fn create_order(
         Ok(body) => body,
         Err(e) => return e.into_response(),
     };
-    let payment_method = match body.payment_method.as_deref() {
-        None => PaymentMethod::Card,
-        Some(method) => match PaymentMethod::parse(method) {
-            Some(method) => method,
-            None => {
-                return ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_payment_method",
-                    "payment_method is card or bank_transfer",
-                )
-                .with_field("payment_method")
-                .into_response();
-            }
-        },
+    let request = match payment_method(body.payment_method.as_deref()) {
+        Ok(method) => body.into_request(method, client_ip),
+        Err(e) => return e.into_response(),
     };
-    let request = OrderRequest {
-        currency: body.currency,
-        items: body.items.into_iter().map(|i| (i.product_id, i.quantity)).collect(),
-        customer: CustomerDetails {
-            name: body.customer.name,
-            email: body.customer.email,
-            phone: body.customer.phone.filter(|p| !p.trim().is_empty()),
-            address: body.customer.address.map(|a| MailingAddress {
-                line1: a.line1,
-                line2: a.line2,
-                city: a.city,
-                region: a.region,
-                postal_code: a.postal_code,
-                country: a.country,
-            }),
-        },
-        payment_method,
-        card: body.card.map(|c| CardInput {
-            number: c.number,
-            exp_month: c.exp_month,
-            exp_year: c.exp_year,
-            cvc: c.cvc,
-        }),
-        consent: body.consent.map(|c| (c.privacy_policy_version, c.accepted)),
-        age: body.age.map(|a| AgeInput {
-            adult: a.adult,
-            guardian_name: a.guardian_name,
-            guardian_consents: a.guardian_consents,
-        }),
-        client_ip: Some(client_ip),
-    };
-    let placed = match headers.get("idempotency-key") {
-        None => state.checkout.place(request, Channel::Api).await,
-        Some(key) => {
-            let Ok(key) = key.to_str() else {
-                return ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_idempotency_key",
-                    "the key must be printable ASCII",
-                )
-                .with_field("Idempotency-Key")
-                .into_response();
-            };
-            // The fingerprint leaves the card out: a retry compares equal
-            // without the card ever being hashed or kept.
-            let mut without_card: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
-            if let Some(object) = without_card.as_object_mut() {
-                object.remove("card");
-            }
-            let canonical = serde_json::to_vec(&without_card).unwrap_or_default();
-            state.checkout.place_once(key, &canonical, request, Channel::Api).await
-        }
-    };
-    match placed {
-        Ok(order) => (
-            StatusCode::CREATED,
-            Json(OrderView {
-                id: order.id.to_string(),
-                status: order.status.as_str(),
-                currency: order.currency,
-                subtotal: order.subtotal,
-                tax: order.tax,
-                total: order.total,
-                payment_reference: order.payment_reference,
-                license_keys: order
-                    .license_keys
-                    .into_iter()
-                    .map(|(product, key)| LicenseKeyView { product_id: product.to_string(), key })
-                    .collect(),
-                downloads: order
-                    .downloads
-                    .into_iter()
-                    .map(|(product, url)| DownloadView { product_id: product.to_string(), url })
-                    .collect(),
-            }),
+    match place(&state, &headers, &raw, request).await {
+        Ok(order) => (StatusCode::CREATED, Json(OrderView::from(order))).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The payment method named in the body; a card when none is.
+fn payment_method(named: Option<&str>) -> Result<PaymentMethod, ApiError> {
+    let Some(named) = named else { return Ok(PaymentMethod::Card) };
+    PaymentMethod::parse(named).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_payment_method",
+            "payment_method is card or bank_transfer",
         )
-            .into_response(),
-        Err(e) => ApiError::from(e).into_response(),
+        .with_field("payment_method")
+    })
+}
+
+impl OrderBody {
+    /// The order as checkout takes it.
+    fn into_request(self, payment_method: PaymentMethod, client_ip: std::net::IpAddr) -> OrderRequest {
+        OrderRequest {
+            currency: self.currency,
+            items: self.items.into_iter().map(|i| (i.product_id, i.quantity)).collect(),
+            customer: CustomerDetails {
+                name: self.customer.name,
+                email: self.customer.email,
+                phone: self.customer.phone.filter(|p| !p.trim().is_empty()),
+                address: self.customer.address.map(|a| MailingAddress {
+                    line1: a.line1,
+                    line2: a.line2,
+                    city: a.city,
+                    region: a.region,
+                    postal_code: a.postal_code,
+                    country: a.country,
+                }),
+            },
+            payment_method,
+            card: self.card.map(|c| CardInput {
+                number: c.number,
+                exp_month: c.exp_month,
+                exp_year: c.exp_year,
+                cvc: c.cvc,
+            }),
+            consent: self.consent.map(|c| (c.privacy_policy_version, c.accepted)),
+            age: self.age.map(|a| AgeInput {
+                adult: a.adult,
+                guardian_name: a.guardian_name,
+                guardian_consents: a.guardian_consents,
+            }),
+            client_ip: Some(client_ip),
+        }
+    }
+}
+
+/// Places the order, at most once per `Idempotency-Key` when one is sent.
+async fn place(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &[u8],
+    request: OrderRequest,
+) -> Result<PlacedOrder, ApiError> {
+    let placement = state.checkout.placement();
+    let Some(key) = headers.get("idempotency-key") else {
+        return Ok(placement.place(request, Channel::Api).await?);
+    };
+    let Ok(key) = key.to_str() else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            "the key must be printable ASCII",
+        )
+        .with_field("Idempotency-Key"));
+    };
+    Ok(placement.place_once(key, &body_without_card(raw), request, Channel::Api).await?)
+}
+
+/// The body an idempotency key is bound to: the JSON without its card, so
+/// a retry compares equal without the card ever being hashed or kept here.
+fn body_without_card(raw: &[u8]) -> Vec<u8> {
+    let mut without_card: serde_json::Value = serde_json::from_slice(raw).unwrap_or_default();
+    if let Some(object) = without_card.as_object_mut() {
+        object.remove("card");
+    }
+    serde_json::to_vec(&without_card).unwrap_or_default()
+}
+
+impl From<PlacedOrder> for OrderView {
+    fn from(order: PlacedOrder) -> Self {
+        OrderView {
+            id: order.id.to_string(),
+            status: order.status.as_str(),
+            currency: order.currency,
+            subtotal: order.subtotal,
+            tax: order.tax,
+            total: order.total,
+            payment_reference: order.payment_reference,
+            license_keys: order
+                .license_keys
+                .into_iter()
+                .map(|(product, key)| LicenseKeyView { product_id: product.to_string(), key })
+                .collect(),
+            downloads: order
+                .downloads
+                .into_iter()
+                .map(|(product, url)| DownloadView { product_id: product.to_string(), url })
+                .collect(),
+        }
     }
 }
 
@@ -299,4 +319,27 @@ pub struct PolicyView {
 )]
 pub async fn privacy_policy(State(state): State<AppState>) -> Json<PolicyView> {
     Json(PolicyView { version: state.policy.version.clone(), html: state.policy.html.clone() })
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    #[test]
+    fn a_card_unless_another_method_is_named() {
+        assert_eq!(payment_method(None).unwrap(), PaymentMethod::Card);
+        assert_eq!(payment_method(Some("bank_transfer")).unwrap(), PaymentMethod::BankTransfer);
+        let refused = payment_method(Some("cash")).unwrap_err();
+        assert_eq!((refused.status, refused.code), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_payment_method"));
+        assert_eq!(refused.field.as_deref(), Some("payment_method"));
+    }
+
+    #[test]
+    fn the_idempotency_body_leaves_the_card_out() {
+        let with_card = br#"{"currency":"USD","card":{"number":"4242424242424242"},"items":[]}"#;
+        let without = br#"{"currency":"USD","items":[]}"#;
+        assert_eq!(body_without_card(with_card), body_without_card(without));
+        assert!(!String::from_utf8(body_without_card(with_card)).unwrap().contains("4242"));
+        assert_eq!(body_without_card(b"not json"), b"null");
+    }
 }

@@ -369,7 +369,7 @@ async fn checkout_form(
         currencies,
         form,
         fields,
-        policy_version: state.checkout.policy_version().to_owned(),
+        policy_version: state.checkout.placement().policy_version().to_owned(),
         age_error: problems.age,
         consent_error: problems.consent,
     })
@@ -407,7 +407,7 @@ async fn review_page(
     form: &CheckoutForm,
     message: Option<String>,
 ) -> Result<Result<ReviewPage, AppError>, AppError> {
-    let quote = match state.checkout.quote(&form.request(items, false, None)).await {
+    let quote = match state.checkout.placement().quote(&form.request(items, false, None)).await {
         Ok(quote) => quote,
         Err(e @ (AppError::Customer(_) | AppError::Order(_))) => return Ok(Err(e)),
         Err(e) => return Err(e),
@@ -437,7 +437,7 @@ async fn review_page(
         billed_to: format!("{}, {}", quote.details.name, quote.details.email),
         operator: state.operator_name.to_string(),
         hidden: form.hidden(),
-        review_token: state.checkout.new_review_token().await?,
+        review_token: state.checkout.placement().new_review_token().await?,
         card: form.payment_method() == PaymentMethod::Card,
     }))
 }
@@ -488,7 +488,7 @@ async fn pay(
         return see_other("/checkout");
     }
     let issued_here = form.review_token.len() <= 200
-        && matches!(state.checkout.review_token_issued_here(&form.review_token).await, Ok(true));
+        && matches!(state.checkout.placement().review_token_issued_here(&form.review_token).await, Ok(true));
     if !issued_here {
         // Payment comes only from a review page, which carries the token.
         return match review_page(&state, &items, &form, Some("Check your order, then pay.".into())).await {
@@ -501,45 +501,66 @@ async fn pay(
     let cart_lines: Vec<(String, i64)> = items.iter().map(|(id, q)| (id.to_string(), *q)).collect();
     let body = serde_json::to_vec(&(form.hidden(), cart_lines)).unwrap_or_default();
     let key = format!("review:{}", form.review_token);
-    match state.checkout.place_once(&key, &body, form.request(&items, true, Some(ip)), Channel::Web).await {
-        Ok(order) => {
-            let currency = coffer_domain::Currency::parse(&order.currency).ok();
-            let mut named = Vec::new();
-            for (product, value) in order.license_keys.iter().chain(order.downloads.iter()) {
-                let name = state.catalog.product(product).await.map(|p| p.name).unwrap_or_default();
-                named.push((name, value.clone()));
-            }
-            let downloads = named.split_off(order.license_keys.len());
-            let status_text = match order.status {
-                coffer_domain::OrderStatus::Fulfilled => "Paid and delivered. A confirmation is on its way by email.",
-                coffer_domain::OrderStatus::OnHold => {
-                    "Paid, and held for a short check before delivery. We email you as soon as it is done."
-                }
-                coffer_domain::OrderStatus::Pending => "Waiting for your bank transfer.",
-                _ => "Received.",
-            };
-            let page = DonePage {
-                id: order.id.to_string(),
-                total: currency.map(|c| c.amount(order.total)).unwrap_or_default(),
-                status_text,
-                payment_reference: order.payment_reference,
-                keys: named,
-                downloads,
-            };
-            with_cookie(render(&page), &cart_cookie(&state, &[]))
+    let request = form.request(&items, true, Some(ip));
+    match state.checkout.placement().place_once(&key, &body, request, Channel::Web).await {
+        Ok(order) => with_cookie(render(&done_page(&state, order).await), &cart_cookie(&state, &[])),
+        Err(e) => payment_refused(&state, &items, form, e).await,
+    }
+}
+
+/// What the buyer sees once the order is placed.
+async fn done_page(state: &AppState, order: coffer_app::checkout::PlacedOrder) -> DonePage {
+    let currency = coffer_domain::Currency::parse(&order.currency).ok();
+    let mut named = Vec::new();
+    for (product, value) in order.license_keys.iter().chain(order.downloads.iter()) {
+        let name = state.catalog.product(product).await.map(|p| p.name).unwrap_or_default();
+        named.push((name, value.clone()));
+    }
+    let downloads = named.split_off(order.license_keys.len());
+    DonePage {
+        id: order.id.to_string(),
+        total: currency.map(|c| c.amount(order.total)).unwrap_or_default(),
+        status_text: placed_status_text(order.status),
+        payment_reference: order.payment_reference,
+        keys: named,
+        downloads,
+    }
+}
+
+/// What happens next with a placed order, in words.
+fn placed_status_text(status: coffer_domain::OrderStatus) -> &'static str {
+    match status {
+        coffer_domain::OrderStatus::Fulfilled => "Paid and delivered. A confirmation is on its way by email.",
+        coffer_domain::OrderStatus::OnHold => {
+            "Paid, and held for a short check before delivery. We email you as soon as it is done."
         }
+        coffer_domain::OrderStatus::Pending => "Waiting for your bank transfer.",
+        _ => "Received.",
+    }
+}
+
+/// The answer to a payment that placed no order: card problems back on the
+/// review page, mistakes in the details back on the form, a repeat or a
+/// spent limit on a page of its own.
+async fn payment_refused(
+    state: &AppState,
+    items: &[(ProductId, i64)],
+    form: CheckoutForm,
+    error: AppError,
+) -> Response {
+    match error {
         // Card problems: back to the review page, the card fields empty.
-        Err(AppError::Order(e)) if e.field.as_deref().is_some_and(|f| f.starts_with("card")) => {
+        AppError::Order(e) if e.field.as_deref().is_some_and(|f| f.starts_with("card")) => {
             let status =
                 if e.code == "card_declined" { StatusCode::PAYMENT_REQUIRED } else { StatusCode::UNPROCESSABLE_ENTITY };
-            match review_page(&state, &items, &form, Some(sentence(&e.message))).await {
+            match review_page(state, items, &form, Some(sentence(&e.message))).await {
                 Ok(Ok(page)) => (status, render(&page)).into_response(),
-                Ok(Err(e)) => back_to_form(&state, &items, form, &e).await,
+                Ok(Err(e)) => back_to_form(state, items, form, &e).await,
                 Err(e) => failure(e),
             }
         }
         // The same review sent again with other details or another card.
-        Err(AppError::Order(e)) if e.code == "idempotency_key_reused" => {
+        AppError::Order(e) if e.code == "idempotency_key_reused" => {
             let page = super::account::MessagePage {
                 title: "Order already placed",
                 message: "This order was already placed from this page; its confirmation is in your email. \
@@ -548,7 +569,7 @@ async fn pay(
             };
             (StatusCode::CONFLICT, render(&page)).into_response()
         }
-        Err(AppError::TooManyAttempts { retry_after_ms }) => {
+        AppError::TooManyAttempts { retry_after_ms } => {
             let seconds = super::account::retry_seconds(retry_after_ms);
             let page = super::account::MessagePage {
                 title: "Too many failed payments",
@@ -562,14 +583,28 @@ async fn pay(
         }
         // A repeat of a review whose buyer has since been erased: the first
         // order cannot be shown again.
-        Err(AppError::Erased) => {
+        AppError::Erased => {
             let page = super::account::MessagePage {
                 title: "Order already placed",
                 message: "This order was already placed and can no longer be shown here.".into(),
             };
             (StatusCode::GONE, render(&page)).into_response()
         }
-        Err(e @ (AppError::Customer(_) | AppError::Order(_))) => back_to_form(&state, &items, form, &e).await,
-        Err(e) => failure(e),
+        e @ (AppError::Customer(_) | AppError::Order(_)) => back_to_form(state, items, form, &e).await,
+        e => failure(e),
+    }
+}
+
+#[cfg(test)]
+mod pay_tests {
+    use super::*;
+    use coffer_domain::OrderStatus;
+
+    #[test]
+    fn the_done_page_says_what_comes_next() {
+        assert!(placed_status_text(OrderStatus::Fulfilled).starts_with("Paid and delivered"));
+        assert!(placed_status_text(OrderStatus::OnHold).starts_with("Paid, and held"));
+        assert_eq!(placed_status_text(OrderStatus::Pending), "Waiting for your bank transfer.");
+        assert_eq!(placed_status_text(OrderStatus::Paid), "Received.");
     }
 }

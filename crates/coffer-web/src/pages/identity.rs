@@ -36,7 +36,7 @@ fn link_gone() -> Response {
 }
 
 async fn upload_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    match state.checkout.identity_link_order(&token).await {
+    match state.checkout.identity().identity_link_order(&token).await {
         Ok(Some(_)) => render(&UploadPage { message: None }),
         Ok(None) => link_gone(),
         Err(e) => failure(e),
@@ -68,7 +68,7 @@ async fn upload(
         }
     }
     let Some(document) = document.filter(|d| !d.is_empty()) else { return again("Choose a file to upload.") };
-    match state.checkout.upload_identity(&token, &document).await {
+    match state.checkout.identity().upload_identity(&token, &document).await {
         Ok(()) => render(&MessagePage {
             title: "Thank you",
             message: "Your document is uploaded. We email you as soon as the check is done.".into(),

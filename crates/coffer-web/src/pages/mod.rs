@@ -71,7 +71,7 @@ async fn download(State(state): State<AppState>, ApiPath(token): ApiPath) -> Res
     let refused = |status: StatusCode, title: &'static str, message: &'static str| {
         (status, render(&ErrorPage { status: status.as_u16(), title, message })).into_response()
     };
-    match state.checkout.open_download(&token).await {
+    match state.checkout.fulfilment().open_download(&token).await {
         Ok(Ok(file)) => {
             let name: String =
                 file.file_name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')).collect();

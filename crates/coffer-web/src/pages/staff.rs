@@ -482,7 +482,7 @@ async fn queue(
     title: &'static str,
     lead: &'static str,
 ) -> Response {
-    match state.checkout.queue(status, principal).await {
+    match state.checkout.staff().queue(status, principal).await {
         Ok(orders) => render(&QueuePage {
             title,
             lead,
@@ -553,7 +553,7 @@ async fn order_view(state: &AppState, staff: &Staff<OrderStaff>, id: &str, messa
     use coffer_domain::OrderStatus;
     let Ok(id) = coffer_domain::OrderId::parse(id) else { return not_found() };
     let actor = staff.principal();
-    let view = match state.checkout.staff_view(&id, &actor).await {
+    let view = match state.checkout.staff().staff_view(&id, &actor).await {
         Ok(view) => view,
         Err(AppError::NotFound) => return not_found(),
         Err(e) => return failure(e),
@@ -619,7 +619,7 @@ async fn order_view(state: &AppState, staff: &Staff<OrderStaff>, id: &str, messa
             .collect(),
         actions,
         csrf: state.accounts.csrf_token(&staff.token),
-        identity: match state.checkout.identity_uploaded_at(&order.id).await {
+        identity: match state.checkout.identity().uploaded_at(&order.id).await {
             Ok(uploaded) => uploaded.map(|at| utc(at.0)),
             Err(e) => return failure(e),
         },
@@ -632,7 +632,7 @@ async fn identity_document(staff: Staff<Reviewer>, State(state): State<AppState>
     use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
     let Ok(id) = coffer_domain::OrderId::parse(&id) else { return not_found() };
     let actor = staff.principal();
-    match state.checkout.identity_document(&id, &actor).await {
+    match state.checkout.identity().identity_document(&id, &actor).await {
         Ok(Some((content_type, bytes))) => (
             [
                 (CONTENT_TYPE, content_type),
@@ -696,7 +696,7 @@ async fn order_action(
                 .into_response();
         };
         let actor = staff.principal();
-        let done = state.checkout.refund_line(&order_id, line, &actor, &form.reason).await;
+        let done = state.checkout.staff().refund_line(&order_id, line, &actor, &form.reason).await;
         return action_answer(
             &state,
             &staff,
@@ -725,7 +725,7 @@ async fn order_action(
     }
     let Ok(order_id) = coffer_domain::OrderId::parse(&id) else { return not_found() };
     let actor = staff.principal();
-    let done = state.checkout.staff_action(&order_id, action, &actor, &form.reason).await;
+    let done = state.checkout.staff().staff_action(&order_id, action, &actor, &form.reason).await;
     action_answer(
         &state,
         &staff,
