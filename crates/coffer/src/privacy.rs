@@ -7,6 +7,7 @@ use coffer_app::privacy::audit::AuditService;
 use coffer_app::privacy::{CustomerService, FileKeyProvider, Vault};
 use coffer_app::{AppError, Config, SystemClock};
 use coffer_domain::{Actor, AuditAction, AuditEntry, Clock};
+use coffer_store::prelude::*;
 use coffer_store::{AuditWriter, Db, KeyStore, MasterKeyState};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
