@@ -20,6 +20,7 @@ use coffer_app::privacy::audit::AuditService;
 use coffer_app::privacy::{CustomerService, FileKeyProvider, Reader, Vault};
 use coffer_crypto::{DataKey, FieldContext, open_field, seal_field, wrap_secret};
 use coffer_domain::{Actor, Clock, CustomerDetails, CustomerId};
+use coffer_store::prelude::*;
 use coffer_store::{CustomerReader, Db, DbOptions, KeyStore};
 use coffer_testkit::{TestBackend, TestDatabase};
 use std::sync::Arc;
@@ -207,11 +208,9 @@ async fn checkout(s: &Setup) -> (coffer_app::checkout::CheckoutService, String) 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     coffer_app::demo::seed(&s.db, clock.as_ref()).await.unwrap();
     let (version, now) = ("bench-policy".to_owned(), clock.now());
-    s.db.write(move |tx| {
-        Box::pin(async move { coffer_store::publish_policy(tx, "bench-policy", "<p>Bench</p>", now).await })
-    })
-    .await
-    .unwrap();
+    s.db.write(move |tx| Box::pin(async move { tx.publish_policy("bench-policy", "<p>Bench</p>", now).await }))
+        .await
+        .unwrap();
     let mail = coffer_app::config::MailConfig::default();
     let outbox =
         coffer_app::mail::Outbox::new(&mail, s._data.dir.path(), s.db.clone(), s.vault.clone(), clock.clone()).unwrap();

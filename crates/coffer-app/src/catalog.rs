@@ -3,7 +3,8 @@
 use crate::cache::TtlCache;
 use crate::error::AppError;
 use coffer_domain::{Clock, Delivery, NewProduct, NewVendor, Prices, Product, ProductId, Vendor, VendorId};
-use coffer_store::{CatalogReader, CatalogWriter, Db};
+use coffer_store::Db;
+use coffer_store::prelude::*;
 /// The catalog's query and page types, as the store defines them.
 pub use coffer_store::{ProductPage, ProductQuery};
 use std::sync::Arc;
@@ -64,9 +65,7 @@ impl CatalogService {
     pub async fn create_vendor(&self, slug: &str, name: &str) -> Result<Vendor, AppError> {
         let vendor = NewVendor::new(slug, name, self.clock.now())?.vendor().clone();
         let stored = vendor.clone();
-        self.db
-            .write(move |tx| Box::pin(async move { tx.insert_vendor(&stored).await.map_err(AppError::from) }))
-            .await?;
+        self.db.write(unit!(|tx| tx.insert_vendor(&stored).await.map_err(AppError::from))).await?;
         self.forget_cached();
         Ok(vendor)
     }
@@ -81,9 +80,7 @@ impl CatalogService {
     ) -> Result<ProductId, AppError> {
         let product = NewProduct::new(vendor.clone(), name, description, prices, delivery, self.clock.now())?;
         let id = product.id.clone();
-        self.db
-            .write(move |tx| Box::pin(async move { tx.insert_product(&product).await.map_err(AppError::from) }))
-            .await?;
+        self.db.write(unit!(|tx| tx.insert_product(&product).await.map_err(AppError::from))).await?;
         self.forget_cached();
         Ok(id)
     }

@@ -3,7 +3,8 @@
 
 use crate::error::AppError;
 use coffer_domain::{Clock, Currency, Delivery, Money, NewProduct, NewVendor, Prices};
-use coffer_store::{CatalogReader, CatalogWriter, Db, ProductQuery};
+use coffer_store::prelude::*;
+use coffer_store::{Db, ProductQuery};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -81,17 +82,15 @@ pub async fn seed(db: &Db, clock: &dyn Clock) -> Result<bool, AppError> {
     if vendors.is_empty() {
         return Ok(false);
     }
-    db.write(move |tx| {
-        Box::pin(async move {
-            for vendor in &vendors {
-                tx.insert_vendor(vendor).await?;
-            }
-            for product in &products {
-                tx.insert_product(product).await?;
-            }
-            Ok::<_, AppError>(())
-        })
-    })
+    db.write(unit!(|tx| {
+        for vendor in &vendors {
+            tx.insert_vendor(vendor).await?;
+        }
+        for product in &products {
+            tx.insert_product(product).await?;
+        }
+        Ok::<_, AppError>(())
+    }))
     .await?;
     Ok(true)
 }

@@ -6,6 +6,7 @@ use crate::AppError;
 use crate::files::FileStore;
 use coffer_domain::Millis;
 use coffer_store::Db;
+use coffer_store::prelude::*;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 

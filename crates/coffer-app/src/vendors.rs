@@ -9,7 +9,8 @@
 use crate::AppError;
 use crate::privacy::Vault;
 use coffer_domain::{Actor, AuditAction, AuditEntry, Clock, DisclosureId, OrderId, VendorId};
-use coffer_store::{AuditWriter, Db};
+use coffer_store::Db;
+use coffer_store::prelude::*;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -99,13 +100,7 @@ impl VendorService {
         let raw = coffer_crypto::keyed_hash(&secret, "demo-api-key", vendor.as_str().as_bytes());
         let key = format!("cvk_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
         let (hash, vendor, now) = (coffer_crypto::token_hash(&key), vendor.clone(), self.clock.now());
-        self.db
-            .write(move |tx| {
-                Box::pin(async move {
-                    coffer_store::insert_vendor_api_key(tx, &hash, &vendor, now).await.map_err(AppError::from)
-                })
-            })
-            .await?;
+        self.db.write(unit!(|tx| tx.insert_vendor_api_key(&hash, &vendor, now).await.map_err(AppError::from))).await?;
         Ok(key)
     }
 
@@ -173,13 +168,11 @@ impl VendorService {
                 disclosed_at: now,
             };
             self.db
-                .write(move |tx| {
-                    Box::pin(async move {
-                        tx.append_audit(&entry).await?;
-                        coffer_store::insert_disclosure(tx, &disclosure).await?;
-                        Ok::<_, AppError>(())
-                    })
-                })
+                .write(unit!(|tx| {
+                    tx.append_audit(&entry).await?;
+                    coffer_store::insert_disclosure(tx, &disclosure).await?;
+                    Ok::<_, AppError>(())
+                }))
                 .await?;
         }
         Ok(buyer)

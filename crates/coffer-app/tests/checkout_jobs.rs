@@ -23,6 +23,7 @@ use coffer_app::privacy::{CustomerService, FileKeyProvider, Vault};
 use coffer_domain::{
     Actor, Clock, CustomerDetails, MailingAddress, ManualClock, OrderStatus, PaymentMethod, Principal, StaffRole,
 };
+use coffer_store::prelude::*;
 use coffer_store::{Db, DbOptions, KeyStore};
 use coffer_testkit::{TestBackend, TestDatabase};
 use secrecy::SecretString;
@@ -107,9 +108,7 @@ async fn fixture(backend: TestBackend) -> Fixture {
         .with_files(Some(data.dir.path().join("mail")), files.clone());
     coffer_app::demo::seed(&db, clock.as_ref()).await.unwrap();
     let now = clock.now();
-    db.write(move |tx| Box::pin(async move { coffer_store::publish_policy(tx, "test-policy", "<p>T</p>", now).await }))
-        .await
-        .unwrap();
+    db.write(move |tx| Box::pin(async move { tx.publish_policy("test-policy", "<p>T</p>", now).await })).await.unwrap();
     let outbox = coffer_app::mail::Outbox::new(
         &coffer_app::config::MailConfig::default(),
         data.dir.path(),

@@ -12,6 +12,7 @@ use coffer_app::privacy::{CustomerService, FileKeyProvider, Reader, Vault};
 use coffer_crypto::CryptoError;
 use coffer_domain::inventory::{INVENTORY, NON_PERSONAL_BINARY_COLUMNS};
 use coffer_domain::{Actor, Clock, CustomerDetails, CustomerId, MailingAddress};
+use coffer_store::prelude::*;
 use coffer_store::{Backend, CustomerReader, CustomerWriter, Db, DbOptions, Erasure, KeyStore};
 use coffer_testkit::{TestBackend, TestDatabase};
 use sqlx::Row;

@@ -3,7 +3,7 @@
 //! into the SHA-256 chain (on PostgreSQL it holds the head row `FOR UPDATE`;
 //! on SQLite it runs as a unit on the single writer).
 
-use crate::{Backend, Db, StoreError, WriteTx};
+use crate::{Backend, Db, StoreError, WriteTx, unit};
 use coffer_crypto::audit_link_hash;
 use coffer_domain::{AuditEntry, AuditEntryId, Millis};
 use sqlx::Row;
@@ -67,11 +67,11 @@ fn sealed_from_row(row: &AnyRow) -> Result<SealedAuditEntry, StoreError> {
 }
 
 const UNSEALED_POSTGRES: &str = "SELECT COALESCE(json_agg(json_build_array(id, at, actor, action, subject, \
-     request_id) ORDER BY id), '[]')::text FROM (SELECT id, at, actor, action, subject, request_id FROM audit_log \
-     WHERE seq IS NULL ORDER BY id LIMIT $1) AS unsealed";
+                                 request_id) ORDER BY id), '[]')::text FROM (SELECT id, at, actor, action, subject, request_id FROM audit_log \
+                                 WHERE seq IS NULL ORDER BY id LIMIT $1) AS unsealed";
 const UNSEALED_SQLITE: &str = "SELECT json_group_array(json_array(id, at, actor, action, subject, request_id) \
-     ORDER BY id) FROM (SELECT id, at, actor, action, subject, request_id FROM audit_log WHERE seq IS NULL \
-     ORDER BY id LIMIT $1)";
+                               ORDER BY id) FROM (SELECT id, at, actor, action, subject, request_id FROM audit_log WHERE seq IS NULL \
+                               ORDER BY id LIMIT $1)";
 
 /// An entry from the fields of a packed row (see `SealPlan::new`, `verify`).
 fn unpacked_entry(
@@ -159,9 +159,47 @@ impl SealPlan {
     }
 }
 
-impl Db {
+/// The audit chain on the database: reads, and sealing (units of work of\n/// their own, on SQLite on the writer's direct connection).
+pub trait AuditStore: Send + Sync {
     /// Seals up to `batch` unsealed entries; returns how many.
-    pub async fn seal_audit(&self, batch: i64) -> Result<usize, StoreError> {
+    fn seal_audit(&self, batch: i64) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Seals until nothing is left unsealed.
+    fn seal_all_audit(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// The last sealed link: (seq, hash).
+    fn audit_chain_head(&self) -> impl Future<Output = Result<(i64, Vec<u8>), StoreError>> + Send;
+
+    /// The highest sequence number in the log (0 when nothing is sealed).
+    fn max_audit_seq(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// Sealed entries with `from <= seq <= to`, in chain order.
+    ///
+    /// The database packs the page into one JSON array, so a page of ten
+    /// thousand entries is one row: through sqlx each row costs a hand-over
+    /// between threads, which made verification row-bound on SQLite.
+    fn sealed_audit_range(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = Result<Vec<SealedAuditEntry>, StoreError>> + Send;
+
+    /// Sealed entries with `seq > after`, in chain order, at most `limit`.
+    fn sealed_audit_entries(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<SealedAuditEntry>, StoreError>> + Send;
+
+    /// Entries in the log, sealed or not.
+    fn audit_entries_for_subject(
+        &self,
+        subject: &str,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+}
+
+impl AuditStore for Db {
+    async fn seal_audit(&self, batch: i64) -> Result<usize, StoreError> {
         const HEAD: &str = "SELECT seq, hash FROM audit_chain_head WHERE id = 1";
         // One packed row: through sqlx every row is a hand-off.
         if self.backend() == Backend::Sqlite {
@@ -178,24 +216,20 @@ impl Db {
                 })
                 .await;
         }
-        self.write(move |tx| {
-            Box::pin(async move {
-                let head = sqlx::query("SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE")
-                    .fetch_one(tx.conn())
-                    .await?;
-                let head = (head.try_get("seq")?, head.try_get("hash")?);
-                let packed: Option<String> =
-                    sqlx::query_scalar(UNSEALED_POSTGRES).bind(batch).fetch_one(tx.conn()).await?;
-                let plan = SealPlan::new(head, packed)?;
-                plan.run_on_postgres(tx).await?;
-                Ok::<_, StoreError>(plan.links.len())
-            })
-        })
+        self.write(unit!(|tx| {
+            let head = sqlx::query("SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE")
+                .fetch_one(tx.conn())
+                .await?;
+            let head = (head.try_get("seq")?, head.try_get("hash")?);
+            let packed: Option<String> = sqlx::query_scalar(UNSEALED_POSTGRES).bind(batch).fetch_one(tx.conn()).await?;
+            let plan = SealPlan::new(head, packed)?;
+            plan.run_on_postgres(tx).await?;
+            Ok::<_, StoreError>(plan.links.len())
+        }))
         .await
     }
 
-    /// Seals until nothing is left unsealed.
-    pub async fn seal_all_audit(&self) -> Result<usize, StoreError> {
+    async fn seal_all_audit(&self) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
             // Small units, so checkouts queued behind one wait little.
@@ -207,24 +241,17 @@ impl Db {
         }
     }
 
-    /// The last sealed link: (seq, hash).
-    pub async fn audit_chain_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
+    async fn audit_chain_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
         let row = sqlx::query("SELECT seq, hash FROM audit_chain_head WHERE id = 1").fetch_one(self.readers()).await?;
         Ok((row.try_get("seq")?, row.try_get("hash")?))
     }
 
-    /// The highest sequence number in the log (0 when nothing is sealed).
-    pub async fn max_audit_seq(&self) -> Result<i64, StoreError> {
+    async fn max_audit_seq(&self) -> Result<i64, StoreError> {
         let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_log").fetch_one(self.readers()).await?;
         Ok(max.unwrap_or(0))
     }
 
-    /// Sealed entries with `from <= seq <= to`, in chain order.
-    ///
-    /// The database packs the page into one JSON array, so a page of ten
-    /// thousand entries is one row: through sqlx each row costs a hand-over
-    /// between threads, which made verification row-bound on SQLite.
-    pub async fn sealed_audit_range(&self, from: i64, to: i64) -> Result<Vec<SealedAuditEntry>, StoreError> {
+    async fn sealed_audit_range(&self, from: i64, to: i64) -> Result<Vec<SealedAuditEntry>, StoreError> {
         let sql = match self.backend() {
             Backend::Sqlite => {
                 "SELECT json_group_array(json_array(seq, id, at, actor, action, subject, request_id, hex(link_hash)) \
@@ -253,8 +280,7 @@ impl Db {
             .collect()
     }
 
-    /// Sealed entries with `seq > after`, in chain order, at most `limit`.
-    pub async fn sealed_audit_entries(&self, after: i64, limit: i64) -> Result<Vec<SealedAuditEntry>, StoreError> {
+    async fn sealed_audit_entries(&self, after: i64, limit: i64) -> Result<Vec<SealedAuditEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, at, actor, action, subject, request_id, seq, link_hash FROM audit_log \
              WHERE seq > $1 ORDER BY seq LIMIT $2",
@@ -266,8 +292,7 @@ impl Db {
         rows.iter().map(sealed_from_row).collect()
     }
 
-    /// Entries in the log, sealed or not.
-    pub async fn audit_entries_for_subject(&self, subject: &str) -> Result<Vec<AuditEntry>, StoreError> {
+    async fn audit_entries_for_subject(&self, subject: &str) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, at, actor, action, subject, request_id FROM audit_log WHERE subject = $1 ORDER BY id",
         )

@@ -67,6 +67,12 @@ pub trait CustomerReader {
     ) -> impl Future<Output = Result<Option<StoredCustomer>, StoreError>> + Send;
     /// The data side of the erasure ledger.
     fn erasures(&self) -> impl Future<Output = Result<Vec<Erasure>, StoreError>> + Send;
+    /// What checkout needs of an existing customer, in one read: the id,
+    /// the data key's id and whether the account has a password.
+    fn checkout_customer(
+        &self,
+        index: &[u8; 32],
+    ) -> impl Future<Output = Result<Option<(CustomerId, DataKeyId, bool)>, StoreError>> + Send;
 }
 
 pub trait CustomerWriter {
@@ -143,6 +149,44 @@ impl CustomerReader for Db {
         .fetch_all(self.readers())
         .await?;
         rows.iter().map(erasure_from_row).collect()
+    }
+
+    async fn checkout_customer(&self, index: &[u8; 32]) -> Result<Option<(CustomerId, DataKeyId, bool)>, StoreError> {
+        const SQL: &str = "SELECT c.id, c.data_key_id, a.password_hash IS NOT NULL AS has_password FROM customers c \
+                           LEFT JOIN accounts a ON a.customer_id = c.id WHERE c.email_index = $1";
+        if let Some(direct) = self.direct_readers() {
+            let index = index.to_vec();
+            let row = direct
+                .read_row(SQL, vec![crate::batch::Val::Bytes(index)], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?))
+                })
+                .await?;
+            return row
+                .map(|(id, key, has_password)| {
+                    Ok((
+                        CustomerId::parse(&id).map_err(StoreError::corrupt)?,
+                        DataKeyId::parse(&key).map_err(StoreError::corrupt)?,
+                        has_password,
+                    ))
+                })
+                .transpose();
+        }
+        let row = sqlx::query(SQL).bind(index.to_vec()).fetch_optional(self.readers()).await?;
+        row.map(|r| {
+            let id: String = r.try_get("id")?;
+            let key: String = r.try_get("data_key_id")?;
+            // SQLite answers a boolean expression as an integer, PostgreSQL as a boolean.
+            let has_password = match r.try_get::<bool, _>("has_password") {
+                Ok(b) => b,
+                Err(_) => r.try_get::<i64, _>("has_password")? != 0,
+            };
+            Ok((
+                CustomerId::parse(&id).map_err(StoreError::corrupt)?,
+                DataKeyId::parse(&key).map_err(StoreError::corrupt)?,
+                has_password,
+            ))
+        })
+        .transpose()
     }
 }
 
@@ -247,49 +291,4 @@ pub(crate) async fn record_in_ledger(conn: &mut sqlx::AnyConnection, erasure: &E
     .execute(conn)
     .await?;
     Ok(())
-}
-
-impl Db {
-    /// What checkout needs of an existing customer, in one read: the id,
-    /// the data key's id and whether the account has a password.
-    pub async fn checkout_customer(
-        &self,
-        index: &[u8; 32],
-    ) -> Result<Option<(CustomerId, DataKeyId, bool)>, StoreError> {
-        const SQL: &str = "SELECT c.id, c.data_key_id, a.password_hash IS NOT NULL AS has_password FROM customers c \
-                           LEFT JOIN accounts a ON a.customer_id = c.id WHERE c.email_index = $1";
-        if let Some(direct) = self.direct_readers() {
-            let index = index.to_vec();
-            let row = direct
-                .read_row(SQL, vec![crate::batch::Val::Bytes(index)], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?))
-                })
-                .await?;
-            return row
-                .map(|(id, key, has_password)| {
-                    Ok((
-                        CustomerId::parse(&id).map_err(StoreError::corrupt)?,
-                        DataKeyId::parse(&key).map_err(StoreError::corrupt)?,
-                        has_password,
-                    ))
-                })
-                .transpose();
-        }
-        let row = sqlx::query(SQL).bind(index.to_vec()).fetch_optional(self.readers()).await?;
-        row.map(|r| {
-            let id: String = r.try_get("id")?;
-            let key: String = r.try_get("data_key_id")?;
-            // SQLite answers a boolean expression as an integer, PostgreSQL as a boolean.
-            let has_password = match r.try_get::<bool, _>("has_password") {
-                Ok(b) => b,
-                Err(_) => r.try_get::<i64, _>("has_password")? != 0,
-            };
-            Ok((
-                CustomerId::parse(&id).map_err(StoreError::corrupt)?,
-                DataKeyId::parse(&key).map_err(StoreError::corrupt)?,
-                has_password,
-            ))
-        })
-        .transpose()
-    }
 }

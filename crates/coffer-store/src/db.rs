@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use sqlx::any::AnyPoolOptions;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor};
+use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -103,6 +104,32 @@ impl WriteTx {
 
 /// The future a unit of work returns.
 pub type UnitFuture<'t, T, E> = BoxFuture<'t, Result<T, E>>;
+
+/// A unit of work for [`Db::write`] (and the key store's write path): the
+/// transaction's name and a body that may `.await`, as in
+/// `db.write(unit!(|tx| tx.publish_policy(..).await))`. It stands for
+/// `move |tx| Box::pin(async move { body })`: the body takes what it uses
+/// by value, and its future stays `Send` for the SQLite writer task that
+/// runs it. Written like a closure so rustfmt formats the body.
+#[macro_export]
+macro_rules! unit {
+    (|$tx:ident| $body:expr) => {
+        move |$tx| ::std::boxed::Box::pin(async move { $body })
+    };
+}
+
+/// The key store's side of a unit of work: only its own tables are written
+/// through it, so no data writer trait (implemented on [`WriteTx`]) is
+/// reachable from key-store code.
+pub(crate) struct KeyTx<'t> {
+    tx: &'t mut WriteTx,
+}
+
+impl KeyTx<'_> {
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        self.tx.conn()
+    }
+}
 
 /// Tells a caller how its unit ended, once the batch's fate is known.
 type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -209,11 +236,28 @@ struct Inner {
     migrations: AnyPool,
 }
 
-/// The data database: reader pool and write path. Cheap to clone.
-#[derive(Clone)]
-pub struct Db {
+/// A database: reader pool and write path. Cheap to clone. What it holds
+/// is told by its kind, so the data database ([`Db`]) and the key store's
+/// are distinct types and the aggregates' traits reach only the first.
+pub struct Database<K> {
     inner: Arc<Inner>,
+    kind: PhantomData<fn() -> K>,
 }
+
+impl<K> Clone for Database<K> {
+    fn clone(&self) -> Self {
+        Database { inner: self.inner.clone(), kind: PhantomData }
+    }
+}
+
+/// The kind of the data database: customers, orders, the catalog, the outbox.
+pub enum Data {}
+
+/// The kind of the key store's database (see [`crate::KeyStore`]).
+pub(crate) enum Keys {}
+
+/// The data database.
+pub type Db = Database<Data>;
 
 /// While held, no SQLite batch starts; queued units wait.
 pub struct WriteHold {
@@ -221,9 +265,91 @@ pub struct WriteHold {
 }
 
 impl Db {
-    /// Connects to the database the URL names. SQLite: the file is created
-    /// if missing and put in WAL mode; one writer connection, several readers.
+    /// Connects to the data database the URL names. SQLite: the file is
+    /// created if missing and put in WAL mode; one writer connection,
+    /// several readers.
     pub async fn open(url: &str, options: &DbOptions) -> Result<Db, StoreError> {
+        Database::connect(url, options).await
+    }
+
+    /// Applies the migrations of this backend that have not run yet. On
+    /// SQLite they run on the writer's own connection, between batches; on
+    /// PostgreSQL sqlx takes an advisory lock, so several servers may start
+    /// at once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.run_migrations(match self.backend() {
+            Backend::Sqlite => EmbeddedMigrations(migrations::SQLITE),
+            Backend::Postgres => EmbeddedMigrations(migrations::POSTGRES),
+        })
+        .await
+    }
+
+    /// Runs a unit of work and returns its result once it is durable.
+    ///
+    /// The unit does its writes through the [`WriteTx`] it is given; when it
+    /// returns an error (or panics) everything it wrote is rolled back and
+    /// other units are unaffected. No network calls, password hashing or
+    /// signing inside a unit: do them before, so the writer never waits.
+    /// [`unit!`](crate::unit) writes the closure.
+    pub async fn write<T, E, F>(&self, unit: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: for<'t> FnOnce(&'t mut WriteTx) -> UnitFuture<'t, T, E> + Send + 'static,
+    {
+        self.run_unit(unit).await
+    }
+
+    /// Runs commands as one unit of work and returns once they are durable.
+    /// On SQLite they join the writer's batches like any unit (a savepoint
+    /// each) but run on the writer's direct connection, with no hand-off
+    /// per statement; on PostgreSQL they are one statement (see `batch`).
+    pub async fn write_commands(&self, commands: WriteCommands) -> Result<(), StoreError> {
+        match &self.inner.writes {
+            Writes::Queue(_) => self.write_direct(move |conn| commands.statements.run_on(conn)).await,
+            Writes::Direct(pool) => {
+                // One statement: atomic without BEGIN and COMMIT.
+                let (pool, counters) = (pool.clone(), self.inner.counters.clone());
+                // Spawned so a caller that gives up cannot cut it off half-sent.
+                let task = tokio::spawn(async move {
+                    let mut conn = pool.acquire().await?;
+                    counters.units.fetch_add(1, Ordering::Relaxed);
+                    commands.statements.execute_on(Backend::Postgres, &mut conn).await?;
+                    counters.commits.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                });
+                task.await.map_err(|_| StoreError::UnitPanicked)?
+            }
+        }
+    }
+}
+
+impl Database<Keys> {
+    /// Connects to the key store's database and applies its migrations
+    /// (`migrations/keystore-*`).
+    pub(crate) async fn open_key_store(url: &str, options: &DbOptions) -> Result<Self, StoreError> {
+        let db = Database::connect(url, options).await?;
+        db.run_migrations(match db.backend() {
+            Backend::Sqlite => EmbeddedMigrations(migrations::KEYSTORE_SQLITE),
+            Backend::Postgres => EmbeddedMigrations(migrations::KEYSTORE_POSTGRES),
+        })
+        .await?;
+        Ok(db)
+    }
+
+    /// A unit of work on the key store, as [`Db::write`], through a [`KeyTx`].
+    pub(crate) async fn write<T, F>(&self, unit: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'k, 't> FnOnce(&'k mut KeyTx<'t>) -> UnitFuture<'k, T, StoreError> + Send + 'static,
+    {
+        self.run_unit(unit!(|tx| unit(&mut KeyTx { tx }).await)).await
+    }
+}
+
+impl<K> Database<K> {
+    /// Connects to the database the URL names (see [`Db::open`]).
+    async fn connect(url: &str, options: &DbOptions) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let counters = Arc::new(Counters::default());
@@ -280,7 +406,7 @@ impl Db {
                 }
             }
         };
-        Ok(Db { inner: Arc::new(inner) })
+        Ok(Database { inner: Arc::new(inner), kind: PhantomData })
     }
 
     pub fn backend(&self) -> Backend {
@@ -298,28 +424,6 @@ impl Db {
         self.inner.direct_readers.as_ref()
     }
 
-    /// Applies the migrations of this backend that have not run yet. On
-    /// SQLite they run on the writer's own connection, between batches; on
-    /// PostgreSQL sqlx takes an advisory lock, so several servers may start
-    /// at once.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        self.run_migrations(match self.backend() {
-            Backend::Sqlite => EmbeddedMigrations(migrations::SQLITE),
-            Backend::Postgres => EmbeddedMigrations(migrations::POSTGRES),
-        })
-        .await
-    }
-
-    /// Applies the key store's migrations; for a [`Db`] opened on the key
-    /// store's URL (see [`crate::KeyStore`]).
-    pub async fn migrate_key_store(&self) -> Result<(), StoreError> {
-        self.run_migrations(match self.backend() {
-            Backend::Sqlite => EmbeddedMigrations(migrations::KEYSTORE_SQLITE),
-            Backend::Postgres => EmbeddedMigrations(migrations::KEYSTORE_POSTGRES),
-        })
-        .await
-    }
-
     async fn run_migrations(&self, embedded: EmbeddedMigrations) -> Result<(), StoreError> {
         let migrator = sqlx::migrate::Migrator::new(embedded).await?;
         let _gate = self.inner.gate.lock().await;
@@ -334,12 +438,7 @@ impl Db {
     }
 
     /// Runs a unit of work and returns its result once it is durable.
-    ///
-    /// The unit does its writes through the [`WriteTx`] it is given; when it
-    /// returns an error (or panics) everything it wrote is rolled back and
-    /// other units are unaffected. No network calls, password hashing or
-    /// signing inside a unit: do them before, so the writer never waits.
-    pub async fn write<T, E, F>(&self, unit: F) -> Result<T, E>
+    async fn run_unit<T, E, F>(&self, unit: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
@@ -382,29 +481,6 @@ impl Db {
                     }
                 });
                 task.await.map_err(|_| E::from(StoreError::UnitPanicked))?
-            }
-        }
-    }
-
-    /// Runs commands as one unit of work and returns once they are durable.
-    /// On SQLite they join the writer's batches like any unit (a savepoint
-    /// each) but run on the writer's direct connection, with no hand-off
-    /// per statement; on PostgreSQL they are one statement (see `batch`).
-    pub async fn write_commands(&self, commands: WriteCommands) -> Result<(), StoreError> {
-        match &self.inner.writes {
-            Writes::Queue(_) => self.write_direct(move |conn| commands.statements.run_on(conn)).await,
-            Writes::Direct(pool) => {
-                // One statement: atomic without BEGIN and COMMIT.
-                let (pool, counters) = (pool.clone(), self.inner.counters.clone());
-                // Spawned so a caller that gives up cannot cut it off half-sent.
-                let task = tokio::spawn(async move {
-                    let mut conn = pool.acquire().await?;
-                    counters.units.fetch_add(1, Ordering::Relaxed);
-                    commands.statements.execute_on(Backend::Postgres, &mut conn).await?;
-                    counters.commits.fetch_add(1, Ordering::Relaxed);
-                    Ok(())
-                });
-                task.await.map_err(|_| StoreError::UnitPanicked)?
             }
         }
     }

@@ -5,7 +5,8 @@
 //! itself is in a file of the key directory (or a KMS), never here.
 
 use crate::customers::{Erasure, erasure_from_row, record_in_ledger};
-use crate::{Backend, Db, DbOptions, StoreError};
+use crate::db::{Database, Keys};
+use crate::{Backend, DbOptions, StoreError, unit};
 use coffer_domain::Millis;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -109,9 +110,11 @@ pub struct SignedAuditHead {
     pub signature: Vec<u8>,
 }
 
+/// The key store's database: its own type, so none of the data
+/// database's traits (orders, customers…) reach it.
 #[derive(Clone)]
 pub struct KeyStore {
-    db: Db,
+    db: Database<Keys>,
 }
 
 fn version_of(row: &AnyRow, column: &str) -> Result<u32, StoreError> {
@@ -141,13 +144,13 @@ fn wrapped_from_row(row: &AnyRow) -> Result<WrappedSecret, StoreError> {
 impl KeyStore {
     /// Opens (and migrates) the key store at `url`.
     pub async fn open(url: &str, options: &DbOptions) -> Result<KeyStore, StoreError> {
-        let db = Db::open(url, options).await?;
-        db.migrate_key_store().await?;
-        Ok(KeyStore { db })
+        Ok(KeyStore { db: Database::open_key_store(url, options).await? })
     }
 
-    pub fn db(&self) -> &Db {
-        &self.db
+    /// SQLite: moves the WAL into the file and truncates it, so a shredded
+    /// key no longer sits in the `-wal` file (see [`crate::Db::checkpoint`]).
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.db.checkpoint().await
     }
 
     pub async fn ping(&self) -> bool {
@@ -168,22 +171,18 @@ impl KeyStore {
     /// Records a new version; the first one ever is active at once.
     pub async fn add_master_key(&self, version: u32, at: Millis) -> Result<MasterKeyState, StoreError> {
         self.db
-            .write(move |tx| {
-                Box::pin(async move {
-                    let any: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM master_keys").fetch_one(tx.conn()).await?;
-                    let state = if any == 0 { MasterKeyState::Active } else { MasterKeyState::Standby };
-                    sqlx::query(
-                        "INSERT INTO master_keys (version, state, added_at, activated_at) VALUES ($1, $2, $3, $4)",
-                    )
+            .write(unit!(|tx| {
+                let any: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM master_keys").fetch_one(tx.conn()).await?;
+                let state = if any == 0 { MasterKeyState::Active } else { MasterKeyState::Standby };
+                sqlx::query("INSERT INTO master_keys (version, state, added_at, activated_at) VALUES ($1, $2, $3, $4)")
                     .bind(i64::from(version))
                     .bind(state.as_str())
                     .bind(at.0)
                     .bind((state == MasterKeyState::Active).then_some(at.0))
                     .execute(tx.conn())
                     .await?;
-                    Ok::<_, StoreError>(state)
-                })
-            })
+                Ok(state)
+            }))
             .await
     }
 
@@ -191,76 +190,70 @@ impl KeyStore {
     /// standby (still able to unwrap until everything is re-wrapped).
     pub async fn activate_master_key(&self, version: u32, at: Millis) -> Result<bool, StoreError> {
         self.db
-            .write(move |tx| {
-                Box::pin(async move {
-                    let target = sqlx::query("SELECT state FROM master_keys WHERE version = $1")
-                        .bind(i64::from(version))
-                        .fetch_optional(tx.conn())
-                        .await?;
-                    let Some(target) = target else { return Ok(false) };
-                    let state = MasterKeyState::parse(&target.try_get::<String, _>("state")?)?;
-                    if !matches!(state, MasterKeyState::Standby | MasterKeyState::Active) {
-                        return Ok(false);
-                    }
-                    sqlx::query("UPDATE master_keys SET state = 'added' WHERE state = 'active' AND version <> $1")
-                        .bind(i64::from(version))
-                        .execute(tx.conn())
-                        .await?;
-                    sqlx::query(
-                        "UPDATE master_keys SET state = 'active', activated_at = COALESCE(activated_at, $2) \
-                         WHERE version = $1",
-                    )
+            .write(unit!(|tx| {
+                let target = sqlx::query("SELECT state FROM master_keys WHERE version = $1")
                     .bind(i64::from(version))
-                    .bind(at.0)
+                    .fetch_optional(tx.conn())
+                    .await?;
+                let Some(target) = target else { return Ok(false) };
+                let state = MasterKeyState::parse(&target.try_get::<String, _>("state")?)?;
+                if !matches!(state, MasterKeyState::Standby | MasterKeyState::Active) {
+                    return Ok(false);
+                }
+                sqlx::query("UPDATE master_keys SET state = 'added' WHERE state = 'active' AND version <> $1")
+                    .bind(i64::from(version))
                     .execute(tx.conn())
                     .await?;
-                    Ok::<_, StoreError>(true)
-                })
-            })
+                sqlx::query(
+                    "UPDATE master_keys SET state = 'active', activated_at = COALESCE(activated_at, $2) \
+                     WHERE version = $1",
+                )
+                .bind(i64::from(version))
+                .bind(at.0)
+                .execute(tx.conn())
+                .await?;
+                Ok(true)
+            }))
             .await
     }
 
     /// Retires a standby version; the caller has checked that no wrap uses it.
     pub async fn retire_master_key(&self, version: u32, at: Millis, destroy_after: Millis) -> Result<bool, StoreError> {
         self.db
-            .write(move |tx| {
-                Box::pin(async move {
-                    let in_use: i64 = sqlx::query_scalar(
-                        "SELECT (SELECT COUNT(*) FROM data_keys WHERE kek_version = $1) + \
-                         (SELECT COUNT(*) FROM sealed_secrets WHERE kek_version = $1)",
-                    )
-                    .bind(i64::from(version))
-                    .fetch_one(tx.conn())
-                    .await?;
-                    if in_use > 0 {
-                        return Ok(false);
-                    }
-                    let done = sqlx::query(
-                        "UPDATE master_keys SET state = 'retired', retired_at = $2, destroy_after = $3 \
-                         WHERE version = $1 AND state = 'added'",
-                    )
-                    .bind(i64::from(version))
-                    .bind(at.0)
-                    .bind(destroy_after.0)
-                    .execute(tx.conn())
-                    .await?;
-                    Ok::<_, StoreError>(done.rows_affected() == 1)
-                })
-            })
+            .write(unit!(|tx| {
+                let in_use: i64 = sqlx::query_scalar(
+                    "SELECT (SELECT COUNT(*) FROM data_keys WHERE kek_version = $1) + \
+                     (SELECT COUNT(*) FROM sealed_secrets WHERE kek_version = $1)",
+                )
+                .bind(i64::from(version))
+                .fetch_one(tx.conn())
+                .await?;
+                if in_use > 0 {
+                    return Ok(false);
+                }
+                let done = sqlx::query(
+                    "UPDATE master_keys SET state = 'retired', retired_at = $2, destroy_after = $3 \
+                     WHERE version = $1 AND state = 'added'",
+                )
+                .bind(i64::from(version))
+                .bind(at.0)
+                .bind(destroy_after.0)
+                .execute(tx.conn())
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }))
             .await
     }
 
     pub async fn mark_master_key_destroyed(&self, version: u32) -> Result<(), StoreError> {
         self.db
-            .write(move |tx| {
-                Box::pin(async move {
-                    sqlx::query("UPDATE master_keys SET state = 'destroyed' WHERE version = $1 AND state = 'retired'")
-                        .bind(i64::from(version))
-                        .execute(tx.conn())
-                        .await?;
-                    Ok::<_, StoreError>(())
-                })
-            })
+            .write(unit!(|tx| {
+                sqlx::query("UPDATE master_keys SET state = 'destroyed' WHERE version = $1 AND state = 'retired'")
+                    .bind(i64::from(version))
+                    .execute(tx.conn())
+                    .await?;
+                Ok(())
+            }))
             .await
     }
 
@@ -279,18 +272,16 @@ impl KeyStore {
 
     pub async fn put_data_key(&self, key: WrappedSecret, at: Millis) -> Result<(), StoreError> {
         self.db
-            .write(move |tx| {
-                Box::pin(async move {
-                    sqlx::query("INSERT INTO data_keys (id, kek_version, wrapped, created_at) VALUES ($1, $2, $3, $4)")
-                        .bind(key.id)
-                        .bind(i64::from(key.kek_version))
-                        .bind(key.wrapped)
-                        .bind(at.0)
-                        .execute(tx.conn())
-                        .await?;
-                    Ok::<_, StoreError>(())
-                })
-            })
+            .write(unit!(|tx| {
+                sqlx::query("INSERT INTO data_keys (id, kek_version, wrapped, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(key.id)
+                    .bind(i64::from(key.kek_version))
+                    .bind(key.wrapped)
+                    .bind(at.0)
+                    .execute(tx.conn())
+                    .await?;
+                Ok(())
+            }))
             .await
     }
 
@@ -298,12 +289,10 @@ impl KeyStore {
     pub async fn delete_data_key(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_owned();
         self.db
-            .write(move |tx| {
-                Box::pin(async move {
-                    sqlx::query("DELETE FROM data_keys WHERE id = $1").bind(id).execute(tx.conn()).await?;
-                    Ok::<_, StoreError>(())
-                })
-            })
+            .write(unit!(|tx| {
+                sqlx::query("DELETE FROM data_keys WHERE id = $1").bind(id).execute(tx.conn()).await?;
+                Ok(())
+            }))
             .await
     }
 
@@ -330,21 +319,19 @@ impl KeyStore {
     pub async fn put_secret_once(&self, secret: WrappedSecret, at: Millis) -> Result<WrappedSecret, StoreError> {
         let name = secret.id.clone();
         self.db
-            .write(move |tx| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "INSERT INTO sealed_secrets (name, kek_version, wrapped, created_at) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (name) DO NOTHING",
-                    )
-                    .bind(secret.id)
-                    .bind(i64::from(secret.kek_version))
-                    .bind(secret.wrapped)
-                    .bind(at.0)
-                    .execute(tx.conn())
-                    .await?;
-                    Ok::<_, StoreError>(())
-                })
-            })
+            .write(unit!(|tx| {
+                sqlx::query(
+                    "INSERT INTO sealed_secrets (name, kek_version, wrapped, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(secret.id)
+                .bind(i64::from(secret.kek_version))
+                .bind(secret.wrapped)
+                .bind(at.0)
+                .execute(tx.conn())
+                .await?;
+                Ok(())
+            }))
             .await?;
         self.secret(&name).await?.ok_or_else(|| StoreError::corrupt("sealed_secrets"))
     }
@@ -532,12 +519,10 @@ impl KeyStore {
             .collect();
         let batch = serde_json::Value::Array(batch).to_string();
         self.db
-            .write(move |tx| {
-                Box::pin(async move {
-                    let done = sqlx::query(sql).bind(i64::from(version)).bind(batch).execute(tx.conn()).await?;
-                    Ok::<_, StoreError>(done.rows_affected())
-                })
-            })
+            .write(unit!(|tx| {
+                let done = sqlx::query(sql).bind(i64::from(version)).bind(batch).execute(tx.conn()).await?;
+                Ok(done.rows_affected())
+            }))
             .await
     }
 
@@ -547,15 +532,13 @@ impl KeyStore {
     /// transaction. Idempotent.
     pub async fn shred(&self, erasure: Erasure) -> Result<(), StoreError> {
         self.db
-            .write(move |tx| {
-                Box::pin(async move {
-                    sqlx::query("DELETE FROM data_keys WHERE id = $1")
-                        .bind(erasure.data_key_id.as_str())
-                        .execute(tx.conn())
-                        .await?;
-                    record_in_ledger(tx.conn(), &erasure).await
-                })
-            })
+            .write(unit!(|tx| {
+                sqlx::query("DELETE FROM data_keys WHERE id = $1")
+                    .bind(erasure.data_key_id.as_str())
+                    .execute(tx.conn())
+                    .await?;
+                record_in_ledger(tx.conn(), &erasure).await
+            }))
             .await
     }
 
@@ -572,21 +555,19 @@ impl KeyStore {
 
     pub async fn put_audit_head(&self, head: SignedAuditHead) -> Result<(), StoreError> {
         self.db
-            .write(move |tx| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "INSERT INTO audit_heads (seq, hash, signed_at, signature) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (signed_at, seq) DO NOTHING",
-                    )
-                    .bind(head.seq)
-                    .bind(head.hash)
-                    .bind(head.signed_at.0)
-                    .bind(head.signature)
-                    .execute(tx.conn())
-                    .await?;
-                    Ok::<_, StoreError>(())
-                })
-            })
+            .write(unit!(|tx| {
+                sqlx::query(
+                    "INSERT INTO audit_heads (seq, hash, signed_at, signature) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (signed_at, seq) DO NOTHING",
+                )
+                .bind(head.seq)
+                .bind(head.hash)
+                .bind(head.signed_at.0)
+                .bind(head.signature)
+                .execute(tx.conn())
+                .await?;
+                Ok(())
+            }))
             .await
     }
 

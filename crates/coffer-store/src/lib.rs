@@ -1,13 +1,43 @@
 //! Coffer's storage: one SQL implementation, through sqlx's `Any` driver,
 //! serving both the embedded SQLite default and PostgreSQL, chosen by the
-//! database URL. Reads go through per-aggregate reader traits; every write is
-//! a *unit of work* handed to [`Db::write`]: on SQLite one writer task runs
-//! queued units together in one transaction, each in its own savepoint, and
-//! answers callers only after the commit (group commit); on PostgreSQL each
-//! unit is its own transaction. Schema migrations for both backends live in
-//! `migrations/sqlite` and `migrations/postgres` at the workspace root.
+//! database URL. Every write is a *unit of work* handed to [`Db::write`]
+//! (written with [`unit!`]): on SQLite one writer task runs queued units
+//! together in one transaction, each in its own savepoint, and answers
+//! callers only after the commit (group commit); on PostgreSQL each unit is
+//! its own transaction. The hottest SQLite paths (placing an order, invoice
+//! numbering, checkout's customer lookup) run on rusqlite connections of
+//! their own (`direct`), behind the same traits. Schema migrations for both
+//! backends live in `migrations/sqlite` and `migrations/postgres` at the
+//! workspace root.
+//!
+//! One module per aggregate, each with its traits (all in [`prelude`]):
+//! `…Reader` on [`Db`] reads; `…Store` on [`Db`] reads and also runs
+//! operations that are a unit of work of their own; `…Writer` on [`WriteTx`]
+//! writes inside the caller's unit.
+//!
+//! | module | holds | traits |
+//! | --- | --- | --- |
+//! | `catalog` | vendors, products, prices | [`CatalogReader`], [`CatalogWriter`] |
+//! | `customers` | sealed customer rows, the erasure ledger | [`CustomerReader`], [`CustomerWriter`] |
+//! | `accounts`, `staff` | passwords, TOTP, links, sessions, staff members | [`AccountWriter`] and `Db` methods |
+//! | `orders` | orders, lines, license keys, events; placing ([`order_placement`]) | [`OrderReader`], [`OrderWriter`] |
+//! | `policies` | published privacy policies | [`PolicyReader`], [`PolicyWriter`] |
+//! | `downloads` | product files, download uses | [`DownloadStore`], [`DownloadWriter`] |
+//! | `idempotency` | idempotency keys and sealed answers | [`IdempotencyStore`] |
+//! | `invoices` | the invoice queue, numbering, invoices | [`InvoiceStore`] |
+//! | `fraud_attempts` | velocity records of the fraud screen | [`FraudAttemptStore`] |
+//! | `id_documents` | proofs of identity of held orders | [`IdDocumentStore`], [`IdDocumentWriter`] |
+//! | `vendor_keys` | vendors' API keys (hashes) | [`VendorKeyReader`], [`VendorKeyWriter`] |
+//! | `payment_moves` | one money move per order at a time | [`PaymentMoveWriter`] |
+//! | `retention` | deletes of what outlived its period | [`RetentionStore`] |
+//! | `requests` | written privacy requests | [`PrivacyRequestReader`], [`PrivacyRequestWriter`] |
+//! | `audit` | the audit log and its sealed chain | [`AuditStore`], [`AuditWriter`] |
+//! | `outbox` | emails waiting to be sent | [`OutboxWriter`] and `Db` methods |
+//!
 //! The key store ([`KeyStore`]) is a second database of its own, with its
-//! migrations in `migrations/keystore-*`.
+//! migrations in `migrations/keystore-*`. Its connection is a
+//! [`Database`] of another kind than [`Db`], and its units write through a
+//! transaction type of their own, so none of the traits above reach it.
 
 mod accounts;
 mod audit;
@@ -16,33 +46,61 @@ mod catalog;
 mod customers;
 mod db;
 mod direct;
+mod downloads;
 mod error;
+mod fraud_attempts;
+mod id_documents;
+mod idempotency;
+mod invoices;
 mod jobs;
 mod keystore;
 mod migrations;
 mod orders;
 mod outbox;
+mod payment_moves;
+mod policies;
 mod requests;
+mod retention;
 mod staff;
+mod vendor_keys;
 
 pub use accounts::{AccountWriter, LinkPurpose, LinkUse, SessionRow, set_totp};
-pub use audit::{AuditWriter, SealedAuditEntry};
+pub use audit::{AuditStore, AuditWriter, SealedAuditEntry};
 pub use batch::WriteCommands;
 pub use catalog::{CatalogReader, CatalogWriter, ProductPage, ProductQuery};
 pub use customers::{CustomerReader, CustomerWriter, Erasure, NewSealedCustomer, SealedFields, StoredCustomer};
-pub use db::{Backend, Db, DbOptions, UnitFuture, WriteHold, WriteTx, WriterStats};
+pub use db::{Backend, Data, Database, Db, DbOptions, UnitFuture, WriteHold, WriteTx, WriterStats};
+pub use downloads::{DownloadStore, DownloadWriter, ProductFile};
 pub use error::StoreError;
+pub use fraud_attempts::FraudAttemptStore;
+pub use id_documents::{IdDocumentRow, IdDocumentStore, IdDocumentWriter};
+pub use idempotency::{IdempotencyClaim, IdempotencyStore};
+pub use invoices::{Invoice, InvoiceStore};
 pub use jobs::{ClaimedJob, JobOutcome, JobWriter, NewJob};
 pub use keystore::{KeyStore, MasterKeyRecord, MasterKeyState, SignedAuditHead, WrapKind, WrappedSecret};
 pub use orders::{
-    IdDocumentRow, IdempotencyClaim, Invoice, LineRefund, NewLink, NewOrder, OrderEvent, OrderLine, ProductFile,
-    QueuedOrder, SealedOrderFields, StoredOrder, claim_payment_move, insert_license_keys, insert_vendor_api_key,
-    order_placement, publish_policy, put_id_document, refund_line, release_payment_move, schedule_id_document_deletion,
-    set_product_file, transition_order,
+    LineRefund, NewLink, NewOrder, OrderEvent, OrderLine, OrderReader, OrderWriter, QueuedOrder, SealedOrderFields,
+    StoredOrder, order_placement,
 };
 pub use outbox::{ClaimedEmail, Delivery, EMAIL_JOB, NewEmail, OutboxWriter, StoredEmail};
-pub use requests::{NewPrivacyRequest, PrivacyRequestRow, confirm_privacy_request, insert_privacy_request};
+pub use payment_moves::PaymentMoveWriter;
+pub use policies::{PolicyReader, PolicyWriter};
+pub use requests::{NewPrivacyRequest, PrivacyRequestReader, PrivacyRequestRow, PrivacyRequestWriter};
+pub use retention::RetentionStore;
 pub use staff::{
     Disclosure, NewStaffMember, StaffEnrolment, StaffLinkPurpose, StaffRow, enrol_staff_member, insert_disclosure,
     insert_staff_link, insert_staff_member, use_staff_link,
 };
+pub use vendor_keys::{VendorKeyReader, VendorKeyWriter};
+
+/// Every reader and writer trait, and [`unit!`]: `use coffer_store::prelude::*;`
+/// is all a caller needs to call the store's methods.
+pub mod prelude {
+    pub use crate::unit;
+    pub use crate::{
+        AccountWriter, AuditStore, AuditWriter, CatalogReader, CatalogWriter, CustomerReader, CustomerWriter,
+        DownloadStore, DownloadWriter, FraudAttemptStore, IdDocumentStore, IdDocumentWriter, IdempotencyStore,
+        InvoiceStore, OrderReader, OrderWriter, OutboxWriter, PaymentMoveWriter, PolicyReader, PolicyWriter,
+        PrivacyRequestReader, PrivacyRequestWriter, RetentionStore, VendorKeyReader, VendorKeyWriter,
+    };
+}

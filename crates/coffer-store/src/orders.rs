@@ -1,5 +1,7 @@
-//! Orders, their lines and events, and the published privacy policies.
+//! Orders: the order with its lines, license keys and events, as placed and
+//! as moved by staff.
 
+use crate::invoices::QUEUE_FOR_INVOICE;
 use crate::{Db, StoreError, WriteTx};
 use coffer_crypto::Sealed;
 use coffer_domain::{CustomerId, DataKeyId, Millis, OrderId, OrderStatus, ProductId, VendorId};
@@ -95,8 +97,40 @@ pub struct StoredOrder {
     pub fraud_reasons: String,
 }
 
-fn bytes(s: &Sealed) -> Vec<u8> {
-    s.as_bytes().to_vec()
+/// One recorded move of an order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderEvent {
+    pub seq: i64,
+    pub at: Millis,
+    pub from: Option<String>,
+    pub to: String,
+    pub actor: String,
+    pub reason: String,
+}
+
+/// An order in a staff queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedOrder {
+    pub id: OrderId,
+    pub created_at: Millis,
+    pub currency: String,
+    pub total: i64,
+    pub fraud_score: i64,
+    pub fraud_reasons: String,
+}
+
+/// A refund of one order line, as recorded.
+#[derive(Clone, Debug)]
+pub struct LineRefund {
+    pub order: OrderId,
+    pub line_no: i64,
+    /// Minor units given back.
+    pub amount: i64,
+    /// The order's status, which a partial refund leaves as it is.
+    pub status: OrderStatus,
+    pub at: Millis,
+    pub actor: String,
+    pub reason: String,
 }
 
 /// A sign-in link stored only as the hash of its token.
@@ -106,6 +140,10 @@ pub struct NewLink {
     pub purpose: crate::LinkPurpose,
     pub at: Millis,
     pub expires_at: Millis,
+}
+
+pub(crate) fn bytes(s: &Sealed) -> Vec<u8> {
+    s.as_bytes().to_vec()
 }
 
 /// The writes that place an order: the order, its audit entry, its
@@ -139,10 +177,10 @@ pub fn order_placement(
     Ok(crate::WriteCommands { statements })
 }
 
-fn order_statements(o: &NewOrder) -> Result<crate::batch::Statements, StoreError> {
-    use crate::batch::{Statements, Val};
-    let mut statements = Statements::default();
-    statements.push(
+/// The `orders` row of a new order.
+fn order_row(o: &NewOrder) -> (&'static str, Vec<crate::batch::Val>) {
+    use crate::batch::Val;
+    (
         "INSERT INTO orders (id, customer_id, data_key_id, status, currency, subtotal, tax, total, tax_country, \
          payment_method, payment_reference, name, email, phone, address, card, guardian_name, adult, policy_version, \
          consent_at, consent_channel, fraud_score, fraud_reasons, created_at, updated_at, tax_rate, payment_token) \
@@ -175,7 +213,16 @@ fn order_statements(o: &NewOrder) -> Result<crate::batch::Statements, StoreError
             Val::Int(o.tax_rate),
             Val::OptBytes(o.fields.payment_token.as_ref().map(bytes)),
         ],
-    );
+    )
+}
+
+/// Every row a new order adds: the order, its lines, license keys, its
+/// place in the invoice queue when it is paid already, and its first event.
+fn order_statements(o: &NewOrder) -> Result<crate::batch::Statements, StoreError> {
+    use crate::batch::{Statements, Val};
+    let mut statements = Statements::default();
+    let (sql, values) = order_row(o);
+    statements.push(sql, values);
     for line in &o.lines {
         statements.push(
             "INSERT INTO order_lines (order_id, line_no, product_id, vendor_id, quantity, unit_price, line_total) \
@@ -222,21 +269,7 @@ fn order_statements(o: &NewOrder) -> Result<crate::batch::Statements, StoreError
     Ok(statements)
 }
 
-/// Publishes a policy version once; republishing the same text is a no-op.
-pub async fn publish_policy(tx: &mut WriteTx, version: &str, html: &str, at: Millis) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO privacy_policy_versions (version, html, published_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (version) DO NOTHING",
-    )
-    .bind(version.to_owned())
-    .bind(html.to_owned())
-    .bind(at.0)
-    .execute(tx.conn())
-    .await?;
-    Ok(())
-}
-
-fn sealed(row: &AnyRow, column: &str) -> Result<Option<Sealed>, StoreError> {
+pub(crate) fn sealed(row: &AnyRow, column: &str) -> Result<Option<Sealed>, StoreError> {
     Ok(row.try_get::<Option<Vec<u8>>, _>(column)?.map(Sealed::from_stored))
 }
 
@@ -254,8 +287,8 @@ fn line_from_row(r: &AnyRow) -> Result<OrderLine, StoreError> {
 
 /// The columns [`order_from_row`] reads.
 const ORDER_COLUMNS: &str = "id, customer_id, data_key_id, status, currency, subtotal, tax, total, tax_country, \
-     payment_method, payment_reference, name, email, phone, address, card, guardian_name, policy_version, consent_at, \
-     consent_channel, created_at, fraud_score, fraud_reasons, payment_token";
+                             payment_method, payment_reference, name, email, phone, address, card, guardian_name, policy_version, consent_at, \
+                             consent_channel, created_at, fraud_score, fraud_reasons, payment_token";
 
 fn order_from_row(r: &AnyRow, lines: Vec<OrderLine>) -> Result<StoredOrder, StoreError> {
     let status: String = r.try_get("status")?;
@@ -288,9 +321,57 @@ fn order_from_row(r: &AnyRow, lines: Vec<OrderLine>) -> Result<StoredOrder, Stor
     })
 }
 
-impl Db {
+const INSERT_LICENSE_KEY: &str = "INSERT INTO license_keys (order_id, line_no, product_id, vendor_id, license_key, \
+                                  issued_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+fn line_of(lines: &[OrderLine], line_no: i64) -> Result<&OrderLine, StoreError> {
+    lines.iter().find(|l| l.line_no == line_no).ok_or_else(|| StoreError::corrupt("license_keys.line_no"))
+}
+
+/// Reading orders.
+pub trait OrderReader: Send + Sync {
     /// One order with its lines.
-    pub async fn order(&self, id: &OrderId) -> Result<Option<StoredOrder>, StoreError> {
+    fn order(&self, id: &OrderId) -> impl Future<Output = Result<Option<StoredOrder>, StoreError>> + Send;
+
+    /// A customer's orders with their lines, newest first: two queries
+    /// however many orders there are.
+    fn orders_of(&self, customer: &CustomerId) -> impl Future<Output = Result<Vec<StoredOrder>, StoreError>> + Send;
+
+    /// The sealed license keys of all of a customer's orders, in one query:
+    /// (order, line number, product, key).
+    fn license_keys_of_customer(
+        &self,
+        customer: &CustomerId,
+    ) -> impl Future<Output = Result<Vec<(OrderId, i64, ProductId, Sealed)>, StoreError>> + Send;
+
+    /// Orders in one status, oldest first (a staff queue).
+    fn orders_in(
+        &self,
+        status: OrderStatus,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<QueuedOrder>, StoreError>> + Send;
+
+    /// An order's recorded moves, in order.
+    fn order_events(&self, order: &OrderId) -> impl Future<Output = Result<Vec<OrderEvent>, StoreError>> + Send;
+
+    /// Orders in `status` placed before `before`, oldest first (at most `limit`).
+    fn orders_in_status_before(
+        &self,
+        status: OrderStatus,
+        before: Millis,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<OrderId>, StoreError>> + Send;
+
+    /// Orders with at least one line of this vendor, newest first.
+    fn order_ids_for_vendor(
+        &self,
+        vendor: &VendorId,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<OrderId>, StoreError>> + Send;
+}
+
+impl OrderReader for Db {
+    async fn order(&self, id: &OrderId) -> Result<Option<StoredOrder>, StoreError> {
         let Some(r) = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1")))
             .bind(id.as_str())
             .fetch_optional(self.readers())
@@ -308,9 +389,7 @@ impl Db {
         Ok(Some(order_from_row(&r, lines.iter().map(line_from_row).collect::<Result<_, _>>()?)?))
     }
 
-    /// A customer's orders with their lines, newest first: two queries
-    /// however many orders there are.
-    pub async fn orders_of(&self, customer: &CustomerId) -> Result<Vec<StoredOrder>, StoreError> {
+    async fn orders_of(&self, customer: &CustomerId) -> Result<Vec<StoredOrder>, StoreError> {
         let orders = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE customer_id = $1 ORDER BY created_at DESC, id DESC"
         )))
@@ -335,9 +414,7 @@ impl Db {
             .collect()
     }
 
-    /// The sealed license keys of all of a customer's orders, in one query:
-    /// (order, line number, product, key).
-    pub async fn license_keys_of_customer(
+    async fn license_keys_of_customer(
         &self,
         customer: &CustomerId,
     ) -> Result<Vec<(OrderId, i64, ProductId, Sealed)>, StoreError> {
@@ -362,530 +439,7 @@ impl Db {
             .collect()
     }
 
-    /// Whether a policy version was ever published.
-    pub async fn policy_published(&self, version: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT 1 AS one FROM privacy_policy_versions WHERE version = $1")
-            .bind(version.to_owned())
-            .fetch_optional(self.readers())
-            .await?;
-        Ok(row.is_some())
-    }
-}
-
-/// The file a download product delivers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProductFile {
-    pub product_id: ProductId,
-    pub file_key: String,
-    pub file_name: String,
-    pub content_type: String,
-    pub size_bytes: i64,
-}
-
-pub async fn set_product_file(tx: &mut WriteTx, file: &ProductFile, at: Millis) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO product_files (product_id, file_key, file_name, content_type, size_bytes, uploaded_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (product_id) DO UPDATE SET file_key = excluded.file_key, \
-         file_name = excluded.file_name, content_type = excluded.content_type, size_bytes = excluded.size_bytes, \
-         uploaded_at = excluded.uploaded_at",
-    )
-    .bind(file.product_id.as_str())
-    .bind(file.file_key.clone())
-    .bind(file.file_name.clone())
-    .bind(file.content_type.clone())
-    .bind(file.size_bytes)
-    .bind(at.0)
-    .execute(tx.conn())
-    .await?;
-    Ok(())
-}
-
-impl Db {
-    pub async fn product_file(&self, product: &ProductId) -> Result<Option<ProductFile>, StoreError> {
-        let row = sqlx::query(
-            "SELECT file_key, file_name, content_type, size_bytes FROM product_files WHERE product_id = $1",
-        )
-        .bind(product.as_str())
-        .fetch_optional(self.readers())
-        .await?;
-        row.map(|r| {
-            Ok(ProductFile {
-                product_id: product.clone(),
-                file_key: r.try_get("file_key")?,
-                file_name: r.try_get("file_name")?,
-                content_type: r.try_get("content_type")?,
-                size_bytes: r.try_get("size_bytes")?,
-            })
-        })
-        .transpose()
-    }
-
-    /// Counts one use of an order line's download if fewer than `max` were
-    /// made; false once the limit is reached.
-    pub async fn use_download(&self, order: &OrderId, line_no: i64, max: i64) -> Result<bool, StoreError> {
-        let order = order.clone();
-        self.write(move |tx| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO download_uses (order_id, line_no, uses) VALUES ($1, $2, 0) \
-                     ON CONFLICT (order_id, line_no) DO NOTHING",
-                )
-                .bind(order.as_str())
-                .bind(line_no)
-                .execute(tx.conn())
-                .await?;
-                let done = sqlx::query(
-                    "UPDATE download_uses SET uses = uses + 1 WHERE order_id = $1 AND line_no = $2 AND uses < $3",
-                )
-                .bind(order.as_str())
-                .bind(line_no)
-                .bind(max)
-                .execute(tx.conn())
-                .await?;
-                Ok::<_, StoreError>(done.rows_affected() == 1)
-            })
-        })
-        .await
-    }
-}
-
-/// What an idempotency key already holds.
-#[derive(Clone, Debug)]
-pub enum IdempotencyClaim {
-    /// New: this request owns the key and must finish or release it.
-    Claimed,
-    /// Used before with another body.
-    OtherBody,
-    /// The same body, still being processed by another request.
-    InProgress,
-    /// The same body, answered: the sealed answer and its data key.
-    Answered { data_key_id: DataKeyId, response: Sealed },
-}
-
-impl Db {
-    /// Claims a key for a body fingerprint, or says what it already holds.
-    pub async fn claim_idempotency_key(
-        &self,
-        key_hash: [u8; 32],
-        fingerprint: [u8; 32],
-        at: Millis,
-    ) -> Result<IdempotencyClaim, StoreError> {
-        self.write(move |tx| {
-            Box::pin(async move {
-                let inserted = sqlx::query(
-                    "INSERT INTO idempotency_keys (key_hash, fingerprint, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (key_hash) DO NOTHING",
-                )
-                .bind(key_hash.to_vec())
-                .bind(fingerprint.to_vec())
-                .bind(at.0)
-                .execute(tx.conn())
-                .await?;
-                if inserted.rows_affected() == 1 {
-                    return Ok(IdempotencyClaim::Claimed);
-                }
-                let row =
-                    sqlx::query("SELECT fingerprint, data_key_id, response FROM idempotency_keys WHERE key_hash = $1")
-                        .bind(key_hash.to_vec())
-                        .fetch_one(tx.conn())
-                        .await?;
-                if row.try_get::<Vec<u8>, _>("fingerprint")? != fingerprint.to_vec() {
-                    return Ok(IdempotencyClaim::OtherBody);
-                }
-                let key: Option<String> = row.try_get("data_key_id")?;
-                match (key, sealed(&row, "response")?) {
-                    (Some(key), Some(response)) => Ok(IdempotencyClaim::Answered {
-                        data_key_id: DataKeyId::parse(&key).map_err(StoreError::corrupt)?,
-                        response,
-                    }),
-                    _ => Ok(IdempotencyClaim::InProgress),
-                }
-            })
-        })
-        .await
-    }
-
-    /// Stores the answer of a claimed key.
-    pub async fn answer_idempotency_key(
-        &self,
-        key_hash: [u8; 32],
-        data_key_id: DataKeyId,
-        response: Sealed,
-    ) -> Result<(), StoreError> {
-        self.write(move |tx| {
-            Box::pin(async move {
-                sqlx::query("UPDATE idempotency_keys SET data_key_id = $2, response = $3 WHERE key_hash = $1")
-                    .bind(key_hash.to_vec())
-                    .bind(data_key_id.as_str())
-                    .bind(response.as_bytes().to_vec())
-                    .execute(tx.conn())
-                    .await?;
-                Ok::<_, StoreError>(())
-            })
-        })
-        .await
-    }
-
-    /// Frees a claimed key whose request failed, so it may be retried.
-    pub async fn release_idempotency_key(&self, key_hash: [u8; 32]) -> Result<(), StoreError> {
-        self.write(move |tx| {
-            Box::pin(async move {
-                sqlx::query("DELETE FROM idempotency_keys WHERE key_hash = $1 AND response IS NULL")
-                    .bind(key_hash.to_vec())
-                    .execute(tx.conn())
-                    .await?;
-                Ok::<_, StoreError>(())
-            })
-        })
-        .await
-    }
-}
-
-/// An invoice as numbered.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Invoice {
-    pub number: i64,
-    pub order_id: OrderId,
-    pub issued_at: Millis,
-    pub currency: String,
-    pub subtotal: i64,
-    pub tax: i64,
-    pub total: i64,
-    pub tax_country: String,
-    pub tax_rate: i64,
-}
-
-fn invoice_from_row(r: &AnyRow) -> Result<Invoice, StoreError> {
-    Ok(Invoice {
-        number: r.try_get("number")?,
-        order_id: OrderId::parse(&r.try_get::<String, _>("order_id")?).map_err(StoreError::corrupt)?,
-        issued_at: Millis(r.try_get("issued_at")?),
-        currency: r.try_get("currency")?,
-        subtotal: r.try_get("subtotal")?,
-        tax: r.try_get("tax")?,
-        total: r.try_get("total")?,
-        tax_country: r.try_get("tax_country")?,
-        tax_rate: r.try_get("tax_rate")?,
-    })
-}
-
-const INVOICES_DUE_POSTGRES: &str = "SELECT COALESCE(json_agg(json_build_array(id, currency, subtotal, tax, total, \
-     tax_country, tax_rate) ORDER BY queued_at, id), '[]')::text FROM (SELECT o.id, o.currency, o.subtotal, o.tax, \
-     o.total, o.tax_country, o.tax_rate, q.queued_at FROM invoice_queue q JOIN orders o ON o.id = q.order_id \
-     ORDER BY q.queued_at, q.order_id LIMIT $1) AS due";
-const INVOICES_DUE_SQLITE: &str = "SELECT json_group_array(json_array(id, currency, subtotal, tax, total, tax_country, \
-     tax_rate) ORDER BY queued_at, id) FROM (SELECT o.id, o.currency, o.subtotal, o.tax, o.total, o.tax_country, \
-     o.tax_rate, q.queued_at FROM invoice_queue q JOIN orders o ON o.id = q.order_id \
-     ORDER BY q.queued_at, q.order_id LIMIT $1)";
-
-/// Puts a paid order in the queue for its invoice number.
-const QUEUE_FOR_INVOICE: &str =
-    "INSERT INTO invoice_queue (order_id, queued_at) VALUES ($1, $2) ON CONFLICT (order_id) DO NOTHING";
-
-/// An order due for its invoice, as the numbering job reads it: id,
-/// currency, subtotal, tax, total, tax country, tax rate.
-type Due = (String, String, i64, i64, i64, String, i64);
-
-/// The invoices one numbering run issues, numbered from `last + 1` in the
-/// order read, each with its audit entry.
-struct NumberingPlan {
-    invoices: Vec<(i64, Due, coffer_domain::AuditEntry)>,
-    numbered: Vec<(i64, OrderId)>,
-}
-
-impl NumberingPlan {
-    fn new(last: i64, packed: Option<String>, at: Millis) -> Result<NumberingPlan, StoreError> {
-        let due: Vec<Due> = serde_json::from_str(packed.as_deref().unwrap_or("[]"))
-            .map_err(|_| StoreError::corrupt("orders (packed invoices due)"))?;
-        let mut invoices = Vec::with_capacity(due.len());
-        let mut numbered = Vec::with_capacity(due.len());
-        for (n, order) in due.into_iter().enumerate() {
-            let id = OrderId::parse(&order.0).map_err(StoreError::corrupt)?;
-            let number = last + i64::try_from(n).unwrap_or(i64::MAX) + 1;
-            let entry = coffer_domain::AuditEntry::new(
-                at,
-                &coffer_domain::Actor::System,
-                coffer_domain::AuditAction::InvoiceIssued,
-                Some(format!("{number} {}", order.0)),
-            );
-            invoices.push((number, order, entry));
-            numbered.push((number, id));
-        }
-        Ok(NumberingPlan { invoices, numbered })
-    }
-
-    /// SQLite: prepared inserts and updates per invoice, then the counter.
-    fn statements(&self, at: Millis) -> crate::batch::Statements {
-        use crate::batch::Val;
-        let mut inserts = crate::batch::Statements::default();
-        for (number, (order, currency, subtotal, tax, total, tax_country, tax_rate), entry) in &self.invoices {
-            inserts.push(
-                "INSERT INTO invoices (number, order_id, issued_at, currency, subtotal, tax, total, tax_country, \
-                 tax_rate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                vec![
-                    Val::Int(*number),
-                    Val::Text(order.clone()),
-                    Val::Int(at.0),
-                    Val::Text(currency.clone()),
-                    Val::Int(*subtotal),
-                    Val::Int(*tax),
-                    Val::Int(*total),
-                    Val::Text(tax_country.clone()),
-                    Val::Int(*tax_rate),
-                ],
-            );
-            inserts.push("DELETE FROM invoice_queue WHERE order_id = $1", vec![Val::Text(order.clone())]);
-            let (sql, values) = crate::audit::append_statement(entry);
-            inserts.push(sql, values);
-        }
-        if let Some((number, _, _)) = self.invoices.last() {
-            inserts.push("UPDATE invoice_numbering SET last_number = $1 WHERE id = 1", vec![Val::Int(*number)]);
-        }
-        inserts
-    }
-
-    /// PostgreSQL: the whole run as one statement of constant text (so it
-    /// is prepared once), the invoices passed as one JSON parameter.
-    async fn run_on_postgres(&self, tx: &mut WriteTx, at: Millis) -> Result<(), StoreError> {
-        let Some((last, _, _)) = self.invoices.last() else { return Ok(()) };
-        let rows: Vec<serde_json::Value> = self
-            .invoices
-            .iter()
-            .map(|(number, (order, currency, subtotal, tax, total, tax_country, tax_rate), entry)| {
-                serde_json::json!({
-                    "number": number, "order_id": order, "currency": currency, "subtotal": subtotal, "tax": tax,
-                    "total": total, "tax_country": tax_country, "tax_rate": tax_rate,
-                    "audit_id": entry.id.as_str(), "actor": entry.actor, "action": entry.action, "subject": entry.subject,
-                })
-            })
-            .collect();
-        sqlx::query(
-            "WITH due AS (SELECT * FROM json_to_recordset($1::json) AS v(number bigint, order_id text, currency text, \
-             subtotal bigint, tax bigint, total bigint, tax_country text, tax_rate bigint, audit_id text, actor text, \
-             action text, subject text)), \
-             i AS (INSERT INTO invoices (number, order_id, issued_at, currency, subtotal, tax, total, tax_country, \
-             tax_rate) SELECT number, order_id, $2, currency, subtotal, tax, total, tax_country, tax_rate FROM due), \
-             q AS (DELETE FROM invoice_queue USING due WHERE invoice_queue.order_id = due.order_id), \
-             a AS (INSERT INTO audit_log (id, at, actor, action, subject) SELECT audit_id, $2, actor, action, subject \
-             FROM due) \
-             UPDATE invoice_numbering SET last_number = $3 WHERE id = 1",
-        )
-        .bind(serde_json::Value::Array(rows).to_string())
-        .bind(at.0)
-        .bind(*last)
-        .execute(tx.conn())
-        .await?;
-        Ok(())
-    }
-}
-
-impl Db {
-    /// Numbers paid orders that have no invoice yet, oldest first, with
-    /// consecutive numbers: one transaction, so a number is never skipped
-    /// or given twice. On PostgreSQL the numbering row is locked, so jobs
-    /// of several servers take turns; checkouts never touch it. Returns the
-    /// numbers given, with their orders.
-    pub async fn number_invoices(&self, at: Millis, limit: i64) -> Result<Vec<(i64, OrderId)>, StoreError> {
-        const LAST: &str = "SELECT last_number FROM invoice_numbering WHERE id = 1";
-        if self.backend() == crate::Backend::Sqlite {
-            // On the writer's own connection: no hand-off at all, and the
-            // inserts are prepared once, not parsed again every time.
-            return self
-                .write_direct(move |conn| {
-                    use crate::batch::Val;
-                    let last = crate::direct::query_one(conn, LAST, &[], |r| r.get(0))?;
-                    let packed = crate::direct::query_one(conn, INVOICES_DUE_SQLITE, &[Val::Int(limit)], |r| r.get(0))?;
-                    let plan = NumberingPlan::new(last, packed, at)?;
-                    plan.statements(at).run_on(conn)?;
-                    Ok(plan.numbered)
-                })
-                .await;
-        }
-        self.write(move |tx| {
-            Box::pin(async move {
-                let last: i64 = sqlx::query("SELECT last_number FROM invoice_numbering WHERE id = 1 FOR UPDATE")
-                    .fetch_one(tx.conn())
-                    .await?
-                    .try_get("last_number")?;
-                // One packed row: through sqlx every row is a hand-off.
-                let packed: Option<String> =
-                    sqlx::query_scalar(INVOICES_DUE_POSTGRES).bind(limit).fetch_one(tx.conn()).await?;
-                let plan = NumberingPlan::new(last, packed, at)?;
-                plan.run_on_postgres(tx, at).await?;
-                Ok::<_, StoreError>(plan.numbered)
-            })
-        })
-        .await
-    }
-
-    pub async fn invoice_of(&self, order: &OrderId) -> Result<Option<Invoice>, StoreError> {
-        let row = sqlx::query(
-            "SELECT number, order_id, issued_at, currency, subtotal, tax, total, tax_country, tax_rate FROM invoices \
-             WHERE order_id = $1",
-        )
-        .bind(order.as_str())
-        .fetch_optional(self.readers())
-        .await?;
-        row.as_ref().map(invoice_from_row).transpose()
-    }
-
-    pub async fn invoice(&self, number: i64) -> Result<Option<Invoice>, StoreError> {
-        let row = sqlx::query(
-            "SELECT number, order_id, issued_at, currency, subtotal, tax, total, tax_country, tax_rate FROM invoices \
-             WHERE number = $1",
-        )
-        .bind(number)
-        .fetch_optional(self.readers())
-        .await?;
-        row.as_ref().map(invoice_from_row).transpose()
-    }
-}
-
-impl Db {
-    /// Counts each key's attempts since `since`, then records this attempt.
-    /// Returns the counts in the order of `keys`.
-    pub async fn count_and_record_attempts(
-        &self,
-        keys: Vec<(&'static str, [u8; 32])>,
-        since: Millis,
-        at: Millis,
-    ) -> Result<Vec<u32>, StoreError> {
-        self.write(move |tx| {
-            Box::pin(async move {
-                let mut counts = Vec::new();
-                for (kind, hash) in &keys {
-                    let row = sqlx::query(
-                        "SELECT COUNT(*) AS n FROM fraud_attempts WHERE kind = $1 AND key_hash = $2 AND at >= $3",
-                    )
-                    .bind(*kind)
-                    .bind(hash.to_vec())
-                    .bind(since.0)
-                    .fetch_one(tx.conn())
-                    .await?;
-                    counts.push(u32::try_from(row.try_get::<i64, _>("n")?).unwrap_or(u32::MAX));
-                    sqlx::query("INSERT INTO fraud_attempts (kind, key_hash, at) VALUES ($1, $2, $3)")
-                        .bind(*kind)
-                        .bind(hash.to_vec())
-                        .bind(at.0)
-                        .execute(tx.conn())
-                        .await?;
-                }
-                Ok::<_, StoreError>(counts)
-            })
-        })
-        .await
-    }
-
-    /// Deletes velocity records older than `before`.
-    pub async fn forget_attempts(&self, before: Millis) -> Result<u64, StoreError> {
-        self.write(move |tx| {
-            Box::pin(async move {
-                let done =
-                    sqlx::query("DELETE FROM fraud_attempts WHERE at < $1").bind(before.0).execute(tx.conn()).await?;
-                Ok::<_, StoreError>(done.rows_affected())
-            })
-        })
-        .await
-    }
-}
-
-/// One recorded move of an order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OrderEvent {
-    pub seq: i64,
-    pub at: Millis,
-    pub from: Option<String>,
-    pub to: String,
-    pub actor: String,
-    pub reason: String,
-}
-
-/// An order in a staff queue.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueuedOrder {
-    pub id: OrderId,
-    pub created_at: Millis,
-    pub currency: String,
-    pub total: i64,
-    pub fraud_score: i64,
-    pub fraud_reasons: String,
-}
-
-/// Moves an order from `from` to `to` and records the event, if it is
-/// still in `from` (so two staff members cannot both act on it). False if
-/// it was not.
-pub async fn transition_order(
-    tx: &mut WriteTx,
-    order: &OrderId,
-    from: OrderStatus,
-    to: OrderStatus,
-    at: Millis,
-    actor: &str,
-    reason: &str,
-) -> Result<bool, StoreError> {
-    let moved = sqlx::query("UPDATE orders SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2")
-        .bind(order.as_str())
-        .bind(from.as_str())
-        .bind(to.as_str())
-        .bind(at.0)
-        .execute(tx.conn())
-        .await?;
-    if moved.rows_affected() != 1 {
-        return Ok(false);
-    }
-    sqlx::query(
-        "INSERT INTO order_events (order_id, seq, at, from_status, to_status, actor, reason) \
-         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6 FROM order_events WHERE order_id = $1",
-    )
-    .bind(order.as_str())
-    .bind(at.0)
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .bind(actor.to_owned())
-    .bind(reason.to_owned())
-    .execute(tx.conn())
-    .await?;
-    // Paid is the one way in: from there an order only moves to fulfilled
-    // or refunded, and it may have its invoice by then.
-    if to == OrderStatus::Paid {
-        sqlx::query(QUEUE_FOR_INVOICE).bind(order.as_str()).bind(at.0).execute(tx.conn()).await?;
-    }
-    Ok(true)
-}
-
-const INSERT_LICENSE_KEY: &str = "INSERT INTO license_keys (order_id, line_no, product_id, vendor_id, license_key, \
-     issued_at) VALUES ($1, $2, $3, $4, $5, $6)";
-
-fn line_of(lines: &[OrderLine], line_no: i64) -> Result<&OrderLine, StoreError> {
-    lines.iter().find(|l| l.line_no == line_no).ok_or_else(|| StoreError::corrupt("license_keys.line_no"))
-}
-
-/// Adds license keys to an order being delivered after the fact.
-pub async fn insert_license_keys(
-    tx: &mut WriteTx,
-    order: &OrderId,
-    lines: &[OrderLine],
-    keys: &[(i64, Sealed)],
-    at: Millis,
-) -> Result<(), StoreError> {
-    for (line_no, key) in keys {
-        let line = line_of(lines, *line_no)?;
-        sqlx::query(INSERT_LICENSE_KEY)
-            .bind(order.as_str())
-            .bind(*line_no)
-            .bind(line.product_id.as_str())
-            .bind(line.vendor_id.as_str())
-            .bind(bytes(key))
-            .bind(at.0)
-            .execute(tx.conn())
-            .await?;
-    }
-    Ok(())
-}
-
-impl Db {
-    /// Orders in one status, oldest first (a staff queue).
-    pub async fn orders_in(&self, status: OrderStatus, limit: i64) -> Result<Vec<QueuedOrder>, StoreError> {
+    async fn orders_in(&self, status: OrderStatus, limit: i64) -> Result<Vec<QueuedOrder>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, created_at, currency, total, fraud_score, fraud_reasons FROM orders WHERE status = $1 \
              ORDER BY created_at, id LIMIT $2",
@@ -908,7 +462,7 @@ impl Db {
             .collect()
     }
 
-    pub async fn order_events(&self, order: &OrderId) -> Result<Vec<OrderEvent>, StoreError> {
+    async fn order_events(&self, order: &OrderId) -> Result<Vec<OrderEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, at, from_status, to_status, actor, reason FROM order_events WHERE order_id = $1 ORDER BY seq",
         )
@@ -928,74 +482,8 @@ impl Db {
             })
             .collect()
     }
-}
 
-/// A stored proof-of-identity document (the file is in the file store).
-#[derive(Clone, Debug)]
-pub struct IdDocumentRow {
-    pub file_key: String,
-    pub content_type: String,
-    pub size_bytes: i64,
-    pub sealed_digest: Sealed,
-    pub uploaded_at: Millis,
-}
-
-/// Records an uploaded document; a new upload replaces the old one.
-pub async fn put_id_document(tx: &mut WriteTx, order: &OrderId, row: &IdDocumentRow) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO id_documents (order_id, file_key, content_type, size_bytes, sealed_digest, uploaded_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO UPDATE SET file_key = excluded.file_key, \
-         content_type = excluded.content_type, size_bytes = excluded.size_bytes, \
-         sealed_digest = excluded.sealed_digest, uploaded_at = excluded.uploaded_at",
-    )
-    .bind(order.as_str())
-    .bind(row.file_key.clone())
-    .bind(row.content_type.clone())
-    .bind(row.size_bytes)
-    .bind(bytes(&row.sealed_digest))
-    .bind(row.uploaded_at.0)
-    .execute(tx.conn())
-    .await?;
-    Ok(())
-}
-
-/// At the review decision: the document goes after `delete_after`.
-pub async fn schedule_id_document_deletion(
-    tx: &mut WriteTx,
-    order: &OrderId,
-    delete_after: Millis,
-) -> Result<(), StoreError> {
-    sqlx::query("UPDATE id_documents SET delete_after = $2 WHERE order_id = $1")
-        .bind(order.as_str())
-        .bind(delete_after.0)
-        .execute(tx.conn())
-        .await?;
-    Ok(())
-}
-
-impl Db {
-    pub async fn id_document(&self, order: &OrderId) -> Result<Option<IdDocumentRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT file_key, content_type, size_bytes, sealed_digest, uploaded_at FROM id_documents WHERE order_id = $1",
-        )
-        .bind(order.as_str())
-        .fetch_optional(self.readers())
-        .await?;
-        row.map(|r| {
-            Ok(IdDocumentRow {
-                file_key: r.try_get("file_key")?,
-                content_type: r.try_get("content_type")?,
-                size_bytes: r.try_get("size_bytes")?,
-                sealed_digest: Sealed::from_stored(r.try_get::<Vec<u8>, _>("sealed_digest")?),
-                uploaded_at: Millis(r.try_get("uploaded_at")?),
-            })
-        })
-        .transpose()
-    }
-
-    /// Documents whose time is up: (order, file key).
-    /// Orders in `status` placed before `before`, oldest first (at most `limit`).
-    pub async fn orders_in_status_before(
+    async fn orders_in_status_before(
         &self,
         status: OrderStatus,
         before: Millis,
@@ -1011,188 +499,7 @@ impl Db {
         rows.iter().map(|r| OrderId::parse(&r.try_get::<String, _>("id")?).map_err(StoreError::corrupt)).collect()
     }
 
-    /// The file keys of every identity document of a customer's orders.
-    pub async fn id_document_files_of(&self, customer: &CustomerId) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT file_key FROM id_documents WHERE order_id IN (SELECT id FROM orders WHERE customer_id = $1)",
-        )
-        .bind(customer.as_str())
-        .fetch_all(self.readers())
-        .await?;
-        rows.iter().map(|r| Ok(r.try_get::<String, _>("file_key")?)).collect()
-    }
-
-    /// Identity documents due for deletion: `delete_after` passed (set at the
-    /// decision), or never decided and uploaded `undecided_ms` ago.
-    pub async fn expired_id_documents(
-        &self,
-        now: Millis,
-        undecided_ms: i64,
-    ) -> Result<Vec<(OrderId, String)>, StoreError> {
-        // Decided orders: from the decision; undecided ones: from the upload.
-        let rows = sqlx::query(
-            "SELECT order_id, file_key FROM id_documents WHERE delete_after <= $1 \
-             OR (delete_after IS NULL AND uploaded_at <= $2)",
-        )
-        .bind(now.0)
-        .bind(now.0 - undecided_ms)
-        .fetch_all(self.readers())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    OrderId::parse(&r.try_get::<String, _>("order_id")?).map_err(StoreError::corrupt)?,
-                    r.try_get("file_key")?,
-                ))
-            })
-            .collect()
-    }
-
-    pub async fn delete_id_document(&self, order: &OrderId) -> Result<(), StoreError> {
-        let order = order.clone();
-        self.write(move |tx| {
-            Box::pin(async move {
-                sqlx::query("DELETE FROM id_documents WHERE order_id = $1")
-                    .bind(order.as_str())
-                    .execute(tx.conn())
-                    .await?;
-                Ok::<_, StoreError>(())
-            })
-        })
-        .await
-    }
-}
-
-/// A refund of one order line, as recorded.
-#[derive(Clone, Debug)]
-pub struct LineRefund {
-    pub order: OrderId,
-    pub line_no: i64,
-    /// Minor units given back.
-    pub amount: i64,
-    /// The order's status, which a partial refund leaves as it is.
-    pub status: OrderStatus,
-    pub at: Millis,
-    pub actor: String,
-    pub reason: String,
-}
-
-/// Marks one line refunded and records the event. False if the line was
-/// refunded already.
-pub async fn refund_line(tx: &mut WriteTx, refund: &LineRefund) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "UPDATE order_lines SET refunded_at = $3, refunded_amount = $4 WHERE order_id = $1 AND line_no = $2 \
-         AND refunded_at IS NULL",
-    )
-    .bind(refund.order.as_str())
-    .bind(refund.line_no)
-    .bind(refund.at.0)
-    .bind(refund.amount)
-    .execute(tx.conn())
-    .await?;
-    if done.rows_affected() != 1 {
-        return Ok(false);
-    }
-    sqlx::query(
-        "INSERT INTO order_events (order_id, seq, at, from_status, to_status, actor, reason) \
-         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $3, $4, $5 FROM order_events WHERE order_id = $1",
-    )
-    .bind(refund.order.as_str())
-    .bind(refund.at.0)
-    .bind(refund.status.as_str())
-    .bind(refund.actor.clone())
-    .bind(format!("line {} refunded: {}", refund.line_no, refund.reason))
-    .execute(tx.conn())
-    .await?;
-    Ok(true)
-}
-
-impl Db {
-    /// Deletes messages of the outbox older than `before` that are done
-    /// with (sent, failed or shredded); pending ones stay.
-    pub async fn delete_old_messages(&self, before: Millis) -> Result<u64, StoreError> {
-        // By age first (`outbox_emails_by_age`): SQLite, without statistics,
-        // would take the status index and read every sent message; `+status`
-        // keeps it off that index. PostgreSQL plans from its statistics.
-        let sql = match self.backend() {
-            crate::Backend::Sqlite => {
-                "DELETE FROM outbox_emails WHERE +status IN ('sent', 'failed', 'shredded') AND created_at < $1"
-            }
-            crate::Backend::Postgres => {
-                "DELETE FROM outbox_emails WHERE status IN ('sent', 'failed', 'shredded') AND created_at < $1"
-            }
-        };
-        self.delete_where(sql, before).await
-    }
-
-    /// Deletes sessions that ended (signed out, or past any possible
-    /// expiry) before `before`.
-    pub async fn delete_ended_sessions(&self, before: Millis) -> Result<u64, StoreError> {
-        self.delete_where("DELETE FROM sessions WHERE revoked_at < $1 OR last_seen_at < $1", before).await
-    }
-
-    /// Deletes one-time links used or expired before `before`.
-    pub async fn delete_spent_links(&self, before: Millis) -> Result<u64, StoreError> {
-        let customers =
-            self.delete_where("DELETE FROM sign_in_links WHERE used_at < $1 OR expires_at < $1", before).await?;
-        let staff = self.delete_where("DELETE FROM staff_links WHERE used_at < $1 OR expires_at < $1", before).await?;
-        Ok(customers + staff)
-    }
-
-    /// Deletes idempotency keys (and their sealed answers) made before `before`.
-    pub async fn forget_idempotency_keys(&self, before: Millis) -> Result<u64, StoreError> {
-        self.delete_where("DELETE FROM idempotency_keys WHERE created_at < $1", before).await
-    }
-
-    /// Clears the gateway tokens of orders placed before `before`.
-    pub async fn forget_payment_tokens(&self, before: Millis) -> Result<u64, StoreError> {
-        self.delete_where(
-            "UPDATE orders SET payment_token = NULL WHERE payment_token IS NOT NULL AND created_at < $1",
-            before,
-        )
-        .await
-    }
-
-    async fn delete_where(&self, sql: &'static str, before: Millis) -> Result<u64, StoreError> {
-        self.write(move |tx| {
-            Box::pin(async move {
-                let done = sqlx::query(sql).bind(before.0).execute(tx.conn()).await?;
-                Ok::<_, StoreError>(done.rows_affected())
-            })
-        })
-        .await
-    }
-}
-
-pub async fn insert_vendor_api_key(
-    tx: &mut WriteTx,
-    key_hash: &[u8; 32],
-    vendor: &VendorId,
-    at: Millis,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO vendor_api_keys (key_hash, vendor_id, created_at) VALUES ($1, $2, $3) ON CONFLICT (key_hash) DO NOTHING",
-    )
-    .bind(key_hash.to_vec())
-    .bind(vendor.as_str())
-    .bind(at.0)
-    .execute(tx.conn())
-    .await?;
-    Ok(())
-}
-
-impl Db {
-    /// The vendor a live API key belongs to.
-    pub async fn vendor_of_api_key(&self, key_hash: &[u8; 32]) -> Result<Option<VendorId>, StoreError> {
-        let row = sqlx::query("SELECT vendor_id FROM vendor_api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
-            .bind(key_hash.to_vec())
-            .fetch_optional(self.readers())
-            .await?;
-        row.map(|r| VendorId::parse(&r.try_get::<String, _>("vendor_id")?).map_err(StoreError::corrupt)).transpose()
-    }
-
-    /// Orders with at least one line of this vendor, newest first.
-    pub async fn order_ids_for_vendor(&self, vendor: &VendorId, limit: i64) -> Result<Vec<OrderId>, StoreError> {
+    async fn order_ids_for_vendor(&self, vendor: &VendorId, limit: i64) -> Result<Vec<OrderId>, StoreError> {
         let rows = sqlx::query(
             "SELECT o.id FROM orders o WHERE EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id \
              AND l.vendor_id = $1) ORDER BY o.created_at DESC, o.id DESC LIMIT $2",
@@ -1205,36 +512,128 @@ impl Db {
     }
 }
 
-/// How long a claimed move may stand before another may take it over (the
-/// process that claimed it died between the gateway and the record).
-pub const PAYMENT_MOVE_STALE_MS: i64 = 10 * 60 * 1000;
+/// Moving orders, inside a unit of work.
+pub trait OrderWriter {
+    /// Moves an order from `from` to `to` and records the event, if it is
+    /// still in `from` (so two staff members cannot both act on it). False if
+    /// it was not.
+    fn transition_order(
+        &mut self,
+        order: &OrderId,
+        from: OrderStatus,
+        to: OrderStatus,
+        at: Millis,
+        actor: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-/// Claims the order for one staff move (a refund, a void, an approval),
-/// before the gateway is called. False when another move holds it and is
-/// not stale.
-pub async fn claim_payment_move(
-    tx: &mut WriteTx,
-    order: &OrderId,
-    kind: &str,
-    now: Millis,
-) -> Result<bool, StoreError> {
-    let claimed = sqlx::query(
-        "INSERT INTO payment_moves (order_id, kind, claimed_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (order_id) DO UPDATE SET kind = excluded.kind, claimed_at = excluded.claimed_at \
-         WHERE payment_moves.claimed_at < $4",
-    )
-    .bind(order.as_str())
-    .bind(kind.to_owned())
-    .bind(now.0)
-    .bind(now.0 - PAYMENT_MOVE_STALE_MS)
-    .execute(tx.conn())
-    .await?;
-    Ok(claimed.rows_affected() == 1)
+    /// Adds license keys to an order being delivered after the fact.
+    fn insert_license_keys(
+        &mut self,
+        order: &OrderId,
+        lines: &[OrderLine],
+        keys: &[(i64, Sealed)],
+        at: Millis,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Marks one line refunded and records the event. False if the line was
+    /// refunded already.
+    fn refund_line(&mut self, refund: &LineRefund) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-/// Ends a claim: in the unit that records the move, or when the gateway
-/// refused it.
-pub async fn release_payment_move(tx: &mut WriteTx, order: &OrderId) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM payment_moves WHERE order_id = $1").bind(order.as_str()).execute(tx.conn()).await?;
+impl OrderWriter for WriteTx {
+    async fn transition_order(
+        &mut self,
+        order: &OrderId,
+        from: OrderStatus,
+        to: OrderStatus,
+        at: Millis,
+        actor: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let moved = sqlx::query("UPDATE orders SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2")
+            .bind(order.as_str())
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .bind(at.0)
+            .execute(self.conn())
+            .await?;
+        if moved.rows_affected() != 1 {
+            return Ok(false);
+        }
+        append_event(self, order, at, from, to, actor, reason.to_owned()).await?;
+        // Paid is the one way in: from there an order only moves to fulfilled
+        // or refunded, and it may have its invoice by then.
+        if to == OrderStatus::Paid {
+            sqlx::query(QUEUE_FOR_INVOICE).bind(order.as_str()).bind(at.0).execute(self.conn()).await?;
+        }
+        Ok(true)
+    }
+
+    async fn insert_license_keys(
+        &mut self,
+        order: &OrderId,
+        lines: &[OrderLine],
+        keys: &[(i64, Sealed)],
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        for (line_no, key) in keys {
+            let line = line_of(lines, *line_no)?;
+            sqlx::query(INSERT_LICENSE_KEY)
+                .bind(order.as_str())
+                .bind(*line_no)
+                .bind(line.product_id.as_str())
+                .bind(line.vendor_id.as_str())
+                .bind(bytes(key))
+                .bind(at.0)
+                .execute(self.conn())
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn refund_line(&mut self, refund: &LineRefund) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE order_lines SET refunded_at = $3, refunded_amount = $4 WHERE order_id = $1 AND line_no = $2 \
+             AND refunded_at IS NULL",
+        )
+        .bind(refund.order.as_str())
+        .bind(refund.line_no)
+        .bind(refund.at.0)
+        .bind(refund.amount)
+        .execute(self.conn())
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let reason = format!("line {} refunded: {}", refund.line_no, refund.reason);
+        append_event(self, &refund.order, refund.at, refund.status, refund.status, &refund.actor, reason).await?;
+        Ok(true)
+    }
+}
+
+/// Records a move of an order (`from` and `to` the same when its status
+/// stays), numbered after its last event.
+async fn append_event(
+    tx: &mut WriteTx,
+    order: &OrderId,
+    at: Millis,
+    from: OrderStatus,
+    to: OrderStatus,
+    actor: &str,
+    reason: String,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO order_events (order_id, seq, at, from_status, to_status, actor, reason) \
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6 FROM order_events WHERE order_id = $1",
+    )
+    .bind(order.as_str())
+    .bind(at.0)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(actor.to_owned())
+    .bind(reason)
+    .execute(tx.conn())
+    .await?;
     Ok(())
 }

@@ -9,6 +9,7 @@ use coffer_domain::{Actor, AuditAction, AuditEntry, CustomerId, DataKeyId, Order
 use coffer_domain::{
     Currency, Delivery, ManualClock, Millis, Money, NewProduct, NewVendor, Prices, ProductId, VendorId, VendorSlug,
 };
+use coffer_store::prelude::*;
 use coffer_store::{
     Backend, CatalogReader, CatalogWriter, Db, DbOptions, NewEmail, NewOrder, OrderLine, ProductQuery,
     SealedOrderFields, StoreError,
@@ -324,9 +325,7 @@ fn placement(id: &OrderId, who: &str, mail: &str) -> coffer_store::WriteCommands
 /// order and audit entry included, and the others of the batch commit,
 /// whatever order they queued in.
 async fn failing_command_unit_leaves_the_rest_of_its_batch_committed(f: Fixture) {
-    f.db.write(|tx| Box::pin(async move { coffer_store::publish_policy(tx, "v1", "<p>policy</p>", Millis(1)).await }))
-        .await
-        .unwrap();
+    f.db.write(|tx| Box::pin(async move { tx.publish_policy("v1", "<p>policy</p>", Millis(1)).await })).await.unwrap();
     let (first, failing, second) = (OrderId::generate(), OrderId::generate(), OrderId::generate());
     f.db.write_commands(placement(&OrderId::generate(), "earlier", "taken")).await.unwrap();
     let before = f.db.writer_stats();

@@ -11,6 +11,7 @@ mod tls;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use coffer_app::{CatalogService, Config, LogFormat, SystemClock};
+use coffer_store::prelude::*;
 use coffer_store::{Db, DbOptions};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -266,7 +267,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     {
         let (version, html, now) =
             (policy.version.clone(), policy.html.clone(), coffer_domain::Clock::now(&SystemClock));
-        db.write(move |tx| Box::pin(async move { coffer_store::publish_policy(tx, &version, &html, now).await }))
+        db.write(move |tx| Box::pin(async move { tx.publish_policy(&version, &html, now).await }))
             .await
             .context("publishing the privacy policy")?;
     }

@@ -8,6 +8,7 @@ use coffer_app::privacy::{CustomerService, FileKeyProvider, Vault};
 use coffer_app::supervisor::Supervisor;
 use coffer_app::{AppError, Config, SystemClock};
 use coffer_domain::{Actor, AuditAction, AuditEntry, Clock};
+use coffer_store::prelude::*;
 use coffer_store::{AuditWriter, Db, KeyStore, MasterKeyState};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

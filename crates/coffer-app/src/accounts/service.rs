@@ -9,6 +9,7 @@ use crate::mail::{Letter, Outbox};
 use crate::privacy::{CustomerService, Reader, Vault};
 use coffer_crypto::{FieldContext, new_token, open_field, seal_field, token_hash};
 use coffer_domain::{Clock, CustomerId, Millis, check_new_password};
+use coffer_store::prelude::*;
 use coffer_store::{AccountWriter, CustomerReader, Db, LinkPurpose, LinkUse, OutboxWriter};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
@@ -637,7 +638,7 @@ impl AccountService {
         self.db
             .write(move |tx| {
                 Box::pin(async move {
-                    coffer_store::insert_privacy_request(tx, &request).await?;
+                    tx.insert_privacy_request(&request).await?;
                     tx.enqueue_email(&email).await?;
                     Ok::<_, AppError>(())
                 })
@@ -653,9 +654,7 @@ impl AccountService {
         self.db
             .write(move |tx| {
                 Box::pin(async move {
-                    let Some((id, kind, customer, deadline)) =
-                        coffer_store::confirm_privacy_request(tx, &hash, now).await?
-                    else {
+                    let Some((id, kind, customer, deadline)) = tx.confirm_privacy_request(&hash, now).await? else {
                         return Err(AppError::Refused("this confirmation link has expired or was already used".into()));
                     };
                     let actor = coffer_domain::Actor::Customer(customer.to_string());

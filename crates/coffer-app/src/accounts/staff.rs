@@ -9,6 +9,7 @@ use crate::AppError;
 use crate::privacy::Vault;
 use coffer_crypto::{DataKey, FieldContext, Sealed, new_token, open_field, seal_field, token_hash};
 use coffer_domain::{Actor, AuditAction, AuditEntry, Clock, DataKeyId, Millis, StaffId, StaffRole, check_new_password};
+use coffer_store::prelude::*;
 use coffer_store::{AuditWriter, Db, NewStaffMember, StaffEnrolment, StaffLinkPurpose, StaffRow};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;

@@ -95,10 +95,6 @@ impl Fulfilment {
             size_bytes: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
         };
         let now = self.clock.now();
-        self.db
-            .write(move |tx| {
-                Box::pin(async move { coffer_store::set_product_file(tx, &file, now).await.map_err(AppError::from) })
-            })
-            .await
+        self.db.write(unit!(|tx| tx.set_product_file(&file, now).await.map_err(AppError::from))).await
     }
 }

@@ -87,11 +87,7 @@ impl IdentityReview {
             uploaded_at: self.clock.now(),
         };
         let id = order.id.clone();
-        self.db
-            .write(move |tx| {
-                Box::pin(async move { coffer_store::put_id_document(tx, &id, &row).await.map_err(AppError::from) })
-            })
-            .await
+        self.db.write(unit!(|tx| tx.put_id_document(&id, &row).await.map_err(AppError::from))).await
     }
 
     /// A held order's document for the reviewer: (content type, bytes). The
@@ -119,7 +115,7 @@ impl IdentityReview {
         };
         let entry =
             AuditEntry::new(self.clock.now(), actor, AuditAction::CustomerRead, Some(order.customer_id.to_string()));
-        self.db.write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) })).await?;
+        self.db.write(unit!(|tx| tx.append_audit(&entry).await.map_err(AppError::from))).await?;
         let plain = coffer_crypto::open_field(&key, &ctx, &coffer_crypto::Sealed::from_stored(sealed))?;
         Ok(Some((row.content_type, plain.to_vec())))
     }

@@ -21,6 +21,7 @@ use coffer_domain::{
     Actor, AuditAction, AuditEntry, Clock, Currency, CustomerDetails, Millis, OrderError, OrderId, OrderStatus,
     PaymentMethod, ProductId, TaxTable, VendorId,
 };
+use coffer_store::prelude::*;
 use coffer_store::{AuditWriter, CatalogReader, Db, NewOrder, OrderLine, SealedOrderFields};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;

@@ -262,12 +262,12 @@ impl StaffOrders {
                     use coffer_store::{JobWriter, OutboxWriter};
                     let mut at = from;
                     for step in steps {
-                        if !coffer_store::transition_order(tx, &id, at, step, now, &actor_text, &reason).await? {
+                        if !tx.transition_order(&id, at, step, now, &actor_text, &reason).await? {
                             return Err(bad("wrong_status", "status", "someone else moved this order first"));
                         }
                         at = step;
                     }
-                    coffer_store::insert_license_keys(tx, &id, &lines_stored, &sealed_keys, now).await?;
+                    tx.insert_license_keys(&id, &lines_stored, &sealed_keys, now).await?;
                     if from == OrderStatus::OnHold {
                         // Kept 30 days after a reviewer's decision (disputes);
                         // a hold that expired unreviewed has no use for it.
@@ -277,7 +277,7 @@ impl StaffOrders {
                             crate::retention::id_document_retention_ms()
                         };
                         let delete_after = coffer_domain::Millis(now.0 + keep);
-                        coffer_store::schedule_id_document_deletion(tx, &id, delete_after).await?;
+                        tx.schedule_id_document_deletion(&id, delete_after).await?;
                     }
                     tx.append_audit(&entry).await?;
                     if let Some(mail) = &mail {
@@ -286,7 +286,7 @@ impl StaffOrders {
                     if let Some(job) = &give_back {
                         tx.enqueue_job(job).await?;
                     }
-                    coffer_store::release_payment_move(tx, &id).await?;
+                    tx.release_payment_move(&id).await?;
                     Ok::<_, AppError>(())
                 })
             })
@@ -434,11 +434,11 @@ impl StaffOrders {
             .write(move |tx| {
                 Box::pin(async move {
                     use coffer_store::{JobWriter, OutboxWriter};
-                    if !coffer_store::refund_line(tx, &refund).await? {
+                    if !tx.refund_line(&refund).await? {
                         return Err(bad("wrong_status", "line", "this line is refunded already"));
                     }
                     let (id, actor, reason) = (&refund.order, &refund.actor, &refund.reason);
-                    if last && !coffer_store::transition_order(tx, id, status, next, now, actor, reason).await? {
+                    if last && !tx.transition_order(id, status, next, now, actor, reason).await? {
                         return Err(bad("wrong_status", "status", "someone else moved this order first"));
                     }
                     tx.append_audit(&entry).await?;
@@ -448,7 +448,7 @@ impl StaffOrders {
                     if let Some(job) = &give_back {
                         tx.enqueue_job(job).await?;
                     }
-                    coffer_store::release_payment_move(tx, &refund.order).await?;
+                    tx.release_payment_move(&refund.order).await?;
                     Ok::<_, AppError>(())
                 })
             })
@@ -504,9 +504,7 @@ impl StaffOrders {
         let claimed = self
             .db
             .write(move |tx| {
-                Box::pin(
-                    async move { coffer_store::claim_payment_move(tx, &id, kind, now).await.map_err(AppError::from) },
-                )
+                Box::pin(async move { tx.claim_payment_move(&id, kind, now).await.map_err(AppError::from) })
             })
             .await?;
         if claimed {
@@ -519,9 +517,7 @@ impl StaffOrders {
     async fn release_move(&self, order: &OrderId) -> Result<(), AppError> {
         let id = order.clone();
         self.db
-            .write(move |tx| {
-                Box::pin(async move { coffer_store::release_payment_move(tx, &id).await.map_err(AppError::from) })
-            })
+            .write(move |tx| Box::pin(async move { tx.release_payment_move(&id).await.map_err(AppError::from) }))
             .await
     }
 }

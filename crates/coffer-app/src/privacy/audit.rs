@@ -4,6 +4,7 @@ use super::vault::Vault;
 use crate::AppError;
 use coffer_crypto::{AuditHead, GENESIS_HASH, audit_link_hash, verify_head};
 use coffer_domain::Clock;
+use coffer_store::prelude::*;
 use coffer_store::{Db, SignedAuditHead};
 use futures::StreamExt;
 use std::sync::Arc;

@@ -10,6 +10,7 @@ use coffer_domain::{
     Actor, AuditAction, AuditEntry, Clock, CustomerDetails, CustomerId, DataKeyId, MailingAddress, Millis, OrderId,
     ProductId,
 };
+use coffer_store::prelude::*;
 use coffer_store::{
     AuditWriter, CustomerReader, CustomerWriter, Db, Erasure, NewSealedCustomer, SealedFields, StoredCustomer,
 };
@@ -374,7 +375,7 @@ impl CustomerService {
         // Old pages are zeroed (secure_delete); the checkpoint moves them
         // out of the -wal files too.
         self.db.checkpoint().await?;
-        self.vault.key_store().db().checkpoint().await?;
+        self.vault.key_store().checkpoint().await?;
         Ok(())
     }
 
@@ -438,7 +439,7 @@ impl CustomerService {
         }
         if report != ReplayReport::default() {
             self.db.checkpoint().await?;
-            self.vault.key_store().db().checkpoint().await?;
+            self.vault.key_store().checkpoint().await?;
         }
         Ok(report)
     }

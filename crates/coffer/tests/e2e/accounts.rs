@@ -1,6 +1,7 @@
 //! Customer sign-in over HTTP and in the browser.
 
 use crate::{client, on_both_backends};
+use coffer_store::prelude::*;
 use coffer_testkit::{Browser, TestServer};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, ORIGIN, RETRY_AFTER, SET_COOKIE};

@@ -3,6 +3,7 @@
 //! verify offline, and every refusal with its code and field.
 
 use crate::{client, on_both_backends};
+use coffer_store::prelude::*;
 use coffer_testkit::TestServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
