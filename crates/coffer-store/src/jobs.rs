@@ -7,7 +7,7 @@
 //! single writer serialises claims.
 
 use crate::batch::{Statements, Val};
-use crate::{Backend, Db, StoreError, WriteTx};
+use crate::{Backend, Db, StoreError, WriteTx, unit};
 use coffer_domain::Millis;
 use sqlx::Row;
 
@@ -105,9 +105,39 @@ macro_rules! claim_sql {
     };
 }
 
-impl Db {
+/// The queue's side that runs as units of its own: claims, outcomes, reads.
+pub trait JobStore: Send + Sync {
     /// Claims up to `limit` due jobs of `kind` until `now + lease_ms`.
-    pub async fn claim_jobs(
+    fn claim_jobs(
+        &self,
+        kind: &'static str,
+        now: Millis,
+        lease_ms: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<ClaimedJob>, StoreError>> + Send;
+
+    /// Records how claimed jobs ended, in one unit.
+    fn finish_jobs(
+        &self,
+        outcomes: Vec<(String, JobOutcome)>,
+        now: Millis,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// (status, attempts, last_error) of a job, for tests and the console.
+    fn job_status(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<(String, i64, Option<String>)>, StoreError>> + Send;
+
+    /// How many jobs of `kind` are still to run (pending, claimed or not).
+    fn pending_jobs(&self, kind: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// Deletes jobs that ended before `before` (done or given up).
+    fn forget_finished_jobs(&self, before: Millis) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+impl JobStore for Db {
+    async fn claim_jobs(
         &self,
         kind: &'static str,
         now: Millis,
@@ -118,32 +148,29 @@ impl Db {
             Backend::Postgres => claim_sql!(" FOR UPDATE SKIP LOCKED"),
             Backend::Sqlite => claim_sql!(""),
         };
-        self.write(move |tx| {
-            Box::pin(async move {
-                let rows = sqlx::query(sql)
-                    .bind(kind)
-                    .bind(now.0)
-                    .bind(now.0.saturating_add(lease_ms))
-                    .bind(limit)
-                    .fetch_all(tx.conn())
-                    .await?;
-                rows.iter()
-                    .map(|row| {
-                        Ok(ClaimedJob {
-                            id: row.try_get("id")?,
-                            kind: row.try_get("kind")?,
-                            payload: row.try_get("payload")?,
-                            attempts: row.try_get("attempts")?,
-                        })
+        self.write(unit!(|tx| {
+            let rows = sqlx::query(sql)
+                .bind(kind)
+                .bind(now.0)
+                .bind(now.0.saturating_add(lease_ms))
+                .bind(limit)
+                .fetch_all(tx.conn())
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(ClaimedJob {
+                        id: row.try_get("id")?,
+                        kind: row.try_get("kind")?,
+                        payload: row.try_get("payload")?,
+                        attempts: row.try_get("attempts")?,
                     })
-                    .collect::<Result<Vec<_>, StoreError>>()
-            })
-        })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+        }))
         .await
     }
 
-    /// Records how claimed jobs ended, in one unit.
-    pub async fn finish_jobs(&self, outcomes: Vec<(String, JobOutcome)>, now: Millis) -> Result<(), StoreError> {
+    async fn finish_jobs(&self, outcomes: Vec<(String, JobOutcome)>, now: Millis) -> Result<(), StoreError> {
         let mut commands = crate::WriteCommands::default();
         for (id, outcome) in outcomes {
             let (sql, values) = outcome_statement(id, outcome, now);
@@ -152,8 +179,7 @@ impl Db {
         self.write_commands(commands).await
     }
 
-    /// (status, attempts, last_error) of a job, for tests and the console.
-    pub async fn job_status(&self, id: &str) -> Result<Option<(String, i64, Option<String>)>, StoreError> {
+    async fn job_status(&self, id: &str) -> Result<Option<(String, i64, Option<String>)>, StoreError> {
         let row = sqlx::query("SELECT status, attempts, last_error FROM jobs WHERE id = $1")
             .bind(id.to_owned())
             .fetch_optional(self.readers())
@@ -161,8 +187,7 @@ impl Db {
         row.map(|r| Ok((r.try_get("status")?, r.try_get("attempts")?, r.try_get("last_error")?))).transpose()
     }
 
-    /// How many jobs of `kind` are still to run (pending, claimed or not).
-    pub async fn pending_jobs(&self, kind: &str) -> Result<i64, StoreError> {
+    async fn pending_jobs(&self, kind: &str) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE status = 'pending' AND kind = $1")
             .bind(kind.to_owned())
             .fetch_one(self.readers())
@@ -170,17 +195,14 @@ impl Db {
         Ok(row.try_get("n")?)
     }
 
-    /// Deletes jobs that ended before `before` (done or given up).
-    pub async fn forget_finished_jobs(&self, before: Millis) -> Result<u64, StoreError> {
-        self.write(move |tx| {
-            Box::pin(async move {
-                let done = sqlx::query("DELETE FROM jobs WHERE status IN ('done', 'failed') AND created_at < $1")
-                    .bind(before.0)
-                    .execute(tx.conn())
-                    .await?;
-                Ok::<_, StoreError>(done.rows_affected())
-            })
-        })
+    async fn forget_finished_jobs(&self, before: Millis) -> Result<u64, StoreError> {
+        self.write(unit!(|tx| {
+            let done = sqlx::query("DELETE FROM jobs WHERE status IN ('done', 'failed') AND created_at < $1")
+                .bind(before.0)
+                .execute(tx.conn())
+                .await?;
+            Ok::<_, StoreError>(done.rows_affected())
+        }))
         .await
     }
 }

@@ -30,6 +30,7 @@
 //! | `vendor_keys` | vendors' API keys (hashes) | [`VendorKeyReader`], [`VendorKeyWriter`] |
 //! | `payment_moves` | one money move per order at a time | [`PaymentMoveWriter`] |
 //! | `retention` | deletes of what outlived its period | [`RetentionStore`] |
+//! | `jobs` | the job queue: email delivery, money back through the gateway | [`JobStore`], [`JobWriter`] |
 //! | `requests` | written privacy requests | [`PrivacyRequestReader`], [`PrivacyRequestWriter`] |
 //! | `audit` | the audit log and its sealed chain | [`AuditStore`], [`AuditWriter`] |
 //! | `outbox` | emails waiting to be sent | [`OutboxWriter`] and `Db` methods |
@@ -76,7 +77,7 @@ pub use fraud_attempts::FraudAttemptStore;
 pub use id_documents::{IdDocumentRow, IdDocumentStore, IdDocumentWriter};
 pub use idempotency::{IdempotencyClaim, IdempotencyStore};
 pub use invoices::{Invoice, InvoiceStore};
-pub use jobs::{ClaimedJob, JobOutcome, JobWriter, NewJob};
+pub use jobs::{ClaimedJob, JobOutcome, JobStore, JobWriter, NewJob};
 pub use keystore::{KeyStore, MasterKeyRecord, MasterKeyState, SignedAuditHead, WrapKind, WrappedSecret};
 pub use orders::{
     LineRefund, NewLink, NewOrder, OrderEvent, OrderLine, OrderReader, OrderWriter, QueuedOrder, SealedOrderFields,
@@ -100,7 +101,7 @@ pub mod prelude {
     pub use crate::{
         AccountWriter, AuditStore, AuditWriter, CatalogReader, CatalogWriter, CustomerReader, CustomerWriter,
         DownloadStore, DownloadWriter, FraudAttemptStore, IdDocumentStore, IdDocumentWriter, IdempotencyStore,
-        InvoiceStore, OrderReader, OrderWriter, OutboxWriter, PaymentMoveWriter, PolicyReader, PolicyWriter,
-        PrivacyRequestReader, PrivacyRequestWriter, RetentionStore, VendorKeyReader, VendorKeyWriter,
+        InvoiceStore, JobStore, JobWriter, OrderReader, OrderWriter, OutboxWriter, PaymentMoveWriter, PolicyReader,
+        PolicyWriter, PrivacyRequestReader, PrivacyRequestWriter, RetentionStore, VendorKeyReader, VendorKeyWriter,
     };
 }

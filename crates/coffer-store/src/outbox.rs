@@ -5,7 +5,7 @@
 //! claims due email jobs, delivers their messages outside any transaction,
 //! then records each outcome on the job and the message in one unit.
 
-use crate::jobs::{JobOutcome, NewJob};
+use crate::jobs::{JobOutcome, JobStore, NewJob};
 use crate::{Db, StoreError, WriteTx};
 use coffer_crypto::Sealed;
 use coffer_domain::{DataKeyId, Millis};
