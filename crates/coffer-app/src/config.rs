@@ -393,6 +393,13 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("coffer.db").display()))
     }
 
+    /// The key store's URL: `key_store_url`, or a SQLite file in the key directory.
+    pub fn key_store_url(&self) -> String {
+        self.key_store_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.key_dir().join("keystore.db").display()))
+    }
+
     pub fn uses_embedded_sqlite(&self) -> bool {
         self.database_url.is_none()
     }

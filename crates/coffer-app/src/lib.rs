@@ -8,6 +8,7 @@
 //! system clock and the demo data.
 
 pub mod accounts;
+mod app;
 mod cache;
 mod catalog;
 pub mod checkout;
@@ -21,6 +22,7 @@ pub mod retention;
 pub mod supervisor;
 pub mod vendors;
 
+pub use app::{App, Surroundings, create_private_dir, destroy_expired_versions};
 pub use catalog::{CatalogService, ProductPage, ProductQuery};
 
 /// Whether the data database and the key store answer (`GET /health`).

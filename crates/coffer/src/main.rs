@@ -4,18 +4,16 @@
 //! order of precedence (see `config.rs`). Errors go to stderr with a
 //! non-zero exit code.
 
+mod commands;
 mod config;
-mod privacy;
 mod tls;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use coffer_app::{CatalogService, Config, LogFormat, SystemClock};
-use coffer_store::prelude::*;
-use coffer_store::{Db, DbOptions};
+use coffer_app::{App, Config, LogFormat, Surroundings};
+use coffer_store::Db;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,26 +36,26 @@ enum Command {
     Seed(SeedArgs),
     /// Master key versions: status, add, activate, retire, rotate.
     #[command(subcommand)]
-    Keys(privacy::KeysCommand),
+    Keys(commands::KeysCommand),
     /// Erase a customer (crypto-shredding), as account deletion does.
-    Erase(privacy::EmailArgs),
+    Erase(commands::EmailArgs),
     /// Write everything held about one customer to stdout (audited).
-    Export(privacy::ExportArgs),
+    Export(commands::ExportArgs),
     /// The tamper-evident audit log.
     #[command(subcommand)]
-    Audit(privacy::AuditCommand),
+    Audit(commands::AuditCommand),
     /// Consistent backup and restore of the data side (never keys).
     #[command(subcommand)]
-    Backup(privacy::BackupCommand),
+    Backup(commands::BackupCommand),
     /// The erasure ledger.
     #[command(subcommand)]
-    Erasure(privacy::ErasureCommand),
+    Erasure(commands::ErasureCommand),
     /// Operator staff accounts.
     #[command(subcommand)]
-    Staff(privacy::StaffCommand),
+    Staff(commands::StaffCommand),
     /// Delete what has passed its retention period.
     #[command(subcommand)]
-    Retention(privacy::RetentionCommand),
+    Retention(commands::RetentionCommand),
 }
 
 #[derive(Args)]
@@ -150,34 +148,33 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Seed(_) => {
             let db = open_db(&config).await?;
             db.migrate().await.context("migrating the database")?;
-            let privacy = privacy::open(&config, db.clone()).await?;
+            let privacy = commands::open(&config, db.clone()).await?;
             let customer = coffer_app::demo::seed_customer(&privacy.customers).await.context("seeding demo data")?;
-            let (accounts, staff) = privacy.accounts(config.base_url(None));
-            coffer_app::demo::seed_customer_password(&privacy.customers, &accounts)
+            coffer_app::demo::seed_customer_password(&privacy.customers, &privacy.accounts)
                 .await
                 .context("seeding demo data")?;
-            coffer_app::demo::seed_staff(&staff).await.context("seeding demo data")?;
+            coffer_app::demo::seed_staff(&privacy.staff).await.context("seeding demo data")?;
             privacy.audit.seal_and_sign().await?;
-            if coffer_app::demo::seed(&db, &SystemClock).await.context("seeding demo data")? || customer {
+            if coffer_app::demo::seed(&db, privacy.clock.as_ref()).await.context("seeding demo data")? || customer {
                 println!("Demo data inserted.");
             } else {
                 println!("Demo data was already there; nothing inserted.");
             }
             Ok(())
         }
-        Command::Keys(command) => privacy::keys(&config, migrated_db(&config).await?, command).await,
-        Command::Erase(args) => privacy::erase(&config, migrated_db(&config).await?, args).await,
-        Command::Export(args) => privacy::export(&config, migrated_db(&config).await?, args).await,
-        Command::Audit(privacy::AuditCommand::Verify) => {
-            privacy::audit_verify(&config, migrated_db(&config).await?).await
+        Command::Keys(command) => commands::keys(&config, migrated_db(&config).await?, command).await,
+        Command::Erase(args) => commands::erase(&config, migrated_db(&config).await?, args).await,
+        Command::Export(args) => commands::export(&config, migrated_db(&config).await?, args).await,
+        Command::Audit(commands::AuditCommand::Verify) => {
+            commands::audit_verify(&config, migrated_db(&config).await?).await
         }
-        Command::Backup(command) => privacy::backup(&config, command).await,
-        Command::Erasure(privacy::ErasureCommand::Replay) => {
-            privacy::erasure_replay(&config, migrated_db(&config).await?).await
+        Command::Backup(command) => commands::backup(&config, command).await,
+        Command::Erasure(commands::ErasureCommand::Replay) => {
+            commands::erasure_replay(&config, migrated_db(&config).await?).await
         }
-        Command::Staff(command) => privacy::staff(&config, migrated_db(&config).await?, command).await,
-        Command::Retention(privacy::RetentionCommand::Run) => {
-            privacy::retention(&config, migrated_db(&config).await?).await
+        Command::Staff(command) => commands::staff(&config, migrated_db(&config).await?, command).await,
+        Command::Retention(commands::RetentionCommand::Run) => {
+            commands::retention(&config, migrated_db(&config).await?).await
         }
     }
 }
@@ -188,28 +185,15 @@ async fn migrated_db(config: &Config) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-pub(crate) fn db_options(config: &Config) -> DbOptions {
-    DbOptions {
-        sqlite_readers: config.database.sqlite_readers,
-        postgres_connections: config.database.postgres_connections,
-        write_batch_max: config.database.write_batch_max,
-        busy_timeout: Duration::from_millis(config.database.busy_timeout_ms),
-        ..DbOptions::default()
-    }
-}
-
-/// Opens the data database, creating the data directory (owner-only) for
-/// the embedded SQLite file.
+/// Opens the data database (see [`App::open_database`]).
 pub(crate) async fn open_db(config: &Config) -> anyhow::Result<Db> {
-    create_private_dir(&config.data_dir)
-        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    Db::open(&config.database_url(), &db_options(config)).await.context("opening the database")
+    App::open_database(config).await.context("opening the database")
 }
 
 /// Takes the data directory's lock file: `serve` holds it while running, so
 /// `backup restore` can refuse to swap the database under a live server.
 pub(crate) fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
-    create_private_dir(&config.data_dir)?;
+    coffer_app::create_private_dir(&config.data_dir)?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -220,29 +204,12 @@ pub(crate) fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
     Ok(file)
 }
 
-pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
-}
-
 async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let db = open_db(&config).await?;
     // Only one server per data directory; the lock also keeps `backup restore` away.
     let _lock = if config.uses_embedded_sqlite() { Some(lock_data_dir(&config)?) } else { None };
     db.migrate().await.context("migrating the database")?;
-    let privacy = privacy::open(&config, db.clone()).await?;
-    let replayed = privacy.customers.replay_erasures(&privacy::cli_actor()).await?;
-    if replayed != coffer_app::privacy::ReplayReport::default() {
-        tracing::info!(data_side = replayed.data_side, key_side = replayed.key_side, "erasure ledger replayed");
-    }
-    let mut supervisor = coffer_app::supervisor::Supervisor::new();
-    privacy::supervise_background(&privacy, &config, &mut supervisor);
-    let clock = Arc::new(SystemClock);
-    if demo {
-        coffer_app::demo::seed(&db, clock.as_ref()).await.context("seeding demo data")?;
-        coffer_app::demo::seed_customer(&privacy.customers).await.context("seeding demo data")?;
-    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -255,67 +222,45 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     // What it listens on (printed, and the demo credentials' base_url);
     // links in mail use `public_url` when set.
     let base_url = format!("{}://{address}", if config.tls.enabled() { "https" } else { "http" });
-    let catalog = CatalogService::new(db.clone(), clock, config.http.catalog_cache_ms);
-    let (accounts, staff) = privacy.accounts(config.base_url(Some(address)));
-    if demo {
-        coffer_app::demo::seed_customer_password(&privacy.customers, &accounts).await.context("seeding demo data")?;
-        coffer_app::demo::seed_staff(&staff).await.context("seeding demo data")?;
-    }
     // The privacy policy of this operator, published once per version:
     // orders record the version consented to.
     let policy = coffer_web::privacy_policy(&config.operator);
-    {
-        let (version, html, now) =
-            (policy.version.clone(), policy.html.clone(), coffer_domain::Clock::now(&SystemClock));
-        db.write(move |tx| Box::pin(async move { tx.publish_policy(&version, &html, now).await }))
-            .await
-            .context("publishing the privacy policy")?;
+    let around = Surroundings {
+        base_url: config.base_url(Some(address)),
+        policy_version: policy.version.clone(),
+        actor: commands::cli_actor(),
+    };
+    let app = App::build(&config, db.clone(), around).await?;
+    let replayed = app.customers.replay_erasures(&commands::cli_actor()).await?;
+    if replayed != coffer_app::privacy::ReplayReport::default() {
+        tracing::info!(data_side = replayed.data_side, key_side = replayed.key_side, "erasure ledger replayed");
     }
-    let checkout = privacy.checkout(&config, catalog.clone(), &policy.version, config.base_url(Some(address)))?;
+    app.publish_policy(&policy.version, &policy.html).await.context("publishing the privacy policy")?;
     if demo {
-        coffer_app::demo::seed_files(&db, &checkout).await.context("seeding demo data")?;
+        coffer_app::demo::seed(&db, app.clock.as_ref()).await.context("seeding demo data")?;
+        coffer_app::demo::seed_customer(&app.customers).await.context("seeding demo data")?;
+        coffer_app::demo::seed_customer_password(&app.customers, &app.accounts).await.context("seeding demo data")?;
+        coffer_app::demo::seed_staff(&app.staff).await.context("seeding demo data")?;
+        coffer_app::demo::seed_files(&db, &app.checkout).await.context("seeding demo data")?;
     }
-    let checkout_for_demo = checkout.clone();
-    // Money back through the gateway after refunds, rejections and expired
-    // holds: the jobs those moves committed.
-    let payments = checkout.clone();
-    supervisor.every("payments", Duration::from_secs(1), move |stop| {
-        let payments = payments.clone();
-        async move {
-            if let Err(e) = payments.staff().run_give_backs(&stop).await {
-                tracing::warn!(error = %e, "giving money back failed; will retry");
-            }
-        }
-    });
-    // The retention job: what passed its retention period goes, every minute.
-    let retention = checkout.clone();
-    supervisor.every("retention", Duration::from_secs(60), move |_| {
-        let retention = retention.clone();
-        async move {
-            match retention.run_retention().await {
-                Ok(report) if report == coffer_app::retention::RetentionReport::default() => {}
-                Ok(report) => tracing::info!(?report, "retention: expired data deleted"),
-                Err(e) => tracing::warn!(error = %e, "the retention job failed; it runs again in a minute"),
-            }
-        }
-    });
+    let mut supervisor = coffer_app::supervisor::Supervisor::new();
+    app.supervise(&config, &mut supervisor);
     // Over TLS (built in or at a trusted proxy): `__Host-` cookies and HSTS.
     let cookie_rule = coffer_web::CookieRule { secure_transport: config.secure_transport() };
-    let vendors = coffer_app::vendors::VendorService::new(db.clone(), privacy.vault.clone(), Arc::new(SystemClock));
-    let services = coffer_web::Services { catalog, accounts, staff: staff.clone(), checkout, vendors: vendors.clone() };
-    let state = coffer_web::AppState::new(
-        services,
-        coffer_app::HealthCheck::new(db.clone(), privacy.vault.key_store().clone()),
-        policy,
-        cookie_rule,
-        &config.http,
-    );
-    let app = coffer_web::router(state, &config.http);
+    let services = coffer_web::Services {
+        catalog: app.catalog.clone(),
+        accounts: app.accounts.clone(),
+        staff: app.staff.clone(),
+        checkout: app.checkout.clone(),
+        vendors: app.vendors.clone(),
+    };
+    let state = coffer_web::AppState::new(services, app.health(), policy, cookie_rule, &config.http);
+    let router = coffer_web::router(state, &config.http);
 
     println!("Coffer is listening on {base_url}");
     if demo {
         let path = config.data_dir.join("demo-credentials.json");
-        let credentials = coffer_app::demo::credentials(&db, &staff, &checkout_for_demo, &vendors, &base_url)
+        let credentials = coffer_app::demo::credentials(&db, &app.staff, &app.checkout, &app.vendors, &base_url)
             .await
             .context("reading demo data")?;
         let json = serde_json::to_vec_pretty(&credentials).context("writing demo credentials")?;
@@ -330,7 +275,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     );
 
     let signalled = Arc::new(tokio::sync::Notify::new());
-    let serving = serve_until_signal(listener, app, signalled.clone());
+    let serving = serve_until_signal(listener, router, signalled.clone());
     // Requests in flight get HTTP_GRACE after the signal; then the
     // background loops finish their units under way within what is left.
     let stopping = async {
@@ -353,7 +298,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         tracing::warn!(jobs = ?late, "background work was cut off at shutdown; it resumes at the next start");
     }
     // What was audited while serving is sealed before the process ends.
-    if let Err(e) = privacy.audit.seal_and_sign().await {
+    if let Err(e) = app.audit.seal_and_sign().await {
         tracing::warn!(error = %e, "sealing the audit log at shutdown failed");
     }
     // How many units of work shared each commit (SQLite's group commit).

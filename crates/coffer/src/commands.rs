@@ -1,18 +1,14 @@
-//! The privacy commands: keys, erase, export, audit verify, backup and
-//! erasure replay, and the privacy services `serve` runs with.
+//! The commands besides `serve`: keys, erase, export, audit verify,
+//! backup, erasure replay, staff and retention. Each builds the services
+//! with [`coffer_app::App::build`], as the server does.
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use coffer_app::privacy::audit::AuditService;
-use coffer_app::privacy::{CustomerService, FileKeyProvider, Vault};
-use coffer_app::supervisor::Supervisor;
-use coffer_app::{AppError, Config, SystemClock};
-use coffer_domain::{Actor, AuditAction, AuditEntry, Clock};
+use coffer_app::{App, AppError, Config, Surroundings};
+use coffer_domain::{Actor, AuditAction, AuditEntry};
 use coffer_store::prelude::*;
-use coffer_store::{AuditWriter, Db, KeyStore, MasterKeyState};
+use coffer_store::{Db, MasterKeyState};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -92,126 +88,23 @@ pub enum ErasureCommand {
     Replay,
 }
 
-/// The privacy side of a running process.
-pub struct Privacy {
-    pub db: Db,
-    pub vault: Arc<Vault>,
-    pub customers: CustomerService,
-    pub audit: AuditService,
-    pub outbox: coffer_app::mail::Outbox,
-    pub clock: Arc<dyn Clock>,
-}
-
-impl Privacy {
-    /// The account service; `base_url` starts the links in its emails.
-    /// The customer and staff account services, sharing one password pool
-    /// (two hashing threads, as the policy says: at most 2 × 19 MiB).
-    pub fn accounts(
-        &self,
-        base_url: String,
-    ) -> (coffer_app::accounts::AccountService, coffer_app::accounts::StaffService) {
-        let pool = coffer_app::accounts::PasswordPool::new(2);
-        let staff = coffer_app::accounts::StaffService::new(
-            self.db.clone(),
-            self.vault.clone(),
-            pool.clone(),
-            self.clock.clone(),
-            base_url.clone(),
-        );
-        let accounts = coffer_app::accounts::AccountService::new(
-            self.db.clone(),
-            self.vault.clone(),
-            self.customers.clone(),
-            self.outbox.clone(),
-            pool,
-            self.clock.clone(),
-            base_url,
-        );
-        (accounts, staff)
-    }
-}
-
 /// The operator running a command, as the audit log names them.
 pub fn cli_actor() -> Actor {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
     Actor::Cli(user)
 }
 
-pub fn key_store_url(config: &Config) -> String {
-    config
-        .key_store_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", config.key_dir().join("keystore.db").display()))
+/// Every service, for a command run by the operator on `db` (migrated).
+pub async fn open(config: &Config, db: Db) -> anyhow::Result<App> {
+    let around = Surroundings {
+        base_url: config.base_url(None),
+        policy_version: coffer_web::privacy_policy(&config.operator).version,
+        actor: cli_actor(),
+    };
+    Ok(App::build(config, db, around).await?)
 }
 
-impl Privacy {
-    /// The checkout service over this privacy core (the server's, and the
-    /// command line's retention run).
-    pub fn checkout(
-        &self,
-        config: &Config,
-        catalog: coffer_app::CatalogService,
-        policy_version: &str,
-        base_url: String,
-    ) -> anyhow::Result<coffer_app::checkout::CheckoutService> {
-        Ok(coffer_app::checkout::CheckoutService::new(
-            coffer_app::checkout::CheckoutDeps {
-                db: self.db.clone(),
-                catalog,
-                vault: self.vault.clone(),
-                customers: self.customers.clone(),
-                outbox: self.outbox.clone(),
-                gateway: Arc::new(coffer_app::checkout::SimulatedGateway),
-                files: Arc::new(coffer_app::files::LocalFileStore::new(config.data_dir.join("files"))?),
-                clock: self.clock.clone(),
-            },
-            coffer_app::checkout::CheckoutSettings {
-                fraud: config.fraud.settings(),
-                operator_name: config.operator.name.clone(),
-                taxes: coffer_domain::TaxTable::new(config.operator.tax_rates.clone()),
-                policy_version: policy_version.to_owned(),
-                base_url,
-            },
-        )?)
-    }
-}
-
-/// Opens the key directory, the key store and the vault over `db`.
-pub async fn open(config: &Config, db: Db) -> anyhow::Result<Privacy> {
-    let provider = FileKeyProvider::open(&config.key_dir()).map_err(anyhow::Error::from)?;
-    let store =
-        KeyStore::open(&key_store_url(config), &crate::db_options(config)).await.context("opening the key store")?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let vault = Arc::new(Vault::open(Arc::new(provider), store, clock.clone()).await.map_err(anyhow::Error::from)?);
-    destroy_expired_versions(&vault, &db, clock.as_ref(), &cli_actor()).await?;
-    let audit = AuditService::new(db.clone(), vault.clone(), clock.clone());
-    let outbox =
-        coffer_app::mail::Outbox::new(&config.mail, &config.data_dir, db.clone(), vault.clone(), clock.clone())
-            .map_err(anyhow::Error::from)?;
-    let files = Arc::new(coffer_app::files::LocalFileStore::new(config.data_dir.join("files"))?);
-    let customers =
-        CustomerService::new(db.clone(), vault.clone(), clock.clone()).with_files(outbox.mail_folder(), files);
-    Ok(Privacy { db, vault, customers, audit, outbox, clock })
-}
-
-/// Destroys retired master key versions whose backup-retention window has
-/// passed, and audits each destruction.
-async fn destroy_expired_versions(vault: &Vault, db: &Db, clock: &dyn Clock, actor: &Actor) -> anyhow::Result<()> {
-    let now = clock.now();
-    for record in vault.key_store().master_keys().await? {
-        if record.state == MasterKeyState::Retired && record.destroy_after.is_some_and(|t| t <= now) {
-            vault.provider().destroy(record.version)?;
-            vault.key_store().mark_master_key_destroyed(record.version).await?;
-            let entry =
-                AuditEntry::new(now, actor, AuditAction::MasterKeyDestroyed, Some(format!("v{}", record.version)));
-            db.write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) })).await?;
-            tracing::info!(version = record.version, "master key version destroyed after its retention window");
-        }
-    }
-    Ok(())
-}
-
-async fn audit_action(privacy: &Privacy, action: AuditAction, subject: Option<String>) -> anyhow::Result<()> {
+async fn audit_action(privacy: &App, action: AuditAction, subject: Option<String>) -> anyhow::Result<()> {
     let entry = AuditEntry::new(privacy.clock.now(), &cli_actor(), action, subject);
     privacy.db.write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) })).await?;
     Ok(())
@@ -319,7 +212,7 @@ pub async fn erase(config: &Config, db: Db, args: EmailArgs) -> anyhow::Result<(
 
 pub async fn staff(config: &Config, db: Db, command: StaffCommand) -> anyhow::Result<()> {
     let privacy = open(config, db).await?;
-    let (_, staff) = privacy.accounts(config.base_url(None));
+    let staff = &privacy.staff;
     match command {
         StaffCommand::Add { email, role } => {
             let role = coffer_domain::StaffRole::parse(&role).context("unknown role")?;
@@ -352,11 +245,9 @@ pub async fn staff(config: &Config, db: Db, command: StaffCommand) -> anyhow::Re
 }
 
 pub async fn retention(config: &Config, db: Db) -> anyhow::Result<()> {
-    let privacy = open(config, db.clone()).await?;
+    let privacy = open(config, db).await?;
     // The same job the server runs: it voids expired holds through the gateway.
-    let catalog = coffer_app::CatalogService::new(db, privacy.clock.clone(), 0);
-    let policy = coffer_web::privacy_policy(&config.operator);
-    let checkout = privacy.checkout(config, catalog, &policy.version, config.base_url(None))?;
+    let checkout = &privacy.checkout;
     let report = checkout.run_retention().await?;
     // The voids of the holds it cancelled, now rather than at the server's next turn.
     checkout.staff().run_give_backs(&coffer_app::supervisor::CancellationToken::new()).await?;
@@ -408,7 +299,7 @@ pub async fn backup(config: &Config, command: BackupCommand) -> anyhow::Result<(
             if file.exists() {
                 bail!("{} already exists; choose a new file", file.display());
             }
-            let db = crate::open_db(config).await?;
+            let db = App::open_database(config).await?;
             db.migrate().await?;
             let privacy = open(config, db).await?;
             audit_action(&privacy, AuditAction::BackupCreated, None).await?;
@@ -420,7 +311,7 @@ pub async fn backup(config: &Config, command: BackupCommand) -> anyhow::Result<(
             let _lock = crate::lock_data_dir(config)
                 .context("a server seems to be running on this data directory; stop it before restoring")?;
             restore_file(config, &file)?;
-            let db = crate::open_db(config).await?;
+            let db = App::open_database(config).await?;
             db.migrate().await?;
             let privacy = open(config, db).await?;
             let report = privacy.customers.replay_erasures(&cli_actor()).await?;
@@ -450,7 +341,7 @@ fn restore_file(config: &Config, file: &Path) -> anyhow::Result<()> {
     if &header != b"SQLite format 3\0" {
         bail!("{} is not a SQLite backup", file.display());
     }
-    crate::create_private_dir(&config.data_dir)?;
+    coffer_app::create_private_dir(&config.data_dir)?;
     let target = config.data_dir.join("coffer.db");
     let staging = config.data_dir.join("coffer.db.restoring");
     std::fs::copy(file, &staging).with_context(|| format!("copying {}", file.display()))?;
@@ -479,87 +370,4 @@ pub async fn erasure_replay(config: &Config, db: Db) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Background work of a serving process, under the server's supervisor:
-/// seal the audit log every second and sign its head every `sign_every`;
-/// number invoices after their orders commit; deliver due email; pick up new
-/// key versions and re-wrap older wraps.
-pub fn supervise_background(privacy: &Privacy, config: &Config, supervisor: &mut Supervisor) {
-    let sign_every = std::time::Duration::from_millis(config.audit.sign_interval_ms);
-    let (rewrap_batch, rewrap_rest) = (i64::from(config.keys.rewrap_batch), config.keys.rewrap_rest);
-    let audit = privacy.audit.clone();
-    let last_signed = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
-    supervisor.every("audit", Duration::from_secs(1), move |_| {
-        let (audit, last_signed) = (audit.clone(), last_signed.clone());
-        async move {
-            let sign = {
-                let mut last = last_signed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let due = last.elapsed() >= sign_every;
-                if due {
-                    *last = tokio::time::Instant::now();
-                }
-                due
-            };
-            let result = if sign { audit.seal_and_sign().await } else { audit.seal().await.map(drop) };
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "audit sealing failed; will retry");
-            }
-        }
-    });
-    // Invoices are numbered by this one job, after the orders commit.
-    let (db, clock) = (privacy.db.clone(), privacy.clock.clone());
-    supervisor.every("numbering", Duration::from_millis(500), move |stop| {
-        let (db, clock) = (db.clone(), clock.clone());
-        async move {
-            // In units of 100, so checkouts queued behind one wait little.
-            while !stop.is_cancelled() {
-                match db.number_invoices(clock.now(), 100).await {
-                    Ok(numbered) if numbered.len() == 100 => continue,
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "numbering invoices failed; will retry");
-                        break;
-                    }
-                }
-            }
-        }
-    });
-    let outbox = privacy.outbox.clone();
-    supervisor.every("mail", Duration::from_secs(1), move |stop| {
-        let outbox = outbox.clone();
-        async move {
-            if let Err(e) = outbox.deliver_due_until(&stop).await {
-                tracing::warn!(error = %e, "email delivery failed; will retry");
-            }
-        }
-    });
-    let (vault, db, clock) = (privacy.vault.clone(), privacy.db.clone(), privacy.clock.clone());
-    supervisor.every("keys", Duration::from_secs(5), move |stop| {
-        let (vault, db, clock) = (vault.clone(), db.clone(), clock.clone());
-        async move {
-            if let Err(e) = vault.reload().await {
-                tracing::warn!(error = %e, "reloading master keys failed");
-                return;
-            }
-            match vault.rewrap_until(rewrap_batch, rewrap_rest, &stop).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(rewrapped = n, "re-wrapped keys under the active master key");
-                    let subject = vault.active_version().ok().map(|v| format!("v{v}"));
-                    let entry = AuditEntry::new(clock.now(), &Actor::System, AuditAction::KeysRewrapped, subject);
-                    let written = db
-                        .write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) }))
-                        .await;
-                    if let Err(e) = written {
-                        tracing::warn!(error = %e, "auditing the re-wrap failed");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "re-wrapping failed; will retry"),
-            }
-            if let Err(e) = destroy_expired_versions(&vault, &db, clock.as_ref(), &Actor::System).await {
-                tracing::warn!(error = %e, "destroying expired master key versions failed");
-            }
-        }
-    });
 }
