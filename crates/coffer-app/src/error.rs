@@ -36,6 +36,9 @@ pub enum AppError {
     Erased,
     #[error("{0}")]
     Refused(String),
+    /// An account or sign-in operation refused, with its stable code.
+    #[error(transparent)]
+    Account(#[from] crate::accounts::AccountError),
     /// A one-time link (sign-in, reset, invitation, enrolment) that has
     /// expired, was used, or never existed; the text says what to do next.
     #[error("{0}")]

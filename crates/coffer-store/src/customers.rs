@@ -213,12 +213,12 @@ impl CustomerWriter for WriteTx {
         // Nothing of the account outlives the customer.
         for sql in [
             "DELETE FROM sessions WHERE subject_kind = 'customer' AND subject_id = $1",
-            "DELETE FROM sign_in_links WHERE customer_id = $1",
-            "DELETE FROM recovery_codes WHERE customer_id = $1",
+            "DELETE FROM sign_in_links WHERE realm = 'customer' AND subject_id = $1",
+            "DELETE FROM recovery_codes WHERE realm = 'customer' AND subject_id = $1",
             // The record of an answered request stays (accountability) but
             // a pending challenge is void.
             "UPDATE privacy_requests SET status = 'closed' WHERE customer_id = $1 AND status = 'awaiting_confirmation'",
-            "DELETE FROM accounts WHERE customer_id = $1",
+            "DELETE FROM accounts WHERE realm = 'customer' AND subject_id = $1",
             // Orders stay for the invoices the law requires: amounts, tax
             // and dates, without identity.
             "UPDATE orders SET name = NULL, email = NULL, phone = NULL, address = NULL, card = NULL, \

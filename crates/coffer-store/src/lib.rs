@@ -24,7 +24,7 @@ mod outbox;
 mod requests;
 mod staff;
 
-pub use accounts::{AccountWriter, LinkPurpose, LinkUse, SessionRow, set_totp};
+pub use accounts::{CredentialWriter, LinkPurpose, LinkUse, SessionRow, StoredCredentials, Subject};
 pub use audit::{AuditWriter, SealedAuditEntry};
 pub use batch::WriteCommands;
 pub use catalog::{CatalogReader, CatalogWriter, ProductPage, ProductQuery};
@@ -40,7 +40,4 @@ pub use orders::{
 };
 pub use outbox::{ClaimedEmail, Delivery, NewEmail, OutboxWriter, StoredEmail};
 pub use requests::{NewPrivacyRequest, PrivacyRequestRow, confirm_privacy_request, insert_privacy_request};
-pub use staff::{
-    Disclosure, NewStaffMember, StaffEnrolment, StaffLinkPurpose, StaffRow, enrol_staff_member, insert_disclosure,
-    insert_staff_link, insert_staff_member, use_staff_link,
-};
+pub use staff::{Disclosure, NewStaffMember, StaffRow, insert_disclosure, insert_staff_member, mark_staff_enrolled};

@@ -30,6 +30,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (13, "invoice_queue", include_str!("../../../migrations/sqlite/0013_invoice_queue.sql")),
     (14, "retention_indexes", include_str!("../../../migrations/sqlite/0014_retention_indexes.sql")),
     (15, "payment_moves", include_str!("../../../migrations/sqlite/0015_payment_moves.sql")),
+    (17, "credentials", include_str!("../../../migrations/sqlite/0017_credentials.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -48,6 +49,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (13, "invoice_queue", include_str!("../../../migrations/postgres/0013_invoice_queue.sql")),
     (14, "retention_indexes", include_str!("../../../migrations/postgres/0014_retention_indexes.sql")),
     (15, "payment_moves", include_str!("../../../migrations/postgres/0015_payment_moves.sql")),
+    (17, "credentials", include_str!("../../../migrations/postgres/0017_credentials.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] =

@@ -1132,10 +1132,8 @@ impl Db {
 
     /// Deletes one-time links used or expired before `before`.
     pub async fn delete_spent_links(&self, before: Millis) -> Result<u64, StoreError> {
-        let customers =
-            self.delete_where("DELETE FROM sign_in_links WHERE used_at < $1 OR expires_at < $1", before).await?;
-        let staff = self.delete_where("DELETE FROM staff_links WHERE used_at < $1 OR expires_at < $1", before).await?;
-        Ok(customers + staff)
+        // Every realm's links are in one table.
+        self.delete_where("DELETE FROM sign_in_links WHERE used_at < $1 OR expires_at < $1", before).await
     }
 
     /// Deletes idempotency keys (and their sealed answers) made before `before`.

@@ -1,0 +1,211 @@
+//! Migration 0017 moves the customers' and the staff's credentials into the
+//! tables every realm shares. A database made before it (here: migrations
+//! 1 to 15, with rows written in their old shape) still signs everyone in
+//! afterwards: passwords, TOTP with its last step, recovery codes and open
+//! links, on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use coffer_app::accounts::{AccountService, PasswordPool, StaffService};
+use coffer_app::config::{MailConfig, MailTransport};
+use coffer_app::mail::Outbox;
+use coffer_app::privacy::{CustomerService, FileKeyProvider, Vault};
+use coffer_app::{AppError, SystemClock};
+use coffer_crypto::{FieldContext, seal_field, token_hash};
+use coffer_domain::{Actor, Clock, CustomerDetails, DataKeyId, StaffId};
+use coffer_store::{Backend, Db, DbOptions, KeyStore};
+use coffer_testkit::{TestBackend, TestDatabase};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::{AssertSqlSafe, SqlSafeStr};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+const OLD_PASSWORD: &str = "orbit velvet canyon 42 lantern";
+
+/// The migrations a database had before 0017, from the same files.
+#[derive(Debug)]
+struct Before17(Vec<(i64, String, String)>);
+
+impl MigrationSource<'static> for Before17 {
+    fn resolve(self) -> futures::future::BoxFuture<'static, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
+        let migrations = self
+            .0
+            .into_iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    version,
+                    Cow::Owned(description),
+                    MigrationType::Simple,
+                    AssertSqlSafe(sql).into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        Box::pin(async move { Ok(migrations) })
+    }
+}
+
+fn before_17(backend: Backend) -> Before17 {
+    let folder = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations").join(folder);
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+    files.sort();
+    let old = files
+        .into_iter()
+        .filter_map(|path| {
+            let name = path.file_stem()?.to_str()?.to_owned();
+            let (version, description) = name.split_once('_')?;
+            let version: i64 = version.parse().ok()?;
+            (version < 17).then(|| (version, description.to_owned(), std::fs::read_to_string(&path).unwrap()))
+        })
+        .collect();
+    Before17(old)
+}
+
+async fn raw_pool(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::any::AnyPoolOptions::new().max_connections(2).connect(url).await.unwrap()
+}
+
+fn ctx<'a>(table: &'a str, column: &'a str, row: &'a str, key_id: &'a DataKeyId) -> FieldContext<'a> {
+    FieldContext { table, column, row_id: row, data_key_id: key_id.as_str() }
+}
+
+async fn seal_password(pool: &PasswordPool, key: &coffer_crypto::DataKey, ctx: &FieldContext<'_>) -> Vec<u8> {
+    let phc = pool.hash(SecretString::from(OLD_PASSWORD)).await.unwrap();
+    seal_field(key, ctx, phc.as_bytes()).unwrap().as_bytes().to_vec()
+}
+
+coffer_testkit::on_both_backends_with!(run; credentials_made_before_0017_still_sign_in);
+
+/// A backend, for the macro.
+async fn run(backend: TestBackend) -> TestBackend {
+    backend
+}
+
+async fn credentials_made_before_0017_still_sign_in(backend: TestBackend) {
+    let data = TestDatabase::new(backend).await;
+    let key_db = TestDatabase::new(backend).await;
+    let raw = raw_pool(&data.url).await;
+    let db = Db::open(&data.url, &DbOptions::default()).await.unwrap();
+    Migrator::new(before_17(db.backend())).await.unwrap().run(&raw).await.unwrap();
+
+    let keys = KeyStore::open(&key_db.key_store_url(), &DbOptions::default()).await.unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let provider = FileKeyProvider::open(&data.dir.path().join("keys")).unwrap();
+    let vault = Arc::new(Vault::open(Arc::new(provider), keys.clone(), clock.clone()).await.unwrap());
+    let customers = CustomerService::new(db.clone(), vault.clone(), clock.clone());
+    let pool = PasswordPool::new(2);
+    let now = clock.now().0;
+    let step_now = now / 1000 / 30;
+
+    // A customer with a password, in the old `accounts` shape, and an open
+    // sign-in link of theirs.
+    let details = CustomerDetails {
+        name: "Old Customer".into(),
+        email: "old.customer@example.org".into(),
+        phone: None,
+        address: None,
+    };
+    let customer = customers.create(&details, &Actor::Cli("test".into())).await.unwrap().id;
+    let (_, key_id, key) = customers.own_record_and_key(&customer).await.unwrap();
+    let sealed = seal_password(&pool, &key, &ctx("accounts", "password_hash", customer.as_str(), &key_id)).await;
+    sqlx::query("INSERT INTO accounts (customer_id, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $3)")
+        .bind(customer.as_str())
+        .bind(sealed)
+        .bind(now)
+        .execute(&raw)
+        .await
+        .unwrap();
+    let (link, link_hash) = coffer_crypto::new_token().unwrap();
+    sqlx::query(
+        "INSERT INTO sign_in_links (token_hash, customer_id, purpose, created_at, expires_at) \
+         VALUES ($1, $2, 'reset', $3, $4)",
+    )
+    .bind(link_hash.to_vec())
+    .bind(customer.as_str())
+    .bind(now)
+    .bind(now + 600_000)
+    .execute(&raw)
+    .await
+    .unwrap();
+
+    // An enrolled staff member with password, TOTP (last step long ago) and
+    // a recovery code, in the old `staff_members` shape.
+    let staff = StaffId::generate();
+    let staff_key_id = DataKeyId::generate();
+    let staff_key = vault.new_data_key(&staff_key_id).await.unwrap();
+    let email = "old.admin@example.org";
+    let row = staff.as_str();
+    let sealed_email = seal_field(&staff_key, &ctx("staff_members", "email", row, &staff_key_id), email.as_bytes());
+    let sealed_password =
+        seal_password(&pool, &staff_key, &ctx("staff_members", "password_hash", row, &staff_key_id)).await;
+    let secret = coffer_crypto::new_totp_secret().unwrap();
+    let sealed_secret = seal_field(&staff_key, &ctx("staff_members", "totp_secret", row, &staff_key_id), &secret);
+    sqlx::query(
+        "INSERT INTO staff_members (id, role, email_index, email, data_key_id, password_hash, totp_secret, \
+         totp_last_step, enrolled_at, created_at, updated_at) VALUES ($1, 'admin', $2, $3, $4, $5, $6, $7, $8, $8, $8)",
+    )
+    .bind(row)
+    .bind(vault.blind_index().email(email).to_vec())
+    .bind(sealed_email.unwrap().as_bytes().to_vec())
+    .bind(staff_key_id.as_str())
+    .bind(sealed_password)
+    .bind(sealed_secret.unwrap().as_bytes().to_vec())
+    .bind(step_now - 100)
+    .bind(now)
+    .execute(&raw)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO staff_recovery_codes (code_hash, staff_id) VALUES ($1, $2)")
+        .bind(token_hash("abcd-efgh").to_vec())
+        .bind(row)
+        .execute(&raw)
+        .await
+        .unwrap();
+
+    db.migrate().await.expect("0017 applies to a database with credentials in the old tables");
+
+    // The customer signs in with the old password, and the old link works once.
+    let mail =
+        MailConfig { transport: MailTransport::File, smtp_url: None, from: "Coffer <no-reply@coffer.test>".into() };
+    let outbox = Outbox::new(&mail, data.dir.path(), db.clone(), vault.clone(), clock.clone()).unwrap();
+    let accounts = AccountService::new(
+        db.clone(),
+        vault.clone(),
+        customers.clone(),
+        outbox,
+        pool.clone(),
+        clock.clone(),
+        String::new(),
+    );
+    let signed_in = accounts.sign_in("old.customer@example.org", SecretString::from(OLD_PASSWORD)).await.unwrap();
+    let session = signed_in.expect("the old password").session().expect("no second factor");
+    assert_eq!(accounts.session(session.token.expose_secret()).await.unwrap(), Some(customer.clone()));
+    let new_password = SecretString::from("harbour quartz meadow 17 ember");
+    let from_link = accounts.set_password_with_link(&link, new_password.clone(), None).await.unwrap();
+    assert_eq!(from_link.customer, customer);
+    let again = accounts.set_password_with_link(&link, new_password, None).await.unwrap_err();
+    assert!(matches!(again, AppError::LinkGone(_)), "{again:?}");
+
+    // The staff member signs in with the old password and a code of the
+    // old secret; the old recovery code works once, in its place.
+    let staff_service = StaffService::new(db.clone(), vault.clone(), pool.clone(), clock.clone(), String::new());
+    let ticket = staff_service.sign_in(email, SecretString::from(OLD_PASSWORD)).await.unwrap().expect("old password");
+    let code = coffer_crypto::totp_code(&secret, u64::try_from(now / 1000).unwrap()).unwrap();
+    let session = staff_service.complete_sign_in(ticket.expose_secret(), &code).await.unwrap().expect("old secret");
+    assert_eq!(session.member.id, staff);
+    let member = staff_service.session(session.token.expose_secret()).await.unwrap().expect("a live session");
+    assert_eq!(member.role, coffer_domain::StaffRole::Admin);
+    for expected in [true, false] {
+        let ticket = staff_service.sign_in(email, SecretString::from(OLD_PASSWORD)).await.unwrap().unwrap();
+        let done = staff_service.complete_sign_in(ticket.expose_secret(), "ABCD-EFGH").await.unwrap();
+        assert_eq!(done.is_ok(), expected, "the recovery code works once");
+    }
+    // The staff member's address is still theirs, and still sealed.
+    assert_eq!(staff_service.email_of(&staff).await.unwrap(), email);
+}
