@@ -257,7 +257,7 @@ impl Db {
         index: &[u8; 32],
     ) -> Result<Option<(CustomerId, DataKeyId, bool)>, StoreError> {
         const SQL: &str = "SELECT c.id, c.data_key_id, a.password_hash IS NOT NULL AS has_password FROM customers c \
-                           LEFT JOIN accounts a ON a.customer_id = c.id WHERE c.email_index = $1";
+                           LEFT JOIN accounts a ON a.realm = 'customer' AND a.subject_id = c.id WHERE c.email_index = $1";
         if let Some(direct) = self.direct_readers() {
             let index = index.to_vec();
             let row = direct

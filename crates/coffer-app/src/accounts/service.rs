@@ -310,11 +310,12 @@ impl AccountService {
         code: &str,
         password: SecretString,
     ) -> Result<Vec<String>, AppError> {
+        let at = self.sign_in.now();
         if self.sign_in.has_totp(customer.as_str()).await? {
             return Err(AccountError::TotpAlreadyOn.into());
         }
         self.confirm_password(customer, password).await?;
-        let (secret, step) = self.sign_in.check_new_factor(secret_base32, code)?;
+        let (secret, step) = self.sign_in.check_new_factor(secret_base32, code, at)?;
         let factor = self.sign_in.new_factor(customer.as_str(), &secret, step).await?;
         self.sign_in.set_factor(customer.as_str(), Some(factor)).await
     }

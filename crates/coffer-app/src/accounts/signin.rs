@@ -210,7 +210,7 @@ impl<D: Directory> SignIn<D> {
         Subject::new(D::POLICY.realm, id)
     }
 
-    fn now(&self) -> Millis {
+    pub(super) fn now(&self) -> Millis {
         self.clock.now()
     }
 
@@ -466,9 +466,15 @@ impl<D: Directory> SignIn<D> {
 
     /// Checks a secret typed into an authenticator and a code from it; the
     /// raw secret and the code's step.
-    pub(super) fn check_new_factor(&self, secret_base32: &str, code: &str) -> Result<(Vec<u8>, i64), AccountError> {
+    /// `at`: when the request came (a code is checked against that time).
+    pub(super) fn check_new_factor(
+        &self,
+        secret_base32: &str,
+        code: &str,
+        at: Millis,
+    ) -> Result<(Vec<u8>, i64), AccountError> {
         let secret = coffer_crypto::totp_secret_from_base32(secret_base32).ok_or(AccountError::InvalidSecret)?;
-        let step = coffer_crypto::check_totp(&secret, code, seconds(self.now())).ok_or(AccountError::CodeMismatch)?;
+        let step = coffer_crypto::check_totp(&secret, code, seconds(at)).ok_or(AccountError::CodeMismatch)?;
         Ok((secret, i64::try_from(step).unwrap_or(i64::MAX)))
     }
 

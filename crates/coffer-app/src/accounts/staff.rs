@@ -216,11 +216,12 @@ impl StaffService {
         secret_base32: &str,
         code: &str,
     ) -> Result<Enrolled, AppError> {
+        let at = self.sign_in.now();
         let id = self.enrolling(token).await?;
         let row = self.db.staff_member(&id).await?.ok_or(AppError::NotFound)?;
         let email = self.email_of(&id).await?;
         check_new_password(password.expose_secret(), &[&email]).map_err(AccountError::from)?;
-        let (secret, step) = self.sign_in.check_new_factor(secret_base32, code)?;
+        let (secret, step) = self.sign_in.check_new_factor(secret_base32, code, at)?;
         let sealed = self.sign_in.seal_password(id.as_str(), password).await?;
         let factor = self.sign_in.new_factor(id.as_str(), &secret, step).await?;
         let hashes: Vec<[u8; 32]> = factor.recovery_codes.iter().map(|c| token_hash(c)).collect();
