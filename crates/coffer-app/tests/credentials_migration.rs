@@ -1,8 +1,9 @@
-//! Migration 0017 moves the customers' and the staff's credentials into the
-//! tables every realm shares. A database made before it (here: migrations
-//! 1 to 15, with rows written in their old shape) still signs everyone in
-//! afterwards: passwords, TOTP with its last step, recovery codes and open
-//! links, on SQLite and on PostgreSQL.
+//! The credentials every realm shares, on SQLite and on PostgreSQL.
+//! Migration 0017 moved the customers' and the staff's credentials into one
+//! set of tables: a database made before it (here: migrations 1 to 15, with
+//! rows written in their old shape) still signs everyone in afterwards
+//! (passwords, TOTP with its last step, recovery codes, open links). And in
+//! the shared tables no realm's link, ticket or session serves another.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -80,7 +81,10 @@ async fn seal_password(pool: &PasswordPool, key: &coffer_crypto::DataKey, ctx: &
     seal_field(key, ctx, phc.as_bytes()).unwrap().as_bytes().to_vec()
 }
 
-coffer_testkit::on_both_backends_with!(run; credentials_made_before_0017_still_sign_in);
+coffer_testkit::on_both_backends_with!(run;
+    credentials_made_before_0017_still_sign_in,
+    no_realm_takes_another_realms_link_ticket_or_session,
+);
 
 /// A backend, for the macro.
 async fn run(backend: TestBackend) -> TestBackend {
@@ -208,4 +212,62 @@ async fn credentials_made_before_0017_still_sign_in(backend: TestBackend) {
     }
     // The staff member's address is still theirs, and still sealed.
     assert_eq!(staff_service.email_of(&staff).await.unwrap(), email);
+}
+
+async fn no_realm_takes_another_realms_link_ticket_or_session(backend: TestBackend) {
+    let data = TestDatabase::new(backend).await;
+    let key_db = TestDatabase::new(backend).await;
+    let db = Db::open(&data.url, &DbOptions::default()).await.unwrap();
+    db.migrate().await.unwrap();
+    let keys = KeyStore::open(&key_db.key_store_url(), &DbOptions::default()).await.unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let provider = FileKeyProvider::open(&data.dir.path().join("keys")).unwrap();
+    let vault = Arc::new(Vault::open(Arc::new(provider), keys.clone(), clock.clone()).await.unwrap());
+    let customers = CustomerService::new(db.clone(), vault.clone(), clock.clone());
+    let pool = PasswordPool::new(2);
+    let mail =
+        MailConfig { transport: MailTransport::File, smtp_url: None, from: "Coffer <no-reply@coffer.test>".into() };
+    let outbox = Outbox::new(&mail, data.dir.path(), db.clone(), vault.clone(), clock.clone()).unwrap();
+    let accounts = AccountService::new(
+        db.clone(),
+        vault.clone(),
+        customers.clone(),
+        outbox,
+        pool.clone(),
+        clock.clone(),
+        String::new(),
+    );
+    let staff = StaffService::new(db.clone(), vault.clone(), pool.clone(), clock.clone(), String::new());
+
+    // A staff member's enrolment link is no customer's password link.
+    let link =
+        staff.add("both@example.org", coffer_domain::StaffRole::Support, &Actor::Cli("test".into())).await.unwrap();
+    let token = link.expose_secret().rsplit('/').next().unwrap().to_owned();
+    assert_eq!(accounts.link_needs_code(&token).await.unwrap(), None);
+    let taken = accounts.set_password_with_link(&token, SecretString::from(OLD_PASSWORD), None).await.unwrap_err();
+    assert!(matches!(taken, AppError::LinkGone(_)), "{taken:?}");
+
+    // The member enrols (the link still works) and signs in: the ticket and
+    // the session are the staff realm's only.
+    let setup = staff.start_enrolment(&token, None).await.unwrap();
+    let secret = coffer_crypto::totp_secret_from_base32(setup.secret.expose_secret()).unwrap();
+    let seconds = u64::try_from(clock.now().0 / 1000).unwrap();
+    let code = coffer_crypto::totp_code(&secret, seconds - 30).unwrap();
+    let enrolled = staff.enrol(&token, SecretString::from(OLD_PASSWORD), setup.secret.expose_secret(), &code).await;
+    let session = enrolled.unwrap().session.token;
+    assert_eq!(accounts.session(session.expose_secret()).await.unwrap(), None, "a staff session is no customer's");
+    let ticket = staff.sign_in("both@example.org", SecretString::from(OLD_PASSWORD)).await.unwrap().unwrap();
+    let code = coffer_crypto::totp_code(&secret, seconds).unwrap();
+    let crossed = accounts.complete_second_factor(ticket.expose_secret(), &code).await.unwrap();
+    assert_eq!(crossed.unwrap_err(), coffer_app::accounts::SignInError::Invalid);
+    let own = staff.complete_sign_in(ticket.expose_secret(), &code).await.unwrap();
+    assert!(own.is_ok(), "the ticket still serves its own realm");
+
+    // A customer with the same address: the staff password is not theirs.
+    let details =
+        CustomerDetails { name: "Both Ways".into(), email: "both@example.org".into(), phone: None, address: None };
+    let customer = customers.create(&details, &Actor::Cli("test".into())).await.unwrap().id;
+    let refused = accounts.sign_in("both@example.org", SecretString::from(OLD_PASSWORD)).await.unwrap();
+    assert_eq!(refused.unwrap_err(), coffer_app::accounts::SignInError::Invalid);
+    assert!(!accounts.has_password(&customer).await.unwrap());
 }

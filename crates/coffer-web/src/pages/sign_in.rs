@@ -162,7 +162,8 @@ async fn sign_in_code<R: RealmPages>(
     if let Some(refused) = guard_post(&state, peer, &headers, R::forbidden) {
         return refused;
     }
-    if form.code.len() > 64 || form.ticket.len() > 128 {
+    // Tickets are 43 characters and codes at most a recovery code's 9.
+    if form.code.len() > 64 || form.ticket.len() > 64 {
         let page = code_page::<R>(Some("That is not a code.".into()), String::new());
         return (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response();
     }
