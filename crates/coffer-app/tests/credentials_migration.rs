@@ -13,8 +13,9 @@ use coffer_app::mail::Outbox;
 use coffer_app::privacy::{CustomerService, FileKeyProvider, Vault};
 use coffer_app::{AppError, SystemClock};
 use coffer_crypto::{FieldContext, seal_field, token_hash};
+use coffer_domain::Realm;
 use coffer_domain::{Actor, Clock, CustomerDetails, DataKeyId, StaffId};
-use coffer_store::{Backend, Db, DbOptions, KeyStore};
+use coffer_store::{Backend, CredentialWriter, Db, DbOptions, KeyStore, LinkPurpose, LinkUse};
 use coffer_testkit::{TestBackend, TestDatabase};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
@@ -262,6 +263,38 @@ async fn no_realm_takes_another_realms_link_ticket_or_session(backend: TestBacke
     assert_eq!(crossed.unwrap_err(), coffer_app::accounts::SignInError::Invalid);
     let own = staff.complete_sign_in(ticket.expose_secret(), &code).await.unwrap();
     assert!(own.is_ok(), "the ticket still serves its own realm");
+
+    // The staff realm's policy asks for the code even of a member whose
+    // factor were gone (as if removed by hand): a password alone never
+    // opens a staff session.
+    let member = coffer_store::Subject::new(
+        Realm::Staff,
+        staff.session(session.expose_secret()).await.unwrap().unwrap().id.as_str(),
+    );
+    let at = clock.now();
+    db.write(move |tx| Box::pin(async move { tx.set_totp(&member, None, at).await })).await.unwrap();
+    let ticket = staff.sign_in("both@example.org", SecretString::from(OLD_PASSWORD)).await.unwrap();
+    let ticket = ticket.expect("the code step, not a session");
+    let refused = staff.complete_sign_in(ticket.expose_secret(), &code).await.unwrap();
+    assert!(refused.is_err(), "no factor, no staff session");
+
+    // The store names the realm in the query: a ticket stored for one
+    // realm is found for no other, whatever its purpose.
+    let (_, hash) = coffer_crypto::new_token().unwrap();
+    let now = clock.now();
+    let subject = coffer_store::Subject::new(Realm::Staff, "stf_same_id");
+    db.write(move |tx| {
+        Box::pin(async move {
+            tx.insert_link(&hash, &subject, LinkPurpose::SecondFactor, now, coffer_domain::Millis(now.0 + 60_000)).await
+        })
+    })
+    .await
+    .unwrap();
+    for (realm, owner) in
+        [(Realm::Customer, None), (Realm::Vendor, None), (Realm::Staff, Some("stf_same_id".to_owned()))]
+    {
+        assert_eq!(db.link_owner(&hash, realm, LinkUse::SecondFactor, now).await.unwrap(), owner, "{realm:?}");
+    }
 
     // A customer with the same address: the staff password is not theirs.
     let details =
