@@ -82,6 +82,40 @@ async fn seal_password(pool: &PasswordPool, key: &coffer_crypto::DataKey, ctx: &
     seal_field(key, ctx, phc.as_bytes()).unwrap().as_bytes().to_vec()
 }
 
+/// The services of both realms over one database (migrated or not: none
+/// of them touches it until called).
+struct Realms {
+    vault: Arc<Vault>,
+    customers: CustomerService,
+    accounts: AccountService,
+    staff: StaffService,
+    pool: PasswordPool,
+    clock: Arc<dyn Clock>,
+}
+
+async fn realms(db: &Db, data: &TestDatabase, key_db: &TestDatabase) -> Realms {
+    let keys = KeyStore::open(&key_db.key_store_url(), &DbOptions::default()).await.unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let provider = FileKeyProvider::open(&data.dir.path().join("keys")).unwrap();
+    let vault = Arc::new(Vault::open(Arc::new(provider), keys, clock.clone()).await.unwrap());
+    let customers = CustomerService::new(db.clone(), vault.clone(), clock.clone());
+    let pool = PasswordPool::new(2);
+    let mail =
+        MailConfig { transport: MailTransport::File, smtp_url: None, from: "Coffer <no-reply@coffer.test>".into() };
+    let outbox = Outbox::new(&mail, data.dir.path(), db.clone(), vault.clone(), clock.clone()).unwrap();
+    let accounts = AccountService::new(
+        db.clone(),
+        vault.clone(),
+        customers.clone(),
+        outbox,
+        pool.clone(),
+        clock.clone(),
+        String::new(),
+    );
+    let staff = StaffService::new(db.clone(), vault.clone(), pool.clone(), clock.clone(), String::new());
+    Realms { vault, customers, accounts, staff, pool, clock }
+}
+
 coffer_testkit::on_both_backends_with!(run;
     credentials_made_before_0017_still_sign_in,
     no_realm_takes_another_realms_link_ticket_or_session,
@@ -99,12 +133,7 @@ async fn credentials_made_before_0017_still_sign_in(backend: TestBackend) {
     let db = Db::open(&data.url, &DbOptions::default()).await.unwrap();
     Migrator::new(before_17(db.backend())).await.unwrap().run(&raw).await.unwrap();
 
-    let keys = KeyStore::open(&key_db.key_store_url(), &DbOptions::default()).await.unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let provider = FileKeyProvider::open(&data.dir.path().join("keys")).unwrap();
-    let vault = Arc::new(Vault::open(Arc::new(provider), keys.clone(), clock.clone()).await.unwrap());
-    let customers = CustomerService::new(db.clone(), vault.clone(), clock.clone());
-    let pool = PasswordPool::new(2);
+    let Realms { vault, customers, accounts, staff: staff_service, pool, clock } = realms(&db, &data, &key_db).await;
     let now = clock.now().0;
     let step_now = now / 1000 / 30;
 
@@ -176,18 +205,6 @@ async fn credentials_made_before_0017_still_sign_in(backend: TestBackend) {
     db.migrate().await.expect("0017 applies to a database with credentials in the old tables");
 
     // The customer signs in with the old password, and the old link works once.
-    let mail =
-        MailConfig { transport: MailTransport::File, smtp_url: None, from: "Coffer <no-reply@coffer.test>".into() };
-    let outbox = Outbox::new(&mail, data.dir.path(), db.clone(), vault.clone(), clock.clone()).unwrap();
-    let accounts = AccountService::new(
-        db.clone(),
-        vault.clone(),
-        customers.clone(),
-        outbox,
-        pool.clone(),
-        clock.clone(),
-        String::new(),
-    );
     let signed_in = accounts.sign_in("old.customer@example.org", SecretString::from(OLD_PASSWORD)).await.unwrap();
     let session = signed_in.expect("the old password").session().expect("no second factor");
     assert_eq!(accounts.session(session.token.expose_secret()).await.unwrap(), Some(customer.clone()));
@@ -199,7 +216,6 @@ async fn credentials_made_before_0017_still_sign_in(backend: TestBackend) {
 
     // The staff member signs in with the old password and a code of the
     // old secret; the old recovery code works once, in its place.
-    let staff_service = StaffService::new(db.clone(), vault.clone(), pool.clone(), clock.clone(), String::new());
     let ticket = staff_service.sign_in(email, SecretString::from(OLD_PASSWORD)).await.unwrap().expect("old password");
     let code = coffer_crypto::totp_code(&secret, u64::try_from(now / 1000).unwrap()).unwrap();
     let session = staff_service.complete_sign_in(ticket.expose_secret(), &code).await.unwrap().expect("old secret");
@@ -220,25 +236,7 @@ async fn no_realm_takes_another_realms_link_ticket_or_session(backend: TestBacke
     let key_db = TestDatabase::new(backend).await;
     let db = Db::open(&data.url, &DbOptions::default()).await.unwrap();
     db.migrate().await.unwrap();
-    let keys = KeyStore::open(&key_db.key_store_url(), &DbOptions::default()).await.unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let provider = FileKeyProvider::open(&data.dir.path().join("keys")).unwrap();
-    let vault = Arc::new(Vault::open(Arc::new(provider), keys.clone(), clock.clone()).await.unwrap());
-    let customers = CustomerService::new(db.clone(), vault.clone(), clock.clone());
-    let pool = PasswordPool::new(2);
-    let mail =
-        MailConfig { transport: MailTransport::File, smtp_url: None, from: "Coffer <no-reply@coffer.test>".into() };
-    let outbox = Outbox::new(&mail, data.dir.path(), db.clone(), vault.clone(), clock.clone()).unwrap();
-    let accounts = AccountService::new(
-        db.clone(),
-        vault.clone(),
-        customers.clone(),
-        outbox,
-        pool.clone(),
-        clock.clone(),
-        String::new(),
-    );
-    let staff = StaffService::new(db.clone(), vault.clone(), pool.clone(), clock.clone(), String::new());
+    let Realms { customers, accounts, staff, clock, .. } = realms(&db, &data, &key_db).await;
 
     // A staff member's enrolment link is no customer's password link.
     let link =

@@ -5,8 +5,8 @@
 
 use super::render;
 pub(super) use super::sign_in::{
-    CsrfForm, RealmPages, RealmText, cookie_value, end_sessions, guard_post, retry_seconds, same_origin, see_other,
-    sign_in_page, too_many_attempts, with_cookie,
+    CsrfForm, RealmPages, RealmText, cookie_value, end_sessions, failure, guard_post, retry_seconds, same_origin,
+    see_other, sign_in_page, too_many_attempts, with_cookie,
 };
 use crate::AppState;
 use askama::Template;
@@ -358,18 +358,6 @@ fn session_cookie(state: &AppState, headers: &HeaderMap) -> Option<String> {
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<(CustomerId, String)>, AppError> {
     let Some(token) = session_cookie(state, headers) else { return Ok(None) };
     Ok(state.accounts.session(&token).await?.map(|customer| (customer, token)))
-}
-
-pub(super) fn failure(e: AppError) -> Response {
-    // A service refused the principal: the edge let through more than the
-    // permission table allows; say so plainly, never as a failure.
-    if let AppError::Forbidden(_) = e {
-        let page = MessagePage { title: "Not for your role", message: "Your role does not include this.".into() };
-        return (StatusCode::FORBIDDEN, render(&page)).into_response();
-    }
-    tracing::error!(error = %e, "account page failed");
-    let page = MessagePage { title: "Something went wrong", message: "Please try again in a moment.".into() };
-    (StatusCode::INTERNAL_SERVER_ERROR, render(&page)).into_response()
 }
 
 async fn account(State(state): State<AppState>, customer: Option<Customer>) -> Response {

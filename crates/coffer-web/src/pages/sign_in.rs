@@ -53,7 +53,7 @@ pub(super) trait RealmPages: Send + Sync + 'static {
 
     /// The page for a failure on our side.
     fn failure(e: AppError) -> Response {
-        super::account::failure(e)
+        failure(e)
     }
 }
 
@@ -230,6 +230,23 @@ pub(super) async fn end_sessions<R: RealmPages>(
         }
     }
     with_cookie(see_other(R::TEXT.home), &state.cookie_rule.clear_cookie(R::COOKIE))
+}
+
+/// The page for a failure on our side (or a principal a service refused).
+pub(super) fn failure(e: AppError) -> Response {
+    // A service refused the principal: the edge let through more than the
+    // permission table allows; say so plainly, never as a failure.
+    if let AppError::Forbidden(_) = e {
+        let page = super::account::MessagePage {
+            title: "Not for your role",
+            message: "Your role does not include this.".into(),
+        };
+        return (StatusCode::FORBIDDEN, render(&page)).into_response();
+    }
+    tracing::error!(error = %e, "account page failed");
+    let page =
+        super::account::MessagePage { title: "Something went wrong", message: "Please try again in a moment.".into() };
+    (StatusCode::INTERNAL_SERVER_ERROR, render(&page)).into_response()
 }
 
 /// A POST from another site is refused. Browsers send `Sec-Fetch-Site` with
