@@ -48,6 +48,9 @@ pub enum AppError {
     /// would not encode, a worker that stopped); names what failed, never data.
     #[error("{0}")]
     Internal(&'static str),
+    /// An account or sign-in operation refused, with its stable code.
+    #[error(transparent)]
+    Account(#[from] crate::accounts::AccountError),
     /// A one-time link (sign-in, reset, invitation, enrolment) that has
     /// expired, was used, or never existed; the text says what to do next.
     #[error("{0}")]

@@ -951,7 +951,7 @@ async fn unknown_addresses_run_the_same_verification(f: Fixture) {
 
 // ---- staff ----
 
-use coffer_app::accounts::StaffService;
+use coffer_app::accounts::{AccountError, StaffService};
 use coffer_domain::StaffRole;
 
 fn staff(f: &Fixture, clock: Arc<ManualClock>) -> (StaffService, PasswordPool) {
@@ -985,7 +985,7 @@ async fn staff_enrol_with_totp_and_always_need_the_code(f: Fixture) {
     assert!(staff.add("ops.lead@example.org", StaffRole::Dpo, &operator()).await.is_ok());
     assert!(matches!(
         staff.add("ops.lead@example.org", StaffRole::Admin, &operator()).await,
-        Err(AppError::Refused(_))
+        Err(AppError::Account(AccountError::RoleMismatch("dpo")))
     ));
     assert!(matches!(staff.add("not an address", StaffRole::Dpo, &operator()).await, Err(AppError::Customer(_))));
 
@@ -995,10 +995,10 @@ async fn staff_enrol_with_totp_and_always_need_the_code(f: Fixture) {
     let code = coffer_crypto::totp_code(&secret, seconds(&clock)).unwrap();
     // A weak password and a wrong code are refused, and the link stays usable.
     let weak = staff.enrol(token, SecretString::from("password1234"), setup.secret.expose_secret(), &code).await;
-    assert!(matches!(weak, Err(AppError::Refused(_))), "{weak:?}");
+    assert!(matches!(weak, Err(AppError::Account(AccountError::WeakPassword(_)))), "{weak:?}");
     let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
     let bad_code = staff.enrol(token, SecretString::from(STRONG), setup.secret.expose_secret(), &wrong).await;
-    assert!(matches!(bad_code, Err(AppError::Refused(_))), "{bad_code:?}");
+    assert!(matches!(bad_code, Err(AppError::Account(AccountError::CodeMismatch))), "{bad_code:?}");
     let enrolled = staff.enrol(token, SecretString::from(STRONG), setup.secret.expose_secret(), &code).await.unwrap();
     assert_eq!(enrolled.recovery_codes.len(), 10);
     let member = staff.session(enrolled.session.token.expose_secret()).await.unwrap().unwrap();
@@ -1007,7 +1007,10 @@ async fn staff_enrol_with_totp_and_always_need_the_code(f: Fixture) {
     // The link works once; an enrolled address cannot be added again.
     let again = staff.enrol(token, SecretString::from(STRONG), setup.secret.expose_secret(), &code).await;
     assert!(matches!(again, Err(AppError::LinkGone(_))), "{again:?}");
-    assert!(matches!(staff.add("OPS.LEAD@example.org", StaffRole::Dpo, &operator()).await, Err(AppError::Refused(_))));
+    assert!(matches!(
+        staff.add("OPS.LEAD@example.org", StaffRole::Dpo, &operator()).await,
+        Err(AppError::Account(AccountError::AlreadyEnrolled))
+    ));
 
     // A right password gives a ticket, never a session: the code is required.
     let ticket = staff.sign_in("ops.lead@example.org", SecretString::from(STRONG)).await.unwrap().unwrap();

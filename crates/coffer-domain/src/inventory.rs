@@ -295,36 +295,15 @@ pub const INVENTORY: &[PersonalField] = &[
         retention: Retention::Days(1),
         on_erasure: OnErasure::Shred,
     },
-    // The operator's own staff are data subjects too: their sign-in data is
-    // sealed under a data key of each staff member's own.
+    // The operator's own staff are data subjects too: their address is
+    // sealed under a data key of each staff member's own, and so are their
+    // password hash and TOTP secret (in `accounts`, realm `staff`).
     PersonalField {
         table: "staff_members",
         column: "email",
         label: "Staff member's work email address",
         category: Category::Contact,
         purpose: "Staff sign-in and enrolment",
-        legal_basis: LegalBasis::Contract,
-        recipients: &[],
-        retention: Retention::UntilErasure,
-        on_erasure: OnErasure::Shred,
-    },
-    PersonalField {
-        table: "staff_members",
-        column: "password_hash",
-        label: "Staff member's password (as an argon2id hash)",
-        category: Category::Technical,
-        purpose: "Staff sign-in",
-        legal_basis: LegalBasis::Contract,
-        recipients: &[],
-        retention: Retention::UntilErasure,
-        on_erasure: OnErasure::Shred,
-    },
-    PersonalField {
-        table: "staff_members",
-        column: "totp_secret",
-        label: "Staff member's second sign-in factor (TOTP secret)",
-        category: Category::Technical,
-        purpose: "Staff sign-in with the mandatory second factor",
         legal_basis: LegalBasis::Contract,
         recipients: &[],
         retention: Retention::UntilErasure,
@@ -354,8 +333,6 @@ pub const NON_PERSONAL_BINARY_COLUMNS: &[(&str, &str, &str)] = &[
     ("idempotency_keys", "key_hash", "keyed hash (HMAC) of an Idempotency-Key header"),
     ("idempotency_keys", "fingerprint", "keyed hash (HMAC) of an order request and its card number"),
     ("staff_members", "email_index", "keyed blind index (HMAC) of a staff member's email address"),
-    ("staff_links", "token_hash", "SHA-256 of a random one-time token"),
-    ("staff_recovery_codes", "code_hash", "SHA-256 of a random recovery code"),
 ];
 
 /// How long the inventory keeps a field, in milliseconds; `None` for a

@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod money;
 pub mod order;
 pub mod password;
+pub mod realm;
 pub mod requests;
 pub mod staff;
 
@@ -33,5 +34,6 @@ pub use id::{
 pub use money::{Currency, Money, MoneyError, Prices};
 pub use order::{CardSummary, OrderError, OrderStatus, PaymentMethod, TaxTable, Totals};
 pub use password::{PasswordError, check_new_password};
+pub use realm::Realm;
 pub use requests::{Jurisdiction, RequestKind};
 pub use staff::{StaffRole, staff_email};

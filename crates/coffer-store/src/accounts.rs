@@ -1,11 +1,27 @@
-//! Accounts, one-time sign-in links, sessions and the sign-in throttle.
+//! Credentials of every realm (customers, staff, vendor users), one-time
+//! links, sessions and the sign-in throttle. Everything is keyed by realm and
+//! subject, so one realm's link, code or session never serves another.
 //! Secrets are never stored: links and sessions are found by a SHA-256 of
 //! the token the user holds, and the password hash itself is sealed.
 
 use crate::{Db, StoreError, WriteTx};
 use coffer_crypto::Sealed;
-use coffer_domain::{CustomerId, Millis};
+use coffer_domain::{Millis, Realm};
 use sqlx::Row;
+
+/// Whose credentials: a subject (customer, staff member, vendor user) in
+/// its realm.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Subject {
+    pub realm: Realm,
+    pub id: String,
+}
+
+impl Subject {
+    pub fn new(realm: Realm, id: impl Into<String>) -> Self {
+        Subject { realm, id: id.into() }
+    }
+}
 
 /// What a one-time link is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,6 +29,9 @@ pub enum LinkPurpose {
     SignIn,
     Invitation,
     Reset,
+    /// Printed for a new staff member: sets the password and the second
+    /// factor together.
+    Enrolment,
     /// Between a right password and the TOTP code (never emailed).
     SecondFactor,
 }
@@ -23,28 +42,34 @@ impl LinkPurpose {
             LinkPurpose::SignIn => "sign_in",
             LinkPurpose::Invitation => "invitation",
             LinkPurpose::Reset => "reset",
+            LinkPurpose::Enrolment => "enrolment",
             LinkPurpose::SecondFactor => "second_factor",
         }
     }
 
     fn parse(s: &str) -> Result<Self, StoreError> {
-        match s {
-            "sign_in" => Ok(LinkPurpose::SignIn),
-            "invitation" => Ok(LinkPurpose::Invitation),
-            "second_factor" => Ok(LinkPurpose::SecondFactor),
-            "reset" => Ok(LinkPurpose::Reset),
-            _ => Err(StoreError::corrupt("sign_in_links.purpose")),
-        }
+        [
+            LinkPurpose::SignIn,
+            LinkPurpose::Invitation,
+            LinkPurpose::Reset,
+            LinkPurpose::Enrolment,
+            LinkPurpose::SecondFactor,
+        ]
+        .into_iter()
+        .find(|purpose| purpose.as_str() == s)
+        .ok_or_else(|| StoreError::corrupt("sign_in_links.purpose"))
     }
 }
 
 /// What a link is being used for, checked in the query that finds or spends
-/// it: a ticket of the second step never sets a password, and an emailed
-/// link never stands in for the second factor.
+/// it: a ticket of the second step never sets a password, an emailed link
+/// never stands in for the second factor, and only an enrolment link enrols.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkUse {
     /// An emailed link: sign-in, invitation or reset; it sets a password.
     SetPassword,
+    /// An enrolment link: sets the password and the second factor.
+    Enrol,
     /// The ticket between a right password and the code.
     SecondFactor,
 }
@@ -55,9 +80,17 @@ impl LinkUse {
     fn purposes(self) -> [&'static str; 3] {
         match self {
             LinkUse::SetPassword => ["sign_in", "invitation", "reset"],
+            LinkUse::Enrol => ["enrolment"; 3],
             LinkUse::SecondFactor => ["second_factor"; 3],
         }
     }
+}
+
+/// A subject's sealed secrets, as stored.
+#[derive(Clone, Debug, Default)]
+pub struct StoredCredentials {
+    pub password_hash: Option<Sealed>,
+    pub totp_secret: Option<Sealed>,
 }
 
 /// A live session as stored.
@@ -69,68 +102,114 @@ pub struct SessionRow {
     pub last_seen_at: Millis,
 }
 
-pub(crate) const INSERT_LINK: &str =
-    "INSERT INTO sign_in_links (token_hash, customer_id, purpose, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
+/// A customer's invitation link, written with the order that earns it.
+pub(crate) const INSERT_LINK: &str = "INSERT INTO sign_in_links (token_hash, realm, subject_id, purpose, created_at, \
+     expires_at) VALUES ($1, 'customer', $2, $3, $4, $5)";
 
-pub trait AccountWriter {
+pub trait CredentialWriter {
     fn set_password(
         &mut self,
-        customer: &CustomerId,
+        subject: &Subject,
         sealed_hash: &Sealed,
+        at: Millis,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Turns the second factor on (with its first accepted step and recovery
+    /// code hashes) or off (`None`); earlier recovery codes stop working.
+    fn set_totp(
+        &mut self,
+        subject: &Subject,
+        totp: Option<(&Sealed, i64, &[[u8; 32]])>,
         at: Millis,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn insert_link(
         &mut self,
         token_hash: &[u8; 32],
-        customer: &CustomerId,
+        subject: &Subject,
         purpose: LinkPurpose,
         at: Millis,
         expires_at: Millis,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Marks a link used if it is unused, unexpired and serves `what`;
-    /// returns whose it was.
+    /// Marks a link of the realm used if it is unused, unexpired and serves
+    /// `what`; returns whose it was.
     fn use_link(
         &mut self,
         token_hash: &[u8; 32],
+        realm: Realm,
         what: LinkUse,
         now: Millis,
-    ) -> impl Future<Output = Result<Option<(CustomerId, LinkPurpose)>, StoreError>> + Send;
-    /// Spends every open link and second-step ticket of a customer (at a
-    /// password change or when two-step sign-in is turned on); returns how many.
+    ) -> impl Future<Output = Result<Option<(String, LinkPurpose)>, StoreError>> + Send;
+    /// Spends every open link and second-step ticket of a subject (at a
+    /// password change, enrolment, or when two-step sign-in is turned on);
+    /// returns how many.
     fn spend_links_of(
         &mut self,
-        customer: &CustomerId,
+        subject: &Subject,
         now: Millis,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     fn insert_session(
         &mut self,
         id_hash: &[u8; 32],
-        subject_kind: &str,
-        subject_id: &str,
+        subject: &Subject,
         at: Millis,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Revokes every live session of a subject; returns how many.
     fn revoke_sessions_of(
         &mut self,
-        subject_kind: &str,
-        subject_id: &str,
+        subject: &Subject,
         at: Millis,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
-impl AccountWriter for WriteTx {
-    async fn set_password(
+impl CredentialWriter for WriteTx {
+    async fn set_password(&mut self, subject: &Subject, sealed_hash: &Sealed, at: Millis) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO accounts (realm, subject_id, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (realm, subject_id) DO UPDATE SET password_hash = excluded.password_hash, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(subject.realm.as_str())
+        .bind(subject.id.clone())
+        .bind(sealed_hash.as_bytes().to_vec())
+        .bind(at.0)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn set_totp(
         &mut self,
-        customer: &CustomerId,
-        sealed_hash: &Sealed,
+        subject: &Subject,
+        totp: Option<(&Sealed, i64, &[[u8; 32]])>,
         at: Millis,
     ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM recovery_codes WHERE realm = $1 AND subject_id = $2")
+            .bind(subject.realm.as_str())
+            .bind(subject.id.clone())
+            .execute(self.conn())
+            .await?;
+        let (secret, step) = match totp {
+            Some((secret, step, codes)) => {
+                for code in codes {
+                    sqlx::query("INSERT INTO recovery_codes (code_hash, realm, subject_id) VALUES ($1, $2, $3)")
+                        .bind(code.to_vec())
+                        .bind(subject.realm.as_str())
+                        .bind(subject.id.clone())
+                        .execute(self.conn())
+                        .await?;
+                }
+                (Some(secret.as_bytes().to_vec()), Some(step))
+            }
+            None => (None, None),
+        };
         sqlx::query(
-            "INSERT INTO accounts (customer_id, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $3) \
-             ON CONFLICT (customer_id) DO UPDATE SET password_hash = excluded.password_hash, updated_at = excluded.updated_at",
+            "INSERT INTO accounts (realm, subject_id, totp_secret, totp_last_step, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (realm, subject_id) DO UPDATE SET \
+             totp_secret = excluded.totp_secret, totp_last_step = excluded.totp_last_step, updated_at = excluded.updated_at",
         )
-        .bind(customer.as_str())
-        .bind(sealed_hash.as_bytes().to_vec())
+        .bind(subject.realm.as_str())
+        .bind(subject.id.clone())
+        .bind(secret)
+        .bind(step)
         .bind(at.0)
         .execute(self.conn())
         .await?;
@@ -140,87 +219,84 @@ impl AccountWriter for WriteTx {
     async fn insert_link(
         &mut self,
         token_hash: &[u8; 32],
-        customer: &CustomerId,
+        subject: &Subject,
         purpose: LinkPurpose,
         at: Millis,
         expires_at: Millis,
     ) -> Result<(), StoreError> {
-        sqlx::query(INSERT_LINK)
-            .bind(token_hash.to_vec())
-            .bind(customer.as_str())
-            .bind(purpose.as_str())
-            .bind(at.0)
-            .bind(expires_at.0)
-            .execute(self.conn())
-            .await?;
+        sqlx::query(
+            "INSERT INTO sign_in_links (token_hash, realm, subject_id, purpose, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(token_hash.to_vec())
+        .bind(subject.realm.as_str())
+        .bind(subject.id.clone())
+        .bind(purpose.as_str())
+        .bind(at.0)
+        .bind(expires_at.0)
+        .execute(self.conn())
+        .await?;
         Ok(())
     }
 
     async fn use_link(
         &mut self,
         token_hash: &[u8; 32],
+        realm: Realm,
         what: LinkUse,
         now: Millis,
-    ) -> Result<Option<(CustomerId, LinkPurpose)>, StoreError> {
+    ) -> Result<Option<(String, LinkPurpose)>, StoreError> {
         let [a, b, c] = what.purposes();
         let row = sqlx::query(
-            "UPDATE sign_in_links SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
-             AND purpose IN ($3, $4, $5) RETURNING customer_id, purpose",
+            "UPDATE sign_in_links SET used_at = $2 WHERE token_hash = $1 AND realm = $3 AND used_at IS NULL \
+             AND expires_at > $2 AND purpose IN ($4, $5, $6) RETURNING subject_id, purpose",
         )
         .bind(token_hash.to_vec())
         .bind(now.0)
+        .bind(realm.as_str())
         .bind(a)
         .bind(b)
         .bind(c)
         .fetch_optional(self.conn())
         .await?;
         row.map(|row| {
-            let customer: String = row.try_get("customer_id")?;
             let purpose: String = row.try_get("purpose")?;
-            Ok((CustomerId::parse(&customer).map_err(StoreError::corrupt)?, LinkPurpose::parse(&purpose)?))
+            Ok((row.try_get("subject_id")?, LinkPurpose::parse(&purpose)?))
         })
         .transpose()
     }
 
-    async fn spend_links_of(&mut self, customer: &CustomerId, now: Millis) -> Result<u64, StoreError> {
-        let done = sqlx::query("UPDATE sign_in_links SET used_at = $2 WHERE customer_id = $1 AND used_at IS NULL")
-            .bind(customer.as_str())
-            .bind(now.0)
-            .execute(self.conn())
-            .await?;
+    async fn spend_links_of(&mut self, subject: &Subject, now: Millis) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sign_in_links SET used_at = $3 WHERE realm = $1 AND subject_id = $2 AND used_at IS NULL",
+        )
+        .bind(subject.realm.as_str())
+        .bind(subject.id.clone())
+        .bind(now.0)
+        .execute(self.conn())
+        .await?;
         Ok(done.rows_affected())
     }
 
-    async fn insert_session(
-        &mut self,
-        id_hash: &[u8; 32],
-        subject_kind: &str,
-        subject_id: &str,
-        at: Millis,
-    ) -> Result<(), StoreError> {
+    async fn insert_session(&mut self, id_hash: &[u8; 32], subject: &Subject, at: Millis) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (id_hash, subject_kind, subject_id, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $4)",
         )
         .bind(id_hash.to_vec())
-        .bind(subject_kind.to_owned())
-        .bind(subject_id.to_owned())
+        .bind(subject.realm.as_str())
+        .bind(subject.id.clone())
         .bind(at.0)
         .execute(self.conn())
         .await?;
         Ok(())
     }
 
-    async fn revoke_sessions_of(
-        &mut self,
-        subject_kind: &str,
-        subject_id: &str,
-        at: Millis,
-    ) -> Result<u64, StoreError> {
+    async fn revoke_sessions_of(&mut self, subject: &Subject, at: Millis) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = $3 WHERE subject_kind = $1 AND subject_id = $2 AND revoked_at IS NULL",
         )
-        .bind(subject_kind.to_owned())
-        .bind(subject_id.to_owned())
+        .bind(subject.realm.as_str())
+        .bind(subject.id.clone())
         .bind(at.0)
         .execute(self.conn())
         .await?;
@@ -228,56 +304,32 @@ impl AccountWriter for WriteTx {
     }
 }
 
-/// Turns the second factor on (with its first accepted step and recovery
-/// code hashes) or off (`None`).
-pub async fn set_totp(
-    tx: &mut WriteTx,
-    customer: &CustomerId,
-    totp: Option<(&Sealed, i64, &[[u8; 32]])>,
-) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM recovery_codes WHERE customer_id = $1").bind(customer.as_str()).execute(tx.conn()).await?;
-    let (secret, step) = match totp {
-        Some((secret, step, codes)) => {
-            for code in codes {
-                sqlx::query("INSERT INTO recovery_codes (code_hash, customer_id) VALUES ($1, $2)")
-                    .bind(code.to_vec())
-                    .bind(customer.as_str())
-                    .execute(tx.conn())
-                    .await?;
-            }
-            (Some(secret.as_bytes().to_vec()), Some(step))
-        }
-        None => (None, None),
-    };
-    sqlx::query("UPDATE accounts SET totp_secret = $2, totp_last_step = $3 WHERE customer_id = $1")
-        .bind(customer.as_str())
-        .bind(secret)
-        .bind(step)
-        .execute(tx.conn())
-        .await?;
-    Ok(())
-}
-
 impl Db {
-    /// The sealed TOTP secret, when the second factor is on.
-    pub async fn account_totp(&self, customer: &CustomerId) -> Result<Option<Sealed>, StoreError> {
-        let row = sqlx::query("SELECT totp_secret FROM accounts WHERE customer_id = $1")
-            .bind(customer.as_str())
+    /// A subject's sealed password hash and TOTP secret (each if set).
+    pub async fn credentials(&self, subject: &Subject) -> Result<StoredCredentials, StoreError> {
+        let row = sqlx::query("SELECT password_hash, totp_secret FROM accounts WHERE realm = $1 AND subject_id = $2")
+            .bind(subject.realm.as_str())
+            .bind(subject.id.clone())
             .fetch_optional(self.readers())
             .await?;
-        Ok(row.and_then(|r| r.try_get::<Option<Vec<u8>>, _>("totp_secret").ok().flatten()).map(Sealed::from_stored))
+        let Some(row) = row else { return Ok(StoredCredentials::default()) };
+        let sealed = |column: &str| -> Result<Option<Sealed>, StoreError> {
+            Ok(row.try_get::<Option<Vec<u8>>, _>(column)?.map(Sealed::from_stored))
+        };
+        Ok(StoredCredentials { password_hash: sealed("password_hash")?, totp_secret: sealed("totp_secret")? })
     }
 
     /// Accepts a TOTP step once: true only if it is after the last one used.
-    pub async fn accept_totp_step(&self, customer: &CustomerId, step: i64) -> Result<bool, StoreError> {
-        let id = customer.clone();
+    pub async fn accept_totp_step(&self, subject: &Subject, step: i64) -> Result<bool, StoreError> {
+        let subject = subject.clone();
         self.write(move |tx| {
             Box::pin(async move {
                 let done = sqlx::query(
-                    "UPDATE accounts SET totp_last_step = $2 WHERE customer_id = $1 \
-                     AND totp_secret IS NOT NULL AND (totp_last_step IS NULL OR totp_last_step < $2)",
+                    "UPDATE accounts SET totp_last_step = $3 WHERE realm = $1 AND subject_id = $2 \
+                     AND totp_secret IS NOT NULL AND (totp_last_step IS NULL OR totp_last_step < $3)",
                 )
-                .bind(id.as_str())
+                .bind(subject.realm.as_str())
+                .bind(subject.id)
                 .bind(step)
                 .execute(tx.conn())
                 .await?;
@@ -287,21 +339,23 @@ impl Db {
         .await
     }
 
-    /// Uses a recovery code once.
+    /// Uses a recovery code of the subject once.
     pub async fn use_recovery_code(
         &self,
-        customer: &CustomerId,
+        subject: &Subject,
         code_hash: [u8; 32],
         now: Millis,
     ) -> Result<bool, StoreError> {
-        let id = customer.clone();
+        let subject = subject.clone();
         self.write(move |tx| {
             Box::pin(async move {
                 let done = sqlx::query(
-                    "UPDATE recovery_codes SET used_at = $3 WHERE code_hash = $1 AND customer_id = $2 AND used_at IS NULL",
+                    "UPDATE recovery_codes SET used_at = $4 WHERE code_hash = $1 AND realm = $2 AND subject_id = $3 \
+                     AND used_at IS NULL",
                 )
                 .bind(code_hash.to_vec())
-                .bind(id.as_str())
+                .bind(subject.realm.as_str())
+                .bind(subject.id)
                 .bind(now.0)
                 .execute(tx.conn())
                 .await?;
@@ -311,39 +365,29 @@ impl Db {
         .await
     }
 
-    /// Whose an unused, unexpired link serving `what` is (without spending it).
+    /// Whose an unused, unexpired link of the realm serving `what` is
+    /// (without spending it).
     pub async fn link_owner(
         &self,
         token_hash: &[u8; 32],
+        realm: Realm,
         what: LinkUse,
         now: Millis,
-    ) -> Result<Option<CustomerId>, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         let [a, b, c] = what.purposes();
         let row = sqlx::query(
-            "SELECT customer_id FROM sign_in_links WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
-             AND purpose IN ($3, $4, $5)",
+            "SELECT subject_id FROM sign_in_links WHERE token_hash = $1 AND realm = $3 AND used_at IS NULL \
+             AND expires_at > $2 AND purpose IN ($4, $5, $6)",
         )
         .bind(token_hash.to_vec())
         .bind(now.0)
+        .bind(realm.as_str())
         .bind(a)
         .bind(b)
         .bind(c)
         .fetch_optional(self.readers())
         .await?;
-        row.map(|r| {
-            let customer: String = r.try_get("customer_id")?;
-            CustomerId::parse(&customer).map_err(StoreError::corrupt)
-        })
-        .transpose()
-    }
-
-    /// The sealed password hash of a customer's account, if one is set.
-    pub async fn account_password(&self, customer: &CustomerId) -> Result<Option<Sealed>, StoreError> {
-        let row = sqlx::query("SELECT password_hash FROM accounts WHERE customer_id = $1")
-            .bind(customer.as_str())
-            .fetch_optional(self.readers())
-            .await?;
-        Ok(row.and_then(|r| r.try_get::<Option<Vec<u8>>, _>("password_hash").ok().flatten()).map(Sealed::from_stored))
+        row.map(|r| r.try_get("subject_id").map_err(StoreError::from)).transpose()
     }
 
     /// A session that is not revoked.

@@ -153,7 +153,7 @@ impl CustomerReader for Db {
 
     async fn checkout_customer(&self, index: &[u8; 32]) -> Result<Option<(CustomerId, DataKeyId, bool)>, StoreError> {
         const SQL: &str = "SELECT c.id, c.data_key_id, a.password_hash IS NOT NULL AS has_password FROM customers c \
-                           LEFT JOIN accounts a ON a.customer_id = c.id WHERE c.email_index = $1";
+                           LEFT JOIN accounts a ON a.realm = 'customer' AND a.subject_id = c.id WHERE c.email_index = $1";
         if let Some(direct) = self.direct_readers() {
             let index = index.to_vec();
             let row = direct
@@ -257,12 +257,12 @@ impl CustomerWriter for WriteTx {
         // Nothing of the account outlives the customer.
         for sql in [
             "DELETE FROM sessions WHERE subject_kind = 'customer' AND subject_id = $1",
-            "DELETE FROM sign_in_links WHERE customer_id = $1",
-            "DELETE FROM recovery_codes WHERE customer_id = $1",
+            "DELETE FROM sign_in_links WHERE realm = 'customer' AND subject_id = $1",
+            "DELETE FROM recovery_codes WHERE realm = 'customer' AND subject_id = $1",
             // The record of an answered request stays (accountability) but
             // a pending challenge is void.
             "UPDATE privacy_requests SET status = 'closed' WHERE customer_id = $1 AND status = 'awaiting_confirmation'",
-            "DELETE FROM accounts WHERE customer_id = $1",
+            "DELETE FROM accounts WHERE realm = 'customer' AND subject_id = $1",
             // Orders stay for the invoices the law requires: amounts, tax
             // and dates, without identity.
             "UPDATE orders SET name = NULL, email = NULL, phone = NULL, address = NULL, card = NULL, \

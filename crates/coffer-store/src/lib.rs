@@ -65,7 +65,7 @@ mod retention;
 mod staff;
 mod vendor_keys;
 
-pub use accounts::{AccountWriter, LinkPurpose, LinkUse, SessionRow, set_totp};
+pub use accounts::{CredentialWriter, LinkPurpose, LinkUse, SessionRow, StoredCredentials, Subject};
 pub use audit::{AuditStore, AuditWriter, SealedAuditEntry};
 pub use batch::WriteCommands;
 pub use catalog::{CatalogReader, CatalogWriter, ProductPage, ProductQuery};
@@ -88,10 +88,7 @@ pub use payment_moves::PaymentMoveWriter;
 pub use policies::{PolicyReader, PolicyWriter};
 pub use requests::{NewPrivacyRequest, PrivacyRequestReader, PrivacyRequestRow, PrivacyRequestWriter};
 pub use retention::RetentionStore;
-pub use staff::{
-    Disclosure, NewStaffMember, StaffEnrolment, StaffLinkPurpose, StaffRow, enrol_staff_member, insert_disclosure,
-    insert_staff_link, insert_staff_member, use_staff_link,
-};
+pub use staff::{Disclosure, NewStaffMember, StaffRow, insert_disclosure, insert_staff_member, mark_staff_enrolled};
 pub use vendor_keys::{VendorKeyReader, VendorKeyWriter};
 
 /// Every reader and writer trait, and [`unit!`]: `use coffer_store::prelude::*;`
@@ -99,7 +96,7 @@ pub use vendor_keys::{VendorKeyReader, VendorKeyWriter};
 pub mod prelude {
     pub use crate::unit;
     pub use crate::{
-        AccountWriter, AuditStore, AuditWriter, CatalogReader, CatalogWriter, CustomerReader, CustomerWriter,
+        AuditStore, AuditWriter, CatalogReader, CatalogWriter, CredentialWriter, CustomerReader, CustomerWriter,
         DownloadStore, DownloadWriter, FraudAttemptStore, IdDocumentStore, IdDocumentWriter, IdempotencyStore,
         InvoiceStore, JobStore, JobWriter, OrderReader, OrderWriter, OutboxWriter, PaymentMoveWriter, PolicyReader,
         PolicyWriter, PrivacyRequestReader, PrivacyRequestWriter, RetentionStore, VendorKeyReader, VendorKeyWriter,

@@ -31,6 +31,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (14, "retention_indexes", include_str!("../../../migrations/sqlite/0014_retention_indexes.sql")),
     (15, "payment_moves", include_str!("../../../migrations/sqlite/0015_payment_moves.sql")),
     (16, "jobs", include_str!("../../../migrations/sqlite/0016_jobs.sql")),
+    (17, "credentials", include_str!("../../../migrations/sqlite/0017_credentials.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -50,6 +51,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (14, "retention_indexes", include_str!("../../../migrations/postgres/0014_retention_indexes.sql")),
     (15, "payment_moves", include_str!("../../../migrations/postgres/0015_payment_moves.sql")),
     (16, "jobs", include_str!("../../../migrations/postgres/0016_jobs.sql")),
+    (17, "credentials", include_str!("../../../migrations/postgres/0017_credentials.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] =

@@ -45,10 +45,8 @@ impl RetentionStore for Db {
     }
 
     async fn delete_spent_links(&self, before: Millis) -> Result<u64, StoreError> {
-        let customers =
-            delete_where(self, "DELETE FROM sign_in_links WHERE used_at < $1 OR expires_at < $1", before).await?;
-        let staff = delete_where(self, "DELETE FROM staff_links WHERE used_at < $1 OR expires_at < $1", before).await?;
-        Ok(customers + staff)
+        // Every realm's links are in one table.
+        delete_where(self, "DELETE FROM sign_in_links WHERE used_at < $1 OR expires_at < $1", before).await
     }
 
     async fn forget_idempotency_keys(&self, before: Millis) -> Result<u64, StoreError> {

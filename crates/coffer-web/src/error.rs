@@ -124,6 +124,7 @@ impl From<AppError> for ApiError {
                 tracing::error!(error = %e, "internal failure");
                 ApiError::internal()
             }
+            AppError::Account(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()),
             AppError::LinkGone(message) => ApiError::new(StatusCode::GONE, "link_gone", message),
             AppError::TooManyAttempts { retry_after_ms } => ApiError::too_many_attempts(retry_after_ms),
             AppError::Order(e) => {

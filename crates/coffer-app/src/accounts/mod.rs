@@ -1,12 +1,17 @@
-//! Accounts: sign-in for customers and staff (vendor users follow): one-time
-//! links, argon2id passwords on a bounded pool, TOTP, server-side sessions
-//! and the lock-out, shared by both kinds of account.
+//! Accounts: one sign-in for every realm ([`signin`]: credentials keyed by
+//! realm and subject, one-time links, argon2id passwords on a bounded pool,
+//! TOTP, server-side sessions and the lock-out), with each realm's own
+//! people and pages: customers ([`service`]) and staff ([`staff`]); vendor
+//! users will be a third realm of the same sign-in.
 
-mod common;
+pub mod errors;
 pub mod passwords;
 pub mod service;
+pub mod signin;
 pub mod staff;
 
+pub use errors::AccountError;
 pub use passwords::PasswordPool;
-pub use service::{AccountService, NewSession, SignInError, SignedIn, TotpSetup};
+pub use service::{AccountService, NewSession, SignedIn};
+pub use signin::{RealmPolicy, SignInError, TotpSetup};
 pub use staff::{Enrolled, StaffMember, StaffService, StaffSession, StaffTotpSetup};

@@ -59,8 +59,8 @@ impl PasswordPool {
             .send(Box::new(move || {
                 let _ = reply.send(work());
             }))
-            .map_err(|_| AppError::Refused("password hashing stopped".into()))?;
-        answer.await.map_err(|_| AppError::Refused("password hashing stopped".into()))
+            .map_err(|_| hashing_stopped())?;
+        answer.await.map_err(|_| hashing_stopped())
     }
 
     /// The PHC string of a new password.
@@ -92,6 +92,13 @@ impl PasswordPool {
     pub fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
     }
+}
+
+/// The pool's threads are gone: an internal failure (try again later),
+/// never the person's mistake.
+fn hashing_stopped() -> AppError {
+    tracing::error!("password hashing stopped");
+    AppError::Unavailable
 }
 
 /// Best effort: where lowering is not allowed the thread runs as it is.

@@ -1,45 +1,28 @@
-//! Customer sign-in: one-time links by email, passwords, sessions, and the
-//! lock-out against guessing. Every answer that could tell whether an
-//! address has an account is the same either way.
+//! The customer realm: sign-in by the shared [`SignIn`] (second factor
+//! optional), one-time links by email, and what a signed-in customer does
+//! with their account. Every answer that could tell whether an address has
+//! an account is the same either way.
 
-use super::common;
+use super::errors::AccountError;
 use super::passwords::PasswordPool;
+use super::signin::{CUSTOMERS, Directory, RealmPolicy, SignIn, Step, TotpSetup, link_gone};
 use crate::AppError;
 use crate::mail::{Letter, Outbox};
 use crate::privacy::{CustomerService, Reader, Vault};
-use coffer_crypto::{FieldContext, new_token, open_field, seal_field, token_hash};
-use coffer_domain::{Clock, CustomerId, Millis, check_new_password};
+use coffer_crypto::{DataKey, new_token, token_hash};
+use coffer_domain::{Clock, CustomerId, DataKeyId, Millis, Realm, check_new_password};
 use coffer_store::prelude::*;
-use coffer_store::{AccountWriter, CustomerReader, Db, LinkPurpose, LinkUse, OutboxWriter};
+use coffer_store::{Db, LinkPurpose, LinkUse};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 
+pub use super::signin::SignInError;
+
 const MINUTE: i64 = 60_000;
-/// A link asked for on the sign-in page (or for a reset) lives 15 minutes.
-pub const LINK_TTL_MS: i64 = 15 * MINUTE;
-/// The invitation in the first order email lives 7 days.
-pub const INVITATION_TTL_MS: i64 = 7 * 24 * 60 * MINUTE;
-/// A session ends after 30 minutes without activity…
-pub const SESSION_IDLE_MS: i64 = 30 * MINUTE;
-/// …and 12 hours after sign-in in any case.
-pub const SESSION_ABSOLUTE_MS: i64 = 12 * 60 * MINUTE;
-/// Activity is written at most once a minute.
-pub const LAST_SEEN_EVERY_MS: i64 = MINUTE;
-/// Failures allowed before the address is locked.
-pub const FREE_FAILURES: i64 = 5;
-
-/// How long an address is locked after `failures` failed sign-ins: nothing
-/// for the first five, then 1 s doubling up to 15 minutes.
-pub fn lock_for_ms(failures: i64) -> i64 {
-    if failures < FREE_FAILURES {
-        return 0;
-    }
-    let doublings = u32::try_from((failures - FREE_FAILURES).clamp(0, 20)).unwrap_or(20);
-    (1_000i64 << doublings).min(15 * MINUTE)
-}
-
-/// How long the step between password and TOTP code may take.
-pub const SECOND_FACTOR_TTL_MS: i64 = 5 * MINUTE;
+/// A link asked for on the sign-in page (or for a reset).
+pub const LINK_TTL_MS: i64 = CUSTOMERS.link_ttl_ms;
+/// The invitation in the first order email.
+pub const INVITATION_TTL_MS: i64 = CUSTOMERS.invitation_ttl_ms;
 
 /// What a right password leads to.
 #[derive(Debug)]
@@ -62,15 +45,6 @@ impl SignedIn {
     }
 }
 
-/// A second factor being set up: shown to the customer once.
-#[derive(Debug)]
-pub struct TotpSetup {
-    /// The secret in base32, to type into an authenticator app.
-    pub secret: SecretString,
-    /// The same as an `otpauth://` URI.
-    pub uri: SecretString,
-}
-
 /// A signed-in session: the cookie value and who it is for.
 #[derive(Debug)]
 pub struct NewSession {
@@ -79,14 +53,27 @@ pub struct NewSession {
     pub customer: CustomerId,
 }
 
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SignInError {
-    /// Wrong address or wrong password: never which.
-    #[error("the email address or password is not right")]
-    Invalid,
-    /// Too many failures for this address; try again after this many ms.
-    #[error("too many attempts; try again later")]
-    Locked { retry_after_ms: i64 },
+/// Customers, as the sign-in finds them: by address, any customer (one
+/// without a password simply never matches).
+#[derive(Clone)]
+pub struct Customers {
+    customers: CustomerService,
+    db: Db,
+    vault: Arc<Vault>,
+}
+
+impl Directory for Customers {
+    const POLICY: &'static RealmPolicy = &CUSTOMERS;
+
+    async fn find(&self, email: &str) -> Result<Option<String>, AppError> {
+        Ok(self.customers.find_by_email(email).await?.map(|id| id.to_string()))
+    }
+
+    async fn data_key(&self, id: &str) -> Result<Option<(DataKeyId, DataKey)>, AppError> {
+        let Ok(id) = CustomerId::parse(id) else { return Ok(None) };
+        let Some(stored) = self.db.customer(&id).await? else { return Ok(None) };
+        Ok(self.vault.data_key(&stored.data_key_id).await?.map(|key| (stored.data_key_id, key)))
+    }
 }
 
 #[derive(Clone)]
@@ -95,17 +82,14 @@ pub struct AccountService {
     vault: Arc<Vault>,
     customers: CustomerService,
     outbox: Outbox,
-    passwords: PasswordPool,
+    sign_in: SignIn<Customers>,
     clock: Arc<dyn Clock>,
     base_url: String,
 }
 
-fn totp_ctx<'a>(customer: &'a CustomerId, key_id: &'a coffer_domain::DataKeyId) -> FieldContext<'a> {
-    FieldContext { table: "accounts", column: "totp_secret", row_id: customer.as_str(), data_key_id: key_id.as_str() }
-}
-
-fn password_ctx<'a>(customer: &'a CustomerId, key_id: &'a coffer_domain::DataKeyId) -> FieldContext<'a> {
-    FieldContext { table: "accounts", column: "password_hash", row_id: customer.as_str(), data_key_id: key_id.as_str() }
+/// A customer's id from a subject id the sign-in stored for the realm.
+fn customer_id(id: &str) -> Result<CustomerId, AppError> {
+    CustomerId::parse(id).map_err(|_| AppError::Store(coffer_store::StoreError::corrupt_public("accounts.subject_id")))
 }
 
 impl AccountService {
@@ -118,7 +102,14 @@ impl AccountService {
         clock: Arc<dyn Clock>,
         base_url: String,
     ) -> Self {
-        AccountService { db, vault, customers, outbox, passwords, clock, base_url }
+        let directory = Customers { customers: customers.clone(), db: db.clone(), vault: vault.clone() };
+        let sign_in = SignIn::new(db.clone(), vault.clone(), passwords, clock.clone(), directory);
+        AccountService { db, vault, customers, outbox, sign_in, clock, base_url }
+    }
+
+    /// The realm's sign-in (the pages of every realm drive it the same way).
+    pub fn sign_in_service(&self) -> &SignIn<Customers> {
+        &self.sign_in
     }
 
     /// Emails a one-time link to the address if it belongs to a customer;
@@ -178,46 +169,42 @@ impl AccountService {
         });
     }
 
-    /// Sends a link to a known customer (also used by checkout's invitation).
+    /// Sends a link to a known customer.
     pub async fn send_link(&self, customer: &CustomerId, purpose: LinkPurpose) -> Result<(), AppError> {
         let (record, key_id, key) = self.customers.own_record_and_key(customer).await?;
-        let (token, hash) = new_token()?;
-        let now = self.clock.now();
-        let ttl = if purpose == LinkPurpose::Invitation { INVITATION_TTL_MS } else { LINK_TTL_MS };
-        let link = format!("{}/account/link/{token}", self.base_url.trim_end_matches('/'));
+        let (token, link) = self.sign_in.new_link(customer.as_str(), purpose)?;
+        let url = format!("{}/account/link/{}", self.base_url.trim_end_matches('/'), token.expose_secret());
+        let name = &record.details.name;
         let (subject, body) = match purpose {
             LinkPurpose::Reset => (
                 "Reset your Coffer password",
                 format!(
-                    "Hello {},\n\nOpen this link within 15 minutes to choose a new password:\n\n{link}\n\nIf you did not ask for it, ignore this message; your password stays as it is.\n",
-                    record.details.name
+                    "Hello {name},\n\nOpen this link within 15 minutes to choose a new password:\n\n{url}\n\nIf you did not ask for it, ignore this message; your password stays as it is.\n"
                 ),
             ),
             LinkPurpose::SignIn => (
                 "Your Coffer sign-in link",
                 format!(
-                    "Hello {},\n\nOpen this link within 15 minutes to sign in and set your password:\n\n{link}\n\nIf you did not ask for it, ignore this message.\n",
-                    record.details.name
+                    "Hello {name},\n\nOpen this link within 15 minutes to sign in and set your password:\n\n{url}\n\nIf you did not ask for it, ignore this message.\n"
                 ),
             ),
-            LinkPurpose::SecondFactor => {
-                return Err(AppError::Refused("second-factor tickets are never emailed".into()));
-            }
             LinkPurpose::Invitation => (
                 "Your Coffer account",
                 format!(
-                    "Hello {},\n\nYour purchases are in your Coffer account. Open this link within 7 days to set your password:\n\n{link}\n",
-                    record.details.name
+                    "Hello {name},\n\nYour purchases are in your Coffer account. Open this link within 7 days to set your password:\n\n{url}\n"
                 ),
             ),
+            // A caller's mistake, not the customer's: never emailed.
+            LinkPurpose::SecondFactor | LinkPurpose::Enrolment => {
+                return Err(AppError::Keys(format!("a {} link is never emailed", purpose.as_str())));
+            }
         };
         let letter = Letter { kind: purpose.as_str(), to: &record.details.email, subject, body: &body };
         let email = self.outbox.seal(&letter, &key, &key_id, false)?;
-        let customer = customer.clone();
         self.db
             .write(move |tx| {
                 Box::pin(async move {
-                    tx.insert_link(&hash, &customer, purpose, now, Millis(now.0 + ttl)).await?;
+                    link.insert(tx).await?;
                     tx.enqueue_email(&email).await?;
                     Ok::<_, AppError>(())
                 })
@@ -228,9 +215,8 @@ impl AccountService {
     /// Whether the owner of a live emailed link has two-step sign-in on, so
     /// the link's page must ask for a code too. `None`: the link is gone.
     pub async fn link_needs_code(&self, token: &str) -> Result<Option<bool>, AppError> {
-        let now = self.clock.now();
-        match self.db.link_owner(&token_hash(token), LinkUse::SetPassword, now).await? {
-            Some(owner) => Ok(Some(self.db.account_totp(&owner).await?.is_some())),
+        match self.sign_in.link_owner(token, LinkUse::SetPassword).await? {
+            Some(owner) => Ok(Some(self.sign_in.has_totp(&owner).await?)),
             None => Ok(None),
         }
     }
@@ -245,43 +231,26 @@ impl AccountService {
         password: SecretString,
         code: Option<&str>,
     ) -> Result<NewSession, AppError> {
-        let hash = token_hash(token);
         // Checked before the link is spent, so a weak password can be retried.
-        let now = self.clock.now();
-        let owner = self.link_owner(&hash, now).await?;
+        let owner = self
+            .sign_in
+            .link_owner(token, LinkUse::SetPassword)
+            .await?
+            .ok_or(AppError::LinkGone(link_gone(Realm::Customer)))?;
+        let customer = customer_id(&owner)?;
         // The password's rule first: a weak password must not use up a code.
-        let sealed = self.seal_new_password(&owner, password).await?;
-        if self.db.account_totp(&owner).await?.is_some() {
-            match self.check_second_factor(&owner, code.unwrap_or(""), now).await? {
+        let sealed = self.seal_new_password(&customer, password).await?;
+        if self.sign_in.has_totp(&owner).await? {
+            match self.sign_in.check_second_factor(&owner, code.unwrap_or("")).await? {
                 Ok(()) => {}
-                Err(SignInError::Invalid) => return Err(AppError::Refused(CODE_WRONG.into())),
+                Err(SignInError::Invalid) => return Err(AccountError::WrongCode.into()),
                 Err(SignInError::Locked { retry_after_ms }) => {
                     return Err(AppError::TooManyAttempts { retry_after_ms });
                 }
             }
         }
-        let (session, session_hash) = new_token()?;
-        let now = self.clock.now();
-        let customer = self
-            .db
-            .write(move |tx| {
-                Box::pin(async move {
-                    let Some((customer, _)) = tx.use_link(&hash, LinkUse::SetPassword, now).await? else {
-                        return Err(AppError::LinkGone(LINK_GONE));
-                    };
-                    tx.set_password(&customer, &sealed, now).await?;
-                    tx.spend_links_of(&customer, now).await?;
-                    tx.revoke_sessions_of("customer", customer.as_str(), now).await?;
-                    tx.insert_session(&session_hash, "customer", customer.as_str(), now).await?;
-                    Ok::<_, AppError>(customer)
-                })
-            })
-            .await?;
-        Ok(NewSession { token: SecretString::from(session), customer })
-    }
-
-    async fn link_owner(&self, hash: &[u8; 32], now: Millis) -> Result<CustomerId, AppError> {
-        self.db.link_owner(hash, LinkUse::SetPassword, now).await?.ok_or(AppError::LinkGone(LINK_GONE))
+        let (token, id) = self.sign_in.take_link(token, LinkUse::SetPassword, sealed, None, None).await?;
+        Ok(NewSession { token, customer: customer_id(&id)? })
     }
 
     /// Signs in with email and password. Unknown addresses run the same
@@ -291,35 +260,11 @@ impl AccountService {
         email: &str,
         password: SecretString,
     ) -> Result<Result<SignedIn, SignInError>, AppError> {
-        let key = self.vault.blind_index().email(email);
-        if let Some(locked) = common::locked(&self.db, &key, self.clock.now()).await? {
-            return Ok(Err(locked));
-        }
-        let customer = self.customers.find_by_email(email).await?;
-        let stored_hash = match &customer {
-            Some(id) => self.password_hash(id).await?,
-            None => None,
-        };
-        let ok = self.passwords.verify(password, stored_hash).await?;
-        let Some(customer) = customer.filter(|_| ok) else {
-            return Ok(Err(common::failed(&self.db, key, self.clock.as_ref()).await?));
-        };
-        self.db.clear_sign_in_failures(key).await?;
-        if self.db.account_totp(&customer).await?.is_some() {
-            let (ticket, hash) = new_token()?;
-            let (id, now) = (customer.clone(), self.clock.now());
-            self.db
-                .write(move |tx| {
-                    Box::pin(async move {
-                        tx.insert_link(&hash, &id, LinkPurpose::SecondFactor, now, Millis(now.0 + SECOND_FACTOR_TTL_MS))
-                            .await
-                            .map_err(AppError::from)
-                    })
-                })
-                .await?;
-            return Ok(Ok(SignedIn::NeedsCode { ticket: SecretString::from(ticket) }));
-        }
-        Ok(Ok(SignedIn::Session(self.new_session(&customer).await?)))
+        Ok(match self.sign_in.sign_in(email, password).await? {
+            Ok(Step::Session { token, id }) => Ok(SignedIn::Session(NewSession { token, customer: customer_id(&id)? })),
+            Ok(Step::NeedsCode { ticket }) => Ok(SignedIn::NeedsCode { ticket }),
+            Err(refused) => Err(refused),
+        })
     }
 
     /// The second step: a TOTP code (each accepted once) or an unused
@@ -329,74 +274,10 @@ impl AccountService {
         ticket: &str,
         code: &str,
     ) -> Result<Result<NewSession, SignInError>, AppError> {
-        let hash = token_hash(ticket);
-        let now = self.clock.now();
-        let Some(customer) = self.db.link_owner(&hash, LinkUse::SecondFactor, now).await? else {
-            return Ok(Err(SignInError::Invalid));
-        };
-        if let Err(refused) = self.check_second_factor(&customer, code, now).await? {
-            return Ok(Err(refused));
-        }
-        let spent = self
-            .db
-            .write(move |tx| {
-                Box::pin(async move { tx.use_link(&hash, LinkUse::SecondFactor, now).await.map_err(AppError::from) })
-            })
-            .await?;
-        if spent.is_none() {
-            return Ok(Err(SignInError::Invalid));
-        }
-        Ok(Ok(self.new_session(&customer).await?))
-    }
-
-    /// Checks a TOTP code (each step accepted once) or spends a recovery
-    /// code, under the account's own lock-out for second-factor guesses.
-    async fn check_second_factor(
-        &self,
-        customer: &CustomerId,
-        code: &str,
-        now: Millis,
-    ) -> Result<Result<(), SignInError>, AppError> {
-        let throttle = token_hash(&format!("second-factor:{customer}"));
-        if let Some(locked) = common::locked(&self.db, &throttle, now).await? {
-            return Ok(Err(locked));
-        }
-        let accepted = match self.totp_secret(customer).await? {
-            Some(secret) => {
-                let seconds = u64::try_from(now.0 / 1000).unwrap_or(0);
-                match coffer_crypto::check_totp(&secret, code, seconds) {
-                    Some(step) => self.db.accept_totp_step(customer, i64::try_from(step).unwrap_or(i64::MAX)).await?,
-                    None => {
-                        self.db
-                            .use_recovery_code(customer, token_hash(&super::staff::normalise_code(code)), now)
-                            .await?
-                    }
-                }
-            }
-            None => false,
-        };
-        if !accepted {
-            return Ok(Err(common::failed(&self.db, throttle, self.clock.as_ref()).await?));
-        }
-        self.db.clear_sign_in_failures(throttle).await?;
-        Ok(Ok(()))
-    }
-
-    async fn totp_secret(&self, customer: &CustomerId) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, AppError> {
-        let Some(sealed) = self.db.account_totp(customer).await? else { return Ok(None) };
-        self.open_account_field(customer, &sealed, totp_ctx).await
-    }
-
-    /// Opens a sealed field of the account row; `None` once the key is gone.
-    async fn open_account_field(
-        &self,
-        customer: &CustomerId,
-        sealed: &coffer_crypto::Sealed,
-        context: for<'a> fn(&'a CustomerId, &'a coffer_domain::DataKeyId) -> FieldContext<'a>,
-    ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, AppError> {
-        let stored = self.db.customer(customer).await?.ok_or(AppError::NotFound)?;
-        let Some(key) = self.vault.data_key(&stored.data_key_id).await? else { return Ok(None) };
-        Ok(Some(open_field(&key, &context(customer, &stored.data_key_id), sealed)?))
+        Ok(match self.sign_in.complete_second_factor(ticket, code).await? {
+            Ok((token, id)) => Ok(NewSession { token, customer: customer_id(&id)? }),
+            Err(refused) => Err(refused),
+        })
     }
 
     /// Checks a new password against the rule (the person's own name and
@@ -406,31 +287,16 @@ impl AccountService {
         customer: &CustomerId,
         password: SecretString,
     ) -> Result<coffer_crypto::Sealed, AppError> {
-        let (record, key_id, key) = self.customers.own_record_and_key(customer).await?;
+        let record = self.customers.get(customer, &Reader::TheCustomer).await?;
         check_new_password(password.expose_secret(), &[&record.details.name, &record.details.email])
-            .map_err(|e| AppError::Refused(e.to_string()))?;
-        self.seal_password(customer, &key_id, &key, password).await
-    }
-
-    async fn seal_password(
-        &self,
-        customer: &CustomerId,
-        key_id: &coffer_domain::DataKeyId,
-        key: &coffer_crypto::DataKey,
-        password: SecretString,
-    ) -> Result<coffer_crypto::Sealed, AppError> {
-        let phc = self.passwords.hash(password).await?;
-        Ok(seal_field(key, &password_ctx(customer, key_id), phc.as_bytes())?)
+            .map_err(AccountError::from)?;
+        self.sign_in.seal_password(customer.as_str(), password).await
     }
 
     /// A fresh secret to show; nothing is stored until [`Self::enable_totp`].
     pub async fn start_totp(&self, customer: &CustomerId) -> Result<TotpSetup, AppError> {
         let record = self.customers.get(customer, &Reader::TheCustomer).await?;
-        let secret = coffer_crypto::new_totp_secret()?;
-        Ok(TotpSetup {
-            secret: SecretString::from(coffer_crypto::totp_base32(&secret)),
-            uri: SecretString::from(coffer_crypto::totp_uri(&secret, &record.details.email)?),
-        })
+        TotpSetup::new(&coffer_crypto::new_totp_secret()?, &record.details.email)
     }
 
     /// Turns the second factor on once a code from the app matches the
@@ -445,82 +311,37 @@ impl AccountService {
         code: &str,
         password: SecretString,
     ) -> Result<Vec<String>, AppError> {
-        if self.db.account_totp(customer).await?.is_some() {
-            return Err(AppError::Refused("two-step sign-in is already on; turn it off first".into()));
+        let at = self.sign_in.now();
+        if self.sign_in.has_totp(customer.as_str()).await? {
+            return Err(AccountError::TotpAlreadyOn.into());
         }
         self.confirm_password(customer, password).await?;
-        let secret = coffer_crypto::totp_secret_from_base32(secret_base32)
-            .ok_or_else(|| AppError::Refused("the secret is not valid; start again".into()))?;
-        let seconds = u64::try_from(self.clock.now().0 / 1000).unwrap_or(0);
-        let step = coffer_crypto::check_totp(&secret, code, seconds)
-            .ok_or_else(|| AppError::Refused("that code does not match; check the time on your device".into()))?;
-        let (_, key_id, key) = self.customers.own_record_and_key(customer).await?;
-        let sealed = seal_field(&key, &totp_ctx(customer, &key_id), &secret)?;
-        let codes = coffer_crypto::new_recovery_codes()?;
-        let hashes: Vec<[u8; 32]> = codes.iter().map(|c| token_hash(c)).collect();
-        let (id, now) = (customer.clone(), self.clock.now());
-        let step = i64::try_from(step).unwrap_or(i64::MAX);
-        self.db
-            .write(move |tx| {
-                Box::pin(async move {
-                    coffer_store::set_totp(tx, &id, Some((&sealed, step, &hashes))).await?;
-                    // A link sent before now would sign in without the new factor.
-                    tx.spend_links_of(&id, now).await?;
-                    Ok::<_, AppError>(())
-                })
-            })
-            .await?;
-        Ok(codes)
+        let (secret, step) = self.sign_in.check_new_factor(secret_base32, code, at)?;
+        let factor = self.sign_in.new_factor(customer.as_str(), &secret, step).await?;
+        self.sign_in.set_factor(customer.as_str(), Some(factor)).await
     }
 
     /// Checks a signed-in customer's current password under the same
     /// lock-out as sign-in: a session is no licence to guess.
     async fn confirm_password(&self, customer: &CustomerId, password: SecretString) -> Result<(), AppError> {
         let record = self.customers.get(customer, &Reader::TheCustomer).await?;
-        let key = self.vault.blind_index().email(&record.details.email);
-        if let Some(SignInError::Locked { retry_after_ms }) = common::locked(&self.db, &key, self.clock.now()).await? {
-            return Err(AppError::TooManyAttempts { retry_after_ms });
-        }
-        if self.passwords.verify(password, self.password_hash(customer).await?).await? {
-            return Ok(());
-        }
-        match common::failed(&self.db, key, self.clock.as_ref()).await? {
-            SignInError::Locked { retry_after_ms } => Err(AppError::TooManyAttempts { retry_after_ms }),
-            SignInError::Invalid => Err(AppError::Refused("the password is not right".into())),
-        }
+        self.sign_in.confirm_password(customer.as_str(), &record.details.email, password).await
     }
 
     /// Turns the second factor off after checking the password.
     pub async fn disable_totp(&self, customer: &CustomerId, password: SecretString) -> Result<(), AppError> {
         self.confirm_password(customer, password).await?;
-        let id = customer.clone();
-        self.db
-            .write(move |tx| {
-                Box::pin(async move { coffer_store::set_totp(tx, &id, None).await.map_err(AppError::from) })
-            })
-            .await
+        self.sign_in.set_factor(customer.as_str(), None).await.map(drop)
     }
 
     pub async fn has_totp(&self, customer: &CustomerId) -> Result<bool, AppError> {
-        Ok(self.db.account_totp(customer).await?.is_some())
-    }
-
-    async fn password_hash(&self, customer: &CustomerId) -> Result<Option<String>, AppError> {
-        let Some(sealed) = self.db.account_password(customer).await? else { return Ok(None) };
-        let phc = self.open_account_field(customer, &sealed, password_ctx).await?;
-        Ok(phc.and_then(|phc| String::from_utf8(phc.to_vec()).ok()))
-    }
-
-    /// A new session id (at sign-in and at any privilege change).
-    async fn new_session(&self, customer: &CustomerId) -> Result<NewSession, AppError> {
-        let token = common::open_session(&self.db, self.clock.as_ref(), "customer", customer.as_str()).await?;
-        Ok(NewSession { token, customer: customer.clone() })
+        self.sign_in.has_totp(customer.as_str()).await
     }
 
     /// The customer a session cookie belongs to, if the session is live.
     /// Records activity at most once a minute.
     pub async fn session(&self, token: &str) -> Result<Option<CustomerId>, AppError> {
-        let subject = common::live_subject(&self.db, self.clock.as_ref(), "customer", token).await?;
+        let subject = self.sign_in.session(token).await?;
         Ok(subject.and_then(|id| CustomerId::parse(id.as_str()).ok()))
     }
 
@@ -534,20 +355,8 @@ impl AccountService {
     ) -> Result<NewSession, AppError> {
         self.confirm_password(customer, current).await?;
         let sealed = self.seal_new_password(customer, new).await?;
-        let (token, hash) = new_token()?;
-        let (id, now) = (customer.clone(), self.clock.now());
-        self.db
-            .write(move |tx| {
-                Box::pin(async move {
-                    tx.set_password(&id, &sealed, now).await?;
-                    tx.spend_links_of(&id, now).await?;
-                    tx.revoke_sessions_of("customer", id.as_str(), now).await?;
-                    tx.insert_session(&hash, "customer", id.as_str(), now).await?;
-                    Ok::<_, AppError>(())
-                })
-            })
-            .await?;
-        Ok(NewSession { token: SecretString::from(token), customer: customer.clone() })
+        let token = self.sign_in.replace_password(customer.as_str(), sealed).await?;
+        Ok(NewSession { token, customer: customer.clone() })
     }
 
     /// Deletes the account after checking the password: a confirmation is
@@ -655,7 +464,7 @@ impl AccountService {
             .write(move |tx| {
                 Box::pin(async move {
                     let Some((id, kind, customer, deadline)) = tx.confirm_privacy_request(&hash, now).await? else {
-                        return Err(AppError::Refused("this confirmation link has expired or was already used".into()));
+                        return Err(AccountError::ConfirmationGone.into());
                     };
                     let actor = coffer_domain::Actor::Customer(customer.to_string());
                     let entry = coffer_domain::AuditEntry::new(
@@ -691,35 +500,21 @@ impl AccountService {
     }
 
     pub async fn has_password(&self, customer: &CustomerId) -> Result<bool, AppError> {
-        Ok(self.db.account_password(customer).await?.is_some())
+        self.sign_in.has_password(customer.as_str()).await
     }
 
     /// Sets a password without a link: for the demo customer only.
     pub async fn set_demo_password(&self, customer: &CustomerId, password: SecretString) -> Result<(), AppError> {
-        let (_, key_id, key) = self.customers.own_record_and_key(customer).await?;
-        let sealed = self.seal_password(customer, &key_id, &key, password).await?;
-        let (id, now) = (customer.clone(), self.clock.now());
-        self.db
-            .write(move |tx| Box::pin(async move { tx.set_password(&id, &sealed, now).await.map_err(AppError::from) }))
-            .await
+        let sealed = self.sign_in.seal_password(customer.as_str(), password).await?;
+        self.sign_in.set_password(customer.as_str(), sealed).await
     }
 
     pub async fn sign_out(&self, token: &str) -> Result<(), AppError> {
-        Ok(self.db.revoke_session(token_hash(token), self.clock.now()).await?)
+        self.sign_in.sign_out(token).await
     }
 
     /// Ends every session of the customer.
     pub async fn sign_out_everywhere(&self, customer: &CustomerId) -> Result<u64, AppError> {
-        let (id, now) = (customer.clone(), self.clock.now());
-        self.db
-            .write(move |tx| {
-                Box::pin(
-                    async move { tx.revoke_sessions_of("customer", id.as_str(), now).await.map_err(AppError::from) },
-                )
-            })
-            .await
+        self.sign_in.sign_out_everywhere(customer.as_str()).await
     }
 }
-
-const LINK_GONE: &str = "this link has expired or was already used; ask for a new one";
-const CODE_WRONG: &str = "the code from your authenticator app or the recovery code is not right";

@@ -544,9 +544,11 @@ impl CustomerService {
         let requests = self.requests_export(&id).await?;
         let disclosures = self.disclosures_export(&id).await?;
         let orders = self.orders_with_key(&id, &key).await?;
+        let credentials =
+            self.db.credentials(&coffer_store::Subject::new(coffer_domain::Realm::Customer, id.as_str())).await?;
         let account = json!({
-            "password_set": self.db.account_password(&id).await?.is_some(),
-            "second_factor": self.db.account_totp(&id).await?.is_some(),
+            "password_set": credentials.password_hash.is_some(),
+            "second_factor": credentials.totp_secret.is_some(),
         });
         if let Reader::Other(actor) = reader {
             self.audit(actor, AuditAction::CustomerExported, &id).await?;

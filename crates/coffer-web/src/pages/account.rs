@@ -4,18 +4,21 @@
 //! carry its CSRF token.
 
 use super::render;
+pub(super) use super::sign_in::{
+    CsrfForm, RealmPages, RealmText, cookie_value, end_sessions, failure, guard_post, retry_seconds, same_origin,
+    see_other, sign_in_page, too_many_attempts, with_cookie,
+};
 use crate::AppState;
 use askama::Template;
 use axum::Form;
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, OptionalFromRequestParts, Path, Request, State};
-use axum::http::header::{COOKIE, HOST, LOCATION, ORIGIN, RETRY_AFTER, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use coffer_app::AppError;
-use coffer_app::accounts::{SignInError, SignedIn};
+use coffer_app::accounts::signin::SignIn;
 use coffer_domain::CustomerId;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -25,13 +28,11 @@ const SESSION_COOKIE: &str = crate::cookies::SESSION.name;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .merge(super::sign_in::routes::<CustomerRealm>())
         .route("/account", get(account))
-        .route("/account/sign-in", post(sign_in))
         .route("/account/link", post(request_link))
         .route("/account/link/{token}", get(set_password_page).post(set_password))
-        .route("/account/sign-out", post(sign_out))
         .route("/account/sign-out-everywhere", post(sign_out_everywhere))
-        .route("/account/sign-in/code", post(sign_in_code))
         .route("/account/totp/start", post(totp_start))
         .route("/account/totp/enable", post(totp_enable))
         .route("/account/totp/disable", post(totp_disable))
@@ -52,11 +53,32 @@ pub(super) async fn no_store(mut response: Response) -> Response {
     response
 }
 
-#[derive(Template)]
-#[template(path = "account_sign_in.html")]
-struct SignInPage {
-    message: Option<String>,
-    email: String,
+/// The customer realm's sign-in pages: optional second factor, emailed links.
+pub(super) struct CustomerRealm;
+
+impl RealmPages for CustomerRealm {
+    type Directory = coffer_app::accounts::service::Customers;
+    const TEXT: &'static RealmText = &RealmText {
+        home: "/account",
+        title: "Sign in",
+        heading: "Your account",
+        lead: "Orders, license keys, downloads and your data, in one place.",
+        email_label: "Email address",
+        button: "Sign in",
+        emailed_links: true,
+        footnote: "",
+        code_title: "Enter your code",
+        code_lead: "Open your authenticator app and type the 6-digit code for Coffer, or one of your recovery codes.",
+    };
+    const COOKIE: &'static str = SESSION_COOKIE;
+
+    fn service(state: &AppState) -> &SignIn<Self::Directory> {
+        state.accounts.sign_in_service()
+    }
+
+    fn forbidden() -> Response {
+        forbidden()
+    }
 }
 
 #[derive(Template)]
@@ -104,13 +126,6 @@ struct OverviewPage {
     country: String,
     totp_on: bool,
     csrf: String,
-}
-
-#[derive(Template)]
-#[template(path = "account_code.html")]
-struct CodePage {
-    message: Option<String>,
-    ticket: String,
 }
 
 #[derive(Template)]
@@ -294,49 +309,6 @@ async fn invoice_page(State(state): State<AppState>, customer: Customer, Path(nu
     }
 }
 
-/// A POST from another site is refused. Browsers send `Sec-Fetch-Site` with
-/// every request; where it is missing (older browsers) `Origin` must name
-/// this server. Our `Referrer-Policy: no-referrer` makes browsers send
-/// `Origin: null` on form posts, so `Sec-Fetch-Site` decides when present.
-pub(super) fn same_origin(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        return matches!(site, "same-origin" | "none");
-    }
-    match (headers.get(ORIGIN).and_then(|v| v.to_str().ok()), headers.get(HOST).and_then(|v| v.to_str().ok())) {
-        (Some(origin), Some(host)) => origin == format!("http://{host}") || origin == format!("https://{host}"),
-        (Some(_), None) => false,
-        // Not a browser (no CSRF without one): scripts and curl.
-        (None, _) => true,
-    }
-}
-
-/// The checks of an anonymous POST that guards something worth guessing
-/// (sign-in, links, payment): a same-origin request (else `refused`), then
-/// one of the client's attempts. `Some` is the answer to give instead.
-pub(super) fn guard_post(
-    state: &AppState,
-    peer: SocketAddr,
-    headers: &HeaderMap,
-    refused: fn() -> Response,
-) -> Option<Response> {
-    if !same_origin(headers) {
-        return Some(refused());
-    }
-    over_limit(state, peer, headers)
-}
-
-/// Whole seconds until a lock ends (at least one).
-pub(super) fn retry_seconds(retry_after_ms: i64) -> u64 {
-    u64::try_from((retry_after_ms + 999) / 1000).unwrap_or(1).max(1)
-}
-
-/// A 429 with the page that says why and `Retry-After`.
-pub(super) fn too_many_attempts(seconds: u64, page: &impl Template) -> Response {
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, render(page)).into_response();
-    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
-    response
-}
-
 /// Spends one of the client's sign-in attempts; `Some` is the 429 answer.
 pub(super) fn over_limit(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<Response> {
     let ip = crate::client_ip::client_ip(peer.ip(), headers, &state.trusted_proxies);
@@ -382,105 +354,16 @@ fn session_cookie(state: &AppState, headers: &HeaderMap) -> Option<String> {
     cookie_value(state, headers, SESSION_COOKIE)
 }
 
-/// The value of one of our cookies, by its base name.
-pub(super) fn cookie_value(state: &AppState, headers: &HeaderMap, base: &str) -> Option<String> {
-    let name = state.cookie_rule.cookie_name(base);
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .flatten()
-        .find(|c| c.name() == name)
-        .map(|c| c.value().to_owned())
-}
-
 /// The signed-in customer and their session token, if any.
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<(CustomerId, String)>, AppError> {
     let Some(token) = session_cookie(state, headers) else { return Ok(None) };
     Ok(state.accounts.session(&token).await?.map(|customer| (customer, token)))
 }
 
-pub(super) fn see_other(to: &str) -> Response {
-    (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")))])
-        .into_response()
-}
-
-pub(super) fn with_cookie(mut response: Response, cookie: &str) -> Response {
-    if let Ok(value) = HeaderValue::from_str(cookie) {
-        response.headers_mut().append(SET_COOKIE, value);
-    }
-    response
-}
-
-pub(super) fn failure(e: AppError) -> Response {
-    // A service refused the principal: the edge let through more than the
-    // permission table allows; say so plainly, never as a failure.
-    if let AppError::Forbidden(_) = e {
-        let page = MessagePage { title: "Not for your role", message: "Your role does not include this.".into() };
-        return (StatusCode::FORBIDDEN, render(&page)).into_response();
-    }
-    tracing::error!(error = %e, "account page failed");
-    let page = MessagePage { title: "Something went wrong", message: "Please try again in a moment.".into() };
-    (StatusCode::INTERNAL_SERVER_ERROR, render(&page)).into_response()
-}
-
 async fn account(State(state): State<AppState>, customer: Option<Customer>) -> Response {
     match customer {
         Some(Customer { id, token }) => overview(&state, &id, &token, None).await.unwrap_or_else(failure),
-        None => render(&SignInPage { message: None, email: String::new() }),
-    }
-}
-
-#[derive(Deserialize)]
-struct SignInForm {
-    email: String,
-    password: String,
-    #[serde(default)]
-    form_token: String,
-}
-
-async fn sign_in(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    form: Form<SignInForm>,
-) -> Response {
-    if let Some(refused) = guard_post(&state, peer, &headers, forbidden) {
-        return refused;
-    }
-    let Form(SignInForm { email, password, form_token }) = form;
-    if !super::forms::form_token_ok(&form_token) {
-        return forbidden();
-    }
-    if email.len() > 254 || password.len() > 1024 {
-        let page = SignInPage {
-            message: Some("That is longer than any address or password we accept.".into()),
-            email: String::new(),
-        };
-        return (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response();
-    }
-    match state.accounts.sign_in(&email, SecretString::from(password)).await {
-        Ok(Ok(SignedIn::Session(session))) => with_cookie(
-            see_other("/account"),
-            &state.cookie_rule.set_cookie(SESSION_COOKIE, session.token.expose_secret()),
-        ),
-        Ok(Ok(SignedIn::NeedsCode { ticket })) => {
-            render(&CodePage { message: None, ticket: ticket.expose_secret().to_owned() })
-        }
-        Ok(Err(SignInError::Invalid)) => {
-            let page = SignInPage { message: Some("The email address or password is not right.".into()), email };
-            (StatusCode::UNAUTHORIZED, render(&page)).into_response()
-        }
-        Ok(Err(SignInError::Locked { retry_after_ms })) => {
-            let seconds = retry_seconds(retry_after_ms);
-            let page = SignInPage {
-                message: Some(format!("Too many attempts. Try again in {seconds} seconds, or ask for a link.")),
-                email,
-            };
-            too_many_attempts(seconds, &page)
-        }
-        Err(e) => failure(e),
+        None => sign_in_page::<CustomerRealm>(None, String::new()).into_response(),
     }
 }
 
@@ -548,13 +431,13 @@ async fn set_password(
     }
     let code = form.code.as_deref().filter(|c| c.len() <= 64);
     match state.accounts.set_password_with_link(&token, SecretString::from(form.password), code).await {
-        Ok(session) => with_cookie(
-            see_other("/account"),
-            &state.cookie_rule.set_cookie(SESSION_COOKIE, session.token.expose_secret()),
-        ),
-        Err(AppError::Refused(message)) => {
+        Ok(session) => super::sign_in::signed_in::<CustomerRealm>(&state, &session.token),
+        Err(AppError::Account(refused)) => {
             let needs_code = matches!(state.accounts.link_needs_code(&token).await, Ok(Some(true)));
-            (StatusCode::UNPROCESSABLE_ENTITY, render(&SetPasswordPage { message: Some(message), needs_code }))
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                render(&SetPasswordPage { message: Some(refused.to_string()), needs_code }),
+            )
                 .into_response()
         }
         Err(AppError::TooManyAttempts { retry_after_ms }) => {
@@ -568,12 +451,6 @@ async fn set_password(
         Err(AppError::LinkGone(_) | AppError::Erased | AppError::NotFound) => link_gone(),
         Err(e) => failure(e),
     }
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// A signed-in customer: the id and the session token (for the CSRF token
@@ -649,53 +526,12 @@ macro_rules! carries_csrf {
 
 carries_csrf!(CsrfForm, DetailsForm, ChangePasswordForm, DeleteForm, TotpEnableForm, PasswordConfirmForm);
 
-fn signed_out(state: &AppState) -> Response {
-    with_cookie(see_other("/account"), &state.cookie_rule.clear_cookie(SESSION_COOKIE))
-}
-
-/// Signing out needs the session's CSRF token; without a live session
-/// the (dead) cookie is cleared all the same.
-async fn sign_out_with(
-    state: &AppState,
-    customer: Option<Customer>,
-    headers: &HeaderMap,
-    csrf: &str,
-    everywhere: bool,
-) -> Response {
-    if !same_origin(headers) {
-        return forbidden();
-    }
-    let Some(customer) = customer else { return signed_out(state) };
-    if !state.accounts.csrf_matches(&customer.token, csrf) {
-        return forbidden();
-    }
-    let ended = if everywhere {
-        state.accounts.sign_out_everywhere(&customer.id).await.map(drop)
-    } else {
-        state.accounts.sign_out(&customer.token).await
-    };
-    match ended {
-        Ok(()) => signed_out(state),
-        Err(e) => failure(e),
-    }
-}
-
-async fn sign_out(
-    State(state): State<AppState>,
-    customer: Option<Customer>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    sign_out_with(&state, customer, &headers, &form.csrf, false).await
-}
-
 async fn sign_out_everywhere(
     State(state): State<AppState>,
-    customer: Option<Customer>,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    sign_out_with(&state, customer, &headers, &form.csrf, true).await
+    end_sessions::<CustomerRealm>(&state, &headers, &form.csrf, true).await
 }
 
 #[derive(Deserialize)]
@@ -795,12 +631,9 @@ async fn change_password(
         .change_password(&customer, SecretString::from(form.current), SecretString::from(form.new))
         .await
     {
-        Ok(session) => with_cookie(
-            see_other("/account"),
-            &state.cookie_rule.set_cookie(SESSION_COOKIE, session.token.expose_secret()),
-        ),
-        Err(AppError::Refused(message)) => {
-            let page = overview(&state, &customer, &token, Some(format!("Password not changed: {message}.")))
+        Ok(session) => super::sign_in::signed_in::<CustomerRealm>(&state, &session.token),
+        Err(AppError::Account(refused)) => {
+            let page = overview(&state, &customer, &token, Some(format!("Password not changed: {refused}.")))
                 .await
                 .unwrap_or_else(failure);
             (StatusCode::UNPROCESSABLE_ENTITY, page).into_response()
@@ -860,9 +693,9 @@ async fn delete_account(
             };
             with_cookie(render(&page), &state.cookie_rule.clear_cookie(SESSION_COOKIE))
         }
-        Err(AppError::Refused(message)) => {
+        Err(AppError::Account(refused)) => {
             let page = DeletePage {
-                message: Some(format!("Not deleted: {message}.")),
+                message: Some(format!("Not deleted: {refused}.")),
                 csrf: state.accounts.csrf_token(&token),
             };
             (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response()
@@ -880,54 +713,6 @@ fn account_locked(retry_after_ms: i64) -> Response {
         message: format!("Too many wrong passwords for this account. Try again in {seconds} seconds."),
     };
     too_many_attempts(seconds, &page)
-}
-
-#[derive(Deserialize)]
-struct CodeForm {
-    ticket: String,
-    code: String,
-}
-
-async fn sign_in_code(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Form(form): Form<CodeForm>,
-) -> Response {
-    if let Some(refused) = guard_post(&state, peer, &headers, forbidden) {
-        return refused;
-    }
-    if form.code.len() > 64 || form.ticket.len() > 64 {
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            render(&CodePage { message: Some("That is not a code.".into()), ticket: String::new() }),
-        )
-            .into_response();
-    }
-    match state.accounts.complete_second_factor(&form.ticket, &form.code).await {
-        Ok(Ok(session)) => with_cookie(
-            see_other("/account"),
-            &state.cookie_rule.set_cookie(SESSION_COOKIE, session.token.expose_secret()),
-        ),
-        Ok(Err(SignInError::Invalid)) => {
-            let page = CodePage {
-                message: Some(
-                    "That code is not right, or this page expired; sign in again if it keeps failing.".into(),
-                ),
-                ticket: form.ticket,
-            };
-            (StatusCode::UNAUTHORIZED, render(&page)).into_response()
-        }
-        Ok(Err(SignInError::Locked { retry_after_ms })) => {
-            let seconds = retry_seconds(retry_after_ms);
-            let page = CodePage {
-                message: Some(format!("Too many attempts. Try again in {seconds} seconds.")),
-                ticket: form.ticket,
-            };
-            too_many_attempts(seconds, &page)
-        }
-        Err(e) => failure(e),
-    }
 }
 
 async fn totp_start(State(state): State<AppState>, post: CustomerPost<CsrfForm>) -> Response {
@@ -966,11 +751,11 @@ async fn totp_enable(
         Ok(codes) => {
             render(&TotpPage { message: None, secret: String::new(), uri: String::new(), csrf: String::new(), codes })
         }
-        Err(AppError::Refused(message)) => {
+        Err(AppError::Account(refused)) => {
             let secret = form.secret.chars().filter(char::is_ascii_alphanumeric).take(64).collect::<String>();
             let uri = format!("otpauth://totp/Coffer?secret={secret}&issuer=Coffer");
             let page = TotpPage {
-                message: Some(format!("Not turned on: {message}.")),
+                message: Some(format!("Not turned on: {refused}.")),
                 secret,
                 uri,
                 csrf: state.accounts.csrf_token(&token),
@@ -999,7 +784,7 @@ async fn totp_disable(
     let CustomerPost { customer: Customer { id: customer, token }, form } = post;
     let message = match state.accounts.disable_totp(&customer, SecretString::from(form.password)).await {
         Ok(()) => "Two-step sign-in is off.".to_owned(),
-        Err(AppError::Refused(message)) => format!("Still on: {message}."),
+        Err(AppError::Account(refused)) => format!("Still on: {refused}."),
         Err(AppError::TooManyAttempts { retry_after_ms }) => return account_locked(retry_after_ms),
         Err(e) => return failure(e),
     };
@@ -1063,9 +848,9 @@ async fn privacy_confirm(State(state): State<AppState>, headers: HeaderMap, Path
             title: "Request confirmed",
             message: format!("Thank you. We answer by email within {days} days."),
         }),
-        Err(AppError::Refused(message)) => (
+        Err(AppError::Account(refused)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            render(&MessagePage { title: "Link not valid", message: format!("{message}.") }),
+            render(&MessagePage { title: "Link not valid", message: format!("{refused}.") }),
         )
             .into_response(),
         Err(e) => failure(e),

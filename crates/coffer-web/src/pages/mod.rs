@@ -5,6 +5,7 @@ mod account;
 mod checkout;
 pub mod forms;
 mod identity;
+mod sign_in;
 mod staff;
 
 use crate::AppState;

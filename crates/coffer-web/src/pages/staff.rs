@@ -3,8 +3,9 @@
 //! `coffer staff add` prints, and the pages each role opens. Who may open
 //! a page is the `Staff<R>` extractor's job, so a route cannot forget it.
 
-use super::account::{
-    cookie_value, failure, guard_post, retry_seconds, same_origin, see_other, too_many_attempts, with_cookie,
+use super::account::failure;
+use super::sign_in::{
+    RealmPages, RealmText, cookie_value, guard_post, same_origin, see_other, sign_in_page, with_cookie,
 };
 use super::{render, sentence};
 use crate::AppState;
@@ -17,7 +18,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use coffer_app::AppError;
-use coffer_app::accounts::{SignInError, StaffMember};
+use coffer_app::accounts::StaffMember;
+use coffer_app::accounts::signin::SignIn;
 use coffer_domain::StaffRole;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -29,11 +31,9 @@ const STAFF_COOKIE: &str = crate::cookies::STAFF.name;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .merge(super::sign_in::routes::<StaffRealm>())
         .route("/staff", get(home))
-        .route("/staff/sign-in", post(sign_in))
-        .route("/staff/sign-in/code", post(sign_in_code))
         .route("/staff/enrol/{token}", get(enrol_page).post(enrol))
-        .route("/staff/sign-out", post(sign_out))
         .route("/staff/requests", get(requests))
         .route("/staff/members", get(members))
         .route("/staff/reviews", get(reviews))
@@ -157,18 +157,34 @@ fn forbidden() -> Response {
     (StatusCode::FORBIDDEN, render(&page)).into_response()
 }
 
-#[derive(Template)]
-#[template(path = "staff_sign_in.html")]
-struct SignInPage {
-    message: Option<String>,
-    email: String,
-}
+/// The staff realm's sign-in pages: the second factor every time, no
+/// emailed links (members enrol with a printed link).
+pub(super) struct StaffRealm;
 
-#[derive(Template)]
-#[template(path = "staff_code.html")]
-struct CodePage {
-    message: Option<String>,
-    ticket: String,
+impl RealmPages for StaffRealm {
+    type Directory = coffer_app::accounts::staff::StaffDirectory;
+    const TEXT: &'static RealmText = &RealmText {
+        home: "/staff",
+        title: "Staff sign-in",
+        heading: "Staff console",
+        lead: "For the operator's support, review and privacy staff. Sign-in needs your password and a code from your \
+               authenticator app.",
+        email_label: "Work email address",
+        button: "Continue",
+        emailed_links: false,
+        footnote: "New staff members enrol with the one-time link an administrator gives them.",
+        code_title: "Staff sign-in: code",
+        code_lead: "Type the 6-digit code your authenticator app shows for Coffer staff, or one of your recovery codes.",
+    };
+    const COOKIE: &'static str = STAFF_COOKIE;
+
+    fn service(state: &AppState) -> &SignIn<Self::Directory> {
+        state.staff.sign_in_service()
+    }
+
+    fn forbidden() -> Response {
+        forbidden()
+    }
 }
 
 #[derive(Template)]
@@ -221,7 +237,7 @@ struct MembersPage {
 
 async fn home(staff: Option<Staff<AnyRole>>, State(state): State<AppState>) -> Response {
     let Some(Staff { member, token, .. }) = staff else {
-        return render(&SignInPage { message: None, email: String::new() });
+        return sign_in_page::<StaffRealm>(None, String::new()).into_response();
     };
     match state.staff.email_of(&member.id).await {
         Ok(email) => render(&HomePage {
@@ -233,90 +249,6 @@ async fn home(staff: Option<Staff<AnyRole>>, State(state): State<AppState>) -> R
             support: member.role.allows(StaffRole::Support),
             csrf: state.accounts.csrf_token(&token),
         }),
-        Err(e) => failure(e),
-    }
-}
-
-#[derive(Deserialize)]
-struct SignInForm {
-    email: String,
-    password: String,
-    #[serde(default)]
-    form_token: String,
-}
-
-fn locked_answer(retry_after_ms: i64, page: impl Template) -> Response {
-    too_many_attempts(retry_seconds(retry_after_ms), &page)
-}
-
-async fn sign_in(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Form(form): Form<SignInForm>,
-) -> Response {
-    if let Some(refused) = guard_post(&state, peer, &headers, forbidden) {
-        return refused;
-    }
-    if !super::forms::form_token_ok(&form.form_token) {
-        return forbidden();
-    }
-    if form.email.len() > 254 || form.password.len() > 1024 {
-        let page = SignInPage {
-            message: Some("That is longer than any address or password we accept.".into()),
-            email: String::new(),
-        };
-        return (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response();
-    }
-    match state.staff.sign_in(&form.email, SecretString::from(form.password)).await {
-        Ok(Ok(ticket)) => render(&CodePage { message: None, ticket: ticket.expose_secret().to_owned() }),
-        Ok(Err(SignInError::Invalid)) => {
-            let page =
-                SignInPage { message: Some("The email address or password is not right.".into()), email: form.email };
-            (StatusCode::UNAUTHORIZED, render(&page)).into_response()
-        }
-        Ok(Err(SignInError::Locked { retry_after_ms })) => locked_answer(
-            retry_after_ms,
-            SignInPage { message: Some("Too many attempts. Try again later.".into()), email: form.email },
-        ),
-        Err(e) => failure(e),
-    }
-}
-
-#[derive(Deserialize)]
-struct CodeForm {
-    ticket: String,
-    code: String,
-}
-
-async fn sign_in_code(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Form(form): Form<CodeForm>,
-) -> Response {
-    if let Some(refused) = guard_post(&state, peer, &headers, forbidden) {
-        return refused;
-    }
-    if form.ticket.len() > 128 || form.code.len() > 64 {
-        return (StatusCode::UNPROCESSABLE_ENTITY, render(&SignInPage { message: None, email: String::new() }))
-            .into_response();
-    }
-    match state.staff.complete_sign_in(&form.ticket, &form.code).await {
-        Ok(Ok(session)) => {
-            with_cookie(see_other("/staff"), &state.cookie_rule.set_cookie(STAFF_COOKIE, session.token.expose_secret()))
-        }
-        Ok(Err(SignInError::Invalid)) => {
-            let page = CodePage {
-                message: Some("That code is not right, or the step timed out.".into()),
-                ticket: form.ticket,
-            };
-            (StatusCode::UNAUTHORIZED, render(&page)).into_response()
-        }
-        Ok(Err(SignInError::Locked { retry_after_ms })) => locked_answer(
-            retry_after_ms,
-            CodePage { message: Some("Too many wrong codes. Try again later.".into()), ticket: form.ticket },
-        ),
         Err(e) => failure(e),
     }
 }
@@ -369,7 +301,7 @@ async fn enrol(
             &state.cookie_rule.set_cookie(STAFF_COOKIE, enrolled.session.token.expose_secret()),
         ),
         Err(AppError::LinkGone(message)) => link_gone(sentence(message)),
-        Err(AppError::Refused(message)) => {
+        Err(AppError::Account(refused)) => {
             // The same secret again, so the app entry already made still works.
             let setup = match state.staff.start_enrolment(&token, Some(&form.secret)).await {
                 Ok(setup) => setup,
@@ -377,7 +309,7 @@ async fn enrol(
                 Err(e) => return failure(e),
             };
             let page = EnrolPage {
-                message: Some(sentence(&message)),
+                message: Some(sentence(&refused.to_string())),
                 secret: setup.secret.expose_secret().to_owned(),
                 uri: setup.uri.expose_secret().to_owned(),
                 codes: Vec::new(),
@@ -386,32 +318,6 @@ async fn enrol(
         }
         Err(e) => failure(e),
     }
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
-async fn sign_out(
-    staff: Option<Staff<AnyRole>>,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if !same_origin(&headers) {
-        return forbidden();
-    }
-    if let Some(Staff { token, .. }) = staff {
-        if !state.accounts.csrf_matches(&token, &form.csrf) {
-            return forbidden();
-        }
-        if let Err(e) = state.staff.sign_out(&token).await {
-            return failure(e);
-        }
-    }
-    with_cookie(see_other("/staff"), &state.cookie_rule.clear_cookie(STAFF_COOKIE))
 }
 
 /// `YYYY-MM-DD HH:MM` in UTC.

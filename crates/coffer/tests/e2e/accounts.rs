@@ -715,6 +715,9 @@ async fn p08_emailed_links_ask_for_the_code_and_die_with_a_new_password_or_facto
     let before_factor = fresh_link(&server, &email).await;
     let cookie = session_cookie(&sign_in(&server, &email, &password).await);
     let secret = turn_on_totp(&server, &cookie, &password).await;
+    // Spent, not merely asking for the code now.
+    let gone = client().get(server.url(&before_factor)).send().await.unwrap();
+    assert_eq!(gone.status(), StatusCode::UNPROCESSABLE_ENTITY, "turning the factor on spent the link");
     let stale = client()
         .post(server.url(&before_factor))
         .form(&[("password", "a new password for dana")])
