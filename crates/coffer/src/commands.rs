@@ -115,7 +115,6 @@ pub async fn keys(config: &Config, db: Db, command: KeysCommand) -> anyhow::Resu
     let vault = &privacy.vault;
     let store = vault.key_store();
     let now = privacy.clock.now();
-    let window_ms = i64::from(config.keys.retired_key_retention_days).saturating_mul(86_400_000);
     let newest = |records: &[coffer_store::MasterKeyRecord]| records.iter().map(|r| r.version).max().unwrap_or(0);
     match command {
         KeysCommand::Status => {
@@ -150,54 +149,74 @@ pub async fn keys(config: &Config, db: Db, command: KeysCommand) -> anyhow::Resu
             audit_action(&privacy, AuditAction::MasterKeyActivated, Some(format!("v{version}"))).await?;
             println!("Master key version {version} is active; running servers re-wrap older wraps in the background.");
         }
-        KeysCommand::Retire { version } => {
-            let records = store.master_keys().await?;
-            let candidates: Vec<u32> = records
-                .iter()
-                .filter(|r| r.state == MasterKeyState::Standby && version.is_none_or(|v| v == r.version))
-                .map(|r| r.version)
-                .collect();
-            if candidates.is_empty() {
-                bail!("no standby master key version to retire");
-            }
-            for v in candidates {
-                let wraps = store.wraps_under(v).await?;
-                if wraps > 0 {
-                    bail!(
-                        "master key version {v} still wraps {wraps} keys; wait for the re-wrap (or run `coffer keys rotate`)"
-                    );
-                }
-                if store.retire_master_key(v, now, now.plus_ms(window_ms)).await? {
-                    audit_action(&privacy, AuditAction::MasterKeyRetired, Some(format!("v{v}"))).await?;
-                    println!(
-                        "Master key version {v} retired; its file is destroyed after {} days (the backup-retention window).",
-                        config.keys.retired_key_retention_days
-                    );
-                }
-            }
+        KeysCommand::Retire { version } => keys_retire(config, &privacy, version).await?,
+        KeysCommand::Rotate => keys_rotate(config, &privacy).await?,
+    }
+    privacy.audit.seal_and_sign().await?;
+    Ok(())
+}
+
+/// The retention window of a retired master key version, in ms.
+fn retired_window_ms(config: &Config) -> i64 {
+    i64::from(config.keys.retired_key_retention_days).saturating_mul(86_400_000)
+}
+
+/// `keys retire`: standby versions no wrap uses any more (or only VERSION).
+async fn keys_retire(config: &Config, privacy: &App, version: Option<u32>) -> anyhow::Result<()> {
+    let store = privacy.vault.key_store();
+    let now = privacy.clock.now();
+    let window_ms = retired_window_ms(config);
+    let records = store.master_keys().await?;
+    let candidates: Vec<u32> = records
+        .iter()
+        .filter(|r| r.state == MasterKeyState::Standby && version.is_none_or(|v| v == r.version))
+        .map(|r| r.version)
+        .collect();
+    if candidates.is_empty() {
+        bail!("no standby master key version to retire");
+    }
+    for v in candidates {
+        let wraps = store.wraps_under(v).await?;
+        if wraps > 0 {
+            bail!(
+                "master key version {v} still wraps {wraps} keys; wait for the re-wrap (or run `coffer keys rotate`)"
+            );
         }
-        KeysCommand::Rotate => {
-            let old = vault.active_version()?;
-            let version = newest(&store.master_keys().await?) + 1;
-            vault.provider().create(version)?;
-            store.add_master_key(version, now).await?;
-            audit_action(&privacy, AuditAction::MasterKeyAdded, Some(format!("v{version}"))).await?;
-            store.activate_master_key(version, now).await?;
-            audit_action(&privacy, AuditAction::MasterKeyActivated, Some(format!("v{version}"))).await?;
-            vault.reload().await?;
-            let rewrapped = vault.rewrap_all(1_000, 0.0).await?;
-            audit_action(&privacy, AuditAction::KeysRewrapped, Some(format!("v{version}"))).await?;
-            let retired = store.retire_master_key(old, now, now.plus_ms(window_ms)).await?;
-            if retired {
-                audit_action(&privacy, AuditAction::MasterKeyRetired, Some(format!("v{old}"))).await?;
-            }
+        if store.retire_master_key(v, now, now.plus_ms(window_ms)).await? {
+            audit_action(privacy, AuditAction::MasterKeyRetired, Some(format!("v{v}"))).await?;
             println!(
-                "Rotated: version {version} is active, {rewrapped} wraps re-wrapped, version {old} {}.",
-                if retired { "retired" } else { "left in standby (still in use)" }
+                "Master key version {v} retired; its file is destroyed after {} days (the backup-retention window).",
+                config.keys.retired_key_retention_days
             );
         }
     }
-    privacy.audit.seal_and_sign().await?;
+    Ok(())
+}
+
+/// `keys rotate`: add, activate, re-wrap everything, retire the old version.
+async fn keys_rotate(config: &Config, privacy: &App) -> anyhow::Result<()> {
+    let (vault, store) = (&privacy.vault, privacy.vault.key_store());
+    let now = privacy.clock.now();
+    let window_ms = retired_window_ms(config);
+    let newest = |records: &[coffer_store::MasterKeyRecord]| records.iter().map(|r| r.version).max().unwrap_or(0);
+    let old = vault.active_version()?;
+    let version = newest(&store.master_keys().await?) + 1;
+    vault.provider().create(version)?;
+    store.add_master_key(version, now).await?;
+    audit_action(privacy, AuditAction::MasterKeyAdded, Some(format!("v{version}"))).await?;
+    store.activate_master_key(version, now).await?;
+    audit_action(privacy, AuditAction::MasterKeyActivated, Some(format!("v{version}"))).await?;
+    vault.reload().await?;
+    let rewrapped = vault.rewrap_all(1_000, 0.0).await?;
+    audit_action(privacy, AuditAction::KeysRewrapped, Some(format!("v{version}"))).await?;
+    let retired = store.retire_master_key(old, now, now.plus_ms(window_ms)).await?;
+    if retired {
+        audit_action(privacy, AuditAction::MasterKeyRetired, Some(format!("v{old}"))).await?;
+    }
+    println!(
+        "Rotated: version {version} is active, {rewrapped} wraps re-wrapped, version {old} {}.",
+        if retired { "retired" } else { "left in standby (still in use)" }
+    );
     Ok(())
 }
 

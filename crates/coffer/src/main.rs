@@ -210,15 +210,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     // Only one server per data directory; the lock also keeps `backup restore` away.
     let _lock = if config.uses_embedded_sqlite() { Some(lock_data_dir(&config)?) } else { None };
     db.migrate().await.context("migrating the database")?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
-    let address = listener.local_addr().context("reading the listening address")?;
-    // With a certificate the port speaks HTTPS only; a bad pair stops here.
-    let listener = match (&config.tls.cert_file, &config.tls.key_file) {
-        (Some(cert), Some(key)) => Listening::Tls(tls::TlsListener::new(listener, cert.clone(), key.clone())?),
-        _ => Listening::Plain(listener),
-    };
+    let (listener, address) = bind(&config).await?;
     // What it listens on (printed, and the demo credentials' base_url);
     // links in mail use `public_url` when set.
     let base_url = format!("{}://{address}", if config.tls.enabled() { "https" } else { "http" });
@@ -237,11 +229,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     app.publish_policy(&policy.version, &policy.html).await.context("publishing the privacy policy")?;
     if demo {
-        coffer_app::demo::seed(&db, app.clock.as_ref()).await.context("seeding demo data")?;
-        coffer_app::demo::seed_customer(&app.customers).await.context("seeding demo data")?;
-        coffer_app::demo::seed_customer_password(&app.customers, &app.accounts).await.context("seeding demo data")?;
-        coffer_app::demo::seed_staff(&app.staff).await.context("seeding demo data")?;
-        coffer_app::demo::seed_files(&db, &app.checkout).await.context("seeding demo data")?;
+        seed_demo(&app).await.context("seeding demo data")?;
     }
     let mut supervisor = coffer_app::supervisor::Supervisor::new();
     app.supervise(&config, &mut supervisor);
@@ -273,27 +261,57 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         startup_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "ready"
     );
+    serve_then_stop(listener, router, supervisor, &app).await
+}
 
+/// Binds the configured address; with a certificate the port speaks HTTPS
+/// only, and a bad pair stops here.
+async fn bind(config: &Config) -> anyhow::Result<(Listening, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let address = listener.local_addr().context("reading the listening address")?;
+    let listener = match (&config.tls.cert_file, &config.tls.key_file) {
+        (Some(cert), Some(key)) => Listening::Tls(tls::TlsListener::new(listener, cert.clone(), key.clone())?),
+        _ => Listening::Plain(listener),
+    };
+    Ok((listener, address))
+}
+
+/// The demo vendors, products and files, the demo customer and staff.
+async fn seed_demo(app: &App) -> Result<(), coffer_app::AppError> {
+    coffer_app::demo::seed(&app.db, app.clock.as_ref()).await?;
+    coffer_app::demo::seed_customer(&app.customers).await?;
+    coffer_app::demo::seed_customer_password(&app.customers, &app.accounts).await?;
+    coffer_app::demo::seed_staff(&app.staff).await?;
+    coffer_app::demo::seed_files(&app.db, &app.checkout).await
+}
+
+/// Serves until SIGINT or SIGTERM, then stops within [`SHUTDOWN_WITHIN`]
+/// of the signal: requests in flight get [`HTTP_GRACE`], then the
+/// background loops finish their units under way within what is left; the
+/// audit log is sealed last.
+async fn serve_then_stop(
+    listener: Listening,
+    router: axum::Router,
+    supervisor: coffer_app::supervisor::Supervisor,
+    app: &App,
+) -> anyhow::Result<()> {
     let signalled = Arc::new(tokio::sync::Notify::new());
-    let serving = serve_until_signal(listener, router, signalled.clone());
-    // Requests in flight get HTTP_GRACE after the signal; then the
-    // background loops finish their units under way within what is left.
+    let signal_at = Arc::new(std::sync::OnceLock::new());
+    let serving = serve_until_signal(listener, router, signalled.clone(), signal_at.clone());
     let stopping = async {
         signalled.notified().await;
         tokio::time::sleep(HTTP_GRACE).await;
     };
-    let shutdown_started = tokio::select! {
-        served = serving => {
-            served?;
-            Instant::now()
-        }
+    tokio::select! {
+        served = serving => served?,
         () = stopping => {
             tracing::warn!("requests were still in flight when the grace ran out; they are cut off");
-            Instant::now() - HTTP_GRACE
         }
-    };
-    let left = SHUTDOWN_WITHIN.saturating_sub(shutdown_started.elapsed());
-    let late = supervisor.shutdown(left).await;
+    }
+    let since_signal = signal_at.get().map_or(Duration::ZERO, Instant::elapsed);
+    let late = supervisor.shutdown(SHUTDOWN_WITHIN.saturating_sub(since_signal)).await;
     if !late.is_empty() {
         tracing::warn!(jobs = ?late, "background work was cut off at shutdown; it resumes at the next start");
     }
@@ -302,9 +320,9 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "sealing the audit log at shutdown failed");
     }
     // How many units of work shared each commit (SQLite's group commit).
-    let stats = db.writer_stats();
+    let stats = app.db.writer_stats();
     tracing::info!(units = stats.units, commits = stats.commits, "write path");
-    db.close().await;
+    app.db.close().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -315,14 +333,16 @@ const HTTP_GRACE: Duration = Duration::from_secs(6);
 const SHUTDOWN_WITHIN: Duration = Duration::from_secs(9);
 
 /// Serves until SIGINT or SIGTERM, then until the requests in flight are
-/// answered; `signalled` is told when the signal comes.
+/// answered; `signalled` is told when the signal comes, and `signal_at` when.
 async fn serve_until_signal(
     listener: Listening,
     app: axum::Router,
     signalled: Arc<tokio::sync::Notify>,
+    signal_at: Arc<std::sync::OnceLock<Instant>>,
 ) -> anyhow::Result<()> {
     let signal = async move {
         shutdown_signal().await;
+        let _ = signal_at.set(Instant::now());
         signalled.notify_one();
     };
     match listener {

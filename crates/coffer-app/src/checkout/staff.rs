@@ -85,6 +85,23 @@ pub struct StaffOrders {
     pub(super) fulfilment: Fulfilment,
 }
 
+/// What one unit of work records for a staff move.
+struct RecordedMove {
+    id: OrderId,
+    from: OrderStatus,
+    steps: Vec<OrderStatus>,
+    /// For a held order: how long its identity document is kept from now.
+    document_kept_ms: Option<i64>,
+    now: coffer_domain::Millis,
+    actor: String,
+    reason: String,
+    lines: Vec<OrderLine>,
+    sealed_keys: Vec<(i64, coffer_crypto::Sealed)>,
+    entry: AuditEntry,
+    mail: Option<coffer_store::NewEmail>,
+    give_back: Option<coffer_store::NewJob>,
+}
+
 impl StaffOrders {
     /// A staff member moves an order on: a reviewer approves (delivered at
     /// once) or rejects (payment voided) a held order; support marks a bank
@@ -181,8 +198,49 @@ impl StaffOrders {
         } else {
             None
         };
-        let currency = Currency::parse(&order.currency)?;
-        let mut lines = Vec::new();
+        let lines = self.priced_lines(&order).await?;
+        let delivery = match (&key, last) {
+            (Some(key), OrderStatus::Fulfilled) => {
+                self.fulfilment.deliver(&order.id, &order.customer_id, &order.data_key_id, key, &lines).await?
+            }
+            _ => Delivery::default(),
+        };
+        let (subject, body) = self.status_letter(&order, last, &name, reason, amount, &lines, &delivery)?;
+        let letter = Letter { kind: "order_status", to: &email, subject: &subject, body: &body };
+        // An erased customer is told nothing: there is nobody to tell.
+        let mail = key.as_ref().map(|key| self.outbox.seal(&letter, key, &order.data_key_id, false)).transpose()?;
+        let now = self.clock.now();
+        let entry = AuditEntry::new(
+            now,
+            actor,
+            AuditAction::OrderStatusChanged,
+            Some(format!("{} {}>{}", order.id, from.as_str(), last.as_str())),
+        );
+        let recorded = RecordedMove {
+            id: order.id.clone(),
+            from,
+            steps: steps.to_vec(),
+            // Kept 30 days after a reviewer's decision (disputes); a hold
+            // that expired unreviewed has no use for it.
+            document_kept_ms: (from == OrderStatus::OnHold).then(|| {
+                if action == StaffAction::ExpireHold { 0 } else { crate::retention::id_document_retention_ms() }
+            }),
+            now,
+            actor: actor.render(),
+            reason: reason.to_owned(),
+            lines: order.lines.clone(),
+            sealed_keys: delivery.sealed_keys,
+            entry,
+            mail,
+            give_back,
+        };
+        self.record_move(recorded).await?;
+        Ok(last)
+    }
+
+    /// The order's lines with their products' names and what they deliver.
+    async fn priced_lines(&self, order: &coffer_store::StoredOrder) -> Result<Vec<PricedLine>, AppError> {
+        let mut lines = Vec::with_capacity(order.lines.len());
         for line in &order.lines {
             let product = self.db.product(&line.product_id).await?;
             lines.push(PricedLine {
@@ -192,23 +250,33 @@ impl StaffOrders {
                 line: line.clone(),
             });
         }
-        let delivery = match (&key, last) {
-            (Some(key), OrderStatus::Fulfilled) => {
-                self.fulfilment.deliver(&order.id, &order.customer_id, &order.data_key_id, key, &lines).await?
-            }
-            _ => Delivery::default(),
-        };
-        let totals = coffer_domain::Totals { subtotal: order.subtotal, tax: order.tax, total: order.total };
-        let (subject, body) = match last {
+        Ok(lines)
+    }
+
+    /// The subject and text of the email telling the customer of a move.
+    #[allow(clippy::too_many_arguments)]
+    fn status_letter(
+        &self,
+        order: &coffer_store::StoredOrder,
+        last: OrderStatus,
+        name: &str,
+        reason: &str,
+        amount: i64,
+        lines: &[PricedLine],
+        delivery: &Delivery,
+    ) -> Result<(String, String), AppError> {
+        let currency = Currency::parse(&order.currency)?;
+        let id = &order.id;
+        Ok(match last {
             OrderStatus::Fulfilled => (
-                format!("Your order {}: your software is ready", order.id),
+                format!("Your order {id}: your software is ready"),
                 order_email_body(&OrderEmail {
-                    name: &name,
-                    id: &order.id,
+                    name,
+                    id,
                     status: last,
                     currency,
-                    lines: &lines,
-                    totals: &totals,
+                    lines,
+                    totals: &coffer_domain::Totals { subtotal: order.subtotal, tax: order.tax, total: order.total },
                     license_keys: &delivery.license_keys,
                     downloads: &delivery.downloads,
                     payment_reference: None,
@@ -218,80 +286,59 @@ impl StaffOrders {
                 }),
             ),
             OrderStatus::Cancelled => (
-                format!("Your order {} is cancelled", order.id),
+                format!("Your order {id} is cancelled"),
                 format!(
-                    "Hello {name},\n\nYour order {} is cancelled: {reason}.\n\nThe payment was voided; nothing \
-                     was charged. You are welcome to order again.\n\nCoffer\n",
-                    order.id
+                    "Hello {name},\n\nYour order {id} is cancelled: {reason}.\n\nThe payment was voided; nothing \
+                     was charged. You are welcome to order again.\n\nCoffer\n"
                 ),
             ),
             OrderStatus::Rejected => (
-                format!("Your order {} could not be accepted", order.id),
+                format!("Your order {id} could not be accepted"),
                 format!(
-                    "Hello {name},\n\nWe could not accept your order {}: {reason}.\n\nThe payment was voided; nothing \
-                     was charged.\n\nCoffer\n",
-                    order.id
+                    "Hello {name},\n\nWe could not accept your order {id}: {reason}.\n\nThe payment was voided; \
+                     nothing was charged.\n\nCoffer\n"
                 ),
             ),
             _ => (
-                format!("Your order {} is refunded", order.id),
+                format!("Your order {id} is refunded"),
                 format!(
-                    "Hello {name},\n\nYour order {} is refunded ({reason}). {} goes back to the way you paid; \
+                    "Hello {name},\n\nYour order {id} is refunded ({reason}). {} goes back to the way you paid; \
                      license keys and downloads of the order stop working.\n\nCoffer\n",
-                    order.id,
                     currency.amount(amount)
                 ),
             ),
-        };
-        let letter = Letter { kind: "order_status", to: &email, subject: &subject, body: &body };
-        // An erased customer is told nothing: there is nobody to tell.
-        let mail = key.as_ref().map(|key| self.outbox.seal(&letter, key, &order.data_key_id, false)).transpose()?;
-        let now = self.clock.now();
-        let (id, lines_stored, sealed_keys) = (order.id.clone(), order.lines.clone(), delivery.sealed_keys);
-        let (actor_text, reason) = (actor.render(), reason.to_owned());
-        let entry = AuditEntry::new(
-            now,
-            actor,
-            AuditAction::OrderStatusChanged,
-            Some(format!("{id} {}>{}", from.as_str(), last.as_str())),
-        );
-        let steps = steps.to_vec();
+        })
+    }
+
+    /// Writes a move in one unit: each status step (refused when someone
+    /// moved the order first), license keys, the identity document's
+    /// deletion date, the audit entry, the email, the give-back job, and the
+    /// end of the claim.
+    async fn record_move(&self, m: RecordedMove) -> Result<(), AppError> {
         self.db
-            .write(move |tx| {
-                Box::pin(async move {
-                    use coffer_store::{JobWriter, OutboxWriter};
-                    let mut at = from;
-                    for step in steps {
-                        if !tx.transition_order(&id, at, step, now, &actor_text, &reason).await? {
-                            return Err(bad("wrong_status", "status", "someone else moved this order first"));
-                        }
-                        at = step;
+            .write(unit!(|tx| {
+                let mut at = m.from;
+                for step in &m.steps {
+                    if !tx.transition_order(&m.id, at, *step, m.now, &m.actor, &m.reason).await? {
+                        return Err(bad("wrong_status", "status", "someone else moved this order first"));
                     }
-                    tx.insert_license_keys(&id, &lines_stored, &sealed_keys, now).await?;
-                    if from == OrderStatus::OnHold {
-                        // Kept 30 days after a reviewer's decision (disputes);
-                        // a hold that expired unreviewed has no use for it.
-                        let keep = if action == StaffAction::ExpireHold {
-                            0
-                        } else {
-                            crate::retention::id_document_retention_ms()
-                        };
-                        let delete_after = coffer_domain::Millis(now.0 + keep);
-                        tx.schedule_id_document_deletion(&id, delete_after).await?;
-                    }
-                    tx.append_audit(&entry).await?;
-                    if let Some(mail) = &mail {
-                        tx.enqueue_email(mail).await?;
-                    }
-                    if let Some(job) = &give_back {
-                        tx.enqueue_job(job).await?;
-                    }
-                    tx.release_payment_move(&id).await?;
-                    Ok::<_, AppError>(())
-                })
-            })
-            .await?;
-        Ok(last)
+                    at = *step;
+                }
+                tx.insert_license_keys(&m.id, &m.lines, &m.sealed_keys, m.now).await?;
+                if let Some(keep) = m.document_kept_ms {
+                    tx.schedule_id_document_deletion(&m.id, coffer_domain::Millis(m.now.0 + keep)).await?;
+                }
+                tx.append_audit(&m.entry).await?;
+                if let Some(mail) = &m.mail {
+                    tx.enqueue_email(mail).await?;
+                }
+                if let Some(job) = &m.give_back {
+                    tx.enqueue_job(job).await?;
+                }
+                tx.release_payment_move(&m.id).await?;
+                Ok::<_, AppError>(())
+            }))
+            .await
     }
 
     /// An order as staff see it, with the buyer's name, email and country.
@@ -370,26 +417,8 @@ impl StaffOrders {
         reason: &str,
     ) -> Result<OrderStatus, AppError> {
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
-        if !matches!(order.status, OrderStatus::Paid | OrderStatus::Fulfilled) {
-            return Err(bad(
-                "wrong_status",
-                "status",
-                format!("this order is {}", order.status.as_str().replace('_', " ")),
-            ));
-        }
-        let Some(index) = order.lines.iter().position(|l| l.line_no == line_no) else {
-            return Err(bad("unknown_line", "line", "the order has no such line"));
-        };
+        let (index, amount, last) = Self::line_refund_of(&order, line_no)?;
         let line = &order.lines[index];
-        let refundable: Vec<coffer_domain::order::RefundableLine> = order
-            .lines
-            .iter()
-            .map(|l| coffer_domain::order::RefundableLine { line_total: l.line_total, refunded: l.refunded_amount })
-            .collect();
-        let Some(amount) = coffer_domain::order::line_refund(&refundable, index, order.subtotal, order.tax) else {
-            return Err(bad("wrong_status", "line", "this line is refunded already"));
-        };
-        let last = refundable.iter().filter(|l| l.refunded == 0).count() == 1;
         // `None` once the customer is erased: the refund goes on, untold.
         let key = self.vault.data_key(&order.data_key_id).await?;
         let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
@@ -431,29 +460,53 @@ impl StaffOrders {
             reason: reason.to_owned(),
         };
         self.db
-            .write(move |tx| {
-                Box::pin(async move {
-                    use coffer_store::{JobWriter, OutboxWriter};
-                    if !tx.refund_line(&refund).await? {
-                        return Err(bad("wrong_status", "line", "this line is refunded already"));
-                    }
-                    let (id, actor, reason) = (&refund.order, &refund.actor, &refund.reason);
-                    if last && !tx.transition_order(id, status, next, now, actor, reason).await? {
-                        return Err(bad("wrong_status", "status", "someone else moved this order first"));
-                    }
-                    tx.append_audit(&entry).await?;
-                    if let Some(mail) = &mail {
-                        tx.enqueue_email(mail).await?;
-                    }
-                    if let Some(job) = &give_back {
-                        tx.enqueue_job(job).await?;
-                    }
-                    tx.release_payment_move(&refund.order).await?;
-                    Ok::<_, AppError>(())
-                })
-            })
+            .write(unit!(|tx| {
+                if !tx.refund_line(&refund).await? {
+                    return Err(bad("wrong_status", "line", "this line is refunded already"));
+                }
+                let (id, actor, reason) = (&refund.order, &refund.actor, &refund.reason);
+                if last && !tx.transition_order(id, status, next, now, actor, reason).await? {
+                    return Err(bad("wrong_status", "status", "someone else moved this order first"));
+                }
+                tx.append_audit(&entry).await?;
+                if let Some(mail) = &mail {
+                    tx.enqueue_email(mail).await?;
+                }
+                if let Some(job) = &give_back {
+                    tx.enqueue_job(job).await?;
+                }
+                tx.release_payment_move(&refund.order).await?;
+                Ok::<_, AppError>(())
+            }))
             .await?;
         Ok(next)
+    }
+
+    /// Which line `line_no` is, what refunding it gives back (its price and
+    /// its share of the tax, from the domain) and whether it is the last
+    /// line not yet refunded; refused for an order not paid or a line
+    /// refunded already.
+    fn line_refund_of(order: &coffer_store::StoredOrder, line_no: i64) -> Result<(usize, i64, bool), AppError> {
+        if !matches!(order.status, OrderStatus::Paid | OrderStatus::Fulfilled) {
+            return Err(bad(
+                "wrong_status",
+                "status",
+                format!("this order is {}", order.status.as_str().replace('_', " ")),
+            ));
+        }
+        let Some(index) = order.lines.iter().position(|l| l.line_no == line_no) else {
+            return Err(bad("unknown_line", "line", "the order has no such line"));
+        };
+        let refundable: Vec<coffer_domain::order::RefundableLine> = order
+            .lines
+            .iter()
+            .map(|l| coffer_domain::order::RefundableLine { line_total: l.line_total, refunded: l.refunded_amount })
+            .collect();
+        let Some(amount) = coffer_domain::order::line_refund(&refundable, index, order.subtotal, order.tax) else {
+            return Err(bad("wrong_status", "line", "this line is refunded already"));
+        };
+        let last = refundable.iter().filter(|l| l.refunded == 0).count() == 1;
+        Ok((index, amount, last))
     }
 }
 
