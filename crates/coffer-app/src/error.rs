@@ -34,8 +34,10 @@ pub enum AppError {
     /// The customer was erased: their data no longer exists in readable form.
     #[error("the customer's data was erased")]
     Erased,
+    /// A setting that cannot work (an unparsable mail address, a bad SMTP
+    /// URL); names the setting, never a secret in it.
     #[error("{0}")]
-    Refused(String),
+    Config(&'static str),
     /// The payment processor failed or refused a call (a void or refund it
     /// would not make, an outage); names the failure, never the card.
     #[error("payment gateway: {0}")]

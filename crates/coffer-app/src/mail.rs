@@ -66,15 +66,15 @@ impl Outbox {
         clock: Arc<dyn Clock>,
     ) -> Result<Outbox, AppError> {
         let from =
-            config.from.parse::<Mailbox>().map_err(|_| AppError::Refused("mail.from is not an address".into()))?;
+            config.from.parse::<Mailbox>().map_err(|_| AppError::Config("mail.from is not an address"))?;
         let transport = match (config.transport, &config.smtp_url) {
             (MailTransport::Smtp, Some(url)) => Transport::Smtp(
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
                     // The URL may hold a password: never repeat it.
-                    .map_err(|_| AppError::Refused("mail.smtp_url is not a valid smtp:// or smtps:// URL".into()))?
+                    .map_err(|_| AppError::Config("mail.smtp_url is not a valid smtp:// or smtps:// URL"))?
                     .build(),
             ),
-            (MailTransport::Smtp, None) => return Err(AppError::Refused("mail.smtp_url is required".into())),
+            (MailTransport::Smtp, None) => return Err(AppError::Config("mail.smtp_url is required")),
             (MailTransport::File, _) => Transport::Files(data_dir.join("mail")),
         };
         Ok(Outbox { db, vault, clock, transport: Arc::new(transport), from })
@@ -98,7 +98,7 @@ impl Outbox {
         let listed = dir.clone();
         let files = tokio::task::spawn_blocking(move || mail_files(&listed))
             .await
-            .map_err(|_| AppError::Refused("the mail folder sweep stopped".into()))?
+            .map_err(|_| AppError::Internal("the mail folder sweep stopped"))?
             .map_err(|e| AppError::Files(format!("reading the mail folder: {}", e.kind())))?;
         let mut deleted = 0;
         // A customer has many files: each key is looked up once per sweep.

@@ -110,7 +110,6 @@ impl From<AppError> for ApiError {
                     .with_field(e.field)
             }
             AppError::Erased => ApiError::new(StatusCode::GONE, "erased", "this customer's data was erased"),
-            AppError::Refused(message) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", message),
             AppError::Gateway(e) => {
                 tracing::error!(error = %e, "payment gateway failure");
                 ApiError::new(
@@ -120,7 +119,7 @@ impl From<AppError> for ApiError {
                 )
             }
             // Ours to fix, never the caller's: a 500, not a 422.
-            e @ (AppError::AuditChainBroken(_) | AppError::Internal(_)) => {
+            e @ (AppError::AuditChainBroken(_) | AppError::Internal(_) | AppError::Config(_)) => {
                 tracing::error!(error = %e, "internal failure");
                 ApiError::internal()
             }

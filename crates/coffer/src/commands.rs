@@ -236,7 +236,7 @@ pub async fn staff(config: &Config, db: Db, command: StaffCommand) -> anyhow::Re
         StaffCommand::Add { email, role } => {
             let role = coffer_domain::StaffRole::parse(&role).context("unknown role")?;
             let link = match staff.add(&email, role, &cli_actor()).await {
-                Err(AppError::Refused(why)) => bail!("{why}"),
+                Err(AppError::Account(refused)) => bail!("{refused}"),
                 Err(AppError::Customer(e)) => bail!("the email address {}", e.reason),
                 other => other?,
             };
