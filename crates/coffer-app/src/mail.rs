@@ -65,8 +65,7 @@ impl Outbox {
         vault: Arc<Vault>,
         clock: Arc<dyn Clock>,
     ) -> Result<Outbox, AppError> {
-        let from =
-            config.from.parse::<Mailbox>().map_err(|_| AppError::Config("mail.from is not an address"))?;
+        let from = config.from.parse::<Mailbox>().map_err(|_| AppError::Config("mail.from is not an address"))?;
         let transport = match (config.transport, &config.smtp_url) {
             (MailTransport::Smtp, Some(url)) => Transport::Smtp(
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())

@@ -540,6 +540,18 @@ async fn services_refuse_a_principal_without_the_permission(f: Fixture) {
     assert_eq!(f.db.order(&held.id).await.unwrap().unwrap().status, OrderStatus::OnHold);
     assert_eq!(f.db.order(&paid.id).await.unwrap().unwrap().status, OrderStatus::Fulfilled);
     assert_eq!(f.gateway.given_back.load(Ordering::SeqCst), 0);
+    // The staff view offers each principal only the moves it may make now.
+    let offered = |view: coffer_app::checkout::StaffOrderView| (view.allowed, view.may_refund_lines);
+    let reviewer_on_held =
+        offered(f.checkout.staff().staff_view(&held.id, &as_role(StaffRole::Reviewer)).await.unwrap());
+    assert_eq!(reviewer_on_held, (vec![StaffAction::Approve, StaffAction::Reject], false));
+    let support_on_held = offered(f.checkout.staff().staff_view(&held.id, &as_role(StaffRole::Support)).await.unwrap());
+    assert_eq!(support_on_held, (vec![], false));
+    let support_on_paid = offered(f.checkout.staff().staff_view(&paid.id, &as_role(StaffRole::Support)).await.unwrap());
+    assert_eq!(support_on_paid, (vec![StaffAction::Refund], true));
+    let reviewer_on_paid =
+        offered(f.checkout.staff().staff_view(&paid.id, &as_role(StaffRole::Reviewer)).await.unwrap());
+    assert_eq!(reviewer_on_paid, (vec![], false));
     // The roles that hold the permissions may.
     f.checkout.staff().staff_action(&held.id, StaffAction::Approve, &as_role(StaffRole::Reviewer), "").await.unwrap();
     f.checkout

@@ -59,6 +59,12 @@ pub struct StaffOrderView {
     pub country: String,
     pub lines: Vec<StaffLine>,
     pub events: Vec<coffer_store::OrderEvent>,
+    /// The moves this principal may make on the order now (its permissions
+    /// and the order's status decide; an erased customer's order is never
+    /// delivered).
+    pub allowed: Vec<StaffAction>,
+    /// Whether this principal may refund single lines of it now.
+    pub may_refund_lines: bool,
 }
 
 /// A line as staff see it.
@@ -136,6 +142,18 @@ impl StaffOrders {
             self.release_move(order_id).await?;
         }
         moved
+    }
+
+    /// The moves `principal` may make on `order` now: those its permissions
+    /// allow and the order's status admits; none that delivers to an erased
+    /// customer.
+    pub fn allowed_moves(order: &coffer_store::StoredOrder, principal: &Principal, erased: bool) -> Vec<StaffAction> {
+        [StaffAction::Approve, StaffAction::Reject, StaffAction::TransferReceived, StaffAction::Refund]
+            .into_iter()
+            .filter(|action| principal.may(action.permission()))
+            .filter(|action| !(erased && matches!(action, StaffAction::Approve | StaffAction::TransferReceived)))
+            .filter(|action| Self::moves_for(order, *action).is_ok())
+            .collect()
     }
 
     /// The status an action starts from and the steps it takes; refused
@@ -366,8 +384,12 @@ impl StaffOrders {
             });
         }
         let address: serde_json::Value = serde_json::from_str(&open("address", &order.address)?).unwrap_or_default();
+        let erased = key.is_none();
         Ok(StaffOrderView {
-            erased: key.is_none(),
+            allowed: Self::allowed_moves(&order, principal, erased),
+            may_refund_lines: principal.may(Permission::RefundOrder)
+                && matches!(order.status, OrderStatus::Paid | OrderStatus::Fulfilled),
+            erased,
             name: open("name", &order.name)?,
             email: open("email", &order.email)?,
             country: address["country"].as_str().unwrap_or_default().to_owned(),

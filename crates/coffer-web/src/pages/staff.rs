@@ -456,7 +456,7 @@ struct OrderPage {
 }
 
 async fn order_view(state: &AppState, staff: &Staff<OrderStaff>, id: &str, message: Option<String>) -> Response {
-    use coffer_domain::OrderStatus;
+    use coffer_app::checkout::StaffAction;
     let Ok(id) = coffer_domain::OrderId::parse(id) else { return not_found() };
     let actor = staff.principal();
     let view = match state.checkout.staff().staff_view(&id, &actor).await {
@@ -465,25 +465,18 @@ async fn order_view(state: &AppState, staff: &Staff<OrderStaff>, id: &str, messa
         Err(e) => return failure(e),
     };
     let order = &view.order;
-    let role = staff.member.role;
-    let mut actions = Vec::new();
-    // An erased customer's order can be rejected or refunded, never delivered.
-    if order.status == OrderStatus::OnHold && role.allows(StaffRole::Reviewer) {
-        if !view.erased {
-            actions.push(("approve", "Approve and deliver", "Note (optional)", false));
-        }
-        actions.push(("reject", "Reject and void the payment", "Reason, sent to the customer", true));
-    }
-    if order.status == OrderStatus::Pending
-        && order.payment_method == "bank_transfer"
-        && role.allows(StaffRole::Support)
-        && !view.erased
-    {
-        actions.push(("transfer_received", "Mark the transfer received", "Note (optional)", false));
-    }
-    if matches!(order.status, OrderStatus::Paid | OrderStatus::Fulfilled) && role.allows(StaffRole::Support) {
-        actions.push(("refund", "Refund the whole order", "Reason, sent to the customer", true));
-    }
+    let actions = view
+        .allowed
+        .iter()
+        .map(|action| match action {
+            StaffAction::Approve => ("approve", "Approve and deliver", "Note (optional)", false),
+            StaffAction::Reject => ("reject", "Reject and void the payment", "Reason, sent to the customer", true),
+            StaffAction::TransferReceived => {
+                ("transfer_received", "Mark the transfer received", "Note (optional)", false)
+            }
+            _ => ("refund", "Refund the whole order", "Reason, sent to the customer", true),
+        })
+        .collect();
     render(&OrderPage {
         id: order.id.to_string(),
         message,
@@ -508,9 +501,7 @@ async fn order_view(state: &AppState, staff: &Staff<OrderStaff>, id: &str, messa
                 } else {
                     String::new()
                 };
-                let refundable = l.refunded == 0
-                    && matches!(order.status, OrderStatus::Paid | OrderStatus::Fulfilled)
-                    && role.allows(StaffRole::Support);
+                let refundable = l.refunded == 0 && view.may_refund_lines;
                 (l.line_no, l.name.clone(), l.quantity, money(l.total, &order.currency), refunded, refundable)
             })
             .collect(),
@@ -529,7 +520,7 @@ async fn order_view(state: &AppState, staff: &Staff<OrderStaff>, id: &str, messa
             Ok(uploaded) => uploaded.map(|at| utc(at.0)),
             Err(e) => return failure(e),
         },
-        reviewer: role.allows(StaffRole::Reviewer),
+        reviewer: staff.member.role.allows(StaffRole::Reviewer),
     })
 }
 
@@ -588,11 +579,9 @@ async fn order_action(
     if !same_origin(&headers) || !state.accounts.csrf_matches(&staff.token, &form.csrf) {
         return forbidden();
     }
+    // Who may make which move is the service's to decide (a refusal is
+    // AppError::Forbidden, shown as "Not for your role").
     if form.action == "refund_line" {
-        if !staff.member.role.allows(StaffRole::Support) {
-            let page = MessagePage { title: "Not for your role", message: "This is for the Support role.".into() };
-            return (StatusCode::FORBIDDEN, render(&page)).into_response();
-        }
         let Ok(order_id) = coffer_domain::OrderId::parse(&id) else { return not_found() };
         let Some(line) = form.line.as_deref().and_then(|l| l.parse::<i64>().ok()) else {
             return (
@@ -611,11 +600,11 @@ async fn order_action(
         )
         .await;
     }
-    let (action, needed) = match form.action.as_str() {
-        "approve" => (StaffAction::Approve, StaffRole::Reviewer),
-        "reject" => (StaffAction::Reject, StaffRole::Reviewer),
-        "transfer_received" => (StaffAction::TransferReceived, StaffRole::Support),
-        "refund" => (StaffAction::Refund, StaffRole::Support),
+    let action = match form.action.as_str() {
+        "approve" => StaffAction::Approve,
+        "reject" => StaffAction::Reject,
+        "transfer_received" => StaffAction::TransferReceived,
+        "refund" => StaffAction::Refund,
         _ => {
             return (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -624,11 +613,6 @@ async fn order_action(
                 .into_response();
         }
     };
-    if !staff.member.role.allows(needed) {
-        let page =
-            MessagePage { title: "Not for your role", message: format!("This is for the {} role.", needed.label()) };
-        return (StatusCode::FORBIDDEN, render(&page)).into_response();
-    }
     let Ok(order_id) = coffer_domain::OrderId::parse(&id) else { return not_found() };
     let actor = staff.principal();
     let done = state.checkout.staff().staff_action(&order_id, action, &actor, &form.reason).await;
