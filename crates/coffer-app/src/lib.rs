@@ -18,6 +18,7 @@ mod error;
 pub mod files;
 pub mod mail;
 pub mod privacy;
+pub mod request;
 pub mod retention;
 pub mod supervisor;
 pub mod vendors;

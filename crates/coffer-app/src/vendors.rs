@@ -8,7 +8,7 @@
 
 use crate::AppError;
 use crate::privacy::Vault;
-use coffer_domain::{Actor, AuditAction, AuditEntry, Clock, DisclosureId, OrderId, VendorId};
+use coffer_domain::{Actor, AuditAction, Clock, DisclosureId, OrderId, VendorId};
 use coffer_store::Db;
 use coffer_store::prelude::*;
 use serde::Serialize;
@@ -156,7 +156,12 @@ impl VendorService {
             // Audited and recorded before the data is handed out.
             let now = self.clock.now();
             let actor = Actor::Vendor(vendor.to_string());
-            let entry = AuditEntry::new(now, &actor, AuditAction::CustomerRead, Some(order.customer_id.to_string()));
+            let entry = crate::request::audit_entry(
+                now,
+                &actor,
+                AuditAction::CustomerRead,
+                Some(order.customer_id.to_string()),
+            );
             let disclosure = coffer_store::Disclosure {
                 id: DisclosureId::generate().to_string(),
                 customer_id: order.customer_id.clone(),

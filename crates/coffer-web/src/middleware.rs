@@ -16,15 +16,16 @@ pub fn is_api_path(path: &str) -> bool {
 }
 
 /// Gives every request a fresh id (never taken from the client, so logs
-/// cannot be fed arbitrary text), and logs one line per request with the
-/// route *template*, never the raw path or query, which may carry personal
-/// data.
+/// cannot be fed arbitrary text), serves the request under it (audit
+/// entries record it, see `coffer_app::request`), and logs one line per
+/// request with the route *template*, never the raw path or query, which
+/// may carry personal data.
 pub async fn request_id_and_trace(request: Request, next: Next) -> Response {
     let id = uuid::Uuid::now_v7().to_string();
     let route = request.extensions().get::<MatchedPath>().map_or("(unmatched)", |p| p.as_str()).to_owned();
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), route = %route);
     let started = Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = coffer_app::request::serving(id.clone(), next.run(request)).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     span.in_scope(|| tracing::info!(status, micros, "request finished"));

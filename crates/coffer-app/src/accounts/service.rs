@@ -125,7 +125,7 @@ impl AccountService {
     /// account. A failure is logged (without the address).
     pub fn request_link_after_answer(&self, email: String, purpose: LinkPurpose) {
         let accounts = self.clone();
-        tokio::spawn(async move {
+        crate::request::spawn_for_request(async move {
             if let Err(e) = accounts.request_link(&email, purpose).await {
                 tracing::warn!(error = %e, "a requested sign-in link could not be sent");
             }
@@ -162,7 +162,7 @@ impl AccountService {
         jurisdiction: coffer_domain::Jurisdiction,
     ) {
         let accounts = self.clone();
-        tokio::spawn(async move {
+        crate::request::spawn_for_request(async move {
             if let Err(e) = accounts.submit_privacy_request(&email, kind, jurisdiction).await {
                 tracing::warn!(error = %e, "a written data request could not be recorded");
             }
@@ -467,7 +467,7 @@ impl AccountService {
                         return Err(AccountError::ConfirmationGone.into());
                     };
                     let actor = coffer_domain::Actor::Customer(customer.to_string());
-                    let entry = coffer_domain::AuditEntry::new(
+                    let entry = crate::request::audit_entry(
                         now,
                         &actor,
                         coffer_domain::AuditAction::PrivacyRequestConfirmed,

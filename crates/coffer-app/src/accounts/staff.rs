@@ -9,7 +9,7 @@ use super::signin::{Directory, RealmPolicy, STAFF, SignIn, SignInError, Step, To
 use crate::AppError;
 use crate::privacy::Vault;
 use coffer_crypto::{DataKey, FieldContext, open_field, seal_field, token_hash};
-use coffer_domain::{Actor, AuditAction, AuditEntry, Clock, DataKeyId, Realm, StaffId, StaffRole, check_new_password};
+use coffer_domain::{Actor, AuditAction, Clock, DataKeyId, Realm, StaffId, StaffRole, check_new_password};
 use coffer_store::prelude::*;
 use coffer_store::{Db, LinkPurpose, LinkUse, NewStaffMember, StaffRow, UnitFuture, WriteTx};
 use secrecy::{ExposeSecret, SecretString};
@@ -92,7 +92,7 @@ fn enrolled(tx: &mut WriteTx, id: String, now: coffer_domain::Millis) -> UnitFut
     Box::pin(async move {
         let staff = staff_id(&id)?;
         coffer_store::mark_staff_enrolled(tx, &staff, now).await?;
-        let entry = AuditEntry::new(now, &Actor::Staff(id.clone()), AuditAction::StaffEnrolled, Some(id));
+        let entry = crate::request::audit_entry(now, &Actor::Staff(id.clone()), AuditAction::StaffEnrolled, Some(id));
         tx.append_audit(&entry).await?;
         Ok(())
     })
@@ -156,8 +156,12 @@ impl StaffService {
             }
         };
         let (token, link) = self.sign_in.new_link(id.as_str(), LinkPurpose::Enrolment)?;
-        let entry =
-            AuditEntry::new(self.clock.now(), actor, AuditAction::StaffAdded, Some(format!("{id} {}", role.as_str())));
+        let entry = crate::request::audit_entry(
+            self.clock.now(),
+            actor,
+            AuditAction::StaffAdded,
+            Some(format!("{id} {}", role.as_str())),
+        );
         self.db
             .write(move |tx| {
                 Box::pin(async move {

@@ -113,8 +113,12 @@ impl IdentityReview {
             row_id: order.id.as_str(),
             data_key_id: order.data_key_id.as_str(),
         };
-        let entry =
-            AuditEntry::new(self.clock.now(), actor, AuditAction::CustomerRead, Some(order.customer_id.to_string()));
+        let entry = crate::request::audit_entry(
+            self.clock.now(),
+            actor,
+            AuditAction::CustomerRead,
+            Some(order.customer_id.to_string()),
+        );
         self.db.write(unit!(|tx| tx.append_audit(&entry).await.map_err(AppError::from))).await?;
         let plain = coffer_crypto::open_field(&key, &ctx, &coffer_crypto::Sealed::from_stored(sealed))?;
         Ok(Some((row.content_type, plain.to_vec())))

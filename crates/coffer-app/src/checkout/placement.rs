@@ -606,7 +606,7 @@ impl OrderPlacement {
         invitation: Option<[u8; 32]>,
     ) -> Result<(), AppError> {
         let (id, customer, now) = (&order.id, &order.customer_id, order.at);
-        let entry = AuditEntry::new(
+        let entry = crate::request::audit_entry(
             now,
             &Actor::Customer(customer.to_string()),
             AuditAction::OrderPlaced,

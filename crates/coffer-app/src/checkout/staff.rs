@@ -228,7 +228,7 @@ impl StaffOrders {
         // An erased customer is told nothing: there is nobody to tell.
         let mail = key.as_ref().map(|key| self.outbox.seal(&letter, key, &order.data_key_id, false)).transpose()?;
         let now = self.clock.now();
-        let entry = AuditEntry::new(
+        let entry = crate::request::audit_entry(
             now,
             actor,
             AuditAction::OrderStatusChanged,
@@ -369,8 +369,12 @@ impl StaffOrders {
         let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
             open_order_field(key.as_ref(), &order, column, sealed.as_ref()).map(Option::unwrap_or_default)
         };
-        let entry =
-            AuditEntry::new(self.clock.now(), actor, AuditAction::CustomerRead, Some(order.customer_id.to_string()));
+        let entry = crate::request::audit_entry(
+            self.clock.now(),
+            actor,
+            AuditAction::CustomerRead,
+            Some(order.customer_id.to_string()),
+        );
         self.db.write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) })).await?;
         let mut lines = Vec::new();
         for line in &order.lines {
@@ -466,7 +470,7 @@ impl StaffOrders {
         let now = self.clock.now();
         let status = order.status;
         let next = if last { OrderStatus::Refunded } else { status };
-        let entry = AuditEntry::new(
+        let entry = crate::request::audit_entry(
             now,
             actor,
             AuditAction::OrderStatusChanged,

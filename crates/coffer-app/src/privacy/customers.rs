@@ -7,8 +7,7 @@ use crate::AppError;
 use coffer_crypto::{DataKey, FieldContext, Sealed, open_field, seal_field};
 use coffer_domain::inventory;
 use coffer_domain::{
-    Actor, AuditAction, AuditEntry, Clock, CustomerDetails, CustomerId, DataKeyId, MailingAddress, Millis, OrderId,
-    ProductId,
+    Actor, AuditAction, Clock, CustomerDetails, CustomerId, DataKeyId, MailingAddress, Millis, OrderId, ProductId,
 };
 use coffer_store::prelude::*;
 use coffer_store::{
@@ -203,7 +202,7 @@ impl CustomerService {
             fields,
             at: now,
         };
-        let audit = AuditEntry::new(now, actor, AuditAction::CustomerCreated, Some(id.to_string()));
+        let audit = crate::request::audit_entry(now, actor, AuditAction::CustomerCreated, Some(id.to_string()));
         self.db
             .write(move |tx| {
                 Box::pin(async move {
@@ -273,7 +272,7 @@ fn open_details(stored: &StoredCustomer, key: &DataKey) -> Result<CustomerRecord
 
 impl CustomerService {
     async fn audit(&self, actor: &Actor, action: AuditAction, subject: &CustomerId) -> Result<(), AppError> {
-        let entry = AuditEntry::new(self.clock.now(), actor, action, Some(subject.to_string()));
+        let entry = crate::request::audit_entry(self.clock.now(), actor, action, Some(subject.to_string()));
         self.db.write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) })).await
     }
 
@@ -315,7 +314,7 @@ impl CustomerService {
         let fields = seal_details(&key, id, &stored.data_key_id, &details)?;
         let now = self.clock.now();
         let version = self.vault.blind_index().version();
-        let audit = AuditEntry::new(now, actor, AuditAction::CustomerUpdated, Some(id.to_string()));
+        let audit = crate::request::audit_entry(now, actor, AuditAction::CustomerUpdated, Some(id.to_string()));
         let target = id.clone();
         let updated = self
             .db
@@ -388,7 +387,7 @@ impl CustomerService {
         action: AuditAction,
         last_message: Option<coffer_store::NewEmail>,
     ) -> Result<(), AppError> {
-        let audit = AuditEntry::new(self.clock.now(), actor, action, Some(erasure.customer_id.to_string()));
+        let audit = crate::request::audit_entry(self.clock.now(), actor, action, Some(erasure.customer_id.to_string()));
         self.db
             .write(move |tx| {
                 Box::pin(async move {
@@ -413,7 +412,7 @@ impl CustomerService {
         let data_ids: std::collections::HashSet<_> = data_side.iter().map(|e| e.customer_id.clone()).collect();
         for erasure in key_side.iter().filter(|e| !data_ids.contains(&e.customer_id)) {
             let erasure = erasure.clone();
-            let audit = AuditEntry::new(
+            let audit = crate::request::audit_entry(
                 self.clock.now(),
                 actor,
                 AuditAction::ErasureReplayed,

@@ -8,7 +8,11 @@ use coffer_testkit::TestServer;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 
-on_both_backends!(staff_add_prints_a_link_that_enrols_with_totp, staff_pages_refuse_everyone_else);
+on_both_backends!(
+    staff_add_prints_a_link_that_enrols_with_totp,
+    staff_pages_refuse_everyone_else,
+    audit_entries_carry_the_request_id,
+);
 
 fn staff_cookie(response: &reqwest::Response) -> String {
     let set = response.headers().get(SET_COOKIE).expect("a staff session cookie").to_str().unwrap().to_owned();
@@ -219,4 +223,41 @@ async fn p11_staff_networks_refuse_everyone_outside() {
         }
         assert_eq!(request.send().await.unwrap().status(), expected, "forwarded for {forwarded:?}");
     }
+}
+
+/// Issue 13: an audit entry names the request that caused it. A support
+/// member's view of an order (an audited read of the buyer) is recorded
+/// with the `x-request-id` of that page's answer; an entry made outside a
+/// request (the command line) carries none.
+async fn audit_entries_carry_the_request_id(server: TestServer) {
+    let version = crate::checkout::policy_version(&server).await;
+    let body = crate::checkout::order(&server, &version, "4242424242424242", "traced@example.org");
+    let (status, placed) = crate::checkout::post_order(&server, &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let cookie = demo_staff_session(&server, "support").await;
+    let page = get(&server, &format!("/staff/orders/{}", placed["id"].as_str().unwrap()), &cookie).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let request_id = page.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+    let pool = crate::checkout::raw_pool(&server).await;
+    let (recorded,): (Option<String>,) = sqlx::query_as(
+        "SELECT request_id FROM audit_log WHERE action = 'customer.read' AND actor LIKE 'staff:%' \
+         ORDER BY at DESC, id DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(recorded.as_deref(), Some(request_id.as_str()), "the staff read names its request");
+    let (placed_with,): (Option<String>,) =
+        sqlx::query_as("SELECT request_id FROM audit_log WHERE action = 'order.placed' ORDER BY at DESC LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(placed_with.is_some_and(|id| id != request_id), "the order placement names its own request");
+    assert!(server.cli(&["export", "--email", "traced@example.org"]).status.success());
+    let (exported,): (Option<String>,) =
+        sqlx::query_as("SELECT request_id FROM audit_log WHERE action = 'customer.exported' ORDER BY at DESC LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(exported, None, "the command line is no request");
 }
