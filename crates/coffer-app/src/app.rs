@@ -174,10 +174,10 @@ impl App {
         });
         self.supervise_keys((i64::from(config.keys.rewrap_batch), config.keys.rewrap_rest), supervisor);
         let retention = self.checkout.clone();
-        supervisor.every("retention", Duration::from_secs(60), move |_| {
+        supervisor.every("retention", Duration::from_secs(60), move |stop| {
             let retention = retention.clone();
             async move {
-                match retention.run_retention().await {
+                match retention.run_retention_until(&stop).await {
                     Ok(report) if report == crate::retention::RetentionReport::default() => {}
                     Ok(report) => tracing::info!(?report, "retention: expired data deleted"),
                     Err(e) => tracing::warn!(error = %e, "the retention job failed; it runs again in a minute"),

@@ -20,6 +20,13 @@ use std::sync::Arc;
 const TABLE: &str = "outbox_emails";
 /// How long a claimed message is reserved for the worker that claimed it.
 const LEASE_MS: i64 = 60_000;
+/// How long one delivery may take (the SMTP exchange, the file's fsync).
+const SEND_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
+/// A claim's deliveries all end within this, well inside the lease, so no
+/// other worker takes a message over while it is being sent.
+const CLAIM_WITHIN: std::time::Duration = std::time::Duration::from_secs(40);
+/// Messages claimed at once.
+const CLAIM_BATCH: i64 = 20;
 /// Attempts before a message is given up.
 pub const MAX_ATTEMPTS: i64 = 10;
 
@@ -71,6 +78,7 @@ impl Outbox {
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
                     // The URL may hold a password: never repeat it.
                     .map_err(|_| AppError::Config("mail.smtp_url is not a valid smtp:// or smtps:// URL"))?
+                    .timeout(Some(SEND_WITHIN))
                     .build(),
             ),
             (MailTransport::Smtp, None) => return Err(AppError::Config("mail.smtp_url is required")),
@@ -156,42 +164,64 @@ impl Outbox {
     }
 
     /// As [`Outbox::deliver_due`], ending after the claim under way (its
-    /// messages sent and recorded) once `stop` fires.
+    /// messages sent and recorded) once `stop` fires. The messages of a
+    /// claim go side by side, one recipient's (one data key's) in order;
+    /// each within [`SEND_WITHIN`], all within [`CLAIM_WITHIN`].
     pub async fn deliver_due_until(&self, stop: &crate::supervisor::CancellationToken) -> Result<usize, AppError> {
         let mut sent = 0;
         loop {
             if stop.is_cancelled() {
                 return Ok(sent);
             }
-            let claimed = self.db.claim_emails(self.clock.now(), LEASE_MS, 20).await?;
+            let claimed = self.db.claim_emails(self.clock.now(), LEASE_MS, CLAIM_BATCH).await?;
             if claimed.is_empty() {
                 return Ok(sent);
             }
-            let mut outcomes = Vec::with_capacity(claimed.len());
-            let mut stopped = Ok(());
-            for email in claimed {
-                let outcome = self.deliver(&email).await;
-                if outcome == Delivery::Sent {
-                    sent += 1;
-                    // A message whose one-off key outlives it is not recorded
-                    // as sent: it goes again, and the deletion is retried.
-                    if email.one_off_key
-                        && let Err(e) = self.vault.key_store().delete_data_key(email.data_key_id.as_str()).await
-                    {
-                        stopped = Err(e);
-                        break;
-                    }
+            let until = tokio::time::Instant::now() + CLAIM_WITHIN;
+            let runs = by_recipient(claimed).into_iter().map(|messages| async move {
+                let mut outcomes = Vec::with_capacity(messages.len());
+                for email in messages {
+                    outcomes.push((email.claim(), self.deliver_within(&email, until, stop).await));
                 }
-                if let Delivery::Failed { error } | Delivery::Retry { error, .. } = &outcome {
-                    tracing::warn!(email = %email.id, kind = %email.kind, attempts = email.attempts, error = %error, "email not delivered");
-                }
-                outcomes.push((email.id, outcome));
-            }
+                outcomes
+            });
+            let outcomes: Vec<_> = futures::future::join_all(runs).await.into_iter().flatten().collect();
+            sent += outcomes.iter().filter(|(_, outcome)| *outcome == Delivery::Sent).count();
             // Recorded together once this claim's messages are out; one
             // not recorded (a crash) is sent again when its lease ends.
             self.db.record_deliveries(outcomes, self.clock.now()).await?;
-            stopped?;
         }
+    }
+
+    /// Delivers one message by `until` (unless `stop` fired), then forgets its one-off key. A
+    /// message whose one-off key outlives it is not recorded as sent: it
+    /// goes again, and the deletion is retried.
+    async fn deliver_within(
+        &self,
+        email: &ClaimedEmail,
+        until: tokio::time::Instant,
+        stop: &crate::supervisor::CancellationToken,
+    ) -> Delivery {
+        let now = tokio::time::Instant::now();
+        if now >= until || stop.is_cancelled() {
+            // Not tried (the claim's time is up, or the server is stopping):
+            // due again at once, for this server or another.
+            return Delivery::Retry { at: self.clock.now(), error: "not_tried".into() };
+        }
+        let outcome = match tokio::time::timeout_at(until.min(now + SEND_WITHIN), self.deliver(email)).await {
+            Ok(outcome) => outcome,
+            Err(_) => self.retry(email, "timed_out"),
+        };
+        if outcome == Delivery::Sent
+            && email.one_off_key
+            && self.vault.key_store().delete_data_key(email.data_key_id.as_str()).await.is_err()
+        {
+            return self.retry(email, "one_off_key_kept");
+        }
+        if let Delivery::Failed { error } | Delivery::Retry { error, .. } = &outcome {
+            tracing::warn!(email = %email.id, kind = %email.kind, attempts = email.attempts, error = %error, "email not delivered");
+        }
+        outcome
     }
 
     async fn deliver(&self, email: &ClaimedEmail) -> Delivery {
@@ -250,6 +280,23 @@ impl Outbox {
             error: error.to_owned(),
         }
     }
+}
+
+/// Claimed messages grouped by their data key (one recipient's messages,
+/// in the order they were claimed).
+fn by_recipient(claimed: Vec<ClaimedEmail>) -> Vec<Vec<ClaimedEmail>> {
+    let mut groups: Vec<Vec<ClaimedEmail>> = Vec::new();
+    let mut at: std::collections::HashMap<DataKeyId, usize> = std::collections::HashMap::new();
+    for email in claimed {
+        match at.get(&email.data_key_id) {
+            Some(&group) => groups[group].push(email),
+            None => {
+                at.insert(email.data_key_id.clone(), groups.len());
+                groups.push(vec![email]);
+            }
+        }
+    }
+    groups
 }
 
 /// The HTML part of a message, made from its text: paragraphs, line

@@ -212,6 +212,7 @@ coffer_testkit::on_both_backends_with!(fixture;
     a_whole_refund_after_a_line_refund_gives_back_only_the_rest,
     a_give_back_run_again_after_a_crash_gives_back_once,
     services_refuse_a_principal_without_the_permission,
+    an_expired_hold_whose_payment_token_is_gone_is_cancelled_all_the_same,
 );
 
 /// An administrator: every staff move is theirs to make.
@@ -559,4 +560,32 @@ async fn services_refuse_a_principal_without_the_permission(f: Fixture) {
         .staff_action(&paid.id, StaffAction::Refund, &as_role(StaffRole::Support), "asked")
         .await
         .unwrap();
+}
+
+/// A hold whose payment token went with its customer (orders from before
+/// tokens were kept apart) still expires: the processor let the
+/// authorisation lapse long before, so it is cancelled with nothing to void
+/// and does not stay in the expiry query's way, retried every minute.
+async fn an_expired_hold_whose_payment_token_is_gone_is_cancelled_all_the_same(f: Fixture) {
+    let start = f.clock.now().0;
+    let held = held_with_document(&f, "lapsed@example.org").await;
+    let pool = raw(&f.data_url).await;
+    sqlx::query("UPDATE orders SET payment_token = NULL, card = NULL WHERE id = $1")
+        .bind(held.as_str())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let report = run_at(&f, start, 14 * DAY + MINUTE).await;
+    assert_eq!(report.expired_holds, 1, "{report:?}");
+    assert_eq!(f.db.order(&held).await.unwrap().unwrap().status, OrderStatus::Cancelled);
+    assert_eq!(count(&f, "SELECT COUNT(*) FROM jobs WHERE kind = 'give_back'").await, 0, "nothing to void");
+    // A refusal still stands for a move staff make by hand.
+    let other = held_with_document(&f, "lapsed-too@example.org").await;
+    sqlx::query("UPDATE orders SET payment_token = NULL, card = NULL WHERE id = $1")
+        .bind(other.as_str())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let refused = f.checkout.staff().staff_action(&other, StaffAction::Reject, &staff(2), "fake id").await;
+    assert!(matches!(refused, Err(coffer_app::AppError::Order(e)) if e.code == "payment_token_gone"));
 }

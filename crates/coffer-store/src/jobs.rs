@@ -5,6 +5,11 @@
 //! dies leaves its claim to end with the lease; PostgreSQL's row locks
 //! (`SKIP LOCKED`) keep two servers from claiming one job, and SQLite's
 //! single writer serialises claims.
+//!
+//! Each claim counts an attempt, so `(id, attempts)` names one claim: an
+//! outcome is recorded only while the job is still pending under that
+//! claim. A worker whose lease ran out (and whose job another worker took
+//! over) records nothing, and a late `Failed` never overwrites a `Done`.
 
 use crate::batch::{Statements, Val};
 use crate::{Backend, Db, StoreError, WriteTx, unit};
@@ -30,6 +35,31 @@ pub struct ClaimedJob {
     pub payload: String,
     /// Attempts so far, this one included.
     pub attempts: i64,
+}
+
+impl ClaimedJob {
+    /// The claim, to record the outcome under.
+    pub fn claim(&self) -> JobClaim {
+        JobClaim { id: self.id.clone(), attempts: self.attempts }
+    }
+}
+
+/// One claim of a job: its id and the attempt the claim counted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobClaim {
+    pub id: String,
+    pub attempts: i64,
+}
+
+/// A job a person has to look at: given up after its attempts, or refused.
+#[derive(Clone, Debug)]
+pub struct FailedJob {
+    pub id: String,
+    pub kind: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub finished_at: Option<Millis>,
 }
 
 /// How a run of a job ended.
@@ -74,20 +104,35 @@ pub(crate) fn enqueue_statement(job: &NewJob) -> (&'static str, Vec<Val>) {
     )
 }
 
-/// The statement that records how a claimed job's run ended.
-pub(crate) fn outcome_statement(id: String, outcome: JobOutcome, now: Millis) -> (&'static str, Vec<Val>) {
+/// The condition that a claim still holds its job ($1 the id, $2 the attempt).
+macro_rules! claim_holds {
+    () => {
+        " WHERE id = $1 AND attempts = $2 AND status = 'pending'"
+    };
+}
+
+/// The statement that records how a claimed job's run ended; it changes
+/// nothing when the claim no longer holds the job.
+pub(crate) fn outcome_statement(claim: JobClaim, outcome: JobOutcome, now: Millis) -> (&'static str, Vec<Val>) {
+    let JobClaim { id, attempts } = claim;
     match outcome {
         JobOutcome::Done => (
-            "UPDATE jobs SET status = 'done', finished_at = $2, claimed_until = NULL, last_error = NULL WHERE id = $1",
-            vec![Val::Text(id), Val::Int(now.0)],
+            concat!(
+                "UPDATE jobs SET status = 'done', finished_at = $3, claimed_until = NULL, last_error = NULL",
+                claim_holds!()
+            ),
+            vec![Val::Text(id), Val::Int(attempts), Val::Int(now.0)],
         ),
         JobOutcome::Retry { at, error } => (
-            "UPDATE jobs SET next_attempt_at = $2, claimed_until = NULL, last_error = $3 WHERE id = $1",
-            vec![Val::Text(id), Val::Int(at.0), Val::Text(error)],
+            concat!("UPDATE jobs SET next_attempt_at = $3, claimed_until = NULL, last_error = $4", claim_holds!()),
+            vec![Val::Text(id), Val::Int(attempts), Val::Int(at.0), Val::Text(error)],
         ),
         JobOutcome::Failed { error } => (
-            "UPDATE jobs SET status = 'failed', finished_at = $2, claimed_until = NULL, last_error = $3 WHERE id = $1",
-            vec![Val::Text(id), Val::Int(now.0), Val::Text(error)],
+            concat!(
+                "UPDATE jobs SET status = 'failed', finished_at = $3, claimed_until = NULL, last_error = $4",
+                claim_holds!()
+            ),
+            vec![Val::Text(id), Val::Int(attempts), Val::Int(now.0), Val::Text(error)],
         ),
     }
 }
@@ -116,10 +161,12 @@ pub trait JobStore: Send + Sync {
         limit: i64,
     ) -> impl Future<Output = Result<Vec<ClaimedJob>, StoreError>> + Send;
 
-    /// Records how claimed jobs ended, in one unit.
+    /// Records how claimed jobs ended, in one unit; an outcome whose claim
+    /// no longer holds its job (the lease ran out and another worker took
+    /// it) changes nothing.
     fn finish_jobs(
         &self,
-        outcomes: Vec<(String, JobOutcome)>,
+        outcomes: Vec<(JobClaim, JobOutcome)>,
         now: Millis,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -132,8 +179,12 @@ pub trait JobStore: Send + Sync {
     /// How many jobs of `kind` are still to run (pending, claimed or not).
     fn pending_jobs(&self, kind: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
 
-    /// Deletes jobs that ended before `before` (done or given up).
+    /// Deletes done jobs created before `before`. Failed jobs stay until a
+    /// person has looked at them (see [`JobStore::failed_jobs`]).
     fn forget_finished_jobs(&self, before: Millis) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The jobs given up, newest first (at most `limit`).
+    fn failed_jobs(&self, limit: i64) -> impl Future<Output = Result<Vec<FailedJob>, StoreError>> + Send;
 }
 
 impl JobStore for Db {
@@ -170,10 +221,10 @@ impl JobStore for Db {
         .await
     }
 
-    async fn finish_jobs(&self, outcomes: Vec<(String, JobOutcome)>, now: Millis) -> Result<(), StoreError> {
+    async fn finish_jobs(&self, outcomes: Vec<(JobClaim, JobOutcome)>, now: Millis) -> Result<(), StoreError> {
         let mut commands = crate::WriteCommands::default();
-        for (id, outcome) in outcomes {
-            let (sql, values) = outcome_statement(id, outcome, now);
+        for (claim, outcome) in outcomes {
+            let (sql, values) = outcome_statement(claim, outcome, now);
             commands.statements.push(sql, values);
         }
         self.write_commands(commands).await
@@ -197,12 +248,34 @@ impl JobStore for Db {
 
     async fn forget_finished_jobs(&self, before: Millis) -> Result<u64, StoreError> {
         self.write(unit!(|tx| {
-            let done = sqlx::query("DELETE FROM jobs WHERE status IN ('done', 'failed') AND created_at < $1")
+            let done = sqlx::query("DELETE FROM jobs WHERE status = 'done' AND created_at < $1")
                 .bind(before.0)
                 .execute(tx.conn())
                 .await?;
             Ok::<_, StoreError>(done.rows_affected())
         }))
         .await
+    }
+
+    async fn failed_jobs(&self, limit: i64) -> Result<Vec<FailedJob>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, payload, attempts, last_error, finished_at FROM jobs WHERE status = 'failed' \
+             ORDER BY finished_at DESC, id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(FailedJob {
+                    id: row.try_get("id")?,
+                    kind: row.try_get("kind")?,
+                    payload: row.try_get("payload")?,
+                    attempts: row.try_get("attempts")?,
+                    last_error: row.try_get("last_error")?,
+                    finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(Millis),
+                })
+            })
+            .collect()
     }
 }

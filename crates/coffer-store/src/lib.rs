@@ -77,7 +77,7 @@ pub use fraud_attempts::FraudAttemptStore;
 pub use id_documents::{IdDocumentRow, IdDocumentStore, IdDocumentWriter};
 pub use idempotency::{IdempotencyClaim, IdempotencyStore};
 pub use invoices::{Invoice, InvoiceStore};
-pub use jobs::{ClaimedJob, JobOutcome, JobStore, JobWriter, NewJob};
+pub use jobs::{ClaimedJob, FailedJob, JobClaim, JobOutcome, JobStore, JobWriter, NewJob};
 pub use keystore::{KeyStore, MasterKeyRecord, MasterKeyState, SignedAuditHead, WrapKind, WrappedSecret};
 pub use orders::{
     LineRefund, NewLink, NewOrder, OrderEvent, OrderLine, OrderReader, OrderWriter, QueuedOrder, SealedOrderFields,

@@ -5,7 +5,7 @@
 //! claims due email jobs, delivers their messages outside any transaction,
 //! then records each outcome on the job and the message in one unit.
 
-use crate::jobs::{JobOutcome, JobStore, NewJob};
+use crate::jobs::{JobClaim, JobOutcome, JobStore, NewJob};
 use crate::{Db, StoreError, WriteTx};
 use coffer_crypto::Sealed;
 use coffer_domain::{DataKeyId, Millis};
@@ -113,6 +113,36 @@ pub struct StoredEmail {
     pub body: Option<Sealed>,
 }
 
+/// The condition, on a message update, that the claim ($1 its job's id,
+/// $2 the attempt) still holds the message's job.
+macro_rules! message_claim_holds {
+    () => {
+        " AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = $1 AND jobs.attempts = $2 AND jobs.status = 'pending')"
+    };
+}
+
+/// A claimed message from its row.
+fn claimed_email(row: &sqlx::any::AnyRow, attempts: i64) -> Result<ClaimedEmail, StoreError> {
+    let key: String = row.try_get("data_key_id")?;
+    Ok(ClaimedEmail {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        data_key_id: DataKeyId::parse(&key).map_err(StoreError::corrupt)?,
+        one_off_key: row.try_get::<i64, _>("one_off_key")? == 1,
+        recipient: sealed(row, "recipient")?,
+        subject: sealed(row, "subject")?,
+        body: sealed(row, "body")?,
+        attempts,
+    })
+}
+
+impl ClaimedEmail {
+    /// The claim of this message's delivery job.
+    pub fn claim(&self) -> JobClaim {
+        JobClaim { id: self.id.clone(), attempts: self.attempts }
+    }
+}
+
 impl Db {
     /// The messages sealed under one data key (a customer's), oldest first.
     pub async fn emails_sealed_with(&self, key: &DataKeyId) -> Result<Vec<StoredEmail>, StoreError> {
@@ -142,64 +172,92 @@ impl Db {
     }
 
     /// Claims up to `limit` due messages for `lease_ms` (their email jobs)
-    /// and reads them.
+    /// and reads them in one query. A job whose message is gone (deleted
+    /// with its retention) or cannot be read is marked failed on its own;
+    /// the others claimed with it go on.
     pub async fn claim_emails(&self, now: Millis, lease_ms: i64, limit: i64) -> Result<Vec<ClaimedEmail>, StoreError> {
         let jobs = self.claim_jobs(EMAIL_JOB, now, lease_ms, limit).await?;
-        let mut claimed = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let message = serde_json::from_str::<serde_json::Value>(&job.payload)
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut unreadable = Vec::new();
+        let mut wanted = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            match serde_json::from_str::<serde_json::Value>(&job.payload)
                 .ok()
                 .and_then(|p| p["message"].as_str().map(str::to_owned))
-                .ok_or_else(|| StoreError::corrupt("an email job names no message"))?;
-            let row = sqlx::query(
-                "SELECT id, kind, data_key_id, one_off_key, recipient, subject, body FROM outbox_emails WHERE id = $1",
-            )
-            .bind(message)
-            .fetch_optional(self.readers())
-            .await?;
-            // A message gone with its retention leaves nothing to send.
-            let Some(row) = row else {
-                self.finish_jobs(vec![(job.id, JobOutcome::Failed { error: "message_gone".into() })], now).await?;
-                continue;
-            };
-            let key: String = row.try_get("data_key_id")?;
-            claimed.push(ClaimedEmail {
-                id: row.try_get("id")?,
-                kind: row.try_get("kind")?,
-                data_key_id: DataKeyId::parse(&key).map_err(StoreError::corrupt)?,
-                one_off_key: row.try_get::<i64, _>("one_off_key")? == 1,
-                recipient: sealed(&row, "recipient")?,
-                subject: sealed(&row, "subject")?,
-                body: sealed(&row, "body")?,
-                attempts: job.attempts,
-            });
+            {
+                Some(message) => wanted.push((message, job.claim())),
+                None => unreadable.push((job.claim(), JobOutcome::Failed { error: "bad_payload".into() })),
+            }
+        }
+        // Placeholders only: the ids are bound, never written into the SQL.
+        let placeholders: Vec<String> = (1..=wanted.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT id, kind, data_key_id, one_off_key, recipient, subject, body FROM outbox_emails WHERE id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (message, _) in &wanted {
+            query = query.bind(message.clone());
+        }
+        let rows = if wanted.is_empty() { Vec::new() } else { query.fetch_all(self.readers()).await? };
+        let mut found: std::collections::HashMap<String, &sqlx::any::AnyRow> = std::collections::HashMap::new();
+        for row in &rows {
+            found.insert(row.try_get("id")?, row);
+        }
+        let mut claimed = Vec::with_capacity(wanted.len());
+        for (message, claim) in wanted {
+            let read = found.get(&message).map(|row| claimed_email(row, claim.attempts));
+            match read {
+                Some(Ok(email)) => claimed.push(email),
+                Some(Err(_)) => unreadable.push((claim, JobOutcome::Failed { error: "bad_message_row".into() })),
+                // A message gone with its retention leaves nothing to send.
+                None => unreadable.push((claim, JobOutcome::Failed { error: "message_gone".into() })),
+            }
+        }
+        if !unreadable.is_empty() {
+            self.finish_jobs(unreadable, now).await?;
         }
         Ok(claimed)
     }
 
     /// Records how the deliveries of claimed messages ended, on their jobs
-    /// and the messages, in one unit.
-    pub async fn record_deliveries(&self, outcomes: Vec<(String, Delivery)>, now: Millis) -> Result<(), StoreError> {
+    /// and the messages, in one unit. A message whose claim no longer holds
+    /// its job (another worker took it over) is left as it is.
+    pub async fn record_deliveries(&self, outcomes: Vec<(JobClaim, Delivery)>, now: Millis) -> Result<(), StoreError> {
         use crate::batch::Val;
         let mut commands = crate::WriteCommands::default();
-        for (id, outcome) in outcomes {
-            let message = match &outcome {
+        for (claim, outcome) in outcomes {
+            let (id, attempts) = (claim.id.clone(), claim.attempts);
+            // $1 the message (its job's id), $2 the claim's attempt.
+            let message: Option<(&'static str, Vec<Val>)> = match &outcome {
                 Delivery::Sent => Some((
-                    "UPDATE outbox_emails SET status = 'sent', sent_at = $2, last_error = NULL WHERE id = $1",
-                    vec![Val::Text(id.clone()), Val::Int(now.0)],
+                    concat!(
+                        "UPDATE outbox_emails SET status = 'sent', sent_at = $3, last_error = NULL WHERE id = $1",
+                        message_claim_holds!()
+                    ),
+                    vec![Val::Text(id), Val::Int(attempts), Val::Int(now.0)],
                 )),
                 Delivery::Retry { .. } => None,
                 Delivery::Failed { error } => Some((
-                    "UPDATE outbox_emails SET status = 'failed', last_error = $2 WHERE id = $1",
-                    vec![Val::Text(id.clone()), Val::Text(error.clone())],
+                    concat!(
+                        "UPDATE outbox_emails SET status = 'failed', last_error = $3 WHERE id = $1",
+                        message_claim_holds!()
+                    ),
+                    vec![Val::Text(id), Val::Int(attempts), Val::Text(error.clone())],
                 )),
                 // Nothing left worth keeping: the ciphertext cannot open.
                 Delivery::Shredded => Some((
-                    "UPDATE outbox_emails SET status = 'shredded', recipient = NULL, subject = NULL, body = NULL \
-                     WHERE id = $1",
-                    vec![Val::Text(id.clone())],
+                    concat!(
+                        "UPDATE outbox_emails SET status = 'shredded', recipient = NULL, subject = NULL, body = NULL \
+                         WHERE id = $1",
+                        message_claim_holds!()
+                    ),
+                    vec![Val::Text(id), Val::Int(attempts)],
                 )),
             };
+            // The message first: the job's statement ends the claim it checks.
             if let Some((sql, values)) = message {
                 commands.statements.push(sql, values);
             }
@@ -208,7 +266,7 @@ impl Db {
                 Delivery::Retry { at, error } => JobOutcome::Retry { at, error },
                 Delivery::Failed { error } => JobOutcome::Failed { error },
             };
-            let (sql, values) = crate::jobs::outcome_statement(id, job, now);
+            let (sql, values) = crate::jobs::outcome_statement(claim, job, now);
             commands.statements.push(sql, values);
         }
         self.write_commands(commands).await

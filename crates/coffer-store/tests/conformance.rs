@@ -391,12 +391,15 @@ async fn p10_postgres_connections_use_tls_when_the_url_asks() {
 
 coffer_testkit::on_both_backends_with!(fixture;
     concurrent_workers_never_claim_one_job_twice,
+    an_outcome_counts_only_under_the_claim_that_holds_the_job,
+    failed_jobs_are_kept_for_a_person_and_done_ones_forgotten,
+    a_money_move_whose_claim_was_taken_over_cannot_end_the_new_one,
 );
 
 /// Four workers (as on four servers) claim from one queue at once: each job
 /// is claimed exactly once while its lease lasts, and every job is claimed.
 async fn concurrent_workers_never_claim_one_job_twice(f: Fixture) {
-    use coffer_store::{JobOutcome, JobWriter, NewJob};
+    use coffer_store::{JobClaim, JobOutcome, JobWriter, NewJob};
     let jobs: Vec<NewJob> = (0..60)
         .map(|n| NewJob { id: format!("job-{n:02}"), kind: "test", payload: format!("{{\"n\":{n}}}"), at: Millis(1) })
         .collect();
@@ -433,7 +436,103 @@ async fn concurrent_workers_never_claim_one_job_twice(f: Fixture) {
     assert_eq!(all, expected, "every job claimed exactly once");
     // Another kind's worker sees none of them; a finished job is not claimed again.
     assert!(f.db.claim_jobs("other", Millis(10), 60_000, 10).await.unwrap().is_empty());
-    f.db.finish_jobs(vec![("job-00".into(), JobOutcome::Done)], Millis(20)).await.unwrap();
+    f.db.finish_jobs(vec![(JobClaim { id: "job-00".into(), attempts: 1 }, JobOutcome::Done)], Millis(20))
+        .await
+        .unwrap();
     assert!(f.db.claim_jobs("test", Millis(120_000), 60_000, 100).await.unwrap().iter().all(|j| j.id != "job-00"));
     assert_eq!(f.db.job_status("job-00").await.unwrap().unwrap().0, "done");
+}
+
+async fn enqueue_test_jobs(f: &Fixture, ids: &[&str]) {
+    use coffer_store::{JobWriter, NewJob};
+    let jobs: Vec<NewJob> = ids
+        .iter()
+        .map(|id| NewJob { id: (*id).to_owned(), kind: "test", payload: "{}".into(), at: Millis(1) })
+        .collect();
+    f.db.write(move |tx| {
+        Box::pin(async move {
+            for job in &jobs {
+                tx.enqueue_job(job).await?;
+            }
+            Ok::<_, StoreError>(())
+        })
+    })
+    .await
+    .unwrap();
+}
+
+/// A worker whose lease ran out while its call was under way comes back
+/// after another worker took the job over: its outcome changes nothing (no
+/// late `Failed` over a `Done`, no retry time over the new claim's).
+async fn an_outcome_counts_only_under_the_claim_that_holds_the_job(f: Fixture) {
+    use coffer_store::JobOutcome;
+    enqueue_test_jobs(&f, &["job-slow"]).await;
+    let first = f.db.claim_jobs("test", Millis(10), 60_000, 1).await.unwrap().remove(0);
+    // The lease ends; a second worker claims the job and finishes it.
+    let second = f.db.claim_jobs("test", Millis(60_011), 60_000, 1).await.unwrap().remove(0);
+    assert_eq!((second.id.as_str(), second.attempts), ("job-slow", 2));
+    f.db.finish_jobs(vec![(second.claim(), JobOutcome::Done)], Millis(60_020)).await.unwrap();
+    // The first worker's late outcome is ignored.
+    f.db.finish_jobs(vec![(first.claim(), JobOutcome::Failed { error: "late".into() })], Millis(60_030)).await.unwrap();
+    let (status, attempts, error) = f.db.job_status("job-slow").await.unwrap().unwrap();
+    assert_eq!((status.as_str(), attempts, error), ("done", 2, None));
+    // While a claim holds its job, its outcome counts.
+    enqueue_test_jobs(&f, &["job-retry"]).await;
+    let claim = f.db.claim_jobs("test", Millis(70_000), 60_000, 1).await.unwrap().remove(0).claim();
+    let retry = JobOutcome::Retry { at: Millis(90_000), error: "busy".into() };
+    f.db.finish_jobs(vec![(claim, retry)], Millis(70_010)).await.unwrap();
+    let (status, _, error) = f.db.job_status("job-retry").await.unwrap().unwrap();
+    assert_eq!((status.as_str(), error.as_deref()), ("pending", Some("busy")));
+    assert!(f.db.claim_jobs("test", Millis(89_999), 60_000, 1).await.unwrap().is_empty(), "not due before its time");
+}
+
+/// Retention forgets done jobs; a job given up stays, listed, until a
+/// person has looked at it.
+async fn failed_jobs_are_kept_for_a_person_and_done_ones_forgotten(f: Fixture) {
+    use coffer_store::JobOutcome;
+    enqueue_test_jobs(&f, &["job-done", "job-failed", "job-open"]).await;
+    let claimed = f.db.claim_jobs("test", Millis(10), 60_000, 3).await.unwrap();
+    let outcomes = claimed
+        .iter()
+        .map(|job| {
+            let outcome = match job.id.as_str() {
+                "job-done" => JobOutcome::Done,
+                "job-failed" => JobOutcome::Failed { error: "refused".into() },
+                _ => JobOutcome::Retry { at: Millis(30), error: "busy".into() },
+            };
+            (job.claim(), outcome)
+        })
+        .collect();
+    f.db.finish_jobs(outcomes, Millis(20)).await.unwrap();
+    assert_eq!(f.db.forget_finished_jobs(Millis(1_000_000)).await.unwrap(), 1);
+    assert!(f.db.job_status("job-done").await.unwrap().is_none());
+    let failed = f.db.failed_jobs(10).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!((failed[0].id.as_str(), failed[0].last_error.as_deref()), ("job-failed", Some("refused")));
+    assert_eq!(f.db.job_status("job-open").await.unwrap().unwrap().0, "pending", "a pending job stays");
+}
+
+/// A staff move's claim on an order's money stood so long that another
+/// move took it over: the first move's release says so (its unit must not
+/// commit) and leaves the new claim in place.
+async fn a_money_move_whose_claim_was_taken_over_cannot_end_the_new_one(f: Fixture) {
+    f.db.write(|tx| Box::pin(async move { tx.publish_policy("v1", "<p>policy</p>", Millis(1)).await })).await.unwrap();
+    let order = OrderId::generate();
+    f.db.write_commands(placement(&order, "moved", "moved")).await.unwrap();
+    let claim = |at: i64| {
+        let order = order.clone();
+        f.db.write(move |tx| Box::pin(async move { tx.claim_payment_move(&order, "refund", Millis(at)).await }))
+    };
+    let release = |claim: Millis| {
+        let order = order.clone();
+        f.db.write(move |tx| Box::pin(async move { tx.release_payment_move(&order, claim).await }))
+    };
+    let first = claim(1_000).await.unwrap().expect("the order is free");
+    assert_eq!(claim(2_000).await.unwrap(), None, "a live claim holds the order");
+    // Ten minutes on, the first claim counts as abandoned.
+    let second = claim(1_000 + 10 * 60 * 1000 + 1).await.unwrap().expect("a stale claim is taken over");
+    assert!(!release(first).await.unwrap(), "the first move learns its claim is gone");
+    assert_eq!(claim(700_000).await.unwrap(), None, "the second claim still holds the order");
+    assert!(release(second).await.unwrap());
+    assert!(claim(700_001).await.unwrap().is_some(), "released, the order is free again");
 }

@@ -83,6 +83,13 @@ pub enum RetentionCommand {
 }
 
 #[derive(Subcommand)]
+pub enum JobsCommand {
+    /// List background jobs given up after their attempts (newest first):
+    /// id, kind, attempts, the last error (a code, nobody's data), when.
+    Failed,
+}
+
+#[derive(Subcommand)]
 pub enum ErasureCommand {
     /// Re-apply the erasure ledger after a restore done with other tools.
     Replay,
@@ -272,6 +279,29 @@ pub async fn retention(config: &Config, db: Db) -> anyhow::Result<()> {
     checkout.staff().run_give_backs(&coffer_app::supervisor::CancellationToken::new()).await?;
     for (category, count) in report.lines() {
         println!("{count}\t{category}");
+    }
+    Ok(())
+}
+
+pub async fn jobs(db: Db, command: JobsCommand) -> anyhow::Result<()> {
+    match command {
+        JobsCommand::Failed => {
+            let failed = db.failed_jobs(1000).await?;
+            if failed.is_empty() {
+                println!("No background job has failed.");
+            }
+            for job in failed {
+                let at = job.finished_at.map(coffer_domain::order::rfc3339_utc).unwrap_or_default();
+                println!(
+                    "{}\t{}\t{} attempts\t{}\t{at}\t{}",
+                    job.id,
+                    job.kind,
+                    job.attempts,
+                    job.last_error.as_deref().unwrap_or("-"),
+                    job.payload
+                );
+            }
+        }
     }
     Ok(())
 }

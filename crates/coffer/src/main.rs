@@ -56,6 +56,9 @@ enum Command {
     /// Delete what has passed its retention period.
     #[command(subcommand)]
     Retention(commands::RetentionCommand),
+    /// The background job queue (email, money back through the gateway).
+    #[command(subcommand)]
+    Jobs(commands::JobsCommand),
 }
 
 #[derive(Args)]
@@ -176,6 +179,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Retention(commands::RetentionCommand::Run) => {
             commands::retention(&config, migrated_db(&config).await?).await
         }
+        Command::Jobs(command) => commands::jobs(migrated_db(&config).await?, command).await,
     }
 }
 
@@ -288,9 +292,10 @@ async fn seed_demo(app: &App) -> Result<(), coffer_app::AppError> {
 }
 
 /// Serves until SIGINT or SIGTERM, then stops within [`SHUTDOWN_WITHIN`]
-/// of the signal: requests in flight get [`HTTP_GRACE`], then the
-/// background loops finish their units under way within what is left; the
-/// audit log is sealed last.
+/// of the signal: at the signal the listener closes and the background
+/// loops start no new unit; requests in flight get [`HTTP_GRACE`] while the
+/// loops' units under way finish; the audit log is sealed last, and the
+/// databases closed, within what is left.
 async fn serve_then_stop(
     listener: Listening,
     router: axum::Router,
@@ -299,7 +304,7 @@ async fn serve_then_stop(
 ) -> anyhow::Result<()> {
     let signalled = Arc::new(tokio::sync::Notify::new());
     let signal_at = Arc::new(std::sync::OnceLock::new());
-    let serving = serve_until_signal(listener, router, signalled.clone(), signal_at.clone());
+    let serving = serve_until_signal(listener, router, supervisor.stop_token(), signalled.clone(), signal_at.clone());
     let stopping = async {
         signalled.notified().await;
         tokio::time::sleep(HTTP_GRACE).await;
@@ -310,19 +315,29 @@ async fn serve_then_stop(
             tracing::warn!("requests were still in flight when the grace ran out; they are cut off");
         }
     }
-    let since_signal = signal_at.get().map_or(Duration::ZERO, Instant::elapsed);
-    let late = supervisor.shutdown(SHUTDOWN_WITHIN.saturating_sub(since_signal)).await;
+    let deadline = signal_at.get().copied().unwrap_or_else(Instant::now) + SHUTDOWN_WITHIN;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    // The last second is kept for the audit seal and the close.
+    let late = supervisor.shutdown(left().saturating_sub(FINAL_STEPS)).await;
     if !late.is_empty() {
-        tracing::warn!(jobs = ?late, "background work was cut off at shutdown; it resumes at the next start");
+        tracing::warn!(
+            jobs = ?late,
+            "background work was cut off at shutdown; claimed jobs run again when their lease ends, other work at \
+             the next start"
+        );
     }
     // What was audited while serving is sealed before the process ends.
-    if let Err(e) = app.audit.seal_and_sign().await {
-        tracing::warn!(error = %e, "sealing the audit log at shutdown failed");
+    match tokio::time::timeout(left(), app.audit.seal_and_sign()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "sealing the audit log at shutdown failed"),
+        Err(_) => tracing::warn!("sealing the audit log at shutdown took too long; the next start seals it"),
     }
     // How many units of work shared each commit (SQLite's group commit).
     let stats = app.db.writer_stats();
     tracing::info!(units = stats.units, commits = stats.commits, "write path");
-    app.db.close().await;
+    if tokio::time::timeout(left().max(Duration::from_millis(200)), app.db.close()).await.is_err() {
+        tracing::warn!("closing the database took too long");
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -331,18 +346,24 @@ async fn serve_then_stop(
 const HTTP_GRACE: Duration = Duration::from_secs(6);
 /// Everything is finished (requests, background units, the audit seal) within this.
 const SHUTDOWN_WITHIN: Duration = Duration::from_secs(9);
+/// What the audit seal and the close are left at least, of [`SHUTDOWN_WITHIN`].
+const FINAL_STEPS: Duration = Duration::from_secs(1);
 
 /// Serves until SIGINT or SIGTERM, then until the requests in flight are
-/// answered; `signalled` is told when the signal comes, and `signal_at` when.
+/// answered; at the signal `background` is cancelled, `signalled` told,
+/// and `signal_at` set.
 async fn serve_until_signal(
     listener: Listening,
     app: axum::Router,
+    background: coffer_app::supervisor::CancellationToken,
     signalled: Arc<tokio::sync::Notify>,
     signal_at: Arc<std::sync::OnceLock<Instant>>,
 ) -> anyhow::Result<()> {
     let signal = async move {
         shutdown_signal().await;
         let _ = signal_at.set(Instant::now());
+        // Background loops finish their units while requests drain.
+        background.cancel();
         signalled.notify_one();
     };
     match listener {

@@ -12,6 +12,12 @@ use coffer_store::{ClaimedJob, JobOutcome, NewJob};
 pub const GIVE_BACK_JOB: &str = "give_back";
 /// How long a claimed give-back is reserved for its worker.
 const LEASE_MS: i64 = 60_000;
+/// How long one give-back may take (reading the order, the gateway call).
+/// The jobs of a claim run side by side, so a claim ends well inside its
+/// lease and no other worker takes a job over while its call is under way.
+const RUN_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
+/// Jobs claimed at once.
+const CLAIM_BATCH: i64 = 20;
 /// Attempts before a give-back is left to a person (about a day of retries).
 const MAX_ATTEMPTS: i64 = 30;
 
@@ -53,25 +59,43 @@ impl StaffOrders {
     }
 
     /// Runs the due give-back jobs, ending after the claim under way once
-    /// `stop` fires; returns how many gave money back.
+    /// `stop` fires; returns how many gave money back. The jobs of a claim
+    /// run side by side, each within [`RUN_WITHIN`]; their outcomes are
+    /// recorded under the claim (see `coffer_store::jobs`).
     pub async fn run_give_backs(&self, stop: &crate::supervisor::CancellationToken) -> Result<usize, AppError> {
         let mut given = 0;
         while !stop.is_cancelled() {
-            let claimed = self.db.claim_jobs(GIVE_BACK_JOB, self.clock.now(), LEASE_MS, 20).await?;
+            let claimed = self.db.claim_jobs(GIVE_BACK_JOB, self.clock.now(), LEASE_MS, CLAIM_BATCH).await?;
             if claimed.is_empty() {
                 break;
             }
-            let mut outcomes = Vec::with_capacity(claimed.len());
-            for job in claimed {
-                let outcome = self.give_back_once(&job).await;
-                if outcome == JobOutcome::Done {
-                    given += 1;
-                }
-                outcomes.push((job.id, outcome));
-            }
+            let runs = claimed.iter().map(|job| async move {
+                let outcome = match tokio::time::timeout(RUN_WITHIN, self.give_back_once(job)).await {
+                    Ok(outcome) => outcome,
+                    // The gateway may still act: the retry carries the same
+                    // idempotency key, so the money goes back once.
+                    Err(_) => self.retry_or_fail(job, "timed_out"),
+                };
+                (job.claim(), outcome)
+            });
+            let outcomes = futures::future::join_all(runs).await;
+            given += outcomes.iter().filter(|(_, outcome)| *outcome == JobOutcome::Done).count();
             self.db.finish_jobs(outcomes, self.clock.now()).await?;
         }
         Ok(given)
+    }
+
+    /// A retry with backoff, or, after [`MAX_ATTEMPTS`], a failure for a person.
+    fn retry_or_fail(&self, job: &ClaimedJob, error: &str) -> JobOutcome {
+        if job.attempts >= MAX_ATTEMPTS {
+            // Job ids only: nobody's data.
+            tracing::error!(job = %job.id, error, "money could not be given back; a person must reconcile the \
+                order with the processor");
+            return JobOutcome::Failed { error: error.to_owned() };
+        }
+        tracing::warn!(job = %job.id, attempts = job.attempts, error, "giving money back failed; will retry");
+        let at = Millis(self.clock.now().0.saturating_add(crate::mail::backoff_ms(job.attempts)));
+        JobOutcome::Retry { at, error: error.to_owned() }
     }
 
     async fn give_back_once(&self, job: &ClaimedJob) -> JobOutcome {
@@ -84,15 +108,7 @@ impl StaffOrders {
                 reconcile the order with the processor");
             JobOutcome::Failed { error: error.to_owned() }
         };
-        let retry = |error: &str| {
-            if job.attempts >= MAX_ATTEMPTS {
-                return failed(error);
-            }
-            tracing::warn!(job = %job.id, order = %order, attempts = job.attempts, error, "giving money back failed; \
-                will retry");
-            let at = Millis(self.clock.now().0.saturating_add(crate::mail::backoff_ms(job.attempts)));
-            JobOutcome::Retry { at, error: error.to_owned() }
-        };
+        let retry = |error: &str| self.retry_or_fail(job, error);
         let Ok(id) = OrderId::parse(&order) else { return failed("bad_payload") };
         let stored = match self.db.order(&id).await {
             Ok(Some(stored)) => stored,

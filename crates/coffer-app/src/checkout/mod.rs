@@ -303,9 +303,22 @@ impl CheckoutService {
 
     /// Runs the retention job (see `crate::retention`).
     pub async fn run_retention(&self) -> Result<crate::retention::RetentionReport, AppError> {
+        self.run_retention_until(&crate::supervisor::CancellationToken::new()).await
+    }
+
+    /// As [`CheckoutService::run_retention`]; once `stop` fires, no further
+    /// expired hold is cancelled (each is a unit of its own) and the rest
+    /// waits for the next run.
+    pub async fn run_retention_until(
+        &self,
+        stop: &crate::supervisor::CancellationToken,
+    ) -> Result<crate::retention::RetentionReport, AppError> {
         // Expired holds first: a cancelled order's document is then due by
         // the decision's clock, an undecided one's by its upload.
-        let expired_holds = self.staff.expire_holds().await?;
+        let expired_holds = self.staff.expire_holds(stop).await?;
+        if stop.is_cancelled() {
+            return Ok(crate::retention::RetentionReport { expired_holds, ..Default::default() });
+        }
         let ctx = &self.staff.ctx;
         let report = crate::retention::run(&ctx.db, self.files.as_ref(), Some(&self.outbox), ctx.clock.now()).await?;
         Ok(crate::retention::RetentionReport { expired_holds, ..report })

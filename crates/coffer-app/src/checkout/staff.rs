@@ -106,6 +106,14 @@ struct RecordedMove {
     entry: AuditEntry,
     mail: Option<coffer_store::NewEmail>,
     give_back: Option<coffer_store::NewJob>,
+    /// The claim on the order's money this move was made under.
+    claim: coffer_domain::Millis,
+}
+
+/// The move's claim on the order was taken over (it stood so long that it
+/// counted as abandoned): the move is not recorded; the staff member tries again.
+fn claim_lost() -> AppError {
+    bad("move_in_progress", "status", "this took too long and another move took the order over; try again")
 }
 
 impl StaffOrders {
@@ -136,10 +144,10 @@ impl StaffOrders {
         }
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
         Self::moves_for(&order, action)?;
-        self.claim_move(&order.id, action.as_str()).await?;
-        let moved = self.staff_action_claimed(order_id, action, actor, reason).await;
+        let claim = self.claim_move(&order.id, action.as_str()).await?;
+        let moved = self.staff_action_claimed(order_id, action, actor, reason, claim).await;
         if moved.is_err() {
-            self.release_move(order_id).await?;
+            self.release_move(order_id, claim).await?;
         }
         moved
     }
@@ -188,6 +196,7 @@ impl StaffOrders {
         action: StaffAction,
         actor: &Actor,
         reason: &str,
+        claim: coffer_domain::Millis,
     ) -> Result<OrderStatus, AppError> {
         // Read again under the claim: a move finished a moment ago shows now.
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
@@ -210,11 +219,18 @@ impl StaffOrders {
         // the gateway is called by a job committed with the move.
         let refunded_before: i64 = order.lines.iter().map(|l| l.refunded_amount).sum();
         let amount = order.total - refunded_before;
-        let give_back = if matches!(action, StaffAction::Reject | StaffAction::Refund | StaffAction::ExpireHold) {
-            self.check_money_can_go_back(&order, key.as_ref()).await?;
-            give_back::give_back_job(&order, amount, self.clock.now())
-        } else {
-            None
+        let give_back = match action {
+            StaffAction::Reject | StaffAction::Refund => {
+                self.check_money_can_go_back(&order, key.as_ref()).await?;
+                give_back::give_back_job(&order, amount, self.clock.now())
+            }
+            // A hold expires after 14 days, when the processor has let the
+            // authorisation lapse: voided when the token is still here,
+            // cancelled all the same when it went with the customer.
+            StaffAction::ExpireHold if self.payment_token(&order, key.as_ref()).await?.is_some() => {
+                give_back::give_back_job(&order, amount, self.clock.now())
+            }
+            _ => None,
         };
         let lines = self.priced_lines(&order).await?;
         let delivery = match (&key, last) {
@@ -251,6 +267,7 @@ impl StaffOrders {
             entry,
             mail,
             give_back,
+            claim,
         };
         self.record_move(recorded).await?;
         Ok(last)
@@ -353,7 +370,9 @@ impl StaffOrders {
                 if let Some(job) = &m.give_back {
                     tx.enqueue_job(job).await?;
                 }
-                tx.release_payment_move(&m.id).await?;
+                if !tx.release_payment_move(&m.id, m.claim).await? {
+                    return Err(claim_lost());
+                }
                 Ok::<_, AppError>(())
             }))
             .await
@@ -427,10 +446,10 @@ impl StaffOrders {
         if self.db.order(order_id).await?.is_none() {
             return Err(AppError::NotFound);
         }
-        self.claim_move(order_id, "refund_line").await?;
-        let refunded = self.refund_line_claimed(order_id, line_no, actor, reason).await;
+        let claim = self.claim_move(order_id, "refund_line").await?;
+        let refunded = self.refund_line_claimed(order_id, line_no, actor, reason, claim).await;
         if refunded.is_err() {
-            self.release_move(order_id).await?;
+            self.release_move(order_id, claim).await?;
         }
         refunded
     }
@@ -441,6 +460,7 @@ impl StaffOrders {
         line_no: i64,
         actor: &Actor,
         reason: &str,
+        claim: coffer_domain::Millis,
     ) -> Result<OrderStatus, AppError> {
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
         let (index, amount, last) = Self::line_refund_of(&order, line_no)?;
@@ -501,7 +521,9 @@ impl StaffOrders {
                 if let Some(job) = &give_back {
                     tx.enqueue_job(job).await?;
                 }
-                tx.release_payment_move(&refund.order).await?;
+                if !tx.release_payment_move(&refund.order, claim).await? {
+                    return Err(claim_lost());
+                }
                 Ok::<_, AppError>(())
             }))
             .await?;
@@ -559,10 +581,14 @@ impl StaffOrders {
 
     /// Cancels the held orders nobody decided within [`HOLD_EXPIRY_MS`]
     /// (payment voided, buyer told); returns how many.
-    pub async fn expire_holds(&self) -> Result<u64, AppError> {
+    /// Ends before the next order once `stop` fires.
+    pub async fn expire_holds(&self, stop: &crate::supervisor::CancellationToken) -> Result<u64, AppError> {
         let before = coffer_domain::Millis(self.clock.now().0 - HOLD_EXPIRY_MS);
         let mut cancelled = 0;
         for id in self.db.orders_in_status_before(OrderStatus::OnHold, before, 100).await? {
+            if stop.is_cancelled() {
+                break;
+            }
             let reason = "it could not be checked within 14 days";
             match self.staff_action(&id, StaffAction::ExpireHold, &Principal::System, reason).await {
                 Ok(_) => cancelled += 1,
@@ -578,25 +604,17 @@ impl StaffOrders {
     }
 
     /// Claims the order for one staff move; refused while another is made.
-    async fn claim_move(&self, order: &OrderId, kind: &'static str) -> Result<(), AppError> {
+    /// Returns the claim, which the move's unit ends (and checks it still holds).
+    async fn claim_move(&self, order: &OrderId, kind: &'static str) -> Result<coffer_domain::Millis, AppError> {
         let (id, now) = (order.clone(), self.clock.now());
-        let claimed = self
-            .db
-            .write(move |tx| {
-                Box::pin(async move { tx.claim_payment_move(&id, kind, now).await.map_err(AppError::from) })
-            })
-            .await?;
-        if claimed {
-            Ok(())
-        } else {
-            Err(bad("move_in_progress", "status", "another staff member is acting on this order right now"))
-        }
+        let claimed =
+            self.db.write(unit!(|tx| tx.claim_payment_move(&id, kind, now).await.map_err(AppError::from))).await?;
+        claimed
+            .ok_or_else(|| bad("move_in_progress", "status", "another staff member is acting on this order right now"))
     }
 
-    async fn release_move(&self, order: &OrderId) -> Result<(), AppError> {
+    async fn release_move(&self, order: &OrderId, claim: coffer_domain::Millis) -> Result<(), AppError> {
         let id = order.clone();
-        self.db
-            .write(move |tx| Box::pin(async move { tx.release_payment_move(&id).await.map_err(AppError::from) }))
-            .await
+        self.db.write(unit!(|tx| tx.release_payment_move(&id, claim).await.map(drop).map_err(AppError::from))).await
     }
 }
