@@ -8,7 +8,7 @@
 
 use crate::AppError;
 use crate::privacy::Vault;
-use coffer_domain::{Actor, AuditAction, Clock, DisclosureId, OrderId, VendorId};
+use coffer_domain::{Actor, AuditAction, Clock, DisclosureId, OrderId, Permission, Principal, VendorId};
 use coffer_store::Db;
 use coffer_store::prelude::*;
 use serde::Serialize;
@@ -72,6 +72,14 @@ pub fn vendor_may_see_buyer(status: coffer_domain::OrderStatus, was_fulfilled: b
     }
 }
 
+/// The vendor a principal reads orders for: a vendor's own key only.
+fn vendor_of(principal: &Principal) -> Result<VendorId, AppError> {
+    let vendor = principal
+        .vendor(Permission::ReadOwnVendorOrders)
+        .ok_or(AppError::Forbidden(Permission::ReadOwnVendorOrders))?;
+    VendorId::parse(vendor).map_err(|_| AppError::Forbidden(Permission::ReadOwnVendorOrders))
+}
+
 #[derive(Clone)]
 pub struct VendorService {
     db: Db,
@@ -105,7 +113,9 @@ impl VendorService {
     }
 
     /// The vendor's orders, newest first (at most `limit`), without buyers.
-    pub async fn orders(&self, vendor: &VendorId, limit: i64) -> Result<Vec<VendorOrderSummary>, AppError> {
+    /// Only a vendor principal, and only its own.
+    pub async fn orders(&self, principal: &Principal, limit: i64) -> Result<Vec<VendorOrderSummary>, AppError> {
+        let vendor = &vendor_of(principal)?;
         let mut out = Vec::new();
         for id in self.db.order_ids_for_vendor(vendor, limit.clamp(1, 200)).await? {
             if let Some(order) = self.db.order(&id).await?
@@ -120,7 +130,8 @@ impl VendorService {
     /// One order, if it has a line of this vendor; `None` otherwise, exactly
     /// as for an order that does not exist. The buyer only as
     /// [`vendor_may_see_buyer`] allows.
-    pub async fn order(&self, vendor: &VendorId, id: &OrderId) -> Result<Option<VendorOrder>, AppError> {
+    pub async fn order(&self, principal: &Principal, id: &OrderId) -> Result<Option<VendorOrder>, AppError> {
+        let vendor = &vendor_of(principal)?;
         let Some(order) = self.db.order(id).await? else { return Ok(None) };
         let Some(summary) = summary_for(vendor, &order) else { return Ok(None) };
         let was_fulfilled = order.status == coffer_domain::OrderStatus::Refunded

@@ -21,7 +21,7 @@ use coffer_app::checkout::{
 };
 use coffer_app::privacy::{CustomerService, FileKeyProvider, Vault};
 use coffer_domain::{
-    Actor, Clock, CustomerDetails, MailingAddress, ManualClock, OrderStatus, PaymentMethod, Principal, StaffRole,
+    Clock, CustomerDetails, MailingAddress, ManualClock, OrderStatus, PaymentMethod, Principal, StaffRole,
 };
 use coffer_store::prelude::*;
 use coffer_store::{Db, DbOptions, KeyStore};
@@ -324,7 +324,7 @@ async fn an_erased_customers_order_is_refunded_through_the_gateway(f: Fixture) {
     let placed =
         f.checkout.placement().place(request(&f, "left@example.org", "4242424242424242"), Channel::Api).await.unwrap();
     let customer = f.customers.find_by_email("left@example.org").await.unwrap().unwrap();
-    f.customers.erase(&customer, &Actor::System).await.unwrap();
+    f.customers.erase(&customer, &Principal::Cli("test".into())).await.unwrap();
     let done = f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &staff(1), "asked").await.unwrap();
     assert_eq!(done, OrderStatus::Refunded);
     assert_eq!(run_jobs(&f).await, 1);

@@ -239,8 +239,10 @@ async fn no_realm_takes_another_realms_link_ticket_or_session(backend: TestBacke
     let Realms { customers, accounts, staff, clock, .. } = realms(&db, &data, &key_db).await;
 
     // A staff member's enrolment link is no customer's password link.
-    let link =
-        staff.add("both@example.org", coffer_domain::StaffRole::Support, &Actor::Cli("test".into())).await.unwrap();
+    let link = staff
+        .add("both@example.org", coffer_domain::StaffRole::Support, &coffer_domain::Principal::Cli("test".into()))
+        .await
+        .unwrap();
     let token = link.expose_secret().rsplit('/').next().unwrap().to_owned();
     assert_eq!(accounts.link_needs_code(&token).await.unwrap(), None);
     let taken = accounts.set_password_with_link(&token, SecretString::from(OLD_PASSWORD), None).await.unwrap_err();

@@ -88,10 +88,16 @@ coffer_testkit::on_both_backends_with!(fixture;
     staff_enrol_with_totp_and_always_need_the_code,
     staff_sign_in_refuses_replays_and_the_unenrolled,
     disclosures_are_listed_in_the_export,
+    data_services_refuse_a_principal_without_the_permission,
 );
 
 fn operator() -> Actor {
     Actor::Cli("test".into())
+}
+
+/// The operator at the command line, as services check them.
+fn cli() -> coffer_domain::Principal {
+    coffer_domain::Principal::Cli("test".into())
 }
 
 fn details(n: usize) -> CustomerDetails {
@@ -206,7 +212,7 @@ async fn erasure_shreds_the_key_clears_the_row_and_is_audited(f: Fixture) {
     let a = f.customers.create(&details(7), &operator()).await.unwrap();
     let keep = f.customers.create(&details(8), &operator()).await.unwrap();
     let stored = f.db.customer(&a.id).await.unwrap().unwrap();
-    f.customers.erase(&a.id, &operator()).await.unwrap();
+    f.customers.erase(&a.id, &cli()).await.unwrap();
 
     assert!(matches!(f.customers.get(&a.id, &Reader::Other(operator())).await, Err(AppError::Erased)));
     assert_eq!(f.customers.find_by_email("customer7@example.org").await.unwrap(), None);
@@ -227,7 +233,7 @@ async fn erasure_shreds_the_key_clears_the_row_and_is_audited(f: Fixture) {
     assert!(key.is_none());
     // Others are untouched; erasing again changes nothing.
     assert_eq!(f.customers.get(&keep.id, &Reader::TheCustomer).await.unwrap().details.email, "customer8@example.org");
-    f.customers.erase(&a.id, &operator()).await.unwrap();
+    f.customers.erase(&a.id, &cli()).await.unwrap();
     assert_eq!(f.keys.erasures().await.unwrap().len(), 1);
     // Audited by id, without personal data.
     let entries = f.db.audit_entries_for_subject(a.id.as_str()).await.unwrap();
@@ -338,7 +344,7 @@ async fn rewrap_step_skips_changed_wraps_and_hands_on_the_next_batch(f: Fixture)
         }
     }
     let erased = erased.unwrap();
-    f.customers.erase(&erased, &operator()).await.unwrap();
+    f.customers.erase(&erased, &cli()).await.unwrap();
     let rewrap = |old: &WrappedSecret| {
         let secret = unwrap_secret(&v1, "data-key", &old.id, &old.wrapped).unwrap();
         let new = WrappedSecret {
@@ -598,14 +604,14 @@ async fn inventory_matches_the_schema(f: Fixture) {
 
 async fn export_follows_the_inventory_and_is_audited(f: Fixture) {
     let a = f.customers.create(&details(13), &operator()).await.unwrap();
-    let export = f.customers.export("Customer13@example.org", &operator()).await.unwrap();
+    let export = serde_json::to_value(f.customers.export("Customer13@example.org", &cli()).await.unwrap()).unwrap();
     let fields = export["personal_data"].as_array().unwrap();
     assert_eq!(fields.len(), INVENTORY.iter().filter(|f| f.table == "customers").count());
     let by_name = |name: &str| fields.iter().find(|f| f["field"] == name).unwrap().clone();
     assert_eq!(by_name("customers.email")["value"], "customer13@example.org");
     assert_eq!(by_name("customers.address")["value"]["city"], "Springfield");
     assert_eq!(by_name("customers.name")["legal_basis"], "contract");
-    assert!(matches!(f.customers.export("nobody@example.org", &operator()).await, Err(AppError::NotFound)));
+    assert!(matches!(f.customers.export("nobody@example.org", &cli()).await, Err(AppError::NotFound)));
     let actions: Vec<String> =
         f.db.audit_entries_for_subject(a.id.as_str()).await.unwrap().into_iter().map(|e| e.action).collect();
     assert!(actions.contains(&"customer.exported".to_owned()), "{actions:?}");
@@ -723,7 +729,7 @@ async fn erasure_shreds_pending_mail(f: Fixture) {
     let clock = now_clock();
     let outbox = outbox(&f, None, clock);
     let id = enqueue_for(&f, &outbox, &a.id, "Receipt", "Secret body").await;
-    f.customers.erase(&a.id, &operator()).await.unwrap();
+    f.customers.erase(&a.id, &cli()).await.unwrap();
     assert_eq!(outbox.deliver_due().await.unwrap(), 0);
     assert_eq!(f.db.email_status(&id).await.unwrap().unwrap().0, "shredded");
     assert!(!f.key_dir.with_file_name("data").join("mail").join(format!("{id}.eml")).exists());
@@ -917,7 +923,7 @@ async fn sessions_end_idle_absolute_and_on_sign_out(f: Fixture) {
 
 async fn erasure_ends_the_account_and_its_sessions(f: Fixture) {
     let (accounts, _, id, session) = signed_up(&f, 504).await;
-    f.customers.erase(&id, &operator()).await.unwrap();
+    f.customers.erase(&id, &cli()).await.unwrap();
     assert!(accounts.session(session.token.expose_secret()).await.unwrap().is_none());
     let again = accounts.sign_in("customer504@example.org", SecretString::from(STRONG)).await.unwrap();
     assert_eq!(again.unwrap_err(), SignInError::Invalid);
@@ -965,7 +971,7 @@ fn seconds(clock: &ManualClock) -> u64 {
 
 /// Adds and enrols a staff member; the TOTP secret and the session token.
 async fn enrolled_staff(staff: &StaffService, clock: &ManualClock, email: &str, role: StaffRole) -> (Vec<u8>, String) {
-    let link = staff.add(email, role, &operator()).await.unwrap();
+    let link = staff.add(email, role, &cli()).await.unwrap();
     let token = link.expose_secret().rsplit('/').next().unwrap().to_owned();
     let setup = staff.start_enrolment(&token, None).await.unwrap();
     let secret = coffer_crypto::totp_secret_from_base32(setup.secret.expose_secret()).unwrap();
@@ -977,17 +983,17 @@ async fn enrolled_staff(staff: &StaffService, clock: &ManualClock, email: &str, 
 async fn staff_enrol_with_totp_and_always_need_the_code(f: Fixture) {
     let clock = now_clock();
     let (staff, _) = staff(&f, clock.clone());
-    let link = staff.add(" Ops.Lead@Example.org ", StaffRole::Dpo, &operator()).await.unwrap();
+    let link = staff.add(" Ops.Lead@Example.org ", StaffRole::Dpo, &cli()).await.unwrap();
     let link = link.expose_secret().to_owned();
     assert!(link.starts_with("http://coffer.test/staff/enrol/"), "{link}");
     let token = link.rsplit('/').next().unwrap();
     // Adding again before enrolment gives a new link; with another role, a clear refusal.
-    assert!(staff.add("ops.lead@example.org", StaffRole::Dpo, &operator()).await.is_ok());
+    assert!(staff.add("ops.lead@example.org", StaffRole::Dpo, &cli()).await.is_ok());
     assert!(matches!(
-        staff.add("ops.lead@example.org", StaffRole::Admin, &operator()).await,
+        staff.add("ops.lead@example.org", StaffRole::Admin, &cli()).await,
         Err(AppError::Account(AccountError::RoleMismatch("dpo")))
     ));
-    assert!(matches!(staff.add("not an address", StaffRole::Dpo, &operator()).await, Err(AppError::Customer(_))));
+    assert!(matches!(staff.add("not an address", StaffRole::Dpo, &cli()).await, Err(AppError::Customer(_))));
 
     let setup = staff.start_enrolment(token, None).await.unwrap();
     assert!(setup.uri.expose_secret().starts_with("otpauth://totp/"));
@@ -1008,7 +1014,7 @@ async fn staff_enrol_with_totp_and_always_need_the_code(f: Fixture) {
     let again = staff.enrol(token, SecretString::from(STRONG), setup.secret.expose_secret(), &code).await;
     assert!(matches!(again, Err(AppError::LinkGone(_))), "{again:?}");
     assert!(matches!(
-        staff.add("OPS.LEAD@example.org", StaffRole::Dpo, &operator()).await,
+        staff.add("OPS.LEAD@example.org", StaffRole::Dpo, &cli()).await,
         Err(AppError::Account(AccountError::AlreadyEnrolled))
     ));
 
@@ -1043,7 +1049,7 @@ async fn staff_sign_in_refuses_replays_and_the_unenrolled(f: Fixture) {
     let clock = now_clock();
     let (staff, pool) = staff(&f, clock.clone());
     // Not enrolled yet: the same answer and the same work as an unknown address.
-    staff.add("new.hire@example.org", StaffRole::Support, &operator()).await.unwrap();
+    staff.add("new.hire@example.org", StaffRole::Support, &cli()).await.unwrap();
     for address in ["new.hire@example.org", "nobody@example.org"] {
         let before = pool.verifications();
         let answer = staff.sign_in(address, SecretString::from(STRONG)).await.unwrap();
@@ -1099,10 +1105,56 @@ async fn disclosures_are_listed_in_the_export(f: Fixture) {
             .await
             .unwrap();
     }
-    let export = f.customers.export_by_id(&id, &Reader::TheCustomer).await.unwrap();
+    let export = serde_json::to_value(f.customers.export_by_id(&id, &Reader::TheCustomer).await.unwrap()).unwrap();
     let listed = export["disclosures"].as_array().unwrap();
     assert_eq!(listed.len(), 2, "only this customer's records: {listed:?}");
     assert_eq!(listed[0]["recipient_kind"], "vendor");
     assert_eq!(listed[1]["recipient"], "District Court of Example");
     assert_eq!(listed[0]["fields"], serde_json::json!(["customers.name", "customers.email"]));
+}
+
+/// Issue 13: exporting, erasing, adding staff and reading a vendor's
+/// orders check a named permission inside the service, so a caller that
+/// skips the web's checks (the command line, a future route) is refused
+/// all the same, and nothing is read, written or audited.
+async fn data_services_refuse_a_principal_without_the_permission(f: Fixture) {
+    use coffer_domain::{Permission, Principal};
+    let a = f.customers.create(&details(60), &operator()).await.unwrap();
+    let b = f.customers.create(&details(61), &operator()).await.unwrap();
+    let member = |role| Principal::Staff { id: "stf_x".into(), role };
+    let audited = || async { count_audit(&f).await };
+    let before = audited().await;
+    for principal in [member(StaffRole::Support), member(StaffRole::Reviewer), Principal::Customer(a.id.to_string())] {
+        let refused = f.customers.export("customer60@example.org", &principal).await;
+        assert!(matches!(refused, Err(AppError::Forbidden(Permission::ExportCustomerData))), "{principal:?}");
+    }
+    // A customer erases their own account only; support erases nobody.
+    let refused = f.customers.erase(&b.id, &Principal::Customer(a.id.to_string())).await;
+    assert!(matches!(refused, Err(AppError::Forbidden(Permission::EraseCustomer))));
+    let refused = f.customers.erase(&b.id, &member(StaffRole::Support)).await;
+    assert!(matches!(refused, Err(AppError::Forbidden(Permission::EraseCustomer))));
+    assert_eq!(audited().await, before, "a refusal reads and audits nothing");
+    assert!(f.customers.get(&b.id, &Reader::Other(operator())).await.is_ok(), "b is still there");
+    // The DPO exports and erases; only an admin adds staff.
+    assert!(f.customers.export("customer60@example.org", &member(StaffRole::Dpo)).await.is_ok());
+    f.customers.erase(&b.id, &member(StaffRole::Dpo)).await.unwrap();
+    f.customers.erase(&a.id, &Principal::Customer(a.id.to_string())).await.unwrap();
+    let (staff, _) = staff(&f, Arc::new(ManualClock::at(SystemClock.now().0)));
+    let refused = staff.add("new.dpo@example.org", StaffRole::Dpo, &member(StaffRole::Dpo)).await;
+    assert!(matches!(refused, Err(AppError::Forbidden(Permission::AddStaff))));
+    assert!(staff.add("new.dpo@example.org", StaffRole::Dpo, &member(StaffRole::Admin)).await.is_ok());
+    // Vendor orders: a vendor's own key only, never staff or a customer.
+    let vendors = coffer_app::vendors::VendorService::new(f.db.clone(), f.vault.clone(), f.clock.clone());
+    for principal in [member(StaffRole::Admin), cli(), Principal::Customer(a.id.to_string())] {
+        let refused = vendors.orders(&principal, 10).await;
+        assert!(matches!(refused, Err(AppError::Forbidden(Permission::ReadOwnVendorOrders))), "{principal:?}");
+    }
+    let vendor = Principal::VendorKey(coffer_domain::VendorId::generate().to_string());
+    assert!(vendors.orders(&vendor, 10).await.unwrap().is_empty());
+}
+
+async fn count_audit(f: &Fixture) -> i64 {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM audit_log").fetch_one(&raw_pool(&f._data.url).await).await.unwrap();
+    n
 }

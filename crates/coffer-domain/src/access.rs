@@ -29,10 +29,20 @@ pub enum Permission {
     ReadTransferQueue,
     /// Written data requests and their deadlines.
     ReadPrivacyRequests,
+    /// Export everything held about a customer, found by email (audited).
+    ExportCustomerData,
+    /// Erase a customer (crypto-shredding) on their behalf; a customer
+    /// erases their own account without it.
+    EraseCustomer,
+    /// Add a staff member (or renew an enrolment link).
+    AddStaff,
+    /// A vendor's own orders, without buyers but as `vendor_may_see_buyer`
+    /// allows; only ever its own.
+    ReadOwnVendorOrders,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 14] = [
         Permission::ReadOrderForStaff,
         Permission::ApproveOrder,
         Permission::RejectOrder,
@@ -43,17 +53,21 @@ impl Permission {
         Permission::ReadReviewQueue,
         Permission::ReadTransferQueue,
         Permission::ReadPrivacyRequests,
+        Permission::ExportCustomerData,
+        Permission::EraseCustomer,
+        Permission::AddStaff,
+        Permission::ReadOwnVendorOrders,
     ];
 }
 
 /// The one table of what each staff role may do. Admins may do what every
-/// role may, except what only the system does.
+/// role may, except what only the system does, and add staff.
 pub fn role_permissions(role: StaffRole) -> &'static [Permission] {
     use Permission::*;
     match role {
         StaffRole::Support => &[ReadOrderForStaff, MarkTransferReceived, RefundOrder, ReadTransferQueue],
         StaffRole::Reviewer => &[ReadOrderForStaff, ApproveOrder, RejectOrder, ViewIdentityDocument, ReadReviewQueue],
-        StaffRole::Dpo => &[ReadPrivacyRequests],
+        StaffRole::Dpo => &[ReadPrivacyRequests, ExportCustomerData, EraseCustomer],
         StaffRole::Admin => &[
             ReadOrderForStaff,
             ApproveOrder,
@@ -64,6 +78,9 @@ pub fn role_permissions(role: StaffRole) -> &'static [Permission] {
             ReadReviewQueue,
             ReadTransferQueue,
             ReadPrivacyRequests,
+            ExportCustomerData,
+            EraseCustomer,
+            AddStaff,
         ],
     }
 }
@@ -91,7 +108,17 @@ impl Principal {
             // The operator at the machine may do what an admin may.
             Principal::Cli(_) => role_permissions(StaffRole::Admin).contains(&permission),
             Principal::System => permission == Permission::ExpireHolds,
-            Principal::Customer(_) | Principal::VendorKey(_) => false,
+            // Scoped to the vendor by the service (`Principal::vendor`).
+            Principal::VendorKey(_) => permission == Permission::ReadOwnVendorOrders,
+            Principal::Customer(_) => false,
+        }
+    }
+
+    /// The vendor a vendor principal acts for, when it may do `permission`.
+    pub fn vendor(&self, permission: Permission) -> Option<&str> {
+        match self {
+            Principal::VendorKey(id) if self.may(permission) => Some(id),
+            _ => None,
         }
     }
 
@@ -125,10 +152,20 @@ mod tests {
         for permission in Permission::ALL {
             let others =
                 StaffRole::ALL.iter().any(|r| *r != StaffRole::Admin && role_permissions(*r).contains(&permission));
-            assert_eq!(staff(StaffRole::Admin).may(permission), others, "{permission:?}");
+            // Adding staff is the admins' own.
+            let admins_own = permission == Permission::AddStaff;
+            assert_eq!(staff(StaffRole::Admin).may(permission), others || admins_own, "{permission:?}");
             assert!(!Principal::Customer("cus_1".into()).may(permission));
-            assert!(!Principal::VendorKey("ven_1".into()).may(permission));
+            let vendor = Principal::VendorKey("ven_1".into());
+            assert_eq!(vendor.may(permission), permission == Permission::ReadOwnVendorOrders, "{permission:?}");
         }
+        assert_eq!(Principal::VendorKey("ven_1".into()).vendor(Permission::ReadOwnVendorOrders), Some("ven_1"));
+        assert_eq!(staff(StaffRole::Admin).vendor(Permission::ReadOwnVendorOrders), None);
+        assert!(
+            staff(StaffRole::Dpo).may(Permission::EraseCustomer)
+                && !staff(StaffRole::Support).may(Permission::EraseCustomer)
+        );
+        assert!(!staff(StaffRole::Dpo).may(Permission::AddStaff));
         assert!(Principal::System.may(Permission::ExpireHolds));
         assert!(!Principal::System.may(Permission::RefundOrder));
         assert!(!staff(StaffRole::Admin).may(Permission::ExpireHolds), "only the job expires holds");

@@ -97,8 +97,14 @@ pub enum ErasureCommand {
 
 /// The operator running a command, as the audit log names them.
 pub fn cli_actor() -> Actor {
+    cli_principal().actor()
+}
+
+/// The operator running a command, as services check them: whoever may
+/// run the binary on the server may do what an admin may.
+pub fn cli_principal() -> coffer_domain::Principal {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    Actor::Cli(user)
+    coffer_domain::Principal::Cli(user)
 }
 
 /// Every service, for a command run by the operator on `db` (migrated).
@@ -230,7 +236,7 @@ async fn keys_rotate(config: &Config, privacy: &App) -> anyhow::Result<()> {
 pub async fn erase(config: &Config, db: Db, args: EmailArgs) -> anyhow::Result<()> {
     let privacy = open(config, db).await?;
     let id = privacy.customers.find_by_email(&args.email).await?.context("no customer has this email address")?;
-    privacy.customers.erase(&id, &cli_actor()).await?;
+    privacy.customers.erase(&id, &cli_principal()).await?;
     privacy.audit.seal_and_sign().await?;
     println!("Customer {id} erased: their data key is destroyed and their personal data can no longer be read.");
     Ok(())
@@ -242,7 +248,7 @@ pub async fn staff(config: &Config, db: Db, command: StaffCommand) -> anyhow::Re
     match command {
         StaffCommand::Add { email, role } => {
             let role = coffer_domain::StaffRole::parse(&role).context("unknown role")?;
-            let link = match staff.add(&email, role, &cli_actor()).await {
+            let link = match staff.add(&email, role, &cli_principal()).await {
                 Err(AppError::Account(refused)) => bail!("{refused}"),
                 Err(AppError::Customer(e)) => bail!("the email address {}", e.reason),
                 other => other?,
@@ -308,7 +314,7 @@ pub async fn jobs(db: Db, command: JobsCommand) -> anyhow::Result<()> {
 
 pub async fn export(config: &Config, db: Db, args: ExportArgs) -> anyhow::Result<()> {
     let privacy = open(config, db).await?;
-    let data = match privacy.customers.export(&args.email, &cli_actor()).await {
+    let data = match privacy.customers.export(&args.email, &cli_principal()).await {
         Err(AppError::NotFound) => bail!("no customer has this email address"),
         other => other?,
     };

@@ -381,8 +381,8 @@ impl AccountService {
         };
         let email = self.outbox.seal(&letter, &key, &key_id, true)?;
         // Queued in the erasure's own unit: sent exactly when it happened.
-        let actor = coffer_domain::Actor::Customer(customer.to_string());
-        self.customers.erase_with_message(customer, &actor, Some(email)).await
+        let principal = coffer_domain::Principal::Customer(customer.to_string());
+        self.customers.erase_with_message(customer, &principal, Some(email)).await
     }
 
     /// The customer changes their own name, phone or address (audited).
@@ -402,7 +402,7 @@ impl AccountService {
     }
 
     /// Everything held about the customer, for their own download.
-    pub async fn own_export(&self, customer: &CustomerId) -> Result<serde_json::Value, AppError> {
+    pub async fn own_export(&self, customer: &CustomerId) -> Result<crate::privacy::AccessExport, AppError> {
         self.customers.export_by_id(customer, &Reader::TheCustomer).await
     }
 

@@ -9,7 +9,9 @@ use super::signin::{Directory, RealmPolicy, STAFF, SignIn, SignInError, Step, To
 use crate::AppError;
 use crate::privacy::Vault;
 use coffer_crypto::{DataKey, FieldContext, open_field, seal_field, token_hash};
-use coffer_domain::{Actor, AuditAction, Clock, DataKeyId, Realm, StaffId, StaffRole, check_new_password};
+use coffer_domain::{
+    Actor, AuditAction, Clock, DataKeyId, Permission, Principal, Realm, StaffId, StaffRole, check_new_password,
+};
 use coffer_store::prelude::*;
 use coffer_store::{Db, LinkPurpose, LinkUse, NewStaffMember, StaffRow, UnitFuture, WriteTx};
 use secrecy::{ExposeSecret, SecretString};
@@ -122,8 +124,11 @@ impl StaffService {
     }
 
     /// Adds a staff member (or, for one not yet enrolled, issues a new
-    /// enrolment link); returns the one-time enrolment link. Audited.
-    pub async fn add(&self, email: &str, role: StaffRole, actor: &Actor) -> Result<SecretString, AppError> {
+    /// enrolment link); returns the one-time enrolment link. Needs
+    /// [`Permission::AddStaff`]; audited.
+    pub async fn add(&self, email: &str, role: StaffRole, principal: &Principal) -> Result<SecretString, AppError> {
+        crate::checkout::require(principal, Permission::AddStaff)?;
+        let actor = &principal.actor();
         let email = coffer_domain::staff_email(email)?;
         let index = self.vault.blind_index().email(&email);
         let id = match self.db.staff_member_by_email_index(&index).await? {
@@ -302,7 +307,8 @@ impl StaffService {
         if self.db.staff_member_by_email_index(&self.vault.blind_index().email(email)).await?.is_some() {
             return Ok(());
         }
-        let link = self.add(email, role, &Actor::System).await?;
+        // Seeded by the operator who starts a demo (`serve --demo`, `seed --demo`).
+        let link = self.add(email, role, &Principal::Cli("demo".into())).await?;
         let token = link.expose_secret().rsplit('/').next().unwrap_or_default().to_owned();
         let setup = self.start_enrolment(&token, None).await?;
         let secret = coffer_crypto::totp_secret_from_base32(setup.secret.expose_secret())

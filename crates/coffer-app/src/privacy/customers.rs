@@ -7,7 +7,8 @@ use crate::AppError;
 use coffer_crypto::{DataKey, FieldContext, Sealed, open_field, seal_field};
 use coffer_domain::inventory;
 use coffer_domain::{
-    Actor, AuditAction, Clock, CustomerDetails, CustomerId, DataKeyId, MailingAddress, Millis, OrderId, ProductId,
+    Actor, AuditAction, Clock, CustomerDetails, CustomerId, DataKeyId, MailingAddress, Millis, OrderId, Permission,
+    Principal, ProductId,
 };
 use coffer_store::prelude::*;
 use coffer_store::{
@@ -25,6 +26,82 @@ pub struct CustomerRecord {
     pub details: CustomerDetails,
     pub created_at: Millis,
     pub updated_at: Millis,
+}
+
+/// Everything held about one customer (the access export): the JSON
+/// download as serialised, and what [`crate::privacy::export_html`] renders.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AccessExport {
+    pub customer_id: CustomerId,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub personal_data: Vec<PersonalDataRecord>,
+    pub orders: Vec<OrderRecord>,
+    pub account: AccountRecord,
+    pub messages: Vec<MessageRecord>,
+    pub privacy_requests: Vec<PrivacyRequestRecord>,
+    pub disclosures: Vec<DisclosureRecord>,
+}
+
+/// One personal field of the customer row, opened, with what the data
+/// inventory says of it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PersonalDataRecord {
+    /// `table.column`.
+    pub field: String,
+    pub label: &'static str,
+    /// Text, an object for a structured field (the address), or null when
+    /// not given.
+    pub value: serde_json::Value,
+    pub category: inventory::Category,
+    pub purpose: &'static str,
+    pub legal_basis: inventory::LegalBasis,
+    pub recipients: &'static [inventory::Recipient],
+    pub retention: inventory::Retention,
+}
+
+/// How the customer signs in (never the secrets themselves).
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct AccountRecord {
+    pub password_set: bool,
+    pub second_factor: bool,
+}
+
+/// A message kept for the customer, opened.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MessageRecord {
+    pub id: String,
+    pub kind: String,
+    pub status: String,
+    pub created_at_ms: i64,
+    pub to: Option<String>,
+    pub subject: Option<String>,
+    pub body: Option<String>,
+}
+
+/// A written data request and where it stands.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PrivacyRequestRecord {
+    pub id: String,
+    pub kind: String,
+    pub jurisdiction: String,
+    pub status: String,
+    pub received_at_ms: i64,
+    pub deadline_at_ms: Option<i64>,
+}
+
+/// Who outside Coffer received the customer's data, what and why.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DisclosureRecord {
+    pub id: String,
+    /// `vendor`, `payment_gateway` or `authority`.
+    pub recipient_kind: String,
+    pub recipient: String,
+    /// Inventory names, e.g. `customers.name`.
+    pub fields: Vec<String>,
+    pub purpose: String,
+    pub legal_basis: String,
+    pub disclosed_at_ms: i64,
 }
 
 /// One of a customer's orders with its own copy of their details opened:
@@ -339,8 +416,11 @@ impl CustomerService {
     /// of the data opens, backups included); then the row is cleared, the
     /// data-side ledger written and the erasure audited in one unit. A crash
     /// between the two is finished by [`Self::replay_erasures`] at start.
-    pub async fn erase(&self, id: &CustomerId, actor: &Actor) -> Result<(), AppError> {
-        self.erase_with_message(id, actor, None).await
+    ///
+    /// The customer themselves, or a principal with
+    /// [`Permission::EraseCustomer`] (the DPO, an admin, the command line).
+    pub async fn erase(&self, id: &CustomerId, principal: &Principal) -> Result<(), AppError> {
+        self.erase_with_message(id, principal, None).await
     }
 
     /// As [`Self::erase`]; `last_message` (sealed under a one-off key) is
@@ -349,9 +429,13 @@ impl CustomerService {
     pub async fn erase_with_message(
         &self,
         id: &CustomerId,
-        actor: &Actor,
+        principal: &Principal,
         last_message: Option<coffer_store::NewEmail>,
     ) -> Result<(), AppError> {
+        if !matches!(principal, Principal::Customer(own) if own == id.as_str()) {
+            crate::checkout::require(principal, Permission::EraseCustomer)?;
+        }
+        let actor = &principal.actor();
         let stored = self.db.customer(id).await?.ok_or(AppError::NotFound)?;
         let documents = self.db.id_document_files_of(id).await?;
         let erasure =
@@ -527,14 +611,16 @@ impl CustomerService {
     }
 
     /// Everything the inventory says is held about the customer with this
-    /// email, as JSON. Audited as an export by `actor`.
-    pub async fn export(&self, email: &str, actor: &Actor) -> Result<serde_json::Value, AppError> {
+    /// email, as JSON. Needs [`Permission::ExportCustomerData`]; audited as
+    /// an export by the principal.
+    pub async fn export(&self, email: &str, principal: &Principal) -> Result<AccessExport, AppError> {
+        crate::checkout::require(principal, Permission::ExportCustomerData)?;
         let id = self.find_by_email(email).await?.ok_or(AppError::NotFound)?;
-        self.export_by_id(&id, &Reader::Other(actor.clone())).await
+        self.export_by_id(&id, &Reader::Other(principal.actor())).await
     }
 
     /// The export of one customer; audited unless the customer asks.
-    pub async fn export_by_id(&self, id: &CustomerId, reader: &Reader) -> Result<serde_json::Value, AppError> {
+    pub async fn export_by_id(&self, id: &CustomerId, reader: &Reader) -> Result<AccessExport, AppError> {
         let id = id.clone();
         let stored = self.db.customer(&id).await?.ok_or(AppError::NotFound)?;
         let key = self.vault.data_key(&stored.data_key_id).await?.ok_or(AppError::Erased)?;
@@ -545,30 +631,30 @@ impl CustomerService {
         let orders = self.orders_with_key(&id, &key).await?;
         let credentials =
             self.db.credentials(&coffer_store::Subject::new(coffer_domain::Realm::Customer, id.as_str())).await?;
-        let account = json!({
-            "password_set": credentials.password_hash.is_some(),
-            "second_factor": credentials.totp_secret.is_some(),
-        });
+        let account = AccountRecord {
+            password_set: credentials.password_hash.is_some(),
+            second_factor: credentials.totp_secret.is_some(),
+        };
         if let Reader::Other(actor) = reader {
             self.audit(actor, AuditAction::CustomerExported, &id).await?;
         }
-        Ok(json!({
-            "customer_id": id,
-            "created_at_ms": stored.created_at.0,
-            "updated_at_ms": stored.updated_at.0,
-            "personal_data": fields,
-            "orders": orders,
-            "account": account,
-            "messages": messages,
-            "privacy_requests": requests,
-            "disclosures": disclosures,
-        }))
+        Ok(AccessExport {
+            customer_id: id,
+            created_at_ms: stored.created_at.0,
+            updated_at_ms: stored.updated_at.0,
+            personal_data: fields,
+            orders,
+            account,
+            messages,
+            privacy_requests: requests,
+            disclosures,
+        })
     }
 }
 
 impl CustomerService {
     /// The messages kept for the customer (sealed under their key), opened.
-    async fn messages_export(&self, key_id: &DataKeyId, key: &DataKey) -> Result<Vec<serde_json::Value>, AppError> {
+    async fn messages_export(&self, key_id: &DataKeyId, key: &DataKey) -> Result<Vec<MessageRecord>, AppError> {
         let open_text = |email: &coffer_store::StoredEmail, column: &'static str, sealed: &Option<Sealed>| {
             sealed
                 .as_ref()
@@ -580,56 +666,52 @@ impl CustomerService {
         };
         let mut messages = Vec::new();
         for email in self.db.emails_sealed_with(key_id).await? {
-            messages.push(json!({
-                "id": email.id,
-                "kind": email.kind,
-                "status": email.status,
-                "created_at_ms": email.created_at.0,
-                "to": open_text(&email, "recipient", &email.recipient)?,
-                "subject": open_text(&email, "subject", &email.subject)?,
-                "body": open_text(&email, "body", &email.body)?,
-            }));
+            messages.push(MessageRecord {
+                to: open_text(&email, "recipient", &email.recipient)?,
+                subject: open_text(&email, "subject", &email.subject)?,
+                body: open_text(&email, "body", &email.body)?,
+                id: email.id,
+                kind: email.kind,
+                status: email.status,
+                created_at_ms: email.created_at.0,
+            });
         }
         Ok(messages)
     }
 
     /// The customer's written data requests and where they stand.
-    async fn requests_export(&self, id: &CustomerId) -> Result<Vec<serde_json::Value>, AppError> {
+    async fn requests_export(&self, id: &CustomerId) -> Result<Vec<PrivacyRequestRecord>, AppError> {
         Ok(self
             .db
             .privacy_requests_of(id)
             .await?
             .into_iter()
-            .map(|r| {
-                json!({
-                    "id": r.id,
-                    "kind": r.kind,
-                    "jurisdiction": r.jurisdiction,
-                    "status": r.status,
-                    "received_at_ms": r.received_at.0,
-                    "deadline_at_ms": r.deadline_at.map(|d| d.0),
-                })
+            .map(|r| PrivacyRequestRecord {
+                id: r.id,
+                kind: r.kind,
+                jurisdiction: r.jurisdiction,
+                status: r.status,
+                received_at_ms: r.received_at.0,
+                deadline_at_ms: r.deadline_at.map(|d| d.0),
             })
             .collect())
     }
 
     /// Who outside Coffer received the customer's data, what and why.
-    async fn disclosures_export(&self, id: &CustomerId) -> Result<Vec<serde_json::Value>, AppError> {
+    async fn disclosures_export(&self, id: &CustomerId) -> Result<Vec<DisclosureRecord>, AppError> {
         Ok(self
             .db
             .disclosures_about(id)
             .await?
             .into_iter()
-            .map(|d| {
-                json!({
-                    "id": d.id,
-                    "recipient_kind": d.recipient_kind,
-                    "recipient": d.recipient,
-                    "fields": d.fields,
-                    "purpose": d.purpose,
-                    "legal_basis": d.legal_basis,
-                    "disclosed_at_ms": d.disclosed_at.0,
-                })
+            .map(|d| DisclosureRecord {
+                id: d.id,
+                recipient_kind: d.recipient_kind,
+                recipient: d.recipient,
+                fields: d.fields,
+                purpose: d.purpose,
+                legal_basis: d.legal_basis,
+                disclosed_at_ms: d.disclosed_at.0,
             })
             .collect())
     }
@@ -638,7 +720,7 @@ impl CustomerService {
 /// Each personal field the inventory lists for a customer row, opened,
 /// with what the inventory says of it (purpose, legal basis, recipients,
 /// retention).
-fn personal_data(stored: &StoredCustomer, key: &DataKey) -> Result<Vec<serde_json::Value>, AppError> {
+fn personal_data(stored: &StoredCustomer, key: &DataKey) -> Result<Vec<PersonalDataRecord>, AppError> {
     let mut fields = Vec::new();
     for field in inventory::fields_of(TABLE) {
         let value = match stored.fields.column(field.column) {
@@ -652,16 +734,16 @@ fn personal_data(stored: &StoredCustomer, key: &DataKey) -> Result<Vec<serde_jso
             }
             None => serde_json::Value::Null,
         };
-        fields.push(json!({
-            "field": format!("{}.{}", field.table, field.column),
-            "label": field.label,
-            "value": value,
-            "category": field.category,
-            "purpose": field.purpose,
-            "legal_basis": field.legal_basis,
-            "recipients": field.recipients,
-            "retention": field.retention,
-        }));
+        fields.push(PersonalDataRecord {
+            field: format!("{}.{}", field.table, field.column),
+            label: field.label,
+            value,
+            category: field.category,
+            purpose: field.purpose,
+            legal_basis: field.legal_basis,
+            recipients: field.recipients,
+            retention: field.retention,
+        });
     }
     Ok(fields)
 }

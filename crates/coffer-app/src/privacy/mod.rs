@@ -7,19 +7,20 @@ pub mod keys;
 pub mod vault;
 
 pub use customers::{
-    CardRecord, ConsentRecord, CustomerRecord, CustomerService, LicenseKeyRecord, OrderAddress, OrderRecord,
-    OrderRecordDetails, OrderRecordLine, Reader, ReplayReport,
+    AccessExport, AccountRecord, CardRecord, ConsentRecord, CustomerRecord, CustomerService, DisclosureRecord,
+    LicenseKeyRecord, MessageRecord, OrderAddress, OrderRecord, OrderRecordDetails, OrderRecordLine,
+    PersonalDataRecord, PrivacyRequestRecord, Reader, ReplayReport,
 };
 pub use keys::{FileKeyProvider, KeyProvider};
 pub use vault::Vault;
 
 /// The access export as a readable HTML page (the JSON export's content).
-pub fn export_html(export: &serde_json::Value) -> String {
-    let mut more = account_section(&export["account"]);
-    more.push_str(&orders_section(&list(export, "orders")));
-    more.push_str(&messages_section(&list(export, "messages")));
-    more.push_str(&requests_section(&list(export, "privacy_requests")));
-    more.push_str(&disclosures_section(&list(export, "disclosures")));
+pub fn export_html(export: &AccessExport) -> String {
+    let mut more = account_section(&export.account);
+    more.push_str(&orders_section(&export.orders));
+    more.push_str(&messages_section(&export.messages));
+    more.push_str(&requests_section(&export.privacy_requests));
+    more.push_str(&disclosures_section(&export.disclosures));
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Your data held by Coffer</title>\n\
          <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}\
@@ -28,8 +29,8 @@ pub fn export_html(export: &serde_json::Value) -> String {
          <p>Customer id {}. This is everything we hold about you, why, and who receives it.</p>\n\
          <table><thead><tr><th>Data</th><th>Value</th><th>Why we hold it</th><th>Legal basis</th>\
          <th>Shared with</th></tr></thead><tbody>\n{}</tbody></table>\n{more}</body></html>\n",
-        escape(export["customer_id"].as_str().unwrap_or_default()),
-        personal_data_rows(export),
+        escape(export.customer_id.as_str()),
+        personal_data_rows(&export.personal_data),
     )
 }
 
@@ -65,84 +66,69 @@ fn show(value: &serde_json::Value) -> String {
     }
 }
 
-/// A text field of an export entry, escaped; `spaced` turns `snake_case`
-/// codes into words.
-fn text(value: &serde_json::Value, spaced: bool) -> String {
-    let raw = value.as_str().unwrap_or_default();
-    if spaced { escape(&raw.replace('_', " ")) } else { escape(raw) }
-}
-
-/// The export's list under `key` (empty when absent).
-fn list(export: &serde_json::Value, key: &str) -> Vec<serde_json::Value> {
-    export[key].as_array().cloned().unwrap_or_default()
+/// A `snake_case` code (or a serialised enum) in words, escaped.
+fn words<T: serde::Serialize>(code: &T) -> String {
+    let code = match serde_json::to_value(code) {
+        Ok(serde_json::Value::String(code)) => code,
+        _ => String::new(),
+    };
+    escape(&code.replace('_', " "))
 }
 
 /// One table row per personal field: its value, purpose, legal basis and
 /// who receives it.
-fn personal_data_rows(export: &serde_json::Value) -> String {
+fn personal_data_rows(fields: &[PersonalDataRecord]) -> String {
     let mut rows = String::new();
-    for field in export["personal_data"].as_array().into_iter().flatten() {
-        let recipients: Vec<String> = field["recipients"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r.as_str().map(|s| s.replace('_', " ")))
-            .collect();
+    for field in fields {
+        let recipients: Vec<String> = field.recipients.iter().map(words).collect();
         rows.push_str(&format!(
             "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            text(&field["label"], false),
-            escape(&show(&field["value"])),
-            text(&field["purpose"], false),
-            text(&field["legal_basis"], true),
-            escape(&recipients.join(", ")),
+            escape(field.label),
+            escape(&show(&field.value)),
+            escape(field.purpose),
+            words(&field.legal_basis),
+            recipients.join(", "),
         ));
     }
     rows
 }
 
-fn account_section(account: &serde_json::Value) -> String {
-    if !account.is_object() {
-        return String::new();
-    }
-    let yes_no = |v: &serde_json::Value| if v.as_bool() == Some(true) { "yes" } else { "no" };
+fn account_section(account: &AccountRecord) -> String {
+    let yes_no = |set: bool| if set { "yes" } else { "no" };
     format!(
         "<h2>Your account</h2>\n<p>Password set: {}. Two-step sign-in: {}.</p>\n",
-        yes_no(&account["password_set"]),
-        yes_no(&account["second_factor"])
+        yes_no(account.password_set),
+        yes_no(account.second_factor)
     )
 }
 
-fn orders_section(orders: &[serde_json::Value]) -> String {
+fn orders_section(orders: &[OrderRecord]) -> String {
     let mut out = String::from("<h2>Your orders</h2>\n");
     if orders.is_empty() {
         out.push_str("<p>None.</p>\n");
     }
     for o in orders {
-        let lines: Vec<String> = o["lines"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|l| format!("{} × {}", l["quantity"], l["product_id"].as_str().unwrap_or_default()))
-            .collect();
+        let lines: Vec<String> = o.lines.iter().map(|l| format!("{} × {}", l.quantity, l.product_id)).collect();
         out.push_str(&format!(
             "<h3>Order {}</h3>\n<p>{}: {} (minor units) {}; {}. Consent to privacy policy version {} ({}).</p>\n",
-            text(&o["id"], false),
-            text(&o["status"], true),
-            o["total"],
-            text(&o["currency"], false),
+            escape(o.id.as_str()),
+            words(&o.status),
+            o.total,
+            escape(&o.currency),
             escape(&lines.join(", ")),
-            text(&o["consent"]["privacy_policy_version"], false),
-            text(&o["consent"]["channel"], false),
+            escape(&o.consent.privacy_policy_version),
+            escape(&o.consent.channel),
         ));
-        out.push_str(&format!("<p>Details kept with the order: {}</p>\n", escape(&show(&o["details"]))));
-        for key in o["license_keys"].as_array().into_iter().flatten() {
-            out.push_str(&format!("<p>License key: <code>{}</code></p>\n", text(&key["key"], false)));
+        let details = serde_json::to_value(&o.details).unwrap_or_default();
+        out.push_str(&format!("<p>Details kept with the order: {}</p>\n", escape(&show(&details))));
+        for key in &o.license_keys {
+            out.push_str(&format!("<p>License key: <code>{}</code></p>\n", escape(&key.key)));
         }
     }
     out
 }
 
-fn messages_section(messages: &[serde_json::Value]) -> String {
+fn messages_section(messages: &[MessageRecord]) -> String {
     let mut out = String::from("<h2>Messages we keep (90 days)</h2>\n");
     if messages.is_empty() {
         out.push_str("<p>None.</p>\n");
@@ -150,17 +136,17 @@ fn messages_section(messages: &[serde_json::Value]) -> String {
     for m in messages {
         out.push_str(&format!(
             "<h3>{}</h3>\n<p>To {} ({}, {})</p>\n<pre>{}</pre>\n",
-            escape(m["subject"].as_str().unwrap_or("(no subject)")),
-            text(&m["to"], false),
-            text(&m["kind"], false),
-            text(&m["status"], false),
-            text(&m["body"], false),
+            escape(m.subject.as_deref().unwrap_or("(no subject)")),
+            escape(m.to.as_deref().unwrap_or_default()),
+            escape(&m.kind),
+            escape(&m.status),
+            escape(m.body.as_deref().unwrap_or_default()),
         ));
     }
     out
 }
 
-fn requests_section(requests: &[serde_json::Value]) -> String {
+fn requests_section(requests: &[PrivacyRequestRecord]) -> String {
     let mut out = String::from("<h2>Your data requests</h2>\n");
     if requests.is_empty() {
         out.push_str("<p>None.</p>\n");
@@ -168,18 +154,13 @@ fn requests_section(requests: &[serde_json::Value]) -> String {
     }
     out.push_str("<ul>\n");
     for r in requests {
-        out.push_str(&format!(
-            "<li>{} ({}): {}</li>\n",
-            text(&r["kind"], false),
-            text(&r["jurisdiction"], false),
-            text(&r["status"], true),
-        ));
+        out.push_str(&format!("<li>{} ({}): {}</li>\n", escape(&r.kind), escape(&r.jurisdiction), words(&r.status),));
     }
     out.push_str("</ul>\n");
     out
 }
 
-fn disclosures_section(disclosures: &[serde_json::Value]) -> String {
+fn disclosures_section(disclosures: &[DisclosureRecord]) -> String {
     let mut out = String::from("<h2>Who received your data</h2>\n");
     if disclosures.is_empty() {
         out.push_str("<p>No one outside Coffer has received your data.</p>\n");
@@ -187,14 +168,13 @@ fn disclosures_section(disclosures: &[serde_json::Value]) -> String {
     }
     out.push_str("<ul>\n");
     for d in disclosures {
-        let fields: Vec<&str> = d["fields"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
         out.push_str(&format!(
             "<li>{} {}: {}, for {} ({})</li>\n",
-            text(&d["recipient_kind"], true),
-            text(&d["recipient"], false),
-            escape(&fields.join(", ")),
-            text(&d["purpose"], false),
-            text(&d["legal_basis"], true),
+            words(&d.recipient_kind),
+            escape(&d.recipient),
+            escape(&d.fields.join(", ")),
+            escape(&d.purpose),
+            words(&d.legal_basis),
         ));
     }
     out.push_str("</ul>\n");
@@ -221,27 +201,60 @@ mod tests {
         assert_eq!(show(&json!("Ada")), "Ada");
         assert_eq!(show(&json!({"city": "Berlin", "line2": "", "zip": 10115})), "city: Berlin, zip: 10115");
         assert_eq!(show(&json!(true)), "true");
-        assert_eq!(text(&json!("legitimate_interest"), true), "legitimate interest");
-        assert_eq!(text(&json!(3), false), "");
+        assert_eq!(words(&"legitimate_interest"), "legitimate interest");
+        assert_eq!(words(&coffer_domain::inventory::LegalBasis::LegitimateInterest), "legitimate interest");
+        assert_eq!(words(&3), "");
     }
 
     #[test]
     fn each_section_says_none_when_empty_and_escapes_what_it_shows() {
-        assert_eq!(account_section(&json!(null)), "");
-        assert!(account_section(&json!({"password_set": true})).contains("Password set: yes. Two-step sign-in: no."));
+        let account = AccountRecord { password_set: true, second_factor: false };
+        assert!(account_section(&account).contains("Password set: yes. Two-step sign-in: no."));
         assert!(orders_section(&[]).ends_with("<p>None.</p>\n"));
         assert!(messages_section(&[]).ends_with("<p>None.</p>\n"));
         assert!(requests_section(&[]).ends_with("<p>None.</p>\n"));
         assert!(disclosures_section(&[]).contains("No one outside Coffer"));
-        let order = json!({"id": "ord_1", "status": "on_hold", "total": 2379, "currency": "EUR",
-            "lines": [{"quantity": 2, "product_id": "prd_<x>"}],
-            "consent": {"privacy_policy_version": "v1", "channel": "web"},
-            "details": {"name": "A <b>"}, "license_keys": [{"key": "k&k"}]});
+        let product = coffer_domain::ProductId::generate();
+        let order = OrderRecord {
+            id: coffer_domain::OrderId::generate(),
+            status: "on_hold",
+            placed_at_ms: 1,
+            currency: "EUR<".into(),
+            subtotal: 2000,
+            tax: 379,
+            total: 2379,
+            payment_method: "card".into(),
+            payment_reference: None,
+            lines: vec![OrderRecordLine {
+                line_no: 1,
+                product_id: product.clone(),
+                quantity: 2,
+                unit_price: 1000,
+                line_total: 2000,
+            }],
+            license_keys: vec![LicenseKeyRecord { product_id: product.clone(), key: "k&k".into() }],
+            details: OrderRecordDetails {
+                name: Some("A <b>".into()),
+                email: None,
+                phone: None,
+                address: None,
+                card: None,
+                guardian_name: None,
+            },
+            consent: ConsentRecord { privacy_policy_version: "v1".into(), at_ms: 1, channel: "web".into() },
+        };
         let html = orders_section(&[order]);
-        assert!(html.contains("<p>on hold: 2379 (minor units) EUR; 2 × prd_&lt;x&gt;."), "{html}");
+        assert!(html.contains(&format!("<p>on hold: 2379 (minor units) EUR&lt;; 2 × {product}.")), "{html}");
         assert!(html.contains("name: A &lt;b&gt;") && html.contains("<code>k&amp;k</code>"), "{html}");
-        let html = disclosures_section(&[json!({"recipient_kind": "vendor_user", "recipient": "acme",
-            "fields": ["email", "name"], "purpose": "support", "legal_basis": "contract"})]);
+        let html = disclosures_section(&[DisclosureRecord {
+            id: "dis_1".into(),
+            recipient_kind: "vendor_user".into(),
+            recipient: "acme".into(),
+            fields: vec!["email".into(), "name".into()],
+            purpose: "support".into(),
+            legal_basis: "contract".into(),
+            disclosed_at_ms: 1,
+        }]);
         assert!(html.contains("<li>vendor user acme: email, name, for support (contract)</li>"), "{html}");
     }
 }
