@@ -27,6 +27,9 @@ const SEND_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
 const CLAIM_WITHIN: std::time::Duration = std::time::Duration::from_secs(40);
 /// Messages claimed at once.
 const CLAIM_BATCH: i64 = 20;
+/// Recipients served at once: enough to hide an SMTP round trip, few enough
+/// not to crowd the disk the database commits to (each mail file is synced).
+const SENDING_AT_ONCE: usize = 4;
 /// Attempts before a message is given up.
 pub const MAX_ATTEMPTS: i64 = 10;
 
@@ -165,9 +168,11 @@ impl Outbox {
 
     /// As [`Outbox::deliver_due`], ending after the claim under way (its
     /// messages sent and recorded) once `stop` fires. The messages of a
-    /// claim go side by side, one recipient's (one data key's) in order;
-    /// each within [`SEND_WITHIN`], all within [`CLAIM_WITHIN`].
+    /// claim go [`SENDING_AT_ONCE`] recipients at a time, one recipient's
+    /// (one data key's) in order; each within [`SEND_WITHIN`], all within
+    /// [`CLAIM_WITHIN`] (what is left then waits for the next claim).
     pub async fn deliver_due_until(&self, stop: &crate::supervisor::CancellationToken) -> Result<usize, AppError> {
+        use futures::StreamExt;
         let mut sent = 0;
         loop {
             if stop.is_cancelled() {
@@ -185,7 +190,13 @@ impl Outbox {
                 }
                 outcomes
             });
-            let outcomes: Vec<_> = futures::future::join_all(runs).await.into_iter().flatten().collect();
+            let outcomes: Vec<_> = futures::stream::iter(runs)
+                .buffer_unordered(SENDING_AT_ONCE)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
             sent += outcomes.iter().filter(|(_, outcome)| *outcome == Delivery::Sent).count();
             // Recorded together once this claim's messages are out; one
             // not recorded (a crash) is sent again when its lease ends.

@@ -786,6 +786,22 @@ async fn proof_of_identity_is_uploaded_encrypted_and_shown_to_reviewers(server: 
         .await
         .unwrap();
     assert_eq!(events, 3, "placed on hold, paid, fulfilled");
+    // A job given up is kept and listed for a person (ids and codes only).
+    let listed = |server: &TestServer| String::from_utf8_lossy(&server.cli(&["jobs", "failed"]).stdout).into_owned();
+    assert!(listed(&server).contains("No background job has failed."), "{}", listed(&server));
+    let (job,): (String,) = sqlx::query_as("SELECT id FROM jobs WHERE kind = 'email' ORDER BY created_at LIMIT 1")
+        .fetch_one(&raw_pool(&server).await)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE jobs SET status = 'failed', last_error = 'smtp_permanent', finished_at = 1, created_at = 1 WHERE id = $1")
+        .bind(job.clone())
+        .execute(&raw_pool(&server).await)
+        .await
+        .unwrap();
+    assert!(server.cli(&["retention", "run"]).status.success());
+    let out = listed(&server);
+    assert!(out.lines().any(|l| l.starts_with(&format!("{job}\temail\t")) && l.contains("smtp_permanent")), "{out}");
+    assert!(!out.contains('@'), "no address in the list: {out}");
 }
 
 fn held_at_ms() -> i64 {
