@@ -284,7 +284,7 @@ async fn erasures(s: &Setup, count: usize) -> f64 {
     let mut times = Vec::new();
     for id in &ids {
         let started = Instant::now();
-        s.customers.erase(id, &coffer_domain::Principal::Cli("bench".into())).await.unwrap();
+        s.customers.erase(id, &coffer_app::request::RequestContext::cli("bench")).await.unwrap();
         times.push(started.elapsed().as_secs_f64() * 1e3);
     }
     // The orders stayed, without identity or license keys.

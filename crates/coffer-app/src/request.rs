@@ -1,12 +1,71 @@
 //! The request a service call serves. The web layer runs each request
 //! inside [`serving`] with the id its middleware made (the `x-request-id`
-//! of the answer); services make every audit entry through
-//! [`audit_entry`], which records that id beside who acted, so an entry can
-//! be traced to the request (and its log line) that caused it. Calls from
-//! the command line and system jobs carry none.
+//! of the answer), and its extractors build a [`RequestContext`]: who acts
+//! (the principal) and that id. Services acting for someone take the
+//! context, check a named permission on it ([`RequestContext::require`])
+//! and make their audit entries from it, so an entry names who acted and
+//! the request (and its log line) that caused it. Calls from the command
+//! line and system jobs carry no request id. Services acting for a
+//! signed-in customer on their own account take the customer's id and make
+//! entries with [`audit_entry`], which finds the request id the same way.
 
-use coffer_domain::{Actor, AuditAction, AuditEntry, Millis};
+use crate::AppError;
+use coffer_domain::{Actor, AuditAction, AuditEntry, Millis, Permission, Principal};
 use std::future::Future;
+
+/// Who is acting, and in which request: what every service method that
+/// acts for a principal takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestContext {
+    principal: Principal,
+    request_id: Option<String>,
+}
+
+impl RequestContext {
+    /// `principal` acting in the request under way (none outside one).
+    pub fn new(principal: Principal) -> Self {
+        RequestContext { principal, request_id: current_request_id() }
+    }
+
+    /// The operator at the command line (named by their login).
+    pub fn cli(name: impl Into<String>) -> Self {
+        RequestContext { principal: Principal::Cli(name.into()), request_id: None }
+    }
+
+    /// The server's own jobs.
+    pub fn system() -> Self {
+        RequestContext { principal: Principal::System, request_id: None }
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The audit log's name for who acts.
+    pub fn actor(&self) -> Actor {
+        self.principal.actor()
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+
+    /// The principal's permission, or [`AppError::Forbidden`].
+    pub fn require(&self, permission: Permission) -> Result<(), AppError> {
+        if self.principal.may(permission) { Ok(()) } else { Err(AppError::Forbidden(permission)) }
+    }
+
+    /// An audit entry of what this principal did, in this request.
+    pub fn audit_entry(&self, at: Millis, action: AuditAction, subject: Option<String>) -> AuditEntry {
+        AuditEntry::new(at, &self.actor(), action, subject).with_request(self.request_id.clone())
+    }
+}
+
+impl From<Principal> for RequestContext {
+    fn from(principal: Principal) -> Self {
+        RequestContext::new(principal)
+    }
+}
 
 tokio::task_local! {
     static REQUEST_ID: String;
@@ -60,5 +119,18 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(later.request_id.as_deref(), Some("req-2"), "work spawned for a request keeps its id");
+    }
+
+    #[tokio::test]
+    async fn a_context_carries_its_request_and_checks_its_principal() {
+        let staff = Principal::Staff { id: "stf_1".into(), role: coffer_domain::StaffRole::Support };
+        let ctx = serving("req-3".into(), async { RequestContext::new(staff) }).await;
+        assert_eq!(ctx.request_id(), Some("req-3"));
+        let entry = ctx.audit_entry(Millis(1), AuditAction::CustomerRead, None);
+        assert_eq!((entry.actor.as_str(), entry.request_id.as_deref()), ("staff:stf_1", Some("req-3")));
+        assert!(ctx.require(Permission::RefundOrder).is_ok());
+        assert!(matches!(ctx.require(Permission::ApproveOrder), Err(AppError::Forbidden(Permission::ApproveOrder))));
+        assert_eq!(RequestContext::cli("ops").request_id(), None);
+        assert!(RequestContext::system().require(Permission::ExpireHolds).is_ok());
     }
 }

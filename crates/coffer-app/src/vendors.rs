@@ -8,7 +8,8 @@
 
 use crate::AppError;
 use crate::privacy::Vault;
-use coffer_domain::{Actor, AuditAction, Clock, DisclosureId, OrderId, Permission, Principal, VendorId};
+use crate::request::RequestContext;
+use coffer_domain::{Actor, AuditAction, Clock, DisclosureId, OrderId, Permission, VendorId};
 use coffer_store::Db;
 use coffer_store::prelude::*;
 use serde::Serialize;
@@ -73,8 +74,9 @@ pub fn vendor_may_see_buyer(status: coffer_domain::OrderStatus, was_fulfilled: b
 }
 
 /// The vendor a principal reads orders for: a vendor's own key only.
-fn vendor_of(principal: &Principal) -> Result<VendorId, AppError> {
-    let vendor = principal
+fn vendor_of(ctx: &RequestContext) -> Result<VendorId, AppError> {
+    let vendor = ctx
+        .principal()
         .vendor(Permission::ReadOwnVendorOrders)
         .ok_or(AppError::Forbidden(Permission::ReadOwnVendorOrders))?;
     VendorId::parse(vendor).map_err(|_| AppError::Forbidden(Permission::ReadOwnVendorOrders))
@@ -114,8 +116,8 @@ impl VendorService {
 
     /// The vendor's orders, newest first (at most `limit`), without buyers.
     /// Only a vendor principal, and only its own.
-    pub async fn orders(&self, principal: &Principal, limit: i64) -> Result<Vec<VendorOrderSummary>, AppError> {
-        let vendor = &vendor_of(principal)?;
+    pub async fn orders(&self, ctx: &RequestContext, limit: i64) -> Result<Vec<VendorOrderSummary>, AppError> {
+        let vendor = &vendor_of(ctx)?;
         let mut out = Vec::new();
         for id in self.db.order_ids_for_vendor(vendor, limit.clamp(1, 200)).await? {
             if let Some(order) = self.db.order(&id).await?
@@ -130,8 +132,8 @@ impl VendorService {
     /// One order, if it has a line of this vendor; `None` otherwise, exactly
     /// as for an order that does not exist. The buyer only as
     /// [`vendor_may_see_buyer`] allows.
-    pub async fn order(&self, principal: &Principal, id: &OrderId) -> Result<Option<VendorOrder>, AppError> {
-        let vendor = &vendor_of(principal)?;
+    pub async fn order(&self, ctx: &RequestContext, id: &OrderId) -> Result<Option<VendorOrder>, AppError> {
+        let vendor = &vendor_of(ctx)?;
         let Some(order) = self.db.order(id).await? else { return Ok(None) };
         let Some(summary) = summary_for(vendor, &order) else { return Ok(None) };
         let was_fulfilled = order.status == coffer_domain::OrderStatus::Refunded

@@ -20,6 +20,7 @@ use coffer_app::checkout::{
     GiveBackFuture, OrderRequest, PaymentGateway, SimulatedGateway, StaffAction,
 };
 use coffer_app::privacy::{CustomerService, FileKeyProvider, Vault};
+use coffer_app::request::RequestContext;
 use coffer_domain::{
     Clock, CustomerDetails, MailingAddress, ManualClock, OrderStatus, PaymentMethod, Principal, StaffRole,
 };
@@ -216,8 +217,8 @@ coffer_testkit::on_both_backends_with!(fixture;
 );
 
 /// An administrator: every staff move is theirs to make.
-fn staff(n: u8) -> Principal {
-    Principal::Staff { id: format!("stf_{n}"), role: StaffRole::Admin }
+fn staff(n: u8) -> RequestContext {
+    RequestContext::new(Principal::Staff { id: format!("stf_{n}"), role: StaffRole::Admin })
 }
 
 async fn two_refunds_at_once_reach_the_gateway_once(f: Fixture) {
@@ -324,7 +325,7 @@ async fn an_erased_customers_order_is_refunded_through_the_gateway(f: Fixture) {
     let placed =
         f.checkout.placement().place(request(&f, "left@example.org", "4242424242424242"), Channel::Api).await.unwrap();
     let customer = f.customers.find_by_email("left@example.org").await.unwrap().unwrap();
-    f.customers.erase(&customer, &Principal::Cli("test".into())).await.unwrap();
+    f.customers.erase(&customer, &RequestContext::cli("test")).await.unwrap();
     let done = f.checkout.staff().staff_action(&placed.id, StaffAction::Refund, &staff(1), "asked").await.unwrap();
     assert_eq!(done, OrderStatus::Refunded);
     assert_eq!(run_jobs(&f).await, 1);
@@ -503,8 +504,8 @@ async fn services_refuse_a_principal_without_the_permission(f: Fixture) {
         f.checkout.placement().place(request(&f, "held@example.org", "4000000000009235"), Channel::Api).await.unwrap();
     let paid =
         f.checkout.placement().place(request(&f, "paid@example.org", "4242424242424242"), Channel::Api).await.unwrap();
-    let as_role = |role| Principal::Staff { id: "stf_9".into(), role };
-    let customer = Principal::Customer("cus_1".into());
+    let as_role = |role| RequestContext::new(Principal::Staff { id: "stf_9".into(), role });
+    let customer = RequestContext::new(Principal::Customer("cus_1".into()));
     let refused = |r: Result<OrderStatus, AppError>, permission: Permission| {
         assert!(matches!(r, Err(AppError::Forbidden(p)) if p == permission), "{r:?}");
     };

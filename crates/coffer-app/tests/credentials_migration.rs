@@ -240,7 +240,7 @@ async fn no_realm_takes_another_realms_link_ticket_or_session(backend: TestBacke
 
     // A staff member's enrolment link is no customer's password link.
     let link = staff
-        .add("both@example.org", coffer_domain::StaffRole::Support, &coffer_domain::Principal::Cli("test".into()))
+        .add("both@example.org", coffer_domain::StaffRole::Support, &coffer_app::request::RequestContext::cli("test"))
         .await
         .unwrap();
     let token = link.expose_secret().rsplit('/').next().unwrap().to_owned();

@@ -96,8 +96,8 @@ fn operator() -> Actor {
 }
 
 /// The operator at the command line, as services check them.
-fn cli() -> coffer_domain::Principal {
-    coffer_domain::Principal::Cli("test".into())
+fn cli() -> coffer_app::request::RequestContext {
+    coffer_app::request::RequestContext::cli("test")
 }
 
 fn details(n: usize) -> CustomerDetails {
@@ -1118,18 +1118,20 @@ async fn disclosures_are_listed_in_the_export(f: Fixture) {
 /// skips the web's checks (the command line, a future route) is refused
 /// all the same, and nothing is read, written or audited.
 async fn data_services_refuse_a_principal_without_the_permission(f: Fixture) {
+    use coffer_app::request::RequestContext;
     use coffer_domain::{Permission, Principal};
     let a = f.customers.create(&details(60), &operator()).await.unwrap();
     let b = f.customers.create(&details(61), &operator()).await.unwrap();
-    let member = |role| Principal::Staff { id: "stf_x".into(), role };
+    let member = |role| RequestContext::new(Principal::Staff { id: "stf_x".into(), role });
+    let customer = |id: &CustomerId| RequestContext::new(Principal::Customer(id.to_string()));
     let audited = || async { count_audit(&f).await };
     let before = audited().await;
-    for principal in [member(StaffRole::Support), member(StaffRole::Reviewer), Principal::Customer(a.id.to_string())] {
+    for principal in [member(StaffRole::Support), member(StaffRole::Reviewer), customer(&a.id)] {
         let refused = f.customers.export("customer60@example.org", &principal).await;
         assert!(matches!(refused, Err(AppError::Forbidden(Permission::ExportCustomerData))), "{principal:?}");
     }
     // A customer erases their own account only; support erases nobody.
-    let refused = f.customers.erase(&b.id, &Principal::Customer(a.id.to_string())).await;
+    let refused = f.customers.erase(&b.id, &customer(&a.id)).await;
     assert!(matches!(refused, Err(AppError::Forbidden(Permission::EraseCustomer))));
     let refused = f.customers.erase(&b.id, &member(StaffRole::Support)).await;
     assert!(matches!(refused, Err(AppError::Forbidden(Permission::EraseCustomer))));
@@ -1138,18 +1140,18 @@ async fn data_services_refuse_a_principal_without_the_permission(f: Fixture) {
     // The DPO exports and erases; only an admin adds staff.
     assert!(f.customers.export("customer60@example.org", &member(StaffRole::Dpo)).await.is_ok());
     f.customers.erase(&b.id, &member(StaffRole::Dpo)).await.unwrap();
-    f.customers.erase(&a.id, &Principal::Customer(a.id.to_string())).await.unwrap();
+    f.customers.erase(&a.id, &customer(&a.id)).await.unwrap();
     let (staff, _) = staff(&f, Arc::new(ManualClock::at(SystemClock.now().0)));
     let refused = staff.add("new.dpo@example.org", StaffRole::Dpo, &member(StaffRole::Dpo)).await;
     assert!(matches!(refused, Err(AppError::Forbidden(Permission::AddStaff))));
     assert!(staff.add("new.dpo@example.org", StaffRole::Dpo, &member(StaffRole::Admin)).await.is_ok());
     // Vendor orders: a vendor's own key only, never staff or a customer.
     let vendors = coffer_app::vendors::VendorService::new(f.db.clone(), f.vault.clone(), f.clock.clone());
-    for principal in [member(StaffRole::Admin), cli(), Principal::Customer(a.id.to_string())] {
+    for principal in [member(StaffRole::Admin), cli(), customer(&a.id)] {
         let refused = vendors.orders(&principal, 10).await;
         assert!(matches!(refused, Err(AppError::Forbidden(Permission::ReadOwnVendorOrders))), "{principal:?}");
     }
-    let vendor = Principal::VendorKey(coffer_domain::VendorId::generate().to_string());
+    let vendor = RequestContext::new(Principal::VendorKey(coffer_domain::VendorId::generate().to_string()));
     assert!(vendors.orders(&vendor, 10).await.unwrap().is_empty());
 }
 

@@ -102,9 +102,9 @@ pub fn cli_actor() -> Actor {
 
 /// The operator running a command, as services check them: whoever may
 /// run the binary on the server may do what an admin may.
-pub fn cli_principal() -> coffer_domain::Principal {
+pub fn cli_principal() -> coffer_app::request::RequestContext {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    coffer_domain::Principal::Cli(user)
+    coffer_app::request::RequestContext::cli(user)
 }
 
 /// Every service, for a command run by the operator on `db` (migrated).

@@ -381,8 +381,8 @@ impl AccountService {
         };
         let email = self.outbox.seal(&letter, &key, &key_id, true)?;
         // Queued in the erasure's own unit: sent exactly when it happened.
-        let principal = coffer_domain::Principal::Customer(customer.to_string());
-        self.customers.erase_with_message(customer, &principal, Some(email)).await
+        let ctx = crate::request::RequestContext::new(coffer_domain::Principal::Customer(customer.to_string()));
+        self.customers.erase_with_message(customer, &ctx, Some(email)).await
     }
 
     /// The customer changes their own name, phone or address (audited).

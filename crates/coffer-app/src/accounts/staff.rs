@@ -8,10 +8,9 @@ use super::passwords::PasswordPool;
 use super::signin::{Directory, RealmPolicy, STAFF, SignIn, SignInError, Step, TotpSetup, link_gone};
 use crate::AppError;
 use crate::privacy::Vault;
+use crate::request::RequestContext;
 use coffer_crypto::{DataKey, FieldContext, open_field, seal_field, token_hash};
-use coffer_domain::{
-    Actor, AuditAction, Clock, DataKeyId, Permission, Principal, Realm, StaffId, StaffRole, check_new_password,
-};
+use coffer_domain::{Actor, AuditAction, Clock, DataKeyId, Permission, Realm, StaffId, StaffRole, check_new_password};
 use coffer_store::prelude::*;
 use coffer_store::{Db, LinkPurpose, LinkUse, NewStaffMember, StaffRow, UnitFuture, WriteTx};
 use secrecy::{ExposeSecret, SecretString};
@@ -109,9 +108,9 @@ impl StaffService {
     /// The written data requests still open, for the DPO, deadline first.
     pub async fn open_privacy_requests(
         &self,
-        principal: &coffer_domain::Principal,
+        ctx: &crate::request::RequestContext,
     ) -> Result<Vec<coffer_store::PrivacyRequestRow>, AppError> {
-        crate::checkout::require(principal, coffer_domain::Permission::ReadPrivacyRequests)?;
+        ctx.require(coffer_domain::Permission::ReadPrivacyRequests)?;
         Ok(self.db.open_privacy_requests().await?)
     }
 }
@@ -126,9 +125,9 @@ impl StaffService {
     /// Adds a staff member (or, for one not yet enrolled, issues a new
     /// enrolment link); returns the one-time enrolment link. Needs
     /// [`Permission::AddStaff`]; audited.
-    pub async fn add(&self, email: &str, role: StaffRole, principal: &Principal) -> Result<SecretString, AppError> {
-        crate::checkout::require(principal, Permission::AddStaff)?;
-        let actor = &principal.actor();
+    pub async fn add(&self, email: &str, role: StaffRole, ctx: &RequestContext) -> Result<SecretString, AppError> {
+        ctx.require(Permission::AddStaff)?;
+        let actor = &ctx.actor();
         let email = coffer_domain::staff_email(email)?;
         let index = self.vault.blind_index().email(&email);
         let id = match self.db.staff_member_by_email_index(&index).await? {
@@ -308,7 +307,7 @@ impl StaffService {
             return Ok(());
         }
         // Seeded by the operator who starts a demo (`serve --demo`, `seed --demo`).
-        let link = self.add(email, role, &Principal::Cli("demo".into())).await?;
+        let link = self.add(email, role, &RequestContext::cli("demo")).await?;
         let token = link.expose_secret().rsplit('/').next().unwrap_or_default().to_owned();
         let setup = self.start_enrolment(&token, None).await?;
         let secret = coffer_crypto::totp_secret_from_base32(setup.secret.expose_secret())

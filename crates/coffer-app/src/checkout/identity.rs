@@ -95,10 +95,9 @@ impl IdentityReview {
     pub async fn identity_document(
         &self,
         order_id: &OrderId,
-        principal: &coffer_domain::Principal,
+        ctx: &crate::request::RequestContext,
     ) -> Result<Option<(String, Vec<u8>)>, AppError> {
-        super::staff::require(principal, coffer_domain::Permission::ViewIdentityDocument)?;
-        let actor = &principal.actor();
+        ctx.require(coffer_domain::Permission::ViewIdentityDocument)?;
         let Some(row) = self.db.id_document(order_id).await? else { return Ok(None) };
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
         let Some(key) = self.vault.data_key(&order.data_key_id).await? else { return Ok(None) };
@@ -107,20 +106,15 @@ impl IdentityReview {
         tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut sealed)
             .await
             .map_err(|e| AppError::Files(format!("file store: {}", e.kind())))?;
-        let ctx = FieldContext {
+        let field = FieldContext {
             table: "id_documents",
             column: "document",
             row_id: order.id.as_str(),
             data_key_id: order.data_key_id.as_str(),
         };
-        let entry = crate::request::audit_entry(
-            self.clock.now(),
-            actor,
-            AuditAction::CustomerRead,
-            Some(order.customer_id.to_string()),
-        );
+        let entry = ctx.audit_entry(self.clock.now(), AuditAction::CustomerRead, Some(order.customer_id.to_string()));
         self.db.write(unit!(|tx| tx.append_audit(&entry).await.map_err(AppError::from))).await?;
-        let plain = coffer_crypto::open_field(&key, &ctx, &coffer_crypto::Sealed::from_stored(sealed))?;
+        let plain = coffer_crypto::open_field(&key, &field, &coffer_crypto::Sealed::from_stored(sealed))?;
         Ok(Some((row.content_type, plain.to_vec())))
     }
 

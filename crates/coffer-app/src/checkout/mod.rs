@@ -50,7 +50,7 @@ pub use gateway::{
 pub use give_back::GIVE_BACK_JOB;
 pub use identity::{ID_DOCUMENT_MAX_BYTES, IdentityReview, id_document_type};
 pub use placement::OrderPlacement;
-pub(crate) use staff::require;
+
 pub use staff::{HOLD_EXPIRY_MS, StaffAction, StaffLine, StaffOrderView, StaffOrders};
 
 /// The card as typed; only ever borrowed by the gateway.

@@ -2,6 +2,7 @@
 //! staff view of one.
 
 use super::*;
+use crate::request::RequestContext;
 use coffer_domain::{Permission, Principal};
 
 /// What a staff member does to an order.
@@ -130,11 +131,10 @@ impl StaffOrders {
         &self,
         order_id: &OrderId,
         action: StaffAction,
-        principal: &Principal,
+        ctx: &RequestContext,
         reason: &str,
     ) -> Result<OrderStatus, AppError> {
-        require(principal, action.permission())?;
-        let actor = &principal.actor();
+        ctx.require(action.permission())?;
         let reason = reason.trim();
         if reason.chars().count() > 500 || reason.chars().any(|c| c.is_control() && c != '\n') {
             return Err(bad("invalid_reason", "reason", "the reason must be at most 500 characters"));
@@ -145,7 +145,7 @@ impl StaffOrders {
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
         Self::moves_for(&order, action)?;
         let claim = self.claim_move(&order.id, action.as_str()).await?;
-        let moved = self.staff_action_claimed(order_id, action, actor, reason, claim).await;
+        let moved = self.staff_action_claimed(order_id, action, ctx, reason, claim).await;
         if moved.is_err() {
             self.release_move(order_id, claim).await?;
         }
@@ -194,7 +194,7 @@ impl StaffOrders {
         &self,
         order_id: &OrderId,
         action: StaffAction,
-        actor: &Actor,
+        ctx: &RequestContext,
         reason: &str,
         claim: coffer_domain::Millis,
     ) -> Result<OrderStatus, AppError> {
@@ -244,9 +244,8 @@ impl StaffOrders {
         // An erased customer is told nothing: there is nobody to tell.
         let mail = key.as_ref().map(|key| self.outbox.seal(&letter, key, &order.data_key_id, false)).transpose()?;
         let now = self.clock.now();
-        let entry = crate::request::audit_entry(
+        let entry = ctx.audit_entry(
             now,
-            actor,
             AuditAction::OrderStatusChanged,
             Some(format!("{} {}>{}", order.id, from.as_str(), last.as_str())),
         );
@@ -260,7 +259,7 @@ impl StaffOrders {
                 if action == StaffAction::ExpireHold { 0 } else { crate::retention::id_document_retention_ms() }
             }),
             now,
-            actor: actor.render(),
+            actor: ctx.actor().render(),
             reason: reason.to_owned(),
             lines: order.lines.clone(),
             sealed_keys: delivery.sealed_keys,
@@ -380,20 +379,14 @@ impl StaffOrders {
 
     /// An order as staff see it, with the buyer's name, email and country.
     /// The read is audited before the data is handed out.
-    pub async fn staff_view(&self, order_id: &OrderId, principal: &Principal) -> Result<StaffOrderView, AppError> {
-        require(principal, Permission::ReadOrderForStaff)?;
-        let actor = &principal.actor();
+    pub async fn staff_view(&self, order_id: &OrderId, ctx: &RequestContext) -> Result<StaffOrderView, AppError> {
+        ctx.require(Permission::ReadOrderForStaff)?;
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
         let key = self.vault.data_key(&order.data_key_id).await?;
         let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
             open_order_field(key.as_ref(), &order, column, sealed.as_ref()).map(Option::unwrap_or_default)
         };
-        let entry = crate::request::audit_entry(
-            self.clock.now(),
-            actor,
-            AuditAction::CustomerRead,
-            Some(order.customer_id.to_string()),
-        );
+        let entry = ctx.audit_entry(self.clock.now(), AuditAction::CustomerRead, Some(order.customer_id.to_string()));
         self.db.write(move |tx| Box::pin(async move { tx.append_audit(&entry).await.map_err(AppError::from) })).await?;
         let mut lines = Vec::new();
         for line in &order.lines {
@@ -409,8 +402,8 @@ impl StaffOrders {
         let address: serde_json::Value = serde_json::from_str(&open("address", &order.address)?).unwrap_or_default();
         let erased = key.is_none();
         Ok(StaffOrderView {
-            allowed: Self::allowed_moves(&order, principal, erased),
-            may_refund_lines: principal.may(Permission::RefundOrder)
+            allowed: Self::allowed_moves(&order, ctx.principal(), erased),
+            may_refund_lines: ctx.principal().may(Permission::RefundOrder)
                 && matches!(order.status, OrderStatus::Paid | OrderStatus::Fulfilled),
             erased,
             name: open("name", &order.name)?,
@@ -431,11 +424,10 @@ impl StaffOrders {
         &self,
         order_id: &OrderId,
         line_no: i64,
-        principal: &Principal,
+        ctx: &RequestContext,
         reason: &str,
     ) -> Result<OrderStatus, AppError> {
-        require(principal, Permission::RefundOrder)?;
-        let actor = &principal.actor();
+        ctx.require(Permission::RefundOrder)?;
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(bad("reason_required", "reason", "say why; the customer is told"));
@@ -447,7 +439,7 @@ impl StaffOrders {
             return Err(AppError::NotFound);
         }
         let claim = self.claim_move(order_id, "refund_line").await?;
-        let refunded = self.refund_line_claimed(order_id, line_no, actor, reason, claim).await;
+        let refunded = self.refund_line_claimed(order_id, line_no, ctx, reason, claim).await;
         if refunded.is_err() {
             self.release_move(order_id, claim).await?;
         }
@@ -458,7 +450,7 @@ impl StaffOrders {
         &self,
         order_id: &OrderId,
         line_no: i64,
-        actor: &Actor,
+        ctx: &RequestContext,
         reason: &str,
         claim: coffer_domain::Millis,
     ) -> Result<OrderStatus, AppError> {
@@ -490,9 +482,8 @@ impl StaffOrders {
         let now = self.clock.now();
         let status = order.status;
         let next = if last { OrderStatus::Refunded } else { status };
-        let entry = crate::request::audit_entry(
+        let entry = ctx.audit_entry(
             now,
-            actor,
             AuditAction::OrderStatusChanged,
             Some(format!("{} line {line_no} refunded", order.id)),
         );
@@ -502,7 +493,7 @@ impl StaffOrders {
             amount,
             status,
             at: now,
-            actor: actor.render(),
+            actor: ctx.actor().render(),
             reason: reason.to_owned(),
         };
         self.db
@@ -558,24 +549,19 @@ impl StaffOrders {
     }
 }
 
-/// The principal's permission, or [`AppError::Forbidden`].
-pub(crate) fn require(principal: &Principal, permission: Permission) -> Result<(), AppError> {
-    if principal.may(permission) { Ok(()) } else { Err(AppError::Forbidden(permission)) }
-}
-
 impl StaffOrders {
     /// A staff queue: orders in `status`, oldest first (at most 200).
     pub async fn queue(
         &self,
         status: OrderStatus,
-        principal: &Principal,
+        ctx: &RequestContext,
     ) -> Result<Vec<coffer_store::QueuedOrder>, AppError> {
         let needed = match status {
             OrderStatus::OnHold => Permission::ReadReviewQueue,
             OrderStatus::Pending => Permission::ReadTransferQueue,
             _ => Permission::ReadOrderForStaff,
         };
-        require(principal, needed)?;
+        ctx.require(needed)?;
         Ok(self.db.orders_in(status, 200).await?)
     }
 
@@ -590,7 +576,7 @@ impl StaffOrders {
                 break;
             }
             let reason = "it could not be checked within 14 days";
-            match self.staff_action(&id, StaffAction::ExpireHold, &Principal::System, reason).await {
+            match self.staff_action(&id, StaffAction::ExpireHold, &RequestContext::system(), reason).await {
                 Ok(_) => cancelled += 1,
                 // Decided or claimed by a reviewer a moment ago: theirs.
                 Err(AppError::Order(e)) if matches!(e.code, "wrong_status" | "move_in_progress") => {}

@@ -4,6 +4,7 @@
 
 use super::vault::Vault;
 use crate::AppError;
+use crate::request::RequestContext;
 use coffer_crypto::{DataKey, FieldContext, Sealed, open_field, seal_field};
 use coffer_domain::inventory;
 use coffer_domain::{
@@ -419,8 +420,8 @@ impl CustomerService {
     ///
     /// The customer themselves, or a principal with
     /// [`Permission::EraseCustomer`] (the DPO, an admin, the command line).
-    pub async fn erase(&self, id: &CustomerId, principal: &Principal) -> Result<(), AppError> {
-        self.erase_with_message(id, principal, None).await
+    pub async fn erase(&self, id: &CustomerId, ctx: &RequestContext) -> Result<(), AppError> {
+        self.erase_with_message(id, ctx, None).await
     }
 
     /// As [`Self::erase`]; `last_message` (sealed under a one-off key) is
@@ -429,13 +430,13 @@ impl CustomerService {
     pub async fn erase_with_message(
         &self,
         id: &CustomerId,
-        principal: &Principal,
+        ctx: &RequestContext,
         last_message: Option<coffer_store::NewEmail>,
     ) -> Result<(), AppError> {
-        if !matches!(principal, Principal::Customer(own) if own == id.as_str()) {
-            crate::checkout::require(principal, Permission::EraseCustomer)?;
+        if !matches!(ctx.principal(), Principal::Customer(own) if own == id.as_str()) {
+            ctx.require(Permission::EraseCustomer)?;
         }
-        let actor = &principal.actor();
+        let actor = &ctx.actor();
         let stored = self.db.customer(id).await?.ok_or(AppError::NotFound)?;
         let documents = self.db.id_document_files_of(id).await?;
         let erasure =
@@ -613,10 +614,10 @@ impl CustomerService {
     /// Everything the inventory says is held about the customer with this
     /// email, as JSON. Needs [`Permission::ExportCustomerData`]; audited as
     /// an export by the principal.
-    pub async fn export(&self, email: &str, principal: &Principal) -> Result<AccessExport, AppError> {
-        crate::checkout::require(principal, Permission::ExportCustomerData)?;
+    pub async fn export(&self, email: &str, ctx: &RequestContext) -> Result<AccessExport, AppError> {
+        ctx.require(Permission::ExportCustomerData)?;
         let id = self.find_by_email(email).await?.ok_or(AppError::NotFound)?;
-        self.export_by_id(&id, &Reader::Other(principal.actor())).await
+        self.export_by_id(&id, &Reader::Other(ctx.actor())).await
     }
 
     /// The export of one customer; audited unless the customer asks.

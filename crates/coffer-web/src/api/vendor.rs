@@ -10,13 +10,14 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use coffer_app::request::RequestContext;
 use coffer_app::vendors::{VendorOrder, VendorOrderSummary};
 use coffer_domain::{OrderId, Principal};
 use serde::Serialize;
 
-/// A request with a live vendor API key, as the principal services check
-/// (`Principal::VendorKey`); anything else is 401.
-pub struct VendorApiKey(pub Principal);
+/// A request with a live vendor API key, as the context services check
+/// (`Principal::VendorKey` in this request); anything else is 401.
+pub struct VendorApiKey(pub RequestContext);
 
 impl FromRequestParts<AppState> for VendorApiKey {
     type Rejection = ApiError;
@@ -33,7 +34,7 @@ impl FromRequestParts<AppState> for VendorApiKey {
             .ok_or_else(unauthorized)?;
         match state.vendors.vendor_for_key(key).await {
             Ok(Some(vendor)) => match state.vendor_api_limit.spend(&vendor) {
-                Ok(()) => Ok(VendorApiKey(Principal::VendorKey(vendor.to_string()))),
+                Ok(()) => Ok(VendorApiKey(RequestContext::new(Principal::VendorKey(vendor.to_string())))),
                 Err(seconds) => Err(ApiError::too_many_attempts(i64::try_from(seconds).unwrap_or(60) * 1000)),
             },
             Ok(None) => Err(unauthorized()),

@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 use coffer_app::AppError;
 use coffer_app::accounts::StaffMember;
 use coffer_app::accounts::signin::SignIn;
+use coffer_app::request::RequestContext;
 use coffer_domain::StaffRole;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -99,9 +100,10 @@ pub struct Staff<R> {
 }
 
 impl<R> Staff<R> {
-    /// The principal the services check permissions of.
-    fn principal(&self) -> coffer_domain::Principal {
-        coffer_domain::Principal::Staff { id: self.member.id.to_string(), role: self.member.role }
+    /// Who acts, in this request: what the services check permissions of
+    /// and audit.
+    fn ctx(&self) -> RequestContext {
+        RequestContext::new(coffer_domain::Principal::Staff { id: self.member.id.to_string(), role: self.member.role })
     }
 }
 
@@ -326,7 +328,7 @@ fn utc(ms: i64) -> String {
 }
 
 async fn requests(staff: Staff<Dpo>, State(state): State<AppState>) -> Response {
-    match state.staff.open_privacy_requests(&staff.principal()).await {
+    match state.staff.open_privacy_requests(&staff.ctx()).await {
         Ok(rows) => render(&RequestsPage {
             requests: rows
                 .into_iter()
@@ -383,12 +385,12 @@ fn money(minor: i64, currency: &str) -> String {
 
 async fn queue(
     state: &AppState,
-    principal: &coffer_domain::Principal,
+    ctx: &RequestContext,
     status: coffer_domain::OrderStatus,
     title: &'static str,
     lead: &'static str,
 ) -> Response {
-    match state.checkout.staff().queue(status, principal).await {
+    match state.checkout.staff().queue(status, ctx).await {
         Ok(orders) => render(&QueuePage {
             title,
             lead,
@@ -411,7 +413,7 @@ async fn queue(
 async fn reviews(staff: Staff<Reviewer>, State(state): State<AppState>) -> Response {
     queue(
         &state,
-        &staff.principal(),
+        &staff.ctx(),
         coffer_domain::OrderStatus::OnHold,
         "Fraud reviews",
         "Orders held by the fraud screen or the payment gateway. Open one to approve or reject it.",
@@ -423,7 +425,7 @@ async fn reviews(staff: Staff<Reviewer>, State(state): State<AppState>) -> Respo
 async fn transfers(staff: Staff<Support>, State(state): State<AppState>) -> Response {
     queue(
         &state,
-        &staff.principal(),
+        &staff.ctx(),
         coffer_domain::OrderStatus::Pending,
         "Bank transfers",
         "Orders waiting for their transfer. Open one to mark the money received.",
@@ -458,8 +460,8 @@ struct OrderPage {
 async fn order_view(state: &AppState, staff: &Staff<OrderStaff>, id: &str, message: Option<String>) -> Response {
     use coffer_app::checkout::StaffAction;
     let Ok(id) = coffer_domain::OrderId::parse(id) else { return not_found() };
-    let actor = staff.principal();
-    let view = match state.checkout.staff().staff_view(&id, &actor).await {
+    let ctx = staff.ctx();
+    let view = match state.checkout.staff().staff_view(&id, &ctx).await {
         Ok(view) => view,
         Err(AppError::NotFound) => return not_found(),
         Err(e) => return failure(e),
@@ -528,8 +530,8 @@ async fn order_view(state: &AppState, staff: &Staff<OrderStaff>, id: &str, messa
 async fn identity_document(staff: Staff<Reviewer>, State(state): State<AppState>, Path(id): Path<String>) -> Response {
     use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
     let Ok(id) = coffer_domain::OrderId::parse(&id) else { return not_found() };
-    let actor = staff.principal();
-    match state.checkout.identity().identity_document(&id, &actor).await {
+    let ctx = staff.ctx();
+    match state.checkout.identity().identity_document(&id, &ctx).await {
         Ok(Some((content_type, bytes))) => (
             [
                 (CONTENT_TYPE, content_type),
@@ -590,8 +592,8 @@ async fn order_action(
             )
                 .into_response();
         };
-        let actor = staff.principal();
-        let done = state.checkout.staff().refund_line(&order_id, line, &actor, &form.reason).await;
+        let ctx = staff.ctx();
+        let done = state.checkout.staff().refund_line(&order_id, line, &ctx, &form.reason).await;
         return action_answer(
             &state,
             &staff,
@@ -614,8 +616,8 @@ async fn order_action(
         }
     };
     let Ok(order_id) = coffer_domain::OrderId::parse(&id) else { return not_found() };
-    let actor = staff.principal();
-    let done = state.checkout.staff().staff_action(&order_id, action, &actor, &form.reason).await;
+    let ctx = staff.ctx();
+    let done = state.checkout.staff().staff_action(&order_id, action, &ctx, &form.reason).await;
     action_answer(
         &state,
         &staff,
