@@ -27,6 +27,8 @@ const SEND_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
 const CLAIM_WITHIN: std::time::Duration = std::time::Duration::from_secs(40);
 /// Messages claimed at once.
 const CLAIM_BATCH: i64 = 20;
+/// How long a send under way may go on once the server is stopping.
+const SEND_AFTER_STOP: std::time::Duration = std::time::Duration::from_secs(3);
 /// Recipients served at once: enough to hide an SMTP round trip, few enough
 /// not to crowd the disk the database commits to (each mail file is synced).
 const SENDING_AT_ONCE: usize = 4;
@@ -217,11 +219,20 @@ impl Outbox {
         if now >= until || stop.is_cancelled() {
             // Not tried (the claim's time is up, or the server is stopping):
             // due again at once, for this server or another.
-            return Delivery::Retry { at: self.clock.now(), error: "not_tried".into() };
+            return Delivery::Untried;
         }
-        let outcome = match tokio::time::timeout_at(until.min(now + SEND_WITHIN), self.deliver(email)).await {
-            Ok(outcome) => outcome,
-            Err(_) => self.retry(email, "timed_out"),
+        // A stop cuts a slow send short, so the claim's outcomes are recorded
+        // before the shutdown's grace ends (a message cut short may go twice).
+        let stopping = async {
+            stop.cancelled().await;
+            tokio::time::sleep(SEND_AFTER_STOP).await;
+        };
+        let outcome = tokio::select! {
+            sent = tokio::time::timeout_at(until.min(now + SEND_WITHIN), self.deliver(email)) => match sent {
+                Ok(outcome) => outcome,
+                Err(_) => self.retry(email, "timed_out"),
+            },
+            () = stopping => self.retry(email, "stopped"),
         };
         if outcome == Delivery::Sent
             && email.one_off_key

@@ -75,6 +75,9 @@ pub enum JobOutcome {
     Failed {
         error: String,
     },
+    /// Not run after all (the claim's time ran out, the server is
+    /// stopping): due again at once, and the claim's attempt not counted.
+    Untried,
 }
 
 pub trait JobWriter {
@@ -133,6 +136,10 @@ pub(crate) fn outcome_statement(claim: JobClaim, outcome: JobOutcome, now: Milli
                 claim_holds!()
             ),
             vec![Val::Text(id), Val::Int(attempts), Val::Int(now.0), Val::Text(error)],
+        ),
+        JobOutcome::Untried => (
+            concat!("UPDATE jobs SET attempts = attempts - 1, claimed_until = NULL", claim_holds!()),
+            vec![Val::Text(id), Val::Int(attempts)],
         ),
     }
 }

@@ -95,6 +95,9 @@ pub enum Delivery {
     },
     /// The key is gone (erasure): the message can never be read or sent.
     Shredded,
+    /// Not tried (the claim's time ran out, the server is stopping): due
+    /// again at once, the attempt not counted.
+    Untried,
 }
 
 fn sealed(row: &sqlx::any::AnyRow, column: &str) -> Result<Option<Sealed>, StoreError> {
@@ -113,11 +116,21 @@ pub struct StoredEmail {
     pub body: Option<Sealed>,
 }
 
-/// The condition, on a message update, that the claim ($1 its job's id,
-/// $2 the attempt) still holds the message's job.
-macro_rules! message_claim_holds {
-    () => {
-        " AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = $1 AND jobs.attempts = $2 AND jobs.status = 'pending')"
+/// A message update that changes the message only while the claim ($1 its
+/// job's id, $2 the attempt) still holds its job. On PostgreSQL the joined
+/// statement reads the job as it was when the statement began (a `FOR
+/// UPDATE` here would skip the row the job's own update changes in the same
+/// statement); a claim another worker commits in between, which needs this
+/// worker's lease to have run out, can leave the message recorded and its
+/// job not, and the message is sent again.
+macro_rules! message_update {
+    ($set:literal) => {
+        concat!(
+            "UPDATE outbox_emails SET ",
+            $set,
+            " WHERE id = $1 AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = $1 AND jobs.attempts = $2 \
+             AND jobs.status = 'pending')"
+        )
     };
 }
 
@@ -176,10 +189,13 @@ impl Db {
     /// with its retention) or cannot be read is marked failed on its own;
     /// the others claimed with it go on.
     pub async fn claim_emails(&self, now: Millis, lease_ms: i64, limit: i64) -> Result<Vec<ClaimedEmail>, StoreError> {
-        let jobs = self.claim_jobs(EMAIL_JOB, now, lease_ms, limit).await?;
+        let mut jobs = self.claim_jobs(EMAIL_JOB, now, lease_ms, limit).await?;
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
+        // Oldest first (ids are time-ordered), so one recipient's messages
+        // go in the order they were written.
+        jobs.sort_by(|a, b| a.id.cmp(&b.id));
         let mut unreadable = Vec::new();
         let mut wanted = Vec::with_capacity(jobs.len());
         for job in &jobs {
@@ -233,27 +249,17 @@ impl Db {
             // $1 the message (its job's id), $2 the claim's attempt.
             let message: Option<(&'static str, Vec<Val>)> = match &outcome {
                 Delivery::Sent => Some((
-                    concat!(
-                        "UPDATE outbox_emails SET status = 'sent', sent_at = $3, last_error = NULL WHERE id = $1",
-                        message_claim_holds!()
-                    ),
+                    message_update!("status = 'sent', sent_at = $3, last_error = NULL"),
                     vec![Val::Text(id), Val::Int(attempts), Val::Int(now.0)],
                 )),
-                Delivery::Retry { .. } => None,
+                Delivery::Retry { .. } | Delivery::Untried => None,
                 Delivery::Failed { error } => Some((
-                    concat!(
-                        "UPDATE outbox_emails SET status = 'failed', last_error = $3 WHERE id = $1",
-                        message_claim_holds!()
-                    ),
+                    message_update!("status = 'failed', last_error = $3"),
                     vec![Val::Text(id), Val::Int(attempts), Val::Text(error.clone())],
                 )),
                 // Nothing left worth keeping: the ciphertext cannot open.
                 Delivery::Shredded => Some((
-                    concat!(
-                        "UPDATE outbox_emails SET status = 'shredded', recipient = NULL, subject = NULL, body = NULL \
-                         WHERE id = $1",
-                        message_claim_holds!()
-                    ),
+                    message_update!("status = 'shredded', recipient = NULL, subject = NULL, body = NULL"),
                     vec![Val::Text(id), Val::Int(attempts)],
                 )),
             };
@@ -265,6 +271,7 @@ impl Db {
                 Delivery::Sent | Delivery::Shredded => JobOutcome::Done,
                 Delivery::Retry { at, error } => JobOutcome::Retry { at, error },
                 Delivery::Failed { error } => JobOutcome::Failed { error },
+                Delivery::Untried => JobOutcome::Untried,
             };
             let (sql, values) = crate::jobs::outcome_statement(claim, job, now);
             commands.statements.push(sql, values);

@@ -484,6 +484,13 @@ async fn an_outcome_counts_only_under_the_claim_that_holds_the_job(f: Fixture) {
     let (status, _, error) = f.db.job_status("job-retry").await.unwrap().unwrap();
     assert_eq!((status.as_str(), error.as_deref()), ("pending", Some("busy")));
     assert!(f.db.claim_jobs("test", Millis(89_999), 60_000, 1).await.unwrap().is_empty(), "not due before its time");
+    // A job claimed but not run (the server stopping) is due again at once,
+    // its attempt not counted.
+    let claim = f.db.claim_jobs("test", Millis(90_000), 60_000, 1).await.unwrap().remove(0).claim();
+    assert_eq!(claim.attempts, 2);
+    f.db.finish_jobs(vec![(claim, JobOutcome::Untried)], Millis(90_010)).await.unwrap();
+    let again = f.db.claim_jobs("test", Millis(90_020), 60_000, 1).await.unwrap();
+    assert_eq!((again[0].id.as_str(), again[0].attempts), ("job-retry", 2), "claimable at once, same count");
 }
 
 /// Retention forgets done jobs; a job given up stays, listed, until a

@@ -89,11 +89,13 @@ impl StaffOrders {
     fn retry_or_fail(&self, job: &ClaimedJob, error: &str) -> JobOutcome {
         if job.attempts >= MAX_ATTEMPTS {
             // Job ids only: nobody's data.
-            tracing::error!(job = %job.id, error, "money could not be given back; a person must reconcile the \
-                order with the processor");
+            // The payload names the order and the amount: nobody's data.
+            tracing::error!(job = %job.id, payload = %job.payload, error, "money could not be given back; a person \
+                must reconcile the order with the processor");
             return JobOutcome::Failed { error: error.to_owned() };
         }
-        tracing::warn!(job = %job.id, attempts = job.attempts, error, "giving money back failed; will retry");
+        tracing::warn!(job = %job.id, payload = %job.payload, attempts = job.attempts, error, "giving money back \
+            failed; will retry");
         let at = Millis(self.clock.now().0.saturating_add(crate::mail::backoff_ms(job.attempts)));
         JobOutcome::Retry { at, error: error.to_owned() }
     }
