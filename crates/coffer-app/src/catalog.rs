@@ -2,7 +2,7 @@
 
 use crate::cache::TtlCache;
 use crate::error::AppError;
-use coffer_domain::{Clock, Delivery, NewProduct, NewVendor, Prices, Product, ProductId, Vendor, VendorId};
+use coffer_domain::{Clock, Currency, Delivery, NewProduct, NewVendor, Prices, Product, ProductId, Vendor, VendorId};
 use coffer_store::Db;
 use coffer_store::prelude::*;
 /// The catalog's query and page types, as the store defines them.
@@ -11,6 +11,33 @@ use std::sync::Arc;
 
 /// How many distinct catalog queries the read cache keeps.
 const CACHED_QUERIES: usize = 1_024;
+
+/// The currency a cart is priced in, of those all its products are sold
+/// in: the one asked for, else USD, else the first.
+fn cart_currency(currencies: &[Currency], wanted: &str) -> Option<Currency> {
+    Currency::parse(wanted)
+        .ok()
+        .filter(|c| currencies.contains(c))
+        .or_else(|| currencies.iter().copied().find(|c| c.code() == "USD"))
+        .or_else(|| currencies.first().copied())
+}
+
+/// A cart priced for the checkout (see [`CatalogService::cart`]).
+#[derive(Clone, Debug)]
+pub struct CartView {
+    pub lines: Vec<(Product, i64)>,
+    /// The currencies every product of the cart is sold in.
+    pub currencies: Vec<Currency>,
+    /// The currency the cart is priced in; `None` when the products share none.
+    pub currency: Option<Currency>,
+}
+
+impl CartView {
+    /// A line's price in the cart's currency, if it is sold in it.
+    pub fn price(&self, product: &Product) -> Option<coffer_domain::Money> {
+        self.currency.and_then(|c| product.prices.get(c))
+    }
+}
 
 #[derive(Clone)]
 pub struct CatalogService {
@@ -53,6 +80,33 @@ impl CatalogService {
         found.ok_or(AppError::NotFound)
     }
 
+    /// The cart as the checkout shows it: the products still in the
+    /// catalog (one gone since it was added is left out) with their
+    /// quantities, the currencies every one of them is sold in, and the
+    /// currency the cart is priced in: `wanted` when all are sold in it,
+    /// else USD when they are, else the first they share (none when they
+    /// share none).
+    pub async fn cart(&self, items: &[(ProductId, i64)], wanted: &str) -> Result<CartView, AppError> {
+        let mut lines = Vec::with_capacity(items.len());
+        let mut currencies: Option<Vec<Currency>> = None;
+        for (id, quantity) in items {
+            let product = match self.product(id).await {
+                Ok(product) => product,
+                Err(AppError::NotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            let offered: Vec<Currency> = product.prices.iter().map(|m| m.currency()).collect();
+            currencies = Some(match currencies {
+                None => offered,
+                Some(common) => common.into_iter().filter(|c| offered.contains(c)).collect(),
+            });
+            lines.push((product, *quantity));
+        }
+        let currencies = currencies.unwrap_or_default();
+        let currency = cart_currency(&currencies, wanted);
+        Ok(CartView { lines, currencies, currency })
+    }
+
     fn forget_cached(&self) {
         self.pages.clear();
         self.products.clear();
@@ -83,5 +137,21 @@ impl CatalogService {
         self.db.write(unit!(|tx| tx.insert_product(&product).await.map_err(AppError::from))).await?;
         self.forget_cached();
         Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod cart_tests {
+    use super::*;
+
+    #[test]
+    fn a_cart_is_priced_in_the_currency_asked_for_else_usd_else_the_first_shared() {
+        let c = |code: &str| Currency::parse(code).unwrap();
+        let shared = [c("EUR"), c("USD"), c("BRL")];
+        assert_eq!(cart_currency(&shared, "BRL"), Some(c("BRL")));
+        assert_eq!(cart_currency(&shared, "GBP"), Some(c("USD")), "not sold in GBP");
+        assert_eq!(cart_currency(&shared, "no such"), Some(c("USD")));
+        assert_eq!(cart_currency(&[c("EUR"), c("BRL")], ""), Some(c("EUR")));
+        assert_eq!(cart_currency(&[], "EUR"), None, "products that share no currency");
     }
 }

@@ -302,42 +302,17 @@ async fn checkout_form(
     mut form: CheckoutForm,
     problems: Problems,
 ) -> Result<CheckoutPage, AppError> {
-    let mut cart = Vec::new();
-    let mut currencies: Option<Vec<String>> = None;
-    for (id, quantity) in items {
-        let product = match state.catalog.product(id).await {
-            Ok(product) => product,
-            // Gone from the catalog since it was added: left out.
-            Err(AppError::NotFound) => continue,
-            Err(e) => return Err(e),
-        };
-        let offered: Vec<String> = product.prices.iter().map(|m| m.currency().code().to_owned()).collect();
-        currencies = Some(match currencies {
-            None => offered.clone(),
-            Some(common) => common.into_iter().filter(|c| offered.contains(c)).collect(),
-        });
-        cart.push((product, *quantity));
-    }
-    let currencies = currencies.unwrap_or_default();
-    if !currencies.contains(&form.currency) {
-        form.currency = if currencies.iter().any(|c| c == "USD") {
-            "USD".into()
-        } else {
-            currencies.first().cloned().unwrap_or_default()
-        };
-    }
-    let currency = coffer_domain::Currency::parse(&form.currency).ok();
-    let cart = cart
-        .into_iter()
+    let priced = state.catalog.cart(items, &form.currency).await?;
+    form.currency = priced.currency.map(|c| c.code().to_owned()).unwrap_or_default();
+    let cart = priced
+        .lines
+        .iter()
         .map(|(product, quantity)| CartLine {
             product_id: product.id.to_string(),
-            name: product.name,
-            vendor: product.vendor_name,
-            quantity,
-            price: currency
-                .and_then(|c| product.prices.get(c))
-                .map(|m| m.to_string())
-                .unwrap_or_else(|| "not sold in this currency".into()),
+            name: product.name.clone(),
+            vendor: product.vendor_name.clone(),
+            quantity: *quantity,
+            price: priced.price(product).map_or_else(|| "not sold in this currency".into(), |m| m.to_string()),
         })
         .collect();
     let error_for = |name: &str| problems.field.as_ref().filter(|(f, _)| f == name).map(|(_, e)| e.clone());
@@ -362,7 +337,7 @@ async fn checkout_form(
         field("postal_code", "Postal code", "text", "postal-code", 20, &form.postal_code, false),
         field("country", "Country (two-letter code, e.g. DE, US, BR)", "text", "country", 2, &form.country, true),
     ];
-    let currencies = currencies.into_iter().map(|c| (c.clone(), c == form.currency)).collect();
+    let currencies = priced.currencies.iter().map(|c| (c.code().to_owned(), Some(*c) == priced.currency)).collect();
     Ok(CheckoutPage {
         message: problems.message,
         cart,
