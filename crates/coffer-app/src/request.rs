@@ -10,7 +10,7 @@
 //! entries with [`audit_entry`], which finds the request id the same way.
 
 use crate::AppError;
-use coffer_domain::{Actor, AuditAction, AuditEntry, Millis, Permission, Principal};
+use coffer_domain::{Actor, AuditAction, AuditEntry, CustomerId, Millis, Permission, Principal};
 use std::future::Future;
 
 /// Who is acting, and in which request: what every service method that
@@ -48,6 +48,17 @@ impl RequestContext {
 
     pub fn request_id(&self) -> Option<&str> {
         self.request_id.as_deref()
+    }
+
+    /// The customer acting on their own account: a signed-in customer only.
+    pub fn own_account(&self) -> Result<CustomerId, AppError> {
+        let refused = AppError::Forbidden(Permission::UseOwnAccount);
+        match &self.principal {
+            Principal::Customer(id) if self.principal.may(Permission::UseOwnAccount) => {
+                CustomerId::parse(id).map_err(|_| refused)
+            }
+            _ => Err(refused),
+        }
     }
 
     /// The principal's permission, or [`AppError::Forbidden`].

@@ -917,7 +917,8 @@ async fn sessions_end_idle_absolute_and_on_sign_out(f: Fixture) {
     accounts.sign_out(a.token.expose_secret()).await.unwrap();
     assert!(accounts.session(a.token.expose_secret()).await.unwrap().is_none(), "no replay after sign-out");
     assert!(accounts.session(b.token.expose_secret()).await.unwrap().is_some());
-    assert_eq!(accounts.sign_out_everywhere(&b.customer).await.unwrap(), 3, "b, and the two that had expired");
+    let own = coffer_app::request::RequestContext::new(coffer_domain::Principal::Customer(b.customer.to_string()));
+    assert_eq!(accounts.sign_out_everywhere(&own).await.unwrap(), 3, "b, and the two that had expired");
     assert!(accounts.session(b.token.expose_secret()).await.unwrap().is_none());
 }
 
@@ -1153,6 +1154,12 @@ async fn data_services_refuse_a_principal_without_the_permission(f: Fixture) {
     }
     let vendor = RequestContext::new(Principal::VendorKey(coffer_domain::VendorId::generate().to_string()));
     assert!(vendors.orders(&vendor, 10).await.unwrap().is_empty());
+    // A customer's own-account methods serve only a signed-in customer.
+    assert!(matches!(vendor.own_account(), Err(AppError::Forbidden(Permission::UseOwnAccount))));
+    assert!(matches!(cli().own_account(), Err(AppError::Forbidden(Permission::UseOwnAccount))));
+    assert!(matches!(member(StaffRole::Admin).own_account(), Err(AppError::Forbidden(Permission::UseOwnAccount))));
+    let c = f.customers.create(&details(62), &operator()).await.unwrap();
+    assert_eq!(customer(&c.id).own_account().unwrap(), c.id);
 }
 
 async fn count_audit(f: &Fixture) -> i64 {

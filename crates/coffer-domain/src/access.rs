@@ -39,10 +39,13 @@ pub enum Permission {
     /// A vendor's own orders, without buyers but as `vendor_may_see_buyer`
     /// allows; only ever its own.
     ReadOwnVendorOrders,
+    /// A signed-in customer's own account: details, orders, invoices,
+    /// sign-in settings, export, deletion; only ever their own.
+    UseOwnAccount,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 14] = [
+    pub const ALL: [Permission; 15] = [
         Permission::ReadOrderForStaff,
         Permission::ApproveOrder,
         Permission::RejectOrder,
@@ -57,6 +60,7 @@ impl Permission {
         Permission::EraseCustomer,
         Permission::AddStaff,
         Permission::ReadOwnVendorOrders,
+        Permission::UseOwnAccount,
     ];
 }
 
@@ -110,7 +114,8 @@ impl Principal {
             Principal::System => permission == Permission::ExpireHolds,
             // Scoped to the vendor by the service (`Principal::vendor`).
             Principal::VendorKey(_) => permission == Permission::ReadOwnVendorOrders,
-            Principal::Customer(_) => false,
+            // Scoped to the customer by the service (`RequestContext::own_account`).
+            Principal::Customer(_) => permission == Permission::UseOwnAccount,
         }
     }
 
@@ -155,7 +160,8 @@ mod tests {
             // Adding staff is the admins' own.
             let admins_own = permission == Permission::AddStaff;
             assert_eq!(staff(StaffRole::Admin).may(permission), others || admins_own, "{permission:?}");
-            assert!(!Principal::Customer("cus_1".into()).may(permission));
+            let customer = Principal::Customer("cus_1".into());
+            assert_eq!(customer.may(permission), permission == Permission::UseOwnAccount, "{permission:?}");
             let vendor = Principal::VendorKey("ven_1".into());
             assert_eq!(vendor.may(permission), permission == Permission::ReadOwnVendorOrders, "{permission:?}");
         }

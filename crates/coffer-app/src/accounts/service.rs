@@ -9,6 +9,7 @@ use super::signin::{CUSTOMERS, Directory, RealmPolicy, SignIn, Step, TotpSetup, 
 use crate::AppError;
 use crate::mail::{Letter, Outbox};
 use crate::privacy::{CustomerService, Reader, Vault};
+use crate::request::RequestContext;
 use coffer_crypto::{DataKey, new_token, token_hash};
 use coffer_domain::{Clock, CustomerId, DataKeyId, Millis, Realm, check_new_password};
 use coffer_store::prelude::*;
@@ -146,9 +147,10 @@ impl AccountService {
     /// else's, exactly as for one that does not exist.
     pub async fn own_invoice(
         &self,
-        customer: &CustomerId,
+        ctx: &RequestContext,
         number: i64,
     ) -> Result<Option<coffer_store::Invoice>, AppError> {
+        let customer = &ctx.own_account()?;
         let Some(invoice) = self.db.invoice(number).await? else { return Ok(None) };
         let owner = self.db.order(&invoice.order_id).await?.map(|o| o.customer_id);
         Ok((owner.as_ref() == Some(customer)).then_some(invoice))
@@ -294,7 +296,8 @@ impl AccountService {
     }
 
     /// A fresh secret to show; nothing is stored until [`Self::enable_totp`].
-    pub async fn start_totp(&self, customer: &CustomerId) -> Result<TotpSetup, AppError> {
+    pub async fn start_totp(&self, ctx: &RequestContext) -> Result<TotpSetup, AppError> {
+        let customer = &ctx.own_account()?;
         let record = self.customers.get(customer, &Reader::TheCustomer).await?;
         TotpSetup::new(&coffer_crypto::new_totp_secret()?, &record.details.email)
     }
@@ -306,11 +309,12 @@ impl AccountService {
     /// the owner out.
     pub async fn enable_totp(
         &self,
-        customer: &CustomerId,
+        ctx: &RequestContext,
         secret_base32: &str,
         code: &str,
         password: SecretString,
     ) -> Result<Vec<String>, AppError> {
+        let customer = &ctx.own_account()?;
         let at = self.sign_in.now();
         if self.sign_in.has_totp(customer.as_str()).await? {
             return Err(AccountError::TotpAlreadyOn.into());
@@ -329,12 +333,14 @@ impl AccountService {
     }
 
     /// Turns the second factor off after checking the password.
-    pub async fn disable_totp(&self, customer: &CustomerId, password: SecretString) -> Result<(), AppError> {
+    pub async fn disable_totp(&self, ctx: &RequestContext, password: SecretString) -> Result<(), AppError> {
+        let customer = &ctx.own_account()?;
         self.confirm_password(customer, password).await?;
         self.sign_in.set_factor(customer.as_str(), None).await.map(drop)
     }
 
-    pub async fn has_totp(&self, customer: &CustomerId) -> Result<bool, AppError> {
+    pub async fn has_totp(&self, ctx: &RequestContext) -> Result<bool, AppError> {
+        let customer = &ctx.own_account()?;
         self.sign_in.has_totp(customer.as_str()).await
     }
 
@@ -349,10 +355,11 @@ impl AccountService {
     /// ends and a fresh one is returned (a new id at a privilege change).
     pub async fn change_password(
         &self,
-        customer: &CustomerId,
+        ctx: &RequestContext,
         current: SecretString,
         new: SecretString,
     ) -> Result<NewSession, AppError> {
+        let customer = &ctx.own_account()?;
         self.confirm_password(customer, current).await?;
         let sealed = self.seal_new_password(customer, new).await?;
         let token = self.sign_in.replace_password(customer.as_str(), sealed).await?;
@@ -362,7 +369,8 @@ impl AccountService {
     /// Deletes the account after checking the password: a confirmation is
     /// sealed under a one-off key (destroyed once sent) and queued in the
     /// same unit that erases the customer through the privacy core.
-    pub async fn delete_account(&self, customer: &CustomerId, password: SecretString) -> Result<(), AppError> {
+    pub async fn delete_account(&self, ctx: &RequestContext, password: SecretString) -> Result<(), AppError> {
+        let customer = &ctx.own_account()?;
         self.confirm_password(customer, password).await?;
         let record = self.customers.get(customer, &Reader::TheCustomer).await?;
         let key_id = coffer_domain::DataKeyId::generate();
@@ -381,28 +389,29 @@ impl AccountService {
         };
         let email = self.outbox.seal(&letter, &key, &key_id, true)?;
         // Queued in the erasure's own unit: sent exactly when it happened.
-        let ctx = crate::request::RequestContext::new(coffer_domain::Principal::Customer(customer.to_string()));
-        self.customers.erase_with_message(customer, &ctx, Some(email)).await
+        self.customers.erase_with_message(customer, ctx, Some(email)).await
     }
 
     /// The customer changes their own name, phone or address (audited).
     pub async fn update_own_details(
         &self,
-        customer: &CustomerId,
+        ctx: &RequestContext,
         details: &coffer_domain::CustomerDetails,
-        actor: &coffer_domain::Actor,
     ) -> Result<(), AppError> {
-        self.customers.update(customer, details, actor).await.map(drop)
+        let customer = &ctx.own_account()?;
+        self.customers.update(customer, details, &ctx.actor()).await.map(drop)
     }
 
     /// The customer's own orders with their license keys (newest first).
-    pub async fn own_orders(&self, customer: &CustomerId) -> Result<Vec<crate::privacy::OrderRecord>, AppError> {
+    pub async fn own_orders(&self, ctx: &RequestContext) -> Result<Vec<crate::privacy::OrderRecord>, AppError> {
+        let customer = &ctx.own_account()?;
         let (_, _, key) = self.customers.own_record_and_key(customer).await?;
         self.customers.orders_with_key(customer, &key).await
     }
 
     /// Everything held about the customer, for their own download.
-    pub async fn own_export(&self, customer: &CustomerId) -> Result<crate::privacy::AccessExport, AppError> {
+    pub async fn own_export(&self, ctx: &RequestContext) -> Result<crate::privacy::AccessExport, AppError> {
+        let customer = &ctx.own_account()?;
         self.customers.export_by_id(customer, &Reader::TheCustomer).await
     }
 
@@ -495,7 +504,8 @@ impl AccountService {
     }
 
     /// The signed-in customer's own record (their own read: not audited).
-    pub async fn own_record(&self, customer: &CustomerId) -> Result<crate::privacy::CustomerRecord, AppError> {
+    pub async fn own_record(&self, ctx: &RequestContext) -> Result<crate::privacy::CustomerRecord, AppError> {
+        let customer = &ctx.own_account()?;
         self.customers.get(customer, &Reader::TheCustomer).await
     }
 
@@ -514,7 +524,8 @@ impl AccountService {
     }
 
     /// Ends every session of the customer.
-    pub async fn sign_out_everywhere(&self, customer: &CustomerId) -> Result<u64, AppError> {
+    pub async fn sign_out_everywhere(&self, ctx: &RequestContext) -> Result<u64, AppError> {
+        let customer = &ctx.own_account()?;
         self.sign_in.sign_out_everywhere(customer.as_str()).await
     }
 }

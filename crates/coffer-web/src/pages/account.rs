@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use coffer_app::AppError;
 use coffer_app::accounts::signin::SignIn;
+use coffer_app::request::RequestContext;
 use coffer_domain::CustomerId;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -155,6 +156,11 @@ struct DeletePage {
     csrf: String,
 }
 
+/// The signed-in customer acting on their own account, in this request.
+fn own(customer: &CustomerId) -> RequestContext {
+    RequestContext::new(coffer_domain::Principal::Customer(customer.to_string()))
+}
+
 /// The overview of a signed-in customer, with an optional notice.
 async fn overview(
     state: &AppState,
@@ -162,7 +168,7 @@ async fn overview(
     token: &str,
     message: Option<String>,
 ) -> Result<Response, AppError> {
-    let record = state.accounts.own_record(customer).await?;
+    let record = state.accounts.own_record(&own(customer)).await?;
     let details = record.details;
     let address = details.address.unwrap_or(coffer_domain::MailingAddress {
         line1: String::new(),
@@ -184,7 +190,7 @@ async fn overview(
         region: address.region,
         postal_code: address.postal_code,
         country: address.country,
-        totp_on: state.accounts.has_totp(customer).await?,
+        totp_on: state.accounts.has_totp(&own(customer)).await?,
         csrf: state.accounts.csrf_token(token),
     }))
 }
@@ -195,7 +201,7 @@ async fn order_summaries(state: &AppState, customer: &CustomerId) -> Result<Vec<
     // Product id → (name, delivers a download).
     let mut products: std::collections::HashMap<String, (String, bool)> = std::collections::HashMap::new();
     let mut out = Vec::new();
-    for order in state.accounts.own_orders(customer).await? {
+    for order in state.accounts.own_orders(&own(customer)).await? {
         let currency = coffer_domain::Currency::parse(&order.currency)?;
         let mut product = async |id: &coffer_domain::ProductId| -> Result<(String, bool), AppError> {
             if let Some(known) = products.get(id.as_str()) {
@@ -259,8 +265,8 @@ async fn invoice_page(State(state): State<AppState>, customer: Customer, Path(nu
     let not_found = || super::error_page(StatusCode::NOT_FOUND);
     let Ok(number) = number.parse::<i64>() else { return not_found() };
     let result: Result<Option<InvoicePage>, AppError> = async {
-        let Some(invoice) = state.accounts.own_invoice(&customer.id, number).await? else { return Ok(None) };
-        let orders = state.accounts.own_orders(&customer.id).await?;
+        let Some(invoice) = state.accounts.own_invoice(&own(&customer.id), number).await? else { return Ok(None) };
+        let orders = state.accounts.own_orders(&own(&customer.id)).await?;
         let Some(order) = orders.iter().find(|o| o.id == invoice.order_id) else { return Ok(None) };
         let currency = coffer_domain::Currency::parse(&invoice.currency)?;
         let money = |minor: i64| currency.amount(minor);
@@ -557,7 +563,7 @@ struct DetailsForm {
 
 async fn update_details(State(state): State<AppState>, post: CustomerPost<DetailsForm>) -> Response {
     let CustomerPost { customer: Customer { id: customer, token }, form } = post;
-    let current = match state.accounts.own_record(&customer).await {
+    let current = match state.accounts.own_record(&own(&customer)).await {
         Ok(record) => record.details,
         Err(e) => return failure(e),
     };
@@ -576,8 +582,7 @@ async fn update_details(State(state): State<AppState>, post: CustomerPost<Detail
             country: form.country,
         }),
     };
-    let actor = coffer_domain::Actor::Customer(customer.to_string());
-    let message = match state.accounts.update_own_details(&customer, &details, &actor).await {
+    let message = match state.accounts.update_own_details(&own(&customer), &details).await {
         Ok(()) => "Your details are saved.".to_owned(),
         Err(AppError::Customer(e)) => format!("Not saved: {} {}.", field_label(e.field), e.reason),
         Err(e) => return failure(e),
@@ -628,7 +633,7 @@ async fn change_password(
     }
     match state
         .accounts
-        .change_password(&customer, SecretString::from(form.current), SecretString::from(form.new))
+        .change_password(&own(&customer), SecretString::from(form.current), SecretString::from(form.new))
         .await
     {
         Ok(session) => super::sign_in::signed_in::<CustomerRealm>(&state, &session.token),
@@ -645,14 +650,14 @@ async fn change_password(
 
 async fn data_page(State(state): State<AppState>, customer: Customer) -> Response {
     // The customer's own download: not audited, as the policy says.
-    match state.accounts.own_export(&customer.id).await {
+    match state.accounts.own_export(&own(&customer.id)).await {
         Ok(export) => axum::response::Html(coffer_app::privacy::export_html(&export)).into_response(),
         Err(e) => failure(e),
     }
 }
 
 async fn data_json(State(state): State<AppState>, customer: Customer) -> Response {
-    match state.accounts.own_export(&customer.id).await {
+    match state.accounts.own_export(&own(&customer.id)).await {
         Ok(export) => (
             [
                 (axum::http::header::CONTENT_TYPE, "application/json"),
@@ -683,7 +688,7 @@ async fn delete_account(
     post: CustomerPost<DeleteForm>,
 ) -> Response {
     let CustomerPost { customer: Customer { id: customer, token }, form } = post;
-    match state.accounts.delete_account(&customer, SecretString::from(form.password)).await {
+    match state.accounts.delete_account(&own(&customer), SecretString::from(form.password)).await {
         Ok(()) => {
             let page = MessagePage {
                 title: "Your account is deleted",
@@ -717,7 +722,7 @@ fn account_locked(retry_after_ms: i64) -> Response {
 
 async fn totp_start(State(state): State<AppState>, post: CustomerPost<CsrfForm>) -> Response {
     let CustomerPost { customer: Customer { id: customer, token }, .. } = post;
-    match state.accounts.start_totp(&customer).await {
+    match state.accounts.start_totp(&own(&customer)).await {
         Ok(setup) => render(&TotpPage {
             message: None,
             secret: setup.secret.expose_secret().to_owned(),
@@ -747,7 +752,7 @@ async fn totp_enable(
 ) -> Response {
     let CustomerPost { customer: Customer { id: customer, token }, form } = post;
     let password = SecretString::from(form.password);
-    match state.accounts.enable_totp(&customer, &form.secret, &form.code, password).await {
+    match state.accounts.enable_totp(&own(&customer), &form.secret, &form.code, password).await {
         Ok(codes) => {
             render(&TotpPage { message: None, secret: String::new(), uri: String::new(), csrf: String::new(), codes })
         }
@@ -782,7 +787,7 @@ async fn totp_disable(
     post: CustomerPost<PasswordConfirmForm>,
 ) -> Response {
     let CustomerPost { customer: Customer { id: customer, token }, form } = post;
-    let message = match state.accounts.disable_totp(&customer, SecretString::from(form.password)).await {
+    let message = match state.accounts.disable_totp(&own(&customer), SecretString::from(form.password)).await {
         Ok(()) => "Two-step sign-in is off.".to_owned(),
         Err(AppError::Account(refused)) => format!("Still on: {refused}."),
         Err(AppError::TooManyAttempts { retry_after_ms }) => return account_locked(retry_after_ms),
