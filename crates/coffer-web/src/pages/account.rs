@@ -119,12 +119,7 @@ struct OverviewPage {
     name: String,
     email: String,
     phone: String,
-    line1: String,
-    line2: String,
-    city: String,
-    region: String,
-    postal_code: String,
-    country: String,
+    address: super::AddressFields,
     totp_on: bool,
     csrf: String,
 }
@@ -170,26 +165,13 @@ async fn overview(
 ) -> Result<Response, AppError> {
     let record = state.accounts.own_record(&own(customer)).await?;
     let details = record.details;
-    let address = details.address.unwrap_or(coffer_domain::MailingAddress {
-        line1: String::new(),
-        line2: String::new(),
-        city: String::new(),
-        region: String::new(),
-        postal_code: String::new(),
-        country: String::new(),
-    });
     Ok(render(&OverviewPage {
         message,
         orders: order_summaries(state, customer).await?,
         name: details.name,
         email: details.email,
         phone: details.phone.unwrap_or_default(),
-        line1: address.line1,
-        line2: address.line2,
-        city: address.city,
-        region: address.region,
-        postal_code: address.postal_code,
-        country: address.country,
+        address: super::AddressFields::of(details.address),
         totp_on: state.accounts.has_totp(&own(customer)).await?,
         csrf: state.accounts.csrf_token(token),
     }))
@@ -547,18 +529,8 @@ struct DetailsForm {
     name: String,
     #[serde(default)]
     phone: String,
-    #[serde(default)]
-    line1: String,
-    #[serde(default)]
-    line2: String,
-    #[serde(default)]
-    city: String,
-    #[serde(default)]
-    region: String,
-    #[serde(default)]
-    postal_code: String,
-    #[serde(default)]
-    country: String,
+    #[serde(flatten)]
+    address: super::AddressFields,
 }
 
 async fn update_details(State(state): State<AppState>, post: CustomerPost<DetailsForm>) -> Response {
@@ -567,20 +539,12 @@ async fn update_details(State(state): State<AppState>, post: CustomerPost<Detail
         Ok(record) => record.details,
         Err(e) => return failure(e),
     };
-    let address_given = [&form.line1, &form.city, &form.country].iter().any(|v| !v.trim().is_empty());
     let details = coffer_domain::CustomerDetails {
         name: form.name,
         // The email address is the sign-in name; it changes by another route.
         email: current.email,
         phone: Some(form.phone),
-        address: address_given.then_some(coffer_domain::MailingAddress {
-            line1: form.line1,
-            line2: form.line2,
-            city: form.city,
-            region: form.region,
-            postal_code: form.postal_code,
-            country: form.country,
-        }),
+        address: form.address.given().then(|| form.address.address()),
     };
     let message = match state.accounts.update_own_details(&own(&customer), &details).await {
         Ok(()) => "Your details are saved.".to_owned(),

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use coffer_app::AppError;
 use coffer_app::checkout::{AgeInput, CardInput, Channel, OrderRequest};
-use coffer_domain::{CustomerDetails, MailingAddress, PaymentMethod, ProductId};
+use coffer_domain::{CustomerDetails, PaymentMethod, ProductId};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -99,12 +99,8 @@ struct CheckoutForm {
     name: String,
     email: String,
     phone: String,
-    line1: String,
-    line2: String,
-    city: String,
-    region: String,
-    postal_code: String,
-    country: String,
+    #[serde(flatten)]
+    address: super::AddressFields,
     payment_method: String,
     age: String,
     guardian_name: String,
@@ -126,23 +122,21 @@ struct CheckoutForm {
 impl CheckoutForm {
     /// The fields carried from the review page to payment, never the card.
     fn hidden(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut fields = vec![
             ("currency", self.currency.clone()),
             ("name", self.name.clone()),
             ("email", self.email.clone()),
             ("phone", self.phone.clone()),
-            ("line1", self.line1.clone()),
-            ("line2", self.line2.clone()),
-            ("city", self.city.clone()),
-            ("region", self.region.clone()),
-            ("postal_code", self.postal_code.clone()),
-            ("country", self.country.clone()),
+        ];
+        fields.extend(self.address.named());
+        fields.extend([
             ("payment_method", self.payment_method.clone()),
             ("age", self.age.clone()),
             ("guardian_name", self.guardian_name.clone()),
             ("guardian_consents", self.guardian_consents.clone()),
             ("consent", self.consent.clone()),
-        ]
+        ]);
+        fields
     }
 
     fn payment_method(&self) -> PaymentMethod {
@@ -180,14 +174,7 @@ impl CheckoutForm {
                 name: self.name.clone(),
                 email: self.email.clone(),
                 phone: Some(self.phone.clone()).filter(|p| !p.trim().is_empty()),
-                address: Some(MailingAddress {
-                    line1: self.line1.clone(),
-                    line2: self.line2.clone(),
-                    city: self.city.clone(),
-                    region: self.region.clone(),
-                    postal_code: self.postal_code.clone(),
-                    country: self.country.clone(),
-                }),
+                address: Some(self.address.address()),
             },
             payment_method: self.payment_method(),
             card,
@@ -330,12 +317,20 @@ async fn checkout_form(
         field("name", "Full name", "text", "name", 200, &form.name, true),
         field("email", "Email address", "email", "email", 254, &form.email, true),
         field("phone", "Phone number (optional)", "tel", "tel", 32, &form.phone, false),
-        field("line1", "Address", "text", "address-line1", 200, &form.line1, true),
-        field("line2", "Address, second line (optional)", "text", "address-line2", 200, &form.line2, false),
-        field("city", "City", "text", "address-level2", 100, &form.city, true),
-        field("region", "State or region (optional)", "text", "address-level1", 100, &form.region, false),
-        field("postal_code", "Postal code", "text", "postal-code", 20, &form.postal_code, false),
-        field("country", "Country (two-letter code, e.g. DE, US, BR)", "text", "country", 2, &form.country, true),
+        field("line1", "Address", "text", "address-line1", 200, &form.address.line1, true),
+        field("line2", "Address, second line (optional)", "text", "address-line2", 200, &form.address.line2, false),
+        field("city", "City", "text", "address-level2", 100, &form.address.city, true),
+        field("region", "State or region (optional)", "text", "address-level1", 100, &form.address.region, false),
+        field("postal_code", "Postal code", "text", "postal-code", 20, &form.address.postal_code, false),
+        field(
+            "country",
+            "Country (two-letter code, e.g. DE, US, BR)",
+            "text",
+            "country",
+            2,
+            &form.address.country,
+            true,
+        ),
     ];
     let currencies = priced.currencies.iter().map(|c| (c.code().to_owned(), Some(*c) == priced.currency)).collect();
     Ok(CheckoutPage {
@@ -581,5 +576,25 @@ mod pay_tests {
         assert!(placed_status_text(OrderStatus::OnHold).starts_with("Paid, and held"));
         assert_eq!(placed_status_text(OrderStatus::Pending), "Waiting for your bank transfer.");
         assert_eq!(placed_status_text(OrderStatus::Paid), "Received.");
+    }
+
+    #[tokio::test]
+    async fn the_form_reads_its_address_and_carries_it_on_without_the_card() {
+        use axum::extract::FromRequest;
+        let body = "currency=EUR&name=Ada&email=ada%40example.org&line1=1+Main+St&city=Berlin&country=DE\
+                    &postal_code=10115&card_number=4242424242424242&cvc=123&exp_month=12&consent=v1";
+        let request = axum::http::Request::post("/checkout/review")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        let axum::Form(form) = axum::Form::<CheckoutForm>::from_request(request, &()).await.unwrap();
+        assert_eq!((form.address.line1.as_str(), form.address.country.as_str()), ("1 Main St", "DE"));
+        assert_eq!(form.address.line2, "", "a field not sent is empty");
+        assert_eq!(form.card_number.as_ref().map(|c| c.expose_secret().len()), Some(16));
+        let hidden = form.hidden();
+        assert!(hidden.contains(&("postal_code", "10115".to_owned())) && hidden.contains(&("city", "Berlin".into())));
+        assert!(hidden.iter().all(|(name, _)| !["card_number", "cvc"].contains(name)), "never the card");
+        let address = form.request(&[], true, None).customer.address.unwrap();
+        assert_eq!((address.city.as_str(), address.postal_code.as_str()), ("Berlin", "10115"));
     }
 }

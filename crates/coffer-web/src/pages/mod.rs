@@ -21,7 +21,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use coffer_app::AppError;
 use coffer_app::ProductQuery;
-use coffer_domain::{Product, ProductId};
+use coffer_domain::{MailingAddress, Product, ProductId};
 
 const STYLESHEET: &str = include_str!("../../static/style.css");
 
@@ -248,5 +248,60 @@ pub async fn not_found(request: Request) -> Response {
         ApiError::not_found().into_response()
     } else {
         error_page(StatusCode::NOT_FOUND)
+    }
+}
+
+/// The address fields of the account and checkout forms, as typed; the
+/// domain validates them when they become a [`MailingAddress`].
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct AddressFields {
+    pub line1: String,
+    pub line2: String,
+    pub city: String,
+    pub region: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
+impl AddressFields {
+    /// The fields of an address on file (empty when none is).
+    fn of(address: Option<MailingAddress>) -> Self {
+        address.map_or_else(AddressFields::default, |a| AddressFields {
+            line1: a.line1,
+            line2: a.line2,
+            city: a.city,
+            region: a.region,
+            postal_code: a.postal_code,
+            country: a.country,
+        })
+    }
+
+    /// Whether any of the required parts was filled in.
+    fn given(&self) -> bool {
+        [&self.line1, &self.city, &self.country].iter().any(|v| !v.trim().is_empty())
+    }
+
+    fn address(&self) -> MailingAddress {
+        MailingAddress {
+            line1: self.line1.clone(),
+            line2: self.line2.clone(),
+            city: self.city.clone(),
+            region: self.region.clone(),
+            postal_code: self.postal_code.clone(),
+            country: self.country.clone(),
+        }
+    }
+
+    /// Each field by its form name, to carry a form on to its next page.
+    fn named(&self) -> [(&'static str, String); 6] {
+        [
+            ("line1", self.line1.clone()),
+            ("line2", self.line2.clone()),
+            ("city", self.city.clone()),
+            ("region", self.region.clone()),
+            ("postal_code", self.postal_code.clone()),
+            ("country", self.country.clone()),
+        ]
     }
 }
