@@ -7,19 +7,24 @@
 //! audit entry and the invitation link; `--repeat` writes a repeat buyer's.
 //!
 //! `cargo run --release -p coffer-store --example bare_checkout -- DIR SECONDS [--repeat]`
-//! prints `orders/s N`.
+//! prints `orders/s N`. With `--migrate URL` it only migrates that database
+//! (the PostgreSQL ceiling, pgbench, writes the same rows on it: see
+//! `scripts/bench`).
 
 use rusqlite::{Connection, params};
 use std::time::{Duration, Instant};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
+    if let (Some("--migrate"), Some(url)) = (args.get(1).map(String::as_str), args.get(2)) {
+        return migrate(url);
+    }
     let (Some(dir), Some(seconds)) = (args.get(1), args.get(2).and_then(|s| s.parse::<f64>().ok())) else {
         return Err("usage: bare_checkout DIR SECONDS [--repeat]".into());
     };
     let repeat = args.iter().any(|a| a == "--repeat");
     let path = std::path::Path::new(dir).join("bare.db");
-    migrate(&path)?;
+    migrate(&format!("sqlite://{}?mode=rwc", path.display()))?;
     let mut conn = Connection::open(&path)?;
     // The server's writer connection (coffer-store/src/direct.rs).
     conn.execute_batch(
@@ -59,10 +64,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Coffer's schema, by the store's own migrations.
-fn migrate(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
-    let url = format!("sqlite://{}?mode=rwc", path.display());
+fn migrate(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
-        let db = coffer_store::Db::open(&url, &coffer_store::DbOptions::default()).await?;
+        let db = coffer_store::Db::open(url, &coffer_store::DbOptions::default()).await?;
         db.migrate().await?;
         db.close().await;
         Ok::<_, coffer_store::StoreError>(())
