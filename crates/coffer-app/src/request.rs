@@ -5,9 +5,9 @@
 //! context, check a named permission on it ([`RequestContext::require`])
 //! and make their audit entries from it, so an entry names who acted and
 //! the request (and its log line) that caused it. Calls from the command
-//! line and system jobs carry no request id. Services acting for a
-//! signed-in customer on their own account take the customer's id and make
-//! entries with [`audit_entry`], which finds the request id the same way.
+//! line and system jobs carry no request id. Entries made below a service
+//! method, where only the actor is at hand, go through [`audit_entry`],
+//! which finds the request id the same way.
 
 use crate::AppError;
 use coffer_domain::{Actor, AuditAction, AuditEntry, CustomerId, Millis, Permission, Principal};

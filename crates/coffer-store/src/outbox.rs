@@ -207,17 +207,7 @@ impl Db {
                 None => unreadable.push((job.claim(), JobOutcome::Failed { error: "bad_payload".into() })),
             }
         }
-        // Placeholders only: the ids are bound, never written into the SQL.
-        let placeholders: Vec<String> = (1..=wanted.len()).map(|n| format!("${n}")).collect();
-        let sql = format!(
-            "SELECT id, kind, data_key_id, one_off_key, recipient, subject, body FROM outbox_emails WHERE id IN ({})",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (message, _) in &wanted {
-            query = query.bind(message.clone());
-        }
-        let rows = if wanted.is_empty() { Vec::new() } else { query.fetch_all(self.readers()).await? };
+        let rows = self.messages_by_id(wanted.iter().map(|(message, _)| message)).await?;
         let mut found: std::collections::HashMap<String, &sqlx::any::AnyRow> = std::collections::HashMap::new();
         for row in &rows {
             found.insert(row.try_get("id")?, row);
@@ -236,6 +226,27 @@ impl Db {
             self.finish_jobs(unreadable, now).await?;
         }
         Ok(claimed)
+    }
+
+    /// The rows of these messages, in one query (none for no ids).
+    async fn messages_by_id(
+        &self,
+        ids: impl ExactSizeIterator<Item = &String>,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        if ids.len() == 0 {
+            return Ok(Vec::new());
+        }
+        // Placeholders only: the ids are bound, never written into the SQL.
+        let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT id, kind, data_key_id, one_off_key, recipient, subject, body FROM outbox_emails WHERE id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(id.clone());
+        }
+        Ok(query.fetch_all(self.readers()).await?)
     }
 
     /// Records how the deliveries of claimed messages ended, on their jobs

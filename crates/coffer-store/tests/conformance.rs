@@ -399,20 +399,9 @@ coffer_testkit::on_both_backends_with!(fixture;
 /// Four workers (as on four servers) claim from one queue at once: each job
 /// is claimed exactly once while its lease lasts, and every job is claimed.
 async fn concurrent_workers_never_claim_one_job_twice(f: Fixture) {
-    use coffer_store::{JobClaim, JobOutcome, JobWriter, NewJob};
-    let jobs: Vec<NewJob> = (0..60)
-        .map(|n| NewJob { id: format!("job-{n:02}"), kind: "test", payload: format!("{{\"n\":{n}}}"), at: Millis(1) })
-        .collect();
-    f.db.write(move |tx| {
-        Box::pin(async move {
-            for job in &jobs {
-                tx.enqueue_job(job).await?;
-            }
-            Ok::<_, StoreError>(())
-        })
-    })
-    .await
-    .unwrap();
+    use coffer_store::{JobClaim, JobOutcome};
+    let ids: Vec<String> = (0..60).map(|n| format!("job-{n:02}")).collect();
+    enqueue_test_jobs(&f, &ids.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let mut workers = Vec::new();
     for _ in 0..4 {
         let db = f.db.clone();

@@ -97,12 +97,12 @@ pub enum ErasureCommand {
 
 /// The operator running a command, as the audit log names them.
 pub fn cli_actor() -> Actor {
-    cli_principal().actor()
+    cli_context().actor()
 }
 
-/// The operator running a command, as services check them: whoever may
-/// run the binary on the server may do what an admin may.
-pub fn cli_principal() -> coffer_app::request::RequestContext {
+/// The operator running a command, as services check and audit them:
+/// whoever may run the binary on the server may do what an admin may.
+pub fn cli_context() -> coffer_app::request::RequestContext {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
     coffer_app::request::RequestContext::cli(user)
 }
@@ -236,7 +236,7 @@ async fn keys_rotate(config: &Config, privacy: &App) -> anyhow::Result<()> {
 pub async fn erase(config: &Config, db: Db, args: EmailArgs) -> anyhow::Result<()> {
     let privacy = open(config, db).await?;
     let id = privacy.customers.find_by_email(&args.email).await?.context("no customer has this email address")?;
-    privacy.customers.erase(&id, &cli_principal()).await?;
+    privacy.customers.erase(&id, &cli_context()).await?;
     privacy.audit.seal_and_sign().await?;
     println!("Customer {id} erased: their data key is destroyed and their personal data can no longer be read.");
     Ok(())
@@ -248,7 +248,7 @@ pub async fn staff(config: &Config, db: Db, command: StaffCommand) -> anyhow::Re
     match command {
         StaffCommand::Add { email, role } => {
             let role = coffer_domain::StaffRole::parse(&role).context("unknown role")?;
-            let link = match staff.add(&email, role, &cli_principal()).await {
+            let link = match staff.add(&email, role, &cli_context()).await {
                 Err(AppError::Account(refused)) => bail!("{refused}"),
                 Err(AppError::Customer(e)) => bail!("the email address {}", e.reason),
                 other => other?,
@@ -314,7 +314,7 @@ pub async fn jobs(db: Db, command: JobsCommand) -> anyhow::Result<()> {
 
 pub async fn export(config: &Config, db: Db, args: ExportArgs) -> anyhow::Result<()> {
     let privacy = open(config, db).await?;
-    let data = match privacy.customers.export(&args.email, &cli_principal()).await {
+    let data = match privacy.customers.export(&args.email, &cli_context()).await {
         Err(AppError::NotFound) => bail!("no customer has this email address"),
         other => other?,
     };

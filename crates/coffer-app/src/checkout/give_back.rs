@@ -88,12 +88,9 @@ impl StaffOrders {
     /// A retry with backoff, or, after [`MAX_ATTEMPTS`], a failure for a person.
     fn retry_or_fail(&self, job: &ClaimedJob, error: &str) -> JobOutcome {
         if job.attempts >= MAX_ATTEMPTS {
-            // Job ids only: nobody's data.
-            // The payload names the order and the amount: nobody's data.
-            tracing::error!(job = %job.id, payload = %job.payload, error, "money could not be given back; a person \
-                must reconcile the order with the processor");
-            return JobOutcome::Failed { error: error.to_owned() };
+            return give_up(job, error);
         }
+        // The payload names the order and the amount: nobody's data.
         tracing::warn!(job = %job.id, payload = %job.payload, attempts = job.attempts, error, "giving money back \
             failed; will retry");
         let at = Millis(self.clock.now().0.saturating_add(crate::mail::backoff_ms(job.attempts)));
@@ -104,12 +101,7 @@ impl StaffOrders {
         let Ok(GiveBack { order, amount_minor }) = serde_json::from_str(&job.payload) else {
             return JobOutcome::Failed { error: "bad_payload".into() };
         };
-        let failed = |error: &str| {
-            // Order ids and job ids only: nobody's data.
-            tracing::error!(job = %job.id, order = %order, error, "money could not be given back; a person must \
-                reconcile the order with the processor");
-            JobOutcome::Failed { error: error.to_owned() }
-        };
+        let failed = |error: &str| give_up(job, error);
         let retry = |error: &str| self.retry_or_fail(job, error);
         let Ok(id) = OrderId::parse(&order) else { return failed("bad_payload") };
         let stored = match self.db.order(&id).await {
@@ -131,4 +123,12 @@ impl StaffOrders {
             Err(_) => retry("gateway_refused"),
         }
     }
+}
+
+/// Gives a job up for a person to reconcile with the processor. The payload
+/// names the order and the amount: nobody's data.
+fn give_up(job: &ClaimedJob, error: &str) -> JobOutcome {
+    tracing::error!(job = %job.id, payload = %job.payload, error, "money could not be given back; a person must \
+        reconcile the order with the processor");
+    JobOutcome::Failed { error: error.to_owned() }
 }
