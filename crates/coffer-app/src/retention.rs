@@ -4,6 +4,7 @@
 
 use crate::AppError;
 use crate::files::FileStore;
+use crate::privacy::vault::SPARE_GRACE_MS;
 use coffer_domain::Millis;
 use coffer_store::Db;
 use coffer_store::prelude::*;
@@ -58,11 +59,12 @@ pub struct RetentionReport {
     pub mail_files: u64,
     pub expired_holds: u64,
     pub finished_jobs: u64,
+    pub unused_spare_keys: u64,
 }
 
 impl RetentionReport {
     /// (category as a person calls it, count)
-    pub fn lines(&self) -> [(&'static str, u64); 10] {
+    pub fn lines(&self) -> [(&'static str, u64); 11] {
         [
             ("proof-of-identity documents (30 days after the review decision)", self.identity_documents as u64),
             ("messages to customers (90 days)", self.messages),
@@ -74,6 +76,7 @@ impl RetentionReport {
             ("copies of messages in the mail folder (90 days, or at erasure)", self.mail_files),
             ("held orders nobody reviewed, cancelled and voided (14 days)", self.expired_holds),
             ("background jobs that ended (7 days)", self.finished_jobs),
+            ("spare customer keys never used (1 hour; nothing was sealed under them)", self.unused_spare_keys),
         ]
     }
 }
@@ -81,6 +84,7 @@ impl RetentionReport {
 /// One run of every category; `mail` sweeps the file transport's folder.
 pub async fn run(
     db: &Db,
+    keys: &coffer_store::KeyStore,
     files: &dyn FileStore,
     mail: Option<&crate::mail::Outbox>,
     now: Millis,
@@ -100,6 +104,7 @@ pub async fn run(
         payment_tokens: db.forget_payment_tokens(Millis(now.0 - payment_token_retention_ms())).await?,
         idempotency_keys: db.forget_idempotency_keys(Millis(now.0 - idempotency_retention_ms())).await?,
         finished_jobs: db.forget_finished_jobs(Millis(now.0 - FINISHED_JOB_RETENTION_MS)).await?,
+        unused_spare_keys: sweep_spare_keys(db, keys, now).await?,
         mail_files: match mail {
             Some(outbox) => outbox.sweep_mail_folder(now).await?,
             None => 0,
@@ -107,6 +112,27 @@ pub async fn run(
         // Cancelling needs the gateway: CheckoutService::run_retention does it.
         expired_holds: 0,
     })
+}
+
+/// Settles the spare customer keys whose hand-out window ended more than
+/// [`SPARE_GRACE_MS`] ago: a key a customer row names becomes an ordinary
+/// key; the rest were never handed out, or handed out to a unit that never
+/// committed, so nothing is sealed under them and they are deleted.
+/// Returns how many were deleted.
+pub async fn sweep_spare_keys(db: &Db, keys: &coffer_store::KeyStore, now: Millis) -> Result<u64, AppError> {
+    const BATCH: i64 = 500;
+    let before = Millis(now.0 - SPARE_GRACE_MS);
+    let mut deleted = 0;
+    loop {
+        let expired = keys.expired_spare_keys(before, BATCH).await?;
+        let used: std::collections::HashSet<String> = db.data_keys_in_use(&expired).await?.into_iter().collect();
+        let count = expired.len();
+        let (used, unused): (Vec<String>, Vec<String>) = expired.into_iter().partition(|id| used.contains(id));
+        deleted += keys.settle_spare_keys(used, unused).await?;
+        if (count as i64) < BATCH {
+            return Ok(deleted);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -88,6 +88,7 @@ struct Fixture {
     db: Db,
     product: String,
     data_url: String,
+    keys_url: String,
     _data: TestDatabase,
     _keys: TestDatabase,
 }
@@ -163,6 +164,7 @@ async fn fixture(backend: TestBackend) -> Fixture {
         db,
         product,
         data_url: data.url.clone(),
+        keys_url: key_store_url.clone(),
         _data: data,
         _keys: key_db,
     }
@@ -336,6 +338,7 @@ async fn an_erased_customers_order_is_refunded_through_the_gateway(f: Fixture) {
 
 const DAY: i64 = 24 * 60 * 60 * 1000;
 const MINUTE: i64 = 60 * 1000;
+const HOUR: i64 = 60 * MINUTE;
 /// A PNG's first bytes: enough for the upload's type check.
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n0000000000000000";
 
@@ -401,7 +404,27 @@ async fn every_retention_category_goes_on_time_and_not_before(f: Fixture) {
     assert!(count(&f, attempts).await > 0 && tokens_at_start == 3);
     assert_eq!((count(&f, documents).await, count(&f, keys).await, count(&f, ended).await), (2, 1, 1));
 
-    // Just under a day: nothing goes.
+    // Spare customer keys: an hour after they were made, the ones no
+    // customer took go (nothing is sealed under them); the buyers' stay.
+    let spares = "SELECT COUNT(*) FROM data_keys WHERE spare_until IS NOT NULL";
+    let spare_count = |f: &Fixture| {
+        let url = f.keys_url.clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(spares)).fetch_one(&raw(&url).await).await.unwrap();
+            n
+        }
+    };
+    let made = coffer_app::privacy::vault::SPARE_BATCH as i64;
+    assert_eq!(spare_count(&f).await, made, "one batch made for the three buyers");
+    assert_eq!(run_at(&f, start, HOUR - MINUTE).await, coffer_app::retention::RetentionReport::default());
+    let report = run_at(&f, start, HOUR + MINUTE).await;
+    assert_eq!(report.unused_spare_keys, made as u64 - 3, "{report:?}");
+    assert_eq!(spare_count(&f).await, 0, "the three used ones are ordinary keys now");
+    for email in ["paid@example.org", "rejected@example.org", "undecided@example.org"] {
+        let id = f.customers.find_by_email(email).await.unwrap().unwrap();
+        f.customers.get(&id, &coffer_app::privacy::Reader::TheCustomer).await.expect("a buyer's key stays");
+    }
+    // Just under a day: nothing else goes.
     assert_eq!(run_at(&f, start, DAY - MINUTE).await, coffer_app::retention::RetentionReport::default());
     // Just over a day: velocity records, the idempotency answer, the ended session.
     let report = run_at(&f, start, DAY + MINUTE).await;

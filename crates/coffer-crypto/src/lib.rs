@@ -22,7 +22,10 @@ pub use envelope::{FieldContext, Sealed, open_field, seal_field, unwrap_secret, 
 pub use error::CryptoError;
 pub use keys::{DataKey, KEY_LEN, MasterKey, random_bytes};
 pub use license::{LicenseSigningKey, verify_license};
-pub use password::{ARGON2_ITERATIONS, ARGON2_LANES, ARGON2_MEMORY_KIB, dummy_verify, hash_password, verify_password};
+pub use password::{
+    ARGON2_ITERATIONS, ARGON2_LANES, ARGON2_MEMORY_KIB, dummy_verify, hash_password, release_hashing_memory,
+    verify_password,
+};
 pub use token::{csrf_matches, csrf_token, digest, keyed_hash, link_matches, new_token, sign_link, token_hash};
 pub use totp::{
     TOTP_SECRET_LEN, check_totp, new_recovery_codes, new_totp_secret, totp_base32, totp_code, totp_secret_from_base32,

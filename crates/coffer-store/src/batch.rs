@@ -81,6 +81,11 @@ impl Statements {
         self.parts.push((sql, values));
     }
 
+    /// Adds every statement of `more`, after these.
+    pub(crate) fn append(&mut self, more: Statements) {
+        self.parts.extend(more.parts);
+    }
+
     /// Runs the statements in order on a rusqlite connection (see
     /// `direct`), each prepared once per connection and kept.
     pub(crate) fn run_on(&self, conn: &rusqlite::Connection) -> Result<(), StoreError> {

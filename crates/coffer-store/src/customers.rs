@@ -67,6 +67,8 @@ pub trait CustomerReader {
     ) -> impl Future<Output = Result<Option<StoredCustomer>, StoreError>> + Send;
     /// The data side of the erasure ledger.
     fn erasures(&self) -> impl Future<Output = Result<Vec<Erasure>, StoreError>> + Send;
+    /// Which of these data keys a customer row names (erased rows too).
+    fn data_keys_in_use(&self, ids: &[String]) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
     /// What checkout needs of an existing customer, in one read: the id,
     /// the data key's id and whether the account has a password.
     fn checkout_customer(
@@ -125,6 +127,39 @@ fn bytes(s: Option<&Sealed>) -> Option<Vec<u8>> {
     s.map(|s| s.as_bytes().to_vec())
 }
 
+/// The statements that add a new customer and its audit entry, for a unit
+/// of [`crate::Db::write_commands`] (a first order adds its buyer this way).
+pub(crate) fn insert_statements(
+    c: &NewSealedCustomer,
+    audit: &coffer_domain::AuditEntry,
+) -> [(&'static str, Vec<crate::batch::Val>); 2] {
+    use crate::batch::Val;
+    [
+        (
+            "INSERT INTO customers (id, data_key_id, email_index, email_index_version, name, email, phone, address, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+            vec![
+                Val::Text(c.id.as_str().to_owned()),
+                Val::Text(c.data_key_id.as_str().to_owned()),
+                Val::Bytes(c.email_index.to_vec()),
+                Val::Int(i64::from(c.email_index_version)),
+                Val::OptBytes(bytes(c.fields.name.as_ref())),
+                Val::OptBytes(bytes(c.fields.email.as_ref())),
+                Val::OptBytes(bytes(c.fields.phone.as_ref())),
+                Val::OptBytes(bytes(c.fields.address.as_ref())),
+                Val::Int(c.at.0),
+            ],
+        ),
+        crate::audit::append_statement(audit),
+    ]
+}
+
+/// Whether a conflict is another customer holding the same email (two
+/// first orders from one address at once).
+pub fn is_email_taken(e: &StoreError) -> bool {
+    matches!(e, StoreError::Conflict(what) if what.contains("email_index"))
+}
+
 impl CustomerReader for Db {
     async fn customer(&self, id: &CustomerId) -> Result<Option<StoredCustomer>, StoreError> {
         let row = sqlx::query(concat!(customer_columns!(), " WHERE id = $1"))
@@ -149,6 +184,20 @@ impl CustomerReader for Db {
         .fetch_all(self.readers())
         .await?;
         rows.iter().map(erasure_from_row).collect()
+    }
+
+    async fn data_keys_in_use(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+        let sql = format!("SELECT data_key_id FROM customers WHERE data_key_id IN ({})", placeholders.join(", "));
+        // Only numbered placeholders are formatted in; the ids are bound.
+        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(id.as_str());
+        }
+        Ok(query.fetch_all(self.readers()).await?)
     }
 
     async fn checkout_customer(&self, index: &[u8; 32]) -> Result<Option<(CustomerId, DataKeyId, bool)>, StoreError> {

@@ -285,6 +285,72 @@ impl KeyStore {
             .await
     }
 
+    /// Stores spare data keys, all in one transaction (one commit for the
+    /// batch): none is handed out before this returns, and none after
+    /// `spare_until` (see [`Self::expired_spare_keys`]).
+    pub async fn put_spare_data_keys(
+        &self,
+        keys: Vec<WrappedSecret>,
+        at: Millis,
+        spare_until: Millis,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(unit!(|tx| {
+                for key in keys {
+                    sqlx::query(
+                        "INSERT INTO data_keys (id, kek_version, wrapped, created_at, spare_until) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(key.id)
+                    .bind(i64::from(key.kek_version))
+                    .bind(key.wrapped)
+                    .bind(at.0)
+                    .bind(spare_until.0)
+                    .execute(tx.conn())
+                    .await?;
+                }
+                Ok(())
+            }))
+            .await
+    }
+
+    /// Up to `limit` spare keys whose time to be handed out ended before
+    /// `before`: each is either used by a customer row by now, or never will be.
+    pub async fn expired_spare_keys(&self, before: Millis, limit: i64) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM data_keys WHERE spare_until IS NOT NULL AND spare_until < $1 ORDER BY spare_until LIMIT $2",
+        )
+        .bind(before.0)
+        .bind(limit)
+        .fetch_all(self.db.readers())
+        .await?)
+    }
+
+    /// Settles expired spare keys in one transaction: those a customer row
+    /// uses become ordinary keys, the rest are deleted (never used, so
+    /// nothing is sealed under them). Returns how many were deleted.
+    pub async fn settle_spare_keys(&self, used: Vec<String>, unused: Vec<String>) -> Result<u64, StoreError> {
+        self.db
+            .write(unit!(|tx| {
+                for id in used {
+                    sqlx::query("UPDATE data_keys SET spare_until = NULL WHERE id = $1")
+                        .bind(id)
+                        .execute(tx.conn())
+                        .await?;
+                }
+                let mut deleted = 0;
+                for id in unused {
+                    let done = sqlx::query("DELETE FROM data_keys WHERE id = $1 AND spare_until IS NOT NULL")
+                        .bind(id)
+                        .execute(tx.conn())
+                        .await?;
+                    deleted += done.rows_affected();
+                }
+                Ok(deleted)
+            }))
+            .await
+    }
+
     /// Destroys a data key that belongs to no customer (a one-off key).
     pub async fn delete_data_key(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_owned();

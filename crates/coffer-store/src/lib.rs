@@ -69,7 +69,9 @@ pub use accounts::{CredentialWriter, LinkPurpose, LinkUse, SessionRow, StoredCre
 pub use audit::{AuditStore, AuditWriter, SealedAuditEntry};
 pub use batch::WriteCommands;
 pub use catalog::{CatalogReader, CatalogWriter, ProductPage, ProductQuery};
-pub use customers::{CustomerReader, CustomerWriter, Erasure, NewSealedCustomer, SealedFields, StoredCustomer};
+pub use customers::{
+    CustomerReader, CustomerWriter, Erasure, NewSealedCustomer, SealedFields, StoredCustomer, is_email_taken,
+};
 pub use db::{Backend, Data, Database, Db, DbOptions, UnitFuture, WriteHold, WriteTx, WriterStats};
 pub use downloads::{DownloadStore, DownloadWriter, ProductFile};
 pub use error::StoreError;

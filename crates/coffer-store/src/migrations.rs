@@ -54,12 +54,15 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (17, "credentials", include_str!("../../../migrations/postgres/0017_credentials.sql")),
 ];
 
-pub(crate) const KEYSTORE_SQLITE: &[Embedded] =
-    &[(1, "keystore", include_str!("../../../migrations/keystore-sqlite/0001_keystore.sql"))];
+pub(crate) const KEYSTORE_SQLITE: &[Embedded] = &[
+    (1, "keystore", include_str!("../../../migrations/keystore-sqlite/0001_keystore.sql")),
+    (2, "spare_data_keys", include_str!("../../../migrations/keystore-sqlite/0002_spare_data_keys.sql")),
+];
 
 pub(crate) const KEYSTORE_POSTGRES: &[Embedded] = &[
     (1, "keystore", include_str!("../../../migrations/keystore-postgres/0001_keystore.sql")),
     (2, "data_keys_fillfactor", include_str!("../../../migrations/keystore-postgres/0002_data_keys_fillfactor.sql")),
+    (3, "spare_data_keys", include_str!("../../../migrations/keystore-postgres/0003_spare_data_keys.sql")),
 ];
 
 /// A [`MigrationSource`] over one of the lists above.

@@ -146,17 +146,26 @@ pub(crate) fn bytes(s: &Sealed) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
 
-/// The writes that place an order: the order, its audit entry, its
-/// confirmation email and, for a customer without a password, the
-/// invitation link; one unit for [`crate::Db::write_commands`].
+/// The writes that place an order: a first order's new customer (with its
+/// audit entry), the order, its audit entry, its confirmation email and,
+/// for a customer without a password, the invitation link; one unit for
+/// [`crate::Db::write_commands`].
 pub fn order_placement(
+    new_customer: Option<(&crate::NewSealedCustomer, &coffer_domain::AuditEntry)>,
     o: &NewOrder,
     audit: &coffer_domain::AuditEntry,
     email: &crate::NewEmail,
     invitation: Option<&NewLink>,
 ) -> Result<crate::WriteCommands, StoreError> {
-    use crate::batch::Val;
-    let mut statements = order_statements(o)?;
+    use crate::batch::{Statements, Val};
+    let mut statements = Statements::default();
+    // The customer before the order that refers to it.
+    if let Some((customer, created)) = new_customer {
+        for (sql, values) in crate::customers::insert_statements(customer, created) {
+            statements.push(sql, values);
+        }
+    }
+    statements.append(order_statements(o)?);
     let (sql, values) = crate::audit::append_statement(audit);
     statements.push(sql, values);
     for (sql, values) in crate::outbox::enqueue_statements(email) {

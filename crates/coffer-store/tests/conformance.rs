@@ -317,7 +317,7 @@ fn placement(id: &OrderId, who: &str, mail: &str) -> coffer_store::WriteCommands
         body: sealed("b"),
         at: Millis(5_000),
     };
-    coffer_store::order_placement(&order, &entry, &email, None).unwrap()
+    coffer_store::order_placement(None, &order, &entry, &email, None).unwrap()
 }
 
 /// Command units share batches with closure units: one whose last

@@ -179,6 +179,13 @@ impl TestServer {
         assert!(status.success(), "kill -TERM failed");
     }
 
+    /// Sends SIGKILL, as a power cut would look to the databases: nothing
+    /// of the server runs after it, no shutdown, no flush.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the killed server");
+    }
+
     /// Waits for the process to exit; `None` if it is still running.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;

@@ -18,6 +18,10 @@ type Job = Box<dyn FnOnce() + Send>;
 /// in docs/benchmarks.md.
 const HASHING_PRIORITY: u8 = 0;
 
+/// A hashing thread keeps its argon2 working memory between hashes (no
+/// page faults per sign-in) and hands it back after this long without one.
+const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct PasswordPool {
     jobs: mpsc::Sender<Job>,
@@ -36,13 +40,15 @@ impl PasswordPool {
                 lower_priority();
                 loop {
                     let job = match queue.lock() {
-                        Ok(queue) => queue.recv(),
+                        Ok(queue) => queue.recv_timeout(IDLE_RELEASE),
                         Err(_) => return,
                     };
                     match job {
                         Ok(job) => job(),
+                        // Idle: the 19 MiB of working memory go back to the system.
+                        Err(mpsc::RecvTimeoutError::Timeout) => coffer_crypto::release_hashing_memory(),
                         // Every sender is gone: the pool was dropped.
-                        Err(_) => return,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
                     }
                 }
             });

@@ -320,7 +320,14 @@ impl CheckoutService {
             return Ok(crate::retention::RetentionReport { expired_holds, ..Default::default() });
         }
         let ctx = &self.staff.ctx;
-        let report = crate::retention::run(&ctx.db, self.files.as_ref(), Some(&self.outbox), ctx.clock.now()).await?;
+        let report = crate::retention::run(
+            &ctx.db,
+            ctx.vault.key_store(),
+            self.files.as_ref(),
+            Some(&self.outbox),
+            ctx.clock.now(),
+        )
+        .await?;
         Ok(crate::retention::RetentionReport { expired_holds, ..report })
     }
 }

@@ -61,6 +61,24 @@ struct Buyer {
     key_id: DataKeyId,
     key: coffer_crypto::DataKey,
     has_password: bool,
+    /// A first order's buyer, written in the order's own unit.
+    new: Option<NewBuyer>,
+}
+
+struct NewBuyer {
+    row: coffer_store::NewSealedCustomer,
+    audit: coffer_domain::AuditEntry,
+    usable_until: Millis,
+}
+
+/// Why recording an order starts again, once.
+enum Again {
+    /// A first order from this address committed a moment ago: the buyer
+    /// is that customer now.
+    EmailTaken,
+    /// The new buyer's spare key is past its hand-out window (a very slow
+    /// placement): sealed again under a fresh one.
+    KeyWindowPassed,
 }
 
 /// A card goes only with the card method, and the card method needs one.
@@ -425,9 +443,22 @@ impl OrderPlacement {
         }
     }
 
-    /// Records a paid (or awaited) order: its buyer, its sealed details,
-    /// its delivery and its confirmation email, written as one unit.
+    /// Records a paid (or awaited) order: its buyer (a new one too), its
+    /// sealed details, its delivery and its confirmation email, written as
+    /// one unit. Nothing is written before that unit, so starting again
+    /// (see [`Again`]) leaves nothing behind but an unused spare key.
     async fn record(&self, placing: &Placing<'_>) -> Result<PlacedOrder, AppError> {
+        match self.record_once(placing).await? {
+            Ok(placed) => Ok(placed),
+            Err(_again) => match self.record_once(placing).await? {
+                Ok(placed) => Ok(placed),
+                Err(Again::EmailTaken) => Err(AppError::Conflict),
+                Err(Again::KeyWindowPassed) => Err(AppError::Internal("a new customer's key expired twice")),
+            },
+        }
+    }
+
+    async fn record_once(&self, placing: &Placing<'_>) -> Result<Result<PlacedOrder, Again>, AppError> {
         let (quote, payment) = (placing.quote, placing.payment);
         let buyer = self.buyer(&quote.details).await?;
         let id = OrderId::generate();
@@ -450,8 +481,16 @@ impl OrderPlacement {
             self.confirmation_email(&id, &buyer, placing, &delivery, invitation.as_ref().map(|(l, _)| l)).await?;
         let Delivery { license_keys, sealed_keys, downloads } = delivery;
         let order = self.new_order(&id, &buyer, placing, fields, sealed_keys);
-        self.commit(&order, &email, invitation.map(|(_, hash)| hash)).await?;
-        Ok(PlacedOrder {
+        let new_customer = buyer.new.as_ref().map(|n| (&n.row, &n.audit));
+        if let Some(new) = &buyer.new
+            && self.clock.now().0 >= new.usable_until.0
+        {
+            return Ok(Err(Again::KeyWindowPassed));
+        }
+        if let Err(again) = self.commit(new_customer, &order, &email, invitation.map(|(_, hash)| hash)).await? {
+            return Ok(Err(again));
+        }
+        Ok(Ok(PlacedOrder {
             id,
             status: payment.status,
             currency: quote.currency.code().to_owned(),
@@ -461,26 +500,22 @@ impl OrderPlacement {
             payment_reference: payment.reference.clone(),
             license_keys,
             downloads,
-        })
+        }))
     }
 
-    /// The buyer: an existing account's history, or a new record. The
-    /// account's own details are never changed by an order.
+    /// The buyer: an existing account's history, or a new customer made
+    /// here and written with the order. The account's own details are
+    /// never changed by an order.
     async fn buyer(&self, details: &CustomerDetails) -> Result<Buyer, AppError> {
         let index = self.vault.blind_index().email(&details.email);
-        let (id, key_id, has_password) = match self.db.checkout_customer(&index).await? {
-            Some(found) => found,
-            None => {
-                match self.customers.create(details, &Actor::System).await {
-                    // Created by a concurrent order a moment ago: that one.
-                    Ok(_) | Err(AppError::Conflict) => {}
-                    Err(e) => return Err(e),
-                }
-                self.db.checkout_customer(&index).await?.ok_or(AppError::Conflict)?
-            }
-        };
-        let key = self.vault.data_key(&key_id).await?.ok_or(AppError::Erased)?;
-        Ok(Buyer { id, key_id, key, has_password })
+        if let Some((id, key_id, has_password)) = self.db.checkout_customer(&index).await? {
+            let key = self.vault.data_key(&key_id).await?.ok_or(AppError::Erased)?;
+            return Ok(Buyer { id, key_id, key, has_password, new: None });
+        }
+        let made = self.customers.new_customer(details, &Actor::System).await?;
+        let (id, key_id) = (made.record.id, made.row.data_key_id.clone());
+        let new = NewBuyer { row: made.row, audit: made.audit, usable_until: made.usable_until };
+        Ok(Buyer { id, key_id, key: made.key, has_password: false, new: Some(new) })
     }
 
     /// The order's own copy of the buyer's details, sealed under their key;
@@ -601,10 +636,11 @@ impl OrderPlacement {
     /// entry, the email and the invitation link (if any) in one unit.
     async fn commit(
         &self,
+        new_customer: Option<(&coffer_store::NewSealedCustomer, &coffer_domain::AuditEntry)>,
         order: &NewOrder,
         email: &coffer_store::NewEmail,
         invitation: Option<[u8; 32]>,
-    ) -> Result<(), AppError> {
+    ) -> Result<Result<(), Again>, AppError> {
         let (id, customer, now) = (&order.id, &order.customer_id, order.at);
         let entry = crate::request::audit_entry(
             now,
@@ -619,9 +655,13 @@ impl OrderPlacement {
             at: now,
             expires_at: Millis(now.0 + crate::accounts::service::INVITATION_TTL_MS),
         });
-        let placement = coffer_store::order_placement(order, &entry, email, invitation.as_ref())?;
-        self.db.write_commands(placement).await?;
-        Ok(())
+        let is_new = new_customer.is_some();
+        let placement = coffer_store::order_placement(new_customer, order, &entry, email, invitation.as_ref())?;
+        match self.db.write_commands(placement).await {
+            Ok(()) => Ok(Ok(())),
+            Err(e) if is_new && coffer_store::is_email_taken(&e) => Ok(Err(Again::EmailTaken)),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

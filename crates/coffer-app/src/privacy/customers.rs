@@ -206,6 +206,16 @@ pub struct CustomerService {
     files: Option<Arc<dyn crate::files::FileStore>>,
 }
 
+/// A customer made but not yet written: see [`CustomerService::new_customer`].
+pub struct NewCustomer {
+    pub record: CustomerRecord,
+    pub row: NewSealedCustomer,
+    pub audit: coffer_domain::AuditEntry,
+    pub key: DataKey,
+    /// The row must be committed before this time (its key's hand-out window).
+    pub usable_until: Millis,
+}
+
 fn ctx<'a>(id: &'a CustomerId, column: &'a str, key: &'a DataKeyId) -> FieldContext<'a> {
     FieldContext { table: TABLE, column, row_id: id.as_str(), data_key_id: key.as_str() }
 }
@@ -265,22 +275,7 @@ impl CustomerService {
         if self.db.customer_by_email_index(&index).await?.is_some() {
             return Err(AppError::Conflict);
         }
-        let id = CustomerId::generate();
-        let key_id = DataKeyId::generate();
-        // The key store first: a crash after this leaves an unused key,
-        // never a row whose key is missing.
-        let key = self.vault.new_data_key(&key_id).await?;
-        let fields = seal_details(&key, &id, &key_id, &details)?;
-        let now = self.clock.now();
-        let row = NewSealedCustomer {
-            id: id.clone(),
-            data_key_id: key_id,
-            email_index: index,
-            email_index_version: self.vault.blind_index().version(),
-            fields,
-            at: now,
-        };
-        let audit = crate::request::audit_entry(now, actor, AuditAction::CustomerCreated, Some(id.to_string()));
+        let NewCustomer { record, row, audit, .. } = self.new_customer(&details, actor).await?;
         self.db
             .write(move |tx| {
                 Box::pin(async move {
@@ -290,7 +285,36 @@ impl CustomerService {
                 })
             })
             .await?;
-        Ok(CustomerRecord { id, details, created_at: now, updated_at: now })
+        Ok(record)
+    }
+
+    /// A new customer's row, sealed under a spare data key (already durable
+    /// in the key store, see [`Vault::spare_customer_key`]), and its audit
+    /// entry, for the caller to write in a unit of its own choosing (a first
+    /// order writes it in the order's unit) before `usable_until`.
+    pub async fn new_customer(&self, details: &CustomerDetails, actor: &Actor) -> Result<NewCustomer, AppError> {
+        let details = details.validated()?;
+        let index = self.vault.blind_index().email(&details.email);
+        let id = CustomerId::generate();
+        let spare = self.vault.spare_customer_key().await?;
+        let fields = seal_details(&spare.key, &id, &spare.id, &details)?;
+        let now = self.clock.now();
+        let row = NewSealedCustomer {
+            id: id.clone(),
+            data_key_id: spare.id,
+            email_index: index,
+            email_index_version: self.vault.blind_index().version(),
+            fields,
+            at: now,
+        };
+        let audit = crate::request::audit_entry(now, actor, AuditAction::CustomerCreated, Some(id.to_string()));
+        Ok(NewCustomer {
+            record: CustomerRecord { id, details, created_at: now, updated_at: now },
+            row,
+            audit,
+            key: spare.key,
+            usable_until: spare.usable_until,
+        })
     }
 
     /// Opens a stored row. `Erased` when its key is gone.

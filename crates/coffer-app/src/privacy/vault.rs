@@ -33,6 +33,36 @@ pub struct Vault {
     /// Named secrets once opened: their value never changes (a re-wrap
     /// changes only how they are stored), and some are used on every order.
     named: std::sync::Mutex<std::collections::HashMap<String, Arc<Zeroizing<Vec<u8>>>>>,
+    spares: Arc<SpareKeys>,
+}
+
+/// How many spare customer keys one key store commit makes.
+pub const SPARE_BATCH: usize = 64;
+/// Below this many spares left, a refill starts in the background.
+const SPARE_LOW_WATER: usize = 24;
+/// How long a spare key may be handed out after it is made.
+pub const SPARE_HAND_OUT_MS: i64 = 10 * 60 * 1000;
+/// After the hand-out window, how long before the sweep may delete an
+/// unused spare: far longer than any unit that seals under a key takes
+/// between taking it and committing (a placement's gateway calls are cut
+/// off after 20 s), so a key a customer row is about to name is never swept.
+pub const SPARE_GRACE_MS: i64 = 50 * 60 * 1000;
+
+/// A customer data key made ahead of demand: stored (committed) in the key
+/// store before it was put here, so sealing under it needs no key store
+/// write. Usable until `usable_until`; see [`Vault::spare_customer_key`].
+pub struct SpareKey {
+    pub id: DataKeyId,
+    pub key: DataKey,
+    pub usable_until: coffer_domain::Millis,
+}
+
+#[derive(Default)]
+struct SpareKeys {
+    queue: std::sync::Mutex<std::collections::VecDeque<SpareKey>>,
+    /// One batch is made at a time; others wait for it and take from it.
+    making: tokio::sync::Mutex<()>,
+    refilling: std::sync::atomic::AtomicBool,
 }
 
 fn poisoned() -> AppError {
@@ -69,7 +99,8 @@ impl Vault {
         let csrf_key = secrecy::SecretBox::new(Box::new(csrf));
         let loaded = RwLock::new(loaded);
         let named = std::sync::Mutex::default();
-        let vault = Vault { provider, store, clock, loaded, blind_index, audit_signer, csrf_key, named };
+        let spares = Arc::default();
+        let vault = Vault { provider, store, clock, loaded, blind_index, audit_signer, csrf_key, named, spares };
         Ok(vault)
     }
 
@@ -129,6 +160,67 @@ impl Vault {
         let record = WrappedSecret { id: id.as_str().to_owned(), kek_version: kek.version(), wrapped };
         self.store.put_data_key(record, self.clock.now()).await?;
         Ok(key)
+    }
+
+    /// A data key for a new customer row, taken from the spares made
+    /// ahead of demand, so the caller's unit is the only commit it waits
+    /// for. Only for a key a `customers` row will name: the sweep
+    /// ([`crate::privacy::sweep_spare_keys`]) deletes spares no customer
+    /// row names. The caller commits before `usable_until` or takes another.
+    pub async fn spare_customer_key(&self) -> Result<SpareKey, AppError> {
+        loop {
+            if let Some(spare) = self.take_spare()? {
+                return Ok(spare);
+            }
+            // None left: make a batch, or wait for the one being made.
+            let _making = self.spares.making.lock().await;
+            if let Some(spare) = self.take_spare()? {
+                return Ok(spare);
+            }
+            let kek = self.active_kek()?;
+            make_spares(&self.spares, &self.store, self.clock.as_ref(), &kek).await?;
+        }
+    }
+
+    /// The oldest spare still usable (older ones are dropped: the sweep
+    /// deletes them); starts a refill when few are left.
+    fn take_spare(&self) -> Result<Option<SpareKey>, AppError> {
+        let now = self.clock.now();
+        let (spare, left) = {
+            let mut queue = self.spares.queue.lock().map_err(|_| poisoned())?;
+            let mut spare = None;
+            while let Some(next) = queue.pop_front() {
+                if next.usable_until.0 > now.0 {
+                    spare = Some(next);
+                    break;
+                }
+            }
+            (spare, queue.len())
+        };
+        if spare.is_some() && left < SPARE_LOW_WATER {
+            self.refill_in_background()?;
+        }
+        Ok(spare)
+    }
+
+    fn refill_in_background(&self) -> Result<(), AppError> {
+        use std::sync::atomic::Ordering;
+        if self.spares.refilling.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let (spares, store, clock, kek) =
+            (self.spares.clone(), self.store.clone(), self.clock.clone(), self.active_kek()?);
+        tokio::spawn(async move {
+            let making = spares.making.lock().await;
+            let low = spares.queue.lock().map(|q| q.len() < SPARE_LOW_WATER).unwrap_or(false);
+            if low && let Err(e) = make_spares(&spares, &store, clock.as_ref(), &kek).await {
+                // Checkout then makes a batch itself; nothing is lost.
+                tracing::warn!(error = %e, "making spare customer keys failed");
+            }
+            drop(making);
+            spares.refilling.store(false, Ordering::Release);
+        });
+        Ok(())
     }
 
     /// A named secret sealed under the master key (a vendor's license
@@ -340,4 +432,23 @@ async fn secret_once(
         .get(&record.kek_version)
         .ok_or(AppError::Crypto(coffer_crypto::CryptoError::MissingKeyVersion(record.kek_version)))?;
     Ok(unwrap_secret(kek, SECRET, name, &record.wrapped)?)
+}
+
+/// Makes [`SPARE_BATCH`] customer keys, wraps them under `kek` and commits
+/// them to the key store in one transaction; only then are they handed out.
+async fn make_spares(spares: &SpareKeys, store: &KeyStore, clock: &dyn Clock, kek: &MasterKey) -> Result<(), AppError> {
+    let now = clock.now();
+    let usable_until = coffer_domain::Millis(now.0 + SPARE_HAND_OUT_MS);
+    let mut made = Vec::with_capacity(SPARE_BATCH);
+    let mut records = Vec::with_capacity(SPARE_BATCH);
+    for _ in 0..SPARE_BATCH {
+        let id = DataKeyId::generate();
+        let key = DataKey::generate()?;
+        let wrapped = wrap_secret(kek, DATA_KEY, id.as_str(), key.expose())?;
+        records.push(WrappedSecret { id: id.as_str().to_owned(), kek_version: kek.version(), wrapped });
+        made.push(SpareKey { id, key, usable_until });
+    }
+    store.put_spare_data_keys(records, now, usable_until).await?;
+    spares.queue.lock().map_err(|_| poisoned())?.extend(made);
+    Ok(())
 }

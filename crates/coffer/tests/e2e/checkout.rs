@@ -21,6 +21,7 @@ on_both_backends!(
     paying_twice_from_one_review_makes_one_order,
     staff_refund_and_reject_orders_of_an_erased_customer,
     p06_vendors_get_the_buyer_only_of_orders_they_fill_or_support,
+    first_orders_from_one_new_address_at_once_make_one_customer,
 );
 
 pub(crate) async fn policy_version(server: &TestServer) -> String {
@@ -336,6 +337,42 @@ async fn download_links_stream_the_file_a_limited_number_of_times() {
     held["items"][0]["product_id"] = product["id"].clone();
     let (_, held) = post_order(&server, &held).await;
     assert_eq!((held["status"].as_str(), &held["downloads"]), (Some("on_hold"), &json!([])));
+}
+
+/// A first order writes its new buyer in the order's own unit; several
+/// first orders from one address at once all succeed, and the ones that
+/// lose the race for the address start again as that customer's orders.
+async fn first_orders_from_one_new_address_at_once_make_one_customer(server: TestServer) {
+    let version = policy_version(&server).await;
+    let pool = raw_pool(&server).await;
+    let count = |pool: sqlx::AnyPool| async move {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM customers").fetch_one(&pool).await.unwrap();
+        n
+    };
+    let before = count(pool.clone()).await;
+    let body = order(&server, &version, "4242424242424242", "all-at-once@example.org");
+    let answers = futures::future::join_all((0..8).map(|_| async {
+        let response = client().post(server.url("/api/v1/orders")).json(&body).send().await.unwrap();
+        (response.status(), response.json::<Value>().await.unwrap())
+    }))
+    .await;
+    let mut ids = Vec::new();
+    for (status, answer) in &answers {
+        assert_eq!(*status, StatusCode::CREATED, "{answer}");
+        ids.push(answer["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(count(pool.clone()).await, before + 1, "one customer for one address");
+    let mut buyers = std::collections::HashSet::new();
+    for id in &ids {
+        let (customer,): (String,) = sqlx::query_as("SELECT customer_id FROM orders WHERE id = $1")
+            .bind(id.clone())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        buyers.insert(customer);
+    }
+    assert_eq!(buyers.len(), 1, "all eight orders belong to the one customer");
+    pool.close().await;
 }
 
 async fn post_with_key(server: &TestServer, key: &str, body: &Value) -> (StatusCode, Value) {

@@ -11,6 +11,7 @@ mod bad_input;
 mod browser;
 mod checkout;
 mod cli;
+mod crash;
 mod limits;
 mod privacy;
 mod shutdown;

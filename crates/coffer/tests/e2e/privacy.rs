@@ -32,7 +32,7 @@ fn failed(out: &Output) -> String {
 
 /// The server's customer service, opened from the test process on the same
 /// databases and key directory (as a second server would).
-async fn customers(server: &TestServer) -> CustomerService {
+pub(crate) async fn customers(server: &TestServer) -> CustomerService {
     let db = Db::open(&server.database_url(), &DbOptions::default()).await.unwrap();
     let keys = KeyStore::open(&server.key_store_url(), &DbOptions::default()).await.unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
