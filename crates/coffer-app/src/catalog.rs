@@ -39,11 +39,16 @@ impl CartView {
     }
 }
 
+/// A page query and the name of the rendering kept for it.
+type RenderedKey = (ProductQuery, &'static str);
+
 #[derive(Clone)]
 pub struct CatalogService {
     db: Db,
     clock: Arc<dyn Clock>,
     pages: Arc<TtlCache<ProductQuery, ProductPage>>,
+    /// Pages as a caller rendered them (keyed by the renderer's name too).
+    rendered: Arc<TtlCache<RenderedKey, Arc<[u8]>>>,
     products: Arc<TtlCache<ProductId, Option<Product>>>,
 }
 
@@ -54,6 +59,7 @@ impl CatalogService {
         CatalogService {
             db,
             pages: Arc::new(TtlCache::new(cache_ttl_ms, CACHED_QUERIES, clock.clone())),
+            rendered: Arc::new(TtlCache::new(cache_ttl_ms, CACHED_QUERIES, clock.clone())),
             products: Arc::new(TtlCache::new(cache_ttl_ms, CACHED_QUERIES, clock.clone())),
             clock,
         }
@@ -66,6 +72,24 @@ impl CatalogService {
         let page = self.db.products(query).await?;
         self.pages.put(query.clone(), page.clone());
         Ok(page)
+    }
+
+    /// A page as `render` turns it into bytes (the API's JSON, say), kept
+    /// for as long as the page itself: a busy catalog is rendered once per
+    /// cache period, not once per request. `renderer` names the rendering.
+    pub async fn rendered_products(
+        &self,
+        query: &ProductQuery,
+        renderer: &'static str,
+        render: impl FnOnce(&ProductPage) -> Result<Vec<u8>, AppError>,
+    ) -> Result<Arc<[u8]>, AppError> {
+        let key = (query.clone(), renderer);
+        if let Some(bytes) = self.rendered.get(&key) {
+            return Ok(bytes);
+        }
+        let bytes: Arc<[u8]> = render(&self.products(query).await?)?.into();
+        self.rendered.put(key, bytes.clone());
+        Ok(bytes)
     }
 
     pub async fn product(&self, id: &ProductId) -> Result<Product, AppError> {
@@ -109,6 +133,7 @@ impl CatalogService {
 
     fn forget_cached(&self) {
         self.pages.clear();
+        self.rendered.clear();
         self.products.clear();
     }
 

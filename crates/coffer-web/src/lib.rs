@@ -136,9 +136,5 @@ pub fn router(state: AppState, limits: &HttpConfig) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_millis(limits.request_timeout_ms),
         ))
-        .layer(axum::middleware::from_fn(middleware::reject_non_utf8_query))
-        .layer(axum::middleware::from_fn(middleware::error_bodies))
-        .layer(axum::middleware::from_fn(middleware::security_headers))
-        .layer(axum::middleware::from_fn_with_state(secure_transport, middleware::hsts))
-        .layer(axum::middleware::from_fn(middleware::request_id_and_trace))
+        .layer(axum::middleware::from_fn_with_state(secure_transport, middleware::every_request))
 }

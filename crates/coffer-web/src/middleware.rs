@@ -15,22 +15,53 @@ pub fn is_api_path(path: &str) -> bool {
     path == "/api" || path.starts_with("/api/") || path == "/health"
 }
 
-/// Gives every request a fresh id (never taken from the client, so logs
-/// cannot be fed arbitrary text), serves the request under it (audit
-/// entries record it, see `coffer_app::request`), and logs one line per
-/// request with the route *template*, never the raw path or query, which
-/// may carry personal data.
-pub async fn request_id_and_trace(request: Request, next: Next) -> Response {
+/// Everything every request passes through, in one layer (one boxed
+/// future per request, not five):
+/// - a fresh request id (never taken from the client, so logs cannot be
+///   fed arbitrary text); the request is served under it (audit entries
+///   record it, see `coffer_app::request`) and answered with it;
+/// - one log line per request with the route *template*, never the raw
+///   path or query, which may carry personal data;
+/// - a query string whose percent-decoded bytes are not UTF-8 is refused
+///   before any handler sees it (form decoding would silently replace them);
+/// - bodiless error answers get a body in the right form ([`with_error_body`]);
+/// - a strict CSP without inline script, and the other headers that keep a
+///   page from being framed, sniffed or leaking its URL; and
+///   `Strict-Transport-Security` (two years, subdomains included) when
+///   clients reach us over TLS (built in, or at a trusted proxy).
+pub(crate) async fn every_request(
+    axum::extract::State(secure_transport): axum::extract::State<bool>,
+    request: Request,
+    next: Next,
+) -> Response {
     let id = uuid::Uuid::now_v7().to_string();
     let route = request.extensions().get::<MatchedPath>().map_or("(unmatched)", |p| p.as_str()).to_owned();
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), route = %route);
     let started = Instant::now();
-    let mut response = coffer_app::request::serving(id.clone(), next.run(request)).instrument(span.clone()).await;
+    let json = is_api_path(request.uri().path());
+    let valid_query =
+        request.uri().query().is_none_or(|q| percent_encoding::percent_decode_str(q).decode_utf8().is_ok());
+    let response = if valid_query {
+        coffer_app::request::serving(id.clone(), next.run(request)).instrument(span.clone()).await
+    } else {
+        non_utf8_query_refusal(json)
+    };
+    let mut response = with_error_body(json, response);
     let status = response.status().as_u16();
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     span.in_scope(|| tracing::info!(status, micros, "request finished"));
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+    }
+    if secure_transport {
+        headers.insert(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        );
+    }
     if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
+        headers.insert(HeaderName::from_static("x-request-id"), value);
     }
     response
 }
@@ -48,23 +79,10 @@ const SECURITY_HEADERS: &[(&str, &str)] = &[
     ("cross-origin-resource-policy", "same-origin"),
 ];
 
-/// A strict CSP without inline script, and the other headers that keep a
-/// page from being framed, sniffed or leaking its URL.
-pub async fn security_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    for (name, value) in SECURITY_HEADERS {
-        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
-    }
-    response
-}
-
 /// Gives bodiless error answers from the framework or a layer (404, 405,
 /// 408, 413, …) a body in the right form: the JSON error model under the API,
 /// an error page elsewhere. Headers such as `Allow` are kept.
-pub async fn error_bodies(request: Request, next: Next) -> Response {
-    let json = is_api_path(request.uri().path());
-    let response = next.run(request).await;
+fn with_error_body(json: bool, response: Response) -> Response {
     let status = response.status();
     let is_error = status.is_client_error() || status.is_server_error();
     // Our handlers answer errors as JSON or HTML; plain text comes from a
@@ -83,14 +101,9 @@ pub async fn error_bodies(request: Request, next: Next) -> Response {
     replaced
 }
 
-/// A query string whose percent-decoded bytes are not UTF-8 is refused
-/// before any handler sees it (form decoding would silently replace them).
-pub async fn reject_non_utf8_query(request: Request, next: Next) -> Response {
-    let valid = request.uri().query().is_none_or(|q| percent_encoding::percent_decode_str(q).decode_utf8().is_ok());
-    if valid {
-        return next.run(request).await;
-    }
-    if is_api_path(request.uri().path()) {
+/// The answer to a query string that is not UTF-8 (see [`every_request`]).
+fn non_utf8_query_refusal(json: bool) -> Response {
+    if json {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "the query string is not valid UTF-8").into_response()
     } else {
         StatusCode::BAD_REQUEST.into_response()
@@ -124,21 +137,4 @@ pub(crate) async fn staff_networks_only(
             && state.staff_networks.iter().any(|net| net.contains(&ip))
     });
     if allowed { next.run(request).await } else { crate::pages::not_found(request).await }
-}
-
-/// `Strict-Transport-Security` on every answer when clients reach us over
-/// TLS (built in, or at a trusted proxy): two years, subdomains included.
-pub(crate) async fn hsts(
-    axum::extract::State(secure_transport): axum::extract::State<bool>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let mut response = next.run(request).await;
-    if secure_transport {
-        response.headers_mut().insert(
-            axum::http::header::STRICT_TRANSPORT_SECURITY,
-            axum::http::HeaderValue::from_static("max-age=63072000; includeSubDomains"),
-        );
-    }
-    response
 }

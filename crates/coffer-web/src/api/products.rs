@@ -6,6 +6,7 @@ use crate::extract::{ApiPath, ApiQuery};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use coffer_app::ProductQuery;
 use coffer_domain::{Product, ProductId, VendorSlug};
 use serde::{Deserialize, Serialize};
@@ -80,7 +81,7 @@ pub struct ListParams {
 pub async fn list_products(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
-) -> Result<Json<ProductList>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let invalid = |field: &str, message: &'static str| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter", message).with_field(field)
     };
@@ -92,11 +93,20 @@ pub async fn list_products(
     if !(1..=100).contains(&limit) {
         return Err(invalid("limit", "must be between 1 and 100"));
     }
-    let page = state.catalog.products(&ProductQuery { vendor, after, limit }).await?;
-    Ok(Json(ProductList {
-        products: page.products.into_iter().map(ProductView::from).collect(),
-        next_after: page.next_after.map(|id| id.to_string()),
-    }))
+    // Rendered once per catalog cache period, then served as it is.
+    let json = state
+        .catalog
+        .rendered_products(&ProductQuery { vendor, after, limit }, "api-v1-json", |page| {
+            let list = ProductList {
+                products: page.products.iter().cloned().map(ProductView::from).collect(),
+                next_after: page.next_after.as_ref().map(ToString::to_string),
+            };
+            serde_json::to_vec(&list).map_err(|_| coffer_app::AppError::Internal("a product list could not be encoded"))
+        })
+        .await?;
+    let body = axum::body::Body::from(bytes::Bytes::from_owner(json));
+    Ok(([(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"))], body)
+        .into_response())
 }
 
 /// One product.
