@@ -59,6 +59,9 @@ pub struct DbOptions {
     pub busy_timeout: Duration,
     /// How long a caller waits for a pooled connection.
     pub acquire_timeout: Duration,
+    /// SQLite: WAL frames (pages) past which the checkpointer starts the
+    /// WAL over (see [`checkpointer`]).
+    pub wal_limit_frames: i64,
 }
 
 impl Default for DbOptions {
@@ -69,6 +72,8 @@ impl Default for DbOptions {
             write_batch_max: 256,
             busy_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(10),
+            // 64 MiB of 4 KiB pages.
+            wal_limit_frames: 16_384,
         }
     }
 }
@@ -367,7 +372,11 @@ impl<K> Database<K> {
                 // Checkpoints run beside the writer, not inside its commits
                 // (where SQLite's automatic ones would stall every write
                 // behind an fsync of the database file).
-                tokio::spawn(checkpointer(sqlite_pool(url, 1, false, options).await?, Arc::downgrade(&counters)));
+                tokio::spawn(checkpointer(
+                    sqlite_pool(url, 1, false, options).await?,
+                    options.wal_limit_frames,
+                    Arc::downgrade(&counters),
+                ));
                 let (tx, rx) = mpsc::channel(options.write_batch_max.max(1) * 4);
                 let writer = Writer {
                     pool: writer_pool.clone(),
@@ -606,7 +615,16 @@ async fn sqlite_pool(url: &str, size: u32, read_only: bool, options: &DbOptions)
 /// Copies the WAL into the database file every quarter second from a
 /// connection of its own (PASSIVE: it never waits for the writer), until
 /// the `Db` is gone.
-async fn checkpointer(pool: AnyPool, alive: std::sync::Weak<Counters>) {
+///
+/// SQLite starts the WAL over only when a write begins after every frame
+/// was copied and no reader still reads from the WAL. Under steady writes
+/// and reads that moment never comes, so the WAL grows without end (2.6 GB
+/// after 120 k orders in `scripts/bench --only growth`), and every read
+/// searches a longer WAL index: checkout slowed as the data grew. So once
+/// the WAL holds more than `limit_frames`, a TRUNCATE checkpoint waits for
+/// the readers under way and starts it over. It holds new writes back
+/// while it waits, so it waits at most 200 ms, and tries again next time.
+async fn checkpointer(pool: AnyPool, limit_frames: i64, alive: std::sync::Weak<Counters>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;
@@ -616,7 +634,13 @@ async fn checkpointer(pool: AnyPool, alive: std::sync::Weak<Counters>) {
         }
         let done = async {
             let mut conn = pool.acquire().await?;
-            Executor::execute(&mut *conn, "PRAGMA wal_checkpoint(PASSIVE)").await?;
+            let (_, frames, _): (i64, i64, i64) =
+                sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut *conn).await?;
+            if frames > limit_frames {
+                // This connection is the checkpointer's alone.
+                Executor::execute(&mut *conn, "PRAGMA busy_timeout = 200").await?;
+                Executor::execute(&mut *conn, "PRAGMA wal_checkpoint(TRUNCATE)").await?;
+            }
             Ok::<_, sqlx::Error>(())
         };
         if let Err(e) = done.await {

@@ -532,3 +532,61 @@ async fn a_money_move_whose_claim_was_taken_over_cannot_end_the_new_one(f: Fixtu
     assert!(release(second).await.unwrap());
     assert!(claim(700_001).await.unwrap().is_some(), "released, the order is free again");
 }
+
+/// Under steady writes, with reads running all the time, SQLite never
+/// starts its WAL over by itself; the checkpointer does once it passes its
+/// limit, so the WAL stays near that size instead of growing with every
+/// order (`scripts/bench --only growth` saw 2.6 GB after 120 k orders).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_started_over_under_steady_reads_and_writes() {
+    let database = TestDatabase::new(TestBackend::Sqlite).await;
+    let options = DbOptions { wal_limit_frames: 256, ..DbOptions::default() };
+    let db = Db::open(&database.url, &options).await.unwrap();
+    db.migrate().await.unwrap();
+    db.write(|tx| Box::pin(async move { tx.publish_policy("v1", "<p>policy</p>", Millis(1)).await })).await.unwrap();
+    let file = database.url.trim_start_matches("sqlite://").split('?').next().unwrap().to_owned();
+    let wal = std::path::PathBuf::from(format!("{file}-wal"));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for reader in 0..4 {
+        let (db, stop) = (db.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                db.products(&ProductQuery { vendor: None, after: None, limit: 50 + reader }).await.unwrap();
+            }
+        }));
+    }
+    for writer in 0..8 {
+        let (db, stop) = (db.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let who = format!("w{writer}-{n}");
+                db.write_commands(placement(&OrderId::generate(), &who, &who)).await.unwrap();
+                n += 1;
+            }
+        }));
+    }
+    // SQLite never shrinks a WAL file by itself: each time it is smaller
+    // than at the look before, it was started over.
+    let (started, mut last, mut largest, mut restarts) = (std::time::Instant::now(), 0, 0, 0);
+    while started.elapsed() < Duration::from_secs(6) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if size < last {
+            restarts += 1;
+        }
+        (last, largest) = (size, largest.max(size));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let pool = sqlx::AnyPool::connect(&database.url).await.unwrap();
+    let (written,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orders").fetch_one(&pool).await.unwrap();
+    // 256 frames are 1 MiB; the load writes several MiB a second, more
+    // than that between two looks of the checkpointer (every 250 ms).
+    assert!(written > 1_000, "the load wrote enough to show growth: {written} orders");
+    assert!(restarts >= 3, "the WAL was started over {restarts} times in 6 s (largest {largest} bytes)");
+    assert!(largest < 64 << 20, "the WAL grew to {largest} bytes over {written} orders");
+}
