@@ -146,6 +146,12 @@ impl FailedPaymentLimit {
                     count.failures.pop_front();
                 }
             }
+            // A key with nothing in flight and no failure says nothing:
+            // forgotten at once, so honest buyers (every new email is a
+            // key) do not fill the map.
+            if count.in_flight == 0 && count.failures.is_empty() {
+                counts.remove(key);
+            }
         }
     }
 }
@@ -194,6 +200,20 @@ mod tests {
         // One ended well (a dropped reservation too): room again.
         first.finish(false, Millis(2));
         assert!(limit.reserve(keys, Millis(2)).is_ok());
+    }
+
+    #[test]
+    fn honest_attempts_leave_nothing_behind() {
+        let limit = FailedPaymentLimit::new(3, 10_000).unwrap();
+        let ip: IpAddr = "203.0.113.7".parse().unwrap();
+        for n in 0..1_000 {
+            let keys = limit.keys(Some(ip), &format!("buyer-{n}@example.org"), Some("4242424242424242"));
+            limit.reserve(keys, Millis(n)).unwrap().finish(false, Millis(n));
+        }
+        assert_eq!(limit.counts.lock().unwrap().len(), 0, "a thousand new buyers are not remembered");
+        let declined = limit.keys(None, "d@example.org", Some("4000000000000002"));
+        limit.reserve(declined, Millis(5)).unwrap().finish(true, Millis(5));
+        assert_eq!(limit.counts.lock().unwrap().len(), 2, "a failure is remembered for its email and card");
     }
 
     #[test]
