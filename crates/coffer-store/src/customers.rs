@@ -127,6 +127,10 @@ fn bytes(s: Option<&Sealed>) -> Option<Vec<u8>> {
     s.map(|s| s.as_bytes().to_vec())
 }
 
+/// A new customer row: `$1` id … `$9` the creation time (also `updated_at`).
+const INSERT_CUSTOMER: &str = "INSERT INTO customers (id, data_key_id, email_index, email_index_version, name, email, \
+                               phone, address, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)";
+
 /// The statements that add a new customer and its audit entry, for a unit
 /// of [`crate::Db::write_commands`] (a first order adds its buyer this way).
 pub(crate) fn insert_statements(
@@ -136,8 +140,7 @@ pub(crate) fn insert_statements(
     use crate::batch::Val;
     [
         (
-            "INSERT INTO customers (id, data_key_id, email_index, email_index_version, name, email, phone, address, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+            INSERT_CUSTOMER,
             vec![
                 Val::Text(c.id.as_str().to_owned()),
                 Val::Text(c.data_key_id.as_str().to_owned()),
@@ -251,21 +254,18 @@ pub(crate) fn erasure_from_row(row: &AnyRow) -> Result<Erasure, StoreError> {
 
 impl CustomerWriter for WriteTx {
     async fn insert_customer(&mut self, c: &NewSealedCustomer) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO customers (id, data_key_id, email_index, email_index_version, name, email, phone, address, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
-        )
-        .bind(c.id.as_str())
-        .bind(c.data_key_id.as_str())
-        .bind(c.email_index.to_vec())
-        .bind(i64::from(c.email_index_version))
-        .bind(bytes(c.fields.name.as_ref()))
-        .bind(bytes(c.fields.email.as_ref()))
-        .bind(bytes(c.fields.phone.as_ref()))
-        .bind(bytes(c.fields.address.as_ref()))
-        .bind(c.at.0)
-        .execute(self.conn())
-        .await?;
+        sqlx::query(INSERT_CUSTOMER)
+            .bind(c.id.as_str())
+            .bind(c.data_key_id.as_str())
+            .bind(c.email_index.to_vec())
+            .bind(i64::from(c.email_index_version))
+            .bind(bytes(c.fields.name.as_ref()))
+            .bind(bytes(c.fields.email.as_ref()))
+            .bind(bytes(c.fields.phone.as_ref()))
+            .bind(bytes(c.fields.address.as_ref()))
+            .bind(c.at.0)
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 

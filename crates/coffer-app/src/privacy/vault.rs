@@ -165,7 +165,7 @@ impl Vault {
     /// A data key for a new customer row, taken from the spares made
     /// ahead of demand, so the caller's unit is the only commit it waits
     /// for. Only for a key a `customers` row will name: the sweep
-    /// ([`crate::privacy::sweep_spare_keys`]) deletes spares no customer
+    /// ([`crate::retention::sweep_spare_keys`]) deletes spares no customer
     /// row names. The caller commits before `usable_until` or takes another.
     pub async fn spare_customer_key(&self) -> Result<SpareKey, AppError> {
         loop {
@@ -205,11 +205,12 @@ impl Vault {
 
     fn refill_in_background(&self) -> Result<(), AppError> {
         use std::sync::atomic::Ordering;
+        // The key first: a failure here must not leave the flag set.
+        let kek = self.active_kek()?;
         if self.spares.refilling.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let (spares, store, clock, kek) =
-            (self.spares.clone(), self.store.clone(), self.clock.clone(), self.active_kek()?);
+        let (spares, store, clock) = (self.spares.clone(), self.store.clone(), self.clock.clone());
         tokio::spawn(async move {
             let making = spares.making.lock().await;
             let low = spares.queue.lock().map(|q| q.len() < SPARE_LOW_WATER).unwrap_or(false);
