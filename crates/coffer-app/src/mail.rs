@@ -62,6 +62,8 @@ pub struct Outbox {
     clock: Arc<dyn Clock>,
     transport: Arc<Transport>,
     from: Mailbox,
+    /// See [`Outbox::sweep_mail_folder`].
+    orphans_checked_through: Arc<std::sync::atomic::AtomicI64>,
 }
 
 pub(crate) fn ctx<'a>(id: &'a str, column: &'a str, key: &'a DataKeyId) -> FieldContext<'a> {
@@ -89,7 +91,14 @@ impl Outbox {
             (MailTransport::Smtp, None) => return Err(AppError::Config("mail.smtp_url is required")),
             (MailTransport::File, _) => Transport::Files(data_dir.join("mail")),
         };
-        Ok(Outbox { db, vault, clock, transport: Arc::new(transport), from })
+        Ok(Outbox {
+            db,
+            vault,
+            clock,
+            transport: Arc::new(transport),
+            from,
+            orphans_checked_through: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
+        })
     }
 
     /// The folder of the file transport; `None` with SMTP.
@@ -105,35 +114,42 @@ impl Outbox {
     /// erasure another process made, a message delivered while the erasure
     /// ran); the last message under a one-off key stays 10 minutes for the
     /// person trying Coffer out to read. Returns how many files went.
+    ///
+    /// An erasure deletes the files it finds itself (`forget_mail_files`),
+    /// so after this process's first sweep, which looks up the key of every
+    /// file, a sweep looks up only the keys of files written since the last
+    /// one (and of last messages whose 10 minutes ended since): with a
+    /// million files in the folder, every key each minute was a million
+    /// key store reads, and the list of files held a hundred MiB.
     pub async fn sweep_mail_folder(&self, now: Millis) -> Result<u64, AppError> {
         let Some(dir) = self.mail_folder() else { return Ok(0) };
-        let listed = dir.clone();
-        let files = tokio::task::spawn_blocking(move || mail_files(&listed))
+        let checked_through = self.orphans_checked_through.load(std::sync::atomic::Ordering::Relaxed);
+        let window = OrphanWindow { now, checked_through };
+        let (expired, to_check) = tokio::task::spawn_blocking(move || sweep_expired(&dir, &window))
             .await
             .map_err(|_| AppError::Internal("the mail folder sweep stopped"))?
-            .map_err(|e| AppError::Files(format!("reading the mail folder: {}", e.kind())))?;
-        let mut deleted = 0;
+            .map_err(|e| AppError::Files(format!("sweeping the mail folder: {}", e.kind())))?;
+        let mut deleted = expired;
         // A customer has many files: each key is looked up once per sweep.
         let mut gone: std::collections::HashMap<DataKeyId, bool> = std::collections::HashMap::new();
-        for (path, key, at, last) in files {
-            let expired = at.0 <= now.0 - crate::retention::message_retention_ms();
-            let orphan = if !last || at.0 <= now.0 - LAST_MESSAGE_FILE_MS {
-                match gone.get(&key) {
-                    Some(known) => *known,
-                    None => {
-                        let missing = self.vault.key_store().data_key(key.as_str()).await?.is_none();
-                        gone.insert(key, missing);
-                        missing
-                    }
+        for (path, key) in to_check {
+            let orphan = match gone.get(&key) {
+                Some(known) => *known,
+                None => {
+                    let missing = self.vault.key_store().data_key(key.as_str()).await?.is_none();
+                    gone.insert(key, missing);
+                    missing
                 }
-            } else {
-                false
             };
-            if expired || orphan {
+            if orphan {
                 remove(&path).map_err(|e| AppError::Files(format!("deleting a mail file: {}", e.kind())))?;
                 deleted += 1;
             }
         }
+        // A file is named when its delivery starts and written at most
+        // SEND_WITHIN later: the next sweep looks back that far and more.
+        let margin = i64::try_from(ORPHAN_LOOK_BACK.as_millis()).unwrap_or(i64::MAX);
+        self.orphans_checked_through.store(now.0.saturating_sub(margin), std::sync::atomic::Ordering::Relaxed);
         Ok(deleted)
     }
 
@@ -184,6 +200,11 @@ impl Outbox {
             if claimed.is_empty() {
                 return Ok(sent);
             }
+            // A claim short of the batch took everything due: messages that
+            // come meanwhile wait for the next run (a second at most)
+            // instead of a claim and a record each, two commits that
+            // checkouts would queue behind.
+            let backlog = i64::try_from(claimed.len()).is_ok_and(|n| n >= CLAIM_BATCH);
             let until = tokio::time::Instant::now() + CLAIM_WITHIN;
             let runs = by_recipient(claimed).into_iter().map(|messages| async move {
                 let mut outcomes = Vec::with_capacity(messages.len());
@@ -203,6 +224,9 @@ impl Outbox {
             // Recorded together once this claim's messages are out; one
             // not recorded (a crash) is sent again when its lease ends.
             self.db.record_deliveries(outcomes, self.clock.now()).await?;
+            if !backlog {
+                return Ok(sent);
+            }
         }
     }
 
@@ -395,22 +419,54 @@ fn write_eml(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io::Result
     std::fs::rename(&partial, dir.join(name))
 }
 
-/// The message files in the mail folder with what their names say.
-fn mail_files(dir: &std::path::Path) -> std::io::Result<Vec<(PathBuf, DataKeyId, Millis, bool)>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        if let Some((key, at, last)) = name.to_str().and_then(parse_eml_name) {
-            files.push((entry.path(), key, at, last));
+/// How far back a sweep looks past the previous one for files whose key
+/// may be gone: more than a delivery may take between naming its file
+/// and writing it.
+const ORPHAN_LOOK_BACK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Which files a sweep at `now` looks at the key of.
+struct OrphanWindow {
+    now: Millis,
+    /// Files named before this had their key looked up by an earlier
+    /// sweep of this process (`i64::MIN`: none yet).
+    checked_through: i64,
+}
+
+impl OrphanWindow {
+    /// Whether the key of a file named at `at` is looked up now.
+    fn includes(&self, at: Millis, last: bool) -> bool {
+        if last {
+            // Kept 10 minutes whatever its key: looked at once they end.
+            let ends = at.0.saturating_add(LAST_MESSAGE_FILE_MS);
+            ends <= self.now.0 && ends > self.checked_through
+        } else {
+            at.0 > self.checked_through
         }
     }
-    Ok(files)
+}
+
+/// Walks the mail folder once, deleting files past the messages' keeping
+/// period; returns how many went and the files whose key is to be looked
+/// up. Nothing else of the folder is held.
+fn sweep_expired(dir: &std::path::Path, window: &OrphanWindow) -> std::io::Result<(u64, Vec<(PathBuf, DataKeyId)>)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, Vec::new())),
+        Err(e) => return Err(e),
+    };
+    let keep_until = window.now.0 - crate::retention::message_retention_ms();
+    let (mut expired, mut to_check) = (0, Vec::new());
+    for entry in entries {
+        let entry = entry?;
+        let Some((key, at, last)) = entry.file_name().to_str().and_then(parse_eml_name) else { continue };
+        if at.0 <= keep_until {
+            remove(&entry.path())?;
+            expired += 1;
+        } else if window.includes(at, last) {
+            to_check.push((entry.path(), key));
+        }
+    }
+    Ok((expired, to_check))
 }
 
 fn remove(path: &std::path::Path) -> std::io::Result<()> {
@@ -423,10 +479,18 @@ fn remove(path: &std::path::Path) -> std::io::Result<()> {
 /// Deletes every message file sealed under `key` from the mail folder (at
 /// erasure); returns how many.
 pub fn forget_mail_files(dir: &std::path::Path, key: &DataKeyId) -> std::io::Result<u64> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
     let mut deleted = 0;
-    for (path, _, _, _) in mail_files(dir)?.into_iter().filter(|(_, k, _, _)| k == key) {
-        remove(&path)?;
-        deleted += 1;
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_str().and_then(parse_eml_name).is_some_and(|(k, _, _)| &k == key) {
+            remove(&entry.path())?;
+            deleted += 1;
+        }
     }
     Ok(deleted)
 }

@@ -79,6 +79,7 @@ coffer_testkit::on_both_backends_with!(fixture;
     erasure_shreds_pending_mail,
     a_claim_whose_worker_died_is_delivered_after_its_lease,
     one_off_key_is_destroyed_once_its_message_is_sent,
+    the_mail_sweep_removes_files_whose_key_is_gone,
     link_sets_a_password_once_and_signs_in,
     links_expire_after_fifteen_minutes,
     lock_out_grows_and_treats_unknown_addresses_alike,
@@ -779,6 +780,59 @@ async fn one_off_key_is_destroyed_once_its_message_is_sent(f: Fixture) {
     assert_eq!(outbox.deliver_due().await.unwrap(), 1);
     assert!(f.keys.data_key(key_id.as_str()).await.unwrap().is_none(), "the one-off key is destroyed after sending");
     assert_eq!(f.db.email_status(&id).await.unwrap().unwrap().0, "sent");
+}
+
+/// Files whose key was destroyed behind this process's back (an erasure
+/// that crashed before deleting them; a message delivered while an erasure
+/// ran) go at the next sweep. After a process's first sweep, which looks
+/// at every file, a sweep looks only at files written since the last one:
+/// an erasure deletes the older ones itself.
+async fn the_mail_sweep_removes_files_whose_key_is_gone(f: Fixture) {
+    let clock = now_clock();
+    let (gone, kept) = (
+        f.customers.create(&details(404), &operator()).await.unwrap().id,
+        f.customers.create(&details(405), &operator()).await.unwrap().id,
+    );
+    let key_of = |id: CustomerId| {
+        let db = f.db.clone();
+        async move { db.customer(&id).await.unwrap().unwrap().data_key_id }
+    };
+    let files_of = |key: &coffer_domain::DataKeyId| {
+        let folder = f.key_dir.with_file_name("data").join("mail");
+        let prefix = format!("{key}.");
+        std::fs::read_dir(folder)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .count()
+    };
+    let sender = outbox(&f, None, clock.clone());
+    enqueue_for(&f, &sender, &gone, "Receipt", "Body").await;
+    enqueue_for(&f, &sender, &kept, "Receipt", "Body").await;
+    assert_eq!(sender.deliver_due().await.unwrap(), 2);
+    let (gone_key, kept_key) = (key_of(gone).await, key_of(kept.clone()).await);
+    f.keys.delete_data_key(gone_key.as_str()).await.unwrap();
+    clock.advance(60 * 60 * 1000);
+
+    // A process's first sweep looks at every file, however old.
+    let sweeper = outbox(&f, None, clock.clone());
+    assert_eq!(sweeper.sweep_mail_folder(clock.now()).await.unwrap(), 1);
+    assert_eq!((files_of(&gone_key), files_of(&kept_key)), (0, 1));
+
+    // A message delivered while an erasure ran, after it deleted the files.
+    clock.advance(60 * 1000);
+    enqueue_for(&f, &sender, &kept, "Receipt", "Written late").await;
+    assert_eq!(sender.deliver_due().await.unwrap(), 1);
+    f.keys.delete_data_key(kept_key.as_str()).await.unwrap();
+    clock.advance(60 * 1000);
+    assert_eq!(sweeper.sweep_mail_folder(clock.now()).await.unwrap(), 1, "the late file goes");
+    // The older file was looked at by the first sweep, and the erasure
+    // deletes such files itself: it is not looked at again.
+    assert_eq!(files_of(&kept_key), 1);
+    // A new process looks at everything again.
+    let restarted = outbox(&f, None, clock.clone());
+    assert_eq!(restarted.sweep_mail_folder(clock.now()).await.unwrap(), 1);
+    assert_eq!(files_of(&kept_key), 0);
 }
 
 // ---- accounts ----

@@ -17,6 +17,7 @@ use sqlx::any::AnyArguments;
 use sqlx::{AnyConnection, Arguments};
 
 /// One parameter value.
+#[derive(Clone)]
 pub(crate) enum Val {
     Text(String),
     OptText(Option<String>),
