@@ -20,6 +20,14 @@ use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot};
 /// short (one row by key) and the machine has few cores.
 const DIRECT_READERS: usize = 4;
 
+/// The key store's connections: its reads are one small row by key, most
+/// of them answered from the vault's cache, so a few connections serve it.
+/// Each SQLite connection keeps a page cache of up to 2 MiB (and sqlx's a
+/// thread); the key store had as many as the data database.
+const KEY_STORE_READERS: u32 = 2;
+const KEY_STORE_DIRECT_READERS: usize = 1;
+const KEY_STORE_POSTGRES_CONNECTIONS: u32 = 4;
+
 /// Which database engine a [`Db`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -291,7 +299,7 @@ impl Db {
     /// created if missing and put in WAL mode; one writer connection,
     /// several readers.
     pub async fn open(url: &str, options: &DbOptions) -> Result<Db, StoreError> {
-        Database::connect(url, options).await
+        Database::connect(url, options, DIRECT_READERS).await
     }
 
     /// Applies the migrations of this backend that have not run yet. On
@@ -350,7 +358,12 @@ impl Database<Keys> {
     /// Connects to the key store's database and applies its migrations
     /// (`migrations/keystore-*`).
     pub(crate) async fn open_key_store(url: &str, options: &DbOptions) -> Result<Self, StoreError> {
-        let db = Database::connect(url, options).await?;
+        let options = DbOptions {
+            sqlite_readers: options.sqlite_readers.min(KEY_STORE_READERS),
+            postgres_connections: options.postgres_connections.min(KEY_STORE_POSTGRES_CONNECTIONS),
+            ..options.clone()
+        };
+        let db = Database::connect(url, &options, KEY_STORE_DIRECT_READERS).await?;
         db.run_migrations(match db.backend() {
             Backend::Sqlite => EmbeddedMigrations(migrations::KEYSTORE_SQLITE),
             Backend::Postgres => EmbeddedMigrations(migrations::KEYSTORE_POSTGRES),
@@ -370,8 +383,9 @@ impl Database<Keys> {
 }
 
 impl<K> Database<K> {
-    /// Connects to the database the URL names (see [`Db::open`]).
-    async fn connect(url: &str, options: &DbOptions) -> Result<Self, StoreError> {
+    /// Connects to the database the URL names (see [`Db::open`]), with
+    /// `direct_readers` direct reader threads on SQLite.
+    async fn connect(url: &str, options: &DbOptions, direct_readers: usize) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let counters = Arc::new(Counters::default());
@@ -405,7 +419,7 @@ impl<K> Database<K> {
                 };
                 tokio::spawn(writer_task(writer, rx));
                 let direct_readers =
-                    DirectPool::open(url, DIRECT_READERS, Access::Read, options.busy_timeout, "coffer-sqlite-reader")?;
+                    DirectPool::open(url, direct_readers, Access::Read, options.busy_timeout, "coffer-sqlite-reader")?;
                 Inner {
                     backend,
                     readers,
