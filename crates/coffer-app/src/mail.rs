@@ -449,16 +449,10 @@ impl OrphanWindow {
 /// period; returns how many went and the files whose key is to be looked
 /// up. Nothing else of the folder is held.
 fn sweep_expired(dir: &std::path::Path, window: &OrphanWindow) -> std::io::Result<(u64, Vec<(PathBuf, DataKeyId)>)> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, Vec::new())),
-        Err(e) => return Err(e),
-    };
     let keep_until = window.now.0 - crate::retention::message_retention_ms();
     let (mut expired, mut to_check) = (0, Vec::new());
-    for entry in entries {
-        let entry = entry?;
-        let Some((key, at, last)) = entry.file_name().to_str().and_then(parse_eml_name) else { continue };
+    for file in mail_files(dir)? {
+        let (entry, (key, at, last)) = file?;
         if at.0 <= keep_until {
             remove(&entry.path())?;
             expired += 1;
@@ -479,20 +473,32 @@ fn remove(path: &std::path::Path) -> std::io::Result<()> {
 /// Deletes every message file sealed under `key` from the mail folder (at
 /// erasure); returns how many.
 pub fn forget_mail_files(dir: &std::path::Path, key: &DataKeyId) -> std::io::Result<u64> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
     let mut deleted = 0;
-    for entry in entries {
-        let entry = entry?;
-        if entry.file_name().to_str().and_then(parse_eml_name).is_some_and(|(k, _, _)| &k == key) {
+    for file in mail_files(dir)? {
+        let (entry, (k, _, _)) = file?;
+        if &k == key {
             remove(&entry.path())?;
             deleted += 1;
         }
     }
     Ok(deleted)
+}
+
+/// A message file and what its name says (see [`parse_eml_name`]).
+type MailFile = (std::fs::DirEntry, (DataKeyId, Millis, bool));
+
+/// The message files of the mail folder as it is read; nothing when there
+/// is no folder yet.
+fn mail_files(dir: &std::path::Path) -> std::io::Result<impl Iterator<Item = std::io::Result<MailFile>>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => Some(entries),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    Ok(entries.into_iter().flatten().filter_map(|entry| match entry {
+        Ok(entry) => entry.file_name().to_str().and_then(parse_eml_name).map(|named| Ok((entry, named))),
+        Err(e) => Some(Err(e)),
+    }))
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 //! other's rows (a child row's foreign key to a parent inserted by an
 //! earlier step is fine: PostgreSQL checks it at the end of the statement).
 
-use crate::direct::from_sqlite;
 use crate::{Backend, StoreError, WriteTx};
 use rusqlite::ToSql;
 use rusqlite::types::ToSqlOutput;
@@ -91,9 +90,7 @@ impl Statements {
     /// `direct`), each prepared once per connection and kept.
     pub(crate) fn run_on(&self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
         for (sql, values) in &self.parts {
-            let mut statement = conn.prepare_cached(sql).map_err(from_sqlite)?;
-            crate::direct::bind(&mut statement, values)?;
-            statement.raw_execute().map_err(from_sqlite)?;
+            crate::direct::execute(conn, sql, values)?;
         }
         Ok(())
     }

@@ -133,6 +133,14 @@ pub(crate) fn query_one<T>(
         .ok_or_else(|| StoreError::Corrupt(format!("no row where one was expected ({sql:.40})")))
 }
 
+/// Runs one statement of `sql` with `values`, prepared once per connection
+/// and kept.
+pub(crate) fn execute(conn: &Connection, sql: &str, values: &[Val]) -> Result<(), StoreError> {
+    let mut statement = conn.prepare_cached(sql).map_err(from_sqlite)?;
+    bind(&mut statement, values)?;
+    statement.raw_execute().map(drop).map_err(from_sqlite)
+}
+
 /// Binds `values` to the statement's `$1`…`$n`. SQLite numbers such
 /// parameters by first appearance, so each is found by its name.
 pub(crate) fn bind(statement: &mut rusqlite::Statement<'_>, values: &[Val]) -> Result<(), StoreError> {

@@ -51,9 +51,7 @@ impl FraudAttemptStore for Db {
                             |r| r.get(0),
                         )?;
                         counts.push(u32::try_from(n).unwrap_or(u32::MAX));
-                        let mut insert = conn.prepare_cached(RECORD).map_err(crate::direct::from_sqlite)?;
-                        crate::direct::bind(&mut insert, &[kind, hash, Val::Int(at.0)])?;
-                        insert.raw_execute().map_err(crate::direct::from_sqlite)?;
+                        crate::direct::execute(conn, RECORD, &[kind, hash, Val::Int(at.0)])?;
                     }
                     Ok(counts)
                 })
