@@ -137,6 +137,7 @@ impl App {
     /// new key versions and re-wrap older wraps; retention every minute.
     pub fn supervise(&self, config: &Config, supervisor: &mut Supervisor) {
         self.supervise_audit(Duration::from_millis(config.audit.sign_interval_ms), supervisor);
+        Self::supervise_memory(supervisor);
         let (db, clock) = (self.db.clone(), self.clock.clone());
         supervisor.every("numbering", Duration::from_millis(500), move |stop| {
             let (db, clock) = (db.clone(), clock.clone());
@@ -182,6 +183,16 @@ impl App {
                     Ok(report) => tracing::info!(?report, "retention: expired data deleted"),
                     Err(e) => tracing::warn!(error = %e, "the retention job failed; it runs again in a minute"),
                 }
+            }
+        });
+    }
+
+    /// Once requests stop, the allocator's free memory goes back to the
+    /// system (see [`crate::memory`]).
+    fn supervise_memory(supervisor: &mut Supervisor) {
+        supervisor.every("memory", Duration::from_secs(1), |_| async {
+            if crate::memory::quiet_after_burst() {
+                let _ = tokio::task::spawn_blocking(crate::memory::release_free_memory).await;
             }
         });
     }

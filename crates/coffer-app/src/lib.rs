@@ -17,6 +17,7 @@ pub mod demo;
 mod error;
 pub mod files;
 pub mod mail;
+pub mod memory;
 pub mod privacy;
 pub mod request;
 pub mod retention;
