@@ -191,7 +191,7 @@ impl App {
     /// system (see [`crate::memory`]).
     fn supervise_memory(supervisor: &mut Supervisor) {
         supervisor.every("memory", Duration::from_secs(1), |_| async {
-            if crate::memory::quiet_after_burst() {
+            if crate::memory::time_to_release() {
                 let _ = tokio::task::spawn_blocking(crate::memory::release_free_memory).await;
             }
         });

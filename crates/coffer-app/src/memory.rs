@@ -5,8 +5,10 @@
 //! checkout load the server stayed at 53–60 MiB resident, of which about
 //! 19 MiB was free memory held this way (`malloc_trim` from a debugger
 //! brought it to 42 MiB). So once requests stop for [`QUIET`], the server
-//! asks glibc to return every whole free page (`malloc_trim(0)`), once per
-//! burst. Not while requests come: glibc locks each arena in turn to do it.
+//! asks glibc to return every whole free page (`malloc_trim(0)`), and again
+//! every [`AGAIN_AFTER`] while it stays quiet (the mail of a burst is still
+//! being sent after it). Not while requests come: glibc locks each arena in
+//! turn to do it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -14,6 +16,11 @@ use std::time::{Duration, Instant};
 /// How long without a request before the memory is given back.
 pub const QUIET: Duration = Duration::from_secs(2);
 
+/// While quiet, how often the memory is given back again.
+pub const AGAIN_AFTER: Duration = Duration::from_secs(5);
+
+/// Milliseconds from [`START`] to the last time memory was given back.
+static LAST_RELEASE_MS: AtomicU64 = AtomicU64::new(0);
 /// When the process first asked (the zero of [`LAST_REQUEST_MS`]).
 static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 /// Milliseconds from [`START`] to the start of the latest request.
@@ -32,16 +39,22 @@ pub fn note_request() {
     SERVED_SINCE_RELEASE.store(true, Ordering::Relaxed);
 }
 
-/// Whether requests came and then stopped for [`QUIET`]: the moment to
-/// give memory back. True once per burst.
-pub fn quiet_after_burst() -> bool {
-    quiet_after_burst_at(elapsed_ms())
+/// Whether to give memory back now: no request for [`QUIET`], and either
+/// requests came since the last time or that was [`AGAIN_AFTER`] ago.
+pub fn time_to_release() -> bool {
+    time_to_release_at(elapsed_ms())
 }
 
-fn quiet_after_burst_at(now_ms: u64) -> bool {
+fn time_to_release_at(now_ms: u64) -> bool {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let quiet_for = now_ms.saturating_sub(LAST_REQUEST_MS.load(Ordering::Relaxed));
-    quiet_for >= u64::try_from(QUIET.as_millis()).unwrap_or(u64::MAX)
-        && SERVED_SINCE_RELEASE.swap(false, Ordering::Relaxed)
+    let since_release = now_ms.saturating_sub(LAST_RELEASE_MS.load(Ordering::Relaxed));
+    if quiet_for < ms(QUIET) || !(SERVED_SINCE_RELEASE.load(Ordering::Relaxed) || since_release >= ms(AGAIN_AFTER)) {
+        return false;
+    }
+    SERVED_SINCE_RELEASE.store(false, Ordering::Relaxed);
+    LAST_RELEASE_MS.store(now_ms, Ordering::Relaxed);
+    true
 }
 
 /// Asks the allocator to return its whole free pages to the system; true
@@ -98,12 +111,13 @@ mod tests {
     }
 
     #[test]
-    fn the_memory_is_given_back_once_per_burst_after_quiet() {
+    fn the_memory_is_given_back_after_quiet_and_again_while_quiet() {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(0);
         note_request();
-        assert!(!quiet_after_burst(), "a request just started");
-        let quiet = u64::try_from(QUIET.as_millis()).unwrap_or(0);
-        let later = elapsed_ms() + quiet;
-        assert!(quiet_after_burst_at(later), "quiet after a burst");
-        assert!(!quiet_after_burst_at(later + quiet), "once per burst");
+        assert!(!time_to_release(), "a request just started");
+        let later = elapsed_ms() + ms(QUIET);
+        assert!(time_to_release_at(later), "quiet after a burst");
+        assert!(!time_to_release_at(later + 1_000), "not again at once");
+        assert!(time_to_release_at(later + ms(AGAIN_AFTER)), "again while quiet");
     }
 }
