@@ -159,8 +159,12 @@ impl App {
         supervisor.every("mail", Duration::from_secs(1), move |stop| {
             let outbox = outbox.clone();
             async move {
-                if let Err(e) = outbox.deliver_due_until(&stop).await {
-                    tracing::warn!(error = %e, "email delivery failed; will retry");
+                match outbox.deliver_due_until(&stop).await {
+                    // The mail of a burst is sent after it: memory is
+                    // given back once that is done too.
+                    Ok(sent) if sent > 0 => crate::memory::note_work(),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "email delivery failed; will retry"),
                 }
             }
         });

@@ -84,7 +84,7 @@ tokio::task_local! {
 
 /// Runs `work` as the serving of request `request_id`.
 pub async fn serving<F: Future>(request_id: String, work: F) -> F::Output {
-    crate::memory::note_request();
+    crate::memory::note_work();
     REQUEST_ID.scope(request_id, work).await
 }
 
