@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 pub const QUIET: Duration = Duration::from_secs(2);
 
 /// While quiet, how often the memory is given back again.
-pub const AGAIN_AFTER: Duration = Duration::from_secs(5);
+pub const AGAIN_AFTER: Duration = Duration::from_secs(1);
 
 /// When work was last done and memory last given back, in milliseconds
 /// from the process's first look at the clock.
@@ -105,7 +105,7 @@ mod tests {
         assert!(!quiet.time_to_release_at(10_000 + ms(QUIET) - 1), "work was just done");
         let later = 10_000 + ms(QUIET);
         assert!(quiet.time_to_release_at(later), "quiet after a burst");
-        assert!(!quiet.time_to_release_at(later + 1_000), "not again at once");
+        assert!(!quiet.time_to_release_at(later + ms(AGAIN_AFTER) - 1), "not again at once");
         assert!(quiet.time_to_release_at(later + ms(AGAIN_AFTER)), "again while quiet");
         quiet.note_work_at(later + ms(AGAIN_AFTER) + 1);
         assert!(!quiet.time_to_release_at(later + ms(AGAIN_AFTER) + 2), "work again: not now");
