@@ -21,7 +21,6 @@ pub const AGAIN_AFTER: Duration = Duration::from_secs(1);
 
 /// When work was last done and memory last given back, in milliseconds
 /// from the process's first look at the clock.
-#[derive(Default)]
 struct Quiet {
     last_work_ms: AtomicU64,
     worked_since_release: AtomicBool,
@@ -93,14 +92,13 @@ pub fn release_free_memory() -> bool {
 }
 
 #[cfg(test)]
-#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_memory_is_given_back_after_quiet_and_again_while_quiet() {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(0);
-        let quiet = Quiet::default();
+        let quiet = Quiet::new();
         quiet.note_work_at(10_000);
         assert!(!quiet.time_to_release_at(10_000 + ms(QUIET) - 1), "work was just done");
         let later = 10_000 + ms(QUIET);
