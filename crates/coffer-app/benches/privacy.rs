@@ -229,7 +229,9 @@ async fn checkout(s: &Setup) -> (coffer_app::checkout::CheckoutService, String) 
         CheckoutSettings {
             fraud: coffer_app::config::FraudConfig::default().settings(),
             operator_name: "Bench Operator".into(),
-            taxes: coffer_domain::TaxTable::new(coffer_app::config::OperatorConfig::default().tax_rates),
+            taxes: coffer_domain::TaxTable::standard(),
+            bank: Some(coffer_domain::BankAccount::demo()),
+            transfer_expiry_ms: 14 * 24 * 60 * 60 * 1000,
             policy_version: version,
             base_url: "http://127.0.0.1".into(),
         },

@@ -109,7 +109,9 @@ impl App {
             CheckoutSettings {
                 fraud: config.fraud.settings(),
                 operator_name: config.operator.name.clone(),
-                taxes: coffer_domain::TaxTable::new(config.operator.tax_rates.clone()),
+                taxes: config.operator.tax_table().map_err(|_| AppError::Config("operator.tax_rates"))?,
+                bank: config.operator.bank_account().map_err(|_| AppError::Config("operator.bank"))?,
+                transfer_expiry_ms: i64::from(config.operator.transfer_expiry_days) * 24 * 60 * 60 * 1000,
                 policy_version: around.policy_version,
                 base_url: around.base_url,
             },

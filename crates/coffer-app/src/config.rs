@@ -137,9 +137,66 @@ pub struct OperatorConfig {
     pub postal_address: String,
     /// The data protection officer's address, published in the policy.
     pub dpo_email: String,
-    /// Sales tax or VAT in basis points by ISO country code (1900 = 19%);
-    /// countries not listed pay none. Catalog prices are net.
-    pub tax_rates: std::collections::BTreeMap<String, u32>,
+    /// Rows added to the shipped VAT table (`coffer-domain/data/vat-rates.csv`):
+    /// a rate change ahead of a release, a correction, or a country the
+    /// operator must charge. Catalog prices are net.
+    pub tax_rates: Vec<TaxRateConfig>,
+    /// The account buyers pay bank transfers into. Without one, bank
+    /// transfer is not offered (a demo server shows a demo account).
+    pub bank: Option<BankAccountConfig>,
+    /// Days an order waits for its bank transfer before it is cancelled
+    /// and the buyer told.
+    pub transfer_expiry_days: u32,
+}
+
+impl OperatorConfig {
+    /// The shipped VAT table with the configured rows added.
+    pub fn tax_table(&self) -> Result<coffer_domain::TaxTable, ConfigError> {
+        let rows = self
+            .tax_rates
+            .iter()
+            .map(|row| coffer_domain::TaxRateRow::parse(&row.country, row.rate, &row.from))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|problem| invalid("operator.tax_rates", problem))?;
+        Ok(coffer_domain::TaxTable::new(rows))
+    }
+
+    /// The configured bank account, checked (IBAN checksum, BIC shape).
+    pub fn bank_account(&self) -> Result<Option<coffer_domain::BankAccount>, ConfigError> {
+        self.bank
+            .as_ref()
+            .map(|bank| coffer_domain::BankAccount::parse(&bank.holder, &bank.iban, &bank.bic))
+            .transpose()
+            .map_err(|problem| invalid("operator.bank", problem))
+    }
+}
+
+/// One `[[operator.tax_rates]]` row: `country = "PT"`, `rate = 2300`
+/// (basis points), `from = "2027-01-01"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaxRateConfig {
+    pub country: String,
+    pub rate: u32,
+    pub from: String,
+}
+
+/// `[operator.bank]`: where bank transfers go, shown to every buyer who
+/// pays by transfer.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankAccountConfig {
+    pub holder: String,
+    pub iban: String,
+    pub bic: String,
+}
+
+impl BankAccountConfig {
+    /// What a demo server shows when no account is configured.
+    pub fn demo() -> Self {
+        let demo = coffer_domain::BankAccount::demo();
+        BankAccountConfig { holder: demo.holder, iban: demo.iban, bic: demo.bic }
+    }
 }
 
 impl Default for OperatorConfig {
@@ -148,18 +205,9 @@ impl Default for OperatorConfig {
             name: "Coffer Demo Operator".into(),
             postal_address: "Example Street 1, 10115 Berlin, Germany".into(),
             dpo_email: "dpo@coffer.invalid".into(),
-            tax_rates: [
-                ("AT", 2000),
-                ("DE", 1900),
-                ("ES", 2100),
-                ("FR", 2000),
-                ("IE", 2300),
-                ("IT", 2200),
-                ("NL", 2100),
-            ]
-            .into_iter()
-            .map(|(c, r)| (c.to_owned(), r))
-            .collect(),
+            tax_rates: Vec::new(),
+            bank: None,
+            transfer_expiry_days: 14,
         }
     }
 }
@@ -454,13 +502,10 @@ impl Config {
 
     /// The operator's name, DPO, tax rates and fraud settings.
     fn check_operator(&self) -> Result<(), ConfigError> {
-        if self
-            .operator
-            .tax_rates
-            .iter()
-            .any(|(c, r)| c.len() != 2 || c.parse::<iso_country::Country>().is_err() || *r > 10_000)
-        {
-            return Err(invalid("operator.tax_rates", "needs ISO country codes and rates of at most 10000 (100%)"));
+        self.operator.tax_table()?;
+        self.operator.bank_account()?;
+        if !(1..=90).contains(&self.operator.transfer_expiry_days) {
+            return Err(invalid("operator.transfer_expiry_days", "must be between 1 and 90"));
         }
         if self.fraud.ip_countries.iter().any(|(net, country)| {
             net.parse::<ipnet::IpNet>().is_err()

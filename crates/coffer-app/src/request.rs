@@ -143,6 +143,6 @@ mod tests {
         assert!(ctx.require(Permission::RefundOrder).is_ok());
         assert!(matches!(ctx.require(Permission::ApproveOrder), Err(AppError::Forbidden(Permission::ApproveOrder))));
         assert_eq!(RequestContext::cli("ops").request_id(), None);
-        assert!(RequestContext::system().require(Permission::ExpireHolds).is_ok());
+        assert!(RequestContext::system().require(Permission::ExpireOrders).is_ok());
     }
 }

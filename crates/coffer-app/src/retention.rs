@@ -58,13 +58,14 @@ pub struct RetentionReport {
     pub idempotency_keys: u64,
     pub mail_files: u64,
     pub expired_holds: u64,
+    pub expired_transfers: u64,
     pub finished_jobs: u64,
     pub unused_spare_keys: u64,
 }
 
 impl RetentionReport {
     /// (category as a person calls it, count)
-    pub fn lines(&self) -> [(&'static str, u64); 11] {
+    pub fn lines(&self) -> [(&'static str, u64); 12] {
         [
             ("proof-of-identity documents (30 days after the review decision)", self.identity_documents as u64),
             ("messages to customers (90 days)", self.messages),
@@ -75,6 +76,10 @@ impl RetentionReport {
             ("idempotency keys and their stored answers (1 day)", self.idempotency_keys),
             ("copies of messages in the mail folder (90 days, or at erasure)", self.mail_files),
             ("held orders nobody reviewed, cancelled and voided (14 days)", self.expired_holds),
+            (
+                "orders whose bank transfer never came, cancelled (operator.transfer_expiry_days)",
+                self.expired_transfers,
+            ),
             ("background jobs that ended (7 days)", self.finished_jobs),
             ("spare customer keys never used (1 hour; nothing was sealed under them)", self.unused_spare_keys),
         ]
@@ -111,6 +116,7 @@ pub async fn run(
         },
         // Cancelling needs the gateway: CheckoutService::run_retention does it.
         expired_holds: 0,
+        expired_transfers: 0,
     })
 }
 

@@ -134,7 +134,9 @@ async fn fixture(backend: TestBackend) -> Fixture {
         CheckoutSettings {
             fraud: coffer_app::config::FraudConfig::default().settings(),
             operator_name: "Test Operator".into(),
-            taxes: coffer_domain::TaxTable::new(coffer_app::config::OperatorConfig::default().tax_rates),
+            taxes: coffer_domain::TaxTable::standard(),
+            bank: Some(coffer_domain::BankAccount::demo()),
+            transfer_expiry_ms: 14 * 24 * 60 * 60 * 1000,
             policy_version: "test-policy".into(),
             base_url: "http://127.0.0.1".into(),
         },
@@ -216,6 +218,7 @@ coffer_testkit::on_both_backends_with!(fixture;
     a_give_back_run_again_after_a_crash_gives_back_once,
     services_refuse_a_principal_without_the_permission,
     an_expired_hold_whose_payment_token_is_gone_is_cancelled_all_the_same,
+    an_unpaid_transfer_is_cancelled_after_its_days_and_the_buyer_told,
 );
 
 /// An administrator: every staff move is theirs to make.
@@ -547,7 +550,7 @@ async fn services_refuse_a_principal_without_the_permission(f: Fixture) {
     );
     refused(
         f.checkout.staff().staff_action(&held.id, StaffAction::ExpireHold, &staff(1), "x").await,
-        Permission::ExpireHolds,
+        Permission::ExpireOrders,
     );
     assert!(matches!(
         f.checkout.staff().staff_view(&paid.id, &as_role(StaffRole::Dpo)).await,
@@ -612,4 +615,57 @@ async fn an_expired_hold_whose_payment_token_is_gone_is_cancelled_all_the_same(f
         .unwrap();
     let refused = f.checkout.staff().staff_action(&other, StaffAction::Reject, &staff(2), "fake id").await;
     assert!(matches!(refused, Err(coffer_app::AppError::Order(e)) if e.code == "payment_token_gone"));
+}
+
+/// The mail files delivered so far that contain `text`.
+fn mail_files_containing(f: &Fixture, text: &str) -> Vec<String> {
+    std::fs::read_dir(&f.mail_dir)
+        .map(|dir| {
+            dir.filter_map(|entry| std::fs::read_to_string(entry.ok()?.path()).ok())
+                .filter(|mail| mail.contains(text))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A bank transfer order says where to pay and by when; when the money
+/// has not come in the configured days (14 here), the retention job
+/// cancels it and tells the buyer, and not a minute before. One paid in
+/// time is left alone.
+async fn an_unpaid_transfer_is_cancelled_after_its_days_and_the_buyer_told(f: Fixture) {
+    let transfer = |email: &str| {
+        let mut r = request(&f, email, "");
+        r.payment_method = PaymentMethod::BankTransfer;
+        r.card = None;
+        r
+    };
+    let start = f.clock.now().0;
+    let unpaid = f.checkout.placement().place(transfer("late@example.org"), Channel::Api).await.unwrap();
+    let paid = f.checkout.placement().place(transfer("on-time@example.org"), Channel::Api).await.unwrap();
+    assert_eq!(unpaid.status, OrderStatus::Pending);
+    assert_eq!(unpaid.bank_account, Some(coffer_domain::BankAccount::demo()), "where to pay");
+    let due = coffer_domain::order::long_day_utc(coffer_domain::Millis(start + 14 * DAY));
+    assert_eq!(unpaid.pay_by.as_deref(), Some(due.as_str()));
+    f.outbox.deliver_due().await.unwrap();
+    let confirmation = mail_files_containing(&f, unpaid.payment_reference.as_deref().unwrap());
+    assert_eq!(confirmation.len(), 1);
+    assert!(confirmation[0].contains("IBAN: DE89 3704 0044 0532 0130 00"), "{}", confirmation[0]);
+    assert!(confirmation[0].contains(&format!("arrived by {due}")), "{}", confirmation[0]);
+    f.checkout.staff().staff_action(&paid.id, StaffAction::TransferReceived, &staff(1), "").await.unwrap();
+
+    assert_eq!(run_at(&f, start, 14 * DAY - MINUTE).await.expired_transfers, 0);
+    assert_eq!(f.db.order(&unpaid.id).await.unwrap().unwrap().status, OrderStatus::Pending);
+    let report = run_at(&f, start, 14 * DAY + MINUTE).await;
+    assert_eq!(report.expired_transfers, 1, "{report:?}");
+    assert_eq!(f.db.order(&unpaid.id).await.unwrap().unwrap().status, OrderStatus::Cancelled);
+    assert_eq!(f.db.order(&paid.id).await.unwrap().unwrap().status, OrderStatus::Fulfilled, "paid in time");
+    assert_eq!(run_at(&f, start, 15 * DAY).await.expired_transfers, 0, "once");
+    f.outbox.deliver_due().await.unwrap();
+    let told = mail_files_containing(&f, &format!("Your order {} is cancelled", unpaid.id));
+    assert_eq!(told.len(), 1, "the buyer is told once");
+    assert!(told[0].contains("had not arrived within 14 days") && told[0].contains("pay it back"), "{}", told[0]);
+    assert!(!told[0].contains("voided"), "no card payment to void: {}", told[0]);
+    // Only the job cancels transfers.
+    let refused = f.checkout.staff().staff_action(&paid.id, StaffAction::ExpireTransfer, &staff(1), "x").await;
+    assert!(matches!(refused, Err(coffer_app::AppError::Forbidden(_))), "{refused:?}");
 }

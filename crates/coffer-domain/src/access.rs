@@ -19,8 +19,9 @@ pub enum Permission {
     MarkTransferReceived,
     /// Refund an order or one of its lines.
     RefundOrder,
-    /// Cancel a hold nobody reviewed in time (the retention job).
-    ExpireHolds,
+    /// Cancel a hold nobody reviewed, or a bank transfer that never came,
+    /// in time (the retention job).
+    ExpireOrders,
     /// See a held order's proof of identity (audited).
     ViewIdentityDocument,
     /// The queue of held orders.
@@ -51,7 +52,7 @@ impl Permission {
         Permission::RejectOrder,
         Permission::MarkTransferReceived,
         Permission::RefundOrder,
-        Permission::ExpireHolds,
+        Permission::ExpireOrders,
         Permission::ViewIdentityDocument,
         Permission::ReadReviewQueue,
         Permission::ReadTransferQueue,
@@ -111,7 +112,7 @@ impl Principal {
             Principal::Staff { role, .. } => role_permissions(*role).contains(&permission),
             // The operator at the machine may do what an admin may.
             Principal::Cli(_) => role_permissions(StaffRole::Admin).contains(&permission),
-            Principal::System => permission == Permission::ExpireHolds,
+            Principal::System => permission == Permission::ExpireOrders,
             // Scoped to the vendor by the service (`Principal::vendor`).
             Principal::VendorKey(_) => permission == Permission::ReadOwnVendorOrders,
             // Scoped to the customer by the service (`RequestContext::own_account`).
@@ -172,8 +173,8 @@ mod tests {
                 && !staff(StaffRole::Support).may(Permission::EraseCustomer)
         );
         assert!(!staff(StaffRole::Dpo).may(Permission::AddStaff));
-        assert!(Principal::System.may(Permission::ExpireHolds));
+        assert!(Principal::System.may(Permission::ExpireOrders));
         assert!(!Principal::System.may(Permission::RefundOrder));
-        assert!(!staff(StaffRole::Admin).may(Permission::ExpireHolds), "only the job expires holds");
+        assert!(!staff(StaffRole::Admin).may(Permission::ExpireOrders), "only the job expires orders");
     }
 }

@@ -104,6 +104,34 @@ impl MailingAddress {
             country,
         })
     }
+
+    /// The address as it is written on an envelope, one line each, in the
+    /// country's usual order: the city line is `City, Region 12345` in
+    /// North America and Australia, `12345 City` elsewhere (the common
+    /// European order), with the region on a line of its own; the
+    /// country's name last. Empty parts are left out.
+    pub fn lines(&self) -> Vec<String> {
+        let city_line = match self.country.as_str() {
+            "US" | "CA" | "AU" => {
+                let place = [self.city.trim(), self.region.trim()].into_iter().filter(|p| !p.is_empty());
+                format!("{} {}", place.collect::<Vec<_>>().join(", "), self.postal_code.trim())
+            }
+            "GB" | "IE" => [self.city.trim(), self.postal_code.trim()].join("\n"),
+            _ => format!("{} {}", self.postal_code.trim(), self.city.trim()),
+        };
+        let region = match self.country.as_str() {
+            "US" | "CA" | "AU" => "",
+            _ => self.region.trim(),
+        };
+        let country = crate::country::name_of(&self.country).unwrap_or(self.country.as_str());
+        [self.line1.trim(), self.line2.trim()]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(city_line.split('\n').map(|l| l.trim().to_owned()))
+            .chain([region.to_owned(), country.to_owned()])
+            .filter(|line| !line.is_empty())
+            .collect()
+    }
 }
 
 impl CustomerDetails {
@@ -124,6 +152,24 @@ impl CustomerDetails {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_is_written_in_its_countrys_order() {
+        let address = |country: &str, region: &str| MailingAddress {
+            line1: "1 Main St".into(),
+            line2: String::new(),
+            city: "Springfield".into(),
+            region: region.into(),
+            postal_code: "12345".into(),
+            country: country.into(),
+        };
+        assert_eq!(address("US", "IL").lines(), ["1 Main St", "Springfield, IL 12345", "United States"]);
+        assert_eq!(address("DE", "").lines(), ["1 Main St", "12345 Springfield", "Germany"]);
+        assert_eq!(address("GB", "Kent").lines(), ["1 Main St", "Springfield", "12345", "Kent", "United Kingdom"]);
+        let mut no_postcode = address("IE", "");
+        no_postcode.postal_code.clear();
+        assert_eq!(no_postcode.lines(), ["1 Main St", "Springfield", "Ireland"]);
+    }
 
     fn ada() -> CustomerDetails {
         CustomerDetails {

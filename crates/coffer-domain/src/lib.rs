@@ -11,6 +11,7 @@ pub mod access;
 pub mod audit;
 pub mod catalog;
 pub mod clock;
+pub mod country;
 pub mod customer;
 pub mod fraud;
 pub mod id;
@@ -21,6 +22,7 @@ pub mod password;
 pub mod realm;
 pub mod requests;
 pub mod staff;
+pub mod tax;
 
 pub use access::{Permission, Principal, role_permissions};
 pub use audit::{Actor, AuditAction, AuditEntry};
@@ -32,8 +34,9 @@ pub use id::{
     StaffId, VendorId,
 };
 pub use money::{Currency, Money, MoneyError, Prices};
-pub use order::{CardSummary, OrderError, OrderStatus, PaymentMethod, TaxTable, Totals};
+pub use order::{BankAccount, CardSummary, OrderError, OrderStatus, PaymentMethod, Totals};
 pub use password::{PasswordError, check_new_password};
 pub use realm::Realm;
 pub use requests::{Jurisdiction, RequestKind};
 pub use staff::{StaffRole, staff_email};
+pub use tax::{TaxRateRow, TaxTable};

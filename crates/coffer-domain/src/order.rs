@@ -4,7 +4,6 @@
 //! what leaves is the last four digits, the brand and the expiry.
 
 use crate::Millis;
-use std::collections::BTreeMap;
 
 /// A mistake in an order, with a stable code and, when one input is at
 /// fault, its dotted path (`card.number`, `items[0].quantity`). Messages
@@ -45,6 +44,46 @@ impl PaymentMethod {
         match self {
             PaymentMethod::Card => "card",
             PaymentMethod::BankTransfer => "bank_transfer",
+        }
+    }
+}
+
+/// The operator's account that bank transfers are paid into, as every
+/// buyer paying by transfer is shown it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BankAccount {
+    pub holder: String,
+    /// In the paper format, groups of four: `DE89 3704 0044 0532 0130 00`.
+    pub iban: String,
+    pub bic: String,
+}
+
+impl BankAccount {
+    /// Checks the IBAN by its country's length and its checksum, and the
+    /// BIC's shape (8 or 11 characters: bank, country, place, branch).
+    pub fn parse(holder: &str, iban: &str, bic: &str) -> Result<Self, &'static str> {
+        let holder = holder.trim();
+        if holder.is_empty() || holder.chars().count() > 140 || holder.chars().any(char::is_control) {
+            return Err("the account holder needs a name of at most 140 characters");
+        }
+        let iban: iban::Iban =
+            iban.trim().to_ascii_uppercase().parse().map_err(|_| "the IBAN is not valid (length or checksum)")?;
+        let bic = bic.trim().to_ascii_uppercase();
+        let bic_ok = matches!(bic.len(), 8 | 11)
+            && bic.bytes().take(6).all(|b| b.is_ascii_uppercase())
+            && bic.bytes().skip(6).all(|b| b.is_ascii_alphanumeric());
+        if !bic_ok {
+            return Err("the BIC needs 8 or 11 letters and digits, such as COBADEFFXXX");
+        }
+        Ok(BankAccount { holder: holder.to_owned(), iban: iban.to_string(), bic })
+    }
+
+    /// The account a demo server shows: the IBAN standard's own example.
+    pub fn demo() -> Self {
+        BankAccount {
+            holder: "Coffer Demo Operator".into(),
+            iban: "DE89 3704 0044 0532 0130 00".into(),
+            bic: "COBADEFFXXX".into(),
         }
     }
 }
@@ -128,37 +167,6 @@ pub fn check_card(
     })
 }
 
-/// Sales tax or VAT by the customer's country, in basis points (1900 =
-/// 19%). Catalog prices are net; countries not listed pay no tax.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TaxTable {
-    rates: BTreeMap<String, u32>,
-}
-
-impl TaxTable {
-    pub fn new(rates: impl IntoIterator<Item = (String, u32)>) -> Self {
-        TaxTable { rates: rates.into_iter().map(|(c, r)| (c.to_ascii_uppercase(), r)).collect() }
-    }
-
-    /// A few EU VAT rates; everywhere else zero.
-    pub fn demo() -> Self {
-        TaxTable::new(
-            [("DE", 1900), ("FR", 2000), ("NL", 2100), ("IE", 2300), ("ES", 2100), ("IT", 2200), ("AT", 2000)]
-                .map(|(c, r)| (c.to_owned(), r)),
-        )
-    }
-
-    pub fn rate(&self, country: &str) -> u32 {
-        self.rates.get(&country.to_ascii_uppercase()).copied().unwrap_or(0)
-    }
-
-    /// The tax on a net amount, rounded half up to the minor unit.
-    pub fn tax(&self, country: &str, net_minor: i64) -> i64 {
-        let rate = i128::from(self.rate(country));
-        i64::try_from((i128::from(net_minor) * rate + 5_000) / 10_000).unwrap_or(i64::MAX)
-    }
-}
-
 /// The most of one product in one order.
 pub const MAX_QUANTITY: i64 = 100;
 /// The most lines in one order.
@@ -172,10 +180,11 @@ pub struct Totals {
     pub total: i64,
 }
 
-/// Sums lines (`unit price × quantity`) and adds the country's tax.
-pub fn totals(lines: &[(i64, i64)], country: &str, taxes: &TaxTable) -> Totals {
+/// Sums lines (`unit price × quantity`) and adds tax at `tax_rate` basis
+/// points (see [`crate::tax`]).
+pub fn totals(lines: &[(i64, i64)], tax_rate: u32) -> Totals {
     let subtotal = lines.iter().map(|(unit, qty)| unit.saturating_mul(*qty)).fold(0i64, i64::saturating_add);
-    let tax = taxes.tax(country, subtotal);
+    let tax = crate::tax::tax_at(tax_rate, subtotal);
     Totals { subtotal, tax, total: subtotal.saturating_add(tax) }
 }
 
@@ -311,9 +320,24 @@ pub fn rfc3339_utc(at: Millis) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", in_day / 3600, in_day % 3600 / 60, in_day % 60)
 }
 
+/// A day as people write it, in UTC: `11 December 2026`.
+pub fn long_day_utc(at: Millis) -> String {
+    let format = time::macros::format_description!("[day padding:none] [month repr:long] [year]");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.0) * 1_000_000)
+        .ok()
+        .and_then(|moment| moment.format(&format).ok())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_day_is_written_as_people_write_it() {
+        assert_eq!(long_day_utc(Millis(1_796_169_600_000)), "2 December 2026");
+        assert_eq!(rfc3339_utc(Millis(1_796_169_600_000)), "2026-12-02T00:00:00Z");
+    }
 
     fn refund_all(lines: &mut [RefundableLine], order: &[usize], subtotal: i64, tax: i64) -> Vec<i64> {
         let mut amounts = Vec::new();
@@ -380,11 +404,19 @@ mod tests {
     }
 
     #[test]
-    fn tax_is_added_by_country_rounded_half_up() {
-        let taxes = TaxTable::demo();
-        assert_eq!(totals(&[(1999, 1)], "DE", &taxes), Totals { subtotal: 1999, tax: 380, total: 2379 });
-        assert_eq!(totals(&[(1999, 1), (900, 2)], "us", &taxes), Totals { subtotal: 3799, tax: 0, total: 3799 });
-        assert_eq!(taxes.tax("de", 50), 10, "9.5 rounds up");
+    fn a_bank_account_needs_a_valid_iban_and_bic() {
+        let demo = BankAccount::demo();
+        assert_eq!(BankAccount::parse(&demo.holder, "de89370400440532013000", "cobadeffxxx"), Ok(demo));
+        assert!(BankAccount::parse("Op", "DE89 3704 0044 0532 0130 01", "COBADEFF").unwrap_err().contains("IBAN"));
+        assert!(BankAccount::parse("Op", "DE89 3704 0044 0532 0130", "COBADEFF").is_err(), "too short for DE");
+        assert!(BankAccount::parse("Op", "DE89370400440532013000", "COBA").unwrap_err().contains("BIC"));
+        assert!(BankAccount::parse(" ", "DE89370400440532013000", "COBADEFF").unwrap_err().contains("holder"));
+    }
+
+    #[test]
+    fn totals_add_tax_at_the_rate() {
+        assert_eq!(totals(&[(1999, 1)], 1900), Totals { subtotal: 1999, tax: 380, total: 2379 });
+        assert_eq!(totals(&[(1999, 1), (900, 2)], 0), Totals { subtotal: 3799, tax: 0, total: 3799 });
     }
 
     #[test]

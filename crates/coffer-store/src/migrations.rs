@@ -32,6 +32,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (15, "payment_moves", include_str!("../../../migrations/sqlite/0015_payment_moves.sql")),
     (16, "jobs", include_str!("../../../migrations/sqlite/0016_jobs.sql")),
     (17, "credentials", include_str!("../../../migrations/sqlite/0017_credentials.sql")),
+    (18, "transfer_references", include_str!("../../../migrations/sqlite/0018_transfer_references.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -52,6 +53,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (15, "payment_moves", include_str!("../../../migrations/postgres/0015_payment_moves.sql")),
     (16, "jobs", include_str!("../../../migrations/postgres/0016_jobs.sql")),
     (17, "credentials", include_str!("../../../migrations/postgres/0017_credentials.sql")),
+    (18, "transfer_references", include_str!("../../../migrations/postgres/0018_transfer_references.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] = &[

@@ -97,6 +97,19 @@ pub struct StoredOrder {
     pub fraud_reasons: String,
 }
 
+fn queued_order(r: &sqlx::any::AnyRow) -> Result<QueuedOrder, StoreError> {
+    Ok(QueuedOrder {
+        id: OrderId::parse(&r.try_get::<String, _>("id")?).map_err(StoreError::corrupt)?,
+        created_at: Millis(r.try_get("created_at")?),
+        currency: r.try_get("currency")?,
+        total: r.try_get("total")?,
+        fraud_score: r.try_get("fraud_score")?,
+        fraud_reasons: r.try_get("fraud_reasons")?,
+        status: r.try_get("status")?,
+        payment_reference: r.try_get("payment_reference")?,
+    })
+}
+
 /// One recorded move of an order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrderEvent {
@@ -117,6 +130,9 @@ pub struct QueuedOrder {
     pub total: i64,
     pub fraud_score: i64,
     pub fraud_reasons: String,
+    pub status: String,
+    /// A bank transfer's reference.
+    pub payment_reference: Option<String>,
 }
 
 /// A refund of one order line, as recorded.
@@ -360,6 +376,12 @@ pub trait OrderReader: Send + Sync {
         limit: i64,
     ) -> impl Future<Output = Result<Vec<QueuedOrder>, StoreError>> + Send;
 
+    /// Orders whose bank transfer quotes `reference` (at most 20).
+    fn orders_with_payment_reference(
+        &self,
+        reference: &str,
+    ) -> impl Future<Output = Result<Vec<QueuedOrder>, StoreError>> + Send;
+
     /// An order's recorded moves, in order.
     fn order_events(&self, order: &OrderId) -> impl Future<Output = Result<Vec<OrderEvent>, StoreError>> + Send;
 
@@ -449,26 +471,17 @@ impl OrderReader for Db {
     }
 
     async fn orders_in(&self, status: OrderStatus, limit: i64) -> Result<Vec<QueuedOrder>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, created_at, currency, total, fraud_score, fraud_reasons FROM orders WHERE status = $1 \
-             ORDER BY created_at, id LIMIT $2",
-        )
-        .bind(status.as_str())
-        .bind(limit)
-        .fetch_all(self.readers())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(QueuedOrder {
-                    id: OrderId::parse(&r.try_get::<String, _>("id")?).map_err(StoreError::corrupt)?,
-                    created_at: Millis(r.try_get("created_at")?),
-                    currency: r.try_get("currency")?,
-                    total: r.try_get("total")?,
-                    fraud_score: r.try_get("fraud_score")?,
-                    fraud_reasons: r.try_get("fraud_reasons")?,
-                })
-            })
-            .collect()
+        let sql = "SELECT id, created_at, currency, total, fraud_score, fraud_reasons, status, payment_reference \
+                   FROM orders WHERE status = $1 ORDER BY created_at, id LIMIT $2";
+        let rows = sqlx::query(sql).bind(status.as_str()).bind(limit).fetch_all(self.readers()).await?;
+        rows.iter().map(queued_order).collect()
+    }
+
+    async fn orders_with_payment_reference(&self, reference: &str) -> Result<Vec<QueuedOrder>, StoreError> {
+        let sql = "SELECT id, created_at, currency, total, fraud_score, fraud_reasons, status, payment_reference \
+                   FROM orders WHERE payment_reference = $1 ORDER BY created_at, id LIMIT 20";
+        let rows = sqlx::query(sql).bind(reference).fetch_all(self.readers()).await?;
+        rows.iter().map(queued_order).collect()
     }
 
     async fn order_events(&self, order: &OrderId) -> Result<Vec<OrderEvent>, StoreError> {

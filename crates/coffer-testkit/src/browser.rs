@@ -158,6 +158,18 @@ impl Browser {
         self.call("POST", &format!("/element/{element}/value"), Some(json!({"text": text}))).await;
     }
 
+    /// Picks the option of a `<select>` whose value is `value`, as a person
+    /// picks it from the list.
+    pub async fn choose(&self, select_css: &str, value: &str) {
+        let option = self.find(&format!("{select_css} option[value=\"{value}\"]")).await;
+        self.click(&option).await;
+    }
+
+    /// Sets the window's size in CSS pixels (a phone is 390 wide).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.call("POST", "/window/rect", Some(json!({"width": width, "height": height}))).await;
+    }
+
     /// The current value of an input (what a person sees in the box).
     pub async fn value(&self, element: &str) -> String {
         self.call("GET", &format!("/element/{element}/property/value"), None)

@@ -208,8 +208,12 @@ pub(crate) fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
     Ok(file)
 }
 
-async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
     let started = Instant::now();
+    // A demo shows a demo bank account unless one is configured.
+    if demo && config.operator.bank.is_none() {
+        config.operator.bank = Some(coffer_app::config::BankAccountConfig::demo());
+    }
     let db = open_db(&config).await?;
     // Only one server per data directory; the lock also keeps `backup restore` away.
     let _lock = if config.uses_embedded_sqlite() { Some(lock_data_dir(&config)?) } else { None };

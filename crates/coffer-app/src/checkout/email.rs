@@ -13,6 +13,8 @@ pub(super) struct OrderEmail<'a> {
     pub(super) license_keys: &'a [(ProductId, String)],
     pub(super) downloads: &'a [(ProductId, String)],
     pub(super) payment_reference: Option<&'a str>,
+    /// For a bank transfer: where to pay, and the last day to.
+    pub(super) bank: Option<(&'a coffer_domain::BankAccount, String)>,
     pub(super) invitation: Option<&'a str>,
     /// For a held order: where to upload proof of identity.
     pub(super) identity: Option<&'a str>,
@@ -56,11 +58,25 @@ pub(super) fn order_email_body(mail: &OrderEmail<'_>) -> String {
             }
             out.push_str("We write to you as soon as the check is done.\n\n");
         }
-        OrderStatus::Pending => out.push_str(&format!(
-            "Please transfer {} quoting the reference {}. We deliver as soon as the money arrives.\n\n",
-            money(mail.totals.total),
-            mail.payment_reference.unwrap_or_default()
-        )),
+        OrderStatus::Pending => {
+            out.push_str(&format!(
+                "Please transfer {} to the account below, quoting the reference {} so we can match your \
+                 payment. We deliver as soon as the money arrives.\n\n",
+                money(mail.totals.total),
+                mail.payment_reference.unwrap_or_default()
+            ));
+            if let Some((bank, pay_by)) = &mail.bank {
+                out.push_str(&format!(
+                    "Account holder: {}\nIBAN: {}\nBIC: {}\nReference: {}\nAmount: {}\n\nIf the money has not \
+                     arrived by {pay_by}, the order is cancelled and we tell you.\n\n",
+                    bank.holder,
+                    bank.iban,
+                    bank.bic,
+                    mail.payment_reference.unwrap_or_default(),
+                    money(mail.totals.total)
+                ));
+            }
+        }
         _ => {}
     }
     if let Some(link) = mail.invitation {

@@ -51,6 +51,7 @@ pub use give_back::GIVE_BACK_JOB;
 pub use identity::{ID_DOCUMENT_MAX_BYTES, IdentityReview, id_document_type};
 pub use placement::OrderPlacement;
 
+pub use coffer_store::QueuedOrder;
 pub use staff::{HOLD_EXPIRY_MS, StaffAction, StaffLine, StaffOrderView, StaffOrders};
 
 /// The card as typed; only ever borrowed by the gateway.
@@ -125,6 +126,13 @@ pub struct PlacedOrder {
     pub tax: i64,
     pub total: i64,
     pub payment_reference: Option<String>,
+    /// Where a bank transfer is paid to (with `payment_reference`).
+    #[serde(default)]
+    pub bank_account: Option<coffer_domain::BankAccount>,
+    /// The last day to pay a transfer (UTC, `11 December 2026`); the
+    /// order is cancelled after it.
+    #[serde(default)]
+    pub pay_by: Option<String>,
     pub license_keys: Vec<(ProductId, String)>,
     pub downloads: Vec<(ProductId, String)>,
 }
@@ -171,6 +179,10 @@ pub struct CheckoutSettings {
     /// The seller on every invoice, named in the order email.
     pub operator_name: String,
     pub taxes: TaxTable,
+    /// Where bank transfers are paid to; none: bank transfer is not offered.
+    pub bank: Option<coffer_domain::BankAccount>,
+    /// How long an order waits for its transfer before it is cancelled.
+    pub transfer_expiry_ms: i64,
     /// The privacy policy version an order must consent to.
     pub policy_version: String,
     /// Where people reach this server, for download links.
@@ -253,6 +265,7 @@ impl CheckoutService {
             outbox: outbox.clone(),
             operator_name: operator_name.clone(),
             fulfilment: fulfilment.clone(),
+            transfer_expiry_ms: settings.transfer_expiry_ms,
         };
         let failed_payments = Arc::new(limits::FailedPaymentLimit::new(
             settings.fraud.failed_payments_max,
@@ -267,6 +280,8 @@ impl CheckoutService {
             fulfilment: fulfilment.clone(),
             identity: identity.clone(),
             taxes: settings.taxes,
+            bank: settings.bank.map(Arc::new),
+            transfer_expiry_ms: settings.transfer_expiry_ms,
             policy_version: settings.policy_version.into(),
             base_url,
             operator_name,
@@ -319,6 +334,10 @@ impl CheckoutService {
         if stop.is_cancelled() {
             return Ok(crate::retention::RetentionReport { expired_holds, ..Default::default() });
         }
+        let expired_transfers = self.staff.expire_transfers(stop).await?;
+        if stop.is_cancelled() {
+            return Ok(crate::retention::RetentionReport { expired_holds, expired_transfers, ..Default::default() });
+        }
         let ctx = &self.staff.ctx;
         let report = crate::retention::run(
             &ctx.db,
@@ -328,6 +347,6 @@ impl CheckoutService {
             ctx.clock.now(),
         )
         .await?;
-        Ok(crate::retention::RetentionReport { expired_holds, ..report })
+        Ok(crate::retention::RetentionReport { expired_holds, expired_transfers, ..report })
     }
 }

@@ -22,6 +22,9 @@ pub struct OrderPlacement {
     /// The upload link a held order's email carries.
     pub(super) identity: IdentityReview,
     pub(super) taxes: TaxTable,
+    /// Where bank transfers go; `None`: the method is not offered.
+    pub(super) bank: Option<Arc<coffer_domain::BankAccount>>,
+    pub(super) transfer_expiry_ms: i64,
     pub(super) policy_version: Arc<str>,
     /// Where people reach this server, for the account invitation.
     pub(super) base_url: Arc<str>,
@@ -257,6 +260,17 @@ impl OrderPlacement {
         Ok(coffer_crypto::link_matches(&secret, &format!("review.{random}"), signature))
     }
 
+    /// Where bank transfers are paid to, when the method is offered.
+    pub fn bank_account(&self) -> Option<&coffer_domain::BankAccount> {
+        self.bank.as_deref()
+    }
+
+    /// The last day to pay a transfer for an order placed at `placed`, as
+    /// people write it (`11 December 2026`).
+    pub fn pay_by(&self, placed: Millis) -> String {
+        coffer_domain::order::long_day_utc(Millis(placed.0 + self.transfer_expiry_ms))
+    }
+
     pub fn policy_version(&self) -> &str {
         &self.policy_version
     }
@@ -343,6 +357,13 @@ impl OrderPlacement {
     /// items and the totals with the tax of the customer's country. The
     /// checkout page shows this before asking for payment.
     pub async fn quote(&self, request: &OrderRequest) -> Result<Quote, AppError> {
+        if request.payment_method == PaymentMethod::BankTransfer && self.bank.is_none() {
+            return Err(bad(
+                "payment_method_unavailable",
+                "payment_method",
+                "bank transfer is not offered by this shop; please pay by card",
+            ));
+        }
         let guardian = self.check_consent_and_age(request)?;
         let details = request.customer.validated()?;
         let Some(address) = &details.address else {
@@ -355,8 +376,10 @@ impl OrderPlacement {
             .map_err(|_| bad("invalid_currency", "currency", "not a currency code we know"))?;
         let lines = self.price_lines(request, currency).await?;
         let amounts: Vec<(i64, i64)> = lines.iter().map(|l| (l.line.unit_price, l.line.quantity)).collect();
-        let totals = totals(&amounts, &address.country, &self.taxes);
-        Ok(Quote { tax_rate: self.taxes.rate(&address.country), details, guardian, currency, lines, totals })
+        // The rate in force today; the order keeps it.
+        let tax_rate = self.taxes.rate_on(&address.country, self.clock.now());
+        let totals = totals(&amounts, tax_rate);
+        Ok(Quote { tax_rate, details, guardian, currency, lines, totals })
     }
 
     /// Places an order, under the limit on failed payments: a client
@@ -498,6 +521,8 @@ impl OrderPlacement {
             tax: quote.totals.tax,
             total: quote.totals.total,
             payment_reference: payment.reference.clone(),
+            bank_account: payment.reference.as_ref().and(self.bank.as_deref().cloned()),
+            pay_by: payment.reference.as_ref().map(|_| self.pay_by(self.clock.now())),
             license_keys,
             downloads,
         }))
@@ -585,6 +610,11 @@ impl OrderPlacement {
             license_keys: &delivery.license_keys,
             downloads: &delivery.downloads,
             payment_reference: payment.reference.as_deref(),
+            bank: payment
+                .reference
+                .as_ref()
+                .and(self.bank.as_deref())
+                .map(|bank| (bank, self.pay_by(self.clock.now()))),
             invitation: invitation.map(String::as_str),
             identity: identity.as_deref(),
             operator: &self.operator_name,

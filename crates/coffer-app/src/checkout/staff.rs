@@ -19,6 +19,9 @@ pub enum StaffAction {
     /// The retention job: a held order nobody decided within
     /// [`HOLD_EXPIRY_MS`] is cancelled and its payment voided.
     ExpireHold,
+    /// The retention job: an order whose bank transfer did not arrive in
+    /// the configured time is cancelled.
+    ExpireTransfer,
 }
 
 /// How long an order may wait on hold for a reviewer before it is
@@ -33,7 +36,7 @@ impl StaffAction {
             StaffAction::Reject => Permission::RejectOrder,
             StaffAction::TransferReceived => Permission::MarkTransferReceived,
             StaffAction::Refund => Permission::RefundOrder,
-            StaffAction::ExpireHold => Permission::ExpireHolds,
+            StaffAction::ExpireHold | StaffAction::ExpireTransfer => Permission::ExpireOrders,
         }
     }
 
@@ -45,6 +48,7 @@ impl StaffAction {
             StaffAction::TransferReceived => "transfer_received",
             StaffAction::Refund => "refund",
             StaffAction::ExpireHold => "expire_hold",
+            StaffAction::ExpireTransfer => "expire_transfer",
         }
     }
 }
@@ -90,6 +94,8 @@ pub struct StaffOrders {
     pub(super) operator_name: Arc<str>,
     /// Delivers an order a reviewer approves or whose transfer arrived.
     pub(super) fulfilment: Fulfilment,
+    /// How long an order waits for its bank transfer.
+    pub(super) transfer_expiry_ms: i64,
 }
 
 /// What one unit of work records for a staff move.
@@ -109,6 +115,32 @@ struct RecordedMove {
     give_back: Option<coffer_store::NewJob>,
     /// The claim on the order's money this move was made under.
     claim: coffer_domain::Millis,
+}
+
+/// Where refunded money goes and when, in words that match what happens:
+/// a card refund goes through the processor (a job committed with the
+/// refund); a transfer is paid back by the operator's bank.
+fn money_back(payment_method: &str, amount: &str) -> String {
+    if payment_method == "bank_transfer" {
+        format!(
+            "We transfer {amount} back to the bank account your payment came from within 5 business days; you \
+             need not do anything."
+        )
+    } else {
+        format!(
+            "{amount} goes back to the card you paid with; depending on your bank it shows on your statement within \
+             5 to 10 days."
+        )
+    }
+}
+
+/// A transfer reference as orders store it (`CF-` and ten hex digits), from
+/// what a bank statement shows (`cf 1a2b3c4d5e`, `CF1A2B3C4D5E`).
+fn normalise_reference(text: &str) -> Option<String> {
+    let compact: String =
+        text.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_uppercase()).take(40).collect();
+    let digits = compact.strip_prefix("CF").unwrap_or(&compact);
+    (digits.len() == 10 && digits.bytes().all(|b| b.is_ascii_hexdigit())).then(|| format!("CF-{digits}"))
 }
 
 /// The move's claim on the order was taken over (it stood so long that it
@@ -139,7 +171,11 @@ impl StaffOrders {
         if reason.chars().count() > 500 || reason.chars().any(|c| c.is_control() && c != '\n') {
             return Err(bad("invalid_reason", "reason", "the reason must be at most 500 characters"));
         }
-        if matches!(action, StaffAction::Reject | StaffAction::Refund | StaffAction::ExpireHold) && reason.is_empty() {
+        if matches!(
+            action,
+            StaffAction::Reject | StaffAction::Refund | StaffAction::ExpireHold | StaffAction::ExpireTransfer
+        ) && reason.is_empty()
+        {
             return Err(bad("reason_required", "reason", "say why; the customer is told"));
         }
         let order = self.db.order(order_id).await?.ok_or(AppError::NotFound)?;
@@ -176,6 +212,7 @@ impl StaffOrders {
             StaffAction::TransferReceived => (OrderStatus::Pending, &[OrderStatus::Paid, OrderStatus::Fulfilled]),
             StaffAction::Refund => (order.status, &[OrderStatus::Refunded]),
             StaffAction::ExpireHold => (OrderStatus::OnHold, &[OrderStatus::Cancelled]),
+            StaffAction::ExpireTransfer => (OrderStatus::Pending, &[OrderStatus::Cancelled]),
         };
         if order.status != from || !from.can_become(steps[0]) {
             return Err(bad(
@@ -184,7 +221,9 @@ impl StaffOrders {
                 format!("this order is {}", order.status.as_str().replace('_', " ")),
             ));
         }
-        if matches!(action, StaffAction::TransferReceived) && order.payment_method != "bank_transfer" {
+        if matches!(action, StaffAction::TransferReceived | StaffAction::ExpireTransfer)
+            && order.payment_method != "bank_transfer"
+        {
             return Err(bad("wrong_status", "status", "this order is not paid by bank transfer"));
         }
         Ok((from, steps))
@@ -314,10 +353,19 @@ impl StaffOrders {
                     license_keys: &delivery.license_keys,
                     downloads: &delivery.downloads,
                     payment_reference: None,
+                    bank: None,
                     invitation: None,
                     identity: None,
                     operator: &self.operator_name,
                 }),
+            ),
+            OrderStatus::Cancelled if order.payment_method == "bank_transfer" => (
+                format!("Your order {id} is cancelled"),
+                format!(
+                    "Hello {name},\n\nYour order {id} is cancelled: {reason}.\n\nNothing is owed. If you sent the \
+                     transfer after all, we pay it back in full to the account it came from within 5 business days; \
+                     you need not do anything. You are welcome to order again.\n\nCoffer\n"
+                ),
             ),
             OrderStatus::Cancelled => (
                 format!("Your order {id} is cancelled"),
@@ -336,9 +384,9 @@ impl StaffOrders {
             _ => (
                 format!("Your order {id} is refunded"),
                 format!(
-                    "Hello {name},\n\nYour order {id} is refunded ({reason}). {} goes back to the way you paid; \
-                     license keys and downloads of the order stop working.\n\nCoffer\n",
-                    currency.amount(amount)
+                    "Hello {name},\n\nYour order {id} is refunded ({reason}). {} License keys and downloads of \
+                     the order stop working.\n\nCoffer\n",
+                    money_back(&order.payment_method, &currency.amount(amount))
                 ),
             ),
         })
@@ -468,12 +516,12 @@ impl StaffOrders {
         let product = self.db.product(&line.product_id).await?.map(|p| p.name).unwrap_or_default();
         let money = |minor: i64| currency.amount(minor);
         let body = format!(
-            "Hello {},\n\nWe refunded {} × {product} from your order {} ({reason}). {} goes back to the way you \
-             paid; that item's license key and download stop working.\n\nCoffer\n",
+            "Hello {},\n\nWe refunded {} × {product} from your order {} ({reason}). {} That item's license key \
+             and download stop working.\n\nCoffer\n",
             open("name", &order.name)?,
             line.quantity,
             order.id,
-            money(amount)
+            money_back(&order.payment_method, &money(amount))
         );
         let email = open("email", &order.email)?;
         let subject = format!("Part of your order {} is refunded", order.id);
@@ -565,6 +613,18 @@ impl StaffOrders {
         Ok(self.db.orders_in(status, 200).await?)
     }
 
+    /// Support finds the orders a bank transfer's reference names, as the
+    /// bank passed it on: case, spaces and a lost dash do not matter.
+    pub async fn find_by_reference(
+        &self,
+        reference: &str,
+        ctx: &RequestContext,
+    ) -> Result<Vec<coffer_store::QueuedOrder>, AppError> {
+        ctx.require(Permission::ReadTransferQueue)?;
+        let Some(reference) = normalise_reference(reference) else { return Ok(Vec::new()) };
+        Ok(self.db.orders_with_payment_reference(&reference).await?)
+    }
+
     /// Cancels the held orders nobody decided within [`HOLD_EXPIRY_MS`]
     /// (payment voided, buyer told); returns how many.
     /// Ends before the next order once `stop` fires.
@@ -589,6 +649,28 @@ impl StaffOrders {
         Ok(cancelled)
     }
 
+    /// Cancels the orders whose bank transfer did not arrive within the
+    /// configured time (buyer told); returns how many. Ends before the next
+    /// order once `stop` fires.
+    pub async fn expire_transfers(&self, stop: &crate::supervisor::CancellationToken) -> Result<u64, AppError> {
+        let before = coffer_domain::Millis(self.clock.now().0 - self.transfer_expiry_ms);
+        let days = self.transfer_expiry_ms / (24 * 60 * 60 * 1000);
+        let reason = format!("your bank transfer had not arrived within {days} days");
+        let mut cancelled = 0;
+        for id in self.db.orders_in_status_before(OrderStatus::Pending, before, 100).await? {
+            if stop.is_cancelled() {
+                break;
+            }
+            match self.staff_action(&id, StaffAction::ExpireTransfer, &RequestContext::system(), &reason).await {
+                Ok(_) => cancelled += 1,
+                // Marked received (or being marked) a moment ago: support's.
+                Err(AppError::Order(e)) if matches!(e.code, "wrong_status" | "move_in_progress") => {}
+                Err(e) => tracing::warn!(order = %id, error = %e, "an expired transfer could not be cancelled"),
+            }
+        }
+        Ok(cancelled)
+    }
+
     /// Claims the order for one staff move; refused while another is made.
     /// Returns the claim, which the move's unit ends (and checks it still holds).
     async fn claim_move(&self, order: &OrderId, kind: &'static str) -> Result<coffer_domain::Millis, AppError> {
@@ -602,5 +684,20 @@ impl StaffOrders {
     async fn release_move(&self, order: &OrderId, claim: coffer_domain::Millis) -> Result<(), AppError> {
         let id = order.clone();
         self.db.write(unit!(|tx| tx.release_payment_move(&id, claim).await.map(drop).map_err(AppError::from))).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_reference;
+
+    #[test]
+    fn a_reference_is_found_as_the_bank_wrote_it() {
+        for written in ["CF-1A2B3C4D5E", "cf 1a2b 3c4d 5e", "CF1A2B3C4D5E", " 1a2b3c4d5e "] {
+            assert_eq!(normalise_reference(written).as_deref(), Some("CF-1A2B3C4D5E"), "{written}");
+        }
+        for wrong in ["", "CF-1A2B", "CF-1A2B3C4D5EFF", "CF-1A2B3C4D5G", "ord_123"] {
+            assert_eq!(normalise_reference(wrong), None, "{wrong}");
+        }
     }
 }

@@ -120,8 +120,26 @@ pub struct OrderView {
     /// For a bank transfer: the reference to quote with the payment.
     #[serde(skip_serializing_if = "Option::is_none")]
     payment_reference: Option<String>,
+    /// For a bank transfer: the operator's account to pay into.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bank_account: Option<BankAccountView>,
+    /// For a bank transfer: the last day to pay (`11 December 2026`, UTC);
+    /// the order is cancelled after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pay_by: Option<String>,
     license_keys: Vec<LicenseKeyView>,
     downloads: Vec<DownloadView>,
+}
+
+/// Where a bank transfer is paid to.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BankAccountView {
+    holder: String,
+    /// Paper format, in groups of four.
+    #[schema(example = "DE89 3704 0044 0532 0130 00")]
+    iban: String,
+    #[schema(example = "COBADEFFXXX")]
+    bic: String,
 }
 
 /// Parses a JSON body; mistakes name the field, never echo its value.
@@ -164,7 +182,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Bytes)
         (status = 402, description = "`card_declined`", body = ErrorBody),
         (status = 409, description = "`idempotency_in_progress`: the same key is still being processed", body = ErrorBody),
         (status = 422, description = "`consent_required`, `age_attestation_required`, `unknown_product`, \
-            `currency_not_offered`, `card_invalid`, `card_expired`, `card_not_allowed`, `invalid_customer`, ...",
+            `currency_not_offered`, `card_invalid`, `card_expired`, `card_not_allowed`, `payment_method_unavailable`, `invalid_customer`, ...",
             body = ErrorBody),
         (status = 429, description = "`too_many_attempts`: too many orders from this address \
             (`http.orders_per_minute`), or too many failed payments from this address, email or card; \
@@ -289,6 +307,8 @@ impl From<PlacedOrder> for OrderView {
             tax: order.tax,
             total: order.total,
             payment_reference: order.payment_reference,
+            bank_account: order.bank_account.map(|b| BankAccountView { holder: b.holder, iban: b.iban, bic: b.bic }),
+            pay_by: order.pay_by,
             license_keys: order
                 .license_keys
                 .into_iter()

@@ -108,7 +108,16 @@ struct OrderSummary {
     /// (product name, signed download link)
     downloads: Vec<(String, String)>,
     invoice: Option<i64>,
-    payment_reference: Option<String>,
+    /// A transfer still awaited: its reference, the amount and the last day.
+    transfer: Option<AwaitedTransfer>,
+}
+
+/// What a buyer needs to pay a bank transfer.
+struct AwaitedTransfer {
+    reference: String,
+    amount: String,
+    pay_by: String,
+    bank: Option<coffer_domain::BankAccount>,
 }
 
 #[derive(Template)]
@@ -219,7 +228,15 @@ async fn order_summaries(state: &AppState, customer: &CustomerId) -> Result<Vec<
             keys,
             downloads,
             invoice: state.accounts.invoice_number_of(&order.id).await?,
-            payment_reference: order.payment_reference.clone(),
+            transfer: order.payment_reference.clone().filter(|_| order.status == "pending").map(|reference| {
+                let placement = state.checkout.placement();
+                AwaitedTransfer {
+                    reference,
+                    amount: currency.amount(order.total),
+                    pay_by: placement.pay_by(coffer_domain::Millis(order.placed_at_ms)),
+                    bank: placement.bank_account().cloned(),
+                }
+            }),
         });
     }
     Ok(out)

@@ -214,6 +214,8 @@ struct CheckoutPage {
     form: CheckoutForm,
     fields: Vec<FieldView>,
     policy_version: String,
+    /// Whether bank transfer is offered (an account is configured).
+    bank_offered: bool,
     age_error: Option<String>,
     consent_error: Option<String>,
 }
@@ -233,7 +235,10 @@ struct ReviewPage {
     tax_label: String,
     tax: String,
     total: String,
-    billed_to: String,
+    /// The buyer's name, email and address lines, to check before paying.
+    billed_name: String,
+    billed_email: String,
+    billed_address: Vec<String>,
     operator: String,
     hidden: Vec<(&'static str, String)>,
     review_token: String,
@@ -247,6 +252,8 @@ struct DonePage {
     total: String,
     status_text: &'static str,
     payment_reference: Option<String>,
+    bank_account: Option<coffer_domain::BankAccount>,
+    pay_by: Option<String>,
     keys: Vec<(String, String)>,
     downloads: Vec<(String, String)>,
 }
@@ -322,15 +329,7 @@ async fn checkout_form(
         field("city", "City", "text", "address-level2", 100, &form.address.city, true),
         field("region", "State or region (optional)", "text", "address-level1", 100, &form.address.region, false),
         field("postal_code", "Postal code", "text", "postal-code", 20, &form.address.postal_code, false),
-        field(
-            "country",
-            "Country (two-letter code, e.g. DE, US, BR)",
-            "text",
-            "country",
-            2,
-            &form.address.country,
-            true,
-        ),
+        field("country", "Country", "country", "country", 2, &form.address.country, true),
     ];
     let currencies = priced.currencies.iter().map(|c| (c.code().to_owned(), Some(*c) == priced.currency)).collect();
     Ok(CheckoutPage {
@@ -340,6 +339,7 @@ async fn checkout_form(
         form,
         fields,
         policy_version: state.checkout.placement().policy_version().to_owned(),
+        bank_offered: state.checkout.placement().bank_account().is_some(),
         age_error: problems.age,
         consent_error: problems.consent,
     })
@@ -391,11 +391,11 @@ async fn review_page(
             price: quote.currency.amount(priced.line.line_total),
         });
     }
-    let country = quote.details.address.as_ref().map(|a| a.country.clone()).unwrap_or_default();
+    let country = quote.details.address.as_ref().map(|a| super::country_name(&a.country)).unwrap_or_default();
     let tax_label = if quote.tax_rate == 0 {
         format!("Tax ({country}: none)")
     } else {
-        format!("VAT or sales tax ({country}, {}.{:02}%)", quote.tax_rate / 100, quote.tax_rate % 100)
+        format!("VAT ({country}, {})", percent(quote.tax_rate))
     };
     Ok(Ok(ReviewPage {
         message,
@@ -404,12 +404,24 @@ async fn review_page(
         tax_label,
         tax: quote.currency.amount(quote.totals.tax),
         total: quote.currency.amount(quote.totals.total),
-        billed_to: format!("{}, {}", quote.details.name, quote.details.email),
+        billed_name: quote.details.name.clone(),
+        billed_email: quote.details.email.clone(),
+        billed_address: quote.details.address.as_ref().map(coffer_domain::MailingAddress::lines).unwrap_or_default(),
         operator: state.operator_name.to_string(),
         hidden: form.hidden(),
         review_token: state.checkout.placement().new_review_token().await?,
         card: form.payment_method() == PaymentMethod::Card,
     }))
+}
+
+/// A rate in basis points as people write it: `19%`, `25.5%`, `8.1%`.
+fn percent(basis_points: u32) -> String {
+    let (whole, hundredths) = (basis_points / 100, basis_points % 100);
+    match hundredths {
+        0 => format!("{whole}%"),
+        h if h % 10 == 0 => format!("{whole}.{}%", h / 10),
+        h => format!("{whole}.{h:02}%"),
+    }
 }
 
 async fn back_to_form(state: &AppState, items: &[(ProductId, i64)], form: CheckoutForm, error: &AppError) -> Response {
@@ -492,6 +504,8 @@ async fn done_page(state: &AppState, order: coffer_app::checkout::PlacedOrder) -
         total: currency.map(|c| c.amount(order.total)).unwrap_or_default(),
         status_text: placed_status_text(order.status),
         payment_reference: order.payment_reference,
+        bank_account: order.bank_account,
+        pay_by: order.pay_by,
         keys: named,
         downloads,
     }
@@ -569,6 +583,14 @@ async fn payment_refused(
 mod pay_tests {
     use super::*;
     use coffer_domain::OrderStatus;
+
+    #[test]
+    fn rates_read_as_people_write_them() {
+        assert_eq!(percent(1900), "19%");
+        assert_eq!(percent(2550), "25.5%");
+        assert_eq!(percent(810), "8.1%");
+        assert_eq!(percent(1205), "12.05%");
+    }
 
     #[test]
     fn the_done_page_says_what_comes_next() {

@@ -43,6 +43,19 @@ pub fn routes() -> Router<AppState> {
         .route("/downloads/{token}", get(download))
 }
 
+/// Every country by name, for an address form's select: (ISO code, name,
+/// whether it is `selected`). The list is sorted once.
+pub(crate) fn country_options(selected: &str) -> Vec<(&'static str, &'static str, bool)> {
+    static COUNTRIES: std::sync::LazyLock<Vec<(&'static str, &'static str)>> =
+        std::sync::LazyLock::new(coffer_domain::country::all_by_name);
+    COUNTRIES.iter().map(|(code, name)| (*code, *name, code.eq_ignore_ascii_case(selected.trim()))).collect()
+}
+
+/// A country's name for a page (the code itself when it is not one).
+pub(crate) fn country_name(code: &str) -> String {
+    coffer_domain::country::name_of(code).map_or_else(|| code.to_owned(), str::to_owned)
+}
+
 #[derive(Template)]
 #[template(path = "privacy_policy.html")]
 struct PolicyPage<'a> {

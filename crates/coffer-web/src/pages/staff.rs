@@ -12,7 +12,7 @@ use crate::AppState;
 use askama::Template;
 use axum::Form;
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -366,8 +366,24 @@ struct QueueLine {
     id: String,
     placed: String,
     total: String,
+    status: String,
     score: i64,
     reasons: String,
+    reference: String,
+}
+
+impl From<coffer_app::checkout::QueuedOrder> for QueueLine {
+    fn from(o: coffer_app::checkout::QueuedOrder) -> Self {
+        QueueLine {
+            id: o.id.to_string(),
+            placed: utc(o.created_at.0),
+            total: money(o.total, &o.currency),
+            status: o.status.replace('_', " "),
+            score: o.fraud_score,
+            reasons: o.fraud_reasons.replace(',', ", ").replace('_', " "),
+            reference: o.payment_reference.unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -376,6 +392,10 @@ struct QueuePage {
     title: &'static str,
     lead: &'static str,
     orders: Vec<QueueLine>,
+    /// The bank transfer queue: references and amounts due, and a search.
+    transfers: bool,
+    /// What support searched for, and what it found.
+    search: Option<(String, Vec<QueueLine>)>,
 }
 
 /// An amount for a page; an unknown stored currency shows no amount.
@@ -389,24 +409,24 @@ async fn queue(
     status: coffer_domain::OrderStatus,
     title: &'static str,
     lead: &'static str,
+    search: Option<(String, Vec<QueueLine>)>,
 ) -> Response {
     match state.checkout.staff().queue(status, ctx).await {
         Ok(orders) => render(&QueuePage {
             title,
             lead,
-            orders: orders
-                .into_iter()
-                .map(|o| QueueLine {
-                    id: o.id.to_string(),
-                    placed: utc(o.created_at.0),
-                    total: money(o.total, &o.currency),
-                    score: o.fraud_score,
-                    reasons: o.fraud_reasons.replace(',', ", ").replace('_', " "),
-                })
-                .collect(),
+            orders: orders.into_iter().map(QueueLine::from).collect(),
+            transfers: status == coffer_domain::OrderStatus::Pending,
+            search,
         }),
         Err(e) => failure(e),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct ReferenceQuery {
+    #[serde(default)]
+    reference: String,
 }
 
 /// Orders held for a fraud review, oldest first.
@@ -417,18 +437,36 @@ async fn reviews(staff: Staff<Reviewer>, State(state): State<AppState>) -> Respo
         coffer_domain::OrderStatus::OnHold,
         "Fraud reviews",
         "Orders held by the fraud screen or the payment gateway. Open one to approve or reject it.",
+        None,
     )
     .await
 }
 
-/// Orders waiting for a bank transfer.
-async fn transfers(staff: Staff<Support>, State(state): State<AppState>) -> Response {
+/// Orders waiting for a bank transfer, and a search by the reference a
+/// bank statement shows.
+async fn transfers(
+    staff: Staff<Support>,
+    State(state): State<AppState>,
+    Query(query): Query<ReferenceQuery>,
+) -> Response {
+    let ctx = staff.ctx();
+    let wanted = query.reference.trim().chars().take(64).collect::<String>();
+    let search = if wanted.is_empty() {
+        None
+    } else {
+        match state.checkout.staff().find_by_reference(&wanted, &ctx).await {
+            Ok(found) => Some((wanted, found.into_iter().map(QueueLine::from).collect())),
+            Err(e) => return failure(e),
+        }
+    };
     queue(
         &state,
-        &staff.ctx(),
+        &ctx,
         coffer_domain::OrderStatus::Pending,
         "Bank transfers",
-        "Orders waiting for their transfer. Open one to mark the money received.",
+        "Orders waiting for their transfer, oldest first. Match a payment by its reference, check the amount, \
+         then open the order to mark the money received.",
+        search,
     )
     .await
 }
@@ -441,6 +479,8 @@ struct OrderPage {
     status: String,
     total: String,
     payment: String,
+    /// A transfer still awaited: (reference, amount due).
+    transfer_due: Option<(String, String)>,
     name: String,
     email: String,
     country: String,
@@ -485,6 +525,11 @@ async fn order_view(state: &AppState, staff: &Staff<OrderStaff>, id: &str, messa
         status: order.status.as_str().replace('_', " "),
         total: money(order.total, &order.currency),
         payment: if order.payment_method == "card" { "card".into() } else { "bank transfer".into() },
+        transfer_due: order
+            .payment_reference
+            .clone()
+            .filter(|_| order.status == coffer_domain::OrderStatus::Pending)
+            .map(|reference| (reference, money(order.total, &order.currency))),
         name: if view.erased {
             "erased: the customer's data was deleted on their request".into()
         } else {

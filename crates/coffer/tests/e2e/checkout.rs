@@ -97,6 +97,15 @@ async fn test_cards_behave_as_the_contract_says(server: TestServer) {
     assert_eq!((status, pending["status"].as_str()), (StatusCode::CREATED, Some("pending")), "{pending}");
     assert!(pending["payment_reference"].as_str().unwrap().starts_with("CF-"));
     assert_eq!(pending["tax"], json!(0), "no tax for the US in the demo table");
+    // Where to pay and by when: the demo account, 14 days from today.
+    assert_eq!(
+        pending["bank_account"],
+        json!({"holder": "Coffer Demo Operator", "iban": "DE89 3704 0044 0532 0130 00", "bic": "COBADEFFXXX"})
+    );
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let due = coffer_domain::order::long_day_utc(coffer_domain::Millis((now as i64) + 14 * 24 * 3600 * 1000));
+    assert_eq!(pending["pay_by"], json!(due));
+    assert!(other.get("bank_account").is_none() && other.get("pay_by").is_none(), "not for a card: {other}");
 
     // The orders are stored, the declined one is not.
     let db = coffer_store::Db::open(&server.database_url(), &coffer_store::DbOptions::default()).await.unwrap();
@@ -448,11 +457,14 @@ async fn a_person_buys_in_the_browser_after_a_declined_card() {
         ("#line1", "Hauptstr. 1"),
         ("#city", "Berlin"),
         ("#postal_code", "10115"),
-        ("#country", "DE"),
     ];
     for (css, value) in fields {
         browser.fill(&browser.find(css).await, value).await;
     }
+    // The country is picked by name; the form sends its ISO code.
+    assert_eq!(browser.attribute(&browser.find("select#country").await, "autocomplete").await, "country");
+    browser.choose("#country", "DE").await;
+    assert_eq!(browser.value(&browser.find("#country").await).await, "DE");
     browser.screenshot(&dir.join("checkout-details.png")).await;
     // Without consent the form comes back with a message beside the box.
     browser.click(&browser.find("form[action='/checkout/review'] button[type=submit]").await).await;
@@ -470,6 +482,14 @@ async fn a_person_buys_in_the_browser_after_a_declined_card() {
     browser.wait_for_title("Review and pay · Coffer").await;
     // 19.99 + 15.00 net, 19% VAT: 6.65; the total before any card is asked.
     assert_eq!(browser.text(&browser.find("#total").await).await, "41.64 USD");
+    let review = browser.text(&browser.find("main").await).await;
+    assert!(review.contains("VAT (Germany, 19%)"), "{review}");
+    // The billing address is shown before paying, in the German order.
+    let address = browser.text(&browser.find("#billing-address").await).await;
+    assert_eq!(
+        address.lines().collect::<Vec<_>>(),
+        ["Erika Mustermann", "Hauptstr. 1", "10115 Berlin", "Germany", "erika.browser@example.org"]
+    );
     browser.screenshot(&dir.join("checkout-review.png")).await;
 
     let card = |number: &'static str| {
@@ -643,6 +663,7 @@ async fn staff_approve_reject_mark_paid_and_refund(server: TestServer) {
     bank["payment_method"] = json!("bank_transfer");
     bank.as_object_mut().unwrap().remove("card");
     let pending = post_order(&server, &bank).await.1;
+    let reference = pending["payment_reference"].as_str().unwrap().to_owned();
     let (held, held2, pending) =
         (held["id"].as_str().unwrap(), held2["id"].as_str().unwrap(), pending["id"].as_str().unwrap());
 
@@ -654,7 +675,20 @@ async fn staff_approve_reject_mark_paid_and_refund(server: TestServer) {
     assert!(queue.contains(held) && queue.contains("gateway review"), "{queue}");
     assert_eq!(staff_get(&server, "/staff/reviews", &support).await.0, StatusCode::FORBIDDEN);
     assert_eq!(staff_get(&server, "/staff/transfers", &reviewer).await.0, StatusCode::FORBIDDEN);
-    assert!(staff_get(&server, "/staff/transfers", &support).await.1.contains(pending));
+    let transfers = staff_get(&server, "/staff/transfers", &support).await.1;
+    assert!(transfers.contains(pending) && transfers.contains(&reference) && transfers.contains("23.79 USD"));
+    // Support finds the order by the reference as a bank statement shows it.
+    let as_the_bank_wrote_it = reference.to_lowercase().replace('-', " ");
+    let path = format!("/staff/transfers?reference={}", as_the_bank_wrote_it.replace(' ', "+"));
+    let (status, found) = staff_get(&server, &path, &support).await;
+    assert_eq!(status, StatusCode::OK);
+    let table = &found[found.find("id=\"found\"").expect("a table of what was found")..];
+    assert!(table.contains(pending) && table.contains("pending"), "{found}");
+    let (_, none) = staff_get(&server, "/staff/transfers?reference=CF-0000000000", &support).await;
+    assert!(none.contains("No order has this reference"), "{none}");
+    assert_eq!(staff_get(&server, &path, &reviewer).await.0, StatusCode::FORBIDDEN);
+    let (_, order_page) = staff_get(&server, &format!("/staff/orders/{pending}"), &support).await;
+    assert!(order_page.contains("id=\"transfer-due\"") && order_page.contains(&reference), "{order_page}");
     // A customer session is no staff session.
     assert_eq!(staff_get(&server, &format!("/staff/orders/{held}"), "").await.0, StatusCode::SEE_OTHER);
     // The order page shows the buyer, and that read is audited.
@@ -1171,5 +1205,99 @@ async fn p06_vendors_get_the_buyer_only_of_orders_they_fill_or_support(server: T
     assert_eq!(export("filled@example.org")["disclosures"].as_array().unwrap().len(), 1);
     for email in ["held@example.org", "rejected@example.org", "pending@example.org"] {
         assert_eq!(export(email)["disclosures"].as_array().unwrap().len(), 0, "{email}");
+    }
+}
+
+/// Every EU member state, the United Kingdom, Norway and Switzerland pay
+/// their standard VAT on the API (a sample across the table, with the
+/// rates that changed lately), and the order keeps the rate it was charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buyers_in_europe_pay_their_countrys_vat() {
+    let server = crate::server(coffer_testkit::TestBackend::Sqlite).await;
+    let version = policy_version(&server).await;
+    let pool = raw_pool(&server).await;
+    // (country, basis points): 19.99 net.
+    let rates = [
+        ("PT", 2300),
+        ("SE", 2500),
+        ("PL", 2300),
+        ("FI", 2550),
+        ("EE", 2400),
+        ("SK", 2300),
+        ("RO", 2100),
+        ("HU", 2700),
+        ("LU", 1700),
+        ("GB", 2000),
+        ("NO", 2500),
+        ("CH", 810),
+        ("US", 0),
+    ];
+    for (n, (country, rate)) in rates.into_iter().enumerate() {
+        let mut body = order(&server, &version, "4242424242424242", &format!("vat{n}@example.org"));
+        body["customer"]["address"]["country"] = json!(country);
+        let (status, placed) = post_order(&server, &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{country}: {placed}");
+        let tax = (1999 * rate + 5_000) / 10_000;
+        assert_eq!((placed["tax"].as_i64(), placed["total"].as_i64()), (Some(tax), Some(1999 + tax)), "{country}");
+        let (kept_country, kept_rate): (String, i64) =
+            sqlx::query_as("SELECT tax_country, tax_rate FROM orders WHERE id = $1")
+                .bind(placed["id"].as_str().unwrap())
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!((kept_country.as_str(), kept_rate), (country, rate), "the order keeps its rate");
+    }
+}
+
+/// The operator adds rate rows in configuration: one in force from
+/// yesterday changes today's rate, one from tomorrow does not yet; a bad
+/// row or a bad IBAN stops the server with the setting named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_rate_rows_apply_from_their_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = |offset: i64| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        coffer_domain::order::rfc3339_utc(coffer_domain::Millis(now + offset * 24 * 3600 * 1000))[..10].to_owned()
+    };
+    let config = dir.path().join("coffer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[operator.tax_rates]]\ncountry = \"PT\"\nrate = 2400\nfrom = \"{}\"\n\n\
+             [[operator.tax_rates]]\ncountry = \"SE\"\nrate = 1000\nfrom = \"{}\"\n",
+            day(-1),
+            day(1)
+        ),
+    )
+    .unwrap();
+    let server = TestServer::start_with(
+        crate::BIN,
+        coffer_testkit::TestBackend::Sqlite,
+        &[("COFFER_CONFIG", config.to_str().unwrap())],
+    )
+    .await;
+    let version = policy_version(&server).await;
+    for (country, tax) in [("PT", 480), ("SE", 500)] {
+        let mut body = order(&server, &version, "4242424242424242", &format!("{country}@example.org"));
+        body["customer"]["address"]["country"] = json!(country);
+        let (status, placed) = post_order(&server, &body).await;
+        assert_eq!((status, placed["tax"].as_i64()), (StatusCode::CREATED, Some(tax)), "{country}: {placed}");
+    }
+    for (setting, text) in [
+        ("operator.tax_rates", "[[operator.tax_rates]]\ncountry = \"Portugal\"\nrate = 2300\nfrom = \"2024-01-01\"\n"),
+        (
+            "operator.bank",
+            "[operator.bank]\nholder = \"Op\"\niban = \"DE89 3704 0044 0532 0130 01\"\nbic = \"COBADEFF\"\n",
+        ),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let out = std::process::Command::new(crate::BIN)
+            .args(["migrate", "--config", config.to_str().unwrap(), "--data-dir"])
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(setting), "{err}");
     }
 }
