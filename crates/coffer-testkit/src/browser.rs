@@ -165,6 +165,13 @@ impl Browser {
         self.click(&option).await;
     }
 
+    /// How far the page is wider than the window, in CSS pixels (0 when
+    /// nothing scrolls sideways).
+    pub async fn sideways_overflow(&self) -> i64 {
+        let script = "return document.documentElement.scrollWidth - document.documentElement.clientWidth;";
+        self.call("POST", "/execute/sync", Some(json!({"script": script, "args": []}))).await.as_i64().unwrap_or(-1)
+    }
+
     /// Sets the window's size in CSS pixels (a phone is 390 wide).
     pub async fn resize(&self, width: u32, height: u32) {
         self.call("POST", "/window/rect", Some(json!({"width": width, "height": height}))).await;

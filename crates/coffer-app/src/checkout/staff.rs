@@ -689,7 +689,16 @@ impl StaffOrders {
 
 #[cfg(test)]
 mod tests {
-    use super::normalise_reference;
+    use super::{money_back, normalise_reference};
+
+    #[test]
+    fn refund_wording_says_where_the_money_goes() {
+        let card = money_back("card", "23.79 EUR");
+        assert!(card.starts_with("23.79 EUR goes back to the card you paid with"), "{card}");
+        let transfer = money_back("bank_transfer", "23.79 EUR");
+        assert!(transfer.contains("transfer 23.79 EUR back to the bank account your payment came from"), "{transfer}");
+        assert!(!transfer.contains("card"), "{transfer}");
+    }
 
     #[test]
     fn a_reference_is_found_as_the_bank_wrote_it() {

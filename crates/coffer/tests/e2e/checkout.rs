@@ -1301,3 +1301,71 @@ async fn configured_rate_rows_apply_from_their_day() {
         assert!(err.contains(setting), "{err}");
     }
 }
+
+/// A person pays by bank transfer in the browser: the review says the bank
+/// details come next; the confirmation shows the operator's account, the
+/// reference, the amount and the last day, on a desktop and on a phone; the
+/// email and the account show the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_pays_by_bank_transfer_in_the_browser() {
+    let server = crate::server(coffer_testkit::TestBackend::Sqlite).await;
+    let vendors = server.demo_credentials()["vendors"].clone();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let browser = coffer_testkit::Browser::start().await;
+    let product = &vendors[0]["products"][0];
+    browser.goto(&server.url(&format!("/products/{}", product["id"].as_str().unwrap()))).await;
+    browser.click(&browser.find("form.buy button").await).await;
+    browser.wait_for_title("Checkout · Coffer").await;
+    for (css, value) in [
+        ("#name", "Joana Silva"),
+        ("#email", "joana.transfer@example.org"),
+        ("#line1", "Rua Augusta 100"),
+        ("#city", "Lisboa"),
+        ("#postal_code", "1100-053"),
+    ] {
+        browser.fill(&browser.find(css).await, value).await;
+    }
+    browser.choose("#country", "PT").await;
+    browser.click(&browser.find("input[name=payment_method][value=bank_transfer]").await).await;
+    browser.click(&browser.find("input[name=age][value=adult]").await).await;
+    browser.click(&browser.find("input[name=consent]").await).await;
+    browser.click(&browser.find("form[action='/checkout/review'] button[type=submit]").await).await;
+    browser.wait_for_title("Review and pay · Coffer").await;
+    // Portugal: 23% of 19.99.
+    let review = browser.text(&browser.find("main").await).await;
+    assert!(review.contains("VAT (Portugal, 23%)") && review.contains("24.59 USD"), "{review}");
+    assert!(review.contains("show our bank account and the reference"), "{review}");
+    assert_eq!(browser.count("#card_number").await, 0, "no card asked");
+    browser.click(&browser.find("form[action='/checkout/pay'] button").await).await;
+    browser.wait_for_title("Thank you · Coffer").await;
+    assert_eq!(browser.text(&browser.find("#order-status").await).await, "Waiting for your bank transfer.");
+    assert_eq!(browser.text(&browser.find("#bank-holder").await).await, "Coffer Demo Operator");
+    assert_eq!(browser.text(&browser.find("#bank-iban").await).await, "DE89 3704 0044 0532 0130 00");
+    assert_eq!(browser.text(&browser.find("#bank-bic").await).await, "COBADEFFXXX");
+    assert_eq!(browser.text(&browser.find("#amount-due").await).await, "24.59 USD");
+    let reference = browser.text(&browser.find("#payment-reference").await).await;
+    assert!(reference.starts_with("CF-"), "{reference}");
+    let pay_by = browser.text(&browser.find("#pay-by").await).await;
+    browser.screenshot(&dir.join("checkout-transfer-done.png")).await;
+    // On a phone the IBAN stays whole on one line and nothing scrolls sideways.
+    browser.resize(390, 844).await;
+    let iban = browser.find("#bank-iban").await;
+    assert_eq!(browser.css(&iban, "white-space").await, "nowrap");
+    assert_eq!(browser.sideways_overflow().await, 0, "the page fits a phone");
+    browser.screenshot(&dir.join("checkout-transfer-done-phone.png")).await;
+    browser.resize(1280, 900).await;
+
+    let mail = crate::accounts::mail_containing_all(&server, &[&reference, "IBAN: DE89 3704 0044 0532 0130 00"]).await;
+    assert!(mail.contains(&format!("arrived by {pay_by}")), "{mail}");
+    let start = mail.find("/account/link/").expect("an invitation");
+    let link: String = mail[start..].chars().take_while(|c| !c.is_whitespace() && *c != '<' && *c != '"').collect();
+    browser.goto(&server.url(&link)).await;
+    browser.wait_for_title("Set your password · Coffer").await;
+    browser.fill(&browser.find("#password").await, "copper kettle sunrise 88").await;
+    browser.click(&browser.find("form button").await).await;
+    browser.wait_for_title("Your account · Coffer").await;
+    let order = browser.text(&browser.find(".order").await).await;
+    assert!(order.contains("Waiting for your bank transfer of 24.59 USD by") && order.contains(&reference), "{order}");
+    assert!(order.contains("DE89 3704 0044 0532 0130 00"), "{order}");
+}
