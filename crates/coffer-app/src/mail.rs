@@ -362,6 +362,15 @@ fn html_of(text: &str) -> String {
                     let line = line.trim_end();
                     if (line.starts_with("https://") || line.starts_with("http://")) && !line.contains(' ') {
                         format!("<a href=\"{0}\" style=\"color:#0b5cad\">{0}</a>", escape(line))
+                    } else if line.len() >= 32 && !line.contains(char::is_whitespace) {
+                        // A long token on its own line (a license key) is
+                        // meant to be copied: monospace, selected whole.
+                        format!(
+                            "<code style=\"display:block;font-family:ui-monospace,Menlo,Consolas,monospace;\
+                             font-size:.9em;background:#f1f3f5;padding:.5em;border-radius:4px;\
+                             word-break:break-all;user-select:all\">{}</code>",
+                            escape(line)
+                        )
                     } else {
                         escape(line)
                     }
@@ -504,6 +513,16 @@ fn mail_files(dir: &std::path::Path) -> std::io::Result<impl Iterator<Item = std
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_license_key_in_the_html_part_is_monospace_and_selected_whole() {
+        let key = "eyJvcmRlcl9pZCI6Im9yZF8xIn0.c2lnbmF0dXJlLWJ5dGVzLWhlcmUtMTIzNDU2Nzg5MA";
+        let html = html_of(&format!("Your license key for Notes:\n{key}\n\nTotal: 23.79 EUR\n"));
+        let code = html.find("<code").expect("the key in a code element");
+        assert!(html[code..].starts_with("<code style=\"display:block;font-family:ui-monospace"), "{html}");
+        assert!(html[code..].contains("user-select:all") && html[code..].contains(key), "{html}");
+        assert_eq!(html.matches("<code").count(), 1, "only the key: {html}");
+    }
 
     #[test]
     fn the_html_part_says_what_the_text_says_with_links() {

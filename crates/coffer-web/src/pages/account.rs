@@ -281,11 +281,15 @@ async fn invoice_page(State(state): State<AppState>, customer: Customer, Path(nu
         let details = &order.details;
         let mut buyer = vec![details.name.clone().unwrap_or_default()];
         if let Some(a) = &details.address {
-            for part in [&a.line1, &a.line2, &a.postal_code, &a.city, &a.region, &a.country] {
-                if !part.is_empty() {
-                    buyer.push(part.clone());
-                }
-            }
+            let address = coffer_domain::MailingAddress {
+                line1: a.line1.clone(),
+                line2: a.line2.clone(),
+                city: a.city.clone(),
+                region: a.region.clone(),
+                postal_code: a.postal_code.clone(),
+                country: a.country.clone(),
+            };
+            buyer.extend(address.lines());
         }
         let rate = invoice.tax_rate;
         Ok(Some(InvoicePage {
@@ -297,11 +301,7 @@ async fn invoice_page(State(state): State<AppState>, customer: Customer, Path(nu
             order_id: invoice.order_id.to_string(),
             lines,
             subtotal: money(invoice.subtotal),
-            tax_label: if rate == 0 {
-                format!("Tax ({}: none)", invoice.tax_country)
-            } else {
-                format!("VAT or sales tax ({}, {}.{:02}%)", invoice.tax_country, rate / 100, rate % 100)
-            },
+            tax_label: super::tax_label(&invoice.tax_country, u32::try_from(rate).unwrap_or(0)),
             tax: money(invoice.tax),
             total: money(invoice.total),
         }))

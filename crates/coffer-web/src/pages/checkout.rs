@@ -391,12 +391,8 @@ async fn review_page(
             price: quote.currency.amount(priced.line.line_total),
         });
     }
-    let country = quote.details.address.as_ref().map(|a| super::country_name(&a.country)).unwrap_or_default();
-    let tax_label = if quote.tax_rate == 0 {
-        format!("Tax ({country}: none)")
-    } else {
-        format!("VAT ({country}, {})", percent(quote.tax_rate))
-    };
+    let country = quote.details.address.as_ref().map(|a| a.country.as_str()).unwrap_or_default();
+    let tax_label = super::tax_label(country, quote.tax_rate);
     Ok(Ok(ReviewPage {
         message,
         lines,
@@ -412,16 +408,6 @@ async fn review_page(
         review_token: state.checkout.placement().new_review_token().await?,
         card: form.payment_method() == PaymentMethod::Card,
     }))
-}
-
-/// A rate in basis points as people write it: `19%`, `25.5%`, `8.1%`.
-fn percent(basis_points: u32) -> String {
-    let (whole, hundredths) = (basis_points / 100, basis_points % 100);
-    match hundredths {
-        0 => format!("{whole}%"),
-        h if h % 10 == 0 => format!("{whole}.{}%", h / 10),
-        h => format!("{whole}.{h:02}%"),
-    }
 }
 
 async fn back_to_form(state: &AppState, items: &[(ProductId, i64)], form: CheckoutForm, error: &AppError) -> Response {
@@ -583,14 +569,6 @@ async fn payment_refused(
 mod pay_tests {
     use super::*;
     use coffer_domain::OrderStatus;
-
-    #[test]
-    fn rates_read_as_people_write_them() {
-        assert_eq!(percent(1900), "19%");
-        assert_eq!(percent(2550), "25.5%");
-        assert_eq!(percent(810), "8.1%");
-        assert_eq!(percent(1205), "12.05%");
-    }
 
     #[test]
     fn the_done_page_says_what_comes_next() {

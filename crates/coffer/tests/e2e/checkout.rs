@@ -511,7 +511,12 @@ async fn a_person_buys_in_the_browser_after_a_declined_card() {
     card("4242 4242 4242 4242").await;
     browser.wait_for_title("Thank you · Coffer").await;
     assert!(browser.text(&browser.find("#order-status").await).await.starts_with("Paid and delivered"));
-    let key = browser.text(&browser.find("code.license-key").await).await;
+    let key_element = browser.find("code.license-key").await;
+    let key = browser.text(&key_element).await;
+    // Made to be copied: monospace, on one line, selected whole by a click.
+    assert!(browser.css(&key_element, "font-family").await.contains("monospace"));
+    assert_eq!(browser.css(&key_element, "white-space").await, "nowrap");
+    assert_eq!(browser.css(&key_element, "user-select").await, "all");
     let public_key = vendors[0]["license_public_key"].as_str().unwrap();
     assert!(coffer_crypto::verify_license(public_key, &key).is_ok(), "the key on the page verifies");
     let href = browser.attribute(&browser.find("a.download").await, "href").await;
