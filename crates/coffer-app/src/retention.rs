@@ -59,13 +59,14 @@ pub struct RetentionReport {
     pub mail_files: u64,
     pub expired_holds: u64,
     pub expired_transfers: u64,
+    pub checkout_drafts: u64,
     pub finished_jobs: u64,
     pub unused_spare_keys: u64,
 }
 
 impl RetentionReport {
     /// (category as a person calls it, count)
-    pub fn lines(&self) -> [(&'static str, u64); 12] {
+    pub fn lines(&self) -> [(&'static str, u64); 13] {
         [
             ("proof-of-identity documents (30 days after the review decision)", self.identity_documents as u64),
             ("messages to customers (90 days)", self.messages),
@@ -80,6 +81,7 @@ impl RetentionReport {
                 "orders whose bank transfer never came, cancelled (operator.transfer_expiry_days)",
                 self.expired_transfers,
             ),
+            ("checkout forms never sent as an order (1 day after the last change)", self.checkout_drafts),
             ("background jobs that ended (7 days)", self.finished_jobs),
             ("spare customer keys never used (1 hour; nothing was sealed under them)", self.unused_spare_keys),
         ]
@@ -117,6 +119,7 @@ pub async fn run(
         // Cancelling needs the gateway: CheckoutService::run_retention does it.
         expired_holds: 0,
         expired_transfers: 0,
+        checkout_drafts: db.delete_expired_drafts(now).await?,
     })
 }
 

@@ -219,6 +219,7 @@ coffer_testkit::on_both_backends_with!(fixture;
     services_refuse_a_principal_without_the_permission,
     an_expired_hold_whose_payment_token_is_gone_is_cancelled_all_the_same,
     an_unpaid_transfer_is_cancelled_after_its_days_and_the_buyer_told,
+    a_checkout_draft_is_sealed_opens_only_with_its_token_and_goes_after_a_day,
 );
 
 /// An administrator: every staff move is theirs to make.
@@ -668,4 +669,31 @@ async fn an_unpaid_transfer_is_cancelled_after_its_days_and_the_buyer_told(f: Fi
     // Only the job cancels transfers.
     let refused = f.checkout.staff().staff_action(&paid.id, StaffAction::ExpireTransfer, &staff(1), "x").await;
     assert!(matches!(refused, Err(coffer_app::AppError::Forbidden(_))), "{refused:?}");
+}
+
+/// What a buyer typed at checkout is kept sealed: no plaintext in the
+/// database, another token opens nothing, forgetting it works, and
+/// retention deletes it a day after its last change, not before.
+async fn a_checkout_draft_is_sealed_opens_only_with_its_token_and_goes_after_a_day(f: Fixture) {
+    let placement = f.checkout.placement();
+    let (mine, other) = (placement.new_draft_token().unwrap(), placement.new_draft_token().unwrap());
+    let draft = br#"{"name":"Erika Mustermann","email":"draft@example.org"}"#;
+    placement.save_draft(&mine, draft).await.unwrap();
+    assert_eq!(placement.load_draft(&mine).await.unwrap().as_deref().map(Vec::as_slice), Some(&draft[..]));
+    assert!(placement.load_draft(&other).await.unwrap().is_none(), "another buyer's token opens nothing");
+    assert!(placement.load_draft("").await.unwrap().is_none());
+    let pool = sqlx::AnyPool::connect(&f.data_url).await.unwrap();
+    let (sealed,): (Vec<u8>,) = sqlx::query_as("SELECT sealed FROM checkout_drafts").fetch_one(&pool).await.unwrap();
+    let text = String::from_utf8_lossy(&sealed);
+    assert!(!text.contains("Erika") && !text.contains("draft@example.org"), "sealed at rest");
+    let start = f.clock.now().0;
+    assert_eq!(run_at(&f, start, DAY - MINUTE).await.checkout_drafts, 0);
+    assert!(placement.load_draft(&mine).await.unwrap().is_some(), "kept for the day");
+    assert_eq!(run_at(&f, start, DAY + MINUTE).await.checkout_drafts, 1);
+    assert!(placement.load_draft(&mine).await.unwrap().is_none(), "gone after it");
+    placement.save_draft(&other, draft).await.unwrap();
+    placement.forget_draft(&other).await.unwrap();
+    assert!(placement.load_draft(&other).await.unwrap().is_none(), "forgotten when the order is placed");
+    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM checkout_drafts").fetch_one(&pool).await.unwrap();
+    assert_eq!(rows, 0);
 }

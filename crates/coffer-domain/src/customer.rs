@@ -87,8 +87,26 @@ fn phone(value: &str) -> Result<String, CustomerError> {
 }
 
 impl MailingAddress {
+    /// Every bad part of the address at once, in the form's order.
+    pub fn problems(&self) -> Vec<CustomerError> {
+        [
+            text("customer.address.line1", &self.line1, 200, true).err(),
+            text("customer.address.line2", &self.line2, 200, false).err(),
+            text("customer.address.city", &self.city, 100, true).err(),
+            text("customer.address.region", &self.region, 100, false).err(),
+            text("customer.address.postal_code", &self.postal_code, 20, false).err(),
+            self.validated().err().filter(|e| e.field == "customer.address.country"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
     pub fn validated(&self) -> Result<MailingAddress, CustomerError> {
         let country = self.country.trim().to_ascii_uppercase();
+        if country.is_empty() {
+            return Err(bad("customer.address.country", "is required"));
+        }
         if country.len() != 2
             || !country.bytes().all(|b| b.is_ascii_uppercase())
             || country.parse::<iso_country::Country>().is_err()
@@ -135,6 +153,24 @@ impl MailingAddress {
 }
 
 impl CustomerDetails {
+    /// Every bad field at once, for a form that marks each one (the order
+    /// of the form: name, email, phone, then the address). Empty when
+    /// [`CustomerDetails::validated`] would accept the details.
+    pub fn problems(&self) -> Vec<CustomerError> {
+        let mut problems: Vec<CustomerError> = [
+            text("customer.name", &self.name, 200, true).err(),
+            email_address(&self.email).err(),
+            self.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()).and_then(|p| phone(p).err()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if let Some(address) = &self.address {
+            problems.extend(address.problems());
+        }
+        problems
+    }
+
     /// The details trimmed and checked; the first bad field is reported.
     pub fn validated(&self) -> Result<CustomerDetails, CustomerError> {
         Ok(CustomerDetails {
@@ -152,6 +188,37 @@ impl CustomerDetails {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_bad_field_is_reported_at_once() {
+        let details = CustomerDetails {
+            name: " ".into(),
+            email: "not-an-address".into(),
+            phone: Some("call me".into()),
+            address: Some(MailingAddress {
+                line1: String::new(),
+                line2: String::new(),
+                city: "Berlin".into(),
+                region: String::new(),
+                postal_code: String::new(),
+                country: "Germany".into(),
+            }),
+        };
+        let fields: Vec<&str> = details.problems().iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            ["customer.name", "customer.email", "customer.phone", "customer.address.line1", "customer.address.country"]
+        );
+        assert!(details.validated().is_err());
+        let mut good = details.clone();
+        good.name = "Ada".into();
+        good.email = "ada@example.org".into();
+        good.phone = None;
+        let address = good.address.as_mut().unwrap();
+        address.line1 = "1 Main St".into();
+        address.country = "DE".into();
+        assert!(good.problems().is_empty() && good.validated().is_ok(), "no problems: accepted");
+    }
 
     #[test]
     fn an_address_is_written_in_its_countrys_order() {

@@ -59,6 +59,11 @@ pub enum OnErasure {
     /// reference the law or a contract still needs, which names nobody in
     /// Coffer once the customer's own data is shredded.
     KeepWithoutIdentity,
+    /// Never linked to the customer in storage (found only through the
+    /// buyer's own browser cookie, sealed under a key that cookie helps
+    /// make), so erasure cannot find it; it is deleted at the end of its
+    /// short retention at the latest.
+    Unlinked,
 }
 
 /// One personal field: where it is stored and the rules it lives by.
@@ -285,6 +290,19 @@ pub const INVENTORY: &[PersonalField] = &[
         on_erasure: OnErasure::Shred,
     },
     PersonalField {
+        table: "checkout_drafts",
+        column: "sealed",
+        label: "What a buyer typed at checkout before placing the order (name, email, phone, address, choices, \
+                card expiry; never the card number or code)",
+        category: Category::Contact,
+        purpose: "Keeping the checkout form between its pages (cart changes, currency, review, a declined card) \
+                  until the order is placed or the cart emptied",
+        legal_basis: LegalBasis::Contract,
+        recipients: &[],
+        retention: Retention::Days(1),
+        on_erasure: OnErasure::Unlinked,
+    },
+    PersonalField {
         table: "idempotency_keys",
         column: "response",
         label: "The answer to an order request, kept to answer a repeat of it",
@@ -331,6 +349,7 @@ pub const NON_PERSONAL_BINARY_COLUMNS: &[(&str, &str, &str)] = &[
     ),
     ("vendor_api_keys", "key_hash", "SHA-256 of a random vendor API key"),
     ("idempotency_keys", "key_hash", "keyed hash (HMAC) of an Idempotency-Key header"),
+    ("checkout_drafts", "id", "SHA-256 of a random checkout cookie token"),
     ("idempotency_keys", "fingerprint", "keyed hash (HMAC) of an order request and its card number"),
     ("staff_members", "email_index", "keyed blind index (HMAC) of a staff member's email address"),
 ];

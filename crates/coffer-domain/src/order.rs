@@ -131,6 +131,34 @@ pub fn card_digits(number: &str) -> Option<String> {
     (digits.len() >= 12 && digits.len() <= 19 && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
 }
 
+/// Every problem of a card's fields at once (number, expiry, security
+/// code), for a form that marks each field; empty when [`check_card`]
+/// would accept the card. Messages never repeat the number.
+pub fn card_problems(number: &str, exp_month: i64, exp_year: i64, cvc: &str, today: (i32, u8)) -> Vec<OrderError> {
+    let mut problems = Vec::new();
+    if !card_digits(number).is_some_and(|digits| luhn_valid(&digits)) {
+        problems.push(OrderError::new("card_invalid", Some("card.number"), "the card number is not valid"));
+    }
+    let month = u8::try_from(exp_month).ok().filter(|m| (1..=12).contains(m));
+    let year = u16::try_from(exp_year).ok().filter(|y| (2000..=2100).contains(y));
+    if month.is_none() {
+        problems.push(OrderError::new("card_invalid", Some("card.exp_month"), "the expiry month must be 1 to 12"));
+    }
+    match (year, month) {
+        (None, _) => {
+            problems.push(OrderError::new("card_invalid", Some("card.exp_year"), "the expiry year is not valid"))
+        }
+        (Some(year), Some(month)) if (i32::from(year), month) < today => {
+            problems.push(OrderError::new("card_expired", Some("card.exp_year"), "the card has expired"))
+        }
+        _ => {}
+    }
+    if !(cvc.len() == 3 || cvc.len() == 4) || !cvc.bytes().all(|b| b.is_ascii_digit()) {
+        problems.push(OrderError::new("card_invalid", Some("card.cvc"), "the security code must be 3 or 4 digits"));
+    }
+    problems
+}
+
 /// Checks a card as typed: number (Luhn), expiry not in the past at
 /// `today` (year, month), CVC of 3 or 4 digits.
 pub fn check_card(
@@ -332,6 +360,19 @@ pub fn long_day_utc(at: Millis) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_card_problem_is_reported_at_once() {
+        let fields = |p: Vec<OrderError>| p.into_iter().map(|e| e.field.unwrap_or_default()).collect::<Vec<_>>();
+        assert_eq!(
+            fields(card_problems("4242 4242 4242 4241", 13, 1999, "12", (2026, 11))),
+            ["card.number", "card.exp_month", "card.exp_year", "card.cvc"]
+        );
+        let expired = card_problems("4242424242424242", 10, 2026, "123", (2026, 11));
+        assert_eq!((expired.len(), expired[0].code), (1, "card_expired"));
+        assert!(card_problems("4242424242424242", 12, 2030, "123", (2026, 11)).is_empty());
+        assert!(check_card("4242424242424242", 12, 2030, "123", (2026, 11)).is_ok(), "the same card passes both");
+    }
 
     #[test]
     fn a_day_is_written_as_people_write_it() {

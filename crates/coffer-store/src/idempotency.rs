@@ -38,6 +38,13 @@ pub trait IdempotencyStore: Send + Sync {
         response: Sealed,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// The sealed answer of a key, once answered (a confirmation page shown
+    /// again); `None` while unknown, in progress or forgotten.
+    fn idempotency_answer(
+        &self,
+        key_hash: [u8; 32],
+    ) -> impl Future<Output = Result<Option<(DataKeyId, Sealed)>, StoreError>> + Send;
+
     /// Frees a claimed key whose request failed, so it may be retried.
     fn release_idempotency_key(&self, key_hash: [u8; 32]) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -98,6 +105,19 @@ impl IdempotencyStore for Db {
             Ok::<_, StoreError>(())
         }))
         .await
+    }
+
+    async fn idempotency_answer(&self, key_hash: [u8; 32]) -> Result<Option<(DataKeyId, Sealed)>, StoreError> {
+        let row = sqlx::query("SELECT data_key_id, response FROM idempotency_keys WHERE key_hash = $1")
+            .bind(key_hash.to_vec())
+            .fetch_optional(self.readers())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let key: Option<String> = row.try_get("data_key_id")?;
+        match (key, sealed(&row, "response")?) {
+            (Some(key), Some(response)) => Ok(Some((DataKeyId::parse(&key).map_err(StoreError::corrupt)?, response))),
+            _ => Ok(None),
+        }
     }
 
     async fn release_idempotency_key(&self, key_hash: [u8; 32]) -> Result<(), StoreError> {

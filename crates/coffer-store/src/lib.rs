@@ -48,6 +48,7 @@ mod customers;
 mod db;
 mod direct;
 mod downloads;
+mod drafts;
 mod error;
 mod fraud_attempts;
 mod id_documents;
@@ -74,6 +75,7 @@ pub use customers::{
 };
 pub use db::{Backend, Data, Database, Db, DbOptions, UnitFuture, WriteHold, WriteTx, WriterStats};
 pub use downloads::{DownloadStore, DownloadWriter, ProductFile};
+pub use drafts::DraftStore;
 pub use error::StoreError;
 pub use fraud_attempts::FraudAttemptStore;
 pub use id_documents::{IdDocumentRow, IdDocumentStore, IdDocumentWriter};
@@ -99,8 +101,9 @@ pub mod prelude {
     pub use crate::unit;
     pub use crate::{
         AuditStore, AuditWriter, CatalogReader, CatalogWriter, CredentialWriter, CustomerReader, CustomerWriter,
-        DownloadStore, DownloadWriter, FraudAttemptStore, IdDocumentStore, IdDocumentWriter, IdempotencyStore,
-        InvoiceStore, JobStore, JobWriter, OrderReader, OrderWriter, OutboxWriter, PaymentMoveWriter, PolicyReader,
-        PolicyWriter, PrivacyRequestReader, PrivacyRequestWriter, RetentionStore, VendorKeyReader, VendorKeyWriter,
+        DownloadStore, DownloadWriter, DraftStore, FraudAttemptStore, IdDocumentStore, IdDocumentWriter,
+        IdempotencyStore, InvoiceStore, JobStore, JobWriter, OrderReader, OrderWriter, OutboxWriter, PaymentMoveWriter,
+        PolicyReader, PolicyWriter, PrivacyRequestReader, PrivacyRequestWriter, RetentionStore, VendorKeyReader,
+        VendorKeyWriter,
     };
 }

@@ -33,6 +33,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (16, "jobs", include_str!("../../../migrations/sqlite/0016_jobs.sql")),
     (17, "credentials", include_str!("../../../migrations/sqlite/0017_credentials.sql")),
     (18, "transfer_references", include_str!("../../../migrations/sqlite/0018_transfer_references.sql")),
+    (19, "checkout_drafts", include_str!("../../../migrations/sqlite/0019_checkout_drafts.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -54,6 +55,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (16, "jobs", include_str!("../../../migrations/postgres/0016_jobs.sql")),
     (17, "credentials", include_str!("../../../migrations/postgres/0017_credentials.sql")),
     (18, "transfer_references", include_str!("../../../migrations/postgres/0018_transfer_references.sql")),
+    (19, "checkout_drafts", include_str!("../../../migrations/postgres/0019_checkout_drafts.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] = &[

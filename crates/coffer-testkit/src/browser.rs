@@ -177,6 +177,11 @@ impl Browser {
         self.call("POST", "/window/rect", Some(json!({"width": width, "height": height}))).await;
     }
 
+    /// Empties an input.
+    pub async fn clear(&self, element: &str) {
+        self.call("POST", &format!("/element/{element}/clear"), Some(json!({}))).await;
+    }
+
     /// The current value of an input (what a person sees in the box).
     pub async fn value(&self, element: &str) -> String {
         self.call("GET", &format!("/element/{element}/property/value"), None)

@@ -40,6 +40,15 @@ pub const CART: CookieSpec = CookieSpec {
     value: CookieValue::ProductIds,
 };
 
+pub const CHECKOUT: CookieSpec = CookieSpec {
+    name: "coffer_checkout",
+    purpose: "Finds the details you typed at checkout (kept sealed on our side, never your card), so changing \
+              the cart or the currency, or going back from the review, loses nothing.",
+    lifetime: "Until you close the browser; the details are deleted when you place the order or empty the cart, \
+               and a day after your last change.",
+    value: CookieValue::OpaqueToken,
+};
+
 pub const STAFF: CookieSpec = CookieSpec {
     name: "coffer_staff",
     purpose: "Keeps a member of our staff signed in to the staff console.",
@@ -56,7 +65,7 @@ pub const FORM: CookieSpec = CookieSpec {
 };
 
 /// Every cookie Coffer sets.
-pub const COOKIES: &[CookieSpec] = &[SESSION, CART, STAFF, FORM];
+pub const COOKIES: &[CookieSpec] = &[SESSION, CART, CHECKOUT, STAFF, FORM];
 
 #[derive(Clone, Copy, Debug)]
 pub struct CookieRule {

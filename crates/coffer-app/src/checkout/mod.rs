@@ -30,6 +30,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 mod downloads;
+mod drafts;
 mod email;
 mod fulfilment;
 mod gateway;
@@ -41,6 +42,7 @@ mod placement;
 mod staff;
 
 pub use downloads::{DOWNLOAD_MAX_USES, DOWNLOAD_TTL_MS, Download, DownloadRefused};
+pub use drafts::DRAFT_TTL_MS;
 use email::{OrderEmail, order_email_body};
 pub use fulfilment::Fulfilment;
 pub use gateway::{

@@ -275,7 +275,60 @@ impl OrderPlacement {
         &self.policy_version
     }
 
+    /// Everything wrong with an order's form at once, in the form's order
+    /// (details, payment, age, consent), each with the field it belongs
+    /// to, so a page marks every field in error. The card is checked only
+    /// when the request carries one. Empty does not promise a placed order:
+    /// the products, the currency and the gateway are checked when quoting
+    /// and paying.
+    pub fn problems(&self, request: &OrderRequest) -> Vec<OrderError> {
+        let mut problems: Vec<OrderError> = request
+            .customer
+            .problems()
+            .into_iter()
+            .map(|e| OrderError::new("invalid_customer", Some(e.field), format!("this {}", e.reason)))
+            .collect();
+        if request.customer.address.is_none() {
+            problems.push(OrderError::new("invalid_customer", Some("customer.address"), "the address is required"));
+        }
+        if let Err(AppError::Order(e)) = self.check_payment_offered(request) {
+            problems.push(e);
+        }
+        if let Some(card) = &request.card {
+            let today = coffer_domain::order::year_month(self.clock.now());
+            problems.extend(coffer_domain::order::card_problems(
+                card.number.expose_secret(),
+                card.exp_month,
+                card.exp_year,
+                card.cvc.expose_secret(),
+                today,
+            ));
+        }
+        for check in [self.check_age(request).map(drop), self.check_consent(request)] {
+            if let Err(AppError::Order(e)) = check {
+                problems.push(e);
+            }
+        }
+        problems
+    }
+
+    fn check_payment_offered(&self, request: &OrderRequest) -> Result<(), AppError> {
+        if request.payment_method == PaymentMethod::BankTransfer && self.bank.is_none() {
+            return Err(bad(
+                "payment_method_unavailable",
+                "payment_method",
+                "bank transfer is not offered by this shop; please pay by card",
+            ));
+        }
+        Ok(())
+    }
+
     fn check_consent_and_age(&self, request: &OrderRequest) -> Result<Option<String>, AppError> {
+        self.check_consent(request)?;
+        self.check_age(request)
+    }
+
+    fn check_consent(&self, request: &OrderRequest) -> Result<(), AppError> {
         match &request.consent {
             Some((version, true)) if version.as_str() == &*self.policy_version => {}
             Some((_, true)) => {
@@ -287,6 +340,10 @@ impl OrderPlacement {
             }
             _ => return Err(bad("consent_required", "consent", "consent to the privacy policy is required")),
         }
+        Ok(())
+    }
+
+    fn check_age(&self, request: &OrderRequest) -> Result<Option<String>, AppError> {
         let Some(age) = &request.age else {
             return Err(bad("age_attestation_required", "age", "say whether you are 18 or older"));
         };
@@ -357,13 +414,7 @@ impl OrderPlacement {
     /// items and the totals with the tax of the customer's country. The
     /// checkout page shows this before asking for payment.
     pub async fn quote(&self, request: &OrderRequest) -> Result<Quote, AppError> {
-        if request.payment_method == PaymentMethod::BankTransfer && self.bank.is_none() {
-            return Err(bad(
-                "payment_method_unavailable",
-                "payment_method",
-                "bank transfer is not offered by this shop; please pay by card",
-            ));
-        }
+        self.check_payment_offered(request)?;
         let guardian = self.check_consent_and_age(request)?;
         let details = request.customer.validated()?;
         let Some(address) = &details.address else {

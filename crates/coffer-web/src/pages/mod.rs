@@ -313,7 +313,7 @@ pub async fn not_found(request: Request) -> Response {
 
 /// The address fields of the account and checkout forms, as typed; the
 /// domain validates them when they become a [`MailingAddress`].
-#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
 pub(super) struct AddressFields {
     pub line1: String,
@@ -351,17 +351,5 @@ impl AddressFields {
             postal_code: self.postal_code.clone(),
             country: self.country.clone(),
         }
-    }
-
-    /// Each field by its form name, to carry a form on to its next page.
-    fn named(&self) -> [(&'static str, String); 6] {
-        [
-            ("line1", self.line1.clone()),
-            ("line2", self.line2.clone()),
-            ("city", self.city.clone()),
-            ("region", self.region.clone()),
-            ("postal_code", self.postal_code.clone()),
-            ("country", self.country.clone()),
-        ]
     }
 }

@@ -194,7 +194,7 @@ async fn p17_every_page_sets_only_listed_opaque_cookies() {
     browser.choose("#country", "DE").await;
     browser.click(&browser.find("input[name=consent]").await).await;
     browser.click(&browser.find("input[name=age][value=adult]").await).await;
-    browser.click(&browser.find("form[action='/checkout/review'] button[type=submit]").await).await;
+    browser.click(&browser.find("#review-button").await).await;
     browser.wait_for_title("Review and pay · Coffer").await;
     check("review".into(), browser.cookies().await, &mut seen);
     browser.fill(&browser.find("#card_number").await, "4242 4242 4242 4242").await;

@@ -458,7 +458,39 @@ async fn a_person_buys_in_the_browser_after_a_declined_card() {
         browser.click(&browser.find("form.buy button").await).await;
         browser.wait_for_title("Checkout · Coffer").await;
     }
-    assert_eq!(browser.count("table.list tbody tr").await, 2, "one line per product, two vendors");
+    assert_eq!(browser.count("table.cart tbody tr:not(.subtotal)").await, 2, "one line per product, two vendors");
+    // An empty form: every problem at once, beside its field, and a summary
+    // at the top that links to each.
+    browser.click(&browser.find("#review-button").await).await;
+    browser.wait_for("#problems").await;
+    let summary: Vec<String> = {
+        let mut texts = Vec::new();
+        let links = browser.count("#problems li a").await;
+        for n in 1..=links {
+            let link = browser.find(&format!("#problems li:nth-child({n}) a")).await;
+            texts.push(browser.attribute(&link, "href").await);
+        }
+        texts
+    };
+    assert_eq!(summary, ["#name", "#email", "#line1", "#city", "#country", "#age-adult", "#consent"]);
+    for input in ["name", "email", "line1", "city", "country"] {
+        let element = browser.find(&format!("#{input}")).await;
+        assert_eq!(browser.attribute(&element, "aria-invalid").await, "true", "{input}");
+        assert_eq!(browser.attribute(&element, "aria-describedby").await, format!("{input}-error"), "{input}");
+        assert!(!browser.text(&browser.find(&format!("#{input}-error")).await).await.is_empty(), "{input}");
+    }
+    assert!(browser.text(&browser.find("#age-error").await).await.contains("18 or older"));
+    assert!(browser.text(&browser.find("#consent-error").await).await.contains("privacy policy"));
+    browser.screenshot(&dir.join("checkout-errors.png")).await;
+    // A bad email and nothing else typed: still every problem, the email's
+    // own message among them.
+    browser.fill(&browser.find("#email").await, "erika@").await;
+    browser.click(&browser.find("#review-button").await).await;
+    browser.wait_for("#email-error").await;
+    assert!(browser.text(&browser.find("#email-error").await).await.contains("not a valid email address"));
+    assert_eq!(browser.value(&browser.find("#email").await).await, "erika@", "what was typed stays");
+    assert_eq!(browser.count("#problems li").await, 7);
+    browser.clear(&browser.find("#email").await).await;
     let fields = [
         ("#name", "Erika Mustermann"),
         ("#email", "erika.browser@example.org"),
@@ -474,20 +506,35 @@ async fn a_person_buys_in_the_browser_after_a_declined_card() {
     browser.choose("#country", "DE").await;
     assert_eq!(browser.value(&browser.find("#country").await).await, "DE");
     browser.screenshot(&dir.join("checkout-details.png")).await;
-    // Without consent the form comes back with a message beside the box.
-    browser.click(&browser.find("form[action='/checkout/review'] button[type=submit]").await).await;
-    // The same page comes back, now with the message.
-    assert!(browser.text(&browser.wait_for(".field-error").await).await.contains("privacy policy"));
+    // The currency switch keeps every detail typed, and so does a quantity
+    // the cart refuses (with the reason).
+    browser.choose("#currency-pick", "EUR").await;
+    browser.click(&browser.find("button[value=prices]").await).await;
+    browser.wait_for("#subtotal").await;
+    assert!(browser.text(&browser.find("#subtotal").await).await.ends_with("EUR"));
     assert_eq!(browser.value(&browser.find("#name").await).await, "Erika Mustermann", "the details are kept");
+    assert_eq!(browser.value(&browser.find("#country").await).await, "DE");
+    let quantity = browser.find("input.quantity").await;
+    browser.fill(&quantity, "50").await; // after the 1 there: 150
+    browser.click(&browser.find("button[value=update]").await).await;
+    assert!(browser.text(&browser.wait_for("#cart-notice").await).await.contains("the most is 100"));
+    assert_eq!(browser.value(&browser.find("input.quantity").await).await, "1", "150 refused, 1 kept");
+    assert_eq!(browser.value(&browser.find("#email").await).await, "erika.browser@example.org");
+    browser.choose("#currency-pick", "USD").await;
+    browser.click(&browser.find("button[value=prices]").await).await;
+    browser.wait_for("#subtotal").await;
+    assert_eq!(browser.text(&browser.find("#subtotal").await).await, "34.99 USD", "line totals add up");
     browser.click(&browser.find("input[name=consent]").await).await;
     // P16: no age answer is chosen in advance, and none means no order.
     assert_eq!(browser.count("input[name=age]:checked").await, 0, "the age question starts unanswered");
-    browser.click(&browser.find("form[action='/checkout/review'] button[type=submit]").await).await;
+    browser.click(&browser.find("#review-button").await).await;
     assert!(browser.text(&browser.wait_for("#age-error").await).await.contains("18 or older"));
+    assert_eq!(browser.count("#problems li").await, 1, "only the age is left");
     assert_eq!(browser.count("input[name=age]:checked").await, 0, "still unanswered");
     browser.click(&browser.find("input[name=age][value=adult]").await).await;
-    browser.click(&browser.find("form[action='/checkout/review'] button[type=submit]").await).await;
+    browser.click(&browser.find("#review-button").await).await;
     browser.wait_for_title("Review and pay · Coffer").await;
+    assert!(browser.current_url().await.ends_with("/checkout/review"), "review at its own address");
     // 19.99 + 15.00 net, 19% VAT: 6.65; the total before any card is asked.
     assert_eq!(browser.text(&browser.find("#total").await).await, "41.64 USD");
     let review = browser.text(&browser.find("main").await).await;
@@ -511,13 +558,49 @@ async fn a_person_buys_in_the_browser_after_a_declined_card() {
         }
     };
     card("4000 0000 0000 0002").await;
-    assert_eq!(browser.text(&browser.wait_for(".notice").await).await, "The card was declined; try another card.");
-    assert_eq!(browser.value(&browser.find("#card_number").await).await, "", "the card is never sent back");
-    assert_eq!(browser.value(&browser.find("input[name=name]").await).await, "Erika Mustermann");
+    // Back on the review (its own address, a redirect): the message by the
+    // card field, the expiry kept, the number and code never sent back.
+    let problems = browser.text(&browser.wait_for("#problems").await).await;
+    assert!(problems.contains("Card number: The card was declined; try another card."), "{problems}");
+    assert!(browser.current_url().await.ends_with("/checkout/review"));
+    let number = browser.find("#card_number").await;
+    assert_eq!(browser.value(&number).await, "", "the card is never sent back");
+    assert_eq!(browser.attribute(&number, "aria-invalid").await, "true");
+    assert_eq!(browser.value(&browser.find("#exp_month").await).await, "12", "the expiry is kept");
+    assert_eq!(browser.value(&browser.find("#exp_year").await).await, "2030");
+    assert_eq!(browser.value(&browser.find("#cvc").await).await, "", "the code is never kept");
     browser.screenshot(&dir.join("checkout-declined.png")).await;
+    // Every card problem at once.
+    browser.fill(&browser.find("#card_number").await, "4242 4242 4242 4241").await;
+    browser.clear(&browser.find("#exp_month").await).await;
+    browser.fill(&browser.find("#exp_month").await, "13").await;
+    browser.fill(&browser.find("#cvc").await, "12").await;
+    browser.click(&browser.find("form[action='/checkout/pay'] button").await).await;
+    browser.wait_for("#cvc-error").await;
+    assert_eq!(browser.count("#problems li").await, 3, "number, expiry and code");
+    assert!(browser.text(&browser.find("#card_number-error").await).await.contains("not valid"));
+    assert!(browser.text(&browser.find("#exp-error").await).await.contains("1 to 12"));
+    // Going back to change the details keeps them, and the currency.
+    browser.click(&browser.find("a[href='/checkout']").await).await;
+    browser.wait_for_title("Checkout · Coffer").await;
+    assert_eq!(browser.value(&browser.find("#name").await).await, "Erika Mustermann");
+    assert_eq!(browser.value(&browser.find("#postal_code").await).await, "10115");
+    assert_eq!(browser.value(&browser.find("#currency-pick").await).await, "USD");
+    assert_eq!(browser.count("input[name=consent]:checked").await, 1);
+    browser.click(&browser.find("#review-button").await).await;
+    browser.wait_for_title("Review and pay · Coffer").await;
+    browser.clear(&browser.find("#exp_month").await).await;
+    browser.clear(&browser.find("#exp_year").await).await;
 
     card("4242 4242 4242 4242").await;
     browser.wait_for_title("Thank you · Coffer").await;
+    // The confirmation has its own address and survives a reload.
+    let done = browser.current_url().await;
+    assert!(done.contains("/checkout/done/"), "{done}");
+    let order_id = browser.text(&browser.find("#order-id").await).await;
+    browser.goto(&done).await;
+    browser.wait_for_title("Thank you · Coffer").await;
+    assert_eq!(browser.text(&browser.find("#order-id").await).await, order_id, "a reload shows the order again");
     assert!(browser.text(&browser.find("#order-status").await).await.starts_with("Paid and delivered"));
     let key_element = browser.find("code.license-key").await;
     let key = browser.text(&key_element).await;
@@ -1034,23 +1117,45 @@ async fn vendors_see_only_their_own_lines(server: TestServer) {
     );
 }
 
+/// Adds the `Set-Cookie`s of a response to a `Cookie` header, as a browser
+/// keeps them (a cleared cookie goes).
+fn keep_cookies(jar: &mut Vec<(String, String)>, response: &reqwest::Response) {
+    for set in response.headers().get_all(reqwest::header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()) {
+        let pair = set.split(';').next().unwrap_or_default();
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        jar.retain(|(n, _)| n != name);
+        if !value.is_empty() && !set.contains("Max-Age=0") {
+            jar.push((name.to_owned(), value.to_owned()));
+        }
+    }
+}
+
+fn cookie_header(jar: &[(String, String)]) -> String {
+    jar.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ")
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response.headers()[reqwest::header::LOCATION].to_str().unwrap().to_owned()
+}
+
 /// Finding 6 of the security review: the pay form sent twice (a double
-/// click, a reload) makes one order and one email; both answers show it.
+/// click, a reload) makes one order and one email; every answer leads to
+/// the one confirmation, which can be reloaded. Every form post is
+/// answered with a redirect (post, then get).
 async fn paying_twice_from_one_review_makes_one_order(server: TestServer) {
     let product = server.demo_credentials()["vendors"][0]["products"][0]["id"].as_str().unwrap().to_owned();
     let pass = crate::form_pass(&server, &format!("/products/{product}")).await;
+    let mut jar = vec![];
+    let (name, value) = pass.cookie.split_once('=').unwrap();
+    jar.push((name.to_owned(), value.to_owned()));
     let added = client()
         .post(server.url("/cart"))
-        .header(reqwest::header::COOKIE, &pass.cookie)
+        .header(reqwest::header::COOKIE, cookie_header(&jar))
         .form(&[("product_id", product.as_str()), ("form_token", pass.token.as_str())])
         .send()
         .await
         .unwrap();
-    let cart = format!(
-        "{}; {}",
-        added.headers()[reqwest::header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap(),
-        pass.cookie
-    );
+    keep_cookies(&mut jar, &added);
     let version = policy_version(&server).await;
     let details = [
         ("currency", "USD"),
@@ -1063,76 +1168,86 @@ async fn paying_twice_from_one_review_makes_one_order(server: TestServer) {
         ("payment_method", "card"),
         ("age", "adult"),
         ("consent", version.as_str()),
+        ("action", "review"),
         ("form_token", pass.token.as_str()),
     ];
-    let review = client()
-        .post(server.url("/checkout/review"))
-        .header(reqwest::header::COOKIE, &cart)
+    let posted = client()
+        .post(server.url("/checkout"))
+        .header(reqwest::header::COOKIE, cookie_header(&jar))
         .form(&details)
         .send()
         .await
         .unwrap();
+    assert_eq!((posted.status(), location(&posted).as_str()), (StatusCode::SEE_OTHER, "/checkout/review"));
+    keep_cookies(&mut jar, &posted);
+    assert!(jar.iter().any(|(n, _)| n.ends_with("coffer_checkout")), "the draft's cookie: {jar:?}");
+    let review = client().get(server.url("/checkout/review")).header(reqwest::header::COOKIE, cookie_header(&jar));
+    let review = review.send().await.unwrap();
     assert_eq!(review.status(), StatusCode::OK);
     let review = review.text().await.unwrap();
-    let mut form: Vec<(String, String)> = review
-        .split("<input type=\"hidden\" name=\"")
-        .skip(1)
-        .map(|rest| {
-            let name: String = rest.chars().take_while(|c| *c != '"').collect();
-            (name.clone(), crate::accounts::field_value(&review, &name))
-        })
-        .collect();
-    assert!(form.iter().any(|(name, value)| name == "review_token" && value.len() >= 32), "{review}");
-    for (name, value) in
-        [("card_number", "4242424242424242"), ("exp_month", "12"), ("exp_year", "2030"), ("cvc", "123")]
-    {
-        form.push((name.into(), value.into()));
-    }
-    let pay = || async {
-        let r = client()
-            .post(server.url("/checkout/pay"))
-            .header(reqwest::header::COOKIE, &cart)
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        (r.status(), r.text().await.unwrap())
+    let token = crate::accounts::field_value(&review, "review_token");
+    assert!(token.len() >= 32, "{review}");
+    assert!(!review.contains("twice@example.org\" type=\"hidden\""), "the details are not carried in the page");
+    let card = [("card_number", "4242424242424242"), ("exp_month", "12"), ("exp_year", "2030"), ("cvc", "123")];
+    let mut form: Vec<(&str, &str)> = card.to_vec();
+    form.push(("review_token", token.as_str()));
+    let cookies = cookie_header(&jar);
+    let pay = |form: Vec<(&'static str, String)>| {
+        let cookies = cookies.clone();
+        let server = &server;
+        async move {
+            let r = client()
+                .post(server.url("/checkout/pay"))
+                .header(reqwest::header::COOKIE, cookies)
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.headers().get(reqwest::header::LOCATION).map(|l| l.to_str().unwrap().to_owned()))
+        }
     };
-    let (first, second) = futures::join!(pay(), pay());
-    let third = pay().await;
+    let owned: Vec<(&'static str, String)> = form.iter().map(|(n, v)| (*n, (*v).to_owned())).collect();
+    let (first, second) = futures::join!(pay(owned.clone()), pay(owned.clone()));
+    let third = pay(owned.clone()).await;
+    let done = format!("/checkout/done/{token}");
+    for answer in [&first, &second, &third] {
+        assert_eq!(answer, &(StatusCode::SEE_OTHER, Some(done.clone())), "every submit leads to the one confirmation");
+    }
     let order_id = |page: &str| -> String {
         let start = page.find("ord_").unwrap_or_else(|| panic!("an order id in {page}"));
         page[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
     };
-    for (status, page) in [&first, &second, &third] {
-        assert_eq!(*status, StatusCode::OK, "{page}");
-        assert_eq!(order_id(page), order_id(&first.1), "every submit shows the one order");
+    // The confirmation reloads, with its keys, for anyone holding its token only.
+    let confirmation = client().get(server.url(&done)).send().await.unwrap();
+    assert_eq!(confirmation.status(), StatusCode::OK);
+    let confirmation = confirmation.text().await.unwrap();
+    assert!(confirmation.contains("license-key"), "{confirmation}");
+    let again = client().get(server.url(&done)).send().await.unwrap().text().await.unwrap();
+    assert_eq!(order_id(&again), order_id(&confirmation), "a reload shows the same order");
+    for wrong in [format!("/checkout/done/{}x", token), "/checkout/done/abc.def".into()] {
+        assert_eq!(client().get(server.url(&wrong)).send().await.unwrap().status(), StatusCode::NOT_FOUND);
     }
     let (orders,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM orders").fetch_one(&raw_pool(&server).await).await.unwrap();
     assert_eq!(orders, 1, "one review, one order");
     // Wait for the confirmation, then check no second one follows it.
-    crate::accounts::mail_containing(&server, &order_id(&first.1)).await;
+    crate::accounts::mail_containing(&server, &order_id(&confirmation)).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let confirmations = std::fs::read_dir(server.data_dir.join("mail"))
         .unwrap()
         .flatten()
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .filter(|m| m.replace("=\r\n", "").contains(&order_id(&first.1)))
+        .filter(|m| m.replace("=\r\n", "").contains(&order_id(&confirmation)))
         .count();
     assert_eq!(confirmations, 1, "one email");
     // Without a review token this server made there is no payment.
     for forged in [None, Some("made-up-token"), Some("abc.def")] {
-        let mut other: Vec<_> = form.iter().filter(|(name, _)| name != "review_token").cloned().collect();
-        other.extend(forged.map(|t| ("review_token".to_owned(), t.to_owned())));
-        let r = client()
-            .post(server.url("/checkout/pay"))
-            .header(reqwest::header::COOKIE, &cart)
-            .form(&other)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "review token {forged:?}");
+        let mut other: Vec<(&'static str, String)> =
+            owned.iter().filter(|(name, _)| *name != "review_token").cloned().collect();
+        other.extend(forged.map(|t| ("review_token", t.to_owned())));
+        let (status, to) = pay(other).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "review token {forged:?}");
+        assert!(!to.unwrap_or_default().starts_with("/checkout/done"), "review token {forged:?}");
     }
     let (orders,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM orders").fetch_one(&raw_pool(&server).await).await.unwrap();
@@ -1343,7 +1458,7 @@ async fn a_person_pays_by_bank_transfer_in_the_browser() {
     browser.click(&browser.find("input[name=payment_method][value=bank_transfer]").await).await;
     browser.click(&browser.find("input[name=age][value=adult]").await).await;
     browser.click(&browser.find("input[name=consent]").await).await;
-    browser.click(&browser.find("form[action='/checkout/review'] button[type=submit]").await).await;
+    browser.click(&browser.find("#review-button").await).await;
     browser.wait_for_title("Review and pay · Coffer").await;
     // Portugal: 23% of 19.99.
     let review = browser.text(&browser.find("main").await).await;
