@@ -253,6 +253,15 @@ impl OrderPlacement {
         Ok(format!("{random}.{}", coffer_crypto::sign_link(&secret, &format!("review.{random}"))))
     }
 
+    /// A keyed digest of what a review page showed (the details and the
+    /// cart), carried by its pay form: a payment whose cart or details
+    /// changed since (in another tab) is sent back to a fresh review
+    /// instead of paying for what the buyer did not see.
+    pub async fn reviewed_digest(&self, reviewed: &[u8]) -> Result<String, AppError> {
+        let secret = self.vault.named_secret("review-tokens").await?;
+        Ok(hex::encode(coffer_crypto::keyed_hash(&secret, "reviewed", reviewed)))
+    }
+
     /// Whether a review token is one [`Self::new_review_token`] made.
     pub async fn review_token_issued_here(&self, token: &str) -> Result<bool, AppError> {
         let Some((random, signature)) = token.split_once('.') else { return Ok(false) };

@@ -226,6 +226,14 @@ struct PayForm {
     /// answers with the first order instead of paying again, and the
     /// address of its confirmation.
     review_token: String,
+    /// The digest of what the review showed (`reviewed_digest`).
+    reviewed: String,
+}
+
+/// What a payment is bound to: the details and the cart as reviewed.
+fn reviewed_body(draft: &Draft, items: &[(ProductId, i64)]) -> Vec<u8> {
+    let cart_lines: Vec<(String, i64)> = items.iter().map(|(id, q)| (id.to_string(), *q)).collect();
+    serde_json::to_vec(&(draft.details_only(), cart_lines)).unwrap_or_default()
 }
 
 /// The buyer's draft token: from the cookie, or a new one (and the cookie to set).
@@ -364,6 +372,8 @@ struct ReviewPage {
     billed_address: Vec<String>,
     operator: String,
     review_token: String,
+    /// What this page showed, as a keyed digest (see `pay`).
+    reviewed: String,
     card: bool,
     exp_month: String,
     exp_year: String,
@@ -639,6 +649,10 @@ async fn review_get(State(state): State<AppState>, headers: HeaderMap) -> Respon
         Ok(token) => token,
         Err(e) => return failure(e),
     };
+    let reviewed = match placement.reviewed_digest(&reviewed_body(&draft, &items)).await {
+        Ok(digest) => digest,
+        Err(e) => return failure(e),
+    };
     let lines = quote
         .lines
         .iter()
@@ -662,6 +676,7 @@ async fn review_get(State(state): State<AppState>, headers: HeaderMap) -> Respon
         billed_address: quote.details.address.as_ref().map(coffer_domain::MailingAddress::lines).unwrap_or_default(),
         operator: state.operator_name.to_string(),
         review_token,
+        reviewed,
         card: draft.payment_method() == PaymentMethod::Card,
         card_number_error: draft.problem("card_number"),
         exp_error: draft.problem("exp_month").or_else(|| draft.problem("exp_year")),
@@ -709,9 +724,18 @@ async fn pay(
     };
     let issued_here = form.review_token.len() <= 200
         && matches!(placement.review_token_issued_here(&form.review_token).await, Ok(true));
-    if !issued_here {
-        // Payment comes only from a review page, which carries the token.
-        draft.notice = Some("Check your order, then pay.".into());
+    // The review's details and the cart make the body the token is bound to.
+    let body = reviewed_body(&draft, &items);
+    let as_reviewed = matches!(placement.reviewed_digest(&body).await, Ok(digest) if digest == form.reviewed);
+    if !issued_here || !as_reviewed {
+        // Payment comes only from a review page, which carries the token,
+        // and only for what that page showed.
+        draft.notice = Some(if issued_here {
+            "Your cart or details changed since this page was shown; check the order again, then pay.".into()
+        } else {
+            "Check your order, then pay.".into()
+        });
+        draft.problems.clear();
         return match save_draft(&state, &token, &draft).await {
             Ok(()) => redirect("/checkout/review", &[new_cookie]),
             Err(e) => failure(e),
@@ -726,9 +750,6 @@ async fn pay(
         exp_year: form.exp_year.trim().parse().unwrap_or(0),
         cvc: secret(&form.cvc),
     };
-    // The review's details and the cart make the body the token is bound to.
-    let cart_lines: Vec<(String, i64)> = items.iter().map(|(id, q)| (id.to_string(), *q)).collect();
-    let body = serde_json::to_vec(&(draft.details_only(), cart_lines)).unwrap_or_default();
     let request = draft.request(&items, Some(card), Some(ip));
     draft.exp_month = form.exp_month.trim().chars().take(2).collect();
     draft.exp_year = form.exp_year.trim().chars().take(4).collect();

@@ -1189,8 +1189,32 @@ async fn paying_twice_from_one_review_makes_one_order(server: TestServer) {
     assert!(token.len() >= 32, "{review}");
     assert!(!review.contains("twice@example.org\" type=\"hidden\""), "the details are not carried in the page");
     let card = [("card_number", "4242424242424242"), ("exp_month", "12"), ("exp_year", "2030"), ("cvc", "123")];
+    let reviewed = crate::accounts::field_value(&review, "reviewed");
     let mut form: Vec<(&str, &str)> = card.to_vec();
     form.push(("review_token", token.as_str()));
+    form.push(("reviewed", reviewed.as_str()));
+    // The cart changed in another tab since the review: no payment for
+    // what the buyer did not see; back to a fresh review.
+    let mut changed = jar.clone();
+    for (name, value) in &mut changed {
+        if name.ends_with("coffer_cart") {
+            *value = format!("{product}:2");
+        }
+    }
+    let stale = client()
+        .post(server.url("/checkout/pay"))
+        .header(reqwest::header::COOKIE, cookie_header(&changed))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((stale.status(), location(&stale).as_str()), (StatusCode::SEE_OTHER, "/checkout/review"));
+    let again = client().get(server.url("/checkout/review")).header(reqwest::header::COOKIE, cookie_header(&changed));
+    let again = again.send().await.unwrap().text().await.unwrap();
+    assert!(again.contains("changed since this page was shown"), "{again}");
+    let (orders,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM orders").fetch_one(&raw_pool(&server).await).await.unwrap();
+    assert_eq!(orders, 0, "nothing paid for a cart not reviewed");
     let cookies = cookie_header(&jar);
     let pay = |form: Vec<(&'static str, String)>| {
         let cookies = cookies.clone();
