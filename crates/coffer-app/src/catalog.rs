@@ -14,6 +14,12 @@ const CACHED_QUERIES: usize = 1_024;
 
 /// The currency a cart is priced in, of those all its products are sold
 /// in: the one asked for, else USD, else the first.
+/// The currency prices are shown in when the buyer has not picked one: the
+/// storefront's and the checkout's are the same.
+pub fn preferred_currency(currencies: &[Currency]) -> Option<Currency> {
+    cart_currency(currencies, "")
+}
+
 fn cart_currency(currencies: &[Currency], wanted: &str) -> Option<Currency> {
     Currency::parse(wanted)
         .ok()

@@ -25,7 +25,7 @@ pub mod supervisor;
 pub mod vendors;
 
 pub use app::{App, Surroundings, create_private_dir, destroy_expired_versions};
-pub use catalog::{CatalogService, ProductPage, ProductQuery};
+pub use catalog::{CatalogService, ProductPage, ProductQuery, preferred_currency};
 
 /// Whether the data database and the key store answer (`GET /health`).
 #[derive(Clone)]

@@ -172,6 +172,8 @@ struct ProductCard {
     summary: String,
     paragraphs: Vec<String>,
     prices: Vec<PriceLine>,
+    /// The storefront's price: in the currency checkout starts in.
+    headline_price: String,
     delivery: &'static str,
 }
 
@@ -189,7 +191,12 @@ impl From<Product> for ProductCard {
         };
         let paragraphs: Vec<String> =
             p.description.split('\n').map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+        let currencies: Vec<coffer_domain::Currency> = p.prices.iter().map(|m| m.currency()).collect();
+        let shown = coffer_app::preferred_currency(&currencies);
+        let headline_price =
+            p.prices.iter().find(|m| Some(m.currency()) == shown).map(|m| m.to_string()).unwrap_or_default();
         ProductCard {
+            headline_price,
             id: p.id.to_string(),
             name: p.name,
             vendor_name: p.vendor_name,

@@ -28,6 +28,10 @@ async fn storefront_links_to_a_product_page_a_person_can_read() {
     let brand = browser.find(".brand").await;
     assert_eq!(browser.css(&brand, "font-weight").await, "700");
     browser.screenshot(&screenshot_path("storefront.png")).await;
+    // The storefront shows prices in the currency checkout starts in.
+    let usd = first["prices"]["USD"].as_i64().unwrap();
+    let shown = browser.text(&browser.find(".product-grid .card .price").await).await;
+    assert_eq!(shown, format!("{}.{:02} USD", usd / 100, usd % 100));
 
     let link = browser.find(".product-grid .card h2 a").await;
     assert_eq!(browser.text(&link).await, first["name"].as_str().unwrap());
@@ -38,7 +42,6 @@ async fn storefront_links_to_a_product_page_a_person_can_read() {
     assert_eq!(browser.text(&browser.find("h1").await).await, first["name"].as_str().unwrap());
     let page = browser.text(&browser.find("main").await).await;
     assert!(page.contains(&format!("by {}", first["vendor"]["name"].as_str().unwrap())), "{page}");
-    let usd = first["prices"]["USD"].as_i64().unwrap();
     assert!(page.contains(&format!("{}.{:02} USD", usd / 100, usd % 100)), "{page}");
     let eur = first["prices"]["EUR"].as_i64().unwrap();
     assert!(page.contains(&format!("{}.{:02} EUR", eur / 100, eur % 100)), "{page}");
