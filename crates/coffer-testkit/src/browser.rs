@@ -204,6 +204,13 @@ impl Browser {
         self.call("POST", &format!("/element/{element}/click"), None).await;
     }
 
+    /// Where an element is on the page: (x, y, width, height) in CSS pixels.
+    pub async fn rect(&self, element: &str) -> (f64, f64, f64, f64) {
+        let r = self.call("GET", &format!("/element/{element}/rect"), None).await;
+        let get = |k: &str| r[k].as_f64().unwrap_or_default();
+        (get("x"), get("y"), get("width"), get("height"))
+    }
+
     /// A computed CSS property of an element.
     pub async fn css(&self, element: &str, property: &str) -> String {
         self.call("GET", &format!("/element/{element}/css/{property}"), None)

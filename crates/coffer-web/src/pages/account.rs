@@ -629,12 +629,198 @@ async fn change_password(
     }
 }
 
-async fn data_page(State(state): State<AppState>, customer: Customer) -> Response {
-    // The customer's own download: not audited, as the policy says.
-    match state.accounts.own_export(&own(&customer.id)).await {
-        Ok(export) => axum::response::Html(coffer_app::privacy::export_html(&export)).into_response(),
-        Err(e) => failure(e),
+/// One personal field on the data page, in words.
+struct DataField {
+    label: &'static str,
+    /// The value, one line each (an address in its usual order).
+    value: Vec<String>,
+    purpose: &'static str,
+    basis: String,
+    recipients: String,
+}
+
+/// One order on the data page.
+struct DataOrder {
+    id: String,
+    placed: String,
+    status: String,
+    total: String,
+    payment: String,
+    lines: Vec<String>,
+    billed: Vec<String>,
+    keys: Vec<(String, String)>,
+    consent: String,
+}
+
+/// One kept message on the data page.
+struct DataMessage {
+    sent: String,
+    subject: String,
+    body: String,
+}
+
+#[derive(Template)]
+#[template(path = "account_data.html")]
+struct DataPage {
+    customer_id: String,
+    fields: Vec<DataField>,
+    password_set: bool,
+    second_factor: bool,
+    orders: Vec<DataOrder>,
+    messages: Vec<DataMessage>,
+    requests: Vec<String>,
+    disclosures: Vec<String>,
+}
+
+/// A serialised code (`legitimate_interest`) in words.
+fn in_words<T: serde::Serialize>(code: &T) -> String {
+    match serde_json::to_value(code) {
+        Ok(serde_json::Value::String(code)) => code.replace('_', " "),
+        _ => String::new(),
     }
+}
+
+/// A day as people write it.
+fn day(ms: i64) -> String {
+    coffer_domain::order::long_day_utc(coffer_domain::Millis(ms))
+}
+
+/// A stored value as lines of text: an address in its usual order.
+fn value_lines(value: &serde_json::Value) -> Vec<String> {
+    if let Ok(address) = serde_json::from_value::<coffer_domain::MailingAddress>(value.clone()) {
+        return address.lines();
+    }
+    match value {
+        serde_json::Value::Null => vec!["(not given)".into()],
+        serde_json::Value::String(s) => vec![s.clone()],
+        other => vec![other.to_string()],
+    }
+}
+
+/// The signed-in customer's own data, as a page of the site: in words,
+/// amounts with their currency, products by name. Not audited: their own
+/// read, as the policy says.
+async fn data_page(State(state): State<AppState>, customer: Customer) -> Response {
+    let export = match state.accounts.own_export(&own(&customer.id)).await {
+        Ok(export) => export,
+        Err(e) => return failure(e),
+    };
+    let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut orders = Vec::new();
+    for o in &export.orders {
+        let currency = coffer_domain::Currency::parse(&o.currency).ok();
+        let money = |minor: i64| currency.map_or_else(|| format!("{minor} {}", o.currency), |c| c.amount(minor));
+        let mut lines = Vec::new();
+        let mut keys = Vec::new();
+        for product in o.lines.iter().map(|l| &l.product_id).chain(o.license_keys.iter().map(|k| &k.product_id)) {
+            if !names.contains_key(product.as_str()) {
+                let name = state.catalog.product(product).await.map(|p| p.name).unwrap_or_else(|_| product.to_string());
+                names.insert(product.to_string(), name);
+            }
+        }
+        let name_of = |product: &coffer_domain::ProductId| names.get(product.as_str()).cloned().unwrap_or_default();
+        for l in &o.lines {
+            lines.push(format!("{} × {}: {}", l.quantity, name_of(&l.product_id), money(l.line_total)));
+        }
+        lines.push(format!("Tax: {}", money(o.tax)));
+        for k in &o.license_keys {
+            keys.push((name_of(&k.product_id), k.key.clone()));
+        }
+        let details = &o.details;
+        let mut billed: Vec<String> =
+            [&details.name, &details.email, &details.phone].into_iter().flatten().cloned().collect();
+        if let Some(a) = &details.address {
+            billed.extend(value_lines(&serde_json::to_value(a).unwrap_or_default()));
+        }
+        if let Some(card) = &details.card {
+            billed.push(format!(
+                "card {} ending {} (expires {:02}/{})",
+                card.brand, card.last4, card.exp_month, card.exp_year
+            ));
+        }
+        orders.push(DataOrder {
+            id: o.id.to_string(),
+            placed: day(o.placed_at_ms),
+            status: o.status.replace('_', " "),
+            total: money(o.total),
+            payment: o.payment_method.replace('_', " "),
+            lines,
+            billed,
+            keys,
+            consent: format!(
+                "{} on {} ({})",
+                o.consent.privacy_policy_version,
+                day(o.consent.at_ms),
+                o.consent.channel
+            ),
+        });
+    }
+    let page = DataPage {
+        customer_id: export.customer_id.to_string(),
+        fields: export
+            .personal_data
+            .iter()
+            .map(|f| DataField {
+                label: f.label,
+                value: value_lines(&f.value),
+                purpose: f.purpose,
+                basis: in_words(&f.legal_basis),
+                recipients: f.recipients.iter().map(in_words).collect::<Vec<_>>().join(", "),
+            })
+            .collect(),
+        password_set: export.account.password_set,
+        second_factor: export.account.second_factor,
+        orders,
+        messages: export
+            .messages
+            .iter()
+            .map(|m| DataMessage {
+                sent: day(m.created_at_ms),
+                subject: m.subject.clone().unwrap_or_else(|| "(no subject)".into()),
+                body: m.body.clone().unwrap_or_default(),
+            })
+            .collect(),
+        requests: export
+            .privacy_requests
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} request ({}), received {}: {}",
+                    r.kind,
+                    r.jurisdiction,
+                    day(r.received_at_ms),
+                    r.status.replace('_', " ")
+                )
+            })
+            .collect(),
+        disclosures: export
+            .disclosures
+            .iter()
+            .map(|d| {
+                let fields: Vec<String> = d
+                    .fields
+                    .iter()
+                    .map(|field| {
+                        let (table, column) = field.split_once('.').unwrap_or((field, ""));
+                        coffer_domain::inventory::INVENTORY
+                            .iter()
+                            .find(|f| f.table == table && f.column == column)
+                            .map_or_else(|| field.clone(), |f| f.label.to_lowercase())
+                    })
+                    .collect();
+                format!(
+                    "{}: {} {} received your {}, for {} ({})",
+                    day(d.disclosed_at_ms),
+                    d.recipient_kind.replace('_', " "),
+                    d.recipient,
+                    fields.join("; "),
+                    d.purpose,
+                    d.legal_basis.replace('_', " ")
+                )
+            })
+            .collect(),
+    };
+    render(&page)
 }
 
 async fn data_json(State(state): State<AppState>, customer: Customer) -> Response {

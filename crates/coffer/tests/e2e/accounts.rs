@@ -599,10 +599,14 @@ async fn the_whole_customer_path_in_the_browser() {
 
     // Download my data: the readable page.
     browser.goto(&server.url("/account/data")).await;
-    browser.wait_for_title("Your data held by Coffer").await;
+    browser.wait_for_title("Your data · Coffer").await;
     let body = browser.text(&browser.find("body").await).await;
-    assert!(body.contains(&email) && body.contains("Two-step sign-in: yes"), "{body}");
+    assert!(body.contains(&email) && body.contains("two-step sign-in on"), "{body}");
     assert!(body.contains("Your Coffer sign-in link"), "the kept message is listed: {body}");
+    // A page of the site (its stylesheet loads under the CSP), in words.
+    assert_eq!(browser.css(&browser.find(".brand").await, "font-weight").await, "700", "the site's stylesheet");
+    assert!(!browser.css(&browser.find("h1").await, "font-family").await.contains("Times"));
+    assert!(!body.contains("minor units") && !body.contains('{') && !body.contains("prd_"), "{body}");
     browser.screenshot(&dir.join("path-my-data.png")).await;
 
     // Delete the account with the password; the confirmation arrives.

@@ -242,3 +242,90 @@ async fn p17_every_page_sets_only_listed_opaque_cookies() {
     let expected: std::collections::BTreeSet<String> = registry.iter().map(|s| s.name.to_owned()).collect();
     assert_eq!(seen, expected, "every listed cookie was met, so each was checked");
 }
+
+/// At a phone's width (390 px) nothing scrolls sideways on any public page:
+/// the storefront, a product, the cart with its errors, the review, the
+/// confirmation, the sign-in, the account and its data, the policy, the
+/// cookie list, the data request form, the staff sign-in and the 404 page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_public_page_scrolls_sideways_on_a_phone() {
+    let server = server(TestBackend::Sqlite).await;
+    let creds = server.demo_credentials();
+    let product = creds["vendors"][0]["products"][0]["id"].as_str().unwrap().to_owned();
+    let browser = Browser::start().await;
+    browser.resize(390, 844).await;
+    let mut wide = Vec::new();
+    let check = async |name: &str, wide: &mut Vec<String>| {
+        let overflow = browser.sideways_overflow().await;
+        browser.screenshot(&screenshot_path(&format!("phone-{name}.png"))).await;
+        if overflow != 0 {
+            wide.push(format!("{name}: {overflow} px too wide"));
+        }
+    };
+    for (name, path) in [
+        ("storefront", "/".to_owned()),
+        ("product", format!("/products/{product}")),
+        ("sign-in", "/account".into()),
+        ("privacy", "/privacy".into()),
+        ("cookies", "/privacy/cookies".into()),
+        ("request", "/privacy/request".into()),
+        ("staff-sign-in", "/staff".into()),
+        ("not-found", "/nope".into()),
+        ("empty-cart", "/checkout".into()),
+    ] {
+        browser.goto(&server.url(&path)).await;
+        check(name, &mut wide).await;
+    }
+    // The cart with two products, then every error of an empty form.
+    for id in [&product, creds["vendors"][1]["products"][1]["id"].as_str().unwrap()] {
+        browser.goto(&server.url(&format!("/products/{id}"))).await;
+        browser.click(&browser.find("form.buy button").await).await;
+        browser.wait_for_title("Checkout · Coffer").await;
+    }
+    check("cart", &mut wide).await;
+    browser.click(&browser.find("#review-button").await).await;
+    browser.wait_for("#problems").await;
+    check("cart-errors", &mut wide).await;
+    let phone = browser.find("#phone").await;
+    let name = browser.find("#name").await;
+    assert_eq!(browser.css(&phone, "width").await, browser.css(&name, "width").await, "the phone box is a full field");
+    for (css, value) in [
+        ("#name", "Erika Mustermann"),
+        ("#email", "phone.buyer@example.org"),
+        ("#line1", "Hauptstr. 1"),
+        ("#city", "Berlin"),
+        ("#postal_code", "10115"),
+    ] {
+        browser.fill(&browser.find(css).await, value).await;
+    }
+    browser.choose("#country", "DE").await;
+    browser.click(&browser.find("input[name=age][value=adult]").await).await;
+    browser.click(&browser.find("input[name=consent]").await).await;
+    browser.click(&browser.find("#review-button").await).await;
+    browser.wait_for_title("Review and pay · Coffer").await;
+    check("review", &mut wide).await;
+    // The expiry and code boxes line up: the same top edge, labels on one line.
+    let (month, year) = (browser.find("#exp_month").await, browser.find("#exp_year").await);
+    let top = |element: String| {
+        let browser = &browser;
+        async move { browser.rect(&element).await.1 }
+    };
+    assert_eq!(top(month.clone()).await, top(year).await, "the expiry boxes line up");
+    browser.fill(&browser.find("#card_number").await, "4242 4242 4242 4242").await;
+    browser.fill(&month, "12").await;
+    browser.fill(&browser.find("#exp_year").await, "2030").await;
+    browser.fill(&browser.find("#cvc").await, "123").await;
+    browser.click(&browser.find("form[action='/checkout/pay'] button").await).await;
+    browser.wait_for_title("Thank you · Coffer").await;
+    check("confirmation", &mut wide).await;
+    // The demo customer's account and data pages.
+    browser.goto(&server.url("/account")).await;
+    browser.fill(&browser.find("#email").await, creds["customer"]["email"].as_str().unwrap()).await;
+    browser.fill(&browser.find("#password").await, creds["customer"]["password"].as_str().unwrap()).await;
+    browser.click(&browser.find("form[action='/account/sign-in'] button").await).await;
+    browser.wait_for_title("Your account · Coffer").await;
+    check("account", &mut wide).await;
+    browser.goto(&server.url("/account/data")).await;
+    check("account-data", &mut wide).await;
+    assert!(wide.is_empty(), "pages wider than a phone: {wide:?}");
+}

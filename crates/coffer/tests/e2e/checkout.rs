@@ -1520,4 +1520,14 @@ async fn a_person_pays_by_bank_transfer_in_the_browser() {
     let order = browser.text(&browser.find(".order").await).await;
     assert!(order.contains("Waiting for your bank transfer of 24.59 USD by") && order.contains(&reference), "{order}");
     assert!(order.contains("DE89 3704 0044 0532 0130 00"), "{order}");
+    // The data page shows the order in words: products by name, amounts
+    // with their currency, the address in its usual order.
+    browser.goto(&server.url("/account/data")).await;
+    browser.wait_for_title("Your data · Coffer").await;
+    let record = browser.text(&browser.find(".order-record").await).await;
+    for expected in ["24.59 USD", "1 × Northwind Notes Pro: 19.99 USD", "Tax: 4.60 USD", "1100-053 Lisboa", "Portugal"]
+    {
+        assert!(record.contains(expected), "{expected}: {record}");
+    }
+    browser.screenshot(&dir.join("account-data-order.png")).await;
 }
