@@ -51,9 +51,29 @@ pub trait PrivacyRequestReader: Send + Sync {
 
     /// Confirmed requests not yet closed, soonest deadline first.
     fn open_privacy_requests(&self) -> impl Future<Output = Result<Vec<PrivacyRequestRow>, StoreError>> + Send;
+
+    /// Whether a confirmation link still confirms a request: the request
+    /// awaits it and the link has not expired. Reads only.
+    fn privacy_request_awaits(
+        &self,
+        challenge_hash: &[u8; 32],
+        now: Millis,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 impl PrivacyRequestReader for Db {
+    async fn privacy_request_awaits(&self, challenge_hash: &[u8; 32], now: Millis) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT id FROM privacy_requests WHERE challenge_hash = $1 AND status = 'awaiting_confirmation' \
+             AND challenge_expires_at > $2",
+        )
+        .bind(challenge_hash.to_vec())
+        .bind(now.0)
+        .fetch_optional(self.readers())
+        .await?;
+        Ok(row.is_some())
+    }
+
     async fn privacy_requests_of(&self, customer: &CustomerId) -> Result<Vec<PrivacyRequestRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, customer_id, kind, jurisdiction, status, received_at, deadline_at FROM privacy_requests \

@@ -466,6 +466,15 @@ impl AccountService {
 
     /// Confirms a written request from its emailed challenge (once); the
     /// legal deadline starts now. Returns the days until it.
+    /// Whether a confirmation link would still confirm its request, for
+    /// the link's page to say so before the button is pressed.
+    pub async fn privacy_request_awaits(&self, token: &str) -> Result<bool, AppError> {
+        if token.len() > 100 {
+            return Ok(false);
+        }
+        Ok(self.db.privacy_request_awaits(&token_hash(token), self.clock.now()).await?)
+    }
+
     pub async fn confirm_privacy_request(&self, token: &str) -> Result<i64, AppError> {
         let hash = token_hash(token);
         let now = self.clock.now();

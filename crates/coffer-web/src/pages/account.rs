@@ -409,10 +409,14 @@ async fn set_password_page(State(state): State<AppState>, Path(token): Path<Stri
     }
 }
 
+/// A used, expired or unknown link: said on the first page, with no form
+/// to fill in for nothing.
 fn link_gone() -> Response {
-    let page = SetPasswordPage {
-        message: Some("This link has expired or was already used; ask for a new one.".into()),
-        needs_code: false,
+    let page = MessagePage {
+        title: "Link not valid",
+        message: "This link has expired or was already used. Ask for a new one on the sign-in page (Account, then \
+                  \u{201c}Email me a link\u{201d})."
+            .into(),
     };
     (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response()
 }
@@ -1007,8 +1011,23 @@ async fn privacy_request(
 }
 
 /// GET shows a button; only the POST confirms (a GET never changes state).
-async fn privacy_confirm_page() -> Response {
-    render(&PrivacyConfirmPage)
+/// The confirmation link's page: a button (so that a mail scanner opening
+/// the link confirms nothing), or at once, a link that no longer works.
+async fn privacy_confirm_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    match state.accounts.privacy_request_awaits(&token).await {
+        Ok(true) => render(&PrivacyConfirmPage),
+        Ok(false) => (
+            StatusCode::GONE,
+            render(&MessagePage {
+                title: "Link not valid",
+                message: "This confirmation link has expired, was already used, or is not one of ours. If you \
+                          still want to make a request, send it again from the data request page."
+                    .into(),
+            }),
+        )
+            .into_response(),
+        Err(e) => failure(e),
+    }
 }
 
 async fn privacy_confirm(State(state): State<AppState>, headers: HeaderMap, Path(token): Path<String>) -> Response {

@@ -36,8 +36,20 @@ fn link_gone() -> Response {
 }
 
 async fn upload_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    match state.checkout.identity().identity_link_order(&token).await {
-        Ok(Some(_)) => render(&UploadPage { message: None }),
+    let identity = state.checkout.identity();
+    match identity.identity_link_order(&token).await {
+        Ok(Some(order)) => match identity.uploaded_at(&order).await {
+            // A used link says so: the document is here.
+            Ok(Some(at)) => render(&UploadPage {
+                message: Some(format!(
+                    "We received your document on {}. We email you as soon as the check is done; you need not \
+                     upload it again (a new upload would replace it).",
+                    coffer_domain::order::long_day_utc(at)
+                )),
+            }),
+            Ok(None) => render(&UploadPage { message: None }),
+            Err(e) => failure(e),
+        },
         Ok(None) => link_gone(),
         Err(e) => failure(e),
     }

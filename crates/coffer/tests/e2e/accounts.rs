@@ -518,6 +518,13 @@ async fn written_request_is_confirmed_from_the_inbox_with_its_deadline(server: T
     assert!(confirmed.text().await.unwrap().contains("within 15 days"), "LGPD's deadline");
     let again = client().post(server.url(&path)).send().await.unwrap();
     assert_eq!(again.status(), StatusCode::UNPROCESSABLE_ENTITY, "a challenge answers once");
+    // Opened again, the used link says so at once, with no button to press.
+    let used = client().get(server.url(&path)).send().await.unwrap();
+    assert_eq!(used.status(), StatusCode::GONE);
+    let used = used.text().await.unwrap();
+    assert!(used.contains("already used") && !used.contains("Yes, I made this request"), "{used}");
+    let unknown = client().get(server.url("/privacy/request/confirm/not-a-token")).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::GONE);
     // Recorded for the DPO, with its deadline; the unknown address left no trace.
     let db = coffer_store::Db::open(&server.database_url(), &coffer_store::DbOptions::default()).await.unwrap();
     let open = db.open_privacy_requests().await.unwrap();
@@ -689,6 +696,8 @@ async fn p08_second_step_ticket_never_sets_a_password(server: TestServer) {
     let ticket = field_value(&step_one.text().await.unwrap(), "ticket");
     let shown = client().get(server.url(&format!("/account/link/{ticket}"))).send().await.unwrap();
     assert_eq!(shown.status(), StatusCode::UNPROCESSABLE_ENTITY, "a ticket is no link");
+    let shown = shown.text().await.unwrap();
+    assert!(shown.contains("expired or was already used") && !shown.contains("type=\"password\""), "{shown}");
     let attack = client()
         .post(server.url(&format!("/account/link/{ticket}")))
         .form(&[("password", "attacker chosen password 1")])

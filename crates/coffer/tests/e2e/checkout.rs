@@ -888,6 +888,9 @@ async fn proof_of_identity_is_uploaded_encrypted_and_shown_to_reviewers(server: 
     let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
     png.extend_from_slice(b"IDCANARY-plaintext-marker-of-the-document");
     assert_eq!(upload(png.clone()).await.status(), StatusCode::OK);
+    // The used link says the document was received.
+    let again = client().get(server.url(&link)).send().await.unwrap().text().await.unwrap();
+    assert!(again.contains("We received your document on"), "{again}");
     // Encrypted at rest: the marker is not in the stored file.
     let stored = std::fs::read(server.data_dir.join("files").join(format!("{id}.identity"))).unwrap();
     assert!(!stored.windows(8).any(|w| w == b"IDCANARY"), "the document is stored encrypted");
