@@ -127,9 +127,11 @@ impl App {
 
     /// Publishes a privacy policy version once (orders record the version
     /// consented to).
-    pub async fn publish_policy(&self, version: &str, html: &str) -> Result<(), AppError> {
-        let (version, html, now) = (version.to_owned(), html.to_owned(), self.clock.now());
-        self.db.write(unit!(|tx| tx.publish_policy(&version, &html, now).await.map_err(AppError::from))).await
+    /// Returns when the version was first published (its date names it).
+    pub async fn publish_policy(&self, version: &str, html: &str) -> Result<coffer_domain::Millis, AppError> {
+        let (owned, html, now) = (version.to_owned(), html.to_owned(), self.clock.now());
+        self.db.write(unit!(|tx| tx.publish_policy(&owned, &html, now).await.map_err(AppError::from))).await?;
+        Ok(self.db.policy_published_at(version).await?.unwrap_or(now))
     }
 
     /// The background work of a serving process, under `supervisor`: seal

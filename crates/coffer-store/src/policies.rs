@@ -2,14 +2,26 @@
 
 use crate::{Db, StoreError, WriteTx};
 use coffer_domain::Millis;
+use sqlx::Row;
 
 /// Reading the published policies.
 pub trait PolicyReader: Send + Sync {
     /// Whether a policy version was ever published.
     fn policy_published(&self, version: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// When a policy version was first published, if it was.
+    fn policy_published_at(&self, version: &str) -> impl Future<Output = Result<Option<Millis>, StoreError>> + Send;
 }
 
 impl PolicyReader for Db {
+    async fn policy_published_at(&self, version: &str) -> Result<Option<Millis>, StoreError> {
+        let row = sqlx::query("SELECT published_at FROM privacy_policy_versions WHERE version = $1")
+            .bind(version.to_owned())
+            .fetch_optional(self.readers())
+            .await?;
+        row.map(|r| Ok(Millis(r.try_get("published_at")?))).transpose()
+    }
+
     async fn policy_published(&self, version: &str) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT 1 AS one FROM privacy_policy_versions WHERE version = $1")
             .bind(version.to_owned())

@@ -22,6 +22,24 @@ pub struct PrivacyPolicy {
     /// The operator the policy names (the seller on every invoice).
     pub operator_name: String,
     pub operator_address: String,
+    /// The day this version was first published (`27 November 2026`);
+    /// empty until it is.
+    pub published: String,
+}
+
+impl PrivacyPolicy {
+    /// The policy as it was first published on `at`.
+    pub fn published_on(self, at: coffer_domain::Millis) -> Self {
+        PrivacyPolicy { published: coffer_domain::order::long_day_utc(at), ..self }
+    }
+
+    /// How people name this version: its date and a short form of the
+    /// version (`of 27 November 2026, a1b2c3d4`); the full version is what
+    /// orders record.
+    pub fn name(&self) -> String {
+        let short: String = self.version.chars().take(8).collect();
+        if self.published.is_empty() { short } else { format!("of {}, {short}", self.published) }
+    }
 }
 
 pub fn privacy_policy(operator: &OperatorConfig) -> PrivacyPolicy {
@@ -37,6 +55,7 @@ pub fn privacy_policy(operator: &OperatorConfig) -> PrivacyPolicy {
         html,
         operator_name: operator.name.clone(),
         operator_address: operator.postal_address.clone(),
+        published: String::new(),
     }
 }
 

@@ -235,7 +235,8 @@ async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
     if replayed != coffer_app::privacy::ReplayReport::default() {
         tracing::info!(data_side = replayed.data_side, key_side = replayed.key_side, "erasure ledger replayed");
     }
-    app.publish_policy(&policy.version, &policy.html).await.context("publishing the privacy policy")?;
+    let published = app.publish_policy(&policy.version, &policy.html).await.context("publishing the privacy policy")?;
+    let policy = policy.published_on(published);
     if demo {
         seed_demo(&app).await.context("seeding demo data")?;
     }

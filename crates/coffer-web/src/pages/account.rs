@@ -445,7 +445,7 @@ async fn set_password(
             let needs_code = matches!(state.accounts.link_needs_code(&token).await, Ok(Some(true)));
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                render(&SetPasswordPage { message: Some(refused.to_string()), needs_code }),
+                render(&SetPasswordPage { message: Some(super::sentence(&refused.to_string())), needs_code }),
             )
                 .into_response()
         }
@@ -1041,7 +1041,7 @@ async fn privacy_confirm(State(state): State<AppState>, headers: HeaderMap, Path
         }),
         Err(AppError::Account(refused)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            render(&MessagePage { title: "Link not valid", message: format!("{refused}.") }),
+            render(&MessagePage { title: "Link not valid", message: super::sentence(&refused.to_string()) }),
         )
             .into_response(),
         Err(e) => failure(e),

@@ -343,6 +343,8 @@ struct CheckoutPage {
     draft: Draft,
     fields: Vec<FieldView>,
     policy_version: String,
+    /// The policy as people name it: its date and short version.
+    policy_name: String,
     /// Whether bank transfer is offered (an account is configured).
     bank_offered: bool,
     payment_error: Option<String>,
@@ -499,6 +501,7 @@ async fn checkout_form(
         currencies,
         fields,
         policy_version: state.checkout.placement().policy_version().to_owned(),
+        policy_name: state.policy.name(),
         bank_offered: state.checkout.placement().bank_account().is_some(),
         payment_error: draft.problem("payment_method"),
         age_error: draft.problem("age").or_else(|| draft.problem("guardian_name")),

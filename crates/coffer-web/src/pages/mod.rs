@@ -24,6 +24,8 @@ use coffer_app::ProductQuery;
 use coffer_domain::{MailingAddress, Product, ProductId};
 
 const STYLESHEET: &str = include_str!("../../static/style.css");
+/// A 32 px coin with a C, as browsers ask for it at `/favicon.ico`.
+const FAVICON: &[u8] = include_bytes!("../../static/favicon.ico");
 
 /// Pages that take uploads larger than the usual body limit.
 pub fn upload_routes() -> Router<AppState> {
@@ -38,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(storefront))
         .route("/products/{id}", get(product_page))
         .route("/static/style.css", get(stylesheet))
+        .route("/favicon.ico", get(favicon))
         .route("/privacy", get(privacy_policy))
         .route("/privacy/cookies", get(cookie_list))
         .route("/downloads/{token}", get(download))
@@ -92,12 +95,14 @@ mod rate_tests {
 #[derive(Template)]
 #[template(path = "privacy_policy.html")]
 struct PolicyPage<'a> {
+    /// Its date and short version (see `PrivacyPolicy::name`).
+    name: String,
     version: &'a str,
     body: &'a str,
 }
 
 async fn privacy_policy(State(state): State<AppState>) -> Response {
-    render(&PolicyPage { version: &state.policy.version, body: &state.policy.html })
+    render(&PolicyPage { name: state.policy.name(), version: &state.policy.version, body: &state.policy.html })
 }
 
 #[derive(Template)]
@@ -307,6 +312,10 @@ async fn product_page(State(state): State<AppState>, path: Result<ApiPath, ApiEr
 
 async fn stylesheet() -> impl IntoResponse {
     ([(CONTENT_TYPE, "text/css; charset=utf-8"), (CACHE_CONTROL, "public, max-age=3600")], STYLESHEET)
+}
+
+async fn favicon() -> impl IntoResponse {
+    ([(CONTENT_TYPE, "image/x-icon"), (CACHE_CONTROL, "public, max-age=86400")], FAVICON)
 }
 
 /// Unknown routes: JSON under the API, a page elsewhere.

@@ -115,9 +115,10 @@ async fn p17_every_page_sets_only_listed_opaque_cookies() {
     // The published list names exactly the registry's cookies.
     let published = client().get(server.url("/privacy/cookies")).send().await.unwrap().text().await.unwrap();
     for spec in registry {
-        assert!(published.contains(&format!("<code>{}</code>", spec.name)), "{} is published", spec.name);
+        let row = format!("<code class=\"cookie-name\">{}</code>", spec.name);
+        assert!(published.contains(&row), "{} is published", spec.name);
     }
-    assert_eq!(published.matches("<tr><td><code>coffer_").count(), registry.len(), "and nothing else");
+    assert_eq!(published.matches("<code class=\"cookie-name\">coffer_").count(), registry.len(), "and nothing else");
 
     let personal: Vec<String> =
         [creds["customer"]["email"].as_str().unwrap(), "Dana", "Erika", "cookie.buyer@example.org", "4242", "Hauptstr"]
@@ -328,4 +329,41 @@ async fn no_public_page_scrolls_sideways_on_a_phone() {
     browser.goto(&server.url("/account/data")).await;
     check("account-data", &mut wide).await;
     assert!(wide.is_empty(), "pages wider than a phone: {wide:?}");
+}
+
+/// The small things a person notices: the browser finds an icon, the policy
+/// is named by its date, cookie names never break, the staff console has
+/// its own menu.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_small_things_are_finished() {
+    let server = server(TestBackend::Sqlite).await;
+    let icon = client().get(server.url("/favicon.ico")).send().await.unwrap();
+    assert_eq!(icon.status(), reqwest::StatusCode::OK);
+    assert_eq!(icon.headers()["content-type"], "image/x-icon");
+    assert_eq!(&icon.bytes().await.unwrap()[..4], &[0, 0, 1, 0], "an ICO file");
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let today = coffer_domain::order::long_day_utc(coffer_domain::Millis(now));
+    let policy = client().get(server.url("/privacy")).send().await.unwrap().text().await.unwrap();
+    assert!(policy.contains(&format!("Version of {today}, ")), "named by its date: {policy}");
+
+    let browser = Browser::start().await;
+    browser.resize(390, 844).await;
+    browser.goto(&server.url("/privacy/cookies")).await;
+    let names = browser.count("code.cookie-name").await;
+    assert_eq!(names, 5);
+    for n in 1..=names {
+        let name = browser.find(&format!("#cookie-list tbody tr:nth-child({n}) code.cookie-name")).await;
+        assert_eq!(browser.css(&name, "white-space").await, "nowrap");
+        let (_, _, _, height) = browser.rect(&name).await;
+        assert!(height < 30.0, "cookie {n}'s name is on one line ({height} px high)");
+    }
+    let page = browser.text(&browser.find("main").await).await;
+    assert!(!page.contains("as above"), "{page}");
+
+    let admin = crate::staff::demo_staff_session(&server, "admin").await;
+    let console = client().get(server.url("/staff")).header("cookie", &admin).send().await.unwrap();
+    let console = console.text().await.unwrap();
+    assert!(console.contains("aria-label=\"Staff\"") && console.contains("href=\"/staff/transfers\""), "{console}");
+    assert!(!console.contains("href=\"/checkout\""), "no shop menu in the console: {console}");
 }
