@@ -136,6 +136,24 @@ impl Browser {
         self.find(css).await
     }
 
+    /// Waits (up to 10 s) until the first element matching `css` shows text
+    /// containing `needle`: after a form post that comes back to the same
+    /// address, the old page may still be there for a moment. Read in one
+    /// script, so a page replaced meanwhile is never a stale element.
+    pub async fn wait_for_text(&self, css: &str, needle: &str) -> String {
+        let script = "const e = document.querySelector(arguments[0]); return e ? e.innerText : null;";
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = self.call("POST", "/execute/sync", Some(json!({"script": script, "args": [css]}))).await;
+            let text = found.as_str().unwrap_or_default().to_owned();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "{css:?} never showed {needle:?} (last: {text:?})");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The first element matching a CSS selector (panics when none does).
     pub async fn find(&self, css: &str) -> String {
         let found = self.call("POST", "/element", Some(json!({"using": "css selector", "value": css}))).await;

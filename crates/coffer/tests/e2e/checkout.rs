@@ -486,8 +486,7 @@ async fn a_person_buys_in_the_browser_after_a_declined_card() {
     // own message among them.
     browser.fill(&browser.find("#email").await, "erika@").await;
     browser.click(&browser.find("#review-button").await).await;
-    browser.wait_for("#email-error").await;
-    assert!(browser.text(&browser.find("#email-error").await).await.contains("not a valid email address"));
+    browser.wait_for_text("#email-error", "not a valid email address").await;
     assert_eq!(browser.value(&browser.find("#email").await).await, "erika@", "what was typed stays");
     assert_eq!(browser.count("#problems li").await, 7);
     browser.clear(&browser.find("#email").await).await;
@@ -510,8 +509,7 @@ async fn a_person_buys_in_the_browser_after_a_declined_card() {
     // the cart refuses (with the reason).
     browser.choose("#currency-pick", "EUR").await;
     browser.click(&browser.find("button[value=prices]").await).await;
-    browser.wait_for("#subtotal").await;
-    assert!(browser.text(&browser.find("#subtotal").await).await.ends_with("EUR"));
+    browser.wait_for_text("#subtotal", "EUR").await;
     assert_eq!(browser.value(&browser.find("#name").await).await, "Erika Mustermann", "the details are kept");
     assert_eq!(browser.value(&browser.find("#country").await).await, "DE");
     let quantity = browser.find("input.quantity").await;
@@ -522,8 +520,8 @@ async fn a_person_buys_in_the_browser_after_a_declined_card() {
     assert_eq!(browser.value(&browser.find("#email").await).await, "erika.browser@example.org");
     browser.choose("#currency-pick", "USD").await;
     browser.click(&browser.find("button[value=prices]").await).await;
-    browser.wait_for("#subtotal").await;
-    assert_eq!(browser.text(&browser.find("#subtotal").await).await, "34.99 USD", "line totals add up");
+    let subtotal = browser.wait_for_text("#subtotal", "USD").await;
+    assert_eq!(subtotal, "34.99 USD", "line totals add up");
     browser.click(&browser.find("input[name=consent]").await).await;
     // P16: no age answer is chosen in advance, and none means no order.
     assert_eq!(browser.count("input[name=age]:checked").await, 0, "the age question starts unanswered");
