@@ -228,7 +228,11 @@ async fn checkout(s: &Setup) -> (coffer_app::checkout::CheckoutService, String) 
         },
         CheckoutSettings {
             fraud: coffer_app::config::FraudConfig::default().settings(),
-            operator_name: "Bench Operator".into(),
+            seller: coffer_app::checkout::Seller {
+                name: "Bench Operator".into(),
+                postal_address: "Example Street 1, 10115 Berlin, Germany".into(),
+                vat_number: Some("DE000000000".into()),
+            },
             taxes: coffer_domain::TaxTable::standard(),
             bank: Some(coffer_domain::BankAccount::demo()),
             transfer_expiry_ms: 14 * 24 * 60 * 60 * 1000,

@@ -108,7 +108,11 @@ impl App {
             },
             CheckoutSettings {
                 fraud: config.fraud.settings(),
-                operator_name: config.operator.name.clone(),
+                seller: crate::checkout::Seller {
+                    name: config.operator.name.clone(),
+                    postal_address: config.operator.postal_address.clone(),
+                    vat_number: config.operator.vat_number.clone(),
+                },
                 taxes: config.operator.tax_table().map_err(|_| AppError::Config("operator.tax_rates"))?,
                 bank: config.operator.bank_account().map_err(|_| AppError::Config("operator.bank"))?,
                 transfer_expiry_ms: i64::from(config.operator.transfer_expiry_days) * 24 * 60 * 60 * 1000,
@@ -142,20 +146,37 @@ impl App {
     pub fn supervise(&self, config: &Config, supervisor: &mut Supervisor) {
         self.supervise_audit(Duration::from_millis(config.audit.sign_interval_ms), supervisor);
         Self::supervise_memory(supervisor);
-        let (db, clock) = (self.db.clone(), self.clock.clone());
+        let (db, clock, checkout) = (self.db.clone(), self.clock.clone(), self.checkout.clone());
+        // Invoices may wait for their email: at start (a crash left some),
+        // after numbering, and after a run that failed.
+        let unsent = Arc::new(std::sync::atomic::AtomicBool::new(true));
         supervisor.every("numbering", Duration::from_millis(500), move |stop| {
-            let (db, clock) = (db.clone(), clock.clone());
+            let (db, clock, checkout, unsent) = (db.clone(), clock.clone(), checkout.clone(), unsent.clone());
             async move {
+                use std::sync::atomic::Ordering::Relaxed;
                 // In units of 100, so checkouts queued behind one wait little.
                 while !stop.is_cancelled() {
                     match db.number_invoices(clock.now(), 100).await {
-                        Ok(numbered) if numbered.len() == 100 => continue,
-                        Ok(_) => break,
+                        Ok(numbered) => {
+                            if !numbered.is_empty() {
+                                unsent.store(true, Relaxed);
+                            }
+                            if numbered.len() < 100 {
+                                break;
+                            }
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "numbering invoices failed; will retry");
                             break;
                         }
                     }
+                }
+                // Then each new invoice's PDF to its buyer.
+                if unsent.swap(false, Relaxed)
+                    && let Err(e) = checkout.email_invoices().await
+                {
+                    unsent.store(true, Relaxed);
+                    tracing::warn!(error = %e, "emailing invoices failed; will retry");
                 }
             }
         });

@@ -147,6 +147,9 @@ pub struct OperatorConfig {
     /// Days an order waits for its bank transfer before it is cancelled
     /// and the buyer told.
     pub transfer_expiry_days: u32,
+    /// The operator's VAT identification number, printed on every invoice
+    /// (`serve --demo` shows a demo one when none is set).
+    pub vat_number: Option<String>,
 }
 
 impl OperatorConfig {
@@ -208,6 +211,7 @@ impl Default for OperatorConfig {
             tax_rates: Vec::new(),
             bank: None,
             transfer_expiry_days: 14,
+            vat_number: None,
         }
     }
 }
@@ -504,6 +508,12 @@ impl Config {
     fn check_operator(&self) -> Result<(), ConfigError> {
         self.operator.tax_table()?;
         self.operator.bank_account()?;
+        if self.operator.vat_number.as_ref().is_some_and(|n| {
+            let n = n.trim();
+            !(4..=20).contains(&n.len()) || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ' || b == b'-')
+        }) {
+            return Err(invalid("operator.vat_number", "needs 4 to 20 letters and digits, such as DE123456789"));
+        }
         if !(1..=90).contains(&self.operator.transfer_expiry_days) {
             return Err(invalid("operator.transfer_expiry_days", "must be between 1 and 90"));
         }

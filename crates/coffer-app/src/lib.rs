@@ -16,6 +16,7 @@ pub mod config;
 pub mod demo;
 mod error;
 pub mod files;
+pub mod invoice_pdf;
 pub mod mail;
 pub mod memory;
 pub mod privacy;

@@ -171,12 +171,28 @@ impl Outbox {
             recipient: seal("recipient", to)?,
             subject: seal("subject", subject)?,
             body: seal("body", body)?,
+            attachment: None,
             id: id.clone(),
             kind: kind.to_owned(),
             data_key_id: key_id.clone(),
             one_off_key,
             at: self.clock.now(),
         })
+    }
+
+    /// As [`Outbox::seal`], with one file attached: (its name, its bytes),
+    /// sealed like the body.
+    pub fn seal_with_attachment(
+        &self,
+        letter: &Letter<'_>,
+        key: &DataKey,
+        key_id: &DataKeyId,
+        (name, file): &(String, Vec<u8>),
+    ) -> Result<NewEmail, AppError> {
+        let mut email = self.seal(letter, key, key_id, false)?;
+        let sealed = seal_field(key, &ctx(&email.id, "attachment", key_id), file)?;
+        email.attachment = Some((name.clone(), sealed));
+        Ok(email)
     }
 
     /// Sends every due message once; returns how many were sent.
@@ -287,12 +303,26 @@ impl Outbox {
             return Delivery::Failed { error: "does_not_open".into() };
         };
         let Ok(to) = to.parse::<Mailbox>() else { return Delivery::Failed { error: "bad_recipient".into() } };
+        let text = lettre::message::MultiPart::alternative_plain_html(body.clone(), html_of(&body));
+        let parts = match &email.attachment {
+            None => text,
+            Some((name, sealed)) => {
+                let Ok(file) = open_field(&key, &ctx(&email.id, "attachment", &email.data_key_id), sealed) else {
+                    return Delivery::Failed { error: "does_not_open".into() };
+                };
+                let pdf = lettre::message::header::ContentType::parse("application/pdf")
+                    .unwrap_or(lettre::message::header::ContentType::TEXT_PLAIN);
+                lettre::message::MultiPart::mixed()
+                    .multipart(text)
+                    .singlepart(lettre::message::Attachment::new(name.clone()).body(file.to_vec(), pdf))
+            }
+        };
         let message = match Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(subject)
             .message_id(Some(format!("<{}@coffer>", email.id)))
-            .multipart(lettre::message::MultiPart::alternative_plain_html(body.clone(), html_of(&body)))
+            .multipart(parts)
         {
             Ok(message) => message,
             Err(_) => return Delivery::Failed { error: "bad_message".into() },

@@ -133,7 +133,11 @@ async fn fixture(backend: TestBackend) -> Fixture {
         },
         CheckoutSettings {
             fraud: coffer_app::config::FraudConfig::default().settings(),
-            operator_name: "Test Operator".into(),
+            seller: coffer_app::checkout::Seller {
+                name: "Test Operator".into(),
+                postal_address: "Example Street 1, 10115 Berlin, Germany".into(),
+                vat_number: Some("DE000000000".into()),
+            },
             taxes: coffer_domain::TaxTable::standard(),
             bank: Some(coffer_domain::BankAccount::demo()),
             transfer_expiry_ms: 14 * 24 * 60 * 60 * 1000,
@@ -220,6 +224,7 @@ coffer_testkit::on_both_backends_with!(fixture;
     an_expired_hold_whose_payment_token_is_gone_is_cancelled_all_the_same,
     an_unpaid_transfer_is_cancelled_after_its_days_and_the_buyer_told,
     a_checkout_draft_is_sealed_opens_only_with_its_token_and_goes_after_a_day,
+    each_invoice_is_emailed_once_as_pdf_and_an_erased_buyer_gets_none,
 );
 
 /// An administrator: every staff move is theirs to make.
@@ -696,4 +701,34 @@ async fn a_checkout_draft_is_sealed_opens_only_with_its_token_and_goes_after_a_d
     assert!(placement.load_draft(&other).await.unwrap().is_none(), "forgotten when the order is placed");
     let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM checkout_drafts").fetch_one(&pool).await.unwrap();
     assert_eq!(rows, 0);
+}
+
+/// Every numbered invoice goes to its buyer once, with its PDF attached
+/// and sealed like the message; run again, nothing more is sent; an erased
+/// buyer's invoice is marked and sent to nobody.
+async fn each_invoice_is_emailed_once_as_pdf_and_an_erased_buyer_gets_none(f: Fixture) {
+    use coffer_store::InvoiceStore;
+    let kept = f.checkout.placement().place(request(&f, "pdf@example.org", "4242424242424242"), Channel::Api);
+    let kept = kept.await.unwrap();
+    let gone = f.checkout.placement().place(request(&f, "gone.pdf@example.org", "4242424242424242"), Channel::Api);
+    let gone = gone.await.unwrap();
+    assert_eq!(f.db.number_invoices(f.clock.now(), 100).await.unwrap().len(), 2);
+    let customer = f.customers.find_by_email("gone.pdf@example.org").await.unwrap().unwrap();
+    f.customers.erase(&customer, &RequestContext::cli("test")).await.unwrap();
+    assert_eq!(f.checkout.email_invoices().await.unwrap(), 1, "the erased buyer's is not sent");
+    assert_eq!(f.checkout.email_invoices().await.unwrap(), 0, "once");
+    assert!(f.db.invoices_to_email(10).await.unwrap().is_empty(), "both marked");
+    let pool = sqlx::AnyPool::connect(&f.data_url).await.unwrap();
+    let (name, sealed): (String, Vec<u8>) =
+        sqlx::query_as("SELECT attachment_name, attachment FROM outbox_emails WHERE kind = 'invoice'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(name, "coffer-invoice-1.pdf");
+    assert!(!sealed.starts_with(b"%PDF"), "sealed at rest");
+    f.outbox.deliver_due().await.unwrap();
+    let mail = mail_files_containing(&f, &format!("Your invoice 1 for order {}", kept.id));
+    assert_eq!(mail.len(), 1);
+    assert!(mail[0].contains("application/pdf") && mail[0].contains("coffer-invoice-1.pdf"), "{}", mail[0]);
+    assert!(mail_files_containing(&f, &gone.id.to_string()).iter().all(|m| !m.contains("Your invoice")));
 }

@@ -166,6 +166,17 @@ pub const INVENTORY: &[PersonalField] = &[
         on_erasure: OnErasure::Shred,
     },
     PersonalField {
+        table: "outbox_emails",
+        column: "attachment",
+        label: "A file sent with a message (an invoice as PDF)",
+        category: Category::Correspondence,
+        purpose: "Sending the customer their invoice",
+        legal_basis: LegalBasis::Contract,
+        recipients: &[Recipient::AuthoritiesOnRecordedDisclosure],
+        retention: Retention::Days(90),
+        on_erasure: OnErasure::Shred,
+    },
+    PersonalField {
         table: "accounts",
         column: "password_hash",
         label: "Password (as an argon2id hash)",

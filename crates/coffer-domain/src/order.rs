@@ -125,6 +125,17 @@ fn brand_of(digits: &str) -> &'static str {
     }
 }
 
+/// A card brand as stored (`visa`) as people write it (`Visa`).
+pub fn brand_name(brand: &str) -> &str {
+    match brand {
+        "visa" => "Visa",
+        "mastercard" => "Mastercard",
+        "amex" => "American Express",
+        "discover" => "Discover",
+        _ => "card",
+    }
+}
+
 /// The digits of a card number typed with spaces or dashes, if it is one.
 pub fn card_digits(number: &str) -> Option<String> {
     let digits: String = number.chars().filter(|c| !matches!(c, ' ' | '-')).collect();

@@ -112,6 +112,23 @@ pub fn tax_at(rate: u32, net_minor: i64) -> i64 {
     i64::try_from((i128::from(net_minor) * i128::from(rate) + 5_000) / 10_000).unwrap_or(i64::MAX)
 }
 
+/// A rate in basis points as people write it: `19%`, `25.5%`, `8.1%`.
+pub fn rate_text(basis_points: u32) -> String {
+    let (whole, hundredths) = (basis_points / 100, basis_points % 100);
+    match hundredths {
+        0 => format!("{whole}%"),
+        h if h % 10 == 0 => format!("{whole}.{}%", h / 10),
+        h => format!("{whole}.{h:02}%"),
+    }
+}
+
+/// The tax line of a review, an invoice or a credit note:
+/// `VAT (Germany, 19%)`, or `Tax (United States: none)`.
+pub fn tax_label(country: &str, basis_points: u32) -> String {
+    let name = crate::country::name_of(country).map_or_else(|| country.to_owned(), str::to_owned);
+    if basis_points == 0 { format!("Tax ({name}: none)") } else { format!("VAT ({name}, {})", rate_text(basis_points)) }
+}
+
 fn day_of(at: Millis) -> Date {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.0) * 1_000_000)
         .map_or(Date::MIN, time::OffsetDateTime::date)
@@ -210,6 +227,16 @@ mod tests {
         let rows = parse_rows("DE,19%,2020-01-01,x\nDE,1900\n");
         assert_eq!(rows[0], Err(TaxRateError { row: 1, problem: "the rate is not a number" }));
         assert_eq!(rows[1].as_ref().unwrap_err().row, 2);
+    }
+
+    #[test]
+    fn rates_and_tax_lines_read_as_people_write_them() {
+        assert_eq!(rate_text(1900), "19%");
+        assert_eq!(rate_text(2550), "25.5%");
+        assert_eq!(rate_text(810), "8.1%");
+        assert_eq!(rate_text(1205), "12.05%");
+        assert_eq!(tax_label("pt", 2300), "VAT (Portugal, 23%)");
+        assert_eq!(tax_label("US", 0), "Tax (United States: none)");
     }
 
     #[test]

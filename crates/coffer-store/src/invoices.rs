@@ -164,6 +164,31 @@ pub trait InvoiceStore: Send + Sync {
 
     /// The invoice with this number.
     fn invoice(&self, number: i64) -> impl Future<Output = Result<Option<Invoice>, StoreError>> + Send;
+
+    /// Invoices whose PDF is not emailed yet, lowest number first.
+    fn invoices_to_email(&self, limit: i64) -> impl Future<Output = Result<Vec<Invoice>, StoreError>> + Send;
+}
+
+/// Emailing invoices, inside a unit of work.
+pub trait InvoiceMailWriter {
+    /// Marks an invoice emailed (or skipped); `false` when it was marked
+    /// already (another worker sent it), so the unit is rolled back.
+    fn mark_invoice_emailed(
+        &mut self,
+        number: i64,
+        at: Millis,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+impl InvoiceMailWriter for WriteTx {
+    async fn mark_invoice_emailed(&mut self, number: i64, at: Millis) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE invoices SET emailed_at = $2 WHERE number = $1 AND emailed_at IS NULL")
+            .bind(number)
+            .bind(at.0)
+            .execute(self.conn())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 impl InvoiceStore for Db {
@@ -207,6 +232,17 @@ impl InvoiceStore for Db {
         .fetch_optional(self.readers())
         .await?;
         row.as_ref().map(invoice_from_row).transpose()
+    }
+
+    async fn invoices_to_email(&self, limit: i64) -> Result<Vec<Invoice>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT number, order_id, issued_at, currency, subtotal, tax, total, tax_country, tax_rate FROM invoices \
+             WHERE emailed_at IS NULL ORDER BY number LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter().map(invoice_from_row).collect()
     }
 
     async fn invoice(&self, number: i64) -> Result<Option<Invoice>, StoreError> {

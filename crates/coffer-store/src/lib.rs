@@ -80,7 +80,7 @@ pub use error::StoreError;
 pub use fraud_attempts::FraudAttemptStore;
 pub use id_documents::{IdDocumentRow, IdDocumentStore, IdDocumentWriter};
 pub use idempotency::{IdempotencyClaim, IdempotencyStore};
-pub use invoices::{Invoice, InvoiceStore};
+pub use invoices::{Invoice, InvoiceMailWriter, InvoiceStore};
 pub use jobs::{ClaimedJob, FailedJob, JobClaim, JobOutcome, JobStore, JobWriter, NewJob};
 pub use keystore::{KeyStore, MasterKeyRecord, MasterKeyState, SignedAuditHead, WrapKind, WrappedSecret};
 pub use orders::{
@@ -102,8 +102,8 @@ pub mod prelude {
     pub use crate::{
         AuditStore, AuditWriter, CatalogReader, CatalogWriter, CredentialWriter, CustomerReader, CustomerWriter,
         DownloadStore, DownloadWriter, DraftStore, FraudAttemptStore, IdDocumentStore, IdDocumentWriter,
-        IdempotencyStore, InvoiceStore, JobStore, JobWriter, OrderReader, OrderWriter, OutboxWriter, PaymentMoveWriter,
-        PolicyReader, PolicyWriter, PrivacyRequestReader, PrivacyRequestWriter, RetentionStore, VendorKeyReader,
-        VendorKeyWriter,
+        IdempotencyStore, InvoiceMailWriter, InvoiceStore, JobStore, JobWriter, OrderReader, OrderWriter, OutboxWriter,
+        PaymentMoveWriter, PolicyReader, PolicyWriter, PrivacyRequestReader, PrivacyRequestWriter, RetentionStore,
+        VendorKeyReader, VendorKeyWriter,
     };
 }

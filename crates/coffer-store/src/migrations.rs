@@ -34,6 +34,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (17, "credentials", include_str!("../../../migrations/sqlite/0017_credentials.sql")),
     (18, "transfer_references", include_str!("../../../migrations/sqlite/0018_transfer_references.sql")),
     (19, "checkout_drafts", include_str!("../../../migrations/sqlite/0019_checkout_drafts.sql")),
+    (20, "email_attachments", include_str!("../../../migrations/sqlite/0020_email_attachments.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -56,6 +57,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (17, "credentials", include_str!("../../../migrations/postgres/0017_credentials.sql")),
     (18, "transfer_references", include_str!("../../../migrations/postgres/0018_transfer_references.sql")),
     (19, "checkout_drafts", include_str!("../../../migrations/postgres/0019_checkout_drafts.sql")),
+    (20, "email_attachments", include_str!("../../../migrations/postgres/0020_email_attachments.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] = &[

@@ -24,6 +24,8 @@ pub struct NewEmail {
     pub recipient: Sealed,
     pub subject: Sealed,
     pub body: Sealed,
+    /// One attached file: its name (no personal data) and its sealed bytes.
+    pub attachment: Option<(String, Sealed)>,
     pub at: Millis,
 }
 
@@ -37,6 +39,7 @@ pub struct ClaimedEmail {
     pub recipient: Option<Sealed>,
     pub subject: Option<Sealed>,
     pub body: Option<Sealed>,
+    pub attachment: Option<(String, Sealed)>,
     pub attempts: i64,
 }
 
@@ -62,8 +65,8 @@ pub const EMAIL_JOB: &str = "email";
 pub(crate) fn enqueue_statements(e: &NewEmail) -> [(&'static str, Vec<crate::batch::Val>); 2] {
     use crate::batch::Val;
     let message = (
-        "INSERT INTO outbox_emails (id, kind, data_key_id, one_off_key, recipient, subject, body, status, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)",
+        "INSERT INTO outbox_emails (id, kind, data_key_id, one_off_key, recipient, subject, body, status, created_at, \
+         attachment_name, attachment) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10)",
         vec![
             Val::Text(e.id.clone()),
             Val::Text(e.kind.clone()),
@@ -73,6 +76,8 @@ pub(crate) fn enqueue_statements(e: &NewEmail) -> [(&'static str, Vec<crate::bat
             Val::Bytes(e.subject.as_bytes().to_vec()),
             Val::Bytes(e.body.as_bytes().to_vec()),
             Val::Int(e.at.0),
+            Val::OptText(e.attachment.as_ref().map(|(name, _)| name.clone())),
+            Val::OptBytes(e.attachment.as_ref().map(|(_, file)| file.as_bytes().to_vec())),
         ],
     );
     let payload = serde_json::json!({ "message": e.id }).to_string();
@@ -145,6 +150,10 @@ fn claimed_email(row: &sqlx::any::AnyRow, attempts: i64) -> Result<ClaimedEmail,
         recipient: sealed(row, "recipient")?,
         subject: sealed(row, "subject")?,
         body: sealed(row, "body")?,
+        attachment: match (row.try_get::<Option<String>, _>("attachment_name")?, sealed(row, "attachment")?) {
+            (Some(name), Some(file)) => Some((name, file)),
+            _ => None,
+        },
         attempts,
     })
 }
@@ -239,7 +248,8 @@ impl Db {
         // Placeholders only: the ids are bound, never written into the SQL.
         let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
         let sql = format!(
-            "SELECT id, kind, data_key_id, one_off_key, recipient, subject, body FROM outbox_emails WHERE id IN ({})",
+            "SELECT id, kind, data_key_id, one_off_key, recipient, subject, body, attachment_name, attachment \
+             FROM outbox_emails WHERE id IN ({})",
             placeholders.join(", ")
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -270,7 +280,9 @@ impl Db {
                 )),
                 // Nothing left worth keeping: the ciphertext cannot open.
                 Delivery::Shredded => Some((
-                    message_update!("status = 'shredded', recipient = NULL, subject = NULL, body = NULL"),
+                    message_update!(
+                        "status = 'shredded', recipient = NULL, subject = NULL, body = NULL, attachment = NULL"
+                    ),
                     vec![Val::Text(id), Val::Int(attempts)],
                 )),
             };

@@ -315,6 +315,7 @@ fn placement(id: &OrderId, who: &str, mail: &str) -> coffer_store::WriteCommands
         recipient: sealed("r"),
         subject: sealed("s"),
         body: sealed("b"),
+        attachment: None,
         at: Millis(5_000),
     };
     coffer_store::order_placement(None, &order, &entry, &email, None).unwrap()

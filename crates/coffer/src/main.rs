@@ -214,6 +214,9 @@ async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
     if demo && config.operator.bank.is_none() {
         config.operator.bank = Some(coffer_app::config::BankAccountConfig::demo());
     }
+    if demo && config.operator.vat_number.is_none() {
+        config.operator.vat_number = Some("DE000000000".into());
+    }
     let db = open_db(&config).await?;
     // Only one server per data directory; the lock also keeps `backup restore` away.
     let _lock = if config.uses_embedded_sqlite() { Some(lock_data_dir(&config)?) } else { None };

@@ -40,6 +40,7 @@ pub(super) fn order_email_body(mail: &OrderEmail<'_>) -> String {
     ));
     match mail.status {
         OrderStatus::Fulfilled => {
+            out.push_str("Your invoice follows in a separate email as a PDF as soon as it is numbered.\n\n");
             for (product, key) in mail.license_keys {
                 out.push_str(&format!("Your license key for {}:\n{key}\n\n", name_of(product)));
             }

@@ -36,6 +36,7 @@ mod fulfilment;
 mod gateway;
 mod give_back;
 mod identity;
+mod invoices;
 pub mod limits;
 mod payments;
 mod placement;
@@ -51,6 +52,7 @@ pub use gateway::{
 };
 pub use give_back::GIVE_BACK_JOB;
 pub use identity::{ID_DOCUMENT_MAX_BYTES, IdentityReview, id_document_type};
+pub use invoices::Seller;
 pub use placement::OrderPlacement;
 
 pub use coffer_store::QueuedOrder;
@@ -178,8 +180,8 @@ pub struct CheckoutDeps {
 /// What checkout takes from configuration.
 pub struct CheckoutSettings {
     pub fraud: coffer_domain::fraud::FraudSettings,
-    /// The seller on every invoice, named in the order email.
-    pub operator_name: String,
+    /// The seller on every invoice (its name is in every order email).
+    pub seller: Seller,
     pub taxes: TaxTable,
     /// Where bank transfers are paid to; none: bank transfer is not offered.
     pub bank: Option<coffer_domain::BankAccount>,
@@ -231,6 +233,8 @@ pub struct CheckoutService {
     /// For the retention job, which spans the parts.
     files: Arc<dyn FileStore>,
     outbox: Outbox,
+    /// The seller on every invoice.
+    seller: Arc<Seller>,
 }
 
 /// One priced line of an order.
@@ -257,7 +261,7 @@ impl CheckoutService {
         let CheckoutDeps { db, catalog, vault, customers, outbox, gateway, files, clock } = deps;
         let ctx = CheckoutContext { db, vault, clock };
         let base_url: Arc<str> = settings.base_url.trim_end_matches('/').into();
-        let operator_name: Arc<str> = settings.operator_name.into();
+        let operator_name: Arc<str> = settings.seller.name.clone().into();
         let fulfilment =
             Fulfilment { ctx: ctx.clone(), files: files.clone(), base_url: base_url.clone(), signers: Arc::default() };
         let identity = IdentityReview { ctx: ctx.clone(), files: files.clone(), base_url: base_url.clone() };
@@ -290,7 +294,7 @@ impl CheckoutService {
             fraud: Arc::new(settings.fraud),
             failed_payments,
         };
-        Ok(CheckoutService { placement, staff, fulfilment, identity, files, outbox })
+        Ok(CheckoutService { placement, staff, fulfilment, identity, files, outbox, seller: Arc::new(settings.seller) })
     }
 
     /// Placing orders: quote, place, the pay page's review tokens.

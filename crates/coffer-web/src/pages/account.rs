@@ -246,69 +246,31 @@ async fn order_summaries(state: &AppState, customer: &CustomerId) -> Result<Vec<
 #[template(path = "invoice.html")]
 struct InvoicePage {
     number: i64,
-    seller: String,
-    seller_address: String,
-    buyer: Vec<String>,
-    date: String,
-    order_id: String,
-    /// (item, quantity, unit price, amount)
-    lines: Vec<(String, i64, String, String)>,
-    subtotal: String,
-    tax_label: String,
-    tax: String,
-    total: String,
+    doc: coffer_app::invoice_pdf::InvoiceDocument,
 }
 
-/// One of the signed-in customer's invoices; anyone else's is not found.
+/// One of the signed-in customer's invoices, as a page or (`12.pdf`) as
+/// its PDF; anyone else's is not found, exactly as one that does not exist.
 async fn invoice_page(State(state): State<AppState>, customer: Customer, Path(number): Path<String>) -> Response {
     let not_found = || super::error_page(StatusCode::NOT_FOUND);
+    let (number, pdf) = match number.strip_suffix(".pdf") {
+        Some(number) => (number, true),
+        None => (number.as_str(), false),
+    };
     let Ok(number) = number.parse::<i64>() else { return not_found() };
-    let result: Result<Option<InvoicePage>, AppError> = async {
-        let Some(invoice) = state.accounts.own_invoice(&own(&customer.id), number).await? else { return Ok(None) };
-        let orders = state.accounts.own_orders(&own(&customer.id)).await?;
-        let Some(order) = orders.iter().find(|o| o.id == invoice.order_id) else { return Ok(None) };
-        let currency = coffer_domain::Currency::parse(&invoice.currency)?;
-        let money = |minor: i64| currency.amount(minor);
-        let mut lines = Vec::new();
-        for line in &order.lines {
-            let name = match state.catalog.product(&line.product_id).await {
-                Ok(p) => format!("{} ({})", p.name, p.vendor_name),
-                Err(AppError::NotFound) => String::new(),
-                Err(e) => return Err(e),
-            };
-            lines.push((name, line.quantity, money(line.unit_price), money(line.line_total)));
-        }
-        let details = &order.details;
-        let mut buyer = vec![details.name.clone().unwrap_or_default()];
-        if let Some(a) = &details.address {
-            let address = coffer_domain::MailingAddress {
-                line1: a.line1.clone(),
-                line2: a.line2.clone(),
-                city: a.city.clone(),
-                region: a.region.clone(),
-                postal_code: a.postal_code.clone(),
-                country: a.country.clone(),
-            };
-            buyer.extend(address.lines());
-        }
-        let rate = invoice.tax_rate;
-        Ok(Some(InvoicePage {
-            number: invoice.number,
-            seller: state.operator_name.to_string(),
-            seller_address: state.policy.operator_address.clone(),
-            buyer,
-            date: coffer_domain::order::rfc3339_utc(invoice.issued_at).chars().take(10).collect(),
-            order_id: invoice.order_id.to_string(),
-            lines,
-            subtotal: money(invoice.subtotal),
-            tax_label: super::tax_label(&invoice.tax_country, u32::try_from(rate).unwrap_or(0)),
-            tax: money(invoice.tax),
-            total: money(invoice.total),
-        }))
-    }
-    .await;
-    match result {
-        Ok(Some(page)) => render(&page),
+    match state.checkout.own_invoice_document(&own(&customer.id), number).await {
+        Ok(Some(doc)) if pdf => (
+            [
+                (axum::http::header::CONTENT_TYPE, "application/pdf".to_owned()),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"coffer-invoice-{number}.pdf\""),
+                ),
+            ],
+            coffer_app::invoice_pdf::render_pdf(&doc),
+        )
+            .into_response(),
+        Ok(Some(doc)) => render(&InvoicePage { number, doc }),
         Ok(None) => not_found(),
         Err(e) => failure(e),
     }
@@ -738,8 +700,11 @@ async fn data_page(State(state): State<AppState>, customer: Customer) -> Respons
         }
         if let Some(card) = &details.card {
             billed.push(format!(
-                "card {} ending {} (expires {:02}/{})",
-                card.brand, card.last4, card.exp_month, card.exp_year
+                "{} ending {} (expires {:02}/{})",
+                coffer_domain::order::brand_name(&card.brand),
+                card.last4,
+                card.exp_month,
+                card.exp_year
             ));
         }
         orders.push(DataOrder {

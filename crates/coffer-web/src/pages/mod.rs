@@ -54,42 +54,9 @@ pub(crate) fn country_options(selected: &str) -> Vec<(&'static str, &'static str
     COUNTRIES.iter().map(|(code, name)| (*code, *name, code.eq_ignore_ascii_case(selected.trim()))).collect()
 }
 
-/// A country's name for a page (the code itself when it is not one).
-pub(crate) fn country_name(code: &str) -> String {
-    coffer_domain::country::name_of(code).map_or_else(|| code.to_owned(), str::to_owned)
-}
-
 /// The tax line of a review or an invoice: `VAT (Germany, 19%)`.
 pub(crate) fn tax_label(country: &str, basis_points: u32) -> String {
-    let country = country_name(country);
-    if basis_points == 0 {
-        format!("Tax ({country}: none)")
-    } else {
-        format!("VAT ({country}, {})", percent(basis_points))
-    }
-}
-
-/// A rate in basis points as people write it: `19%`, `25.5%`, `8.1%`.
-fn percent(basis_points: u32) -> String {
-    let (whole, hundredths) = (basis_points / 100, basis_points % 100);
-    match hundredths {
-        0 => format!("{whole}%"),
-        h if h % 10 == 0 => format!("{whole}.{}%", h / 10),
-        h => format!("{whole}.{h:02}%"),
-    }
-}
-
-#[cfg(test)]
-mod rate_tests {
-    #[test]
-    fn rates_read_as_people_write_them() {
-        assert_eq!(super::percent(1900), "19%");
-        assert_eq!(super::percent(2550), "25.5%");
-        assert_eq!(super::percent(810), "8.1%");
-        assert_eq!(super::percent(1205), "12.05%");
-        assert_eq!(super::tax_label("pt", 2300), "VAT (Portugal, 23%)");
-        assert_eq!(super::tax_label("US", 0), "Tax (United States: none)");
-    }
+    coffer_domain::tax::tax_label(country, basis_points)
 }
 
 #[derive(Template)]

@@ -256,9 +256,30 @@ async fn orders_appear_in_the_account_and_its_download() {
         "10115 Berlin",
         "VAT (Germany, 19%)",
         "23.79 USD",
+        "VAT number DE000000000",
+        "Paid by card (Visa ending 4242) on",
     ] {
         assert!(invoice.contains(expected), "{expected}: {invoice}");
     }
+    // The same invoice as a PDF, from the account and attached to an email.
+    let pdf = client().get(server.url("/account/invoices/1.pdf")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(pdf.status(), StatusCode::OK);
+    assert_eq!(pdf.headers()["content-type"], "application/pdf");
+    let pdf = pdf.bytes().await.unwrap();
+    let text = String::from_utf8_lossy(&pdf);
+    assert!(pdf.starts_with(b"%PDF-") && text.contains("(Invoice 1)") && text.contains("(23.79 USD)"), "{text}");
+    assert!(text.contains("(VAT number DE000000000)") && text.contains("(Erika Mustermann)"), "{text}");
+    let mail = crate::accounts::mail_containing_all(&server, &["Your invoice 1 for order", "application/pdf"]).await;
+    assert!(mail.contains("filename=\"coffer-invoice-1.pdf\"") || mail.contains("coffer-invoice-1.pdf"), "{mail}");
+    // Sent once: a second look finds one invoice email.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let invoice_mails = std::fs::read_dir(server.data_dir.join("mail"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter(|m| m.contains("Your invoice 1 for order"))
+        .count();
+    assert_eq!(invoice_mails, 1, "one invoice email");
     let missing = client().get(server.url("/account/invoices/2")).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     let anonymous = client().get(server.url("/account/invoices/1")).send().await.unwrap();
@@ -275,6 +296,8 @@ async fn orders_appear_in_the_account_and_its_download() {
     let other = set.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
     let theirs = client().get(server.url("/account/invoices/1")).header("cookie", &other).send().await.unwrap();
     assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
+    let theirs = client().get(server.url("/account/invoices/1.pdf")).header("cookie", &other).send().await.unwrap();
+    assert_eq!(theirs.status(), StatusCode::NOT_FOUND, "nor its PDF");
 }
 
 /// Signs a customer in with their password; the session cookie.

@@ -1,0 +1,183 @@
+//! Invoices as documents: the page in the account, its PDF, and the email
+//! that carries the PDF once the numbering job has given the invoice its
+//! number.
+
+use super::*;
+use crate::invoice_pdf::{DocumentLine, InvoiceDocument};
+use crate::request::RequestContext;
+use coffer_store::Invoice;
+
+/// The seller on every invoice: the operator, merchant of record.
+#[derive(Clone, Debug, Default)]
+pub struct Seller {
+    pub name: String,
+    pub postal_address: String,
+    /// The operator's VAT identification number, printed on every invoice.
+    pub vat_number: Option<String>,
+}
+
+impl CheckoutService {
+    /// One of the signed-in customer's own invoices as a document; `None`
+    /// for anyone else's, exactly as for one that does not exist.
+    pub async fn own_invoice_document(
+        &self,
+        ctx: &RequestContext,
+        number: i64,
+    ) -> Result<Option<InvoiceDocument>, AppError> {
+        let customer = ctx.own_account()?;
+        let db = &self.staff.ctx.db;
+        let Some(invoice) = db.invoice(number).await? else { return Ok(None) };
+        let Some(order) = db.order(&invoice.order_id).await? else { return Ok(None) };
+        if order.customer_id != customer {
+            return Ok(None);
+        }
+        self.invoice_document(&invoice, &order).await.map(Some)
+    }
+
+    /// An invoice as its document: seller, buyer (the order's own copy of
+    /// the address, in its usual order), the payment, the lines by product
+    /// name, net, the VAT of the country at the rate charged, and the total.
+    pub async fn invoice_document(
+        &self,
+        invoice: &Invoice,
+        order: &coffer_store::StoredOrder,
+    ) -> Result<InvoiceDocument, AppError> {
+        let ctx = &self.staff.ctx;
+        let key = ctx.vault.data_key(&order.data_key_id).await?;
+        let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
+            open_order_field(key.as_ref(), order, column, sealed.as_ref()).map(Option::unwrap_or_default)
+        };
+        let buyer = if key.is_none() {
+            vec!["(the buyer's details were erased at their request)".to_owned()]
+        } else {
+            let mut lines = vec![open("name", &order.name)?];
+            if let Ok(address) =
+                serde_json::from_str::<coffer_domain::MailingAddress>(&open("address", &order.address)?)
+            {
+                lines.extend(address.lines());
+            }
+            lines
+        };
+        let card: serde_json::Value = serde_json::from_str(&open("card", &order.card)?).unwrap_or_default();
+        let currency = Currency::parse(&invoice.currency)?;
+        let day = coffer_domain::order::long_day_utc(invoice.issued_at);
+        let payment = match (order.payment_method.as_str(), card["brand"].as_str(), card["last4"].as_str()) {
+            ("card", Some(brand), Some(last4)) => {
+                format!("card ({} ending {last4})", coffer_domain::order::brand_name(brand))
+            }
+            ("card", _, _) => "card".to_owned(),
+            _ => "bank transfer".to_owned(),
+        };
+        let mut lines = Vec::with_capacity(order.lines.len());
+        for line in &order.lines {
+            let product = ctx.db.product(&line.product_id).await?;
+            lines.push(DocumentLine {
+                item: product.map(|p| format!("{} (by {})", p.name, p.vendor_name)).unwrap_or_default(),
+                quantity: line.quantity.to_string(),
+                unit_price: currency.amount(line.unit_price),
+                amount: currency.amount(line.line_total),
+            });
+        }
+        let rate = u32::try_from(invoice.tax_rate).unwrap_or(0);
+        let mut seller = vec![self.seller.name.clone(), self.seller.postal_address.clone()];
+        seller.extend(self.seller.vat_number.as_ref().map(|n| format!("VAT number {n}")));
+        Ok(InvoiceDocument {
+            title: format!("Invoice {}", invoice.number),
+            facts: vec![
+                format!("Invoice date: {day}"),
+                format!("Order {}", order.id),
+                format!("Paid by {payment} on {day}"),
+            ],
+            seller,
+            buyer,
+            lines,
+            totals: vec![
+                ("Net total".into(), currency.amount(invoice.subtotal)),
+                (coffer_domain::tax::tax_label(&invoice.tax_country, rate), currency.amount(invoice.tax)),
+                ("Total".into(), currency.amount(invoice.total)),
+            ],
+            notes: vec![format!(
+                "{} is the merchant of record for this sale: it sells the software above on behalf of the vendors \
+                 named with each item. Amounts are in {}.",
+                self.seller.name,
+                currency.code()
+            )],
+        })
+    }
+
+    /// Emails the PDF of every invoice not emailed yet to its buyer, the
+    /// email and the invoice's mark in one unit, so a crash loses none and
+    /// sends none twice (the numbering job calls this after it numbers).
+    /// An erased buyer's invoice is marked and not sent. Returns how many
+    /// were sent; stops at the first failure, which the next run retries.
+    pub async fn email_invoices(&self) -> Result<usize, AppError> {
+        let mut sent = 0;
+        loop {
+            let due = self.staff.ctx.db.invoices_to_email(20).await?;
+            for invoice in &due {
+                if self.email_invoice(invoice).await? {
+                    sent += 1;
+                }
+            }
+            if due.len() < 20 {
+                return Ok(sent);
+            }
+        }
+    }
+
+    async fn email_invoice(&self, invoice: &Invoice) -> Result<bool, AppError> {
+        let ctx = &self.staff.ctx;
+        let (number, now) = (invoice.number, ctx.clock.now());
+        let mail = match ctx.db.order(&invoice.order_id).await? {
+            Some(order) => match ctx.vault.data_key(&order.data_key_id).await? {
+                Some(key) => Some(self.invoice_email(invoice, &order, &key).await?),
+                None => None,
+            },
+            None => None,
+        };
+        let sent = mail.is_some();
+        ctx.db
+            .write(unit!(|tx| {
+                if !tx.mark_invoice_emailed(number, now).await? {
+                    return Err(bad("invoice_emailed", "invoice", "this invoice was emailed already"));
+                }
+                if let Some(mail) = &mail {
+                    tx.enqueue_email(mail).await?;
+                }
+                Ok::<_, AppError>(())
+            }))
+            .await
+            .map(|()| sent)
+            .or_else(|e| match e {
+                // Another worker sent it a moment ago.
+                AppError::Order(e) if e.code == "invoice_emailed" => Ok(false),
+                e => Err(e),
+            })
+    }
+
+    /// The invoice email: a short text and the PDF, sealed under the buyer's key.
+    async fn invoice_email(
+        &self,
+        invoice: &Invoice,
+        order: &coffer_store::StoredOrder,
+        key: &coffer_crypto::DataKey,
+    ) -> Result<coffer_store::NewEmail, AppError> {
+        let number = invoice.number;
+        let document = self.invoice_document(invoice, order).await?;
+        let pdf = crate::invoice_pdf::render_pdf(&document);
+        let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
+            open_order_field(Some(key), order, column, sealed.as_ref()).map(Option::unwrap_or_default)
+        };
+        let (name, email) = (open("name", &order.name)?, open("email", &order.email)?);
+        let subject = format!("Your invoice {number} for order {}", order.id);
+        let total = document.totals.last().map(|(_, amount)| amount.clone()).unwrap_or_default();
+        let body = format!(
+            "Hello {name},\n\nYour invoice {number} for order {} ({total}) is attached as a PDF. It is also in your \
+             account, with every invoice of yours.\n\nThe seller is {}, merchant of record for this order.\n\nCoffer\n",
+            order.id, self.seller.name
+        );
+        let letter = Letter { kind: "invoice", to: &email, subject: &subject, body: &body };
+        let attachment = (format!("coffer-invoice-{number}.pdf"), pdf);
+        self.outbox.seal_with_attachment(&letter, key, &order.data_key_id, &attachment)
+    }
+}
