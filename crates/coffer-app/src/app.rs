@@ -171,7 +171,13 @@ impl App {
                         }
                     }
                 }
-                // Then each new invoice's PDF to its buyer.
+                // Credit notes refer to their invoice: numbered after it.
+                match db.number_credit_notes(clock.now(), 100).await {
+                    Ok(issued) if !issued.is_empty() => unsent.store(true, Relaxed),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "numbering credit notes failed; will retry"),
+                }
+                // Then each new invoice's and credit note's PDF to its buyer.
                 if unsent.swap(false, Relaxed)
                     && let Err(e) = checkout.email_invoices().await
                 {

@@ -225,6 +225,7 @@ coffer_testkit::on_both_backends_with!(fixture;
     an_unpaid_transfer_is_cancelled_after_its_days_and_the_buyer_told,
     a_checkout_draft_is_sealed_opens_only_with_its_token_and_goes_after_a_day,
     each_invoice_is_emailed_once_as_pdf_and_an_erased_buyer_gets_none,
+    refunds_get_gap_free_credit_notes_that_refer_to_their_invoice,
 );
 
 /// An administrator: every staff move is theirs to make.
@@ -731,4 +732,39 @@ async fn each_invoice_is_emailed_once_as_pdf_and_an_erased_buyer_gets_none(f: Fi
     assert_eq!(mail.len(), 1);
     assert!(mail[0].contains("application/pdf") && mail[0].contains("coffer-invoice-1.pdf"), "{}", mail[0]);
     assert!(mail_files_containing(&f, &gone.id.to_string()).iter().all(|m| !m.contains("Your invoice")));
+}
+
+/// Each refund gets a credit note in a gap-free series of its own, for
+/// the net and tax given back, referring to the order's invoice; a refund
+/// made before the invoice is numbered waits for it; each note is emailed
+/// once with its PDF.
+async fn refunds_get_gap_free_credit_notes_that_refer_to_their_invoice(f: Fixture) {
+    use coffer_store::{CreditNoteStore, InvoiceStore};
+    let now = || f.clock.now();
+    let first = f.checkout.placement().place(request(&f, "credit@example.org", "4242424242424242"), Channel::Api);
+    let first = first.await.unwrap();
+    assert_eq!(f.db.number_invoices(now(), 100).await.unwrap().len(), 1);
+    f.checkout.staff().refund_line(&first.id, 1, &staff(1), "broken download").await.unwrap();
+    assert_eq!(f.db.number_credit_notes(now(), 100).await.unwrap(), [1]);
+    let note = f.db.credit_note(1).await.unwrap().unwrap();
+    let invoice = f.db.invoice_of(&first.id).await.unwrap().unwrap();
+    assert_eq!((note.invoice_number, note.line_no), (invoice.number, Some(1)));
+    assert_eq!((note.net, note.tax, note.total), (invoice.subtotal, invoice.tax, invoice.total), "all of it");
+    // Refunded before its invoice is numbered: the note waits for it.
+    let second = f.checkout.placement().place(request(&f, "credit2@example.org", "4242424242424242"), Channel::Api);
+    let second = second.await.unwrap();
+    f.checkout.staff().staff_action(&second.id, StaffAction::Refund, &staff(1), "asked").await.unwrap();
+    assert!(f.db.number_credit_notes(now(), 100).await.unwrap().is_empty(), "no invoice to refer to yet");
+    assert_eq!(f.db.number_invoices(now(), 100).await.unwrap().len(), 1);
+    assert_eq!(f.db.number_credit_notes(now(), 100).await.unwrap(), [2], "the next number, no gap");
+    let whole = f.db.credit_note(2).await.unwrap().unwrap();
+    assert_eq!((whole.line_no, whole.total), (None, second.total));
+    assert!(f.db.number_credit_notes(now(), 100).await.unwrap().is_empty(), "each refund once");
+    // Emailed with their PDFs, once.
+    assert_eq!(f.checkout.email_invoices().await.unwrap(), 4, "two invoices, two credit notes");
+    assert_eq!(f.checkout.email_invoices().await.unwrap(), 0);
+    f.outbox.deliver_due().await.unwrap();
+    let mail = mail_files_containing(&f, &format!("Your credit note 1 for order {}", first.id));
+    assert_eq!(mail.len(), 1);
+    assert!(mail[0].contains("coffer-credit-note-1.pdf"), "{}", mail[0]);
 }

@@ -44,6 +44,7 @@ mod accounts;
 mod audit;
 mod batch;
 mod catalog;
+mod credit_notes;
 mod customers;
 mod db;
 mod direct;
@@ -70,6 +71,7 @@ pub use accounts::{CredentialWriter, LinkPurpose, LinkUse, SessionRow, StoredCre
 pub use audit::{AuditStore, AuditWriter, SealedAuditEntry};
 pub use batch::WriteCommands;
 pub use catalog::{CatalogReader, CatalogWriter, ProductPage, ProductQuery};
+pub use credit_notes::{CreditNote, CreditNoteStore, CreditNoteWriter};
 pub use customers::{
     CustomerReader, CustomerWriter, Erasure, NewSealedCustomer, SealedFields, StoredCustomer, is_email_taken,
 };
@@ -100,10 +102,10 @@ pub use vendor_keys::{VendorKeyReader, VendorKeyWriter};
 pub mod prelude {
     pub use crate::unit;
     pub use crate::{
-        AuditStore, AuditWriter, CatalogReader, CatalogWriter, CredentialWriter, CustomerReader, CustomerWriter,
-        DownloadStore, DownloadWriter, DraftStore, FraudAttemptStore, IdDocumentStore, IdDocumentWriter,
-        IdempotencyStore, InvoiceMailWriter, InvoiceStore, JobStore, JobWriter, OrderReader, OrderWriter, OutboxWriter,
-        PaymentMoveWriter, PolicyReader, PolicyWriter, PrivacyRequestReader, PrivacyRequestWriter, RetentionStore,
-        VendorKeyReader, VendorKeyWriter,
+        AuditStore, AuditWriter, CatalogReader, CatalogWriter, CredentialWriter, CreditNoteStore, CreditNoteWriter,
+        CustomerReader, CustomerWriter, DownloadStore, DownloadWriter, DraftStore, FraudAttemptStore, IdDocumentStore,
+        IdDocumentWriter, IdempotencyStore, InvoiceMailWriter, InvoiceStore, JobStore, JobWriter, OrderReader,
+        OrderWriter, OutboxWriter, PaymentMoveWriter, PolicyReader, PolicyWriter, PrivacyRequestReader,
+        PrivacyRequestWriter, RetentionStore, VendorKeyReader, VendorKeyWriter,
     };
 }

@@ -35,6 +35,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (18, "transfer_references", include_str!("../../../migrations/sqlite/0018_transfer_references.sql")),
     (19, "checkout_drafts", include_str!("../../../migrations/sqlite/0019_checkout_drafts.sql")),
     (20, "email_attachments", include_str!("../../../migrations/sqlite/0020_email_attachments.sql")),
+    (21, "credit_notes", include_str!("../../../migrations/sqlite/0021_credit_notes.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -58,6 +59,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (18, "transfer_references", include_str!("../../../migrations/postgres/0018_transfer_references.sql")),
     (19, "checkout_drafts", include_str!("../../../migrations/postgres/0019_checkout_drafts.sql")),
     (20, "email_attachments", include_str!("../../../migrations/postgres/0020_email_attachments.sql")),
+    (21, "credit_notes", include_str!("../../../migrations/postgres/0021_credit_notes.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] = &[

@@ -5,7 +5,7 @@
 use super::*;
 use crate::invoice_pdf::{DocumentLine, InvoiceDocument};
 use crate::request::RequestContext;
-use coffer_store::Invoice;
+use coffer_store::{CreditNote, Invoice};
 
 /// The seller on every invoice: the operator, merchant of record.
 #[derive(Clone, Debug, Default)]
@@ -105,41 +105,121 @@ impl CheckoutService {
         })
     }
 
-    /// Emails the PDF of every invoice not emailed yet to its buyer, the
-    /// email and the invoice's mark in one unit, so a crash loses none and
-    /// sends none twice (the numbering job calls this after it numbers).
-    /// An erased buyer's invoice is marked and not sent. Returns how many
-    /// were sent; stops at the first failure, which the next run retries.
+    /// One of the signed-in customer's own credit notes as a document;
+    /// `None` for anyone else's, exactly as for one that does not exist.
+    pub async fn own_credit_note_document(
+        &self,
+        ctx: &RequestContext,
+        number: i64,
+    ) -> Result<Option<InvoiceDocument>, AppError> {
+        let customer = ctx.own_account()?;
+        let db = &self.staff.ctx.db;
+        let Some(note) = db.credit_note(number).await? else { return Ok(None) };
+        let Some(order) = db.order(&note.order_id).await? else { return Ok(None) };
+        if order.customer_id != customer {
+            return Ok(None);
+        }
+        self.credit_note_document(&note, &order).await.map(Some)
+    }
+
+    /// The credit notes of an order, by number.
+    pub async fn credit_notes_of(&self, order: &OrderId) -> Result<Vec<CreditNote>, AppError> {
+        Ok(self.staff.ctx.db.credit_notes_of(order).await?)
+    }
+
+    /// A credit note as its document: the invoice it corrects, what was
+    /// refunded (one line, or the rest of the order), net, VAT and total
+    /// credited, and how the money goes back.
+    pub async fn credit_note_document(
+        &self,
+        note: &CreditNote,
+        order: &coffer_store::StoredOrder,
+    ) -> Result<InvoiceDocument, AppError> {
+        let ctx = &self.staff.ctx;
+        let invoice = ctx.db.invoice(note.invoice_number).await?.ok_or(AppError::NotFound)?;
+        let mut doc = self.invoice_document(&invoice, order).await?;
+        let currency = Currency::parse(&note.currency)?;
+        // The lines this note credits: its own line, or every line no
+        // other credit note credited on its own.
+        let credited_alone: Vec<i64> =
+            ctx.db.credit_notes_of(&order.id).await?.iter().filter_map(|n| n.line_no).collect();
+        let credited = |line_no: i64| match note.line_no {
+            Some(own) => own == line_no,
+            None => !credited_alone.contains(&line_no),
+        };
+        doc.lines = order
+            .lines
+            .iter()
+            .zip(doc.lines)
+            .filter(|(line, _)| credited(line.line_no))
+            .map(|(_, shown)| shown)
+            .collect();
+        let day = coffer_domain::order::long_day_utc(note.issued_at);
+        doc.title = format!("Credit note {}", note.number);
+        doc.facts = vec![
+            format!("Credit note date: {day}"),
+            format!("Corrects invoice {} of {}", invoice.number, coffer_domain::order::long_day_utc(invoice.issued_at)),
+            format!("Order {}", order.id),
+        ];
+        let rate = u32::try_from(invoice.tax_rate).unwrap_or(0);
+        doc.totals = vec![
+            ("Net credited".into(), currency.amount(note.net)),
+            (coffer_domain::tax::tax_label(&invoice.tax_country, rate), currency.amount(note.tax)),
+            ("Total credited".into(), currency.amount(note.total)),
+        ];
+        let back = if order.payment_method == "bank_transfer" {
+            "We transfer it back to the bank account the payment came from."
+        } else {
+            "It goes back to the card the order was paid with."
+        };
+        doc.notes
+            .insert(0, format!("This credit note cancels the amounts above from invoice {}. {back}", invoice.number));
+        Ok(doc)
+    }
+
+    /// Emails the PDF of every invoice and credit note not emailed yet to
+    /// its buyer, the email and the document's mark in one unit, so a
+    /// crash loses none and sends none twice (the numbering job calls this
+    /// after it numbers). An erased buyer's is marked and not sent. Returns
+    /// how many were sent; stops at the first failure, which the next run
+    /// retries.
     pub async fn email_invoices(&self) -> Result<usize, AppError> {
+        let db = &self.staff.ctx.db;
         let mut sent = 0;
         loop {
-            let due = self.staff.ctx.db.invoices_to_email(20).await?;
-            for invoice in &due {
-                if self.email_invoice(invoice).await? {
+            let mut due: Vec<Paper> = db.invoices_to_email(20).await?.into_iter().map(Paper::Invoice).collect();
+            due.extend(db.credit_notes_to_email(20).await?.into_iter().map(Paper::CreditNote));
+            for paper in &due {
+                if self.email_paper(paper).await? {
                     sent += 1;
                 }
             }
-            if due.len() < 20 {
+            if due.is_empty() {
                 return Ok(sent);
             }
         }
     }
 
-    async fn email_invoice(&self, invoice: &Invoice) -> Result<bool, AppError> {
+    async fn email_paper(&self, paper: &Paper) -> Result<bool, AppError> {
         let ctx = &self.staff.ctx;
-        let (number, now) = (invoice.number, ctx.clock.now());
-        let mail = match ctx.db.order(&invoice.order_id).await? {
+        let now = ctx.clock.now();
+        let mail = match ctx.db.order(paper.order_id()).await? {
             Some(order) => match ctx.vault.data_key(&order.data_key_id).await? {
-                Some(key) => Some(self.invoice_email(invoice, &order, &key).await?),
+                Some(key) => Some(self.paper_email(paper, &order, &key).await?),
                 None => None,
             },
             None => None,
         };
         let sent = mail.is_some();
+        let marked = paper.clone();
         ctx.db
             .write(unit!(|tx| {
-                if !tx.mark_invoice_emailed(number, now).await? {
-                    return Err(bad("invoice_emailed", "invoice", "this invoice was emailed already"));
+                let first = match &marked {
+                    Paper::Invoice(i) => tx.mark_invoice_emailed(i.number, now).await?,
+                    Paper::CreditNote(n) => tx.mark_credit_note_emailed(n.number, now).await?,
+                };
+                if !first {
+                    return Err(bad("paper_emailed", "invoice", "this document was emailed already"));
                 }
                 if let Some(mail) = &mail {
                     tx.enqueue_email(mail).await?;
@@ -150,34 +230,62 @@ impl CheckoutService {
             .map(|()| sent)
             .or_else(|e| match e {
                 // Another worker sent it a moment ago.
-                AppError::Order(e) if e.code == "invoice_emailed" => Ok(false),
+                AppError::Order(e) if e.code == "paper_emailed" => Ok(false),
                 e => Err(e),
             })
     }
 
-    /// The invoice email: a short text and the PDF, sealed under the buyer's key.
-    async fn invoice_email(
+    /// The email of an invoice or a credit note: a short text and the PDF,
+    /// sealed under the buyer's key.
+    async fn paper_email(
         &self,
-        invoice: &Invoice,
+        paper: &Paper,
         order: &coffer_store::StoredOrder,
         key: &coffer_crypto::DataKey,
     ) -> Result<coffer_store::NewEmail, AppError> {
-        let number = invoice.number;
-        let document = self.invoice_document(invoice, order).await?;
+        let (document, what, file) = match paper {
+            Paper::Invoice(i) => (
+                self.invoice_document(i, order).await?,
+                format!("invoice {}", i.number),
+                format!("invoice-{}", i.number),
+            ),
+            Paper::CreditNote(n) => (
+                self.credit_note_document(n, order).await?,
+                format!("credit note {}", n.number),
+                format!("credit-note-{}", n.number),
+            ),
+        };
         let pdf = crate::invoice_pdf::render_pdf(&document);
         let open = |column: &'static str, sealed: &Option<coffer_crypto::Sealed>| {
             open_order_field(Some(key), order, column, sealed.as_ref()).map(Option::unwrap_or_default)
         };
         let (name, email) = (open("name", &order.name)?, open("email", &order.email)?);
-        let subject = format!("Your invoice {number} for order {}", order.id);
+        let subject = format!("Your {what} for order {}", order.id);
         let total = document.totals.last().map(|(_, amount)| amount.clone()).unwrap_or_default();
         let body = format!(
-            "Hello {name},\n\nYour invoice {number} for order {} ({total}) is attached as a PDF. It is also in your \
-             account, with every invoice of yours.\n\nThe seller is {}, merchant of record for this order.\n\nCoffer\n",
+            "Hello {name},\n\nYour {what} for order {} ({total}) is attached as a PDF. It is also in your account, \
+             with every invoice and credit note of yours.\n\nThe seller is {}, merchant of record for this \
+             order.\n\nCoffer\n",
             order.id, self.seller.name
         );
         let letter = Letter { kind: "invoice", to: &email, subject: &subject, body: &body };
-        let attachment = (format!("coffer-invoice-{number}.pdf"), pdf);
+        let attachment = (format!("coffer-{file}.pdf"), pdf);
         self.outbox.seal_with_attachment(&letter, key, &order.data_key_id, &attachment)
+    }
+}
+
+/// A numbered document a buyer is sent.
+#[derive(Clone)]
+enum Paper {
+    Invoice(Invoice),
+    CreditNote(CreditNote),
+}
+
+impl Paper {
+    fn order_id(&self) -> &OrderId {
+        match self {
+            Paper::Invoice(i) => &i.order_id,
+            Paper::CreditNote(n) => &n.order_id,
+        }
     }
 }

@@ -113,6 +113,8 @@ struct RecordedMove {
     entry: AuditEntry,
     mail: Option<coffer_store::NewEmail>,
     give_back: Option<coffer_store::NewJob>,
+    /// A refund's credit note: (net, tax) of what is given back.
+    credit_note: Option<(i64, i64)>,
     /// The claim on the order's money this move was made under.
     claim: coffer_domain::Millis,
 }
@@ -305,6 +307,13 @@ impl StaffOrders {
             entry,
             mail,
             give_back,
+            // A refund of a paid order: the invoice's rest is credited.
+            credit_note: (action == StaffAction::Refund).then(|| {
+                let net_refunded: i64 =
+                    order.lines.iter().filter(|l| l.refunded_amount > 0).map(|l| l.line_total).sum();
+                let net = order.subtotal - net_refunded;
+                (net, amount - net)
+            }),
             claim,
         };
         self.record_move(recorded).await?;
@@ -416,6 +425,9 @@ impl StaffOrders {
                 }
                 if let Some(job) = &m.give_back {
                     tx.enqueue_job(job).await?;
+                }
+                if let Some((net, tax)) = m.credit_note {
+                    tx.queue_credit_note(&m.id, None, net, tax, m.now).await?;
                 }
                 if !tx.release_payment_move(&m.id, m.claim).await? {
                     return Err(claim_lost());
@@ -535,6 +547,7 @@ impl StaffOrders {
             AuditAction::OrderStatusChanged,
             Some(format!("{} line {line_no} refunded", order.id)),
         );
+        let line_total = line.line_total;
         let refund = coffer_store::LineRefund {
             order: order.id.clone(),
             line_no,
@@ -549,6 +562,7 @@ impl StaffOrders {
                 if !tx.refund_line(&refund).await? {
                     return Err(bad("wrong_status", "line", "this line is refunded already"));
                 }
+                tx.queue_credit_note(&refund.order, Some(line_no), line_total, amount - line_total, now).await?;
                 let (id, actor, reason) = (&refund.order, &refund.actor, &refund.reason);
                 if last && !tx.transition_order(id, status, next, now, actor, reason).await? {
                     return Err(bad("wrong_status", "status", "someone else moved this order first"));

@@ -43,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/account/data.json", get(data_json))
         .route("/account/delete", get(delete_page).post(delete_account))
         .route("/account/invoices/{number}", get(invoice_page))
+        .route("/account/credit-notes/{number}", get(credit_note_page))
         .route("/privacy/request", get(privacy_request_page).post(privacy_request))
         .route("/privacy/request/confirm/{token}", get(privacy_confirm_page).post(privacy_confirm))
         .layer(axum::middleware::map_response(no_store))
@@ -108,6 +109,8 @@ struct OrderSummary {
     /// (product name, signed download link)
     downloads: Vec<(String, String)>,
     invoice: Option<i64>,
+    /// (number, amount credited)
+    credit_notes: Vec<(i64, String)>,
     /// A transfer still awaited: its reference, the amount and the last day.
     transfer: Option<AwaitedTransfer>,
 }
@@ -228,6 +231,13 @@ async fn order_summaries(state: &AppState, customer: &CustomerId) -> Result<Vec<
             keys,
             downloads,
             invoice: state.accounts.invoice_number_of(&order.id).await?,
+            credit_notes: state
+                .checkout
+                .credit_notes_of(&order.id)
+                .await?
+                .iter()
+                .map(|n| (n.number, currency.amount(n.total)))
+                .collect(),
             transfer: order.payment_reference.clone().filter(|_| order.status == "pending").map(|reference| {
                 let placement = state.checkout.placement();
                 AwaitedTransfer {
@@ -245,32 +255,47 @@ async fn order_summaries(state: &AppState, customer: &CustomerId) -> Result<Vec<
 #[derive(Template)]
 #[template(path = "invoice.html")]
 struct InvoicePage {
-    number: i64,
+    /// Where its PDF is.
+    pdf_href: String,
     doc: coffer_app::invoice_pdf::InvoiceDocument,
 }
 
 /// One of the signed-in customer's invoices, as a page or (`12.pdf`) as
 /// its PDF; anyone else's is not found, exactly as one that does not exist.
 async fn invoice_page(State(state): State<AppState>, customer: Customer, Path(number): Path<String>) -> Response {
+    document_page(&state, &customer, &number, "invoices", "invoice").await
+}
+
+/// One of the signed-in customer's credit notes, as [`invoice_page`].
+async fn credit_note_page(State(state): State<AppState>, customer: Customer, Path(number): Path<String>) -> Response {
+    document_page(&state, &customer, &number, "credit-notes", "credit-note").await
+}
+
+async fn document_page(state: &AppState, customer: &Customer, asked: &str, path: &str, file: &str) -> Response {
     let not_found = || super::error_page(StatusCode::NOT_FOUND);
-    let (number, pdf) = match number.strip_suffix(".pdf") {
+    let (number, pdf) = match asked.strip_suffix(".pdf") {
         Some(number) => (number, true),
-        None => (number.as_str(), false),
+        None => (asked, false),
     };
     let Ok(number) = number.parse::<i64>() else { return not_found() };
-    match state.checkout.own_invoice_document(&own(&customer.id), number).await {
+    let found = if path == "invoices" {
+        state.checkout.own_invoice_document(&own(&customer.id), number).await
+    } else {
+        state.checkout.own_credit_note_document(&own(&customer.id), number).await
+    };
+    match found {
         Ok(Some(doc)) if pdf => (
             [
                 (axum::http::header::CONTENT_TYPE, "application/pdf".to_owned()),
                 (
                     axum::http::header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"coffer-invoice-{number}.pdf\""),
+                    format!("attachment; filename=\"coffer-{file}-{number}.pdf\""),
                 ),
             ],
             coffer_app::invoice_pdf::render_pdf(&doc),
         )
             .into_response(),
-        Ok(Some(doc)) => render(&InvoicePage { number, doc }),
+        Ok(Some(doc)) => render(&InvoicePage { pdf_href: format!("/account/{path}/{number}.pdf"), doc }),
         Ok(None) => not_found(),
         Err(e) => failure(e),
     }

@@ -288,7 +288,7 @@ async fn orders_appear_in_the_account_and_its_download() {
     // "not found" for Dana's invoice, exactly as for one that does not exist.
     let (status, _) = post_order(&server, &order(&server, &version, "4242424242424242", "other@example.org")).await;
     assert_eq!(status, StatusCode::CREATED);
-    let mail = crate::accounts::mail_containing(&server, "other@example.org").await;
+    let mail = crate::accounts::mail_containing_all(&server, &["other@example.org", "/account/link/"]).await;
     let start = mail.find("/account/link/").expect("an invitation");
     let link: String = mail[start..].chars().take_while(|c| !c.is_whitespace() && *c != '<' && *c != '"').collect();
     let set = client().post(server.url(&link)).form(&[("password", "copper kettle sunrise 88")]).send().await.unwrap();
@@ -298,6 +298,32 @@ async fn orders_appear_in_the_account_and_its_download() {
     assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
     let theirs = client().get(server.url("/account/invoices/1.pdf")).header("cookie", &other).send().await.unwrap();
     assert_eq!(theirs.status(), StatusCode::NOT_FOUND, "nor its PDF");
+
+    // Support refunds the order: a credit note referring to the invoice,
+    // in the account as a page and a PDF, and for nobody else.
+    let support = crate::staff::demo_staff_session(&server, "support").await;
+    let id = placed["id"].as_str().unwrap();
+    assert_eq!(staff_act(&server, &support, id, "refund", "asked for it").await.0, StatusCode::OK);
+    let mut note = None;
+    for _ in 0..50 {
+        let r = client().get(server.url("/account/credit-notes/1")).header("cookie", &cookie).send().await.unwrap();
+        if r.status() == StatusCode::OK {
+            note = Some(r.text().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let note = note.expect("credit note 1 is numbered a moment after the refund");
+    for expected in ["Credit note 1", "Corrects invoice 1 of", "Total credited", "23.79 USD", "goes back to the card"] {
+        assert!(note.contains(expected), "{expected}: {note}");
+    }
+    let pdf = client().get(server.url("/account/credit-notes/1.pdf")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(pdf.headers()["content-type"], "application/pdf");
+    assert!(String::from_utf8_lossy(&pdf.bytes().await.unwrap()).contains("(Credit note 1)"));
+    let overview = client().get(server.url("/account")).header("cookie", &cookie).send().await.unwrap();
+    assert!(overview.text().await.unwrap().contains("/account/credit-notes/1"));
+    let theirs = client().get(server.url("/account/credit-notes/1")).header("cookie", &other).send().await.unwrap();
+    assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
 }
 
 /// Signs a customer in with their password; the session cookie.
