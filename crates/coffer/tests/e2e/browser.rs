@@ -292,7 +292,7 @@ async fn no_public_page_scrolls_sideways_on_a_phone() {
     assert_eq!(browser.css(&phone, "width").await, browser.css(&name, "width").await, "the phone box is a full field");
     for (css, value) in [
         ("#name", "Erika Mustermann"),
-        ("#email", "phone.buyer@example.org"),
+        ("#email", creds["customer"]["email"].as_str().unwrap()),
         ("#line1", "Hauptstr. 1"),
         ("#city", "Berlin"),
         ("#postal_code", "10115"),
@@ -328,6 +328,16 @@ async fn no_public_page_scrolls_sideways_on_a_phone() {
     check("account", &mut wide).await;
     browser.goto(&server.url("/account/data")).await;
     check("account-data", &mut wide).await;
+    // The order's invoice, once numbered.
+    for _ in 0..50 {
+        browser.goto(&server.url("/account/invoices/1")).await;
+        if browser.title().await == "Invoice 1 · Coffer" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    browser.wait_for_title("Invoice 1 · Coffer").await;
+    check("invoice", &mut wide).await;
     assert!(wide.is_empty(), "pages wider than a phone: {wide:?}");
 }
 
@@ -366,4 +376,82 @@ async fn the_small_things_are_finished() {
     let console = console.text().await.unwrap();
     assert!(console.contains("aria-label=\"Staff\"") && console.contains("href=\"/staff/transfers\""), "{console}");
     assert!(!console.contains("href=\"/checkout\""), "no shop menu in the console: {console}");
+}
+
+/// The screenshots in `docs/screenshots/`, made by `scripts/screenshots`
+/// (ignored in the test run: it writes into the repository). Checkout,
+/// review, confirmation and the invoice, at desktop width and at 390 px,
+/// and the invoice's PDF.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by scripts/screenshots"]
+async fn docs_screenshots() {
+    let dir = PathBuf::from(std::env::var("COFFER_SCREENSHOTS_DIR").expect("COFFER_SCREENSHOTS_DIR"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = server(TestBackend::Sqlite).await;
+    let creds = server.demo_credentials();
+    let browser = Browser::start().await;
+    let both = async |name: &str| {
+        browser.resize(1280, 900).await;
+        browser.screenshot(&dir.join(format!("{name}.png"))).await;
+        browser.resize(390, 844).await;
+        browser.screenshot(&dir.join(format!("{name}-phone.png"))).await;
+        browser.resize(1280, 900).await;
+    };
+    for product in [&creds["vendors"][0]["products"][0], &creds["vendors"][1]["products"][1]] {
+        browser.goto(&server.url(&format!("/products/{}", product["id"].as_str().unwrap()))).await;
+        browser.click(&browser.find("form.buy button").await).await;
+        browser.wait_for_title("Checkout · Coffer").await;
+    }
+    let email = creds["customer"]["email"].as_str().unwrap();
+    for (css, value) in [
+        ("#name", "Dana Demo"),
+        ("#email", email),
+        ("#line1", "Hauptstr. 1"),
+        ("#city", "Berlin"),
+        ("#postal_code", "10115"),
+    ] {
+        browser.fill(&browser.find(css).await, value).await;
+    }
+    browser.choose("#country", "DE").await;
+    browser.click(&browser.find("input[name=age][value=adult]").await).await;
+    both("checkout").await;
+    browser.click(&browser.find("#review-button").await).await;
+    browser.wait_for("#problems").await;
+    both("checkout-errors").await;
+    browser.click(&browser.find("input[name=consent]").await).await;
+    browser.click(&browser.find("#review-button").await).await;
+    browser.wait_for_title("Review and pay · Coffer").await;
+    both("review").await;
+    for (css, value) in
+        [("#card_number", "4242 4242 4242 4242"), ("#exp_month", "12"), ("#exp_year", "2030"), ("#cvc", "123")]
+    {
+        browser.fill(&browser.find(css).await, value).await;
+    }
+    browser.click(&browser.find("form[action='/checkout/pay'] button").await).await;
+    browser.wait_for_title("Thank you · Coffer").await;
+    both("confirmation").await;
+    browser.goto(&server.url("/account")).await;
+    browser.fill(&browser.find("#email").await, email).await;
+    browser.fill(&browser.find("#password").await, creds["customer"]["password"].as_str().unwrap()).await;
+    browser.click(&browser.find("form[action='/account/sign-in'] button").await).await;
+    browser.wait_for_title("Your account · Coffer").await;
+    for _ in 0..50 {
+        browser.goto(&server.url("/account/invoices/1")).await;
+        if browser.title().await == "Invoice 1 · Coffer" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    browser.wait_for_title("Invoice 1 · Coffer").await;
+    both("invoice").await;
+    let cookie: Vec<String> = browser
+        .cookies()
+        .await
+        .iter()
+        .map(|c| format!("{}={}", c["name"].as_str().unwrap(), c["value"].as_str().unwrap()))
+        .collect();
+    let pdf = client().get(server.url("/account/invoices/1.pdf")).header("cookie", cookie.join("; ")).send().await;
+    let pdf = pdf.unwrap().bytes().await.unwrap();
+    assert!(pdf.starts_with(b"%PDF-"));
+    std::fs::write(dir.join("invoice.pdf"), &pdf).unwrap();
 }
