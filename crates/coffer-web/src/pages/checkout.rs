@@ -191,19 +191,33 @@ struct CheckoutForm {
     rest: BTreeMap<String, String>,
 }
 
+/// A field as kept in a draft: no longer than any form field may be (the
+/// checks that follow say what is wrong with it), so a draft stays small.
+fn clip(text: String) -> String {
+    if text.chars().count() <= 300 { text } else { text.chars().take(300).collect() }
+}
+
 impl CheckoutForm {
     fn into_draft(self, earlier: &Draft) -> Draft {
+        let a = self.address;
         Draft {
-            currency: self.currency,
-            name: self.name,
-            email: self.email,
-            phone: self.phone,
-            address: self.address,
-            payment_method: self.payment_method,
-            age: self.age,
-            guardian_name: self.guardian_name,
-            guardian_consents: self.guardian_consents,
-            consent: self.consent,
+            currency: clip(self.currency),
+            name: clip(self.name),
+            email: clip(self.email),
+            phone: clip(self.phone),
+            address: super::AddressFields {
+                line1: clip(a.line1),
+                line2: clip(a.line2),
+                city: clip(a.city),
+                region: clip(a.region),
+                postal_code: clip(a.postal_code),
+                country: clip(a.country),
+            },
+            payment_method: clip(self.payment_method),
+            age: clip(self.age),
+            guardian_name: clip(self.guardian_name),
+            guardian_consents: clip(self.guardian_consents),
+            consent: clip(self.consent),
             exp_month: earlier.exp_month.clone(),
             exp_year: earlier.exp_year.clone(),
             problems: Vec::new(),

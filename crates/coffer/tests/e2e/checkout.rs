@@ -1582,3 +1582,42 @@ async fn a_person_pays_by_bank_transfer_in_the_browser() {
     }
     browser.screenshot(&dir.join("account-data-order.png")).await;
 }
+
+/// A field far longer than any form allows (a script, not a person) is
+/// answered like any mistake: the form again with the message beside the
+/// field, never a failure; the draft stays small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_field_is_a_mistake_on_the_form_not_a_failure() {
+    let server = crate::server(coffer_testkit::TestBackend::Sqlite).await;
+    let product = server.demo_credentials()["vendors"][0]["products"][0]["id"].as_str().unwrap().to_owned();
+    let pass = crate::form_pass(&server, &format!("/products/{product}")).await;
+    let mut jar = vec![];
+    let (name, value) = pass.cookie.split_once('=').unwrap();
+    jar.push((name.to_owned(), value.to_owned()));
+    let added = client()
+        .post(server.url("/cart"))
+        .header(reqwest::header::COOKIE, cookie_header(&jar))
+        .form(&[("product_id", product.as_str()), ("form_token", pass.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    keep_cookies(&mut jar, &added);
+    let huge = "x".repeat(500_000);
+    let posted = client()
+        .post(server.url("/checkout"))
+        .header(reqwest::header::COOKIE, cookie_header(&jar))
+        .form(&[("name", huge.as_str()), ("action", "review"), ("form_token", pass.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((posted.status(), location(&posted).as_str()), (StatusCode::SEE_OTHER, "/checkout#problems"));
+    keep_cookies(&mut jar, &posted);
+    let page = client().get(server.url("/checkout")).header(reqwest::header::COOKIE, cookie_header(&jar));
+    let page = page.send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("id=\"name-error\"") && page.contains("This is too long."), "{page}");
+    let (size,): (i64,) = sqlx::query_as("SELECT MAX(LENGTH(sealed)) FROM checkout_drafts")
+        .fetch_one(&raw_pool(&server).await)
+        .await
+        .unwrap();
+    assert!(size < 8_000, "the draft stays small: {size} bytes");
+}
