@@ -70,7 +70,12 @@ impl CheckoutService {
         };
         let mut lines = Vec::with_capacity(order.lines.len());
         for line in &order.lines {
-            let product = ctx.db.product(&line.product_id).await?;
+            // Through the catalog's cache: a document per order reads no product row.
+            let product = match self.placement.catalog.product(&line.product_id).await {
+                Ok(product) => Some(product),
+                Err(AppError::NotFound) => None,
+                Err(e) => return Err(e),
+            };
             lines.push(DocumentLine {
                 item: product.map(|p| format!("{} (by {})", p.name, p.vendor_name)).unwrap_or_default(),
                 quantity: line.quantity.to_string(),
@@ -178,14 +183,15 @@ impl CheckoutService {
     }
 
     /// Emails the PDF of every invoice and credit note not emailed yet to
-    /// its buyer (the numbering job calls this after it numbers). Up to 100
+    /// its buyer (the numbering job calls this after it numbers). Up to 20
     /// at a time are written in one unit, each email with its document's
-    /// mark, so a crash loses none and sends none twice, and a busy shop
-    /// pays one commit per hundred, not one per order. An erased buyer's
+    /// mark, so a crash loses none and sends none twice; a busy shop pays
+    /// one commit per twenty, not one per order, and no unit is large
+    /// enough to hold the writer up (each carries its PDF). An erased buyer's
     /// document is marked and not sent. Returns how many were sent; stops
     /// at the first failure, which the next run retries.
     pub async fn email_invoices(&self) -> Result<usize, AppError> {
-        const AT_ONCE: i64 = 100;
+        const AT_ONCE: i64 = 20;
         let ctx = &self.staff.ctx;
         let mut sent = 0;
         loop {
