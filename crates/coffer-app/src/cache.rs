@@ -10,8 +10,13 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
+/// Each key's value and when it was stored, and the cache's generation.
+type Entries<K, V> = (HashMap<K, (Millis, V)>, u64);
+
 pub(crate) struct TtlCache<K, V> {
-    entries: Mutex<HashMap<K, (Millis, V)>>,
+    /// The entries, and how many times the cache was cleared: a value read
+    /// before a clear is not put back after it (see `put_if_current`).
+    entries: Mutex<Entries<K, V>>,
     ttl_ms: i64,
     max_entries: usize,
     clock: Arc<dyn Clock>,
@@ -21,7 +26,7 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     /// `ttl_ms` 0 turns the cache off.
     pub(crate) fn new(ttl_ms: u64, max_entries: usize, clock: Arc<dyn Clock>) -> Self {
         TtlCache {
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new((HashMap::new(), 0)),
             ttl_ms: i64::try_from(ttl_ms).unwrap_or(i64::MAX),
             max_entries,
             clock,
@@ -34,27 +39,45 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
         }
         let now = self.clock.now().0;
         let entries = self.entries.lock().ok()?;
-        let (stored_at, value) = entries.get(key)?;
+        let (stored_at, value) = entries.0.get(key)?;
         (now.saturating_sub(stored_at.0) < self.ttl_ms).then(|| value.clone())
     }
 
+    #[cfg(test)]
     pub(crate) fn put(&self, key: K, value: V) {
+        self.put_if_current(self.generation(), key, value);
+    }
+
+    /// Which clearing the cache is at; take it before reading what is to
+    /// be put.
+    pub(crate) fn generation(&self) -> u64 {
+        self.entries.lock().map(|entries| entries.1).unwrap_or(u64::MAX)
+    }
+
+    /// Puts a value read at `generation`, unless the cache was cleared
+    /// since: a read that raced a write must not bring the old answer back
+    /// for a whole period.
+    pub(crate) fn put_if_current(&self, generation: u64, key: K, value: V) {
         if self.ttl_ms == 0 {
             return;
         }
         let now = self.clock.now();
         if let Ok(mut entries) = self.entries.lock() {
-            // Bounded: when full, start over rather than track recency.
-            if entries.len() >= self.max_entries {
-                entries.clear();
+            if entries.1 != generation {
+                return;
             }
-            entries.insert(key, (now, value));
+            // Bounded: when full, start over rather than track recency.
+            if entries.0.len() >= self.max_entries {
+                entries.0.clear();
+            }
+            entries.0.insert(key, (now, value));
         }
     }
 
     pub(crate) fn clear(&self) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.clear();
+            entries.0.clear();
+            entries.1 = entries.1.wrapping_add(1);
         }
     }
 }
@@ -80,13 +103,24 @@ mod tests {
     }
 
     #[test]
+    fn a_value_read_before_a_clear_is_not_put_back() {
+        let cache = TtlCache::new(1_000, 8, Arc::new(ManualClock::at(0)));
+        let before = cache.generation();
+        cache.clear();
+        cache.put_if_current(before, "a", 1);
+        assert_eq!(cache.get(&"a"), None, "read before the clear: stale");
+        cache.put_if_current(cache.generation(), "a", 2);
+        assert_eq!(cache.get(&"a"), Some(2));
+    }
+
+    #[test]
     fn size_is_bounded_and_zero_ttl_disables() {
         let clock = Arc::new(ManualClock::at(0));
         let cache = TtlCache::new(1_000, 2, clock.clone());
         cache.put(1, 1);
         cache.put(2, 2);
         cache.put(3, 3);
-        assert_eq!(cache.entries.lock().unwrap().len(), 1);
+        assert_eq!(cache.entries.lock().unwrap().0.len(), 1);
         let off = TtlCache::new(0, 2, clock);
         off.put(1, 1);
         assert_eq!(off.get(&1), None);

@@ -75,8 +75,9 @@ impl CatalogService {
         if let Some(page) = self.pages.get(query) {
             return Ok(page);
         }
+        let generation = self.pages.generation();
         let page = self.db.products(query).await?;
-        self.pages.put(query.clone(), page.clone());
+        self.pages.put_if_current(generation, query.clone(), page.clone());
         Ok(page)
     }
 
@@ -93,8 +94,9 @@ impl CatalogService {
         if let Some(bytes) = self.rendered.get(&key) {
             return Ok(bytes);
         }
+        let generation = self.rendered.generation();
         let bytes: Arc<[u8]> = render(&self.products(query).await?)?.into();
-        self.rendered.put(key, bytes.clone());
+        self.rendered.put_if_current(generation, key, bytes.clone());
         Ok(bytes)
     }
 
@@ -102,8 +104,9 @@ impl CatalogService {
         let found = match self.products.get(id) {
             Some(found) => found,
             None => {
+                let generation = self.products.generation();
                 let found = self.db.product(id).await?;
-                self.products.put(id.clone(), found.clone());
+                self.products.put_if_current(generation, id.clone(), found.clone());
                 found
             }
         };
