@@ -143,19 +143,6 @@ impl AccountService {
         Ok(self.db.invoice_of(order).await?.map(|i| i.number))
     }
 
-    /// One of the customer's own invoices by number; `None` for anyone
-    /// else's, exactly as for one that does not exist.
-    pub async fn own_invoice(
-        &self,
-        ctx: &RequestContext,
-        number: i64,
-    ) -> Result<Option<coffer_store::Invoice>, AppError> {
-        let customer = &ctx.own_account()?;
-        let Some(invoice) = self.db.invoice(number).await? else { return Ok(None) };
-        let owner = self.db.order(&invoice.order_id).await?.map(|o| o.customer_id);
-        Ok((owner.as_ref() == Some(customer)).then_some(invoice))
-    }
-
     /// [`Self::submit_privacy_request`] after the answer, for the same reason.
     pub fn submit_privacy_request_after_answer(
         &self,

@@ -24,14 +24,19 @@ impl CheckoutService {
         ctx: &RequestContext,
         number: i64,
     ) -> Result<Option<InvoiceDocument>, AppError> {
-        let customer = ctx.own_account()?;
-        let db = &self.staff.ctx.db;
-        let Some(invoice) = db.invoice(number).await? else { return Ok(None) };
-        let Some(order) = db.order(&invoice.order_id).await? else { return Ok(None) };
-        if order.customer_id != customer {
-            return Ok(None);
-        }
+        let Some(invoice) = self.staff.ctx.db.invoice(number).await? else { return Ok(None) };
+        let Some(order) = self.own_order(ctx, &invoice.order_id).await? else { return Ok(None) };
         self.invoice_document(&invoice, &order).await.map(Some)
+    }
+
+    /// The signed-in customer's own order; `None` for anyone else's.
+    async fn own_order(
+        &self,
+        ctx: &RequestContext,
+        order: &OrderId,
+    ) -> Result<Option<coffer_store::StoredOrder>, AppError> {
+        let customer = ctx.own_account()?;
+        Ok(self.staff.ctx.db.order(order).await?.filter(|o| o.customer_id == customer))
     }
 
     /// An invoice as its document: seller, buyer (the order's own copy of
@@ -117,13 +122,8 @@ impl CheckoutService {
         ctx: &RequestContext,
         number: i64,
     ) -> Result<Option<InvoiceDocument>, AppError> {
-        let customer = ctx.own_account()?;
-        let db = &self.staff.ctx.db;
-        let Some(note) = db.credit_note(number).await? else { return Ok(None) };
-        let Some(order) = db.order(&note.order_id).await? else { return Ok(None) };
-        if order.customer_id != customer {
-            return Ok(None);
-        }
+        let Some(note) = self.staff.ctx.db.credit_note(number).await? else { return Ok(None) };
+        let Some(order) = self.own_order(ctx, &note.order_id).await? else { return Ok(None) };
         self.credit_note_document(&note, &order).await.map(Some)
     }
 

@@ -685,7 +685,7 @@ async fn review_get(State(state): State<AppState>, headers: HeaderMap) -> Respon
         summary: summary_of(&draft.problems),
         lines,
         subtotal: quote.currency.amount(quote.totals.subtotal),
-        tax_label: super::tax_label(country, quote.tax_rate),
+        tax_label: coffer_domain::tax::tax_label(country, quote.tax_rate),
         tax: quote.currency.amount(quote.totals.tax),
         total: quote.currency.amount(quote.totals.total),
         billed_name: quote.details.name.clone(),

@@ -54,11 +54,6 @@ pub(crate) fn country_options(selected: &str) -> Vec<(&'static str, &'static str
     COUNTRIES.iter().map(|(code, name)| (*code, *name, code.eq_ignore_ascii_case(selected.trim()))).collect()
 }
 
-/// The tax line of a review or an invoice: `VAT (Germany, 19%)`.
-pub(crate) fn tax_label(country: &str, basis_points: u32) -> String {
-    coffer_domain::tax::tax_label(country, basis_points)
-}
-
 #[derive(Template)]
 #[template(path = "privacy_policy.html")]
 struct PolicyPage<'a> {

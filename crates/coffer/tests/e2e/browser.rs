@@ -5,6 +5,16 @@ use crate::{client, server};
 use coffer_testkit::{Browser, TestBackend};
 use std::path::PathBuf;
 
+/// Fills checkout's details with an address in Berlin, as a person types them.
+async fn fill_berlin_details(browser: &Browser, name: &str, email: &str) {
+    for (css, value) in
+        [("#name", name), ("#email", email), ("#line1", "Hauptstr. 1"), ("#city", "Berlin"), ("#postal_code", "10115")]
+    {
+        browser.fill(&browser.find(css).await, value).await;
+    }
+    browser.choose("#country", "DE").await;
+}
+
 fn screenshot_path(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
@@ -186,16 +196,7 @@ async fn p17_every_page_sets_only_listed_opaque_cookies() {
     browser.click(&browser.find("form.buy button").await).await;
     browser.wait_for_title("Checkout · Coffer").await;
     check("/checkout with a cart".into(), browser.cookies().await, &mut seen);
-    for (css, value) in [
-        ("#name", "Erika Mustermann"),
-        ("#email", "cookie.buyer@example.org"),
-        ("#line1", "Hauptstr. 1"),
-        ("#city", "Berlin"),
-        ("#postal_code", "10115"),
-    ] {
-        browser.fill(&browser.find(css).await, value).await;
-    }
-    browser.choose("#country", "DE").await;
+    fill_berlin_details(&browser, "Erika Mustermann", "cookie.buyer@example.org").await;
     browser.click(&browser.find("input[name=consent]").await).await;
     browser.click(&browser.find("input[name=age][value=adult]").await).await;
     browser.click(&browser.find("#review-button").await).await;
@@ -290,16 +291,7 @@ async fn no_public_page_scrolls_sideways_on_a_phone() {
     let phone = browser.find("#phone").await;
     let name = browser.find("#name").await;
     assert_eq!(browser.css(&phone, "width").await, browser.css(&name, "width").await, "the phone box is a full field");
-    for (css, value) in [
-        ("#name", "Erika Mustermann"),
-        ("#email", creds["customer"]["email"].as_str().unwrap()),
-        ("#line1", "Hauptstr. 1"),
-        ("#city", "Berlin"),
-        ("#postal_code", "10115"),
-    ] {
-        browser.fill(&browser.find(css).await, value).await;
-    }
-    browser.choose("#country", "DE").await;
+    fill_berlin_details(&browser, "Erika Mustermann", creds["customer"]["email"].as_str().unwrap()).await;
     browser.click(&browser.find("input[name=age][value=adult]").await).await;
     browser.click(&browser.find("input[name=consent]").await).await;
     browser.click(&browser.find("#review-button").await).await;
@@ -403,16 +395,7 @@ async fn docs_screenshots() {
         browser.wait_for_title("Checkout · Coffer").await;
     }
     let email = creds["customer"]["email"].as_str().unwrap();
-    for (css, value) in [
-        ("#name", "Dana Demo"),
-        ("#email", email),
-        ("#line1", "Hauptstr. 1"),
-        ("#city", "Berlin"),
-        ("#postal_code", "10115"),
-    ] {
-        browser.fill(&browser.find(css).await, value).await;
-    }
-    browser.choose("#country", "DE").await;
+    fill_berlin_details(&browser, "Dana Demo", email).await;
     browser.click(&browser.find("input[name=age][value=adult]").await).await;
     both("checkout").await;
     browser.click(&browser.find("#review-button").await).await;

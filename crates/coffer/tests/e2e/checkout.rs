@@ -1180,6 +1180,23 @@ fn keep_cookies(jar: &mut Vec<(String, String)>, response: &reqwest::Response) {
     }
 }
 
+/// A visitor's form pass and cookies after putting `product` in the cart
+/// from its page.
+async fn cart_with(server: &TestServer, product: &str) -> (crate::FormPass, Vec<(String, String)>) {
+    let pass = crate::form_pass(server, &format!("/products/{product}")).await;
+    let (name, value) = pass.cookie.split_once('=').unwrap();
+    let mut jar = vec![(name.to_owned(), value.to_owned())];
+    let added = client()
+        .post(server.url("/cart"))
+        .header(reqwest::header::COOKIE, cookie_header(&jar))
+        .form(&[("product_id", product), ("form_token", pass.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    keep_cookies(&mut jar, &added);
+    (pass, jar)
+}
+
 fn cookie_header(jar: &[(String, String)]) -> String {
     jar.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ")
 }
@@ -1194,18 +1211,7 @@ fn location(response: &reqwest::Response) -> String {
 /// answered with a redirect (post, then get).
 async fn paying_twice_from_one_review_makes_one_order(server: TestServer) {
     let product = server.demo_credentials()["vendors"][0]["products"][0]["id"].as_str().unwrap().to_owned();
-    let pass = crate::form_pass(&server, &format!("/products/{product}")).await;
-    let mut jar = vec![];
-    let (name, value) = pass.cookie.split_once('=').unwrap();
-    jar.push((name.to_owned(), value.to_owned()));
-    let added = client()
-        .post(server.url("/cart"))
-        .header(reqwest::header::COOKIE, cookie_header(&jar))
-        .form(&[("product_id", product.as_str()), ("form_token", pass.token.as_str())])
-        .send()
-        .await
-        .unwrap();
-    keep_cookies(&mut jar, &added);
+    let (pass, mut jar) = cart_with(&server, &product).await;
     let version = policy_version(&server).await;
     let details = [
         ("currency", "USD"),
@@ -1590,18 +1596,7 @@ async fn a_person_pays_by_bank_transfer_in_the_browser() {
 async fn a_huge_field_is_a_mistake_on_the_form_not_a_failure() {
     let server = crate::server(coffer_testkit::TestBackend::Sqlite).await;
     let product = server.demo_credentials()["vendors"][0]["products"][0]["id"].as_str().unwrap().to_owned();
-    let pass = crate::form_pass(&server, &format!("/products/{product}")).await;
-    let mut jar = vec![];
-    let (name, value) = pass.cookie.split_once('=').unwrap();
-    jar.push((name.to_owned(), value.to_owned()));
-    let added = client()
-        .post(server.url("/cart"))
-        .header(reqwest::header::COOKIE, cookie_header(&jar))
-        .form(&[("product_id", product.as_str()), ("form_token", pass.token.as_str())])
-        .send()
-        .await
-        .unwrap();
-    keep_cookies(&mut jar, &added);
+    let (pass, mut jar) = cart_with(&server, &product).await;
     let huge = "x".repeat(500_000);
     let posted = client()
         .post(server.url("/checkout"))
