@@ -85,6 +85,7 @@ impl App {
         let passwords = PasswordPool::new(2);
         let staff =
             StaffService::new(db.clone(), vault.clone(), passwords.clone(), clock.clone(), around.base_url.clone());
+        let (passwords_for_vendors, vendor_base_url) = (passwords.clone(), around.base_url.clone());
         let accounts = AccountService::new(
             db.clone(),
             vault.clone(),
@@ -120,7 +121,14 @@ impl App {
                 base_url: around.base_url,
             },
         )?;
-        let vendors = VendorService::new(db.clone(), vault.clone(), clock.clone());
+        let vendor_users = crate::accounts::VendorUserService::new(
+            db.clone(),
+            vault.clone(),
+            passwords_for_vendors,
+            clock.clone(),
+            vendor_base_url,
+        );
+        let vendors = VendorService::new(db.clone(), vault.clone(), clock.clone(), catalog.clone(), vendor_users);
         Ok(App { db, vault, clock, customers, audit, outbox, catalog, accounts, staff, checkout, vendors })
     }
 

@@ -113,6 +113,13 @@ impl CatalogService {
         found.ok_or(AppError::NotFound)
     }
 
+    /// A product buyers may see and order: one unpublished, of a
+    /// suspended vendor or with its download missing is `NotFound`, exactly
+    /// as one that does not exist.
+    pub async fn listed_product(&self, id: &ProductId) -> Result<Product, AppError> {
+        self.product(id).await.and_then(|p| if p.listed { Ok(p) } else { Err(AppError::NotFound) })
+    }
+
     /// The cart as the checkout shows it: the products still in the
     /// catalog (one gone since it was added is left out) with their
     /// quantities, the currencies every one of them is sold in, and the
@@ -123,7 +130,7 @@ impl CatalogService {
         let mut lines = Vec::with_capacity(items.len());
         let mut currencies: Option<Vec<Currency>> = None;
         for (id, quantity) in items {
-            let product = match self.product(id).await {
+            let product = match self.listed_product(id).await {
                 Ok(product) => product,
                 Err(AppError::NotFound) => continue,
                 Err(e) => return Err(e),
@@ -140,7 +147,9 @@ impl CatalogService {
         Ok(CartView { lines, currencies, currency })
     }
 
-    fn forget_cached(&self) {
+    /// Drops every cached answer: after any change buyers must see at
+    /// once (a product added or withdrawn, a vendor suspended).
+    pub fn forget_cached(&self) {
         self.pages.clear();
         self.rendered.clear();
         self.products.clear();
@@ -167,6 +176,11 @@ impl CatalogService {
         delivery: Delivery,
     ) -> Result<ProductId, AppError> {
         let product = NewProduct::new(vendor.clone(), name, description, prices, delivery, self.clock.now())?;
+        self.insert_product(product).await
+    }
+
+    /// Stores a checked new product.
+    pub async fn insert_product(&self, product: NewProduct) -> Result<ProductId, AppError> {
         let id = product.id.clone();
         self.db.write(unit!(|tx| tx.insert_product(&product).await.map_err(AppError::from))).await?;
         self.forget_cached();

@@ -3,8 +3,8 @@
 
 use crate::error::AppError;
 use coffer_domain::{Clock, Currency, Delivery, Money, NewProduct, NewVendor, Prices};
+use coffer_store::Db;
 use coffer_store::prelude::*;
-use coffer_store::{Db, ProductQuery};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -99,8 +99,9 @@ pub async fn seed(db: &Db, clock: &dyn Clock) -> Result<bool, AppError> {
 pub async fn seed_files(db: &Db, checkout: &crate::checkout::CheckoutService) -> Result<(), AppError> {
     for (slug, _, items) in DEMO {
         let slug = coffer_domain::VendorSlug::parse(slug)?;
-        let query = ProductQuery { vendor: Some(slug.clone()), after: None, limit: 100 };
-        for product in db.products(&query).await?.products {
+        let Some(vendor) = db.vendor_by_slug(&slug).await? else { continue };
+        // Unlisted until their file is there, so the vendor's own list.
+        for product in db.vendor_products(&vendor.id, None, 100).await?.products {
             if !product.delivery.has_download() || db.product_file(&product.id).await?.is_some() {
                 continue;
             }
@@ -168,6 +169,13 @@ pub const DEMO_STAFF: &[(coffer_domain::StaffRole, &str, &str)] = &[
     (coffer_domain::StaffRole::Admin, "admin@demo.coffer.test", "demo admin lighthouse 2026"),
 ];
 
+/// Each demo vendor's owner, in the order of the demo vendors: address
+/// and password (a TOTP secret is made at seeding).
+pub const DEMO_VENDOR_OWNERS: &[(&str, &str)] = &[
+    ("owner@northwind.demo.coffer.test", "demo northwind compass 2026"),
+    ("owner@lumen-labs.demo.coffer.test", "demo lumen prism 2026"),
+];
+
 /// Adds and enrols the demo staff unless they exist.
 pub async fn seed_staff(staff: &crate::accounts::StaffService) -> Result<(), AppError> {
     for (role, email, password) in DEMO_STAFF {
@@ -186,8 +194,7 @@ pub struct DemoStaffCredentials {
     pub totp_secret: String,
 }
 
-/// The shape of `demo-credentials.json` (see CONTRACT.md). Vendor users'
-/// logins arrive with the vendor portal.
+/// The shape of `demo-credentials.json` (see CONTRACT.md).
 #[derive(Debug, Serialize)]
 pub struct DemoCredentials {
     pub base_url: String,
@@ -209,6 +216,11 @@ pub struct DemoVendorCredentials {
     pub name: String,
     /// For `Authorization: Bearer` on the vendor API.
     pub api_key: String,
+    /// The vendor's owner in the portal (`/vendor`).
+    pub user_email: String,
+    pub password: String,
+    /// Base32 (RFC 4648, no padding), for an authenticator app.
+    pub totp_secret: String,
     /// The raw Ed25519 public key (standard base64) license keys verify against.
     pub license_public_key: String,
     pub products: Vec<DemoProductCredentials>,
@@ -242,12 +254,11 @@ pub async fn credentials(
         }
     }
     let mut vendors = Vec::new();
-    for (slug, _, _) in DEMO {
+    for ((slug, _, _), (user_email, password)) in DEMO.iter().zip(DEMO_VENDOR_OWNERS) {
         let slug = coffer_domain::VendorSlug::parse(slug)?;
         let Some(vendor) = db.vendor_by_slug(&slug).await? else { continue };
-        let query = ProductQuery { vendor: Some(slug), after: None, limit: 100 };
         let products = db
-            .products(&query)
+            .vendor_products(&vendor.id, None, 100)
             .await?
             .products
             .into_iter()
@@ -260,10 +271,14 @@ pub async fn credentials(
             .collect();
         let license_public_key = checkout.fulfilment().license_signer(&vendor.id).await?.public_key_base64();
         let api_key = vendor_service.demo_api_key(&vendor.id).await?;
+        let totp_secret = vendor_service.seed_demo_owner(&vendor.id, user_email, password).await?;
         vendors.push(DemoVendorCredentials {
             slug: vendor.slug.to_string(),
             name: vendor.name,
             api_key,
+            user_email: (*user_email).to_owned(),
+            password: (*password).to_owned(),
+            totp_secret,
             license_public_key,
             products,
         });

@@ -61,6 +61,9 @@ pub enum AppError {
     /// this many milliseconds.
     #[error("too many attempts; try again later")]
     TooManyAttempts { retry_after_ms: i64 },
+    /// A vendor operation refused, with its stable code.
+    #[error(transparent)]
+    Vendor(crate::vendors::VendorError),
     /// A mistake in an order, with its stable code and field.
     #[error(transparent)]
     Order(#[from] coffer_domain::OrderError),

@@ -5,6 +5,7 @@
 
 use crate::audit::Actor;
 use crate::staff::StaffRole;
+use crate::vendor::VendorRole;
 
 /// Something a principal may be allowed to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,10 +44,24 @@ pub enum Permission {
     /// A signed-in customer's own account: details, orders, invoices,
     /// sign-in settings, export, deletion; only ever their own.
     UseOwnAccount,
+    /// Add, list, suspend and reinstate vendors (admins, the command line).
+    ManageVendors,
+    /// A vendor's own products and their files: create, edit, publish.
+    ManageOwnProducts,
+    /// A vendor's own statement: what the operator owes it.
+    ReadOwnStatement,
+    /// A vendor's own webhook endpoints and their delivery log.
+    ManageOwnWebhooks,
+    /// A vendor's own API keys: create (shown once) and revoke. Owners only.
+    ManageOwnApiKeys,
+    /// A vendor's own portal users: invite and remove. Owners only.
+    ManageOwnMembers,
+    /// A vendor's data-processing terms and its privacy contact. Owners only.
+    ManageOwnTerms,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 15] = [
+    pub const ALL: [Permission; 22] = [
         Permission::ReadOrderForStaff,
         Permission::ApproveOrder,
         Permission::RejectOrder,
@@ -62,6 +77,13 @@ impl Permission {
         Permission::AddStaff,
         Permission::ReadOwnVendorOrders,
         Permission::UseOwnAccount,
+        Permission::ManageVendors,
+        Permission::ManageOwnProducts,
+        Permission::ReadOwnStatement,
+        Permission::ManageOwnWebhooks,
+        Permission::ManageOwnApiKeys,
+        Permission::ManageOwnMembers,
+        Permission::ManageOwnTerms,
     ];
 }
 
@@ -86,6 +108,28 @@ pub fn role_permissions(role: StaffRole) -> &'static [Permission] {
             ExportCustomerData,
             EraseCustomer,
             AddStaff,
+            ManageVendors,
+        ],
+    }
+}
+
+/// What a vendor's principals may do, always scoped to their own vendor by
+/// the service (`Principal::vendor`). A program (API key) works with
+/// orders, products, webhooks and the statement; the people who hold the
+/// vendor's duties (owners) also manage keys, members and the terms.
+pub fn vendor_permissions(role: Option<VendorRole>) -> &'static [Permission] {
+    use Permission::*;
+    match role {
+        None => &[ReadOwnVendorOrders, ManageOwnProducts, ReadOwnStatement, ManageOwnWebhooks],
+        Some(VendorRole::Member) => &[ReadOwnVendorOrders, ManageOwnProducts, ReadOwnStatement],
+        Some(VendorRole::Owner) => &[
+            ReadOwnVendorOrders,
+            ManageOwnProducts,
+            ReadOwnStatement,
+            ManageOwnWebhooks,
+            ManageOwnApiKeys,
+            ManageOwnMembers,
+            ManageOwnTerms,
         ],
     }
 }
@@ -99,6 +143,8 @@ pub enum Principal {
     Staff { id: String, role: StaffRole },
     /// A vendor's program, by vendor id.
     VendorKey(String),
+    /// A signed-in user of a vendor's portal, with their vendor and role.
+    VendorUser { id: String, vendor: String, role: VendorRole },
     /// An operator at the command line (the machine's own account).
     Cli(String),
     /// The server's own jobs.
@@ -114,7 +160,8 @@ impl Principal {
             Principal::Cli(_) => role_permissions(StaffRole::Admin).contains(&permission),
             Principal::System => permission == Permission::ExpireOrders,
             // Scoped to the vendor by the service (`Principal::vendor`).
-            Principal::VendorKey(_) => permission == Permission::ReadOwnVendorOrders,
+            Principal::VendorKey(_) => vendor_permissions(None).contains(&permission),
+            Principal::VendorUser { role, .. } => vendor_permissions(Some(*role)).contains(&permission),
             // Scoped to the customer by the service (`RequestContext::own_account`).
             Principal::Customer(_) => permission == Permission::UseOwnAccount,
         }
@@ -124,6 +171,7 @@ impl Principal {
     pub fn vendor(&self, permission: Permission) -> Option<&str> {
         match self {
             Principal::VendorKey(id) if self.may(permission) => Some(id),
+            Principal::VendorUser { vendor, .. } if self.may(permission) => Some(vendor),
             _ => None,
         }
     }
@@ -134,6 +182,7 @@ impl Principal {
             Principal::Customer(id) => Actor::Customer(id.clone()),
             Principal::Staff { id, .. } => Actor::Staff(id.clone()),
             Principal::VendorKey(id) => Actor::Vendor(id.clone()),
+            Principal::VendorUser { id, .. } => Actor::VendorUser(id.clone()),
             Principal::Cli(name) => Actor::Cli(name.clone()),
             Principal::System => Actor::System,
         }
@@ -158,16 +207,30 @@ mod tests {
         for permission in Permission::ALL {
             let others =
                 StaffRole::ALL.iter().any(|r| *r != StaffRole::Admin && role_permissions(*r).contains(&permission));
-            // Adding staff is the admins' own.
-            let admins_own = permission == Permission::AddStaff;
+            // Adding staff and managing vendors are the admins' own.
+            let admins_own = matches!(permission, Permission::AddStaff | Permission::ManageVendors);
             assert_eq!(staff(StaffRole::Admin).may(permission), others || admins_own, "{permission:?}");
             let customer = Principal::Customer("cus_1".into());
             assert_eq!(customer.may(permission), permission == Permission::UseOwnAccount, "{permission:?}");
             let vendor = Principal::VendorKey("ven_1".into());
-            assert_eq!(vendor.may(permission), permission == Permission::ReadOwnVendorOrders, "{permission:?}");
+            assert_eq!(vendor.may(permission), vendor_permissions(None).contains(&permission), "{permission:?}");
+            let member = Principal::VendorUser { id: "vus_1".into(), vendor: "ven_1".into(), role: VendorRole::Member };
+            let owner = Principal::VendorUser { id: "vus_2".into(), vendor: "ven_1".into(), role: VendorRole::Owner };
+            // Whatever a member or a key may, an owner may; no vendor
+            // principal holds a staff or customer permission.
+            assert!(!member.may(permission) || owner.may(permission), "{permission:?}");
+            assert!(!vendor.may(permission) || owner.may(permission), "{permission:?}");
+            if staff(StaffRole::Admin).may(permission) || permission == Permission::UseOwnAccount {
+                assert!(!owner.may(permission), "{permission:?}");
+            }
         }
         assert_eq!(Principal::VendorKey("ven_1".into()).vendor(Permission::ReadOwnVendorOrders), Some("ven_1"));
         assert_eq!(staff(StaffRole::Admin).vendor(Permission::ReadOwnVendorOrders), None);
+        let member = Principal::VendorUser { id: "vus_1".into(), vendor: "ven_9".into(), role: VendorRole::Member };
+        assert_eq!(member.vendor(Permission::ReadOwnVendorOrders), Some("ven_9"));
+        assert_eq!(member.vendor(Permission::ManageOwnApiKeys), None, "keys are the owners'");
+        assert!(staff(StaffRole::Admin).may(Permission::ManageVendors));
+        assert!(!staff(StaffRole::Support).may(Permission::ManageVendors));
         assert!(
             staff(StaffRole::Dpo).may(Permission::EraseCustomer)
                 && !staff(StaffRole::Support).may(Permission::EraseCustomer)

@@ -17,6 +17,8 @@ pub enum Actor {
     Staff(String),
     /// A vendor's program (API key), by vendor id.
     Vendor(String),
+    /// A user of a vendor's portal, by vendor user id.
+    VendorUser(String),
 }
 
 impl Actor {
@@ -27,6 +29,7 @@ impl Actor {
             Actor::Customer(id) => format!("customer:{id}"),
             Actor::Staff(id) => format!("staff:{id}"),
             Actor::Vendor(id) => format!("vendor:{id}"),
+            Actor::VendorUser(id) => format!("vendor_user:{id}"),
         }
     }
 }
@@ -54,6 +57,16 @@ pub enum AuditAction {
     OrderPlaced,
     InvoiceIssued,
     OrderStatusChanged,
+    VendorAdded,
+    VendorSuspended,
+    VendorReinstated,
+    VendorTermsAccepted,
+    VendorUserInvited,
+    VendorUserEnrolled,
+    VendorUserRemoved,
+    VendorApiKeyCreated,
+    VendorApiKeyRevoked,
+    VendorDpoChanged,
 }
 
 impl AuditAction {
@@ -78,6 +91,16 @@ impl AuditAction {
             AuditAction::OrderPlaced => "order.placed",
             AuditAction::InvoiceIssued => "invoice.issued",
             AuditAction::OrderStatusChanged => "order.status_changed",
+            AuditAction::VendorAdded => "vendor.added",
+            AuditAction::VendorSuspended => "vendor.suspended",
+            AuditAction::VendorReinstated => "vendor.reinstated",
+            AuditAction::VendorTermsAccepted => "vendor.terms_accepted",
+            AuditAction::VendorUserInvited => "vendor_user.invited",
+            AuditAction::VendorUserEnrolled => "vendor_user.enrolled",
+            AuditAction::VendorUserRemoved => "vendor_user.removed",
+            AuditAction::VendorApiKeyCreated => "vendor_api_key.created",
+            AuditAction::VendorApiKeyRevoked => "vendor_api_key.revoked",
+            AuditAction::VendorDpoChanged => "vendor.dpo_changed",
         }
     }
 }

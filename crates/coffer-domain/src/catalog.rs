@@ -154,6 +154,11 @@ pub struct Product {
     pub prices: Prices,
     pub delivery: Delivery,
     pub created_at: Millis,
+    /// Whether the vendor publishes it (else a draft or withdrawn).
+    pub published: bool,
+    /// Whether buyers see and can order it: published, its vendor active,
+    /// and its download file uploaded if it delivers one.
+    pub listed: bool,
 }
 
 /// A validated product not yet stored.
@@ -166,6 +171,7 @@ pub struct NewProduct {
     pub prices: Prices,
     pub delivery: Delivery,
     pub created_at: Millis,
+    pub published: bool,
 }
 
 impl NewProduct {
@@ -185,6 +191,28 @@ impl NewProduct {
             prices,
             delivery,
             created_at: now,
+            published: true,
+        })
+    }
+
+    /// A product's new name, description, prices and delivery, checked as
+    /// at creation (its id, vendor and creation time stay).
+    pub fn edited(
+        product: &Product,
+        name: &str,
+        description: &str,
+        prices: Prices,
+        delivery: Delivery,
+    ) -> Result<Self, CatalogError> {
+        Ok(NewProduct {
+            id: product.id.clone(),
+            vendor_id: product.vendor_id.clone(),
+            name: clean_name(name)?,
+            description: clean_description(description)?,
+            prices,
+            delivery,
+            created_at: product.created_at,
+            published: product.published,
         })
     }
 }

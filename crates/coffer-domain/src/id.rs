@@ -104,6 +104,22 @@ prefixed_id!(
     DisclosureId, "dis_", "disclosure"
 );
 prefixed_id!(
+    /// Identifies a user of a vendor's portal.
+    VendorUserId, "vus_", "vendor user"
+);
+prefixed_id!(
+    /// Identifies a vendor API key (never the key itself).
+    VendorApiKeyId, "vak_", "API key"
+);
+prefixed_id!(
+    /// Identifies a vendor's webhook endpoint.
+    WebhookEndpointId, "whe_", "webhook endpoint"
+);
+prefixed_id!(
+    /// Identifies one event's delivery to one webhook endpoint.
+    WebhookDeliveryId, "whd_", "webhook delivery"
+);
+prefixed_id!(
     /// Identifies an audit log entry.
     AuditEntryId, "aud_", "audit entry"
 );

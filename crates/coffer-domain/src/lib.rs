@@ -23,15 +23,16 @@ pub mod realm;
 pub mod requests;
 pub mod staff;
 pub mod tax;
+pub mod vendor;
 
-pub use access::{Permission, Principal, role_permissions};
+pub use access::{Permission, Principal, role_permissions, vendor_permissions};
 pub use audit::{Actor, AuditAction, AuditEntry};
 pub use catalog::{CatalogError, Delivery, NewProduct, NewVendor, Product, Vendor, VendorSlug};
 pub use clock::{Clock, ManualClock, Millis};
 pub use customer::{CustomerDetails, CustomerError, MailingAddress};
 pub use id::{
     AuditEntryId, CustomerId, DataKeyId, DisclosureId, EmailId, IdError, JobId, OrderId, PrivacyRequestId, ProductId,
-    StaffId, VendorId,
+    StaffId, VendorApiKeyId, VendorId, VendorUserId, WebhookDeliveryId, WebhookEndpointId,
 };
 pub use money::{Currency, Money, MoneyError, Prices};
 pub use order::{BankAccount, CardSummary, OrderError, OrderStatus, PaymentMethod, Totals};
@@ -40,3 +41,4 @@ pub use realm::Realm;
 pub use requests::{Jurisdiction, RequestKind};
 pub use staff::{StaffRole, staff_email};
 pub use tax::{TaxRateRow, TaxTable};
+pub use vendor::{VendorRole, VendorStatus, suspension_reason, vendor_user_email};

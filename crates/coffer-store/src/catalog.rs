@@ -37,6 +37,21 @@ pub trait CatalogReader: Send + Sync {
 pub trait CatalogWriter {
     fn insert_vendor(&mut self, vendor: &Vendor) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn insert_product(&mut self, product: &NewProduct) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Replaces a product's name, description, delivery and prices.
+    fn update_product(
+        &mut self,
+        product: &NewProduct,
+        at: Millis,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Publishes or withdraws a product; whether a product of this vendor
+    /// was there to change.
+    fn set_product_published(
+        &mut self,
+        vendor: &VendorId,
+        product: &ProductId,
+        published: bool,
+        at: Millis,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 // Macros rather than consts so `concat!` builds each query as a `&'static str`.
@@ -55,14 +70,28 @@ fn vendor_from_row(row: &AnyRow) -> Result<Vendor, StoreError> {
     })
 }
 
+/// Whether buyers see a product (`p`, its vendor `v`): published, the
+/// vendor active, and the file of a download uploaded.
+macro_rules! listed {
+    () => {
+        "(p.published = 1 AND v.status = 'active' AND (p.delivery = 'license_key' \
+          OR EXISTS (SELECT 1 FROM product_files f WHERE f.product_id = p.id)))"
+    };
+}
+
 /// One row per (product, price); rows of a product are adjacent.
 macro_rules! product_rows {
     () => {
-        "SELECT p.id, p.vendor_id, v.slug AS vendor_slug, v.name AS vendor_name, \
-         p.name, p.description, p.delivery, p.created_at, pp.currency, pp.amount_minor \
-         FROM products p \
-         JOIN vendors v ON v.id = p.vendor_id \
-         JOIN product_prices pp ON pp.product_id = p.id"
+        concat!(
+            "SELECT p.id, p.vendor_id, v.slug AS vendor_slug, v.name AS vendor_name, \
+             p.name, p.description, p.delivery, p.created_at, p.published, pp.currency, pp.amount_minor, \
+             CASE WHEN ",
+            listed!(),
+            " THEN 1 ELSE 0 END AS listed \
+             FROM products p \
+             JOIN vendors v ON v.id = p.vendor_id \
+             JOIN product_prices pp ON pp.product_id = p.id"
+        )
     };
 }
 
@@ -89,6 +118,8 @@ fn products_from_rows(rows: &[AnyRow]) -> Result<Vec<Product>, StoreError> {
             prices: Prices::new([price]).map_err(StoreError::corrupt)?,
             delivery: Delivery::parse(row.try_get("delivery")?).map_err(StoreError::corrupt)?,
             created_at: Millis(row.try_get("created_at")?),
+            published: row.try_get::<i64, _>("published")? == 1,
+            listed: row.try_get::<i64, _>("listed")? == 1,
         };
         products.push((product, vec![price]));
     }
@@ -118,20 +149,58 @@ impl CatalogReader for Db {
     }
 
     async fn products(&self, query: &ProductQuery) -> Result<ProductPage, StoreError> {
-        let limit = i64::from(query.limit.clamp(1, MAX_PAGE));
         // The page is chosen on products, then joined, so LIMIT counts
-        // products, not price rows. Empty strings mean "no filter".
+        // products, not price rows. Empty strings mean "no filter". Only
+        // what buyers may see.
         let sql = concat!(
             product_rows!(),
             " WHERE p.id IN (\
-                 SELECT p2.id FROM products p2 JOIN vendors v2 ON v2.id = p2.vendor_id \
-                 WHERE ($1 = '' OR v2.slug = $1) AND p2.id > $2 \
-                 ORDER BY p2.id LIMIT $3) \
+                 SELECT p.id FROM products p JOIN vendors v ON v.id = p.vendor_id \
+                 WHERE ($1 = '' OR v.slug = $1) AND p.id > $2 AND ",
+            listed!(),
+            " ORDER BY p.id LIMIT $3) \
              ORDER BY p.id, pp.currency"
         );
+        let vendor = query.vendor.as_ref().map_or("", VendorSlug::as_str);
+        self.product_page(sql, vendor, query.after.as_ref(), query.limit).await
+    }
+
+    async fn product(&self, id: &ProductId) -> Result<Option<Product>, StoreError> {
+        let sql = concat!(product_rows!(), " WHERE p.id = $1 ORDER BY pp.currency");
+        let rows = sqlx::query(sql).bind(id.as_str()).fetch_all(self.readers()).await?;
+        Ok(products_from_rows(&rows)?.into_iter().next())
+    }
+}
+
+impl Db {
+    /// A page of one vendor's products, listed or not, for the vendor
+    /// itself (its portal and API).
+    pub async fn vendor_products(
+        &self,
+        vendor: &VendorId,
+        after: Option<&ProductId>,
+        limit: u32,
+    ) -> Result<ProductPage, StoreError> {
+        let sql = concat!(
+            product_rows!(),
+            " WHERE p.id IN (\
+                 SELECT p2.id FROM products p2 WHERE p2.vendor_id = $1 AND p2.id > $2 ORDER BY p2.id LIMIT $3) \
+             ORDER BY p.id, pp.currency"
+        );
+        self.product_page(sql, vendor.as_str(), after, limit).await
+    }
+
+    async fn product_page(
+        &self,
+        sql: &'static str,
+        filter: &str,
+        after: Option<&ProductId>,
+        limit: u32,
+    ) -> Result<ProductPage, StoreError> {
+        let limit = i64::from(limit.clamp(1, MAX_PAGE));
         let rows = sqlx::query(sql)
-            .bind(query.vendor.as_ref().map_or("", VendorSlug::as_str).to_owned())
-            .bind(query.after.as_ref().map_or("", ProductId::as_str).to_owned())
+            .bind(filter.to_owned())
+            .bind(after.map_or("", ProductId::as_str).to_owned())
             .bind(limit)
             .fetch_all(self.readers())
             .await?;
@@ -139,12 +208,6 @@ impl CatalogReader for Db {
         let full = i64::try_from(products.len()).unwrap_or(i64::MAX) == limit;
         let next_after = if full { products.last().map(|p| p.id.clone()) } else { None };
         Ok(ProductPage { products, next_after })
-    }
-
-    async fn product(&self, id: &ProductId) -> Result<Option<Product>, StoreError> {
-        let sql = concat!(product_rows!(), " WHERE p.id = $1 ORDER BY pp.currency");
-        let rows = sqlx::query(sql).bind(id.as_str()).fetch_all(self.readers()).await?;
-        Ok(products_from_rows(&rows)?.into_iter().next())
     }
 }
 
@@ -162,8 +225,8 @@ impl CatalogWriter for WriteTx {
 
     async fn insert_product(&mut self, product: &NewProduct) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO products (id, vendor_id, name, description, delivery, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO products (id, vendor_id, name, description, delivery, created_at, published, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $6)",
         )
         .bind(product.id.as_str())
         .bind(product.vendor_id.as_str())
@@ -171,8 +234,52 @@ impl CatalogWriter for WriteTx {
         .bind(product.description.as_str())
         .bind(product.delivery.as_str())
         .bind(product.created_at.0)
+        .bind(i64::from(product.published))
         .execute(self.conn())
         .await?;
+        self.insert_prices(product).await
+    }
+
+    async fn update_product(&mut self, product: &NewProduct, at: Millis) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE products SET name = $3, description = $4, delivery = $5, updated_at = $6 \
+             WHERE id = $1 AND vendor_id = $2",
+        )
+        .bind(product.id.as_str())
+        .bind(product.vendor_id.as_str())
+        .bind(product.name.as_str())
+        .bind(product.description.as_str())
+        .bind(product.delivery.as_str())
+        .bind(at.0)
+        .execute(self.conn())
+        .await?;
+        sqlx::query("DELETE FROM product_prices WHERE product_id = $1")
+            .bind(product.id.as_str())
+            .execute(self.conn())
+            .await?;
+        self.insert_prices(product).await
+    }
+
+    async fn set_product_published(
+        &mut self,
+        vendor: &VendorId,
+        product: &ProductId,
+        published: bool,
+        at: Millis,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE products SET published = $3, updated_at = $4 WHERE id = $1 AND vendor_id = $2")
+            .bind(product.as_str())
+            .bind(vendor.as_str())
+            .bind(i64::from(published))
+            .bind(at.0)
+            .execute(self.conn())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+impl WriteTx {
+    async fn insert_prices(&mut self, product: &NewProduct) -> Result<(), StoreError> {
         for price in product.prices.iter() {
             sqlx::query("INSERT INTO product_prices (product_id, currency, amount_minor) VALUES ($1, $2, $3)")
                 .bind(product.id.as_str())

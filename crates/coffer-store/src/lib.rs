@@ -27,7 +27,7 @@
 //! | `invoices` | the invoice queue, numbering, invoices | [`InvoiceStore`] |
 //! | `fraud_attempts` | velocity records of the fraud screen | [`FraudAttemptStore`] |
 //! | `id_documents` | proofs of identity of held orders | [`IdDocumentStore`], [`IdDocumentWriter`] |
-//! | `vendor_keys` | vendors' API keys (hashes) | [`VendorKeyReader`], [`VendorKeyWriter`] |
+//! | `vendors` | vendors' standing and terms, portal users, API keys (hashes) | `Db` and `WriteTx` methods |
 //! | `payment_moves` | one money move per order at a time | [`PaymentMoveWriter`] |
 //! | `retention` | deletes of what outlived its period | [`RetentionStore`] |
 //! | `jobs` | the job queue: email delivery, money back through the gateway | [`JobStore`], [`JobWriter`] |
@@ -65,12 +65,12 @@ mod policies;
 mod requests;
 mod retention;
 mod staff;
-mod vendor_keys;
+mod vendors;
 
 pub use accounts::{CredentialWriter, LinkPurpose, LinkUse, SessionRow, StoredCredentials, Subject};
 pub use audit::{AuditStore, AuditWriter, SealedAuditEntry};
 pub use batch::WriteCommands;
-pub use catalog::{CatalogReader, CatalogWriter, ProductPage, ProductQuery};
+pub use catalog::{CatalogReader, CatalogWriter, MAX_PAGE, ProductPage, ProductQuery};
 pub use credit_notes::{CreditNote, CreditNoteStore, CreditNoteWriter};
 pub use customers::{
     CustomerReader, CustomerWriter, Erasure, NewSealedCustomer, SealedFields, StoredCustomer, is_email_taken,
@@ -95,7 +95,7 @@ pub use policies::{PolicyReader, PolicyWriter};
 pub use requests::{NewPrivacyRequest, PrivacyRequestReader, PrivacyRequestRow, PrivacyRequestWriter};
 pub use retention::RetentionStore;
 pub use staff::{Disclosure, NewStaffMember, StaffRow, insert_disclosure, insert_staff_member, mark_staff_enrolled};
-pub use vendor_keys::{VendorKeyReader, VendorKeyWriter};
+pub use vendors::{LiveApiKey, NewVendorApiKey, NewVendorUser, VendorApiKeyRow, VendorRecord, VendorUserRow};
 
 /// Every reader and writer trait, and [`unit!`]: `use coffer_store::prelude::*;`
 /// is all a caller needs to call the store's methods.
@@ -106,6 +106,6 @@ pub mod prelude {
         CustomerReader, CustomerWriter, DownloadStore, DownloadWriter, DraftStore, FraudAttemptStore, IdDocumentStore,
         IdDocumentWriter, IdempotencyStore, InvoiceMailWriter, InvoiceStore, JobStore, JobWriter, OrderReader,
         OrderWriter, OutboxWriter, PaymentMoveWriter, PolicyReader, PolicyWriter, PrivacyRequestReader,
-        PrivacyRequestWriter, RetentionStore, VendorKeyReader, VendorKeyWriter,
+        PrivacyRequestWriter, RetentionStore,
     };
 }

@@ -36,6 +36,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (19, "checkout_drafts", include_str!("../../../migrations/sqlite/0019_checkout_drafts.sql")),
     (20, "email_attachments", include_str!("../../../migrations/sqlite/0020_email_attachments.sql")),
     (21, "credit_notes", include_str!("../../../migrations/sqlite/0021_credit_notes.sql")),
+    (22, "vendor_side", include_str!("../../../migrations/sqlite/0022_vendor_side.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -60,6 +61,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (19, "checkout_drafts", include_str!("../../../migrations/postgres/0019_checkout_drafts.sql")),
     (20, "email_attachments", include_str!("../../../migrations/postgres/0020_email_attachments.sql")),
     (21, "credit_notes", include_str!("../../../migrations/postgres/0021_credit_notes.sql")),
+    (22, "vendor_side", include_str!("../../../migrations/postgres/0022_vendor_side.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] = &[

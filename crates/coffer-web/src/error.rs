@@ -125,6 +125,14 @@ impl From<AppError> for ApiError {
             }
             AppError::Account(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()),
             AppError::LinkGone(message) => ApiError::new(StatusCode::GONE, "link_gone", message),
+            AppError::Vendor(e) => {
+                let status = if e.is_conflict() { StatusCode::CONFLICT } else { StatusCode::UNPROCESSABLE_ENTITY };
+                let error = ApiError::new(status, e.code(), e.to_string());
+                match e.field() {
+                    Some(field) => error.with_field(field),
+                    None => error,
+                }
+            }
             AppError::TooManyAttempts { retry_after_ms } => ApiError::too_many_attempts(retry_after_ms),
             AppError::Order(e) => {
                 let status = if e.code == "card_declined" {

@@ -61,7 +61,7 @@ pub struct SharedState {
     pub(crate) sign_in_limit: Arc<limits::KeyedLimit<std::net::IpAddr>>,
     /// `None` when `http.orders_per_minute` is 0.
     pub(crate) order_limit: Option<Arc<limits::KeyedLimit<std::net::IpAddr>>>,
-    pub(crate) vendor_api_limit: Arc<limits::KeyedLimit<coffer_domain::VendorId>>,
+    pub(crate) vendor_api_limit: Arc<limits::KeyedLimit<coffer_domain::VendorApiKeyId>>,
     pub(crate) trusted_proxies: Arc<[std::net::IpAddr]>,
     /// Where staff pages answer from; empty = everywhere.
     pub(crate) staff_networks: Arc<[ipnet::IpNet]>,

@@ -77,6 +77,34 @@ pub enum StaffCommand {
 }
 
 #[derive(Subcommand)]
+pub enum VendorsCommand {
+    /// Create a vendor and print its owner's one-time enrolment link (valid
+    /// 3 days). Enrolment sets the password and the mandatory TOTP factor;
+    /// the owner accepts the data-processing terms in the portal.
+    Add {
+        /// The vendor's handle: 2 to 40 of a-z, 0-9 and '-', starting with a letter.
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        owner_email: String,
+    },
+    /// List vendors (slug, name, status, terms, users, products).
+    List,
+    /// Suspend a vendor: its API keys answer 401 at once, its portal
+    /// sessions end, its webhooks stop and its products leave the storefront.
+    Suspend {
+        slug: String,
+        /// Said to the vendor in its portal.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a vendor's suspension.
+    Reinstate { slug: String },
+}
+
+#[derive(Subcommand)]
 pub enum RetentionCommand {
     /// Delete what has passed its retention period and print counts per category.
     Run,
@@ -271,6 +299,61 @@ pub async fn staff(config: &Config, db: Db, command: StaffCommand) -> anyhow::Re
                 let state = if enrolled { "enrolled" } else { "not enrolled yet" };
                 println!("{id}\t{}\t{email}\t{state}", role.as_str());
             }
+        }
+    }
+    Ok(())
+}
+
+pub async fn vendors(config: &Config, db: Db, command: VendorsCommand) -> anyhow::Result<()> {
+    let app = open(config, db).await?;
+    let vendors = &app.vendors;
+    let ctx = cli_context();
+    let refused = |e: AppError| -> anyhow::Error {
+        match e {
+            AppError::Vendor(refused) => anyhow::anyhow!("{refused}"),
+            AppError::Catalog(e) => anyhow::anyhow!("{e}"),
+            AppError::Customer(e) => anyhow::anyhow!("the {} {}", e.field.replace('_', " "), e.reason),
+            other => other.into(),
+        }
+    };
+    match command {
+        VendorsCommand::Add { slug, name, owner_email } => {
+            let added = vendors.add_vendor(&ctx, &slug, &name, &owner_email).await.map_err(refused)?;
+            app.audit.seal_and_sign().await?;
+            println!("Vendor {} added ({}).", added.vendor.slug, added.vendor.id);
+            println!("Send this one-time enrolment link to its owner; it works once, within 3 days,");
+            println!("and sets their password and second factor:");
+            println!();
+            println!("{}", secrecy::ExposeSecret::expose_secret(&added.enrolment_link));
+            if config.public_url.is_none() {
+                println!();
+                println!("(The link uses the listening address; set public_url to the address people open.)");
+            }
+        }
+        VendorsCommand::List => {
+            println!("slug\tname\tstatus\tterms\tusers\tproducts");
+            for listing in vendors.list_vendors(&ctx).await? {
+                let v = &listing.vendor;
+                let terms = if v.terms_accepted_at.is_some() { "accepted" } else { "not accepted" };
+                println!(
+                    "{}\t{}\t{}\t{terms}\t{}\t{}",
+                    v.slug,
+                    v.name,
+                    v.status.as_str(),
+                    listing.users,
+                    listing.products
+                );
+            }
+        }
+        VendorsCommand::Suspend { slug, reason } => {
+            let vendor = vendors.suspend(&ctx, &slug, &reason).await.map_err(refused)?;
+            app.audit.seal_and_sign().await?;
+            println!("Vendor {} suspended: its API keys, sessions, webhooks and listings have stopped.", vendor.slug);
+        }
+        VendorsCommand::Reinstate { slug } => {
+            let vendor = vendors.reinstate(&ctx, &slug).await.map_err(refused)?;
+            app.audit.seal_and_sign().await?;
+            println!("Vendor {} reinstated.", vendor.slug);
         }
     }
     Ok(())

@@ -53,6 +53,9 @@ enum Command {
     /// Operator staff accounts.
     #[command(subcommand)]
     Staff(commands::StaffCommand),
+    /// Vendors: onboarding, the list, suspension.
+    #[command(subcommand)]
+    Vendors(commands::VendorsCommand),
     /// Delete what has passed its retention period.
     #[command(subcommand)]
     Retention(commands::RetentionCommand),
@@ -176,6 +179,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             commands::erasure_replay(&config, migrated_db(&config).await?).await
         }
         Command::Staff(command) => commands::staff(&config, migrated_db(&config).await?, command).await,
+        Command::Vendors(command) => commands::vendors(&config, migrated_db(&config).await?, command).await,
         Command::Retention(commands::RetentionCommand::Run) => {
             commands::retention(&config, migrated_db(&config).await?).await
         }

@@ -454,6 +454,53 @@ impl<D: Directory> SignIn<D> {
         Ok(SecretString::from(token))
     }
 
+    /// The TOTP secret an enrolment page shows: a fresh one, or `keep`
+    /// again when the form comes back with an error. Nothing is stored.
+    pub(super) fn enrolment_setup(keep: Option<&str>, email: &str) -> Result<TotpSetup, AppError> {
+        let secret = match keep.and_then(coffer_crypto::totp_secret_from_base32) {
+            Some(kept) => kept,
+            None => coffer_crypto::new_totp_secret()?.to_vec(),
+        };
+        TotpSetup::new(&secret, email)
+    }
+
+    /// Finishes an enrolment by a live link (spent once): a password that
+    /// passes the rule, a code from the authenticator for the secret shown;
+    /// `also` runs in the same unit. The new session, the subject and the
+    /// recovery codes (shown once).
+    pub(super) async fn enrol(
+        &self,
+        token: &str,
+        id: &str,
+        email: &str,
+        password: SecretString,
+        secret_base32: &str,
+        code: &str,
+        also: AlsoInUnit,
+    ) -> Result<(SecretString, String, Vec<String>), AppError> {
+        let at = self.now();
+        coffer_domain::check_new_password(secrecy::ExposeSecret::expose_secret(&password), &[email])
+            .map_err(AccountError::from)?;
+        let (secret, step) = self.check_new_factor(secret_base32, code, at)?;
+        let sealed = self.seal_password(id, password).await?;
+        let factor = self.new_factor(id, &secret, step).await?;
+        let hashes: Vec<[u8; 32]> = factor.recovery_codes.iter().map(|c| token_hash(c)).collect();
+        let (session, id) = self
+            .take_link(token, LinkUse::Enrol, sealed, Some((factor.sealed, factor.step, hashes)), Some(also))
+            .await?;
+        Ok((session, id, factor.recovery_codes))
+    }
+
+    /// Demo only: a code for a secret just shown, one step back, so the
+    /// demo person's first sign-in (this step's code) is still accepted.
+    pub(super) fn demo_code(&self, setup: &TotpSetup) -> Result<String, AppError> {
+        let secret = coffer_crypto::totp_secret_from_base32(secrecy::ExposeSecret::expose_secret(&setup.secret))
+            .ok_or_else(|| AppError::Keys("a fresh TOTP secret did not decode".into()))?;
+        let seconds = u64::try_from(self.now().0 / 1000).unwrap_or(0);
+        coffer_crypto::totp_code(&secret, seconds.saturating_sub(30))
+            .ok_or_else(|| AppError::Keys("a TOTP code could not be computed".into()))
+    }
+
     /// Sets a password with nothing else (the demo's own accounts).
     pub(super) async fn set_password(&self, id: &str, sealed: Sealed) -> Result<(), AppError> {
         let (subject, now) = (Self::subject(id), self.now());

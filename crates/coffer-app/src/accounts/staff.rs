@@ -9,8 +9,8 @@ use super::signin::{Directory, RealmPolicy, STAFF, SignIn, SignInError, Step, To
 use crate::AppError;
 use crate::privacy::Vault;
 use crate::request::RequestContext;
-use coffer_crypto::{DataKey, FieldContext, open_field, seal_field, token_hash};
-use coffer_domain::{Actor, AuditAction, Clock, DataKeyId, Permission, Realm, StaffId, StaffRole, check_new_password};
+use coffer_crypto::{DataKey, FieldContext, open_field, seal_field};
+use coffer_domain::{Actor, AuditAction, Clock, DataKeyId, Permission, Realm, StaffId, StaffRole};
 use coffer_store::prelude::*;
 use coffer_store::{Db, LinkPurpose, LinkUse, NewStaffMember, StaffRow, UnitFuture, WriteTx};
 use secrecy::{ExposeSecret, SecretString};
@@ -201,12 +201,7 @@ impl StaffService {
     /// is stored until [`Self::enrol`].
     pub async fn start_enrolment(&self, token: &str, keep: Option<&str>) -> Result<StaffTotpSetup, AppError> {
         let id = self.enrolling(token).await?;
-        let email = self.email_of(&id).await?;
-        let secret = match keep.and_then(coffer_crypto::totp_secret_from_base32) {
-            Some(kept) => kept,
-            None => coffer_crypto::new_totp_secret()?.to_vec(),
-        };
-        TotpSetup::new(&secret, &email)
+        SignIn::<StaffDirectory>::enrolment_setup(keep, &self.email_of(&id).await?)
     }
 
     /// Whose a live enrolment link is.
@@ -225,23 +220,12 @@ impl StaffService {
         secret_base32: &str,
         code: &str,
     ) -> Result<Enrolled, AppError> {
-        let at = self.sign_in.now();
         let id = self.enrolling(token).await?;
         let row = self.db.staff_member(&id).await?.ok_or(AppError::NotFound)?;
         let email = self.email_of(&id).await?;
-        check_new_password(password.expose_secret(), &[&email]).map_err(AccountError::from)?;
-        let (secret, step) = self.sign_in.check_new_factor(secret_base32, code, at)?;
-        let sealed = self.sign_in.seal_password(id.as_str(), password).await?;
-        let factor = self.sign_in.new_factor(id.as_str(), &secret, step).await?;
-        let hashes: Vec<[u8; 32]> = factor.recovery_codes.iter().map(|c| token_hash(c)).collect();
-        let (token, _) = self
-            .sign_in
-            .take_link(token, LinkUse::Enrol, sealed, Some((factor.sealed, factor.step, hashes)), Some(enrolled))
-            .await?;
-        Ok(Enrolled {
-            session: StaffSession { token, member: StaffMember { id, role: row.role } },
-            recovery_codes: factor.recovery_codes,
-        })
+        let (token, _, recovery_codes) =
+            self.sign_in.enrol(token, id.as_str(), &email, password, secret_base32, code, enrolled).await?;
+        Ok(Enrolled { session: StaffSession { token, member: StaffMember { id, role: row.role } }, recovery_codes })
     }
 
     /// The first step: email and password. A right password always leads
@@ -310,13 +294,7 @@ impl StaffService {
         let link = self.add(email, role, &RequestContext::cli("demo")).await?;
         let token = link.expose_secret().rsplit('/').next().unwrap_or_default().to_owned();
         let setup = self.start_enrolment(&token, None).await?;
-        let secret = coffer_crypto::totp_secret_from_base32(setup.secret.expose_secret())
-            .ok_or_else(|| AppError::Keys("a fresh TOTP secret did not decode".into()))?;
-        let seconds = u64::try_from(self.clock.now().0 / 1000).unwrap_or(0);
-        // A code one step back, so the demo person's first sign-in (this
-        // step's code) is still accepted.
-        let code = coffer_crypto::totp_code(&secret, seconds.saturating_sub(30))
-            .ok_or_else(|| AppError::Keys("a TOTP code could not be computed".into()))?;
+        let code = self.sign_in.demo_code(&setup)?;
         self.enrol(&token, SecretString::from(password.to_owned()), setup.secret.expose_secret(), &code).await?;
         Ok(())
     }

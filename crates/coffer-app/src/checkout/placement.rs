@@ -389,7 +389,7 @@ impl OrderPlacement {
             }
             let unknown = || bad("unknown_product", &field("product_id"), "there is no such product");
             let id = ProductId::parse(product_id).map_err(|_| unknown())?;
-            let product = match self.catalog.product(&id).await {
+            let product = match self.catalog.listed_product(&id).await {
                 Ok(product) => product,
                 Err(AppError::NotFound) => return Err(unknown()),
                 Err(e) => return Err(e),

@@ -25,9 +25,26 @@ use utoipa_axum::routes;
                        `{\"error\": {\"code\", \"message\", \"field\"?}}` with a stable code.",
         license(name = "AGPL-3.0-only")
     ),
-    components(schemas(ErrorBody))
+    components(schemas(ErrorBody)),
+    modifiers(&BearerKeys)
 )]
 struct ApiDoc;
+
+/// The vendor API's security scheme: `Authorization: Bearer <api_key>`.
+struct BearerKeys;
+
+impl utoipa::Modify for BearerKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some("A vendor API key (`cvk_…`), made by a vendor owner in the portal"))
+            .build();
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme("vendor_api_key", SecurityScheme::Http(scheme));
+        }
+    }
+}
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -39,6 +56,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(orders::privacy_policy))
         .routes(routes!(vendor::list_orders))
         .routes(routes!(vendor::get_order))
+        .routes(routes!(vendor::list_products, vendor::create_product))
+        .routes(routes!(vendor::get_product, vendor::change_product))
 }
 
 /// The OpenAPI 3.1 document of every JSON route.

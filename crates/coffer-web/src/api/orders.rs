@@ -2,10 +2,10 @@
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::parse_json;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
-use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use coffer_app::checkout::{AgeInput, CardInput, Channel, OrderRequest, PlacedOrder};
@@ -140,31 +140,6 @@ pub struct BankAccountView {
     iban: String,
     #[schema(example = "COBADEFFXXX")]
     bic: String,
-}
-
-/// Parses a JSON body; mistakes name the field, never echo its value.
-fn parse_json<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, ApiError> {
-    let json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
-    if !json {
-        return Err(ApiError::for_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
-    }
-    let mut parser = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut parser).map_err(|e| {
-        let path = e.path().to_string();
-        if e.inner().is_syntax() || e.inner().is_eof() || path == "." {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "the body is not the JSON this route takes")
-        } else {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                "this field is missing, unknown or of the wrong type",
-            )
-            .with_field(path)
-        }
-    })
 }
 
 /// Places an order (no sign-in needed). Card details go to the payment

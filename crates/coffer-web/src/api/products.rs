@@ -122,5 +122,5 @@ pub async fn list_products(
 )]
 pub async fn get_product(State(state): State<AppState>, ApiPath(id): ApiPath) -> Result<Json<ProductView>, ApiError> {
     let id = ProductId::parse(&id).map_err(|_| ApiError::not_found())?;
-    Ok(Json(state.catalog.product(&id).await?.into()))
+    Ok(Json(state.catalog.listed_product(&id).await?.into()))
 }

@@ -78,7 +78,8 @@ async fn add_to_cart(State(state): State<AppState>, headers: HeaderMap, Form(for
     }
     let quantity: i64 = form.quantity.as_deref().unwrap_or("1").trim().parse().unwrap_or(0);
     let Ok(id) = ProductId::parse(&form.product_id) else { return see_other("/checkout") };
-    if !(1..=coffer_domain::order::MAX_QUANTITY).contains(&quantity) || state.catalog.product(&id).await.is_err() {
+    if !(1..=coffer_domain::order::MAX_QUANTITY).contains(&quantity) || state.catalog.listed_product(&id).await.is_err()
+    {
         return see_other("/checkout");
     }
     let mut items = cart(&state, &headers);

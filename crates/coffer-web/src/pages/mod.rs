@@ -266,7 +266,7 @@ async fn product_page(State(state): State<AppState>, path: Result<ApiPath, ApiEr
     let Some(id) = path.ok().and_then(|ApiPath(id)| ProductId::parse(&id).ok()) else {
         return error_page(StatusCode::NOT_FOUND);
     };
-    match state.catalog.product(&id).await {
+    match state.catalog.listed_product(&id).await {
         Ok(product) => render(&ProductPage { product: product.into() }),
         Err(e) => page_error(e),
     }

@@ -6,14 +6,12 @@
 //! recorded as a disclosure the customer sees in "download my data". Lists
 //! never carry a buyer, so they write no audit or disclosure rows.
 
+use super::VendorService;
 use crate::AppError;
-use crate::privacy::Vault;
 use crate::request::RequestContext;
-use coffer_domain::{Actor, AuditAction, Clock, DisclosureId, OrderId, Permission, VendorId};
-use coffer_store::Db;
+use coffer_domain::{AuditAction, DisclosureId, OrderId, Permission, VendorId};
 use coffer_store::prelude::*;
 use serde::Serialize;
-use std::sync::Arc;
 
 /// The fields a vendor receives for its own orders.
 const SHARED_FIELDS: [&str; 4] = ["orders.name", "orders.email", "orders.phone", "orders.address"];
@@ -73,47 +71,12 @@ pub fn vendor_may_see_buyer(status: coffer_domain::OrderStatus, was_fulfilled: b
     }
 }
 
-/// The vendor a principal reads orders for: a vendor's own key only.
+/// The vendor a principal reads orders for: its own only.
 fn vendor_of(ctx: &RequestContext) -> Result<VendorId, AppError> {
-    let vendor = ctx
-        .principal()
-        .vendor(Permission::ReadOwnVendorOrders)
-        .ok_or(AppError::Forbidden(Permission::ReadOwnVendorOrders))?;
-    VendorId::parse(vendor).map_err(|_| AppError::Forbidden(Permission::ReadOwnVendorOrders))
-}
-
-#[derive(Clone)]
-pub struct VendorService {
-    db: Db,
-    vault: Arc<Vault>,
-    clock: Arc<dyn Clock>,
+    crate::accounts::vendor_users::own_vendor(ctx, Permission::ReadOwnVendorOrders)
 }
 
 impl VendorService {
-    pub fn new(db: Db, vault: Arc<Vault>, clock: Arc<dyn Clock>) -> Self {
-        VendorService { db, vault, clock }
-    }
-
-    /// The vendor a presented API key belongs to.
-    pub async fn vendor_for_key(&self, api_key: &str) -> Result<Option<VendorId>, AppError> {
-        if api_key.len() > 200 {
-            return Ok(None);
-        }
-        Ok(self.db.vendor_of_api_key(&coffer_crypto::token_hash(api_key)).await?)
-    }
-
-    /// Demo only: a vendor's API key, the same on every start (derived from
-    /// a secret in the key store), registered by its hash.
-    pub async fn demo_api_key(&self, vendor: &VendorId) -> Result<String, AppError> {
-        use base64::Engine;
-        let secret = self.vault.named_secret("demo-vendor-api-keys").await?;
-        let raw = coffer_crypto::keyed_hash(&secret, "demo-api-key", vendor.as_str().as_bytes());
-        let key = format!("cvk_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
-        let (hash, vendor, now) = (coffer_crypto::token_hash(&key), vendor.clone(), self.clock.now());
-        self.db.write(unit!(|tx| tx.insert_vendor_api_key(&hash, &vendor, now).await.map_err(AppError::from))).await?;
-        Ok(key)
-    }
-
     /// The vendor's orders, newest first (at most `limit`), without buyers.
     /// Only a vendor principal, and only its own.
     pub async fn orders(&self, ctx: &RequestContext, limit: i64) -> Result<Vec<VendorOrderSummary>, AppError> {
@@ -138,8 +101,13 @@ impl VendorService {
         let Some(summary) = summary_for(vendor, &order) else { return Ok(None) };
         let was_fulfilled = order.status == coffer_domain::OrderStatus::Refunded
             && self.db.order_events(&order.id).await?.iter().any(|e| e.to == "fulfilled");
-        let buyer =
-            if vendor_may_see_buyer(order.status, was_fulfilled) { self.buyer(vendor, &order).await? } else { None };
+        // No buyer before the owner accepted the data-processing terms.
+        let terms = self.db.vendor_record(vendor).await?.and_then(|v| v.terms_accepted_at);
+        let buyer = if vendor_may_see_buyer(order.status, was_fulfilled) && terms.is_some() {
+            self.buyer(ctx, vendor, &order).await?
+        } else {
+            None
+        };
         Ok(Some(VendorOrder { summary, buyer }))
     }
 
@@ -147,6 +115,7 @@ impl VendorService {
     /// before they are handed out; `None` once the customer was erased.
     async fn buyer(
         &self,
+        ctx: &RequestContext,
         vendor: &VendorId,
         order: &coffer_store::StoredOrder,
     ) -> Result<Option<VendorBuyer>, AppError> {
@@ -167,14 +136,9 @@ impl VendorService {
         };
         if buyer.is_some() {
             // Audited and recorded before the data is handed out.
+            // The entry names who read: the key's vendor or the portal user.
             let now = self.clock.now();
-            let actor = Actor::Vendor(vendor.to_string());
-            let entry = crate::request::audit_entry(
-                now,
-                &actor,
-                AuditAction::CustomerRead,
-                Some(order.customer_id.to_string()),
-            );
+            let entry = ctx.audit_entry(now, AuditAction::CustomerRead, Some(order.customer_id.to_string()));
             let disclosure = coffer_store::Disclosure {
                 id: DisclosureId::generate().to_string(),
                 customer_id: order.customer_id.clone(),
