@@ -56,6 +56,13 @@ pub const STAFF: CookieSpec = CookieSpec {
     value: CookieValue::OpaqueToken,
 };
 
+pub const VENDOR: CookieSpec = CookieSpec {
+    name: "coffer_vendor",
+    purpose: "Keeps a vendor's user signed in to the vendor portal.",
+    lifetime: "Until they sign out or close the browser; the session ends after 30 minutes without activity.",
+    value: CookieValue::OpaqueToken,
+};
+
 pub const FORM: CookieSpec = CookieSpec {
     name: "coffer_form",
     purpose: "Proves that a form (sign-in, cart, data request) was sent from our own page, before you sign in \
@@ -65,7 +72,7 @@ pub const FORM: CookieSpec = CookieSpec {
 };
 
 /// Every cookie Coffer sets.
-pub const COOKIES: &[CookieSpec] = &[SESSION, CART, CHECKOUT, STAFF, FORM];
+pub const COOKIES: &[CookieSpec] = &[SESSION, CART, CHECKOUT, STAFF, VENDOR, FORM];
 
 #[derive(Clone, Copy, Debug)]
 pub struct CookieRule {

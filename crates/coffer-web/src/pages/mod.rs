@@ -7,6 +7,7 @@ pub mod forms;
 mod identity;
 mod sign_in;
 mod staff;
+mod vendor;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -37,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .merge(account::routes())
         .merge(checkout::routes())
         .merge(staff::routes())
+        .merge(vendor::routes())
         .route("/", get(storefront))
         .route("/products/{id}", get(product_page))
         .route("/static/style.css", get(stylesheet))
