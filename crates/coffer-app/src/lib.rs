@@ -24,6 +24,7 @@ pub mod request;
 pub mod retention;
 pub mod supervisor;
 pub mod vendors;
+pub mod webhooks;
 
 pub use app::{App, Surroundings, create_private_dir, destroy_expired_versions};
 pub use catalog::{CatalogService, ProductPage, ProductQuery, preferred_currency};

@@ -3,7 +3,8 @@
 //! and the signatures over its head. It does no I/O: the key files and the
 //! key store that holds wrapped keys are handled by `coffer-store` and the
 //! binary. Also here: argon2id password hashing, TOTP, Ed25519 license
-//! signing, HMACs for links, CSRF tokens and keyed hashes, and random tokens.
+//! signing, HMACs for links, CSRF tokens, keyed hashes and webhook signatures,
+//! and random tokens.
 //! Everything uses RustCrypto primitives; nothing is home-made.
 
 mod audit;
@@ -15,6 +16,7 @@ mod license;
 mod password;
 mod token;
 mod totp;
+mod webhook;
 
 pub use audit::{AuditHead, AuditSigningKey, GENESIS_HASH, audit_link_hash, verify_head};
 pub use blind_index::{BlindIndexKey, normalise_email};
@@ -31,3 +33,4 @@ pub use totp::{
     TOTP_SECRET_LEN, check_totp, new_recovery_codes, new_totp_secret, totp_base32, totp_code, totp_secret_from_base32,
     totp_uri,
 };
+pub use webhook::{WEBHOOK_SECRET_PREFIX, new_webhook_secret, verify_webhook_signature, webhook_signature};

@@ -47,7 +47,7 @@ impl Browser {
             .spawn()
             .expect("starting chromedriver");
         let endpoint = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
+        let client = crate::http_client();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let ready = client.get(format!("{endpoint}/status")).send().await.ok();
@@ -261,7 +261,7 @@ impl Drop for Browser {
         let endpoint = self.endpoint.clone();
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            runtime.block_on(async { reqwest::Client::new().delete(endpoint).send().await.ok() })
+            runtime.block_on(async { crate::http_client().delete(endpoint).send().await.ok() })
         })
         .join();
         let _ = self.driver.kill();

@@ -17,6 +17,22 @@ pub use database::{TestBackend, TestDatabase};
 pub use server::TestServer;
 pub use smtp::SmtpServer;
 
+/// A builder for an HTTP client of the tests. reqwest's rustls backend is
+/// compiled without a built-in crypto provider (the workspace uses *ring*,
+/// not aws-lc-rs; `coffer-app`'s webhook sender brings its own rustls
+/// configuration), so a plain `reqwest::Client::new()` in a test would
+/// panic: this installs *ring* as the process default first.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    // Err only when a provider is already installed, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+/// An HTTP client for the tests (see [`http_client_builder`]).
+pub fn http_client() -> reqwest::Client {
+    http_client_builder().build().expect("an HTTP client for the tests")
+}
+
 /// Runs each named async test body twice, as `<name>::sqlite` and
 /// `<name>::postgres`, on what `$fixture(backend)` (a function of the
 /// calling module) makes for that backend.

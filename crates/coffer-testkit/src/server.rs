@@ -99,7 +99,7 @@ impl TestServer {
     }
 
     async fn wait_until_healthy(&self) {
-        let client = reqwest::Client::new();
+        let client = crate::http_client();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(r) = client.get(self.url("/health")).send().await

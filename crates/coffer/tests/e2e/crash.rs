@@ -52,7 +52,7 @@ async fn a_kill_between_the_key_and_the_order_leaves_no_row_without_its_key_and_
         let template = crate::checkout::order(&server, &version, "4242 4242 4242 4242", "x@example.org");
         let stop = stop.clone();
         workers.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let client = coffer_testkit::http_client();
             let mut answered = Vec::new();
             for n in 0.. {
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {

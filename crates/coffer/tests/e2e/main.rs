@@ -27,7 +27,7 @@ pub async fn server(backend: TestBackend) -> TestServer {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    coffer_testkit::http_client_builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
 /// Runs an async test body against a freshly started server on each backend.

@@ -16,7 +16,7 @@ async fn sigterm_answers_requests_in_flight_then_exits_cleanly() {
         let url = server.url("/api/v1/products");
         let stop = stop.clone();
         workers.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let client = coffer_testkit::http_client();
             let mut complete = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let Ok(response) = client.get(&url).send().await else { break };
@@ -59,7 +59,7 @@ async fn sigterm_under_load_loses_no_order_and_no_email(mut server: TestServer) 
         let template = crate::checkout::order(&server, &version, "4242 4242 4242 4242", "x@example.org");
         let stop = stop.clone();
         workers.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let client = coffer_testkit::http_client();
             let mut answered = Vec::new();
             for n in 0.. {
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {
