@@ -13,7 +13,6 @@ ALTER TABLE vendors ADD COLUMN terms_version TEXT;
 ALTER TABLE vendors ADD COLUMN terms_accepted_at INTEGER;
 ALTER TABLE vendors ADD COLUMN terms_accepted_by TEXT;
 ALTER TABLE vendors ADD COLUMN privacy_contact TEXT;
-ALTER TABLE vendors ADD COLUMN fee_basis_points INTEGER;
 
 -- Users of a vendor's portal: the address sealed under a data key of each
 -- user's own (like staff), found by its blind index. An address belongs to

@@ -128,7 +128,14 @@ impl App {
             clock.clone(),
             vendor_base_url,
         );
-        let vendors = VendorService::new(db.clone(), vault.clone(), clock.clone(), catalog.clone(), vendor_users);
+        let sender = crate::webhooks::sender::WebhookSender::new(crate::webhooks::sender::SenderSettings {
+            allow_private: config.webhooks.allow_private,
+            timeout: Duration::from_millis(config.webhooks.timeout_ms),
+            max_response_bytes: config.webhooks.max_response_bytes,
+        })?;
+        let vendor_settings = crate::vendors::VendorSettings { sender, fees: config.vendors.clone() };
+        let vendors =
+            VendorService::new(db.clone(), vault.clone(), clock.clone(), catalog.clone(), vendor_users, vendor_settings);
         Ok(App { db, vault, clock, customers, audit, outbox, catalog, accounts, staff, checkout, vendors })
     }
 
@@ -204,6 +211,20 @@ impl App {
                     Ok(sent) if sent > 0 => crate::memory::note_work(),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "email delivery failed; will retry"),
+                }
+            }
+        });
+        // Order events to the vendors' ledger and webhooks, then the
+        // deliveries due: never on a checkout's path.
+        let vendors = self.vendors.clone();
+        supervisor.every("webhooks", Duration::from_millis(250), move |stop| {
+            let vendors = vendors.clone();
+            async move {
+                if let Err(e) = vendors.relay_events().await {
+                    tracing::warn!(error = %e, "relaying order events failed; will retry");
+                }
+                if let Err(e) = vendors.run_webhooks(&stop).await {
+                    tracing::warn!(error = %e, "sending webhooks failed; will retry");
                 }
             }
         });

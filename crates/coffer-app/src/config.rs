@@ -81,6 +81,59 @@ pub struct Config {
     pub operator: OperatorConfig,
     pub fraud: FraudConfig,
     pub tls: TlsConfig,
+    pub webhooks: WebhooksConfig,
+    pub vendors: VendorsConfig,
+}
+
+/// Outgoing webhook deliveries.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Lets endpoints be plain http or resolve to private, loopback or
+    /// link-local addresses (tests and local development only).
+    pub allow_private: bool,
+    /// How long one attempt may take.
+    pub timeout_ms: u64,
+    /// How much of a receiver's answer is read.
+    pub max_response_bytes: usize,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig { allow_private: false, timeout_ms: 10_000, max_response_bytes: 64 * 1024 }
+    }
+}
+
+/// What the operator keeps of vendors' sales.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VendorsConfig {
+    /// The operator's fee in basis points of the net price (1000 = 10 %).
+    pub fee_basis_points: u32,
+    /// Fees of particular vendors, by slug.
+    pub fee_overrides: std::collections::BTreeMap<String, u32>,
+}
+
+impl Default for VendorsConfig {
+    fn default() -> Self {
+        VendorsConfig { fee_basis_points: 1_000, fee_overrides: std::collections::BTreeMap::new() }
+    }
+}
+
+impl VendorsConfig {
+    /// The fee of the vendor with this slug, in basis points.
+    pub fn fee_of(&self, slug: &str) -> u32 {
+        self.fee_overrides.get(slug).copied().unwrap_or(self.fee_basis_points)
+    }
+
+    /// Refuses a fee over 100 %.
+    pub fn check(&self) -> Result<(), &'static str> {
+        let too_high = |bp: u32| bp > 10_000;
+        if too_high(self.fee_basis_points) || self.fee_overrides.values().copied().any(too_high) {
+            return Err("vendors.fee_basis_points");
+        }
+        Ok(())
+    }
 }
 
 /// Built-in HTTPS: both files set turns it on (TLS 1.2 and 1.3 only).
@@ -364,6 +417,8 @@ impl Default for Config {
             operator: OperatorConfig::default(),
             fraud: FraudConfig::default(),
             tls: TlsConfig::default(),
+            webhooks: WebhooksConfig::default(),
+            vendors: VendorsConfig::default(),
         }
     }
 }
@@ -462,6 +517,12 @@ impl Config {
         self.check_operator()?;
         self.check_http()?;
         self.check_storage()?;
+        if let Err(setting) = self.vendors.check() {
+            return Err(invalid(setting, "must be at most 10000 (100 %)"));
+        }
+        if self.webhooks.timeout_ms == 0 || self.webhooks.timeout_ms > 60_000 {
+            return Err(invalid("webhooks.timeout_ms", "must be 1 to 60000"));
+        }
         self.check_background_work()
     }
 

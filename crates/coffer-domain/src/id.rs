@@ -120,6 +120,10 @@ prefixed_id!(
     WebhookDeliveryId, "whd_", "webhook delivery"
 );
 prefixed_id!(
+    /// Identifies an entry of a vendor's ledger.
+    LedgerEntryId, "led_", "ledger entry"
+);
+prefixed_id!(
     /// Identifies an audit log entry.
     AuditEntryId, "aud_", "audit entry"
 );

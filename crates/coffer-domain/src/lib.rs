@@ -31,7 +31,7 @@ pub use catalog::{CatalogError, Delivery, NewProduct, NewVendor, Product, Vendor
 pub use clock::{Clock, ManualClock, Millis};
 pub use customer::{CustomerDetails, CustomerError, MailingAddress};
 pub use id::{
-    AuditEntryId, CustomerId, DataKeyId, DisclosureId, EmailId, IdError, JobId, OrderId, PrivacyRequestId, ProductId,
+    AuditEntryId, CustomerId, DataKeyId, DisclosureId, EmailId, IdError, JobId, LedgerEntryId, OrderId, PrivacyRequestId, ProductId,
     StaffId, VendorApiKeyId, VendorId, VendorUserId, WebhookDeliveryId, WebhookEndpointId,
 };
 pub use money::{Currency, Money, MoneyError, Prices};
@@ -41,4 +41,4 @@ pub use realm::Realm;
 pub use requests::{Jurisdiction, RequestKind};
 pub use staff::{StaffRole, staff_email};
 pub use tax::{TaxRateRow, TaxTable};
-pub use vendor::{VendorRole, VendorStatus, suspension_reason, vendor_user_email};
+pub use vendor::{StatementPeriod, VendorRole, VendorStatus, suspension_reason, vendor_user_email};

@@ -75,9 +75,50 @@ pub fn suspension_reason(value: &str) -> Result<String, CustomerError> {
     Ok(reason.to_owned())
 }
 
+/// A statement's period: whole UTC days, `from` and `to` both included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatementPeriod {
+    pub from: time::Date,
+    pub to: time::Date,
+}
+
+impl StatementPeriod {
+    /// The longest period a statement covers.
+    pub const MAX_DAYS: i64 = 366;
+
+    /// Two `YYYY-MM-DD` dates, `from` not after `to`, at most a year apart.
+    pub fn parse(from: &str, to: &str) -> Option<StatementPeriod> {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        let from = time::Date::parse(from.trim(), format).ok()?;
+        let to = time::Date::parse(to.trim(), format).ok()?;
+        let days = (to - from).whole_days();
+        ((0..Self::MAX_DAYS).contains(&days)).then_some(StatementPeriod { from, to })
+    }
+
+    /// The first millisecond of `from` and the first after `to`.
+    pub fn bounds(self) -> (crate::Millis, crate::Millis) {
+        let start = |d: time::Date| d.midnight().assume_utc().unix_timestamp() * 1000;
+        let after = self.to.next_day().map_or(i64::MAX, start);
+        (crate::Millis(start(self.from)), crate::Millis(after))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn periods_are_whole_days_with_both_ends() {
+        let p = StatementPeriod::parse("2026-11-01", "2026-11-30").unwrap();
+        let (from, to) = p.bounds();
+        assert_eq!(from.0, 1_793_491_200_000);
+        assert_eq!(to.0 - from.0, 30 * 24 * 60 * 60 * 1000);
+        assert!(StatementPeriod::parse("2026-11-02", "2026-11-01").is_none(), "from after to");
+        assert!(StatementPeriod::parse("2026-11-01", "2026-11-01").is_some(), "one day");
+        assert!(StatementPeriod::parse("2025-01-01", "2026-11-01").is_none(), "over a year");
+        assert!(StatementPeriod::parse("2026-13-01", "2026-12-01").is_none());
+        assert!(StatementPeriod::parse("yesterday", "2026-12-01").is_none());
+    }
 
     #[test]
     fn roles_and_statuses_round_trip() {

@@ -30,6 +30,7 @@
 //! | `vendors` | vendors' standing and terms, portal users, API keys (hashes) | `Db` and `WriteTx` methods |
 //! | `payment_moves` | one money move per order at a time | [`PaymentMoveWriter`] |
 //! | `retention` | deletes of what outlived its period | [`RetentionStore`] |
+//! | `relay` | the order events' relay, the vendors' ledger, webhook endpoints and deliveries | `Db` and `WriteTx` methods |
 //! | `jobs` | the job queue: email delivery, money back through the gateway | [`JobStore`], [`JobWriter`] |
 //! | `requests` | written privacy requests | [`PrivacyRequestReader`], [`PrivacyRequestWriter`] |
 //! | `audit` | the audit log and its sealed chain | [`AuditStore`], [`AuditWriter`] |
@@ -62,6 +63,7 @@ mod orders;
 mod outbox;
 mod payment_moves;
 mod policies;
+mod relay;
 mod requests;
 mod retention;
 mod staff;
@@ -92,6 +94,9 @@ pub use orders::{
 pub use outbox::{ClaimedEmail, Delivery, EMAIL_JOB, NewEmail, OutboxWriter, StoredEmail};
 pub use payment_moves::PaymentMoveWriter;
 pub use policies::{PolicyReader, PolicyWriter};
+pub use relay::{
+    DeliveryAttempt, LedgerEntry, NewDelivery, NewLedgerEntry, RelayEvent, WebhookDelivery, WebhookEndpoint,
+};
 pub use requests::{NewPrivacyRequest, PrivacyRequestReader, PrivacyRequestRow, PrivacyRequestWriter};
 pub use retention::RetentionStore;
 pub use staff::{Disclosure, NewStaffMember, StaffRow, insert_disclosure, insert_staff_member, mark_staff_enrolled};

@@ -27,15 +27,13 @@ pub struct VendorRecord {
     pub terms_accepted_by: Option<String>,
     /// The privacy contact the vendor names; `None`: its owner.
     pub privacy_contact: Option<String>,
-    /// The operator's fee for this vendor, when it differs from the default.
-    pub fee_basis_points: Option<i64>,
 }
 
 macro_rules! select_vendor {
     ($tail:literal) => {
         concat!(
             "SELECT id, slug, name, created_at, status, suspended_reason, suspended_at, terms_version, \
-             terms_accepted_at, terms_accepted_by, privacy_contact, fee_basis_points FROM vendors ",
+             terms_accepted_at, terms_accepted_by, privacy_contact FROM vendors ",
             $tail
         )
     };
@@ -56,7 +54,6 @@ fn vendor_record(r: &AnyRow) -> Result<VendorRecord, StoreError> {
         terms_accepted_at: millis("terms_accepted_at")?,
         terms_accepted_by: r.try_get("terms_accepted_by")?,
         privacy_contact: r.try_get("privacy_contact")?,
-        fee_basis_points: r.try_get("fee_basis_points")?,
     })
 }
 

@@ -15,7 +15,9 @@ pub mod admin;
 pub mod keys;
 pub mod orders;
 pub mod products;
+pub mod statement;
 pub mod terms;
+pub mod webhooks;
 
 pub use admin::{NewVendorOnboarded, VendorListing};
 pub use keys::{ApiKeyCheck, CreatedApiKey};
@@ -49,6 +51,14 @@ pub enum VendorError {
     InvalidPrivacyContact,
     #[error("the data-processing terms changed; read them again and accept the current version")]
     StaleTerms,
+    #[error(transparent)]
+    WebhookUrl(crate::webhooks::sender::UrlProblem),
+    #[error("choose at least one of order.paid, order.fulfilled, order.on_hold, order.refunded, order.cancelled and license.revoked")]
+    UnknownEvent,
+    #[error("a vendor has at most 10 webhook endpoints; delete one first")]
+    TooManyEndpoints,
+    #[error("give the period as from and to dates (YYYY-MM-DD), from not after to, at most 366 days")]
+    InvalidPeriod,
 }
 
 impl VendorError {
@@ -62,6 +72,10 @@ impl VendorError {
             VendorError::InvalidLabel => "invalid_label",
             VendorError::InvalidPrivacyContact => "invalid_privacy_contact",
             VendorError::StaleTerms => "stale_terms",
+            VendorError::WebhookUrl(problem) => problem.code(),
+            VendorError::UnknownEvent => "invalid_events",
+            VendorError::TooManyEndpoints => "too_many_endpoints",
+            VendorError::InvalidPeriod => "invalid_period",
         }
     }
 
@@ -71,6 +85,8 @@ impl VendorError {
             VendorError::EmailTaken => Some("email"),
             VendorError::InvalidLabel => Some("label"),
             VendorError::InvalidPrivacyContact => Some("privacy_contact"),
+            VendorError::WebhookUrl(_) => Some("url"),
+            VendorError::UnknownEvent => Some("events"),
             _ => None,
         }
     }
@@ -80,7 +96,11 @@ impl VendorError {
     pub fn is_conflict(&self) -> bool {
         matches!(
             self,
-            VendorError::SlugTaken | VendorError::EmailTaken | VendorError::AlreadyInState(_) | VendorError::LastOwner
+            VendorError::SlugTaken
+                | VendorError::EmailTaken
+                | VendorError::AlreadyInState(_)
+                | VendorError::LastOwner
+                | VendorError::TooManyEndpoints
         )
     }
 }
@@ -95,6 +115,15 @@ impl From<VendorError> for AppError {
 /// 10 % of the net price.
 pub const DEFAULT_FEE_BASIS_POINTS: i64 = 1_000;
 
+/// What the vendor side is set up with.
+pub struct VendorSettings {
+    /// Sends webhook deliveries (its settings say whether private
+    /// destinations are allowed).
+    pub sender: crate::webhooks::sender::WebhookSender,
+    /// The operator's fees.
+    pub fees: crate::config::VendorsConfig,
+}
+
 #[derive(Clone)]
 pub struct VendorService {
     db: Db,
@@ -102,6 +131,7 @@ pub struct VendorService {
     clock: Arc<dyn Clock>,
     catalog: CatalogService,
     users: VendorUserService,
+    settings: Arc<VendorSettings>,
 }
 
 impl VendorService {
@@ -111,8 +141,9 @@ impl VendorService {
         clock: Arc<dyn Clock>,
         catalog: CatalogService,
         users: VendorUserService,
+        settings: VendorSettings,
     ) -> Self {
-        VendorService { db, vault, clock, catalog, users }
+        VendorService { db, vault, clock, catalog, users, settings: Arc::new(settings) }
     }
 
     /// The portal users' realm (sign-in, enrolment, members).

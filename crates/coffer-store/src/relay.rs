@@ -1,0 +1,393 @@
+//! What follows the order events for vendors (migration 0024): the relay
+//! that reads each event once, the vendors' ledger, and webhook endpoints,
+//! deliveries and their attempts. Every read of something a vendor owns
+//! names the vendor.
+
+use crate::{Db, NewJob, StoreError, WriteTx};
+use coffer_domain::{Millis, OrderId, VendorId, WebhookDeliveryId, WebhookEndpointId};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// An order event not yet relayed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayEvent {
+    pub order_id: OrderId,
+    pub seq: i64,
+    pub at: Millis,
+    pub from_status: Option<String>,
+    pub to_status: String,
+}
+
+/// A ledger entry to add (ignored when its order, line and kind exist).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewLedgerEntry {
+    pub id: String,
+    pub vendor_id: VendorId,
+    pub order_id: OrderId,
+    pub line_no: i64,
+    pub kind: &'static str,
+    pub currency: String,
+    pub amount: i64,
+    pub at: Millis,
+}
+
+/// A ledger entry as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub order_id: String,
+    pub line_no: i64,
+    pub kind: String,
+    pub currency: String,
+    pub amount: i64,
+    pub at: Millis,
+}
+
+/// An endpoint as stored (its secret lives in the key store).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookEndpoint {
+    pub id: WebhookEndpointId,
+    pub vendor_id: VendorId,
+    pub url: String,
+    pub events: Vec<String>,
+    pub created_at: Millis,
+}
+
+/// A delivery to add, with the job that sends it.
+#[derive(Clone, Debug)]
+pub struct NewDelivery {
+    pub id: WebhookDeliveryId,
+    pub endpoint_id: WebhookEndpointId,
+    pub vendor_id: VendorId,
+    pub event_key: String,
+    pub event_type: &'static str,
+    pub order_id: OrderId,
+    pub at: Millis,
+    pub job: NewJob,
+}
+
+/// A delivery as the log shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    pub id: WebhookDeliveryId,
+    pub endpoint_id: WebhookEndpointId,
+    pub vendor_id: VendorId,
+    pub event_key: String,
+    pub event_type: String,
+    pub order_id: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_attempt_at: Option<Millis>,
+    pub delivered_at: Option<Millis>,
+    pub created_at: Millis,
+}
+
+/// One attempt's outcome, for the log and the delivery's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryAttempt {
+    pub delivery: WebhookDeliveryId,
+    pub at: Millis,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub elapsed_ms: i64,
+    /// `delivered`, `pending` (to retry) or `failed` (given up).
+    pub state: &'static str,
+}
+
+macro_rules! select_delivery {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, endpoint_id, vendor_id, event_key, event_type, order_id, status, attempts, last_status_code, \
+             last_error, last_attempt_at, delivered_at, created_at FROM webhook_deliveries ",
+            $tail
+        )
+    };
+}
+
+fn delivery_row(r: &AnyRow) -> Result<WebhookDelivery, StoreError> {
+    let millis = |c: &str| -> Result<Option<Millis>, StoreError> { Ok(r.try_get::<Option<i64>, _>(c)?.map(Millis)) };
+    Ok(WebhookDelivery {
+        id: WebhookDeliveryId::parse(r.try_get("id")?).map_err(StoreError::corrupt)?,
+        endpoint_id: WebhookEndpointId::parse(r.try_get("endpoint_id")?).map_err(StoreError::corrupt)?,
+        vendor_id: VendorId::parse(r.try_get("vendor_id")?).map_err(StoreError::corrupt)?,
+        event_key: r.try_get("event_key")?,
+        event_type: r.try_get("event_type")?,
+        order_id: r.try_get("order_id")?,
+        status: r.try_get("status")?,
+        attempts: r.try_get("attempts")?,
+        last_status_code: r.try_get("last_status_code")?,
+        last_error: r.try_get("last_error")?,
+        last_attempt_at: millis("last_attempt_at")?,
+        delivered_at: millis("delivered_at")?,
+        created_at: Millis(r.try_get("created_at")?),
+    })
+}
+
+fn endpoint_row(r: &AnyRow) -> Result<WebhookEndpoint, StoreError> {
+    let events: String = r.try_get("events")?;
+    Ok(WebhookEndpoint {
+        id: WebhookEndpointId::parse(r.try_get("id")?).map_err(StoreError::corrupt)?,
+        vendor_id: VendorId::parse(r.try_get("vendor_id")?).map_err(StoreError::corrupt)?,
+        url: r.try_get("url")?,
+        events: events.split(',').filter(|e| !e.is_empty()).map(str::to_owned).collect(),
+        created_at: Millis(r.try_get("created_at")?),
+    })
+}
+
+impl Db {
+    /// The oldest order events not yet relayed (at most `limit`).
+    pub async fn events_to_relay(&self, limit: i64) -> Result<Vec<RelayEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT order_id, seq, at, from_status, to_status FROM order_events WHERE relayed_at IS NULL \
+             ORDER BY at, order_id, seq LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RelayEvent {
+                    order_id: OrderId::parse(r.try_get("order_id")?).map_err(StoreError::corrupt)?,
+                    seq: r.try_get("seq")?,
+                    at: Millis(r.try_get("at")?),
+                    from_status: r.try_get("from_status")?,
+                    to_status: r.try_get("to_status")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A vendor's live endpoints, oldest first.
+    pub async fn webhook_endpoints(&self, vendor: &VendorId) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, vendor_id, url, events, created_at FROM webhook_endpoints \
+             WHERE vendor_id = $1 AND deleted_at IS NULL ORDER BY created_at, id",
+        )
+        .bind(vendor.as_str())
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter().map(endpoint_row).collect()
+    }
+
+    /// A live endpoint by id (any vendor: callers compare the vendor).
+    pub async fn webhook_endpoint(&self, id: &WebhookEndpointId) -> Result<Option<WebhookEndpoint>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, vendor_id, url, events, created_at FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id.as_str())
+        .fetch_optional(self.readers())
+        .await?;
+        row.as_ref().map(endpoint_row).transpose()
+    }
+
+    pub async fn webhook_delivery(&self, id: &WebhookDeliveryId) -> Result<Option<WebhookDelivery>, StoreError> {
+        let row = sqlx::query(select_delivery!("WHERE id = $1")).bind(id.as_str()).fetch_optional(self.readers()).await?;
+        row.as_ref().map(delivery_row).transpose()
+    }
+
+    /// An endpoint's deliveries, newest first, before a delivery id when
+    /// paging (ids are time-ordered).
+    pub async fn webhook_deliveries(
+        &self,
+        endpoint: &WebhookEndpointId,
+        before: Option<&WebhookDeliveryId>,
+        limit: i64,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        let rows = sqlx::query(select_delivery!(
+            "WHERE endpoint_id = $1 AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(endpoint.as_str())
+        .bind(before.map_or("", WebhookDeliveryId::as_str).to_owned())
+        .bind(limit)
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter().map(delivery_row).collect()
+    }
+
+    /// A delivery's attempts, first first: (attempt, at, status code,
+    /// error, elapsed ms).
+    pub async fn webhook_attempts(
+        &self,
+        delivery: &WebhookDeliveryId,
+    ) -> Result<Vec<(i64, Millis, Option<i64>, Option<String>, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT attempt, at, status_code, error, elapsed_ms FROM webhook_attempts WHERE delivery_id = $1 \
+             ORDER BY attempt",
+        )
+        .bind(delivery.as_str())
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("attempt")?,
+                    Millis(r.try_get("at")?),
+                    r.try_get("status_code")?,
+                    r.try_get("error")?,
+                    r.try_get("elapsed_ms")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The (line, kind) of an order's ledger entries.
+    pub async fn ledger_of_order(&self, order: &OrderId) -> Result<Vec<(i64, String)>, StoreError> {
+        let rows = sqlx::query("SELECT line_no, kind FROM ledger_entries WHERE order_id = $1")
+            .bind(order.as_str())
+            .fetch_all(self.readers())
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("line_no")?, r.try_get("kind")?))).collect()
+    }
+
+    /// A vendor's ledger entries from `from` up to, not including, `to`,
+    /// in time order.
+    pub async fn ledger_entries(&self, vendor: &VendorId, from: Millis, to: Millis) -> Result<Vec<LedgerEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT order_id, line_no, kind, currency, amount, at FROM ledger_entries \
+             WHERE vendor_id = $1 AND at >= $2 AND at < $3 ORDER BY at, order_id, line_no, kind",
+        )
+        .bind(vendor.as_str())
+        .bind(from.0)
+        .bind(to.0)
+        .fetch_all(self.readers())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LedgerEntry {
+                    order_id: r.try_get("order_id")?,
+                    line_no: r.try_get("line_no")?,
+                    kind: r.try_get("kind")?,
+                    currency: r.try_get("currency")?,
+                    amount: r.try_get("amount")?,
+                    at: Millis(r.try_get("at")?),
+                })
+            })
+            .collect()
+    }
+}
+
+impl WriteTx {
+    /// Adds a ledger entry unless its order, line and kind have one.
+    pub async fn add_ledger_entry(&mut self, entry: &NewLedgerEntry) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO ledger_entries (id, vendor_id, order_id, line_no, kind, currency, amount, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (order_id, line_no, kind) DO NOTHING",
+        )
+        .bind(entry.id.clone())
+        .bind(entry.vendor_id.as_str())
+        .bind(entry.order_id.as_str())
+        .bind(entry.line_no)
+        .bind(entry.kind)
+        .bind(entry.currency.clone())
+        .bind(entry.amount)
+        .bind(entry.at.0)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Adds a delivery and its job unless this event already has one for
+    /// this endpoint; whether it was added.
+    pub async fn add_delivery(&mut self, delivery: &NewDelivery) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO webhook_deliveries (id, endpoint_id, vendor_id, event_key, event_type, order_id, status, \
+             attempts, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7) \
+             ON CONFLICT (event_key, endpoint_id) DO NOTHING",
+        )
+        .bind(delivery.id.as_str())
+        .bind(delivery.endpoint_id.as_str())
+        .bind(delivery.vendor_id.as_str())
+        .bind(delivery.event_key.clone())
+        .bind(delivery.event_type)
+        .bind(delivery.order_id.as_str())
+        .bind(delivery.at.0)
+        .execute(self.conn())
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        crate::JobWriter::enqueue_job(self, &delivery.job).await?;
+        Ok(true)
+    }
+
+    /// Marks an event relayed.
+    pub async fn mark_relayed(&mut self, order: &OrderId, seq: i64, at: Millis) -> Result<(), StoreError> {
+        sqlx::query("UPDATE order_events SET relayed_at = $3 WHERE order_id = $1 AND seq = $2")
+            .bind(order.as_str())
+            .bind(seq)
+            .bind(at.0)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_webhook_endpoint(&mut self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO webhook_endpoints (id, vendor_id, url, events, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(endpoint.id.as_str())
+        .bind(endpoint.vendor_id.as_str())
+        .bind(endpoint.url.clone())
+        .bind(endpoint.events.join(","))
+        .bind(endpoint.created_at.0)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes a live endpoint of this vendor; whether one was deleted.
+    pub async fn delete_webhook_endpoint(
+        &mut self,
+        vendor: &VendorId,
+        id: &WebhookEndpointId,
+        at: Millis,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE webhook_endpoints SET deleted_at = $3 WHERE id = $1 AND vendor_id = $2 AND deleted_at IS NULL",
+        )
+        .bind(id.as_str())
+        .bind(vendor.as_str())
+        .bind(at.0)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Logs an attempt and moves its delivery to the attempt's state.
+    pub async fn record_attempt(&mut self, attempt: &DeliveryAttempt) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, status = $2, last_status_code = $3, \
+             last_error = $4, last_attempt_at = $5, delivered_at = CASE WHEN $2 = 'delivered' THEN $5 ELSE delivered_at END \
+             WHERE id = $1",
+        )
+        .bind(attempt.delivery.as_str())
+        .bind(attempt.state)
+        .bind(attempt.status_code)
+        .bind(attempt.error.clone())
+        .bind(attempt.at.0)
+        .execute(self.conn())
+        .await?;
+        sqlx::query(
+            "INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, error, elapsed_ms) \
+             SELECT $1, attempts, $2, $3, $4, $5 FROM webhook_deliveries WHERE id = $1",
+        )
+        .bind(attempt.delivery.as_str())
+        .bind(attempt.at.0)
+        .bind(attempt.status_code)
+        .bind(attempt.error.clone())
+        .bind(attempt.elapsed_ms)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Sends a delivery again (a person asked): pending, with a new job.
+    pub async fn replay_delivery(&mut self, id: &WebhookDeliveryId, job: &NewJob) -> Result<(), StoreError> {
+        sqlx::query("UPDATE webhook_deliveries SET status = 'pending' WHERE id = $1")
+            .bind(id.as_str())
+            .execute(self.conn())
+            .await?;
+        crate::JobWriter::enqueue_job(self, job).await
+    }
+}
