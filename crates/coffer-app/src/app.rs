@@ -134,8 +134,14 @@ impl App {
             max_response_bytes: config.webhooks.max_response_bytes,
         })?;
         let vendor_settings = crate::vendors::VendorSettings { sender, fees: config.vendors.clone() };
-        let vendors =
-            VendorService::new(db.clone(), vault.clone(), clock.clone(), catalog.clone(), vendor_users, vendor_settings);
+        let vendors = VendorService::new(
+            db.clone(),
+            vault.clone(),
+            clock.clone(),
+            catalog.clone(),
+            vendor_users,
+            vendor_settings,
+        );
         Ok(App { db, vault, clock, customers, audit, outbox, catalog, accounts, staff, checkout, vendors })
     }
 

@@ -464,6 +464,8 @@ pub const SETTINGS: &[&str] = &[
     "operator",
     "fraud",
     "tls",
+    "webhooks",
+    "vendors",
 ];
 
 impl Config {

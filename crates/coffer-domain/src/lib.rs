@@ -31,8 +31,8 @@ pub use catalog::{CatalogError, Delivery, NewProduct, NewVendor, Product, Vendor
 pub use clock::{Clock, ManualClock, Millis};
 pub use customer::{CustomerDetails, CustomerError, MailingAddress};
 pub use id::{
-    AuditEntryId, CustomerId, DataKeyId, DisclosureId, EmailId, IdError, JobId, LedgerEntryId, OrderId, PrivacyRequestId, ProductId,
-    StaffId, VendorApiKeyId, VendorId, VendorUserId, WebhookDeliveryId, WebhookEndpointId,
+    AuditEntryId, CustomerId, DataKeyId, DisclosureId, EmailId, IdError, JobId, LedgerEntryId, OrderId,
+    PrivacyRequestId, ProductId, StaffId, VendorApiKeyId, VendorId, VendorUserId, WebhookDeliveryId, WebhookEndpointId,
 };
 pub use money::{Currency, Money, MoneyError, Prices};
 pub use order::{BankAccount, CardSummary, OrderError, OrderStatus, PaymentMethod, Totals};

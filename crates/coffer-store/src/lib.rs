@@ -89,7 +89,7 @@ pub use jobs::{ClaimedJob, FailedJob, JobClaim, JobOutcome, JobStore, JobWriter,
 pub use keystore::{KeyStore, MasterKeyRecord, MasterKeyState, SignedAuditHead, WrapKind, WrappedSecret};
 pub use orders::{
     LineRefund, NewLink, NewOrder, OrderEvent, OrderLine, OrderReader, OrderWriter, QueuedOrder, SealedOrderFields,
-    StoredOrder, order_placement,
+    StoredOrder, VendorOrderQuery, order_placement,
 };
 pub use outbox::{ClaimedEmail, Delivery, EMAIL_JOB, NewEmail, OutboxWriter, StoredEmail};
 pub use payment_moves::PaymentMoveWriter;

@@ -397,7 +397,7 @@ pub trait OrderReader: Send + Sync {
     fn order_ids_for_vendor(
         &self,
         vendor: &VendorId,
-        limit: i64,
+        page: &VendorOrderQuery,
     ) -> impl Future<Output = Result<Vec<OrderId>, StoreError>> + Send;
 }
 
@@ -521,16 +521,46 @@ impl OrderReader for Db {
         rows.iter().map(|r| OrderId::parse(&r.try_get::<String, _>("id")?).map_err(StoreError::corrupt)).collect()
     }
 
-    async fn order_ids_for_vendor(&self, vendor: &VendorId, limit: i64) -> Result<Vec<OrderId>, StoreError> {
+    async fn order_ids_for_vendor(
+        &self,
+        vendor: &VendorId,
+        page: &VendorOrderQuery,
+    ) -> Result<Vec<OrderId>, StoreError> {
+        // Newest first; the page after an order starts strictly before it.
+        // Empty strings and 0/MAX bounds mean "no filter".
         let rows = sqlx::query(
             "SELECT o.id FROM orders o WHERE EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id \
-             AND l.vendor_id = $1) ORDER BY o.created_at DESC, o.id DESC LIMIT $2",
+             AND l.vendor_id = $1) AND ($2 = '' OR o.status = $2) AND o.created_at >= $3 AND o.created_at < $4 \
+             AND ($5 = '' OR o.created_at < (SELECT a.created_at FROM orders a WHERE a.id = $5) \
+                  OR (o.created_at = (SELECT a.created_at FROM orders a WHERE a.id = $5) AND o.id < $5)) \
+             ORDER BY o.created_at DESC, o.id DESC LIMIT $6",
         )
         .bind(vendor.as_str())
-        .bind(limit)
+        .bind(page.status.map_or("", OrderStatus::as_str).to_owned())
+        .bind(page.from.0)
+        .bind(page.to.0)
+        .bind(page.after.as_ref().map_or("", OrderId::as_str).to_owned())
+        .bind(page.limit)
         .fetch_all(self.readers())
         .await?;
         rows.iter().map(|r| OrderId::parse(&r.try_get::<String, _>("id")?).map_err(StoreError::corrupt)).collect()
+    }
+}
+
+/// Which of a vendor's orders to list: newest first, after an order (the
+/// cursor), of one status, placed within `[from, to)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VendorOrderQuery {
+    pub after: Option<OrderId>,
+    pub status: Option<OrderStatus>,
+    pub from: Millis,
+    pub to: Millis,
+    pub limit: i64,
+}
+
+impl Default for VendorOrderQuery {
+    fn default() -> Self {
+        VendorOrderQuery { after: None, status: None, from: Millis(0), to: Millis(i64::MAX), limit: 50 }
     }
 }
 

@@ -182,7 +182,8 @@ impl Db {
     }
 
     pub async fn webhook_delivery(&self, id: &WebhookDeliveryId) -> Result<Option<WebhookDelivery>, StoreError> {
-        let row = sqlx::query(select_delivery!("WHERE id = $1")).bind(id.as_str()).fetch_optional(self.readers()).await?;
+        let row =
+            sqlx::query(select_delivery!("WHERE id = $1")).bind(id.as_str()).fetch_optional(self.readers()).await?;
         row.as_ref().map(delivery_row).transpose()
     }
 
@@ -194,14 +195,13 @@ impl Db {
         before: Option<&WebhookDeliveryId>,
         limit: i64,
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        let rows = sqlx::query(select_delivery!(
-            "WHERE endpoint_id = $1 AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3"
-        ))
-        .bind(endpoint.as_str())
-        .bind(before.map_or("", WebhookDeliveryId::as_str).to_owned())
-        .bind(limit)
-        .fetch_all(self.readers())
-        .await?;
+        let rows =
+            sqlx::query(select_delivery!("WHERE endpoint_id = $1 AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3"))
+                .bind(endpoint.as_str())
+                .bind(before.map_or("", WebhookDeliveryId::as_str).to_owned())
+                .bind(limit)
+                .fetch_all(self.readers())
+                .await?;
         rows.iter().map(delivery_row).collect()
     }
 
@@ -242,7 +242,12 @@ impl Db {
 
     /// A vendor's ledger entries from `from` up to, not including, `to`,
     /// in time order.
-    pub async fn ledger_entries(&self, vendor: &VendorId, from: Millis, to: Millis) -> Result<Vec<LedgerEntry>, StoreError> {
+    pub async fn ledger_entries(
+        &self,
+        vendor: &VendorId,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT order_id, line_no, kind, currency, amount, at FROM ledger_entries \
              WHERE vendor_id = $1 AND at >= $2 AND at < $3 ORDER BY at, order_id, line_no, kind",

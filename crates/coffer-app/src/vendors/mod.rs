@@ -20,6 +20,7 @@ pub mod terms;
 pub mod webhooks;
 
 pub use admin::{NewVendorOnboarded, VendorListing};
+pub use coffer_store::{VendorOrderQuery, WebhookDelivery, WebhookEndpoint};
 pub use keys::{ApiKeyCheck, CreatedApiKey};
 pub use orders::{VendorBuyer, VendorLine, VendorOrder, VendorOrderSummary, vendor_may_see_buyer};
 pub use terms::{TERMS_TEXT, terms_version};
@@ -53,7 +54,9 @@ pub enum VendorError {
     StaleTerms,
     #[error(transparent)]
     WebhookUrl(crate::webhooks::sender::UrlProblem),
-    #[error("choose at least one of order.paid, order.fulfilled, order.on_hold, order.refunded, order.cancelled and license.revoked")]
+    #[error(
+        "choose at least one of order.paid, order.fulfilled, order.on_hold, order.refunded, order.cancelled and license.revoked"
+    )]
     UnknownEvent,
     #[error("a vendor has at most 10 webhook endpoints; delete one first")]
     TooManyEndpoints,
@@ -144,6 +147,11 @@ impl VendorService {
         settings: VendorSettings,
     ) -> Self {
         VendorService { db, vault, clock, catalog, users, settings: Arc::new(settings) }
+    }
+
+    /// The time on the service's clock (a statement's default period).
+    pub fn now(&self) -> coffer_domain::Millis {
+        self.clock.now()
     }
 
     /// The portal users' realm (sign-in, enrolment, members).

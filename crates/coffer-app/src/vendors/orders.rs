@@ -77,19 +77,29 @@ fn vendor_of(ctx: &RequestContext) -> Result<VendorId, AppError> {
 }
 
 impl VendorService {
-    /// The vendor's orders, newest first (at most `limit`), without buyers.
-    /// Only a vendor principal, and only its own.
-    pub async fn orders(&self, ctx: &RequestContext, limit: i64) -> Result<Vec<VendorOrderSummary>, AppError> {
+    /// A page of the vendor's orders, newest first, without buyers; the
+    /// cursor of the next page when this one is full. Only a vendor
+    /// principal, and only its own.
+    pub async fn orders(
+        &self,
+        ctx: &RequestContext,
+        query: &coffer_store::VendorOrderQuery,
+    ) -> Result<(Vec<VendorOrderSummary>, Option<String>), AppError> {
         let vendor = &vendor_of(ctx)?;
+        let query = coffer_store::VendorOrderQuery { limit: query.limit.clamp(1, 200), ..query.clone() };
+        let ids = self.db.order_ids_for_vendor(vendor, &query).await?;
+        let next = (i64::try_from(ids.len()).unwrap_or(i64::MAX) == query.limit)
+            .then(|| ids.last().map(ToString::to_string))
+            .flatten();
         let mut out = Vec::new();
-        for id in self.db.order_ids_for_vendor(vendor, limit.clamp(1, 200)).await? {
+        for id in ids {
             if let Some(order) = self.db.order(&id).await?
                 && let Some(summary) = summary_for(vendor, &order)
             {
                 out.push(summary);
             }
         }
-        Ok(out)
+        Ok((out, next))
     }
 
     /// One order, if it has a line of this vendor; `None` otherwise, exactly

@@ -47,7 +47,9 @@ pub struct Statement {
 pub fn totals(entries: &[LedgerEntry]) -> Vec<CurrencyTotals> {
     let mut by: BTreeMap<&str, CurrencyTotals> = BTreeMap::new();
     for e in entries {
-        let t = by.entry(&e.currency).or_insert_with(|| CurrencyTotals { currency: e.currency.clone(), ..Default::default() });
+        let t = by
+            .entry(&e.currency)
+            .or_insert_with(|| CurrencyTotals { currency: e.currency.clone(), ..Default::default() });
         match e.kind.as_str() {
             "sale" => t.sales += e.amount,
             "refund" => t.refunds -= e.amount,

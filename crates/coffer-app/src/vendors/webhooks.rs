@@ -125,8 +125,13 @@ impl VendorService {
         if self.db.webhook_endpoints(&vendor).await?.len() >= MAX_ENDPOINTS {
             return Err(VendorError::TooManyEndpoints.into());
         }
-        let endpoint =
-            WebhookEndpoint { id: WebhookEndpointId::generate(), vendor_id: vendor, url, events: chosen, created_at: self.clock.now() };
+        let endpoint = WebhookEndpoint {
+            id: WebhookEndpointId::generate(),
+            vendor_id: vendor,
+            url,
+            events: chosen,
+            created_at: self.clock.now(),
+        };
         let secret = self.endpoint_secret(&endpoint.id).await?;
         let stored = endpoint.clone();
         self.db.write(unit!(|tx| tx.insert_webhook_endpoint(&stored).await.map_err(AppError::from))).await?;
@@ -151,7 +156,11 @@ impl VendorService {
     }
 
     /// One of the vendor's endpoints; another vendor's is `NotFound`.
-    pub async fn own_endpoint(&self, ctx: &RequestContext, id: &WebhookEndpointId) -> Result<WebhookEndpoint, AppError> {
+    pub async fn own_endpoint(
+        &self,
+        ctx: &RequestContext,
+        id: &WebhookEndpointId,
+    ) -> Result<WebhookEndpoint, AppError> {
         let vendor = own_vendor(ctx, Permission::ManageOwnWebhooks)?;
         self.db.webhook_endpoint(id).await?.filter(|e| e.vendor_id == vendor).ok_or(AppError::NotFound)
     }
@@ -160,8 +169,10 @@ impl VendorService {
     pub async fn delete_endpoint(&self, ctx: &RequestContext, id: &WebhookEndpointId) -> Result<(), AppError> {
         let vendor = own_vendor(ctx, Permission::ManageOwnWebhooks)?;
         let (id, now) = (id.clone(), self.clock.now());
-        let deleted =
-            self.db.write(unit!(|tx| tx.delete_webhook_endpoint(&vendor, &id, now).await.map_err(AppError::from))).await?;
+        let deleted = self
+            .db
+            .write(unit!(|tx| tx.delete_webhook_endpoint(&vendor, &id, now).await.map_err(AppError::from)))
+            .await?;
         if deleted { Ok(()) } else { Err(AppError::NotFound) }
     }
 
@@ -228,7 +239,8 @@ impl VendorService {
                 ledger.extend(found.ledger);
                 for (vendor, types) in found.events {
                     if !endpoints.contains_key(&vendor) {
-                        let active = self.db.vendor_record(&vendor).await?.is_some_and(|v| v.status == VendorStatus::Active);
+                        let active =
+                            self.db.vendor_record(&vendor).await?.is_some_and(|v| v.status == VendorStatus::Active);
                         let list = if active { self.db.webhook_endpoints(&vendor).await? } else { Vec::new() };
                         endpoints.insert(vendor.clone(), list);
                     }
@@ -396,9 +408,10 @@ impl VendorService {
             .sender
             .send(&endpoint.url, &secret, &event_id(&delivery.event_key), &delivery.event_type, &body, now.0 / 1000)
             .await;
-        let error = outcome.error.map(|e| e.as_str().to_owned()).or_else(|| {
-            (!outcome.succeeded()).then(|| format!("answered {}", outcome.status.unwrap_or_default()))
-        });
+        let error = outcome
+            .error
+            .map(|e| e.as_str().to_owned())
+            .or_else(|| (!outcome.succeeded()).then(|| format!("answered {}", outcome.status.unwrap_or_default())));
         let given_up = now.0 + retry_delay_ms(job.attempts) > delivery.created_at.0 + RETRY_FOR_MS;
         let (state, job_outcome) = if outcome.succeeded() {
             ("delivered", JobOutcome::Done)

@@ -4,6 +4,7 @@
 mod orders;
 mod products;
 mod vendor;
+mod vendor_webhooks;
 
 use crate::AppState;
 use crate::error::ErrorBody;
@@ -58,6 +59,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(vendor::get_order))
         .routes(routes!(vendor::list_products, vendor::create_product))
         .routes(routes!(vendor::get_product, vendor::change_product))
+        .routes(routes!(vendor_webhooks::create_webhook, vendor_webhooks::list_webhooks))
+        .routes(routes!(vendor_webhooks::delete_webhook))
+        .routes(routes!(vendor_webhooks::list_deliveries))
+        .routes(routes!(vendor_webhooks::replay_delivery))
+        .routes(routes!(vendor_webhooks::statement))
 }
 
 /// The OpenAPI 3.1 document of every JSON route.

@@ -52,30 +52,86 @@ impl FromRequestParts<AppState> for VendorApiKey {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct VendorOrderList {
-    /// Newest first, at most 200: ids, dates, the vendor's own lines,
-    /// amounts and status; never the buyer (see one order's detail).
+    /// Newest first: ids, dates, the vendor's own lines, amounts and
+    /// status; never the buyer (see one order's detail).
     #[schema(value_type = Vec<Object>)]
     orders: Vec<VendorOrderSummary>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after: Option<String>,
 }
 
-/// The vendor's orders: only its own lines, never the buyer (so a list
-/// call discloses nobody).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OrderListParams {
+    /// The `next_after` of the previous page (an order id).
+    after: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<i64>,
+    /// Only orders in this status: `pending`, `paid`, `fulfilled`, `on_hold`, `rejected`, `cancelled`, `refunded`.
+    status: Option<String>,
+    /// Placed on or after this UTC day (`YYYY-MM-DD`).
+    #[param(format = Date)]
+    from: Option<String>,
+    /// Placed on or before this UTC day (`YYYY-MM-DD`).
+    #[param(format = Date)]
+    to: Option<String>,
+}
+
+fn invalid_parameter(field: &str, message: &'static str) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter", message).with_field(field)
+}
+
+/// The vendor's orders, newest first, a page at a time: only its own
+/// lines, never the buyer (so a list discloses nobody).
 #[utoipa::path(
     get,
     path = "/api/v1/vendor/orders",
     tag = "vendor",
+    params(OrderListParams),
     security(("vendor_api_key" = [])),
     responses(
-        (status = 200, description = "The vendor's orders", body = VendorOrderList),
+        (status = 200, description = "A page of the vendor's orders", body = VendorOrderList),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 429, description = "`too_many_attempts`: over the per-key limit (`http.vendor_api_per_minute`)", body = ErrorBody)
+        (status = 422, description = "`invalid_parameter`: a bad cursor, limit, status or date", body = ErrorBody),
+        (status = 429, description = PER_KEY, body = ErrorBody)
     )
 )]
 pub async fn list_orders(
     State(state): State<AppState>,
     VendorApiKey(vendor): VendorApiKey,
+    ApiQuery(params): ApiQuery<OrderListParams>,
 ) -> Result<Json<VendorOrderList>, ApiError> {
-    Ok(Json(VendorOrderList { orders: state.vendors.orders(&vendor, 200).await? }))
+    let mut query = coffer_app::vendors::VendorOrderQuery::default();
+    if let Some(after) = &params.after {
+        query.after = Some(OrderId::parse(after).map_err(|_| invalid_parameter("after", "not an order id"))?);
+    }
+    query.limit = params.limit.unwrap_or(50);
+    if !(1..=200).contains(&query.limit) {
+        return Err(invalid_parameter("limit", "must be between 1 and 200"));
+    }
+    if let Some(status) = &params.status {
+        query.status = Some(
+            coffer_domain::OrderStatus::parse(status)
+                .ok_or_else(|| invalid_parameter("status", "not an order status"))?,
+        );
+    }
+    let day = |field: &str, text: &str| {
+        coffer_domain::StatementPeriod::parse(text, text)
+            .map(|p| p.bounds())
+            .ok_or_else(|| invalid_parameter(field, "not a date (YYYY-MM-DD)"))
+    };
+    if let Some(from) = &params.from {
+        query.from = day("from", from)?.0;
+    }
+    if let Some(to) = &params.to {
+        query.to = day("to", to)?.1;
+    }
+    let (orders, next_after) = state.vendors.orders(&vendor, &query).await?;
+    Ok(Json(VendorOrderList { orders, next_after }))
 }
 
 /// One of the vendor's orders; another vendor's is `404 not_found`. The
@@ -91,8 +147,8 @@ pub async fn list_orders(
     responses(
         (status = 200, description = "The order, this vendor's part of it", content_type = "application/json"),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
-        (status = 429, description = "`too_many_attempts`: over the per-key limit (`http.vendor_api_per_minute`)", body = ErrorBody),
-        (status = 404, description = "`not_found`", body = ErrorBody)
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 429, description = PER_KEY, body = ErrorBody)
     )
 )]
 pub async fn get_order(

@@ -7,7 +7,9 @@
 //! user may do is checked again by the service.
 
 use super::account::failure;
-use super::sign_in::{RealmPages, RealmText, cookie_value, guard_post, same_origin, see_other, sign_in_page, with_cookie};
+use super::sign_in::{
+    RealmPages, RealmText, cookie_value, guard_post, same_origin, see_other, sign_in_page, with_cookie,
+};
 use super::{render, sentence};
 use crate::AppState;
 use askama::Template;
@@ -44,6 +46,12 @@ pub fn routes() -> Router<AppState> {
         .route("/vendor/keys/{id}/revoke", post(revoke_key))
         .route("/vendor/members", get(members).post(invite_member))
         .route("/vendor/members/{id}/remove", post(remove_member))
+        .route("/vendor/webhooks", get(webhooks).post(create_webhook))
+        .route("/vendor/webhooks/{id}", get(webhook))
+        .route("/vendor/webhooks/{id}/delete", post(delete_webhook))
+        .route("/vendor/webhooks/{id}/deliveries/{delivery}/replay", post(replay_delivery))
+        .route("/vendor/statement", get(statement))
+        .route("/vendor/statement.csv", get(statement_csv))
         .route("/vendor/terms", get(terms).post(accept_terms))
         .route("/vendor/privacy-contact", post(privacy_contact))
         .layer(axum::middleware::map_response(super::account::no_store))
@@ -257,7 +265,12 @@ async fn enrol(
     let users = state.vendors.users();
     match users.enrol(&token, SecretString::from(form.password), &form.secret, &form.code).await {
         Ok(enrolled) => with_cookie(
-            render(&EnrolPage { message: None, secret: String::new(), uri: String::new(), codes: enrolled.recovery_codes }),
+            render(&EnrolPage {
+                message: None,
+                secret: String::new(),
+                uri: String::new(),
+                codes: enrolled.recovery_codes,
+            }),
             &state.cookie_rule.set_cookie(VENDOR_COOKIE, enrolled.session.token.expose_secret()),
         ),
         Err(AppError::LinkGone(message)) => link_gone(sentence(message)),
@@ -292,6 +305,14 @@ struct OrderLine {
 #[template(path = "vendor_orders.html")]
 struct OrdersPage {
     orders: Vec<OrderLine>,
+    /// The next page's cursor.
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    #[serde(default)]
+    after: Option<String>,
 }
 
 /// A product's name for a page, else its id.
@@ -302,9 +323,15 @@ async fn product_name(state: &AppState, id: &str) -> String {
     }
 }
 
-async fn orders(user: VendorPortal<AnyUser>, State(state): State<AppState>) -> Response {
-    let list = match state.vendors.orders(&user.ctx(), 100).await {
-        Ok(list) => list,
+async fn orders(
+    user: VendorPortal<AnyUser>,
+    State(state): State<AppState>,
+    axum::extract::Query(page): axum::extract::Query<PageQuery>,
+) -> Response {
+    let after = page.after.as_deref().and_then(|a| OrderId::parse(a).ok());
+    let query = coffer_app::vendors::VendorOrderQuery { after, limit: 50, ..Default::default() };
+    let (list, next) = match state.vendors.orders(&user.ctx(), &query).await {
+        Ok(found) => found,
         Err(e) => return failure(e),
     };
     let mut orders = Vec::with_capacity(list.len());
@@ -321,7 +348,7 @@ async fn orders(user: VendorPortal<AnyUser>, State(state): State<AppState>) -> R
             id: o.id,
         });
     }
-    render(&OrdersPage { orders })
+    render(&OrdersPage { orders, next })
 }
 
 #[derive(Template)]
@@ -344,7 +371,11 @@ async fn order(user: VendorPortal<AnyUser>, State(state): State<AppState>, Path(
     let o = found.summary;
     let mut names = Vec::new();
     for line in &o.lines {
-        let refunded = if line.refunded > 0 { format!(" (refunded {})", money(line.refunded, &o.currency)) } else { String::new() };
+        let refunded = if line.refunded > 0 {
+            format!(" (refunded {})", money(line.refunded, &o.currency))
+        } else {
+            String::new()
+        };
         names.push(format!(
             "{} × {} at {}{refunded}",
             line.quantity,
@@ -441,12 +472,15 @@ fn typed_prices(text: &str) -> Result<coffer_domain::Prices, String> {
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let mut words = part.split_whitespace();
         let (Some(code), Some(amount), None) = (words.next(), words.next(), words.next()) else {
-            return Err(format!("Write each price as a currency code and an amount, like “USD 19.99”; “{part}” is not."));
+            return Err(format!(
+                "Write each price as a currency code and an amount, like “USD 19.99”; “{part}” is not."
+            ));
         };
         let code = code.to_ascii_uppercase();
-        let currency = coffer_domain::Currency::parse(&code).map_err(|_| format!("{code} is not a currency we know."))?;
-        let minor = minor_units(amount, currency.exponent())
-            .ok_or_else(|| format!("{amount} is not an amount in {code}."))?;
+        let currency =
+            coffer_domain::Currency::parse(&code).map_err(|_| format!("{code} is not a currency we know."))?;
+        let minor =
+            minor_units(amount, currency.exponent()).ok_or_else(|| format!("{amount} is not an amount in {code}."))?;
         pairs.push((code, minor));
     }
     parse_prices(&pairs).map_err(|(_, e)| sentence(&e.to_string()))
@@ -550,7 +584,14 @@ fn form_of(p: &Product) -> ProductForm {
     }
 }
 
-fn product_page(state: &AppState, user: &VendorPortal<AnyUser>, p: &Product, form: Option<ProductForm>, message: Option<String>, saved: bool) -> Response {
+fn product_page(
+    state: &AppState,
+    user: &VendorPortal<AnyUser>,
+    p: &Product,
+    form: Option<ProductForm>,
+    message: Option<String>,
+    saved: bool,
+) -> Response {
     render(&ProductPage {
         product: ProductLine::from(p),
         published: p.published,
@@ -588,7 +629,11 @@ async fn change_product(
             Ok((input, prices)) => state.vendors.edit_own_product(&ctx, &id, &input, prices).await,
             Err(message) => {
                 return match state.vendors.own_product(&ctx, &id).await {
-                    Ok(p) => (StatusCode::UNPROCESSABLE_ENTITY, product_page(&state, &user, &p, Some(form), Some(message), false)).into_response(),
+                    Ok(p) => (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        product_page(&state, &user, &p, Some(form), Some(message), false),
+                    )
+                        .into_response(),
                     Err(e) => refusal(e).err().unwrap_or_else(|| super::error_page(StatusCode::NOT_FOUND)),
                 };
             }
@@ -598,7 +643,11 @@ async fn change_product(
         Ok(p) => product_page(&state, &user, &p, None, None, true),
         Err(e) => match refusal(e) {
             Ok(message) => match state.vendors.own_product(&ctx, &id).await {
-                Ok(p) => (StatusCode::UNPROCESSABLE_ENTITY, product_page(&state, &user, &p, Some(form), Some(message), false)).into_response(),
+                Ok(p) => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    product_page(&state, &user, &p, Some(form), Some(message), false),
+                )
+                    .into_response(),
                 Err(e) => failure(e),
             },
             Err(page) => page,
@@ -625,7 +674,12 @@ struct KeysPage {
     csrf: String,
 }
 
-async fn keys_page(state: &AppState, user: &VendorPortal<Owner>, new_key: Option<String>, message: Option<String>) -> Response {
+async fn keys_page(
+    state: &AppState,
+    user: &VendorPortal<Owner>,
+    new_key: Option<String>,
+    message: Option<String>,
+) -> Response {
     match state.vendors.api_keys(&user.ctx()).await {
         Ok(rows) => render(&KeysPage {
             keys: rows
@@ -670,7 +724,9 @@ async fn create_key(
     match state.vendors.create_api_key(&user.ctx(), &form.label).await {
         Ok(created) => keys_page(&state, &user, Some(created.key.expose_secret().to_owned()), None).await,
         Err(e) => match refusal(e) {
-            Ok(message) => (StatusCode::UNPROCESSABLE_ENTITY, keys_page(&state, &user, None, Some(message)).await).into_response(),
+            Ok(message) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, keys_page(&state, &user, None, Some(message)).await).into_response()
+            }
             Err(page) => page,
         },
     }
@@ -716,7 +772,12 @@ struct MembersPage {
     csrf: String,
 }
 
-async fn members_page(state: &AppState, user: &VendorPortal<Owner>, link: Option<String>, message: Option<String>) -> Response {
+async fn members_page(
+    state: &AppState,
+    user: &VendorPortal<Owner>,
+    link: Option<String>,
+    message: Option<String>,
+) -> Response {
     match state.vendors.users().list(&user.ctx()).await {
         Ok(rows) => render(&MembersPage {
             members: rows
@@ -763,7 +824,8 @@ async fn invite_member(
     match state.vendors.users().invite(&user.user.vendor, &form.email, role, &user.ctx()).await {
         Ok(link) => members_page(&state, &user, Some(link.expose_secret().to_owned()), None).await,
         Err(e) => match refusal(e) {
-            Ok(message) => (StatusCode::UNPROCESSABLE_ENTITY, members_page(&state, &user, None, Some(message)).await).into_response(),
+            Ok(message) => (StatusCode::UNPROCESSABLE_ENTITY, members_page(&state, &user, None, Some(message)).await)
+                .into_response(),
             Err(page) => page,
         },
     }
@@ -783,7 +845,8 @@ async fn remove_member(
     match state.vendors.users().remove(&id, &user.ctx()).await {
         Ok(()) => see_other("/vendor/members"),
         Err(e) => match refusal(e) {
-            Ok(message) => (StatusCode::UNPROCESSABLE_ENTITY, members_page(&state, &user, None, Some(message)).await).into_response(),
+            Ok(message) => (StatusCode::UNPROCESSABLE_ENTITY, members_page(&state, &user, None, Some(message)).await)
+                .into_response(),
             Err(page) => page,
         },
     }
@@ -855,7 +918,9 @@ async fn accept_terms(
     match state.vendors.accept_terms(&user.ctx(), &form.version).await {
         Ok(()) => see_other("/vendor/terms"),
         Err(e) => match refusal(e) {
-            Ok(message) => (StatusCode::UNPROCESSABLE_ENTITY, terms_page(&state, &as_any, Some(message)).await).into_response(),
+            Ok(message) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, terms_page(&state, &as_any, Some(message)).await).into_response()
+            }
             Err(page) => page,
         },
     }
@@ -881,9 +946,315 @@ async fn privacy_contact(
     match state.vendors.set_privacy_contact(&user.ctx(), Some(&form.contact)).await {
         Ok(()) => see_other("/vendor/terms"),
         Err(e) => match refusal(e) {
-            Ok(message) => (StatusCode::UNPROCESSABLE_ENTITY, terms_page(&state, &as_any, Some(message)).await).into_response(),
+            Ok(message) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, terms_page(&state, &as_any, Some(message)).await).into_response()
+            }
             Err(page) => page,
         },
+    }
+}
+
+struct EndpointLine {
+    id: String,
+    url: String,
+    events: String,
+    created: String,
+}
+
+impl From<coffer_app::vendors::WebhookEndpoint> for EndpointLine {
+    fn from(e: coffer_app::vendors::WebhookEndpoint) -> Self {
+        EndpointLine { id: e.id.to_string(), url: e.url, events: e.events.join(", "), created: utc(e.created_at) }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "vendor_webhooks.html")]
+struct WebhooksPage {
+    endpoints: Vec<EndpointLine>,
+    events: &'static [&'static str],
+    /// An endpoint just made and its secret, shown this once.
+    created: Option<(String, String)>,
+    url: String,
+    message: Option<String>,
+    csrf: String,
+}
+
+async fn webhooks_page(
+    state: &AppState,
+    user: &VendorPortal<Owner>,
+    created: Option<(String, String)>,
+    url: String,
+    message: Option<String>,
+) -> Response {
+    match state.vendors.endpoints(&user.ctx()).await {
+        Ok(list) => render(&WebhooksPage {
+            endpoints: list.into_iter().map(EndpointLine::from).collect(),
+            events: &coffer_app::vendors::webhooks::EVENTS,
+            created,
+            url,
+            message,
+            csrf: state.accounts.csrf_token(&user.token),
+        }),
+        Err(e) => failure(e),
+    }
+}
+
+async fn webhooks(user: VendorPortal<Owner>, State(state): State<AppState>) -> Response {
+    webhooks_page(&state, &user, None, String::new(), None).await
+}
+
+async fn create_webhook(
+    user: VendorPortal<Owner>,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::RawForm(raw): axum::extract::RawForm,
+) -> Response {
+    // Several `events` fields: read as pairs, not a struct.
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&raw).unwrap_or_default();
+    let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    if !same_origin(&headers) || !state.accounts.csrf_matches(&user.token, &field("csrf")) {
+        return forbidden();
+    }
+    let events: Vec<String> = pairs.iter().filter(|(k, _)| k == "events").map(|(_, v)| v.clone()).collect();
+    let url = field("url");
+    match state.vendors.create_endpoint(&user.ctx(), &url, &events).await {
+        Ok(created) => {
+            let shown = (created.endpoint.url.clone(), created.secret.expose_secret().to_owned());
+            webhooks_page(&state, &user, Some(shown), String::new(), None).await
+        }
+        Err(e) => match refusal(e) {
+            Ok(message) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, webhooks_page(&state, &user, None, url, Some(message)).await)
+                    .into_response()
+            }
+            Err(page) => page,
+        },
+    }
+}
+
+struct DeliveryLine {
+    id: String,
+    event: String,
+    order: String,
+    status: String,
+    attempts: i64,
+    answer: String,
+    last: String,
+}
+
+#[derive(Template)]
+#[template(path = "vendor_webhook.html")]
+struct WebhookPage {
+    endpoint: EndpointLine,
+    deliveries: Vec<DeliveryLine>,
+    next: Option<String>,
+    csrf: String,
+}
+
+#[derive(Deserialize)]
+struct BeforeQuery {
+    #[serde(default)]
+    before: Option<String>,
+}
+
+async fn webhook(
+    user: VendorPortal<Owner>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Query(page): axum::extract::Query<BeforeQuery>,
+) -> Response {
+    let Ok(id) = coffer_domain::WebhookEndpointId::parse(&id) else { return super::error_page(StatusCode::NOT_FOUND) };
+    let ctx = user.ctx();
+    let endpoint = match state.vendors.own_endpoint(&ctx, &id).await {
+        Ok(e) => e,
+        Err(e) => return refusal(e).err().unwrap_or_else(|| super::error_page(StatusCode::NOT_FOUND)),
+    };
+    let before = page.before.as_deref().and_then(|b| coffer_domain::WebhookDeliveryId::parse(b).ok());
+    match state.vendors.deliveries(&ctx, &id, before.as_ref(), 50).await {
+        Ok(list) => {
+            let next = (list.len() == 50).then(|| list.last().map(|d| d.id.to_string())).flatten();
+            render(&WebhookPage {
+                endpoint: endpoint.into(),
+                deliveries: list
+                    .into_iter()
+                    .map(|d| DeliveryLine {
+                        answer: match (d.last_status_code, &d.last_error) {
+                            (Some(code), _) => format!("HTTP {code}"),
+                            (None, Some(error)) => error.replace('_', " "),
+                            (None, None) => "not tried yet".into(),
+                        },
+                        last: d.last_attempt_at.map(utc).unwrap_or_default(),
+                        id: d.id.to_string(),
+                        event: d.event_type,
+                        order: d.order_id,
+                        status: d.status,
+                        attempts: d.attempts,
+                    })
+                    .collect(),
+                next,
+                csrf: state.accounts.csrf_token(&user.token),
+            })
+        }
+        Err(e) => failure(e),
+    }
+}
+
+async fn delete_webhook(
+    user: VendorPortal<Owner>,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !same_origin(&headers) || !state.accounts.csrf_matches(&user.token, &form.csrf) {
+        return forbidden();
+    }
+    let Ok(id) = coffer_domain::WebhookEndpointId::parse(&id) else { return super::error_page(StatusCode::NOT_FOUND) };
+    match state.vendors.delete_endpoint(&user.ctx(), &id).await {
+        Ok(()) => see_other("/vendor/webhooks"),
+        Err(e) => refusal(e).err().unwrap_or_else(|| see_other("/vendor/webhooks")),
+    }
+}
+
+async fn replay_delivery(
+    user: VendorPortal<Owner>,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, delivery)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !same_origin(&headers) || !state.accounts.csrf_matches(&user.token, &form.csrf) {
+        return forbidden();
+    }
+    let (Ok(endpoint), Ok(delivery)) =
+        (coffer_domain::WebhookEndpointId::parse(&id), coffer_domain::WebhookDeliveryId::parse(&delivery))
+    else {
+        return super::error_page(StatusCode::NOT_FOUND);
+    };
+    match state.vendors.replay(&user.ctx(), &endpoint, &delivery).await {
+        Ok(_) => see_other(&format!("/vendor/webhooks/{endpoint}")),
+        Err(e) => refusal(e).err().unwrap_or_else(|| super::error_page(StatusCode::NOT_FOUND)),
+    }
+}
+
+#[derive(Deserialize)]
+struct PeriodQuery {
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+struct TotalsLine {
+    currency: String,
+    sales: String,
+    refunds: String,
+    fees: String,
+    net: String,
+}
+
+struct EntryLine {
+    at: String,
+    order: String,
+    kind: &'static str,
+    amount: String,
+}
+
+#[derive(Template)]
+#[template(path = "vendor_statement.html")]
+struct StatementPage {
+    from: String,
+    to: String,
+    totals: Vec<TotalsLine>,
+    entries: Vec<EntryLine>,
+    message: Option<String>,
+}
+
+/// The period asked for, else this month so far (UTC).
+fn period_of(query: &PeriodQuery, now: coffer_domain::Millis) -> (String, String) {
+    let today: String = coffer_domain::order::rfc3339_utc(now).chars().take(10).collect();
+    let first = format!("{}-01", &today[..7.min(today.len())]);
+    (query.from.clone().unwrap_or(first), query.to.clone().unwrap_or(today))
+}
+
+async fn statement(
+    user: VendorPortal<AnyUser>,
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<PeriodQuery>,
+) -> Response {
+    let (from, to) = period_of(&query, state.vendors.now());
+    let kind = |k: &str| match k {
+        "sale" => "Sale",
+        "fee" => "Fee",
+        "refund" => "Refund",
+        "fee_refund" => "Fee given back",
+        _ => "Other",
+    };
+    match state.vendors.statement(&user.ctx(), &from, &to).await {
+        Ok(s) => render(&StatementPage {
+            totals: s
+                .currencies
+                .iter()
+                .map(|t| TotalsLine {
+                    currency: t.currency.clone(),
+                    sales: money(t.sales, &t.currency),
+                    refunds: money(t.refunds, &t.currency),
+                    fees: money(t.fees, &t.currency),
+                    net: money(t.net, &t.currency),
+                })
+                .collect(),
+            entries: s
+                .entries
+                .iter()
+                .map(|e| EntryLine {
+                    at: e.at.replace('T', " ").chars().take(16).collect(),
+                    order: e.order_id.clone(),
+                    kind: kind(&e.kind),
+                    amount: money(e.amount, &e.currency),
+                })
+                .collect(),
+            from: s.from,
+            to: s.to,
+            message: None,
+        }),
+        Err(AppError::Vendor(e)) => {
+            let page = StatementPage {
+                from,
+                to,
+                totals: Vec::new(),
+                entries: Vec::new(),
+                message: Some(sentence(&e.to_string())),
+            };
+            (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response()
+        }
+        Err(e) => failure(e),
+    }
+}
+
+async fn statement_csv(
+    user: VendorPortal<AnyUser>,
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<PeriodQuery>,
+) -> Response {
+    let (from, to) = period_of(&query, state.vendors.now());
+    match state.vendors.statement(&user.ctx(), &from, &to).await {
+        Ok(s) => {
+            let disposition = format!("attachment; filename=\"statement-{}-{}.csv\"", s.from, s.to);
+            (
+                [
+                    (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                    (axum::http::header::CONTENT_DISPOSITION, disposition),
+                ],
+                s.csv(),
+            )
+                .into_response()
+        }
+        Err(AppError::Vendor(e)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            render(&MessagePage { title: "Statement", message: sentence(&e.to_string()) }),
+        )
+            .into_response(),
+        Err(e) => failure(e),
     }
 }
 
