@@ -210,16 +210,6 @@ impl VendorUserService {
         self.open_email(&row).await
     }
 
-    /// The vendor's first owner's address: its DPO when it names none.
-    pub async fn first_owner_email(&self, vendor: &VendorId) -> Result<Option<String>, AppError> {
-        for row in self.db.vendor_users(vendor).await? {
-            if row.role == VendorRole::Owner {
-                return Ok(Some(self.open_email(&row).await?));
-            }
-        }
-        Ok(None)
-    }
-
     /// Whose a live enrolment link is.
     async fn enrolling(&self, token: &str) -> Result<VendorUserRow, AppError> {
         let gone = || AppError::LinkGone(link_gone(Realm::Vendor));
@@ -333,6 +323,26 @@ impl VendorUserService {
         let secret = self.sign_in.totp_secret(row.id.as_str()).await?.ok_or(AppError::NotFound)?;
         Ok(coffer_crypto::totp_base32(&secret))
     }
+}
+
+/// A vendor's privacy contact (its DPO, P7): the one it names, else its
+/// first owner's address; with whether it is the owner's. `None` for a
+/// vendor that does not exist or has no owner yet.
+pub async fn privacy_contact_of(db: &Db, vault: &Vault, vendor: &VendorId) -> Result<Option<(String, bool)>, AppError> {
+    let Some(record) = db.vendor_record(vendor).await? else { return Ok(None) };
+    if let Some(contact) = record.privacy_contact {
+        return Ok(Some((contact, false)));
+    }
+    for row in db.vendor_users(vendor).await? {
+        if row.role == VendorRole::Owner {
+            let key = vault.data_key(&data_key_id(&row)?).await?.ok_or(AppError::Erased)?;
+            let plain = open_field(&key, &email_ctx(&row.id, &row.data_key_id), &row.email)?;
+            let email = String::from_utf8(plain.to_vec())
+                .map_err(|_| AppError::Keys("a vendor user's address is not text".into()))?;
+            return Ok(Some((email, true)));
+        }
+    }
+    Ok(None)
 }
 
 /// The vendor a vendor principal acts for with `permission`, or refused.

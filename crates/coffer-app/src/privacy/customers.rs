@@ -98,6 +98,13 @@ pub struct DisclosureRecord {
     /// `vendor`, `payment_gateway` or `authority`.
     pub recipient_kind: String,
     pub recipient: String,
+    /// A vendor's name (for a vendor recipient).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient_name: Option<String>,
+    /// Whom to ask about what the recipient does with the data: a vendor's
+    /// privacy contact (its DPO, by default its owner).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privacy_contact: Option<String>,
     /// Inventory names, e.g. `customers.name`.
     pub fields: Vec<String>,
     pub purpose: String,
@@ -723,22 +730,34 @@ impl CustomerService {
     }
 
     /// Who outside Coffer received the customer's data, what and why.
+    /// Each vendor that received it is named with its privacy contact
+    /// (P7), as it is now.
     async fn disclosures_export(&self, id: &CustomerId) -> Result<Vec<DisclosureRecord>, AppError> {
-        Ok(self
-            .db
-            .disclosures_about(id)
-            .await?
-            .into_iter()
-            .map(|d| DisclosureRecord {
+        let mut out = Vec::new();
+        for d in self.db.disclosures_about(id).await? {
+            let vendor = (d.recipient_kind == "vendor").then(|| coffer_domain::VendorId::parse(&d.recipient).ok()).flatten();
+            let (recipient_name, privacy_contact) = match &vendor {
+                Some(vendor) => (
+                    self.db.vendor_record(vendor).await?.map(|v| v.name),
+                    crate::accounts::vendor_users::privacy_contact_of(&self.db, &self.vault, vendor)
+                        .await?
+                        .map(|(contact, _)| contact),
+                ),
+                None => (None, None),
+            };
+            out.push(DisclosureRecord {
                 id: d.id,
                 recipient_kind: d.recipient_kind,
                 recipient: d.recipient,
+                recipient_name,
+                privacy_contact,
                 fields: d.fields,
                 purpose: d.purpose,
                 legal_basis: d.legal_basis,
                 disclosed_at_ms: d.disclosed_at.0,
-            })
-            .collect())
+            });
+        }
+        Ok(out)
     }
 }
 

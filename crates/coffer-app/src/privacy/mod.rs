@@ -168,10 +168,16 @@ fn disclosures_section(disclosures: &[DisclosureRecord]) -> String {
     }
     out.push_str("<ul>\n");
     for d in disclosures {
+        let name = d.recipient_name.as_deref().unwrap_or(&d.recipient);
+        let contact = d
+            .privacy_contact
+            .as_deref()
+            .map(|c| format!("; their privacy contact: {}", escape(c)))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "<li>{} {}: {}, for {} ({})</li>\n",
+            "<li>{} {}: {}, for {} ({}){contact}</li>\n",
             words(&d.recipient_kind),
-            escape(&d.recipient),
+            escape(name),
             escape(&d.fields.join(", ")),
             escape(&d.purpose),
             words(&d.legal_basis),
@@ -250,11 +256,18 @@ mod tests {
             id: "dis_1".into(),
             recipient_kind: "vendor_user".into(),
             recipient: "acme".into(),
+            recipient_name: None,
+            privacy_contact: Some("Jo <dpo@acme.test>".into()),
             fields: vec!["email".into(), "name".into()],
             purpose: "support".into(),
             legal_basis: "contract".into(),
             disclosed_at_ms: 1,
         }]);
-        assert!(html.contains("<li>vendor user acme: email, name, for support (contract)</li>"), "{html}");
+        assert!(
+            html.contains(
+                "<li>vendor user acme: email, name, for support (contract); their privacy contact: Jo &lt;dpo@acme.test&gt;</li>"
+            ),
+            "{html}"
+        );
     }
 }

@@ -73,11 +73,8 @@ impl VendorService {
 
     /// A vendor's privacy contact: the one it names, else its owner's address.
     pub async fn privacy_contact(&self, vendor: &VendorId) -> Result<Option<PrivacyContact>, AppError> {
-        let Some(record) = self.db.vendor_record(vendor).await? else { return Ok(None) };
-        if let Some(contact) = record.privacy_contact {
-            return Ok(Some(PrivacyContact { contact, is_owner: false }));
-        }
-        Ok(self.users.first_owner_email(vendor).await?.map(|contact| PrivacyContact { contact, is_owner: true }))
+        let found = crate::accounts::vendor_users::privacy_contact_of(&self.db, &self.vault, vendor).await?;
+        Ok(found.map(|(contact, is_owner)| PrivacyContact { contact, is_owner }))
     }
 
     /// Demo only: enrols the vendor's owner (unless the address exists)

@@ -802,11 +802,13 @@ async fn data_page(State(state): State<AppState>, customer: Customer) -> Respons
                             .map_or_else(|| field.clone(), |f| f.label.to_lowercase())
                     })
                     .collect();
+                let contact =
+                    d.privacy_contact.as_ref().map(|c| format!(". Their privacy contact: {c}")).unwrap_or_default();
                 format!(
-                    "{}: {} {} received your {}, for {} ({})",
+                    "{}: {} {} received your {}, for {} ({}){contact}",
                     day(d.disclosed_at_ms),
                     d.recipient_kind.replace('_', " "),
-                    d.recipient,
+                    d.recipient_name.as_deref().unwrap_or(&d.recipient),
                     fields.join("; "),
                     d.purpose,
                     d.legal_basis.replace('_', " ")
