@@ -126,14 +126,19 @@ impl App {
             vault.clone(),
             passwords_for_vendors,
             clock.clone(),
-            vendor_base_url,
+            vendor_base_url.clone(),
         );
         let sender = crate::webhooks::sender::WebhookSender::new(crate::webhooks::sender::SenderSettings {
             allow_private: config.webhooks.allow_private,
             timeout: Duration::from_millis(config.webhooks.timeout_ms),
             max_response_bytes: config.webhooks.max_response_bytes,
         })?;
-        let vendor_settings = crate::vendors::VendorSettings { sender, fees: config.vendors.clone() };
+        let vendor_settings = crate::vendors::VendorSettings {
+            sender,
+            fees: config.vendors.clone(),
+            outbox: outbox.clone(),
+            base_url: vendor_base_url.clone(),
+        };
         let vendors = VendorService::new(
             db.clone(),
             vault.clone(),

@@ -338,6 +338,21 @@ pub const INVENTORY: &[PersonalField] = &[
         retention: Retention::UntilErasure,
         on_erasure: OnErasure::Shred,
     },
+    // Vendors' people too: the address of each user of a vendor's portal,
+    // sealed under a data key of their own (their password hash and TOTP
+    // secret are in `accounts`, realm `vendor_user`).
+    PersonalField {
+        table: "vendor_users",
+        column: "email",
+        label: "Vendor portal user's work email address",
+        category: Category::Contact,
+        purpose: "Vendor portal sign-in and enrolment, notifications of new orders, and, for an owner who names no \
+                  other privacy contact, the vendor's privacy contact shown to its buyers",
+        legal_basis: LegalBasis::Contract,
+        recipients: &[],
+        retention: Retention::UntilErasure,
+        on_erasure: OnErasure::Shred,
+    },
 ];
 
 /// Binary columns that are not personal data: keyed hashes and chain links.
@@ -363,6 +378,7 @@ pub const NON_PERSONAL_BINARY_COLUMNS: &[(&str, &str, &str)] = &[
     ("checkout_drafts", "id", "SHA-256 of a random checkout cookie token"),
     ("idempotency_keys", "fingerprint", "keyed hash (HMAC) of an order request and its card number"),
     ("staff_members", "email_index", "keyed blind index (HMAC) of a staff member's email address"),
+    ("vendor_users", "email_index", "keyed blind index (HMAC) of a vendor user's email address"),
 ];
 
 /// How long the inventory keeps a field, in milliseconds; `None` for a

@@ -210,6 +210,20 @@ impl VendorUserService {
         self.open_email(&row).await
     }
 
+    /// The vendor's enrolled users as an email reaches them: address, and
+    /// the data key a message to them is sealed under.
+    pub async fn mail_recipients(&self, vendor: &VendorId) -> Result<Vec<(String, DataKeyId, DataKey)>, AppError> {
+        let mut out = Vec::new();
+        for row in self.db.vendor_users(vendor).await?.into_iter().filter(|r| r.enrolled_at.is_some()) {
+            let key_id = data_key_id(&row)?;
+            let Some(key) = self.vault.data_key(&key_id).await? else { continue };
+            let plain = open_field(&key, &email_ctx(&row.id, &row.data_key_id), &row.email)?;
+            let Ok(email) = String::from_utf8(plain.to_vec()) else { continue };
+            out.push((email, key_id, key));
+        }
+        Ok(out)
+    }
+
     /// Whose a live enrolment link is.
     async fn enrolling(&self, token: &str) -> Result<VendorUserRow, AppError> {
         let gone = || AppError::LinkGone(link_gone(Realm::Vendor));

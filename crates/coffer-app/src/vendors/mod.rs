@@ -125,6 +125,10 @@ pub struct VendorSettings {
     pub sender: crate::webhooks::sender::WebhookSender,
     /// The operator's fees.
     pub fees: crate::config::VendorsConfig,
+    /// Where vendor users' notifications go out.
+    pub outbox: crate::mail::Outbox,
+    /// Where people reach the server (links in notifications).
+    pub base_url: String,
 }
 
 #[derive(Clone)]

@@ -232,11 +232,17 @@ impl VendorService {
             relayed += events.len();
             let mut ledger = Vec::new();
             let mut deliveries = Vec::new();
+            let mut letters = Vec::new();
             let mut endpoints: HashMap<VendorId, Vec<WebhookEndpoint>> = HashMap::new();
             for event in &events {
                 let Some(order) = self.db.order(&event.order_id).await? else { continue };
                 let found = self.follow(event, &order).await?;
                 ledger.extend(found.ledger);
+                for (vendor, types) in &found.events {
+                    if types.contains("order.paid") {
+                        letters.extend(self.new_order_letters(vendor, &order).await?);
+                    }
+                }
                 for (vendor, types) in found.events {
                     if !endpoints.contains_key(&vendor) {
                         let active =
@@ -269,6 +275,9 @@ impl VendorService {
                     }
                     for delivery in &deliveries {
                         tx.add_delivery(delivery).await?;
+                    }
+                    for letter in &letters {
+                        tx.enqueue_email(letter).await?;
                     }
                     for event in &events {
                         tx.mark_relayed(&event.order_id, event.seq, now).await?;
@@ -320,6 +329,37 @@ impl VendorService {
                     events.insert("license.revoked");
                 }
             }
+        }
+        Ok(out)
+    }
+
+    /// The email each enrolled user of the vendor gets for a new paid order
+    /// of its products: the order, its products and the vendor's amount, a
+    /// link to the portal; never the buyer.
+    async fn new_order_letters(&self, vendor: &VendorId, order: &StoredOrder) -> Result<Vec<coffer_store::NewEmail>, AppError> {
+        let currency = coffer_domain::Currency::parse(&order.currency)?;
+        let mut lines = Vec::new();
+        let mut amount = 0;
+        for line in order.lines.iter().filter(|l| &l.vendor_id == vendor) {
+            let name = self.db.product(&line.product_id).await?.map(|p| p.name).unwrap_or_else(|| line.product_id.to_string());
+            lines.push(format!("  {} × {name}: {}", line.quantity, currency.amount(line.line_total)));
+            amount += line.line_total;
+        }
+        let subject = format!("New order {}", order.id);
+        let body = format!(
+            "A new order of your products was paid.\n\nOrder: {}\n{}\nYour amount (net of tax): {}\n\nSee it in the \
+             vendor portal: {}/vendor/orders/{}\n\nThe buyer's details are in the portal only, where each view is \
+             recorded.\n",
+            order.id,
+            lines.join("\n"),
+            currency.amount(amount),
+            self.settings.base_url.trim_end_matches('/'),
+            order.id,
+        );
+        let mut out = Vec::new();
+        for (to, key_id, key) in self.users.mail_recipients(vendor).await? {
+            let letter = crate::mail::Letter { kind: "vendor_new_order", to: &to, subject: &subject, body: &body };
+            out.push(self.settings.outbox.seal(&letter, &key, &key_id, false)?);
         }
         Ok(out)
     }
