@@ -735,7 +735,8 @@ impl CustomerService {
     async fn disclosures_export(&self, id: &CustomerId) -> Result<Vec<DisclosureRecord>, AppError> {
         let mut out = Vec::new();
         for d in self.db.disclosures_about(id).await? {
-            let vendor = (d.recipient_kind == "vendor").then(|| coffer_domain::VendorId::parse(&d.recipient).ok()).flatten();
+            let vendor =
+                (d.recipient_kind == "vendor").then(|| coffer_domain::VendorId::parse(&d.recipient).ok()).flatten();
             let (recipient_name, privacy_contact) = match &vendor {
                 Some(vendor) => (
                     self.db.vendor_record(vendor).await?.map(|v| v.name),

@@ -169,11 +169,8 @@ fn disclosures_section(disclosures: &[DisclosureRecord]) -> String {
     out.push_str("<ul>\n");
     for d in disclosures {
         let name = d.recipient_name.as_deref().unwrap_or(&d.recipient);
-        let contact = d
-            .privacy_contact
-            .as_deref()
-            .map(|c| format!("; their privacy contact: {}", escape(c)))
-            .unwrap_or_default();
+        let contact =
+            d.privacy_contact.as_deref().map(|c| format!("; their privacy contact: {}", escape(c))).unwrap_or_default();
         out.push_str(&format!(
             "<li>{} {}: {}, for {} ({}){contact}</li>\n",
             words(&d.recipient_kind),

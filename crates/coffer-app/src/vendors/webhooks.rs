@@ -336,12 +336,17 @@ impl VendorService {
     /// The email each enrolled user of the vendor gets for a new paid order
     /// of its products: the order, its products and the vendor's amount, a
     /// link to the portal; never the buyer.
-    async fn new_order_letters(&self, vendor: &VendorId, order: &StoredOrder) -> Result<Vec<coffer_store::NewEmail>, AppError> {
+    async fn new_order_letters(
+        &self,
+        vendor: &VendorId,
+        order: &StoredOrder,
+    ) -> Result<Vec<coffer_store::NewEmail>, AppError> {
         let currency = coffer_domain::Currency::parse(&order.currency)?;
         let mut lines = Vec::new();
         let mut amount = 0;
         for line in order.lines.iter().filter(|l| &l.vendor_id == vendor) {
-            let name = self.db.product(&line.product_id).await?.map(|p| p.name).unwrap_or_else(|| line.product_id.to_string());
+            let name =
+                self.db.product(&line.product_id).await?.map(|p| p.name).unwrap_or_else(|| line.product_id.to_string());
             lines.push(format!("  {} × {name}: {}", line.quantity, currency.amount(line.line_total)));
             amount += line.line_total;
         }

@@ -55,7 +55,8 @@ pub(super) fn form_token_ok(given: &str) -> bool {
 /// Pages with forms used before sign-in: where a visitor without the
 /// cookie gets one.
 fn has_anonymous_forms(path: &str) -> bool {
-    matches!(path, "/account" | "/staff" | "/checkout" | "/privacy/request") || path.starts_with("/products/")
+    matches!(path, "/account" | "/staff" | "/vendor" | "/checkout" | "/privacy/request")
+        || path.starts_with("/products/")
 }
 
 /// A cookie value we could have made: 43 base64url characters.

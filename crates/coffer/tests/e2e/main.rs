@@ -17,6 +17,7 @@ mod privacy;
 mod shutdown;
 mod staff;
 mod tls;
+mod vendors;
 
 use coffer_testkit::{TestBackend, TestServer};
 
