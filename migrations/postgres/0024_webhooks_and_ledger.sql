@@ -66,3 +66,6 @@ CREATE TABLE ledger_entries (
     UNIQUE (order_id, line_no, kind)
 );
 CREATE INDEX ledger_entries_of_vendor ON ledger_entries (vendor_id, at);
+
+-- The SHA-256 of each download file, shown to its vendor after an upload.
+ALTER TABLE product_files ADD COLUMN sha256 TEXT;

@@ -138,6 +138,7 @@ impl App {
             fees: config.vendors.clone(),
             outbox: outbox.clone(),
             base_url: vendor_base_url.clone(),
+            fulfilment: checkout.fulfilment().clone(),
         };
         let vendors = VendorService::new(
             db.clone(),

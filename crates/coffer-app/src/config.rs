@@ -112,11 +112,17 @@ pub struct VendorsConfig {
     pub fee_basis_points: u32,
     /// Fees of particular vendors, by slug.
     pub fee_overrides: std::collections::BTreeMap<String, u32>,
+    /// The largest download file a vendor may upload.
+    pub max_upload_bytes: usize,
 }
 
 impl Default for VendorsConfig {
     fn default() -> Self {
-        VendorsConfig { fee_basis_points: 1_000, fee_overrides: std::collections::BTreeMap::new() }
+        VendorsConfig {
+            fee_basis_points: 1_000,
+            fee_overrides: std::collections::BTreeMap::new(),
+            max_upload_bytes: 64 * 1024 * 1024,
+        }
     }
 }
 

@@ -13,6 +13,9 @@ pub struct ProductFile {
     pub file_name: String,
     pub content_type: String,
     pub size_bytes: i64,
+    /// Lowercase hex SHA-256 of the file (files uploaded before it was
+    /// kept have none).
+    pub sha256: Option<String>,
 }
 
 /// Downloads on the database: the file of a product, and counting a
@@ -35,7 +38,7 @@ pub trait DownloadStore: Send + Sync {
 impl DownloadStore for Db {
     async fn product_file(&self, product: &ProductId) -> Result<Option<ProductFile>, StoreError> {
         let row = sqlx::query(
-            "SELECT file_key, file_name, content_type, size_bytes FROM product_files WHERE product_id = $1",
+            "SELECT file_key, file_name, content_type, size_bytes, sha256 FROM product_files WHERE product_id = $1",
         )
         .bind(product.as_str())
         .fetch_optional(self.readers())
@@ -47,6 +50,7 @@ impl DownloadStore for Db {
                 file_name: r.try_get("file_name")?,
                 content_type: r.try_get("content_type")?,
                 size_bytes: r.try_get("size_bytes")?,
+                sha256: r.try_get("sha256")?,
             })
         })
         .transpose()
@@ -90,10 +94,10 @@ pub trait DownloadWriter {
 impl DownloadWriter for WriteTx {
     async fn set_product_file(&mut self, file: &ProductFile, at: Millis) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO product_files (product_id, file_key, file_name, content_type, size_bytes, uploaded_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (product_id) DO UPDATE SET file_key = excluded.file_key, \
+            "INSERT INTO product_files (product_id, file_key, file_name, content_type, size_bytes, uploaded_at, sha256) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (product_id) DO UPDATE SET file_key = excluded.file_key, \
              file_name = excluded.file_name, content_type = excluded.content_type, size_bytes = excluded.size_bytes, \
-             uploaded_at = excluded.uploaded_at",
+             uploaded_at = excluded.uploaded_at, sha256 = excluded.sha256",
         )
         .bind(file.product_id.as_str())
         .bind(file.file_key.clone())
@@ -101,6 +105,7 @@ impl DownloadWriter for WriteTx {
         .bind(file.content_type.clone())
         .bind(file.size_bytes)
         .bind(at.0)
+        .bind(file.sha256.clone())
         .execute(self.conn())
         .await?;
         Ok(())

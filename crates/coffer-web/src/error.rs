@@ -126,7 +126,11 @@ impl From<AppError> for ApiError {
             AppError::Account(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()),
             AppError::LinkGone(message) => ApiError::new(StatusCode::GONE, "link_gone", message),
             AppError::Vendor(e) => {
-                let status = if e.is_conflict() { StatusCode::CONFLICT } else { StatusCode::UNPROCESSABLE_ENTITY };
+                let status = match &e {
+                    coffer_app::vendors::VendorError::FileTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                    e if e.is_conflict() => StatusCode::CONFLICT,
+                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                };
                 let error = ApiError::new(status, e.code(), e.to_string());
                 match e.field() {
                     Some(field) => error.with_field(field),

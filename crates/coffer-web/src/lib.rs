@@ -125,9 +125,17 @@ pub fn router(state: AppState, limits: &HttpConfig) -> Router {
     let uploads = pages::upload_routes()
         .layer(DefaultBodyLimit::max(upload_limit))
         .layer(RequestBodyLimitLayer::new(upload_limit));
+    // A vendor's download file: the vendors' own, larger limit.
+    let file_limit = state.vendors.max_upload_bytes() + 64 * 1024;
+    let (file_api, _) = api::upload_routes().split_for_parts();
+    let files = file_api
+        .merge(pages::file_upload_routes())
+        .layer(DefaultBodyLimit::max(file_limit))
+        .layer(RequestBodyLimitLayer::new(file_limit));
     Router::new()
         .merge(limited)
         .merge(uploads)
+        .merge(files)
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::staff_networks_only))
         .with_state(state)

@@ -77,15 +77,18 @@ impl Fulfilment {
         }))
     }
 
-    /// Stores a product's download file (vendor upload; demo seeding).
+    /// Stores a product's download file (vendor upload; demo seeding)
+    /// under a key of its own, so an order under way keeps reading the file
+    /// it was sold with until the new one is recorded; what was stored.
     pub async fn put_product_file(
         &self,
         product: &ProductId,
         file_name: &str,
         content_type: &str,
         bytes: &[u8],
-    ) -> Result<(), AppError> {
-        let key = format!("{product}.download");
+    ) -> Result<coffer_store::ProductFile, AppError> {
+        let sha256 = hex::encode(coffer_crypto::digest(bytes));
+        let key = format!("{product}.{}.download", &sha256[..16]);
         self.files.put(&key, bytes).await?;
         let file = coffer_store::ProductFile {
             product_id: product.clone(),
@@ -93,8 +96,17 @@ impl Fulfilment {
             file_name: file_name.to_owned(),
             content_type: content_type.to_owned(),
             size_bytes: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+            sha256: Some(sha256),
         };
-        let now = self.clock.now();
-        self.db.write(unit!(|tx| tx.set_product_file(&file, now).await.map_err(AppError::from))).await
+        let before = self.db.product_file(product).await?;
+        let (stored, now) = (file.clone(), self.clock.now());
+        self.db.write(unit!(|tx| tx.set_product_file(&stored, now).await.map_err(AppError::from))).await?;
+        // The file it replaced; downloads read the key recorded now.
+        if let Some(old) = before.filter(|old| old.file_key != file.file_key)
+            && let Err(e) = self.files.delete(&old.file_key).await
+        {
+            tracing::warn!(error = %e, "a replaced download file was not deleted");
+        }
+        Ok(file)
     }
 }

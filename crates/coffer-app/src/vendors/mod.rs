@@ -62,6 +62,10 @@ pub enum VendorError {
     TooManyEndpoints,
     #[error("give the period as from and to dates (YYYY-MM-DD), from not after to, at most 366 days")]
     InvalidPeriod,
+    #[error("the file is empty")]
+    EmptyFile,
+    #[error("the file is larger than {0} bytes")]
+    FileTooLarge(usize),
 }
 
 impl VendorError {
@@ -79,6 +83,8 @@ impl VendorError {
             VendorError::UnknownEvent => "invalid_events",
             VendorError::TooManyEndpoints => "too_many_endpoints",
             VendorError::InvalidPeriod => "invalid_period",
+            VendorError::EmptyFile => "empty_file",
+            VendorError::FileTooLarge(_) => "file_too_large",
         }
     }
 
@@ -90,6 +96,7 @@ impl VendorError {
             VendorError::InvalidPrivacyContact => Some("privacy_contact"),
             VendorError::WebhookUrl(_) => Some("url"),
             VendorError::UnknownEvent => Some("events"),
+            VendorError::EmptyFile | VendorError::FileTooLarge(_) => Some("file"),
             _ => None,
         }
     }
@@ -129,6 +136,8 @@ pub struct VendorSettings {
     pub outbox: crate::mail::Outbox,
     /// Where people reach the server (links in notifications).
     pub base_url: String,
+    /// Stores download files through the file store.
+    pub fulfilment: crate::checkout::Fulfilment,
 }
 
 #[derive(Clone)]

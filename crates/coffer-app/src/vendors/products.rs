@@ -106,6 +106,76 @@ impl VendorService {
     }
 }
 
+/// A download file as its vendor sees it after the upload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadedFile {
+    pub file_name: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+}
+
+/// A file name as stored: its last path part, printable, at most 200
+/// characters; `download` when nothing is left.
+pub fn clean_file_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String =
+        last.chars().filter(|c| !c.is_control() && *c != '"').take(200).collect::<String>().trim().to_owned();
+    if cleaned.is_empty() || cleaned == "." || cleaned == ".." { "download".to_owned() } else { cleaned }
+}
+
+impl VendorService {
+    /// The largest upload accepted, in bytes.
+    pub fn max_upload_bytes(&self) -> usize {
+        self.settings.fees.max_upload_bytes
+    }
+
+    /// Stores the download file of one of the vendor's products (replacing
+    /// any before), through the file store; its size and SHA-256.
+    pub async fn upload_own_file(
+        &self,
+        ctx: &RequestContext,
+        id: &ProductId,
+        file_name: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Result<UploadedFile, AppError> {
+        let product = self.own_product(ctx, id).await?;
+        if bytes.is_empty() {
+            return Err(super::VendorError::EmptyFile.into());
+        }
+        if bytes.len() > self.max_upload_bytes() {
+            return Err(super::VendorError::FileTooLarge(self.max_upload_bytes()).into());
+        }
+        let content_type =
+            if content_type.is_empty() || content_type.len() > 100 || content_type.contains(char::is_control) {
+                "application/octet-stream"
+            } else {
+                content_type
+            };
+        let stored = self
+            .settings
+            .fulfilment
+            .put_product_file(&product.id, &clean_file_name(file_name), content_type, bytes)
+            .await?;
+        self.catalog.forget_cached();
+        Ok(UploadedFile {
+            file_name: stored.file_name,
+            size_bytes: stored.size_bytes,
+            sha256: stored.sha256.unwrap_or_default(),
+        })
+    }
+
+    /// The download file of one of the vendor's products, if uploaded.
+    pub async fn own_file(&self, ctx: &RequestContext, id: &ProductId) -> Result<Option<UploadedFile>, AppError> {
+        let product = self.own_product(ctx, id).await?;
+        Ok(self.db.product_file(&product.id).await?.map(|f| UploadedFile {
+            file_name: f.file_name,
+            size_bytes: f.size_bytes,
+            sha256: f.sha256.unwrap_or_default(),
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +191,14 @@ mod tests {
             ("prices.USD".into(), MoneyError::NegativeAmount)
         );
         assert_eq!(parse_prices(&[]).unwrap_err(), ("prices".into(), MoneyError::NoPrice));
+    }
+
+    #[test]
+    fn file_names_lose_paths_and_controls() {
+        assert_eq!(clean_file_name("C:\\Users\\me\\tool.zip"), "tool.zip");
+        assert_eq!(clean_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(clean_file_name("a\u{0}b\"c.zip"), "abc.zip");
+        assert_eq!(clean_file_name(".."), "download");
+        assert_eq!(clean_file_name(""), "download");
     }
 }

@@ -66,9 +66,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(vendor_webhooks::statement))
 }
 
+/// The routes that take bodies larger than the usual limit (a vendor's
+/// download file): a router of their own, with its own limit.
+pub fn upload_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(vendor::upload_file))
+}
+
 /// The OpenAPI 3.1 document of every JSON route.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    let mut document = routes().split_for_parts().1;
+    document.merge(upload_routes().split_for_parts().1);
+    document
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

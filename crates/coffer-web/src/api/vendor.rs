@@ -417,3 +417,61 @@ pub async fn change_product(
     }
     Ok(Json(product.into()))
 }
+
+/// A download file as its vendor sees it after the upload.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UploadedFileView {
+    product_id: String,
+    file_name: String,
+    size_bytes: i64,
+    /// Lowercase hex SHA-256 of the bytes received: compare it with yours.
+    sha256: String,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UploadParams {
+    /// The file name buyers download it as (its last path part is kept).
+    #[param(max_length = 200, example = "notes-pro-2.4.dmg")]
+    name: String,
+}
+
+/// Uploads (or replaces) the download file of one of the vendor's products:
+/// the body is the file's bytes, its `Content-Type` kept for downloads.
+/// At most `vendors.max_upload_bytes` (64 MiB by default).
+#[utoipa::path(
+    put,
+    path = "/api/v1/vendor/products/{id}/file",
+    tag = "vendor",
+    params(("id" = String, Path, description = "Product id (`prd_…`)"), UploadParams),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file's bytes"),
+    security(("vendor_api_key" = [])),
+    responses(
+        (status = 200, description = "Stored: its size and SHA-256", body = UploadedFileView),
+        (status = 400, description = "`invalid_query`: `name` missing", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 413, description = "`file_too_large`", body = ErrorBody),
+        (status = 422, description = "`empty_file`", body = ErrorBody),
+        (status = 429, description = PER_KEY, body = ErrorBody)
+    )
+)]
+pub async fn upload_file(
+    State(state): State<AppState>,
+    VendorApiKey(vendor): VendorApiKey,
+    ApiPath(id): ApiPath,
+    ApiQuery(params): ApiQuery<UploadParams>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Result<Json<UploadedFileView>, ApiError> {
+    let id = ProductId::parse(&id).map_err(|_| ApiError::not_found())?;
+    let content_type = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let stored = state.vendors.upload_own_file(&vendor, &id, &params.name, content_type, &raw).await?;
+    Ok(Json(UploadedFileView {
+        product_id: id.to_string(),
+        file_name: stored.file_name,
+        size_bytes: stored.size_bytes,
+        sha256: stored.sha256,
+    }))
+}

@@ -33,6 +33,11 @@ pub fn upload_routes() -> Router<AppState> {
     identity::routes()
 }
 
+/// The vendor portal's download-file upload, under the vendors' own limit.
+pub fn file_upload_routes() -> Router<AppState> {
+    vendor::file_routes()
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(account::routes())

@@ -57,6 +57,13 @@ pub fn routes() -> Router<AppState> {
         .layer(axum::middleware::map_response(super::account::no_store))
 }
 
+/// The download-file upload: a larger body than other forms.
+pub fn file_routes() -> Router<AppState> {
+    Router::new()
+        .route("/vendor/products/{id}/file", post(upload_file))
+        .layer(axum::middleware::map_response(super::account::no_store))
+}
+
 /// Which vendor role a page needs.
 pub trait RequiredRole {
     const OWNER_ONLY: bool;
@@ -557,6 +564,10 @@ async fn create_product(
 #[template(path = "vendor_product.html")]
 struct ProductPage {
     product: ProductLine,
+    /// Whether it delivers a download, and its file if uploaded.
+    download: bool,
+    file: Option<coffer_app::vendors::products::UploadedFile>,
+    max_upload_mb: usize,
     published: bool,
     form: ProductForm,
     message: Option<String>,
@@ -584,7 +595,7 @@ fn form_of(p: &Product) -> ProductForm {
     }
 }
 
-fn product_page(
+async fn product_page(
     state: &AppState,
     user: &VendorPortal<AnyUser>,
     p: &Product,
@@ -592,8 +603,15 @@ fn product_page(
     message: Option<String>,
     saved: bool,
 ) -> Response {
+    let file = match state.vendors.own_file(&user.ctx(), &p.id).await {
+        Ok(file) => file,
+        Err(e) => return failure(e),
+    };
     render(&ProductPage {
         product: ProductLine::from(p),
+        download: p.delivery.has_download(),
+        file,
+        max_upload_mb: state.vendors.max_upload_bytes() / (1024 * 1024),
         published: p.published,
         form: form.unwrap_or_else(|| form_of(p)),
         message,
@@ -605,7 +623,7 @@ fn product_page(
 async fn product(user: VendorPortal<AnyUser>, State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let Ok(id) = ProductId::parse(&id) else { return super::error_page(StatusCode::NOT_FOUND) };
     match state.vendors.own_product(&user.ctx(), &id).await {
-        Ok(p) => product_page(&state, &user, &p, None, None, false),
+        Ok(p) => product_page(&state, &user, &p, None, None, false).await,
         Err(AppError::NotFound) => super::error_page(StatusCode::NOT_FOUND),
         Err(e) => failure(e),
     }
@@ -631,7 +649,7 @@ async fn change_product(
                 return match state.vendors.own_product(&ctx, &id).await {
                     Ok(p) => (
                         StatusCode::UNPROCESSABLE_ENTITY,
-                        product_page(&state, &user, &p, Some(form), Some(message), false),
+                        product_page(&state, &user, &p, Some(form), Some(message), false).await,
                     )
                         .into_response(),
                     Err(e) => refusal(e).err().unwrap_or_else(|| super::error_page(StatusCode::NOT_FOUND)),
@@ -640,12 +658,12 @@ async fn change_product(
         },
     };
     match done {
-        Ok(p) => product_page(&state, &user, &p, None, None, true),
+        Ok(p) => product_page(&state, &user, &p, None, None, true).await,
         Err(e) => match refusal(e) {
             Ok(message) => match state.vendors.own_product(&ctx, &id).await {
                 Ok(p) => (
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    product_page(&state, &user, &p, Some(form), Some(message), false),
+                    product_page(&state, &user, &p, Some(form), Some(message), false).await,
                 )
                     .into_response(),
                 Err(e) => failure(e),
@@ -949,6 +967,62 @@ async fn privacy_contact(
             Ok(message) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, terms_page(&state, &as_any, Some(message)).await).into_response()
             }
+            Err(page) => page,
+        },
+    }
+}
+
+async fn upload_file(
+    user: VendorPortal<AnyUser>,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    mut form: axum::extract::Multipart,
+) -> Response {
+    let Ok(id) = ProductId::parse(&id) else { return super::error_page(StatusCode::NOT_FOUND) };
+    let ctx = user.ctx();
+    let product = match state.vendors.own_product(&ctx, &id).await {
+        Ok(p) => p,
+        Err(e) => return refusal(e).err().unwrap_or_else(|| super::error_page(StatusCode::NOT_FOUND)),
+    };
+    let again = |message: String| async {
+        (StatusCode::UNPROCESSABLE_ENTITY, product_page(&state, &user, &product, None, Some(message), false).await)
+            .into_response()
+    };
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    let (mut csrf, mut file) = (String::new(), None);
+    loop {
+        match form.next_field().await {
+            Ok(Some(field)) if field.name() == Some("csrf") => csrf = field.text().await.unwrap_or_default(),
+            Ok(Some(field)) if field.name() == Some("file") => {
+                let name = field.file_name().unwrap_or_default().to_owned();
+                let kind = field.content_type().unwrap_or_default().to_owned();
+                match field.bytes().await {
+                    Ok(bytes) => file = Some((name, kind, bytes)),
+                    Err(_) => {
+                        return again(format!(
+                            "The file could not be read; it may be larger than {} MB.",
+                            state.vendors.max_upload_bytes() / (1024 * 1024)
+                        ))
+                        .await;
+                    }
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(_) => return again("The upload could not be read.".into()).await,
+        }
+    }
+    if !state.accounts.csrf_matches(&user.token, &csrf) {
+        return forbidden();
+    }
+    let Some((name, kind, bytes)) = file else { return again("Choose a file to upload.".into()).await };
+    match state.vendors.upload_own_file(&ctx, &id, &name, &kind, &bytes).await {
+        Ok(_) => see_other(&format!("/vendor/products/{id}")),
+        Err(e) => match refusal(e) {
+            Ok(message) => again(message).await,
             Err(page) => page,
         },
     }

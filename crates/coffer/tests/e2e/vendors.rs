@@ -697,3 +697,71 @@ mod private_destinations {
         }
     }
 }
+
+mod uploads {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        download_files_are_uploaded_checked_and_sold(TestBackend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        download_files_are_uploaded_checked_and_sold(TestBackend::Postgres).await;
+    }
+}
+
+async fn upload(server: &TestServer, key: &str, product: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+    let response = client()
+        .put(server.url(&format!("/api/v1/vendor/products/{product}/file?name=../tool-1.0.zip")))
+        .header(AUTHORIZATION, format!("Bearer {key}"))
+        .header(CONTENT_TYPE, "application/zip")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn download_files_are_uploaded_checked_and_sold(backend: TestBackend) {
+    let server = TestServer::start_with(crate::BIN, backend, &[("COFFER_VENDORS__MAX_UPLOAD_BYTES", "4096")]).await;
+    let vendors = server.demo_credentials()["vendors"].clone();
+    let (a, b) = (vendors[0]["api_key"].as_str().unwrap(), vendors[1]["api_key"].as_str().unwrap());
+    let (_, made) = api(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/vendor/products",
+        a,
+        Some(json!({"name": "Tool Pack", "prices": {"USD": 500}, "delivery": "download"})),
+    )
+    .await;
+    let id = made["id"].as_str().unwrap().to_owned();
+    assert_eq!((made["published"].as_bool(), made["listed"].as_bool()), (Some(true), Some(false)), "no file yet");
+    let (status, empty) = upload(&server, a, &id, Vec::new()).await;
+    assert_eq!((status, empty["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("empty_file")));
+    let (status, _) = upload(&server, a, &id, vec![7u8; 10_000]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, _) = upload(&server, b, &id, vec![1u8; 100]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not vendor B's product");
+    let bytes: Vec<u8> = (0..3000u32).map(|i| u8::try_from(i % 251).unwrap()).collect();
+    let (status, stored) = upload(&server, a, &id, bytes.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    use sha2::Digest;
+    assert_eq!(stored["sha256"].as_str().unwrap(), hex::encode(sha2::Sha256::digest(&bytes)));
+    assert_eq!((stored["file_name"].as_str(), stored["size_bytes"].as_i64()), (Some("tool-1.0.zip"), Some(3000)));
+    let (_, now) = api(&server, reqwest::Method::GET, &format!("/api/v1/vendor/products/{id}"), a, None).await;
+    assert_eq!(now["listed"].as_bool(), Some(true), "on sale once its file is there");
+    // Sold and downloaded: the buyer gets exactly these bytes.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let version = policy_version(&server).await;
+    let mut body = order(&server, &version, "4242424242424242", "downloader@example.org");
+    body["items"] = json!([{"product_id": id, "quantity": 1}]);
+    let (status, placed) = post_order(&server, &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let url = placed["downloads"][0]["url"].as_str().unwrap().to_owned();
+    let got = client().get(&url).send().await.unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.bytes().await.unwrap().to_vec(), bytes);
+}
