@@ -37,6 +37,8 @@ pub fn routes() -> Router<AppState> {
         .route("/staff/enrol/{token}", get(enrol_page).post(enrol))
         .route("/staff/requests", get(requests))
         .route("/staff/members", get(members))
+        .route("/staff/vendors", get(vendors).post(add_vendor))
+        .route("/staff/vendors/{slug}/standing", post(vendor_standing))
         .route("/staff/reviews", get(reviews))
         .route("/staff/transfers", get(transfers))
         .route("/staff/orders/{id}", get(order_page))
@@ -342,6 +344,137 @@ async fn requests(staff: Staff<Dpo>, State(state): State<AppState>) -> Response 
                 .collect(),
         }),
         Err(e) => failure(e),
+    }
+}
+
+struct VendorLine {
+    slug: String,
+    name: String,
+    suspended: Option<String>,
+    terms: bool,
+    users: usize,
+    products: usize,
+}
+
+#[derive(Template)]
+#[template(path = "staff_vendors.html")]
+struct VendorsPage {
+    vendors: Vec<VendorLine>,
+    /// A vendor just added and its owner's link, shown this once.
+    added: Option<(String, String)>,
+    message: Option<String>,
+    csrf: String,
+}
+
+async fn vendors_page(
+    state: &AppState,
+    staff: &Staff<Admin>,
+    added: Option<(String, String)>,
+    message: Option<String>,
+) -> Response {
+    match state.vendors.list_vendors(&staff.ctx()).await {
+        Ok(list) => render(&VendorsPage {
+            vendors: list
+                .into_iter()
+                .map(|l| VendorLine {
+                    suspended: (l.vendor.status == coffer_domain::VendorStatus::Suspended)
+                        .then(|| l.vendor.suspended_reason.clone().unwrap_or_default()),
+                    slug: l.vendor.slug.to_string(),
+                    name: l.vendor.name,
+                    terms: l.vendor.terms_accepted_at.is_some(),
+                    users: l.users,
+                    products: l.products,
+                })
+                .collect(),
+            added,
+            message,
+            csrf: state.accounts.csrf_token(&staff.token),
+        }),
+        Err(e) => failure(e),
+    }
+}
+
+async fn vendors(staff: Staff<Admin>, State(state): State<AppState>) -> Response {
+    vendors_page(&state, &staff, None, None).await
+}
+
+#[derive(Deserialize)]
+struct VendorForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    slug: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    owner_email: String,
+    /// `suspend` or `reinstate`.
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// What a refused vendor form says.
+fn vendor_refusal(e: AppError) -> Result<String, Response> {
+    match e {
+        AppError::Vendor(e) => Ok(sentence(&e.to_string())),
+        AppError::Catalog(e) => Ok(sentence(&e.to_string())),
+        AppError::Customer(e) => Ok(sentence(&format!("the {} {}", e.field.replace(['_', '.'], " "), e.reason))),
+        other => Err(failure(other)),
+    }
+}
+
+async fn add_vendor(
+    staff: Staff<Admin>,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<VendorForm>,
+) -> Response {
+    if !same_origin(&headers) || !state.accounts.csrf_matches(&staff.token, &form.csrf) {
+        return forbidden();
+    }
+    match state.vendors.add_vendor(&staff.ctx(), &form.slug, &form.name, &form.owner_email).await {
+        Ok(added) => {
+            let shown = (added.vendor.slug.to_string(), added.enrolment_link.expose_secret().to_owned());
+            vendors_page(&state, &staff, Some(shown), None).await
+        }
+        Err(e) => match vendor_refusal(e) {
+            Ok(message) => (StatusCode::UNPROCESSABLE_ENTITY, vendors_page(&state, &staff, None, Some(message)).await)
+                .into_response(),
+            Err(page) => page,
+        },
+    }
+}
+
+async fn vendor_standing(
+    staff: Staff<Admin>,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    Form(form): Form<VendorForm>,
+) -> Response {
+    if !same_origin(&headers) || !state.accounts.csrf_matches(&staff.token, &form.csrf) {
+        return forbidden();
+    }
+    let done = match form.action.as_str() {
+        "suspend" => state.vendors.suspend(&staff.ctx(), &slug, &form.reason).await,
+        "reinstate" => state.vendors.reinstate(&staff.ctx(), &slug).await,
+        _ => {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                vendors_page(&state, &staff, None, Some("Choose suspend or reinstate.".into())).await,
+            )
+                .into_response();
+        }
+    };
+    match done {
+        Ok(_) => see_other("/staff/vendors"),
+        Err(e) => match vendor_refusal(e) {
+            Ok(message) => (StatusCode::UNPROCESSABLE_ENTITY, vendors_page(&state, &staff, None, Some(message)).await)
+                .into_response(),
+            Err(page) => page,
+        },
     }
 }
 

@@ -20,6 +20,7 @@ on_both_backends!(
     suspension_stops_keys_sessions_and_listings_at_once,
     vendor_products_through_the_api_stay_the_vendors_own,
     statements_reconcile_with_the_invoices,
+    admins_onboard_suspend_and_reinstate_in_the_console,
 );
 
 fn cookie_of(response: &reqwest::Response, name: &str) -> String {
@@ -764,4 +765,77 @@ async fn download_files_are_uploaded_checked_and_sold(backend: TestBackend) {
     let got = client().get(&url).send().await.unwrap();
     assert_eq!(got.status(), StatusCode::OK);
     assert_eq!(got.bytes().await.unwrap().to_vec(), bytes);
+}
+
+async fn admins_onboard_suspend_and_reinstate_in_the_console(server: TestServer) {
+    let support = crate::staff::demo_staff_session(&server, "support").await;
+    assert_eq!(get(&server, "/staff/vendors", &support).await.status(), StatusCode::FORBIDDEN, "admins only");
+    let admin = crate::staff::demo_staff_session(&server, "admin").await;
+    let token = csrf(&server, "/staff/vendors", &admin).await;
+    let form = |slug: &'static str, email: &'static str| {
+        vec![
+            ("csrf", token.clone()),
+            ("slug", slug.to_owned()),
+            ("name", "Zeta Apps".to_owned()),
+            ("owner_email", email.to_owned()),
+        ]
+    };
+    let as_refs = |f: &Vec<(&'static str, String)>| f.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>();
+    let taken = client()
+        .post(server.url("/staff/vendors"))
+        .header(COOKIE, &admin)
+        .form(&as_refs(&form("northwind", "z@zeta.example")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(taken.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(taken.text().await.unwrap().contains("slug exists"));
+    let added = client()
+        .post(server.url("/staff/vendors"))
+        .header(COOKIE, &admin)
+        .form(&as_refs(&form("zeta", "owner@zeta.example")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), StatusCode::OK);
+    let html = added.text().await.unwrap();
+    let start = html.find("/vendor/enrol/").expect("the owner's link");
+    let path: String = html[start..].chars().take_while(|c| *c != '<').collect();
+    let (owner, _) = enrol(&server, &path, "zeta owner lantern 2026").await;
+    assert_eq!(get(&server, "/vendor/orders", &owner).await.status(), StatusCode::OK);
+    // Suspended from the console: the owner's session ends at once.
+    let token = csrf(&server, "/staff/vendors", &admin).await;
+    let no_reason = post(
+        &server,
+        "/staff/vendors/zeta/standing",
+        &admin,
+        &[("csrf", &token), ("action", "suspend"), ("reason", " ")],
+    )
+    .await;
+    assert_eq!(no_reason.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let done = post(
+        &server,
+        "/staff/vendors/zeta/standing",
+        &admin,
+        &[("csrf", &token), ("action", "suspend"), ("reason", "unpaid fees")],
+    )
+    .await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert_eq!(get(&server, "/vendor/orders", &owner).await.status(), StatusCode::SEE_OTHER);
+    let listed = get(&server, "/staff/vendors", &admin).await.text().await.unwrap();
+    assert!(listed.contains("Suspended: unpaid fees"), "{listed}");
+    let forged =
+        post(&server, "/staff/vendors/zeta/standing", &admin, &[("csrf", "forged"), ("action", "reinstate")]).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let back =
+        post(&server, "/staff/vendors/zeta/standing", &admin, &[("csrf", &token), ("action", "reinstate")]).await;
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    let pool = raw_pool(&server).await;
+    let actions: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit_log WHERE action LIKE 'vendor.%' AND actor LIKE 'staff:%' ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(actions, ["vendor.added", "vendor.suspended", "vendor.reinstated"]);
 }
