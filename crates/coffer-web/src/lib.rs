@@ -111,6 +111,30 @@ impl AppState {
     }
 }
 
+/// Every path the application routes (`/api/v1/orders/{id}`, `/vendor`…),
+/// read from the router itself, so a test can hold every route to the
+/// access table and none can be added without it. (axum names a router's
+/// paths only in its `Debug` output.)
+pub fn routed_paths() -> std::collections::BTreeSet<String> {
+    let (api, _) = api::routes().split_for_parts();
+    let (file_api, _) = api::upload_routes().split_for_parts();
+    let all: Router<AppState> = Router::new()
+        .merge(api)
+        .merge(file_api)
+        .merge(pages::routes())
+        .merge(pages::upload_routes())
+        .merge(pages::file_upload_routes());
+    let shown = format!("{all:?}");
+    let mut paths = std::collections::BTreeSet::new();
+    // Each path is shown as `RouteId(n): "/…"` in the node's map.
+    for part in shown.split("): \"").skip(1) {
+        if let Some(path) = part.split('"').next().filter(|p| p.starts_with('/')) {
+            paths.insert(path.to_owned());
+        }
+    }
+    paths
+}
+
 /// The whole application: routes plus the middleware stack.
 pub fn router(state: AppState, limits: &HttpConfig) -> Router {
     let secure_transport = state.cookie_rule.secure_transport;
@@ -145,4 +169,22 @@ pub fn router(state: AppState, limits: &HttpConfig) -> Router {
             Duration::from_millis(limits.request_timeout_ms),
         ))
         .layer(axum::middleware::from_fn_with_state(secure_transport, middleware::every_request))
+}
+
+#[cfg(test)]
+mod route_tests {
+    #[test]
+    fn the_routed_paths_are_read_from_the_router() {
+        let paths = super::routed_paths();
+        for known in
+            ["/", "/api/v1/orders", "/vendor", "/vendor/products/{id}/file", "/api/v1/vendor/products/{id}/file"]
+        {
+            assert!(paths.contains(known), "{known} in {paths:?}");
+        }
+        assert!(paths.iter().all(|p| p.starts_with('/')));
+        assert!(paths.len() > 60, "{}", paths.len());
+        if std::env::var("PRINT_ROUTES").is_ok() {
+            println!("{}", paths.iter().cloned().collect::<Vec<_>>().join("\n"));
+        }
+    }
 }

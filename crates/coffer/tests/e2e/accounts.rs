@@ -40,13 +40,13 @@ pub(crate) async fn sign_in(server: &TestServer, email: &str, password: &str) ->
         .unwrap()
 }
 
-fn session_cookie(response: &reqwest::Response) -> String {
+pub(crate) fn session_cookie(response: &reqwest::Response) -> String {
     let set = response.headers().get(SET_COOKIE).expect("a session cookie").to_str().unwrap().to_owned();
     assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/"), "{set}");
     set.split(';').next().unwrap().to_owned()
 }
 
-fn csrf_from(html: &str) -> String {
+pub(crate) fn csrf_from(html: &str) -> String {
     let start = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + "name=\"csrf\" value=\"".len();
     html[start..].chars().take_while(|c| *c != '"').collect()
 }
@@ -669,7 +669,7 @@ fn account_links(server: &TestServer) -> std::collections::BTreeSet<String> {
 }
 
 /// Asks for a sign-in link and waits for the new one to be mailed.
-async fn fresh_link(server: &TestServer, email: &str) -> String {
+pub(crate) async fn fresh_link(server: &TestServer, email: &str) -> String {
     let before = account_links(server);
     let pass = crate::form_pass(server, "/account").await;
     let form = [("email", email), ("form_token", pass.token.as_str())];
