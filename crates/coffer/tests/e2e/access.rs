@@ -221,6 +221,8 @@ struct Creds {
 struct Fixture {
     creds: BTreeMap<P, Creds>,
     params: BTreeMap<&'static str, String>,
+    /// The addresses of vendor A's buyers.
+    buyers: Vec<String>,
 }
 
 async fn portal_sign_in(server: &TestServer, email: &str, password: &str, secret: &str) -> String {
@@ -428,7 +430,8 @@ async fn fixture(server: &TestServer) -> Fixture {
         ("key", key_id),
         ("member", spare_member),
     ]);
-    Fixture { creds, params }
+    let buyers = vec![email, "customer.b@example.org".to_owned(), "after.hook@example.org".to_owned()];
+    Fixture { creds, params, buyers }
 }
 
 impl Fixture {
@@ -551,6 +554,7 @@ async fn every_route_refuses_everyone_the_table_does_not_name(backend: TestBacke
         }
     }
     let mut failures = Vec::new();
+    let mut most_buyers = 0;
     let ordered: Vec<_> = TABLE
         .iter()
         .filter(|(m, p, _)| !disruptive(m, p))
@@ -574,6 +578,16 @@ async fn every_route_refuses_everyone_the_table_does_not_name(backend: TestBacke
                 // Public: nothing to refuse (a bad token is the page's own answer).
                 continue;
             }
+            // Purpose limitation (P2, P4): no vendor answer names more than
+            // one buyer; lists name none.
+            let vendor_side = path.starts_with("/vendor") || path.starts_with("/api/v1/vendor");
+            if vendor_side && *method == "GET" {
+                let buyers = fixture.buyers.iter().filter(|b| body.contains(b.as_str())).count();
+                assert!(buyers <= 1, "{p:?} GET {path} names {buyers} buyers");
+                let list = !path.contains("{id}");
+                assert!(!(list && buyers > 0), "{p:?} GET {path} is a list that names a buyer");
+                most_buyers = most_buyers.max(buyers);
+            }
             let was_refused = refused(*who, status, location.as_deref(), &body);
             if who.allows(p) && was_refused {
                 failures.push(format!("{p:?} refused at {method} {path}: {status} {location:?}"));
@@ -584,6 +598,7 @@ async fn every_route_refuses_everyone_the_table_does_not_name(backend: TestBacke
         }
     }
     assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert_eq!(most_buyers, 1, "an order's detail names its one buyer (the check above saw one)");
 }
 
 mod every_route_refuses_everyone_the_table_does_not_name {
