@@ -113,3 +113,74 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
 async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
     ([(CONTENT_TYPE, "application/json")], state.openapi_json.to_string())
 }
+
+#[cfg(test)]
+mod document_tests {
+    use utoipa::openapi::path::{Operation, ParameterIn};
+
+    /// What each operation must document: every answer it can give.
+    fn problems(method: &str, path: &str, op: &Operation) -> Vec<String> {
+        let codes: Vec<&str> = op.responses.responses.keys().map(String::as_str).collect();
+        let mut missing = Vec::new();
+        let mut need = |code: &'static str, why: &str| {
+            if !codes.contains(&code) {
+                missing.push(format!("{method} {path}: no {code} ({why})"));
+            }
+        };
+        if !codes.iter().any(|c| c.starts_with('2')) {
+            need("200", "a success");
+        }
+        if op.request_body.is_some() && !path.ends_with("/file") {
+            need("400", "a body that is not JSON");
+            need("415", "a body that is not application/json");
+            need("422", "a field of the wrong kind");
+        }
+        let params: Vec<&utoipa::openapi::path::Parameter> = op
+            .parameters
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| match p {
+                utoipa::openapi::RefOr::T(p) => Some(p),
+                utoipa::openapi::RefOr::Ref(_) => None,
+            })
+            .collect();
+        if params.iter().any(|p| p.parameter_in == ParameterIn::Query) {
+            need("400", "an unknown or ill-typed query parameter");
+        }
+        if params.iter().any(|p| p.parameter_in == ParameterIn::Path) {
+            need("404", "a path naming nothing");
+        }
+        if op.security.is_some() {
+            need("401", "no, a bad or a revoked key");
+            need("429", "over the per-key limit");
+        }
+        if path.starts_with("/api/v1/vendor") && op.security.is_none() {
+            missing.push(format!("{method} {path}: no security scheme"));
+        }
+        missing
+    }
+
+    #[test]
+    fn every_operation_documents_every_answer_it_can_give() {
+        let document = super::openapi_document();
+        let schemes = document.components.as_ref().map(|c| c.security_schemes.clone()).unwrap_or_default();
+        assert!(schemes.contains_key("vendor_api_key"), "the bearer scheme is described");
+        let mut missing = Vec::new();
+        for (path, item) in &document.paths.paths {
+            let ops = [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("PUT", &item.put),
+                ("PATCH", &item.patch),
+                ("DELETE", &item.delete),
+            ];
+            for (method, op) in ops {
+                if let Some(op) = op {
+                    missing.extend(problems(method, path, op));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "undocumented answers:\n{}", missing.join("\n"));
+    }
+}

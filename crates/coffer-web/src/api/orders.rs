@@ -154,8 +154,10 @@ pub struct BankAccountView {
     request_body = OrderBody,
     responses(
         (status = 201, description = "The order, with license keys when delivered", body = OrderView),
+        (status = 400, description = "`invalid_json`: the body is not JSON", body = ErrorBody),
         (status = 402, description = "`card_declined`", body = ErrorBody),
         (status = 409, description = "`idempotency_in_progress`: the same key is still being processed", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: send `application/json`", body = ErrorBody),
         (status = 422, description = "`consent_required`, `age_attestation_required`, `unknown_product`, \
             `currency_not_offered`, `card_invalid`, `card_expired`, `card_not_allowed`, `payment_method_unavailable`, `invalid_customer`, ...",
             body = ErrorBody),

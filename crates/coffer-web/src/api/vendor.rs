@@ -228,8 +228,9 @@ pub struct NewProductBody {
     #[serde(default)]
     #[schema(max_length = 5000)]
     description: String,
+    /// Net amounts in minor units (≥ 0) by ISO 4217 code, at least one.
     #[schema(example = json!({"USD": 1999, "EUR": 1899}))]
-    prices: BTreeMap<String, i64>,
+    prices: BTreeMap<String, u64>,
     delivery: DeliveryBody,
     /// Published at once (default) or kept as a draft.
     #[serde(default = "yes")]
@@ -267,7 +268,8 @@ pub struct ProductChangeBody {
     name: Option<String>,
     #[schema(max_length = 5000)]
     description: Option<String>,
-    prices: Option<BTreeMap<String, i64>>,
+    /// Net amounts in minor units (≥ 0) by ISO 4217 code, at least one.
+    prices: Option<BTreeMap<String, u64>>,
     delivery: Option<DeliveryBody>,
     published: Option<bool>,
 }
@@ -276,8 +278,8 @@ fn invalid_price(field: String, e: coffer_domain::MoneyError) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_price", e.to_string()).with_field(field)
 }
 
-fn prices_of(typed: &BTreeMap<String, i64>) -> Result<coffer_domain::Prices, ApiError> {
-    let typed: Vec<(String, i64)> = typed.iter().map(|(c, m)| (c.clone(), *m)).collect();
+fn prices_of(typed: &BTreeMap<String, u64>) -> Result<coffer_domain::Prices, ApiError> {
+    let typed: Vec<(String, i64)> = typed.iter().map(|(c, m)| (c.clone(), i64::try_from(*m).unwrap_or(-1))).collect();
     parse_prices(&typed).map_err(|(field, e)| invalid_price(field, e))
 }
 
