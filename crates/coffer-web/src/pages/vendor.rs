@@ -7,7 +7,9 @@
 //! user may do is checked again by the service.
 
 use super::account::failure;
-use super::sign_in::{RealmPages, RealmText, cookie_value, guard_post, same_origin, see_other, sign_in_page, with_cookie};
+use super::sign_in::{
+    RealmPages, RealmText, cookie_value, guard_post, same_origin, see_other, sign_in_page, with_cookie,
+};
 use super::{render, sentence};
 use crate::AppState;
 use askama::Template;
@@ -257,7 +259,12 @@ async fn enrol(
     let users = state.vendors.users();
     match users.enrol(&token, SecretString::from(form.password), &form.secret, &form.code).await {
         Ok(enrolled) => with_cookie(
-            render(&EnrolPage { message: None, secret: String::new(), uri: String::new(), codes: enrolled.recovery_codes }),
+            render(&EnrolPage {
+                message: None,
+                secret: String::new(),
+                uri: String::new(),
+                codes: enrolled.recovery_codes,
+            }),
             &state.cookie_rule.set_cookie(VENDOR_COOKIE, enrolled.session.token.expose_secret()),
         ),
         Err(AppError::LinkGone(message)) => link_gone(sentence(message)),
@@ -344,7 +351,11 @@ async fn order(user: VendorPortal<AnyUser>, State(state): State<AppState>, Path(
     let o = found.summary;
     let mut names = Vec::new();
     for line in &o.lines {
-        let refunded = if line.refunded > 0 { format!(" (refunded {})", money(line.refunded, &o.currency)) } else { String::new() };
+        let refunded = if line.refunded > 0 {
+            format!(" (refunded {})", money(line.refunded, &o.currency))
+        } else {
+            String::new()
+        };
         names.push(format!(
             "{} × {} at {}{refunded}",
             line.quantity,
@@ -441,12 +452,15 @@ fn typed_prices(text: &str) -> Result<coffer_domain::Prices, String> {
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let mut words = part.split_whitespace();
         let (Some(code), Some(amount), None) = (words.next(), words.next(), words.next()) else {
-            return Err(format!("Write each price as a currency code and an amount, like “USD 19.99”; “{part}” is not."));
+            return Err(format!(
+                "Write each price as a currency code and an amount, like “USD 19.99”; “{part}” is not."
+            ));
         };
         let code = code.to_ascii_uppercase();
-        let currency = coffer_domain::Currency::parse(&code).map_err(|_| format!("{code} is not a currency we know."))?;
-        let minor = minor_units(amount, currency.exponent())
-            .ok_or_else(|| format!("{amount} is not an amount in {code}."))?;
+        let currency =
+            coffer_domain::Currency::parse(&code).map_err(|_| format!("{code} is not a currency we know."))?;
+        let minor =
+            minor_units(amount, currency.exponent()).ok_or_else(|| format!("{amount} is not an amount in {code}."))?;
         pairs.push((code, minor));
     }
     parse_prices(&pairs).map_err(|(_, e)| sentence(&e.to_string()))
@@ -550,7 +564,14 @@ fn form_of(p: &Product) -> ProductForm {
     }
 }
 
-fn product_page(state: &AppState, user: &VendorPortal<AnyUser>, p: &Product, form: Option<ProductForm>, message: Option<String>, saved: bool) -> Response {
+fn product_page(
+    state: &AppState,
+    user: &VendorPortal<AnyUser>,
+    p: &Product,
+    form: Option<ProductForm>,
+    message: Option<String>,
+    saved: bool,
+) -> Response {
     render(&ProductPage {
         product: ProductLine::from(p),
         published: p.published,
@@ -588,7 +609,11 @@ async fn change_product(
             Ok((input, prices)) => state.vendors.edit_own_product(&ctx, &id, &input, prices).await,
             Err(message) => {
                 return match state.vendors.own_product(&ctx, &id).await {
-                    Ok(p) => (StatusCode::UNPROCESSABLE_ENTITY, product_page(&state, &user, &p, Some(form), Some(message), false)).into_response(),
+                    Ok(p) => (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        product_page(&state, &user, &p, Some(form), Some(message), false),
+                    )
+                        .into_response(),
                     Err(e) => refusal(e).err().unwrap_or_else(|| super::error_page(StatusCode::NOT_FOUND)),
                 };
             }
@@ -598,7 +623,11 @@ async fn change_product(
         Ok(p) => product_page(&state, &user, &p, None, None, true),
         Err(e) => match refusal(e) {
             Ok(message) => match state.vendors.own_product(&ctx, &id).await {
-                Ok(p) => (StatusCode::UNPROCESSABLE_ENTITY, product_page(&state, &user, &p, Some(form), Some(message), false)).into_response(),
+                Ok(p) => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    product_page(&state, &user, &p, Some(form), Some(message), false),
+                )
+                    .into_response(),
                 Err(e) => failure(e),
             },
             Err(page) => page,
@@ -625,7 +654,12 @@ struct KeysPage {
     csrf: String,
 }
 
-async fn keys_page(state: &AppState, user: &VendorPortal<Owner>, new_key: Option<String>, message: Option<String>) -> Response {
+async fn keys_page(
+    state: &AppState,
+    user: &VendorPortal<Owner>,
+    new_key: Option<String>,
+    message: Option<String>,
+) -> Response {
     match state.vendors.api_keys(&user.ctx()).await {
         Ok(rows) => render(&KeysPage {
             keys: rows
@@ -670,7 +704,9 @@ async fn create_key(
     match state.vendors.create_api_key(&user.ctx(), &form.label).await {
         Ok(created) => keys_page(&state, &user, Some(created.key.expose_secret().to_owned()), None).await,
         Err(e) => match refusal(e) {
-            Ok(message) => (StatusCode::UNPROCESSABLE_ENTITY, keys_page(&state, &user, None, Some(message)).await).into_response(),
+            Ok(message) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, keys_page(&state, &user, None, Some(message)).await).into_response()
+            }
             Err(page) => page,
         },
     }
@@ -716,7 +752,12 @@ struct MembersPage {
     csrf: String,
 }
 
-async fn members_page(state: &AppState, user: &VendorPortal<Owner>, link: Option<String>, message: Option<String>) -> Response {
+async fn members_page(
+    state: &AppState,
+    user: &VendorPortal<Owner>,
+    link: Option<String>,
+    message: Option<String>,
+) -> Response {
     match state.vendors.users().list(&user.ctx()).await {
         Ok(rows) => render(&MembersPage {
             members: rows
@@ -763,7 +804,8 @@ async fn invite_member(
     match state.vendors.users().invite(&user.user.vendor, &form.email, role, &user.ctx()).await {
         Ok(link) => members_page(&state, &user, Some(link.expose_secret().to_owned()), None).await,
         Err(e) => match refusal(e) {
-            Ok(message) => (StatusCode::UNPROCESSABLE_ENTITY, members_page(&state, &user, None, Some(message)).await).into_response(),
+            Ok(message) => (StatusCode::UNPROCESSABLE_ENTITY, members_page(&state, &user, None, Some(message)).await)
+                .into_response(),
             Err(page) => page,
         },
     }
@@ -783,7 +825,8 @@ async fn remove_member(
     match state.vendors.users().remove(&id, &user.ctx()).await {
         Ok(()) => see_other("/vendor/members"),
         Err(e) => match refusal(e) {
-            Ok(message) => (StatusCode::UNPROCESSABLE_ENTITY, members_page(&state, &user, None, Some(message)).await).into_response(),
+            Ok(message) => (StatusCode::UNPROCESSABLE_ENTITY, members_page(&state, &user, None, Some(message)).await)
+                .into_response(),
             Err(page) => page,
         },
     }
@@ -855,7 +898,9 @@ async fn accept_terms(
     match state.vendors.accept_terms(&user.ctx(), &form.version).await {
         Ok(()) => see_other("/vendor/terms"),
         Err(e) => match refusal(e) {
-            Ok(message) => (StatusCode::UNPROCESSABLE_ENTITY, terms_page(&state, &as_any, Some(message)).await).into_response(),
+            Ok(message) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, terms_page(&state, &as_any, Some(message)).await).into_response()
+            }
             Err(page) => page,
         },
     }
@@ -881,7 +926,9 @@ async fn privacy_contact(
     match state.vendors.set_privacy_contact(&user.ctx(), Some(&form.contact)).await {
         Ok(()) => see_other("/vendor/terms"),
         Err(e) => match refusal(e) {
-            Ok(message) => (StatusCode::UNPROCESSABLE_ENTITY, terms_page(&state, &as_any, Some(message)).await).into_response(),
+            Ok(message) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, terms_page(&state, &as_any, Some(message)).await).into_response()
+            }
             Err(page) => page,
         },
     }
