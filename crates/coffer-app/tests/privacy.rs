@@ -1212,7 +1212,16 @@ async fn data_services_refuse_a_principal_without_the_permission(f: Fixture) {
     assert!(matches!(refused, Err(AppError::Forbidden(Permission::AddStaff))));
     assert!(staff.add("new.dpo@example.org", StaffRole::Dpo, &member(StaffRole::Admin)).await.is_ok());
     // Vendor orders: a vendor's own key only, never staff or a customer.
-    let vendors = coffer_app::vendors::VendorService::new(f.db.clone(), f.vault.clone(), f.clock.clone());
+    let vendor_users = coffer_app::accounts::VendorUserService::new(
+        f.db.clone(),
+        f.vault.clone(),
+        PasswordPool::new(1),
+        f.clock.clone(),
+        "http://coffer.test".into(),
+    );
+    let catalog = coffer_app::CatalogService::new(f.db.clone(), f.clock.clone(), 0);
+    let vendors =
+        coffer_app::vendors::VendorService::new(f.db.clone(), f.vault.clone(), f.clock.clone(), catalog, vendor_users);
     for principal in [member(StaffRole::Admin), cli(), customer(&a.id)] {
         let refused = vendors.orders(&principal, 10).await;
         assert!(matches!(refused, Err(AppError::Forbidden(Permission::ReadOwnVendorOrders))), "{principal:?}");
