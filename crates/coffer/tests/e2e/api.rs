@@ -87,17 +87,25 @@ async fn openapi_covers_every_json_route(server: TestServer) {
         documented,
         [
             "/api/openapi.json",
+            "/api/v1/licenses/verify",
             "/api/v1/orders",
             "/api/v1/privacy-policy",
             "/api/v1/products",
             "/api/v1/products/{id}",
             "/api/v1/vendor/orders",
             "/api/v1/vendor/orders/{id}",
+            "/api/v1/vendor/products",
+            "/api/v1/vendor/products/{id}",
+            "/api/v1/vendors/{slug}/revocations",
             "/health"
         ]
     );
     for path in documented {
-        let (method, status) = if path == "/api/v1/orders" { ("post", "201") } else { ("get", "200") };
+        let (method, status) = match path {
+            "/api/v1/orders" => ("post", "201"),
+            "/api/v1/licenses/verify" => ("post", "200"),
+            _ => ("get", "200"),
+        };
         assert!(paths[path][method]["responses"][status].is_object(), "{path} documents its answer");
     }
     let order = &paths["/api/v1/orders"]["post"];
@@ -105,6 +113,12 @@ async fn openapi_covers_every_json_route(server: TestServer) {
     for refusal in ["402", "422"] {
         assert!(order["responses"][refusal].is_object(), "orders document {refusal}");
     }
+    let verify = &paths["/api/v1/licenses/verify"]["post"];
+    assert!(verify["requestBody"].is_object() && verify["security"].is_null(), "no sign-in: {verify}");
+    for answer in ["200", "400", "413", "415", "422", "429"] {
+        assert!(verify["responses"][answer].is_object(), "license checks document {answer}");
+    }
+    assert!(paths["/api/v1/vendors/{slug}/revocations"]["get"]["responses"]["404"].is_object());
 }
 
 async fn demo_credentials_match_what_is_served(server: TestServer) {
