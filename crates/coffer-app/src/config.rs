@@ -389,6 +389,9 @@ pub struct HttpConfig {
     pub orders_per_minute: u32,
     /// Vendor API requests per minute and API key, per server.
     pub vendor_api_per_minute: u32,
+    /// License checks (`POST /api/v1/licenses/verify`) per minute from one
+    /// client address (an IPv6 /64), per server; 0 = no limit.
+    pub license_verify_per_minute: u32,
     /// Networks (CIDR) the staff pages and staff API answer to; others get
     /// 404. Empty: open to every network (set it in production).
     #[serde(deserialize_with = "list_or_commas")]
@@ -440,6 +443,7 @@ impl Default for HttpConfig {
             trusted_proxies: Vec::new(),
             orders_per_minute: 120,
             vendor_api_per_minute: 600,
+            license_verify_per_minute: 60,
             staff_networks: Vec::new(),
         }
     }

@@ -1211,14 +1211,16 @@ async fn data_services_refuse_a_principal_without_the_permission(f: Fixture) {
     let refused = staff.add("new.dpo@example.org", StaffRole::Dpo, &member(StaffRole::Dpo)).await;
     assert!(matches!(refused, Err(AppError::Forbidden(Permission::AddStaff))));
     assert!(staff.add("new.dpo@example.org", StaffRole::Dpo, &member(StaffRole::Admin)).await.is_ok());
-    // Vendor orders: a vendor's own key only, never staff or a customer.
-    let vendors = coffer_app::vendors::VendorService::new(f.db.clone(), f.vault.clone(), f.clock.clone());
+    // Vendor orders: a vendor's own principal only, never staff or a
+    // customer (every vendor method finds its vendor this way first).
+    use coffer_app::accounts::vendor_users::own_vendor;
     for principal in [member(StaffRole::Admin), cli(), customer(&a.id)] {
-        let refused = vendors.orders(&principal, 10).await;
+        let refused = own_vendor(&principal, Permission::ReadOwnVendorOrders);
         assert!(matches!(refused, Err(AppError::Forbidden(Permission::ReadOwnVendorOrders))), "{principal:?}");
     }
-    let vendor = RequestContext::new(Principal::VendorKey(coffer_domain::VendorId::generate().to_string()));
-    assert!(vendors.orders(&vendor, 10).await.unwrap().is_empty());
+    let id = coffer_domain::VendorId::generate();
+    let vendor = RequestContext::new(Principal::VendorKey(id.to_string()));
+    assert_eq!(own_vendor(&vendor, Permission::ReadOwnVendorOrders).unwrap(), id);
     // A customer's own-account methods serve only a signed-in customer.
     assert!(matches!(vendor.own_account(), Err(AppError::Forbidden(Permission::UseOwnAccount))));
     assert!(matches!(cli().own_account(), Err(AppError::Forbidden(Permission::UseOwnAccount))));

@@ -23,7 +23,10 @@ pub use blind_index::{BlindIndexKey, normalise_email};
 pub use envelope::{FieldContext, Sealed, open_field, seal_field, unwrap_secret, wrap_secret, wrapped_version};
 pub use error::CryptoError;
 pub use keys::{DataKey, KEY_LEN, MasterKey, random_bytes};
-pub use license::{LicenseSigningKey, verify_license};
+pub use license::{
+    LicenseSigningKey, REVOCATION_LIST_CONTEXT, SignedList, license_key_hash, unverified_license_payload,
+    verify_license, verify_revocation_list,
+};
 pub use password::{
     ARGON2_ITERATIONS, ARGON2_LANES, ARGON2_MEMORY_KIB, dummy_verify, hash_password, release_hashing_memory,
     verify_password,

@@ -374,6 +374,11 @@ pub const NON_PERSONAL_BINARY_COLUMNS: &[(&str, &str, &str)] = &[
         "keyed hash (HMAC) of an email address, card number or IP address, for velocity counts",
     ),
     ("vendor_api_keys", "key_hash", "SHA-256 of a random vendor API key"),
+    (
+        "license_keys",
+        "key_hash",
+        "SHA-256 of an issued license key (its signature makes it unguessable), to find the key's status",
+    ),
     ("idempotency_keys", "key_hash", "keyed hash (HMAC) of an Idempotency-Key header"),
     ("checkout_drafts", "id", "SHA-256 of a random checkout cookie token"),
     ("idempotency_keys", "fingerprint", "keyed hash (HMAC) of an order request and its card number"),

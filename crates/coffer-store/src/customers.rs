@@ -316,7 +316,9 @@ impl CustomerWriter for WriteTx {
             // and dates, without identity.
             "UPDATE orders SET name = NULL, email = NULL, phone = NULL, address = NULL, card = NULL, \
              guardian_name = NULL WHERE customer_id = $1",
-            "DELETE FROM license_keys WHERE order_id IN (SELECT id FROM orders WHERE customer_id = $1)",
+            // The sealed key goes; the row stays, so a refunded order's key
+            // stays revoked (and one refunded later is revoked all the same).
+            "UPDATE license_keys SET license_key = NULL WHERE order_id IN (SELECT id FROM orders WHERE customer_id = $1)",
             // The encrypted file stays in the file store until the retention
             // job; without the key it cannot be read.
             "DELETE FROM id_documents WHERE order_id IN (SELECT id FROM orders WHERE customer_id = $1)",

@@ -21,6 +21,7 @@
 //! | `customers` | sealed customer rows, the erasure ledger | [`CustomerReader`], [`CustomerWriter`] |
 //! | `accounts`, `staff` | passwords, TOTP, links, sessions, staff members | [`AccountWriter`] and `Db` methods |
 //! | `orders` | orders, lines, license keys, events; placing ([`order_placement`]) | [`OrderReader`], [`OrderWriter`] |
+//! | `licenses` | license keys by hash, revocation, vendors' revoked keys | [`LicenseReader`], [`LicenseWriter`] |
 //! | `policies` | published privacy policies | [`PolicyReader`], [`PolicyWriter`] |
 //! | `downloads` | product files, download uses | [`DownloadStore`], [`DownloadWriter`] |
 //! | `idempotency` | idempotency keys and sealed answers | [`IdempotencyStore`] |
@@ -58,6 +59,7 @@ mod idempotency;
 mod invoices;
 mod jobs;
 mod keystore;
+mod licenses;
 mod migrations;
 mod orders;
 mod outbox;
@@ -87,9 +89,10 @@ pub use idempotency::{IdempotencyClaim, IdempotencyStore};
 pub use invoices::{Invoice, InvoiceMailWriter, InvoiceStore};
 pub use jobs::{ClaimedJob, FailedJob, JobClaim, JobOutcome, JobStore, JobWriter, NewJob};
 pub use keystore::{KeyStore, MasterKeyRecord, MasterKeyState, SignedAuditHead, WrapKind, WrappedSecret};
+pub use licenses::{LicenseReader, LicenseRecord, LicenseWriter, RevokedKey};
 pub use orders::{
-    LineRefund, NewLink, NewOrder, OrderEvent, OrderLine, OrderReader, OrderWriter, QueuedOrder, SealedOrderFields,
-    StoredOrder, VendorOrderQuery, order_placement,
+    IssuedKey, LineRefund, NewLink, NewOrder, OrderEvent, OrderLine, OrderReader, OrderWriter, QueuedOrder,
+    SealedOrderFields, StoredOrder, VendorOrderQuery, order_placement,
 };
 pub use outbox::{ClaimedEmail, Delivery, EMAIL_JOB, NewEmail, OutboxWriter, StoredEmail};
 pub use payment_moves::PaymentMoveWriter;
@@ -109,8 +112,8 @@ pub mod prelude {
     pub use crate::{
         AuditStore, AuditWriter, CatalogReader, CatalogWriter, CredentialWriter, CreditNoteStore, CreditNoteWriter,
         CustomerReader, CustomerWriter, DownloadStore, DownloadWriter, DraftStore, FraudAttemptStore, IdDocumentStore,
-        IdDocumentWriter, IdempotencyStore, InvoiceMailWriter, InvoiceStore, JobStore, JobWriter, OrderReader,
-        OrderWriter, OutboxWriter, PaymentMoveWriter, PolicyReader, PolicyWriter, PrivacyRequestReader,
-        PrivacyRequestWriter, RetentionStore,
+        IdDocumentWriter, IdempotencyStore, InvoiceMailWriter, InvoiceStore, JobStore, JobWriter, LicenseReader,
+        LicenseWriter, OrderReader, OrderWriter, OutboxWriter, PaymentMoveWriter, PolicyReader, PolicyWriter,
+        PrivacyRequestReader, PrivacyRequestWriter, RetentionStore,
     };
 }

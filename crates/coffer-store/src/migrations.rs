@@ -37,6 +37,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (20, "email_attachments", include_str!("../../../migrations/sqlite/0020_email_attachments.sql")),
     (21, "credit_notes", include_str!("../../../migrations/sqlite/0021_credit_notes.sql")),
     (22, "vendor_side", include_str!("../../../migrations/sqlite/0022_vendor_side.sql")),
+    (23, "license_status", include_str!("../../../migrations/sqlite/0023_license_status.sql")),
     (24, "webhooks_and_ledger", include_str!("../../../migrations/sqlite/0024_webhooks_and_ledger.sql")),
 ];
 
@@ -63,6 +64,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (20, "email_attachments", include_str!("../../../migrations/postgres/0020_email_attachments.sql")),
     (21, "credit_notes", include_str!("../../../migrations/postgres/0021_credit_notes.sql")),
     (22, "vendor_side", include_str!("../../../migrations/postgres/0022_vendor_side.sql")),
+    (23, "license_status", include_str!("../../../migrations/postgres/0023_license_status.sql")),
     (24, "webhooks_and_ledger", include_str!("../../../migrations/postgres/0024_webhooks_and_ledger.sql")),
 ];
 

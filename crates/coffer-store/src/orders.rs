@@ -35,6 +35,18 @@ pub struct SealedOrderFields {
     pub payment_token: Option<Sealed>,
 }
 
+/// A license key to store: sealed under its customer's data key, with what
+/// finds it again without opening it.
+#[derive(Clone, Debug)]
+pub struct IssuedKey {
+    pub line_no: i64,
+    pub sealed: Sealed,
+    /// SHA-256 of the key as issued (`coffer_crypto::license_key_hash`).
+    pub key_hash: [u8; 32],
+    /// The pseudonym in the key's signed payload.
+    pub licensee: String,
+}
+
 /// An order to store, with its first status and why.
 #[derive(Clone, Debug)]
 pub struct NewOrder {
@@ -58,8 +70,8 @@ pub struct NewOrder {
     pub fraud_score: i64,
     pub fraud_reasons: String,
     pub lines: Vec<OrderLine>,
-    /// Sealed license keys by line number.
-    pub license_keys: Vec<(i64, Sealed)>,
+    /// Sealed license keys with their line numbers.
+    pub license_keys: Vec<IssuedKey>,
     pub at: Millis,
     /// Who placed it, for the first event (`customer:<id>`).
     pub actor: String,
@@ -263,17 +275,19 @@ fn order_statements(o: &NewOrder) -> Result<crate::batch::Statements, StoreError
             ],
         );
     }
-    for (line_no, key) in &o.license_keys {
-        let line = line_of(&o.lines, *line_no)?;
+    for key in &o.license_keys {
+        let line = line_of(&o.lines, key.line_no)?;
         statements.push(
             INSERT_LICENSE_KEY,
             vec![
                 Val::Text(o.id.to_string()),
-                Val::Int(*line_no),
+                Val::Int(key.line_no),
                 Val::Text(line.product_id.to_string()),
                 Val::Text(line.vendor_id.to_string()),
-                Val::Bytes(bytes(key)),
+                Val::Bytes(bytes(&key.sealed)),
                 Val::Int(o.at.0),
+                Val::Bytes(key.key_hash.to_vec()),
+                Val::Text(key.licensee.clone()),
             ],
         );
     }
@@ -347,7 +361,7 @@ fn order_from_row(r: &AnyRow, lines: Vec<OrderLine>) -> Result<StoredOrder, Stor
 }
 
 const INSERT_LICENSE_KEY: &str = "INSERT INTO license_keys (order_id, line_no, product_id, vendor_id, license_key, \
-                                  issued_at) VALUES ($1, $2, $3, $4, $5, $6)";
+                                  issued_at, key_hash, licensee) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 fn line_of(lines: &[OrderLine], line_no: i64) -> Result<&OrderLine, StoreError> {
     lines.iter().find(|l| l.line_no == line_no).ok_or_else(|| StoreError::corrupt("license_keys.line_no"))
@@ -363,7 +377,8 @@ pub trait OrderReader: Send + Sync {
     fn orders_of(&self, customer: &CustomerId) -> impl Future<Output = Result<Vec<StoredOrder>, StoreError>> + Send;
 
     /// The sealed license keys of all of a customer's orders, in one query:
-    /// (order, line number, product, key).
+    /// (order, line number, product, key). Keys cleared by an erasure are not
+    /// among them.
     fn license_keys_of_customer(
         &self,
         customer: &CustomerId,
@@ -451,7 +466,8 @@ impl OrderReader for Db {
     ) -> Result<Vec<(OrderId, i64, ProductId, Sealed)>, StoreError> {
         let rows = sqlx::query(
             "SELECT k.order_id, k.line_no, k.product_id, k.license_key FROM license_keys k \
-             JOIN orders o ON o.id = k.order_id WHERE o.customer_id = $1 ORDER BY k.order_id, k.line_no",
+             JOIN orders o ON o.id = k.order_id WHERE o.customer_id = $1 AND k.license_key IS NOT NULL \
+             ORDER BY k.order_id, k.line_no",
         )
         .bind(customer.as_str())
         .fetch_all(self.readers())
@@ -584,7 +600,7 @@ pub trait OrderWriter {
         &mut self,
         order: &OrderId,
         lines: &[OrderLine],
-        keys: &[(i64, Sealed)],
+        keys: &[IssuedKey],
         at: Millis,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -626,18 +642,20 @@ impl OrderWriter for WriteTx {
         &mut self,
         order: &OrderId,
         lines: &[OrderLine],
-        keys: &[(i64, Sealed)],
+        keys: &[IssuedKey],
         at: Millis,
     ) -> Result<(), StoreError> {
-        for (line_no, key) in keys {
-            let line = line_of(lines, *line_no)?;
+        for key in keys {
+            let line = line_of(lines, key.line_no)?;
             sqlx::query(INSERT_LICENSE_KEY)
                 .bind(order.as_str())
-                .bind(*line_no)
+                .bind(key.line_no)
                 .bind(line.product_id.as_str())
                 .bind(line.vendor_id.as_str())
-                .bind(bytes(key))
+                .bind(bytes(&key.sealed))
                 .bind(at.0)
+                .bind(key.key_hash.to_vec())
+                .bind(key.licensee.clone())
                 .execute(self.conn())
                 .await?;
         }

@@ -62,6 +62,8 @@ pub struct SharedState {
     /// `None` when `http.orders_per_minute` is 0.
     pub(crate) order_limit: Option<Arc<limits::KeyedLimit<std::net::IpAddr>>>,
     pub(crate) vendor_api_limit: Arc<limits::KeyedLimit<coffer_domain::VendorApiKeyId>>,
+    /// `None` when `http.license_verify_per_minute` is 0.
+    pub(crate) license_verify_limit: Option<Arc<limits::KeyedLimit<std::net::IpAddr>>>,
     pub(crate) trusted_proxies: Arc<[std::net::IpAddr]>,
     /// Where staff pages answer from; empty = everywhere.
     pub(crate) staff_networks: Arc<[ipnet::IpNet]>,
@@ -104,6 +106,7 @@ impl AppState {
             sign_in_limit,
             order_limit: limits::KeyedLimit::per_minute(http.orders_per_minute).map(Arc::new),
             vendor_api_limit,
+            license_verify_limit: limits::KeyedLimit::per_minute(http.license_verify_per_minute).map(Arc::new),
             trusted_proxies: http.trusted_proxies.clone().into(),
             staff_networks: http.staff_networks.clone().into(),
             openapi_json: openapi_json.into(),

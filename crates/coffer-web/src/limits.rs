@@ -1,6 +1,6 @@
-//! Per-client request limits kept in memory, per server: sign-in attempts
-//! and order attempts per client address (IPv6 by its /64), vendor API
-//! requests per key. The per-account lock-out and the failed-payment limit
+//! Per-client request limits kept in memory, per server: sign-in attempts,
+//! order attempts and license checks per client address (IPv6 by its /64),
+//! vendor API requests per key. The per-account lock-out and the failed-payment limit
 //! live in the services.
 
 use coffer_app::checkout::limits::limit_address;

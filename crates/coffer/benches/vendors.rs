@@ -93,7 +93,12 @@ async fn place_orders(base: &str, product: &str, version: &str, from: usize, cou
                     if n >= from + count {
                         break;
                     }
-                    let r = client.post(format!("{base}/api/v1/orders")).json(&order(&product, &version, n)).send().await.unwrap();
+                    let r = client
+                        .post(format!("{base}/api/v1/orders"))
+                        .json(&order(&product, &version, n))
+                        .send()
+                        .await
+                        .unwrap();
                     assert_eq!(r.status(), reqwest::StatusCode::CREATED);
                 }
             })
@@ -198,13 +203,29 @@ async fn main() {
     let bench = args.iter().any(|a| a == "--bench");
     let quick = args.iter().any(|a| a == "--quick") || !bench;
     let backend = if args.iter().any(|a| a == "--postgres") { TestBackend::Postgres } else { TestBackend::Sqlite };
-    let (orders, secs, stream) = if !bench { (60, 0.5, 40) } else if quick { (500, 3.0, 1000) } else { (500, 10.0, 4000) };
-    let server = TestServer::start_with(BIN, backend, &[("COFFER_WEBHOOKS__ALLOW_PRIVATE", "true"), ("COFFER_HTTP__ORDERS_PER_MINUTE", "0"), ("COFFER_HTTP__VENDOR_API_PER_MINUTE", "100000000")]).await;
+    let (orders, secs, stream) = if !bench {
+        (60, 0.5, 40)
+    } else if quick {
+        (500, 3.0, 1000)
+    } else {
+        (500, 10.0, 4000)
+    };
+    let server = TestServer::start_with(
+        BIN,
+        backend,
+        &[
+            ("COFFER_WEBHOOKS__ALLOW_PRIVATE", "true"),
+            ("COFFER_HTTP__ORDERS_PER_MINUTE", "0"),
+            ("COFFER_HTTP__VENDOR_API_PER_MINUTE", "100000000"),
+        ],
+    )
+    .await;
     let demo = server.demo_credentials();
     let key = demo["vendors"][0]["api_key"].as_str().unwrap().to_owned();
     let product = demo["vendors"][0]["products"][0]["id"].as_str().unwrap().to_owned();
     let base = server.base_url.clone();
-    let policy: Value = client().get(format!("{base}/api/v1/privacy-policy")).send().await.unwrap().json().await.unwrap();
+    let policy: Value =
+        client().get(format!("{base}/api/v1/privacy-policy")).send().await.unwrap().json().await.unwrap();
     let version = policy["version"].as_str().unwrap().to_owned();
 
     // The vendor's order list over `orders` orders.
@@ -215,7 +236,9 @@ async fn main() {
     println!("### Vendor order list ({backend:?}, {orders} orders, page of 50, 32 clients, {secs} s each)\n");
     println!("| route | requests/s | p50 ms | p99 ms |\n| --- | --- | --- | --- |");
     println!("| GET /api/v1/vendor/orders?limit=50 | {list_rps:.0} | {list_p50:.2} | {list_p99:.2} |");
-    println!("| GET /static/style.css (yardstick, before / after) | {static_rps:.0} / {static_rps2:.0} | {static_p50:.2} | {static_p99:.2} |\n");
+    println!(
+        "| GET /static/style.css (yardstick, before / after) | {static_rps:.0} / {static_rps2:.0} | {static_p50:.2} | {static_p99:.2} |\n"
+    );
 
     let rounds = if bench { 20_000 } else { 200 };
     let (check, lookup, digest) = key_check(&server, &key, rounds).await;
@@ -254,7 +277,9 @@ async fn main() {
     let delivered = times.len();
     let span = times.last().unwrap().duration_since(*times.first().unwrap()).as_secs_f64().max(1e-3);
     let duplicates: u32 = counts.values().map(|n| n - 1).sum();
-    println!("### Webhook delivery to a local receiver ({backend:?}, {stream} new-buyer orders at 32 clients, 2 events each)\n");
+    println!(
+        "### Webhook delivery to a local receiver ({backend:?}, {stream} new-buyer orders at 32 clients, 2 events each)\n"
+    );
     println!("| figure | value |\n| --- | --- |");
     println!("| orders/s while delivering | {:.0} |", stream as f64 / ordering.as_secs_f64());
     println!("| events delivered | {delivered} of {expected} |");

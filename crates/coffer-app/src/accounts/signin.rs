@@ -468,6 +468,7 @@ impl<D: Directory> SignIn<D> {
     /// passes the rule, a code from the authenticator for the secret shown;
     /// `also` runs in the same unit. The new session, the subject and the
     /// recovery codes (shown once).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn enrol(
         &self,
         token: &str,

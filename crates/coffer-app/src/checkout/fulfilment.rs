@@ -31,10 +31,11 @@ impl Fulfilment {
         for priced in lines {
             let line = &priced.line;
             if priced.license_key {
+                let licensee = self.vault.blind_index().licensee(customer.as_str(), line.vendor_id.as_str());
                 let payload = serde_json::json!({
                     "order_id": id.as_str(),
                     "product_id": line.product_id.as_str(),
-                    "licensee": self.vault.blind_index().licensee(customer.as_str(), line.vendor_id.as_str()),
+                    "licensee": licensee,
                     "seats": line.quantity,
                     "issued_at": issued_at,
                 });
@@ -46,7 +47,13 @@ impl Fulfilment {
                     row_id: &format!("{}:{}", id.as_str(), line.line_no),
                     data_key_id: key_id.as_str(),
                 };
-                delivery.sealed_keys.push((line.line_no, seal_field(key, &key_ctx, license.as_bytes())?));
+                delivery.sealed_keys.push(coffer_store::IssuedKey {
+                    line_no: line.line_no,
+                    sealed: seal_field(key, &key_ctx, license.as_bytes())?,
+                    // Found again by its hash (license status), never in the clear.
+                    key_hash: coffer_crypto::license_key_hash(&license),
+                    licensee,
+                });
                 delivery.license_keys.push((line.product_id.clone(), license));
             }
             if priced.download {

@@ -7,7 +7,7 @@
 //! the small [`CheckoutContext`] they share (database, vault, clock):
 //! [`OrderPlacement`] (quote, place, the pay page's review tokens),
 //! [`StaffOrders`] (moves, refunds, queues, the staff view),
-//! [`Fulfilment`] (license keys, download links and files) and
+//! [`Fulfilment`] (license keys and their status, download links and files) and
 //! [`IdentityReview`] (proof of identity for held orders).
 //! [`CheckoutService`] holds the four for the web layer and the binary.
 
@@ -37,6 +37,7 @@ mod gateway;
 mod give_back;
 mod identity;
 mod invoices;
+mod licenses;
 pub mod limits;
 mod payments;
 mod placement;
@@ -53,6 +54,7 @@ pub use gateway::{
 pub use give_back::GIVE_BACK_JOB;
 pub use identity::{ID_DOCUMENT_MAX_BYTES, IdentityReview, id_document_type};
 pub use invoices::Seller;
+pub use licenses::{LicenseCheck, LicenseStatus, MAX_LICENSE_KEY_LEN};
 pub use placement::OrderPlacement;
 
 pub use coffer_store::QueuedOrder;
@@ -116,7 +118,7 @@ pub struct OrderRequest {
 #[derive(Default)]
 struct Delivery {
     license_keys: Vec<(ProductId, String)>,
-    sealed_keys: Vec<(i64, coffer_crypto::Sealed)>,
+    sealed_keys: Vec<coffer_store::IssuedKey>,
     downloads: Vec<(ProductId, String)>,
 }
 

@@ -691,7 +691,7 @@ impl OrderPlacement {
         buyer: &Buyer,
         placing: &Placing<'_>,
         fields: SealedOrderFields,
-        license_keys: Vec<(i64, coffer_crypto::Sealed)>,
+        license_keys: Vec<coffer_store::IssuedKey>,
     ) -> NewOrder {
         let (request, quote, payment) = (placing.request, placing.quote, placing.payment);
         let verdict = payment.verdict.as_ref();

@@ -109,7 +109,9 @@ struct RecordedMove {
     actor: String,
     reason: String,
     lines: Vec<OrderLine>,
-    sealed_keys: Vec<(i64, coffer_crypto::Sealed)>,
+    sealed_keys: Vec<coffer_store::IssuedKey>,
+    /// A refund: the order's license keys are revoked with it.
+    revoke_keys: bool,
     entry: AuditEntry,
     mail: Option<coffer_store::NewEmail>,
     give_back: Option<coffer_store::NewJob>,
@@ -304,6 +306,7 @@ impl StaffOrders {
             reason: reason.to_owned(),
             lines: order.lines.clone(),
             sealed_keys: delivery.sealed_keys,
+            revoke_keys: action == StaffAction::Refund,
             entry,
             mail,
             give_back,
@@ -402,7 +405,8 @@ impl StaffOrders {
     }
 
     /// Writes a move in one unit: each status step (refused when someone
-    /// moved the order first), license keys, the identity document's
+    /// moved the order first), license keys (issued, or revoked by a
+    /// refund), the identity document's
     /// deletion date, the audit entry, the email, the give-back job, and the
     /// end of the claim.
     async fn record_move(&self, m: RecordedMove) -> Result<(), AppError> {
@@ -416,6 +420,9 @@ impl StaffOrders {
                     at = *step;
                 }
                 tx.insert_license_keys(&m.id, &m.lines, &m.sealed_keys, m.now).await?;
+                if m.revoke_keys {
+                    tx.revoke_order_licenses(&m.id, m.now).await?;
+                }
                 if let Some(keep) = m.document_kept_ms {
                     tx.schedule_id_document_deletion(&m.id, coffer_domain::Millis(m.now.0 + keep)).await?;
                 }
@@ -476,8 +483,8 @@ impl StaffOrders {
     }
 
     /// Support refunds one line of a paid order: its price and its share of
-    /// the tax go back through the gateway, the line's downloads stop, the
-    /// customer is told. When every line is refunded the order is
+    /// the tax go back through the gateway, the line's downloads stop and its
+    /// license key is revoked, the customer is told. When every line is refunded the order is
     /// `refunded`. Claimed first and recorded in one unit, like every
     /// other move.
     pub async fn refund_line(
@@ -563,6 +570,8 @@ impl StaffOrders {
                     return Err(bad("wrong_status", "line", "this line is refunded already"));
                 }
                 tx.queue_credit_note(&refund.order, Some(line_no), line_total, amount - line_total, now).await?;
+                // The line's license key stops working with the refund.
+                tx.revoke_line_license(&refund.order, line_no, now).await?;
                 let (id, actor, reason) = (&refund.order, &refund.actor, &refund.reason);
                 if last && !tx.transition_order(id, status, next, now, actor, reason).await? {
                     return Err(bad("wrong_status", "status", "someone else moved this order first"));

@@ -128,6 +128,6 @@ impl VendorService {
         if !changed {
             return Err(VendorError::AlreadyInState(status.as_str()).into());
         }
-        Ok(self.db.vendor_record(&vendor.id).await?.ok_or(AppError::NotFound)?)
+        self.db.vendor_record(&vendor.id).await?.ok_or(AppError::NotFound)
     }
 }

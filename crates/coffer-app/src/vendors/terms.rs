@@ -99,7 +99,7 @@ impl VendorService {
     /// The vendor's own record (standing, terms, contact) for its portal.
     pub async fn own_record(&self, ctx: &RequestContext) -> Result<coffer_store::VendorRecord, AppError> {
         let vendor = own_vendor(ctx, Permission::ReadOwnVendorOrders)?;
-        Ok(self.db.vendor_record(&vendor).await?.ok_or(AppError::NotFound)?)
+        self.db.vendor_record(&vendor).await?.ok_or(AppError::NotFound)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The JSON API. Every route is registered through `routes!`, so the OpenAPI
 //! document is generated from the same handlers that serve requests.
 
+mod licenses;
 mod orders;
 mod products;
 mod vendor;
@@ -55,6 +56,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(products::get_product))
         .routes(routes!(orders::create_order))
         .routes(routes!(orders::privacy_policy))
+        .routes(routes!(licenses::verify_license))
+        .routes(routes!(licenses::revocations))
         .routes(routes!(vendor::list_orders))
         .routes(routes!(vendor::get_order))
         .routes(routes!(vendor::list_products, vendor::create_product))

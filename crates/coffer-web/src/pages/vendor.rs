@@ -137,6 +137,7 @@ fn forbidden() -> Response {
 }
 
 /// What a refused form says, or the failure page for our own faults.
+#[allow(clippy::result_large_err)]
 fn refusal(e: AppError) -> Result<String, Response> {
     match e {
         AppError::Vendor(e) => Ok(sentence(&e.to_string())),

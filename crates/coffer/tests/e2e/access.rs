@@ -123,6 +123,8 @@ const TABLE: &[(&str, &str, Who)] = &[
     ("GET", "/api/v1/products/{id}", Who::Anyone),
     ("POST", "/api/v1/orders", Who::Anyone),
     ("GET", "/api/v1/privacy-policy", Who::Anyone),
+    ("POST", "/api/v1/licenses/verify", Who::Anyone),
+    ("GET", "/api/v1/vendors/{slug}/revocations", Who::Anyone),
     // Each realm's home is its sign-in form for anyone not signed in.
     ("GET", "/account", Who::Anyone),
     ("POST", "/account/sign-in", Who::Anyone),

@@ -784,7 +784,13 @@ async fn staff_get(server: &TestServer, path: &str, cookie: &str) -> (StatusCode
     (r.status(), r.text().await.unwrap())
 }
 
-async fn staff_act(server: &TestServer, cookie: &str, order: &str, action: &str, reason: &str) -> (StatusCode, String) {
+pub(crate) async fn staff_act(
+    server: &TestServer,
+    cookie: &str,
+    order: &str,
+    action: &str,
+    reason: &str,
+) -> (StatusCode, String) {
     // The session's CSRF token, from the console's own form.
     let (_, page) = staff_get(server, "/staff", cookie).await;
     let csrf = crate::accounts::field_value(&page, "csrf");
@@ -1025,7 +1031,7 @@ fn held_at_ms() -> i64 {
     i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap()
 }
 
-async fn staff_refund_line(
+pub(crate) async fn staff_refund_line(
     server: &TestServer,
     cookie: &str,
     order: &str,

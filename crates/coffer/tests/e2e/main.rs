@@ -13,6 +13,7 @@ mod browser;
 mod checkout;
 mod cli;
 mod crash;
+mod licenses;
 mod limits;
 mod privacy;
 mod shutdown;

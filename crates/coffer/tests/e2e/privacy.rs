@@ -385,9 +385,12 @@ async fn processes_sealing_at_once_never_fork_the_chain_on_postgres() {
         ok(&run.join().unwrap());
     }
     let out = ok(&server.cli(&["audit", "verify"]));
-    // Seeding: customer.created, and staff.added + staff.enrolled for each
-    // of the four demo staff; then the six exports.
-    assert!(out.contains("intact: 15 entries"), "{out}");
+    // Seeding: customer.created, staff.added + staff.enrolled for each of
+    // the four demo staff, and for each of the two demo vendors its owner's
+    // vendor_user.invited + vendor_user.enrolled, its API key's
+    // vendor_api_key.created and its vendor.terms_accepted; then the six
+    // exports.
+    assert!(out.contains("intact: 23 entries"), "{out}");
 }
 
 /// Keys readable by group or others stop the server before it serves, with
