@@ -92,7 +92,7 @@ pub use keystore::{KeyStore, MasterKeyRecord, MasterKeyState, SignedAuditHead, W
 pub use licenses::{LicenseReader, LicenseRecord, LicenseWriter, RevokedKey};
 pub use orders::{
     IssuedKey, LineRefund, NewLink, NewOrder, OrderEvent, OrderLine, OrderReader, OrderWriter, QueuedOrder,
-    SealedOrderFields, StoredOrder, VendorOrderQuery, order_placement,
+    SealedOrderFields, StoredOrder, VendorOrderQuery, VendorOrderRow, order_placement,
 };
 pub use outbox::{ClaimedEmail, Delivery, EMAIL_JOB, NewEmail, OutboxWriter, StoredEmail};
 pub use payment_moves::PaymentMoveWriter;

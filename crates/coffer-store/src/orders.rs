@@ -409,11 +409,12 @@ pub trait OrderReader: Send + Sync {
     ) -> impl Future<Output = Result<Vec<OrderId>, StoreError>> + Send;
 
     /// Orders with at least one line of this vendor, newest first.
-    fn order_ids_for_vendor(
+    /// A page of the vendor's orders, each with only the vendor's lines.
+    fn vendor_order_page(
         &self,
         vendor: &VendorId,
         page: &VendorOrderQuery,
-    ) -> impl Future<Output = Result<Vec<OrderId>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<VendorOrderRow>, StoreError>> + Send;
 }
 
 impl OrderReader for Db {
@@ -537,19 +538,25 @@ impl OrderReader for Db {
         rows.iter().map(|r| OrderId::parse(&r.try_get::<String, _>("id")?).map_err(StoreError::corrupt)).collect()
     }
 
-    async fn order_ids_for_vendor(
+    async fn vendor_order_page(
         &self,
         vendor: &VendorId,
         page: &VendorOrderQuery,
-    ) -> Result<Vec<OrderId>, StoreError> {
+    ) -> Result<Vec<VendorOrderRow>, StoreError> {
         // Newest first; the page after an order starts strictly before it.
-        // Empty strings and 0/MAX bounds mean "no filter".
+        // Empty strings and 0/MAX bounds mean "no filter". One query: the
+        // page's orders with only this vendor's lines.
         let rows = sqlx::query(
-            "SELECT o.id FROM orders o WHERE EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id \
-             AND l.vendor_id = $1) AND ($2 = '' OR o.status = $2) AND o.created_at >= $3 AND o.created_at < $4 \
-             AND ($5 = '' OR o.created_at < (SELECT a.created_at FROM orders a WHERE a.id = $5) \
-                  OR (o.created_at = (SELECT a.created_at FROM orders a WHERE a.id = $5) AND o.id < $5)) \
-             ORDER BY o.created_at DESC, o.id DESC LIMIT $6",
+            "SELECT o.id, o.status, o.currency, o.created_at, l.line_no, l.product_id, l.vendor_id, l.quantity, \
+             l.unit_price, l.line_total, l.refunded_amount \
+             FROM orders o JOIN order_lines l ON l.order_id = o.id AND l.vendor_id = $1 \
+             WHERE o.id IN (SELECT p.id FROM orders p WHERE EXISTS (SELECT 1 FROM order_lines pl \
+                 WHERE pl.order_id = p.id AND pl.vendor_id = $1) AND ($2 = '' OR p.status = $2) \
+                 AND p.created_at >= $3 AND p.created_at < $4 \
+                 AND ($5 = '' OR p.created_at < (SELECT a.created_at FROM orders a WHERE a.id = $5) \
+                      OR (p.created_at = (SELECT a.created_at FROM orders a WHERE a.id = $5) AND p.id < $5)) \
+                 ORDER BY p.created_at DESC, p.id DESC LIMIT $6) \
+             ORDER BY o.created_at DESC, o.id DESC, l.line_no",
         )
         .bind(vendor.as_str())
         .bind(page.status.map_or("", OrderStatus::as_str).to_owned())
@@ -559,8 +566,35 @@ impl OrderReader for Db {
         .bind(page.limit)
         .fetch_all(self.readers())
         .await?;
-        rows.iter().map(|r| OrderId::parse(&r.try_get::<String, _>("id")?).map_err(StoreError::corrupt)).collect()
+        let mut out: Vec<VendorOrderRow> = Vec::new();
+        for r in &rows {
+            let id: String = r.try_get("id")?;
+            let line = line_from_row(r)?;
+            match out.last_mut() {
+                Some(last) if last.id.as_str() == id => last.lines.push(line),
+                _ => out.push(VendorOrderRow {
+                    id: OrderId::parse(&id).map_err(StoreError::corrupt)?,
+                    status: OrderStatus::parse(&r.try_get::<String, _>("status")?)
+                        .ok_or_else(|| StoreError::corrupt("orders.status"))?,
+                    currency: r.try_get("currency")?,
+                    created_at: Millis(r.try_get("created_at")?),
+                    lines: vec![line],
+                }),
+            }
+        }
+        Ok(out)
     }
+}
+
+/// One order of a vendor's list: what the list shows, and only the
+/// vendor's own lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VendorOrderRow {
+    pub id: OrderId,
+    pub status: OrderStatus,
+    pub currency: String,
+    pub created_at: Millis,
+    pub lines: Vec<OrderLine>,
 }
 
 /// Which of a vendor's orders to list: newest first, after an order (the

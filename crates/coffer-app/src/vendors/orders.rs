@@ -87,18 +87,12 @@ impl VendorService {
     ) -> Result<(Vec<VendorOrderSummary>, Option<String>), AppError> {
         let vendor = &vendor_of(ctx)?;
         let query = coffer_store::VendorOrderQuery { limit: query.limit.clamp(1, 200), ..query.clone() };
-        let ids = self.db.order_ids_for_vendor(vendor, &query).await?;
-        let next = (i64::try_from(ids.len()).unwrap_or(i64::MAX) == query.limit)
-            .then(|| ids.last().map(ToString::to_string))
+        let rows = self.db.vendor_order_page(vendor, &query).await?;
+        let next = (i64::try_from(rows.len()).unwrap_or(i64::MAX) == query.limit)
+            .then(|| rows.last().map(|r| r.id.to_string()))
             .flatten();
-        let mut out = Vec::new();
-        for id in ids {
-            if let Some(order) = self.db.order(&id).await?
-                && let Some(summary) = summary_for(vendor, &order)
-            {
-                out.push(summary);
-            }
-        }
+        let out =
+            rows.iter().map(|r| summary_of(r.id.as_str(), r.status, r.created_at, &r.currency, &r.lines)).collect();
         Ok((out, next))
     }
 
@@ -173,10 +167,23 @@ impl VendorService {
 
 /// The vendor's part of an order; `None` when it has no line of the vendor.
 fn summary_for(vendor: &VendorId, order: &coffer_store::StoredOrder) -> Option<VendorOrderSummary> {
-    let lines: Vec<VendorLine> = order
-        .lines
+    let lines: Vec<coffer_store::OrderLine> = order.lines.iter().filter(|l| &l.vendor_id == vendor).cloned().collect();
+    if lines.is_empty() {
+        return None;
+    }
+    Some(summary_of(order.id.as_str(), order.status, order.created_at, &order.currency, &lines))
+}
+
+/// An order's summary from the vendor's own lines.
+fn summary_of(
+    id: &str,
+    status: coffer_domain::OrderStatus,
+    created_at: coffer_domain::Millis,
+    currency: &str,
+    lines: &[coffer_store::OrderLine],
+) -> VendorOrderSummary {
+    let lines: Vec<VendorLine> = lines
         .iter()
-        .filter(|l| &l.vendor_id == vendor)
         .map(|l| VendorLine {
             product_id: l.product_id.to_string(),
             quantity: l.quantity,
@@ -185,15 +192,12 @@ fn summary_for(vendor: &VendorId, order: &coffer_store::StoredOrder) -> Option<V
             refunded: l.refunded_amount,
         })
         .collect();
-    if lines.is_empty() {
-        return None;
-    }
-    Some(VendorOrderSummary {
-        id: order.id.to_string(),
-        status: order.status.as_str(),
-        placed_at: coffer_domain::order::rfc3339_utc(order.created_at),
-        currency: order.currency.clone(),
+    VendorOrderSummary {
+        id: id.to_owned(),
+        status: status.as_str(),
+        placed_at: coffer_domain::order::rfc3339_utc(created_at),
+        currency: currency.to_owned(),
         vendor_subtotal: lines.iter().map(|l| l.line_total).sum(),
         lines,
-    })
+    }
 }

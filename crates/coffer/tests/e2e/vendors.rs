@@ -408,6 +408,28 @@ async fn statements_reconcile_with_the_invoices(server: TestServer) {
         let (_, s) = api(&server, reqwest::Method::GET, "/api/v1/vendor/orders?limit=1", &key, None).await;
         s["orders"][0]["placed_at"].as_str().unwrap()[..10].to_owned()
     };
+    // The order list pages with a cursor and filters by status and day.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (_, page) =
+            api(&server, reqwest::Method::GET, &format!("/api/v1/vendor/orders?limit=1{cursor}"), &key, None).await;
+        seen.extend(page["orders"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_owned()));
+        match page["next_after"].as_str() {
+            Some(next) => cursor = format!("&after={next}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = [&held, &second, &first].iter().map(|o| o["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(seen, expected, "newest first, each once");
+    let (_, held_only) = api(&server, reqwest::Method::GET, "/api/v1/vendor/orders?status=on_hold", &key, None).await;
+    assert_eq!(held_only["orders"].as_array().unwrap().len(), 1);
+    assert_eq!(held_only["orders"][0]["id"], held["id"]);
+    let (_, none) = api(&server, reqwest::Method::GET, "/api/v1/vendor/orders?to=2020-01-01", &key, None).await;
+    assert_eq!(none["orders"], json!([]));
+    let (_, today_only) =
+        api(&server, reqwest::Method::GET, &format!("/api/v1/vendor/orders?from={today}&to={today}"), &key, None).await;
+    assert_eq!(today_only["orders"].as_array().unwrap().len(), 3);
     let path = format!("/api/v1/vendor/statement?from={today}&to={today}");
     let statement = || {
         let (server, key, path) = (&server, key.clone(), path.clone());
