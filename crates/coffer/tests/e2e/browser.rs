@@ -437,4 +437,91 @@ async fn docs_screenshots() {
     let pdf = pdf.unwrap().bytes().await.unwrap();
     assert!(pdf.starts_with(b"%PDF-"));
     std::fs::write(dir.join("invoice.pdf"), &pdf).unwrap();
+    // The vendor portal.
+    vendor_sign_in(&browser, &server).await;
+    both("vendor-home").await;
+    for (name, path) in [
+        ("vendor-orders", "/vendor/orders"),
+        ("vendor-products", "/vendor/products"),
+        ("vendor-statement", "/vendor/statement"),
+        ("vendor-webhooks", "/vendor/webhooks"),
+        ("vendor-terms", "/vendor/terms"),
+    ] {
+        browser.goto(&server.url(path)).await;
+        both(name).await;
+    }
+}
+
+/// Signs the first demo vendor's owner in to the portal, password then code.
+async fn vendor_sign_in(browser: &Browser, server: &coffer_testkit::TestServer) {
+    let vendor = server.demo_credentials()["vendors"][0].clone();
+    browser.goto(&server.url("/vendor")).await;
+    browser.fill(&browser.find("#email").await, vendor["user_email"].as_str().unwrap()).await;
+    browser.fill(&browser.find("#password").await, vendor["password"].as_str().unwrap()).await;
+    browser.click(&browser.find("form[action='/vendor/sign-in'] button").await).await;
+    browser.wait_for("#code").await;
+    let secret = coffer_crypto::totp_secret_from_base32(vendor["totp_secret"].as_str().unwrap()).unwrap();
+    // The next step's code: the seed may have used this one.
+    let code = coffer_crypto::totp_code(&secret, crate::accounts::unix_now() + 30).unwrap();
+    browser.fill(&browser.find("#code").await, &code).await;
+    browser.click(&browser.find("form[action='/vendor/sign-in/code'] button").await).await;
+    browser.wait_for_title("Northwind Software: vendor portal · Coffer").await;
+}
+
+/// The vendor portal in a browser without JavaScript needs: a product added
+/// through its form, and every portal page finished at desktop width and
+/// fitting a phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vendor_portal_is_used_in_a_browser_and_fits_a_phone() {
+    let server = server(TestBackend::Sqlite).await;
+    let browser = Browser::start().await;
+    vendor_sign_in(&browser, &server).await;
+    // A product through the form: a wrong price first, said beside the form.
+    browser.goto(&server.url("/vendor/products")).await;
+    browser.fill(&browser.find("#name").await, "Northwind Sync").await;
+    browser.fill(&browser.find("#prices").await, "USD 12.50, XYZ 3").await;
+    browser.click(&browser.find("form[action='/vendor/products#new'] button").await).await;
+    let problem = browser.wait_for_text("p.notice", "XYZ").await;
+    assert!(problem.contains("not a currency we know"), "{problem}");
+    assert_eq!(browser.value(&browser.find("#name").await).await, "Northwind Sync", "what was typed stays");
+    browser.clear(&browser.find("#prices").await).await;
+    browser.fill(&browser.find("#prices").await, "USD 12.50, EUR 11").await;
+    browser.click(&browser.find("form[action='/vendor/products#new'] button").await).await;
+    browser.wait_for_title("Northwind Sync: vendor portal · Coffer").await;
+    let facts = browser.text(&browser.find("dl.facts").await).await;
+    assert!(facts.contains("On sale") && facts.contains("12.50"), "{facts}");
+    // An order to show, then every page at a phone's width.
+    let version = crate::checkout::policy_version(&server).await;
+    let (_, placed) = crate::checkout::post_order(
+        &server,
+        &crate::checkout::order(&server, &version, "4242424242424242", "portal.buyer@example.org"),
+    )
+    .await;
+    let order = placed["id"].as_str().unwrap().to_owned();
+    browser.resize(390, 844).await;
+    let mut wide = Vec::new();
+    for (name, path) in [
+        ("home", "/vendor".to_owned()),
+        ("orders", "/vendor/orders".into()),
+        ("order", format!("/vendor/orders/{order}")),
+        ("products", "/vendor/products".into()),
+        ("statement", "/vendor/statement".into()),
+        ("keys", "/vendor/keys".into()),
+        ("members", "/vendor/members".into()),
+        ("webhooks", "/vendor/webhooks".into()),
+        ("terms", "/vendor/terms".into()),
+    ] {
+        browser.goto(&server.url(&path)).await;
+        assert!(browser.title().await.ends_with("vendor portal · Coffer"), "{name}: {}", browser.title().await);
+        browser.screenshot(&screenshot_path(&format!("phone-vendor-{name}.png"))).await;
+        let overflow = browser.sideways_overflow().await;
+        if overflow != 0 {
+            wide.push(format!("{name}: {overflow} px too wide"));
+        }
+    }
+    assert!(wide.is_empty(), "portal pages wider than a phone: {wide:?}");
+    // The order's page names its buyer, after the demo owner's terms.
+    browser.goto(&server.url(&format!("/vendor/orders/{order}"))).await;
+    let buyer = browser.text(&browser.find("main").await).await;
+    assert!(buyer.contains("portal.buyer@example.org") && buyer.contains("recorded"), "{buyer}");
 }
