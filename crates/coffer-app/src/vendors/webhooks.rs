@@ -215,7 +215,7 @@ impl VendorService {
         let job = delivery_job(&found.id, self.clock.now());
         let id = found.id.clone();
         self.db.write(unit!(|tx| tx.replay_delivery(&id, &job).await.map_err(AppError::from))).await?;
-        Ok(self.db.webhook_delivery(&found.id).await?.ok_or(AppError::NotFound)?)
+        self.db.webhook_delivery(&found.id).await?.ok_or(AppError::NotFound)
     }
 
     // ---- the relay ----

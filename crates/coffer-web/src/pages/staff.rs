@@ -415,16 +415,6 @@ struct VendorForm {
     reason: String,
 }
 
-/// What a refused vendor form says.
-fn vendor_refusal(e: AppError) -> Result<String, Response> {
-    match e {
-        AppError::Vendor(e) => Ok(sentence(&e.to_string())),
-        AppError::Catalog(e) => Ok(sentence(&e.to_string())),
-        AppError::Customer(e) => Ok(sentence(&format!("the {} {}", e.field.replace(['_', '.'], " "), e.reason))),
-        other => Err(failure(other)),
-    }
-}
-
 async fn add_vendor(
     staff: Staff<Admin>,
     State(state): State<AppState>,
@@ -439,7 +429,7 @@ async fn add_vendor(
             let shown = (added.vendor.slug.to_string(), added.enrolment_link.expose_secret().to_owned());
             vendors_page(&state, &staff, Some(shown), None).await
         }
-        Err(e) => match vendor_refusal(e) {
+        Err(e) => match super::vendor::refusal(e) {
             Ok(message) => (StatusCode::UNPROCESSABLE_ENTITY, vendors_page(&state, &staff, None, Some(message)).await)
                 .into_response(),
             Err(page) => page,
@@ -470,7 +460,7 @@ async fn vendor_standing(
     };
     match done {
         Ok(_) => see_other("/staff/vendors"),
-        Err(e) => match vendor_refusal(e) {
+        Err(e) => match super::vendor::refusal(e) {
             Ok(message) => (StatusCode::UNPROCESSABLE_ENTITY, vendors_page(&state, &staff, None, Some(message)).await)
                 .into_response(),
             Err(page) => page,

@@ -138,7 +138,7 @@ fn forbidden() -> Response {
 
 /// What a refused form says, or the failure page for our own faults.
 #[allow(clippy::result_large_err)]
-fn refusal(e: AppError) -> Result<String, Response> {
+pub(super) fn refusal(e: AppError) -> Result<String, Response> {
     match e {
         AppError::Vendor(e) => Ok(sentence(&e.to_string())),
         AppError::Catalog(e) => Ok(sentence(&e.to_string())),
@@ -871,10 +871,52 @@ async fn remove_member(
     }
 }
 
+/// The terms as a page shows them: a title, the opening paragraphs, and
+/// the numbered items (each a bold lead-in and its text).
+struct TermsText {
+    title: String,
+    paragraphs: Vec<String>,
+    items: Vec<(String, String)>,
+}
+
+/// The rest of a `N. …` line.
+fn numbered(line: &str) -> Option<&str> {
+    let (number, rest) = line.trim().split_once(". ")?;
+    (!number.is_empty() && number.chars().all(|c| c.is_ascii_digit())).then(|| rest.trim())
+}
+
+/// Reads the terms' plain markdown: `# title`, paragraphs, `N. **Lead.** text`.
+fn terms_text(markdown: &str) -> TermsText {
+    let mut text = TermsText { title: String::new(), paragraphs: Vec::new(), items: Vec::new() };
+    for block in markdown.split("\n\n").map(str::trim).filter(|b| !b.is_empty()) {
+        if let Some(title) = block.strip_prefix("# ") {
+            text.title = title.to_owned();
+        } else if numbered(block).is_some() {
+            for line in block.lines() {
+                match numbered(line) {
+                    Some(rest) => match rest.strip_prefix("**").and_then(|r| r.split_once("**")) {
+                        Some((lead, tail)) => text.items.push((lead.to_owned(), tail.trim().to_owned())),
+                        None => text.items.push((String::new(), rest.to_owned())),
+                    },
+                    // A line that goes on the item before.
+                    None => {
+                        if let Some(last) = text.items.last_mut() {
+                            last.1 = format!("{} {}", last.1, line.trim());
+                        }
+                    }
+                }
+            }
+        } else {
+            text.paragraphs.push(block.replace('\n', " "));
+        }
+    }
+    text
+}
+
 #[derive(Template)]
 #[template(path = "vendor_terms.html")]
 struct TermsPage {
-    terms: &'static str,
+    terms: TermsText,
     version: String,
     accepted: Option<String>,
     owner: bool,
@@ -889,7 +931,7 @@ async fn terms_page(state: &AppState, user: &VendorPortal<AnyUser>, message: Opt
         let record = state.vendors.own_record(&user.ctx()).await?;
         let contact = state.vendors.privacy_contact(&record.id).await?;
         Ok::<_, AppError>(TermsPage {
-            terms: coffer_app::vendors::TERMS_TEXT,
+            terms: terms_text(coffer_app::vendors::TERMS_TEXT),
             version: coffer_app::vendors::terms_version(),
             accepted: record
                 .terms_accepted_at
@@ -1336,6 +1378,16 @@ async fn statement_csv(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_terms_read_as_a_title_paragraphs_and_numbered_items() {
+        let text = terms_text(coffer_app::vendors::TERMS_TEXT);
+        assert_eq!(text.title, "Data-processing terms for vendors");
+        assert_eq!(text.paragraphs.len(), 1);
+        assert_eq!(text.items.len(), 8);
+        assert_eq!(text.items[0].0, "What you receive.");
+        assert!(text.items.iter().all(|(lead, rest)| !lead.is_empty() && !rest.contains("**")));
+    }
 
     #[test]
     fn prices_are_typed_in_major_units() {
