@@ -237,9 +237,26 @@ async fn p17_every_page_sets_only_listed_opaque_cookies() {
     browser.fill(&browser.find("#code").await, &coffer_crypto::totp_code(&secret, now).unwrap()).await;
     browser.click(&browser.find("form[action='/staff/sign-in/code'] button").await).await;
     browser.wait_for("form[action='/staff/sign-out']").await;
-    for path in ["/staff", "/staff/reviews", "/staff/transfers", "/staff/requests", "/staff/members"] {
+    for path in ["/staff", "/staff/reviews", "/staff/transfers", "/staff/requests", "/staff/members", "/staff/vendors"]
+    {
         let cookies = visit(path).await;
         check(format!("{path} as staff"), cookies, &mut seen);
+    }
+
+    // A vendor's owner: password, code, every portal page.
+    vendor_sign_in(&browser, &server).await;
+    for path in [
+        "/vendor",
+        "/vendor/orders",
+        "/vendor/products",
+        "/vendor/statement",
+        "/vendor/keys",
+        "/vendor/members",
+        "/vendor/webhooks",
+        "/vendor/terms",
+    ] {
+        let cookies = visit(path).await;
+        check(format!("{path} as a vendor"), cookies, &mut seen);
     }
     let expected: std::collections::BTreeSet<String> = registry.iter().map(|s| s.name.to_owned()).collect();
     assert_eq!(seen, expected, "every listed cookie was met, so each was checked");
@@ -353,7 +370,7 @@ async fn the_small_things_are_finished() {
     browser.resize(390, 844).await;
     browser.goto(&server.url("/privacy/cookies")).await;
     let names = browser.count("code.cookie-name").await;
-    assert_eq!(names, 5);
+    assert_eq!(names, coffer_web::COOKIES.len());
     for n in 1..=names {
         let name = browser.find(&format!("#cookie-list tbody tr:nth-child({n}) code.cookie-name")).await;
         assert_eq!(browser.css(&name, "white-space").await, "nowrap");
