@@ -293,10 +293,11 @@ async fn erasures(s: &Setup, count: usize) -> f64 {
         s.customers.erase(id, &coffer_app::request::RequestContext::cli("bench")).await.unwrap();
         times.push(started.elapsed().as_secs_f64() * 1e3);
     }
-    // The orders stayed, without identity or license keys.
+    // The orders stayed, without identity or license keys (a key's row
+    // stays, emptied, so a revoked key stays revoked).
     let (kept, named, keys): (i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(o.name), (SELECT count(*) FROM license_keys l JOIN orders p ON p.id = l.order_id \
-         JOIN customers c ON c.id = p.customer_id WHERE c.erased_at IS NOT NULL) \
+        "SELECT count(*), count(o.name), (SELECT count(l.license_key) FROM license_keys l JOIN orders p \
+         ON p.id = l.order_id JOIN customers c ON c.id = p.customer_id WHERE c.erased_at IS NOT NULL) \
          FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.erased_at IS NOT NULL",
     )
     .fetch_one(&data)

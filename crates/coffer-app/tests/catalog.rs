@@ -44,7 +44,8 @@ async fn a_new_product_shows_at_once_in_every_cached_answer(f: Fixture) {
     assert_eq!(names(&catalog.products(&all()).await.unwrap()), ["First"]);
     let render = |page: &coffer_app::ProductPage| Ok(names(page).join(",").into_bytes());
     assert_eq!(&*catalog.rendered_products(&all(), "names", render).await.unwrap(), b"First");
-    let second = catalog.create_product(&vendor.id, "Second", "The second.", price(2000), Delivery::Download);
+    // A license product: a download is listed only once its file is there.
+    let second = catalog.create_product(&vendor.id, "Second", "The second.", price(2000), Delivery::LicenseKey);
     let second = second.await.unwrap();
     let mut listed = names(&catalog.products(&all()).await.unwrap());
     listed.sort();

@@ -682,7 +682,7 @@ async fn checkpointer(
     limit_frames: i64,
     alive: std::sync::Weak<Counters>,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     // What the last checkpoint reported: (frames in the WAL, frames copied).
     let mut last = (0, 0);
     loop {
@@ -714,6 +714,11 @@ async fn checkpointer(
         }
     }
 }
+
+/// How often the checkpointer copies the WAL into the database and looks
+/// at its length: the WAL stays as long as its limit and what this much
+/// time of writes adds.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 /// How long the writer waits for readers still on the WAL before it gives
 /// up starting it over (and tries again after a later batch).

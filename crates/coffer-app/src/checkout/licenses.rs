@@ -69,13 +69,8 @@ impl Fulfilment {
         if key.len() > MAX_LICENSE_KEY_LEN {
             return Ok(LicenseCheck::invalid());
         }
-        let hash = coffer_crypto::license_key_hash(key);
-        if let Some(record) = self.db.license_by_hash(&hash).await? {
-            return self.status_of(key, &record.vendor_id, Some(&record)).await;
-        }
-        // Not found by its hash: a key issued before keys were hashed, or
-        // not one Coffer issued. Its payload (not trusted until verified)
-        // names the order line, whose vendor must have signed it.
+        // The payload (not trusted until verified) names the order line,
+        // whose vendor must have signed it.
         let Some(claims) = coffer_crypto::unverified_license_payload(key)
             .and_then(|payload| serde_json::from_slice::<Claims>(&payload).ok())
         else {
@@ -84,6 +79,12 @@ impl Fulfilment {
         let (Ok(order), Ok(product)) = (OrderId::parse(&claims.order_id), ProductId::parse(&claims.product_id)) else {
             return Ok(LicenseCheck::invalid());
         };
+        let hash = coffer_crypto::license_key_hash(key);
+        if let Some(record) = self.db.license_by_hash(&order, &hash).await? {
+            return self.status_of(key, &record.vendor_id, Some(&record)).await;
+        }
+        // Not found by its hash: a key issued before keys were hashed, or
+        // not one Coffer issued.
         match self.db.license_of_line(&order, &product).await? {
             // Another key was issued for that line: this one never was.
             Some(record) if record.key_hash.is_some() => Ok(LicenseCheck::invalid()),
