@@ -685,6 +685,7 @@ async fn checkpointer(
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     // What the last checkpoint reported: (frames in the WAL, frames copied).
     let mut last = (0, 0);
+    let mut last_sync = tokio::time::Instant::now();
     loop {
         tick.tick().await;
         let Some(counters) = alive.upgrade() else {
@@ -698,7 +699,14 @@ async fn checkpointer(
             drop(conn);
             let copied_any = copied > 0 && (frames, copied) != last;
             last = (frames, copied);
-            if copied_any && let Some(file) = db_file.clone() {
+            // The WAL's length is looked at often; the file is synced at
+            // most every SYNC_EVERY (each sync competes with the commits'
+            // own syncs of the WAL).
+            if copied_any
+                && last_sync.elapsed() >= SYNC_EVERY
+                && let Some(file) = db_file.clone()
+            {
+                last_sync = tokio::time::Instant::now();
                 let synced = tokio::task::spawn_blocking(move || file.sync_data()).await;
                 if !matches!(synced, Ok(Ok(()))) {
                     tracing::debug!("syncing the database file after a checkpoint failed; the WAL restart syncs it");
@@ -719,6 +727,9 @@ async fn checkpointer(
 /// at its length: the WAL stays as long as its limit and what this much
 /// time of writes adds.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// How often, at most, the checkpointer syncs the database file.
+const SYNC_EVERY: Duration = Duration::from_millis(250);
 
 /// How long the writer waits for readers still on the WAL before it gives
 /// up starting it over (and tries again after a later batch).
