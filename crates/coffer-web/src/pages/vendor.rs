@@ -94,6 +94,12 @@ impl<R> VendorPortal<R> {
     fn ctx(&self) -> RequestContext {
         self.user.ctx()
     }
+
+    /// Whether a form was sent from another site or without this
+    /// session's token.
+    fn forged(&self, state: &AppState, headers: &HeaderMap, csrf: &str) -> bool {
+        !same_origin(headers) || !state.accounts.csrf_matches(&self.token, csrf)
+    }
 }
 
 impl<R: RequiredRole> OptionalFromRequestParts<AppState> for VendorPortal<R> {
@@ -542,7 +548,7 @@ async fn create_product(
     headers: HeaderMap,
     Form(form): Form<ProductForm>,
 ) -> Response {
-    if !same_origin(&headers) || !state.accounts.csrf_matches(&user.token, &form.csrf) {
+    if user.forged(&state, &headers, &form.csrf) {
         return forbidden();
     }
     let problem = match product_input(&form) {
@@ -637,7 +643,7 @@ async fn change_product(
     Path(id): Path<String>,
     Form(form): Form<ProductForm>,
 ) -> Response {
-    if !same_origin(&headers) || !state.accounts.csrf_matches(&user.token, &form.csrf) {
+    if user.forged(&state, &headers, &form.csrf) {
         return forbidden();
     }
     let Ok(id) = ProductId::parse(&id) else { return super::error_page(StatusCode::NOT_FOUND) };
@@ -737,7 +743,7 @@ async fn create_key(
     headers: HeaderMap,
     Form(form): Form<LabelForm>,
 ) -> Response {
-    if !same_origin(&headers) || !state.accounts.csrf_matches(&user.token, &form.csrf) {
+    if user.forged(&state, &headers, &form.csrf) {
         return forbidden();
     }
     match state.vendors.create_api_key(&user.ctx(), &form.label).await {
@@ -763,7 +769,7 @@ async fn revoke_key(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !same_origin(&headers) || !state.accounts.csrf_matches(&user.token, &form.csrf) {
+    if user.forged(&state, &headers, &form.csrf) {
         return forbidden();
     }
     let Ok(id) = VendorApiKeyId::parse(&id) else { return super::error_page(StatusCode::NOT_FOUND) };
@@ -836,7 +842,7 @@ async fn invite_member(
     headers: HeaderMap,
     Form(form): Form<InviteForm>,
 ) -> Response {
-    if !same_origin(&headers) || !state.accounts.csrf_matches(&user.token, &form.csrf) {
+    if user.forged(&state, &headers, &form.csrf) {
         return forbidden();
     }
     let role = VendorRole::parse(&form.role).unwrap_or(VendorRole::Member);
@@ -857,7 +863,7 @@ async fn remove_member(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !same_origin(&headers) || !state.accounts.csrf_matches(&user.token, &form.csrf) {
+    if user.forged(&state, &headers, &form.csrf) {
         return forbidden();
     }
     let Ok(id) = VendorUserId::parse(&id) else { return super::error_page(StatusCode::NOT_FOUND) };
@@ -968,7 +974,7 @@ async fn accept_terms(
     headers: HeaderMap,
     Form(form): Form<AcceptForm>,
 ) -> Response {
-    if !same_origin(&headers) || !state.accounts.csrf_matches(&user.token, &form.csrf) {
+    if user.forged(&state, &headers, &form.csrf) {
         return forbidden();
     }
     let as_any = VendorPortal::<AnyUser> { user: user.user.clone(), token: user.token.clone(), role: PhantomData };
@@ -1000,7 +1006,7 @@ async fn privacy_contact(
     headers: HeaderMap,
     Form(form): Form<ContactForm>,
 ) -> Response {
-    if !same_origin(&headers) || !state.accounts.csrf_matches(&user.token, &form.csrf) {
+    if user.forged(&state, &headers, &form.csrf) {
         return forbidden();
     }
     let as_any = VendorPortal::<AnyUser> { user: user.user.clone(), token: user.token.clone(), role: PhantomData };
@@ -1129,7 +1135,7 @@ async fn create_webhook(
     // Several `events` fields: read as pairs, not a struct.
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&raw).unwrap_or_default();
     let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
-    if !same_origin(&headers) || !state.accounts.csrf_matches(&user.token, &field("csrf")) {
+    if user.forged(&state, &headers, &field("csrf")) {
         return forbidden();
     }
     let events: Vec<String> = pairs.iter().filter(|(k, _)| k == "events").map(|(_, v)| v.clone()).collect();
@@ -1223,7 +1229,7 @@ async fn delete_webhook(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !same_origin(&headers) || !state.accounts.csrf_matches(&user.token, &form.csrf) {
+    if user.forged(&state, &headers, &form.csrf) {
         return forbidden();
     }
     let Ok(id) = coffer_domain::WebhookEndpointId::parse(&id) else { return super::error_page(StatusCode::NOT_FOUND) };
@@ -1240,7 +1246,7 @@ async fn replay_delivery(
     Path((id, delivery)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !same_origin(&headers) || !state.accounts.csrf_matches(&user.token, &form.csrf) {
+    if user.forged(&state, &headers, &form.csrf) {
         return forbidden();
     }
     let (Ok(endpoint), Ok(delivery)) =
