@@ -202,6 +202,20 @@ impl JobStore for Db {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<ClaimedJob>, StoreError> {
+        // A read first: an idle queue then costs no write unit (each is a
+        // commit beside the checkouts', and workers look several times a
+        // second).
+        let due = sqlx::query(
+            "SELECT id FROM jobs WHERE status = 'pending' AND kind = $1 AND next_attempt_at <= $2 \
+             AND (claimed_until IS NULL OR claimed_until < $2) LIMIT 1",
+        )
+        .bind(kind)
+        .bind(now.0)
+        .fetch_optional(self.readers())
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let sql = match self.backend() {
             Backend::Postgres => claim_sql!(" FOR UPDATE SKIP LOCKED"),
             Backend::Sqlite => claim_sql!(""),

@@ -98,7 +98,8 @@ pub use outbox::{ClaimedEmail, Delivery, EMAIL_JOB, NewEmail, OutboxWriter, Stor
 pub use payment_moves::PaymentMoveWriter;
 pub use policies::{PolicyReader, PolicyWriter};
 pub use relay::{
-    DeliveryAttempt, LedgerEntry, NewDelivery, NewLedgerEntry, RelayEvent, WebhookDelivery, WebhookEndpoint,
+    DeliveryAttempt, LedgerEntry, NewDelivery, NewLedgerEntry, RelayEvent, RelayOrder, WebhookDelivery,
+    WebhookEndpoint, relay_batch,
 };
 pub use requests::{NewPrivacyRequest, PrivacyRequestReader, PrivacyRequestRow, PrivacyRequestWriter};
 pub use retention::RetentionStore;

@@ -39,6 +39,7 @@ pub(crate) const SQLITE: &[Embedded] = &[
     (22, "vendor_side", include_str!("../../../migrations/sqlite/0022_vendor_side.sql")),
     (23, "license_status", include_str!("../../../migrations/sqlite/0023_license_status.sql")),
     (24, "webhooks_and_ledger", include_str!("../../../migrations/sqlite/0024_webhooks_and_ledger.sql")),
+    (25, "ledger_add_only", include_str!("../../../migrations/sqlite/0025_ledger_add_only.sql")),
 ];
 
 pub(crate) const POSTGRES: &[Embedded] = &[
@@ -66,6 +67,7 @@ pub(crate) const POSTGRES: &[Embedded] = &[
     (22, "vendor_side", include_str!("../../../migrations/postgres/0022_vendor_side.sql")),
     (23, "license_status", include_str!("../../../migrations/postgres/0023_license_status.sql")),
     (24, "webhooks_and_ledger", include_str!("../../../migrations/postgres/0024_webhooks_and_ledger.sql")),
+    (25, "ledger_add_only", include_str!("../../../migrations/postgres/0025_ledger_add_only.sql")),
 ];
 
 pub(crate) const KEYSTORE_SQLITE: &[Embedded] = &[

@@ -312,7 +312,7 @@ pub(crate) fn sealed(row: &AnyRow, column: &str) -> Result<Option<Sealed>, Store
     Ok(row.try_get::<Option<Vec<u8>>, _>(column)?.map(Sealed::from_stored))
 }
 
-fn line_from_row(r: &AnyRow) -> Result<OrderLine, StoreError> {
+pub(crate) fn line_from_row(r: &AnyRow) -> Result<OrderLine, StoreError> {
     Ok(OrderLine {
         line_no: r.try_get("line_no")?,
         product_id: ProductId::parse(&r.try_get::<String, _>("product_id")?).map_err(StoreError::corrupt)?,

@@ -3,12 +3,14 @@
 //! deliveries and their attempts. Every read of something a vendor owns
 //! names the vendor.
 
-use crate::{Db, NewJob, StoreError, WriteTx};
-use coffer_domain::{Millis, OrderId, VendorId, WebhookDeliveryId, WebhookEndpointId};
+use crate::batch::{Statements, Val};
+use crate::{Db, NewEmail, NewJob, OrderLine, StoreError, WriteCommands, WriteTx};
+use coffer_domain::{Millis, OrderId, OrderStatus, VendorId, WebhookDeliveryId, WebhookEndpointId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-/// An order event not yet relayed.
+/// An order event not yet relayed, with its order as it is now (`None`
+/// only if the order is gone).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RelayEvent {
     pub order_id: OrderId,
@@ -16,6 +18,17 @@ pub struct RelayEvent {
     pub at: Millis,
     pub from_status: Option<String>,
     pub to_status: String,
+    pub order: Option<RelayOrder>,
+}
+
+/// An order as the relay reads it: its status now, its currency and every
+/// line (no buyer: the relay never needs one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayOrder {
+    pub id: OrderId,
+    pub status: OrderStatus,
+    pub currency: String,
+    pub lines: Vec<OrderLine>,
 }
 
 /// A ledger entry to add (ignored when its order, line and kind exist).
@@ -136,26 +149,51 @@ fn endpoint_row(r: &AnyRow) -> Result<WebhookEndpoint, StoreError> {
 }
 
 impl Db {
-    /// The oldest order events not yet relayed (at most `limit`).
+    /// The oldest order events not yet relayed (at most `limit`), each with
+    /// its order and lines: one query for a whole batch.
     pub async fn events_to_relay(&self, limit: i64) -> Result<Vec<RelayEvent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT order_id, seq, at, from_status, to_status FROM order_events WHERE relayed_at IS NULL \
-             ORDER BY at, order_id, seq LIMIT $1",
+            "SELECT e.order_id, e.seq, e.at, e.from_status, e.to_status, o.status, o.currency, l.line_no, \
+             l.product_id, l.vendor_id, l.quantity, l.unit_price, l.line_total, l.refunded_amount \
+             FROM (SELECT order_id, seq, at, from_status, to_status FROM order_events WHERE relayed_at IS NULL \
+                   ORDER BY at, order_id, seq LIMIT $1) e \
+             LEFT JOIN orders o ON o.id = e.order_id LEFT JOIN order_lines l ON l.order_id = o.id \
+             ORDER BY e.at, e.order_id, e.seq, l.line_no",
         )
         .bind(limit)
         .fetch_all(self.readers())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RelayEvent {
-                    order_id: OrderId::parse(r.try_get("order_id")?).map_err(StoreError::corrupt)?,
-                    seq: r.try_get("seq")?,
+        let mut out: Vec<RelayEvent> = Vec::new();
+        for r in &rows {
+            let order_id = OrderId::parse(r.try_get("order_id")?).map_err(StoreError::corrupt)?;
+            let seq: i64 = r.try_get("seq")?;
+            let same = out.last().is_some_and(|last| last.order_id == order_id && last.seq == seq);
+            if !same {
+                let status: Option<String> = r.try_get("status")?;
+                let order = match status {
+                    Some(status) => Some(RelayOrder {
+                        id: order_id.clone(),
+                        status: OrderStatus::parse(&status).ok_or_else(|| StoreError::corrupt("orders.status"))?,
+                        currency: r.try_get("currency")?,
+                        lines: Vec::new(),
+                    }),
+                    None => None,
+                };
+                out.push(RelayEvent {
+                    order_id,
+                    seq,
                     at: Millis(r.try_get("at")?),
                     from_status: r.try_get("from_status")?,
                     to_status: r.try_get("to_status")?,
-                })
-            })
-            .collect()
+                    order,
+                });
+            }
+            let has_line = r.try_get::<Option<i64>, _>("line_no")?.is_some();
+            if let (true, Some(order)) = (has_line, out.last_mut().and_then(|e| e.order.as_mut())) {
+                order.lines.push(crate::orders::line_from_row(r)?);
+            }
+        }
+        Ok(out)
     }
 
     /// A vendor's live endpoints, oldest first.
@@ -273,60 +311,6 @@ impl Db {
 }
 
 impl WriteTx {
-    /// Adds a ledger entry unless its order, line and kind have one.
-    pub async fn add_ledger_entry(&mut self, entry: &NewLedgerEntry) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO ledger_entries (id, vendor_id, order_id, line_no, kind, currency, amount, at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (order_id, line_no, kind) DO NOTHING",
-        )
-        .bind(entry.id.clone())
-        .bind(entry.vendor_id.as_str())
-        .bind(entry.order_id.as_str())
-        .bind(entry.line_no)
-        .bind(entry.kind)
-        .bind(entry.currency.clone())
-        .bind(entry.amount)
-        .bind(entry.at.0)
-        .execute(self.conn())
-        .await?;
-        Ok(())
-    }
-
-    /// Adds a delivery and its job unless this event already has one for
-    /// this endpoint; whether it was added.
-    pub async fn add_delivery(&mut self, delivery: &NewDelivery) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO webhook_deliveries (id, endpoint_id, vendor_id, event_key, event_type, order_id, status, \
-             attempts, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7) \
-             ON CONFLICT (event_key, endpoint_id) DO NOTHING",
-        )
-        .bind(delivery.id.as_str())
-        .bind(delivery.endpoint_id.as_str())
-        .bind(delivery.vendor_id.as_str())
-        .bind(delivery.event_key.clone())
-        .bind(delivery.event_type)
-        .bind(delivery.order_id.as_str())
-        .bind(delivery.at.0)
-        .execute(self.conn())
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        crate::JobWriter::enqueue_job(self, &delivery.job).await?;
-        Ok(true)
-    }
-
-    /// Marks an event relayed.
-    pub async fn mark_relayed(&mut self, order: &OrderId, seq: i64, at: Millis) -> Result<(), StoreError> {
-        sqlx::query("UPDATE order_events SET relayed_at = $3 WHERE order_id = $1 AND seq = $2")
-            .bind(order.as_str())
-            .bind(seq)
-            .bind(at.0)
-            .execute(self.conn())
-            .await?;
-        Ok(())
-    }
-
     pub async fn insert_webhook_endpoint(&mut self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO webhook_endpoints (id, vendor_id, url, events, created_at) VALUES ($1, $2, $3, $4, $5)",
@@ -395,4 +379,82 @@ impl WriteTx {
             .await?;
         crate::JobWriter::enqueue_job(self, job).await
     }
+}
+
+/// What one relay batch writes, as one unit for [`Db::write_commands`]:
+/// the ledger entries (none where its order, line and kind have one), the
+/// deliveries with their jobs (a job only for a delivery this unit adds),
+/// the vendors' emails, and each event's mark. Decided in full before it
+/// runs, so on SQLite the writer runs it without a hand-off per statement
+/// and a checkout behind it waits little.
+pub fn relay_batch(
+    ledger: &[NewLedgerEntry],
+    deliveries: &[NewDelivery],
+    letters: &[NewEmail],
+    relayed: &[(OrderId, i64)],
+    at: Millis,
+) -> WriteCommands {
+    let mut statements = Statements::default();
+    for entry in ledger {
+        statements.push(
+            "INSERT INTO ledger_entries (id, vendor_id, order_id, line_no, kind, currency, amount, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (order_id, line_no, kind) DO NOTHING",
+            vec![
+                Val::Text(entry.id.clone()),
+                Val::Text(entry.vendor_id.to_string()),
+                Val::Text(entry.order_id.to_string()),
+                Val::Int(entry.line_no),
+                Val::Text(entry.kind.to_owned()),
+                Val::Text(entry.currency.clone()),
+                Val::Int(entry.amount),
+                Val::Int(entry.at.0),
+            ],
+        );
+    }
+    for delivery in deliveries {
+        statements.push(
+            "INSERT INTO webhook_deliveries (id, endpoint_id, vendor_id, event_key, event_type, order_id, status, \
+             attempts, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7) \
+             ON CONFLICT (event_key, endpoint_id) DO NOTHING",
+            vec![
+                Val::Text(delivery.id.to_string()),
+                Val::Text(delivery.endpoint_id.to_string()),
+                Val::Text(delivery.vendor_id.to_string()),
+                Val::Text(delivery.event_key.clone()),
+                Val::Text(delivery.event_type.to_owned()),
+                Val::Text(delivery.order_id.to_string()),
+                Val::Int(delivery.at.0),
+            ],
+        );
+        // No job when the event already had a delivery to this endpoint.
+        // (On PostgreSQL the unit is one statement that sees only what was
+        // there before it: two relays racing on one event may leave a job
+        // whose delivery is not there, which the sender ends at once.)
+        statements.push(
+            "INSERT INTO jobs (id, kind, payload, status, attempts, next_attempt_at, created_at) \
+             SELECT $1, $2, $3, 'pending', 0, $4, $4 WHERE NOT EXISTS (SELECT 1 FROM webhook_deliveries \
+             WHERE event_key = $5 AND endpoint_id = $6 AND id <> $7)",
+            vec![
+                Val::Text(delivery.job.id.clone()),
+                Val::Text(delivery.job.kind.to_owned()),
+                Val::Text(delivery.job.payload.clone()),
+                Val::Int(delivery.job.at.0),
+                Val::Text(delivery.event_key.clone()),
+                Val::Text(delivery.endpoint_id.to_string()),
+                Val::Text(delivery.id.to_string()),
+            ],
+        );
+    }
+    for letter in letters {
+        for (sql, values) in crate::outbox::enqueue_statements(letter) {
+            statements.push(sql, values);
+        }
+    }
+    for (order, seq) in relayed {
+        statements.push(
+            "UPDATE order_events SET relayed_at = $3 WHERE order_id = $1 AND seq = $2",
+            vec![Val::Text(order.to_string()), Val::Int(*seq), Val::Int(at.0)],
+        );
+    }
+    WriteCommands { statements }
 }

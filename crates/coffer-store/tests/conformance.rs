@@ -40,6 +40,7 @@ coffer_testkit::on_both_backends_with!(fixture;
     no_caller_hears_success_before_the_commit,
     panicking_unit_is_rolled_back_and_writes_go_on,
     failing_command_unit_leaves_the_rest_of_its_batch_committed,
+    an_event_is_relayed_once_with_its_order,
 );
 
 fn usd() -> Currency {
@@ -363,6 +364,93 @@ async fn failing_command_unit_leaves_the_rest_of_its_batch_committed(f: Fixture)
         Backend::Sqlite => assert!(after.commits - before.commits < 4, "the four units were committed together"),
         Backend::Postgres => assert_eq!(after.commits - before.commits, 3, "a transaction per successful unit"),
     }
+}
+
+/// The relay reads a batch's events with their orders in one query, and
+/// its unit is idempotent: relaying an event again (as after a crash, or a
+/// second server's relay) adds no second ledger entry, delivery or job.
+/// The ledger's entries cannot be changed or removed.
+async fn an_event_is_relayed_once_with_its_order(f: Fixture) {
+    use coffer_domain::{WebhookDeliveryId, WebhookEndpointId};
+    use coffer_store::{NewDelivery, NewJob, NewLedgerEntry, WebhookEndpoint};
+    let v = vendor("relayed");
+    insert_vendor(&f.db, &v).await.unwrap();
+    let endpoint = WebhookEndpoint {
+        id: WebhookEndpointId::generate(),
+        vendor_id: v.id.clone(),
+        url: "https://example.org/hook".into(),
+        events: vec!["order.paid".into()],
+        created_at: Millis(1),
+    };
+    let stored = endpoint.clone();
+    f.db.write(move |tx| Box::pin(async move { tx.insert_webhook_endpoint(&stored).await })).await.unwrap();
+    f.db.write(|tx| Box::pin(async move { tx.publish_policy("v1", "<p>policy</p>", Millis(1)).await })).await.unwrap();
+    let order = OrderId::generate();
+    f.db.write_commands(placement(&order, "buyer", "placed")).await.unwrap();
+
+    let events = f.db.events_to_relay(10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    let (event, read) = (&events[0], events[0].order.as_ref().expect("the order comes with its event"));
+    assert_eq!((&event.order_id, event.seq, event.to_status.as_str()), (&order, 1, "fulfilled"));
+    assert_eq!((read.status, read.currency.as_str(), read.lines.len()), (OrderStatus::Fulfilled, "USD", 1));
+    assert_eq!(read.lines[0].line_total, 1000);
+
+    let relay = |n: usize| {
+        let ledger: Vec<NewLedgerEntry> = [("sale", 1000), ("fee", -100)]
+            .into_iter()
+            .map(|(kind, amount)| NewLedgerEntry {
+                id: format!("led-{n}-{kind}"),
+                vendor_id: v.id.clone(),
+                order_id: order.clone(),
+                line_no: 1,
+                kind,
+                currency: "USD".into(),
+                amount,
+                at: Millis(5_000),
+            })
+            .collect();
+        let delivery = NewDelivery {
+            id: WebhookDeliveryId::generate(),
+            endpoint_id: endpoint.id.clone(),
+            vendor_id: v.id.clone(),
+            event_key: format!("{order}:1:order.paid"),
+            event_type: "order.paid",
+            order_id: order.clone(),
+            at: Millis(5_000),
+            job: NewJob { id: format!("job-relay-{n}"), kind: "webhook", payload: "{}".into(), at: Millis(6_000) },
+        };
+        (
+            coffer_store::relay_batch(
+                &ledger,
+                std::slice::from_ref(&delivery),
+                &[],
+                &[(order.clone(), 1)],
+                Millis(7_000),
+            ),
+            delivery,
+        )
+    };
+    let (first, delivered) = relay(1);
+    f.db.write_commands(first).await.unwrap();
+    assert!(f.db.events_to_relay(10).await.unwrap().is_empty(), "the event is marked relayed");
+    let (again, repeated) = relay(2);
+    f.db.write_commands(again).await.expect("relaying again is not an error");
+
+    let mut ledger = f.db.ledger_of_order(&order).await.unwrap();
+    ledger.sort();
+    assert_eq!(ledger, [(1, "fee".to_owned()), (1, "sale".to_owned())], "one entry per line and kind");
+    assert!(f.db.webhook_delivery(&delivered.id).await.unwrap().is_some());
+    assert!(f.db.webhook_delivery(&repeated.id).await.unwrap().is_none(), "no second delivery of the event");
+    assert!(f.db.job_status("job-relay-1").await.unwrap().is_some(), "the delivery's job");
+    assert!(f.db.job_status("job-relay-2").await.unwrap().is_none(), "no job without a new delivery");
+
+    // Entries are only added: the database refuses to change or remove one.
+    let pool = sqlx::AnyPool::connect(&f._database.url).await.unwrap();
+    for statement in ["UPDATE ledger_entries SET amount = 0", "DELETE FROM ledger_entries"] {
+        let refused = sqlx::query(statement).execute(&pool).await.expect_err(statement);
+        assert!(refused.to_string().contains("ledger entries are only added"), "{statement}: {refused}");
+    }
+    assert_eq!(f.db.ledger_of_order(&order).await.unwrap().len(), 2, "both entries are still there");
 }
 
 /// P10 in transit: `sslmode` in a PostgreSQL URL is honoured; with

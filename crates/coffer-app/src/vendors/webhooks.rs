@@ -25,7 +25,7 @@ use coffer_domain::{
 };
 use coffer_store::prelude::*;
 use coffer_store::{
-    ClaimedJob, DeliveryAttempt, JobClaim, JobOutcome, NewDelivery, NewJob, NewLedgerEntry, RelayEvent, StoredOrder,
+    ClaimedJob, DeliveryAttempt, JobClaim, JobOutcome, NewDelivery, NewJob, NewLedgerEntry, RelayEvent, RelayOrder,
     WebhookDelivery, WebhookEndpoint,
 };
 use secrecy::SecretString;
@@ -222,26 +222,46 @@ impl VendorService {
 
     /// Relays the order events not yet relayed: ledger entries and
     /// deliveries, one unit per batch. Returns how many events.
+    ///
+    /// It goes on only while batches are full: after a part batch the
+    /// events that come next wait for the next round (a quarter second).
+    /// Chasing them at once would relay a busy checkout an order at a time,
+    /// a commit and a vendor email each (measured: 0.6 vendor emails and
+    /// 0.7 commits more per order at one client).
     pub async fn relay_events(&self) -> Result<usize, AppError> {
         let mut relayed = 0;
         loop {
+            // The batch's events with their orders, in one read.
             let events = self.db.events_to_relay(RELAY_BATCH).await?;
             if events.is_empty() {
                 return Ok(relayed);
             }
+            let full = events.len() as i64 >= RELAY_BATCH;
             relayed += events.len();
             let mut ledger = Vec::new();
             let mut deliveries = Vec::new();
             // Paid orders per vendor: one email per vendor and batch.
-            let mut paid: BTreeMap<VendorId, Vec<StoredOrder>> = BTreeMap::new();
+            let mut paid: BTreeMap<VendorId, Vec<&RelayOrder>> = BTreeMap::new();
             let mut endpoints: HashMap<VendorId, Vec<WebhookEndpoint>> = HashMap::new();
+            // Each order's ledger entries, those of this batch included.
+            let mut entries: HashMap<OrderId, BTreeSet<(i64, String)>> = HashMap::new();
             for event in &events {
-                let Some(order) = self.db.order(&event.order_id).await? else { continue };
-                let found = self.follow(event, &order).await?;
+                let Some(order) = &event.order else { continue };
+                if !entries.contains_key(&order.id) {
+                    // An order's first event (its placement) finds no entries yet.
+                    let have = if event.seq == 1 {
+                        BTreeSet::new()
+                    } else {
+                        self.db.ledger_of_order(&order.id).await?.into_iter().collect()
+                    };
+                    entries.insert(order.id.clone(), have);
+                }
+                let have = entries.entry(order.id.clone()).or_default();
+                let found = self.follow(event, order, have).await?;
                 ledger.extend(found.ledger);
                 for (vendor, types) in &found.events {
                     if types.contains("order.paid") {
-                        paid.entry(vendor.clone()).or_default().push(order.clone());
+                        paid.entry(vendor.clone()).or_default().push(order);
                     }
                 }
                 for (vendor, types) in found.events {
@@ -272,39 +292,26 @@ impl VendorService {
             for (vendor, orders) in &paid {
                 letters.extend(self.new_order_letters(vendor, orders).await?);
             }
-            let now = self.clock.now();
-            self.db
-                .write(unit!(|tx| {
-                    for entry in &ledger {
-                        tx.add_ledger_entry(entry).await?;
-                    }
-                    for delivery in &deliveries {
-                        tx.add_delivery(delivery).await?;
-                    }
-                    for letter in &letters {
-                        tx.enqueue_email(letter).await?;
-                    }
-                    for event in &events {
-                        tx.mark_relayed(&event.order_id, event.seq, now).await?;
-                    }
-                    Ok::<_, AppError>(())
-                }))
-                .await?;
+            let marks: Vec<(OrderId, i64)> = events.iter().map(|e| (e.order_id.clone(), e.seq)).collect();
+            let unit = coffer_store::relay_batch(&ledger, &deliveries, &letters, &marks, self.clock.now());
+            self.db.write_commands(unit).await?;
+            if !full {
+                return Ok(relayed);
+            }
         }
     }
 
-    /// What one event means: the ledger entries it adds and the events for
-    /// each vendor of the order.
-    async fn follow(&self, event: &RelayEvent, order: &StoredOrder) -> Result<Relayed, AppError> {
+    /// What one event means: the ledger entries it adds (and adds to
+    /// `have`, the order's entries so far) and the events for each vendor
+    /// of the order.
+    async fn follow(
+        &self,
+        event: &RelayEvent,
+        order: &RelayOrder,
+        have: &mut BTreeSet<(i64, String)>,
+    ) -> Result<Relayed, AppError> {
         let mut out = Relayed::default();
-        // An order's first event (its placement) finds no entries yet.
-        let have: BTreeSet<(i64, String)> = if event.seq == 1 {
-            BTreeSet::new()
-        } else {
-            self.db.ledger_of_order(&order.id).await?.into_iter().collect()
-        };
         let paid_now = matches!(event.to_status.as_str(), "paid" | "fulfilled");
-        let was_sold = |line: i64| have.contains(&(line, "sale".to_owned()));
         for kind in moves(event.from_status.as_deref(), &event.to_status) {
             for line in &order.lines {
                 out.events.entry(line.vendor_id.clone()).or_default().insert(kind);
@@ -314,30 +321,34 @@ impl VendorService {
         for line in &order.lines {
             let fee_bp = self.fee_basis_points(&line.vendor_id).await?;
             let fee = fee_of(line.line_total, fee_bp);
-            let entry = |kind: &'static str, amount: i64| NewLedgerEntry {
-                id: coffer_domain::LedgerEntryId::generate().to_string(),
-                vendor_id: line.vendor_id.clone(),
-                order_id: order.id.clone(),
-                line_no: line.line_no,
-                kind,
-                currency: order.currency.clone(),
-                amount,
-                at: event.at,
-            };
-            let sold = was_sold(line.line_no) || paid_now;
-            if paid_now && !was_sold(line.line_no) {
-                out.ledger.push(entry("sale", line.line_total));
-                out.ledger.push(entry("fee", -fee));
+            let was_sold = have.contains(&(line.line_no, "sale".to_owned()));
+            let was_refunded = have.contains(&(line.line_no, "refund".to_owned()));
+            let mut adds: Vec<(&'static str, i64)> = Vec::new();
+            if paid_now && !was_sold {
+                adds.extend([("sale", line.line_total), ("fee", -fee)]);
             }
+            let sold = was_sold || paid_now;
             let refunded = whole_refund || line.refunded_amount > 0;
-            if sold && refunded && !have.contains(&(line.line_no, "refund".to_owned())) {
-                out.ledger.push(entry("refund", -line.line_total));
-                out.ledger.push(entry("fee_refund", fee));
+            if sold && refunded && !was_refunded {
+                adds.extend([("refund", -line.line_total), ("fee_refund", fee)]);
                 let events = out.events.entry(line.vendor_id.clone()).or_default();
                 events.insert("order.refunded");
                 if self.catalog.product(&line.product_id).await.is_ok_and(|p| p.delivery.has_license_key()) {
                     events.insert("license.revoked");
                 }
+            }
+            for (kind, amount) in adds {
+                have.insert((line.line_no, kind.to_owned()));
+                out.ledger.push(NewLedgerEntry {
+                    id: coffer_domain::LedgerEntryId::generate().to_string(),
+                    vendor_id: line.vendor_id.clone(),
+                    order_id: order.id.clone(),
+                    line_no: line.line_no,
+                    kind,
+                    currency: order.currency.clone(),
+                    amount,
+                    at: event.at,
+                });
             }
         }
         Ok(out)
@@ -351,7 +362,7 @@ impl VendorService {
     async fn new_order_letters(
         &self,
         vendor: &VendorId,
-        orders: &[StoredOrder],
+        orders: &[&RelayOrder],
     ) -> Result<Vec<coffer_store::NewEmail>, AppError> {
         let base = self.settings.base_url.trim_end_matches('/');
         let mut parts = Vec::new();
@@ -408,8 +419,8 @@ impl VendorService {
 
     // ---- the sender ----
 
-    /// Sends the due deliveries until none is due or `stop` fires; how
-    /// many were delivered.
+    /// Sends the due deliveries, batch after full batch, until `stop`
+    /// fires; how many were delivered.
     pub async fn run_webhooks(&self, stop: &crate::supervisor::CancellationToken) -> Result<usize, AppError> {
         let mut delivered = 0;
         while !stop.is_cancelled() {
@@ -417,6 +428,9 @@ impl VendorService {
             if claimed.is_empty() {
                 break;
             }
+            // After a part batch the next deliveries wait for the next
+            // round, as the relay's events do.
+            let full = claimed.len() as i64 >= SEND_BATCH;
             let runs = claimed.iter().map(|job| self.deliver_once(job));
             let results: Vec<(JobClaim, JobOutcome, Option<DeliveryAttempt>)> = futures::future::join_all(runs).await;
             delivered += results.iter().filter(|(_, o, _)| *o == JobOutcome::Done).count();
@@ -431,6 +445,9 @@ impl VendorService {
                 .await?;
             let outcomes = results.into_iter().map(|(claim, outcome, _)| (claim, outcome)).collect();
             self.db.finish_jobs(outcomes, self.clock.now()).await?;
+            if !full {
+                break;
+            }
         }
         Ok(delivered)
     }
