@@ -419,8 +419,9 @@ impl VendorService {
 
     // ---- the sender ----
 
-    /// Sends the due deliveries, batch after full batch, until `stop`
-    /// fires; how many were delivered.
+    /// Sends the due deliveries until none is due or `stop` fires; how
+    /// many were delivered. (No new ones come while it runs: the relay
+    /// makes them in the same loop, before it.)
     pub async fn run_webhooks(&self, stop: &crate::supervisor::CancellationToken) -> Result<usize, AppError> {
         let mut delivered = 0;
         while !stop.is_cancelled() {
@@ -428,9 +429,6 @@ impl VendorService {
             if claimed.is_empty() {
                 break;
             }
-            // After a part batch the next deliveries wait for the next
-            // round, as the relay's events do.
-            let full = claimed.len() as i64 >= SEND_BATCH;
             let runs = claimed.iter().map(|job| self.deliver_once(job));
             let results: Vec<(JobClaim, JobOutcome, Option<DeliveryAttempt>)> = futures::future::join_all(runs).await;
             delivered += results.iter().filter(|(_, o, _)| *o == JobOutcome::Done).count();
@@ -445,9 +443,6 @@ impl VendorService {
                 .await?;
             let outcomes = results.into_iter().map(|(claim, outcome, _)| (claim, outcome)).collect();
             self.db.finish_jobs(outcomes, self.clock.now()).await?;
-            if !full {
-                break;
-            }
         }
         Ok(delivered)
     }
