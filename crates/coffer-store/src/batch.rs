@@ -21,6 +21,7 @@ pub(crate) enum Val {
     Text(String),
     OptText(Option<String>),
     Int(i64),
+    OptInt(Option<i64>),
     Bytes(Vec<u8>),
     OptBytes(Option<Vec<u8>>),
 }
@@ -31,6 +32,7 @@ impl ToSql for Val {
             Val::Text(v) => v.to_sql(),
             Val::OptText(v) => v.to_sql(),
             Val::Int(v) => v.to_sql(),
+            Val::OptInt(v) => v.to_sql(),
             Val::Bytes(v) => v.to_sql(),
             Val::OptBytes(v) => v.to_sql(),
         }
@@ -42,6 +44,7 @@ fn add(args: &mut AnyArguments, value: Val) -> Result<(), StoreError> {
         Val::Text(v) => args.add(v),
         Val::OptText(v) => args.add(v),
         Val::Int(v) => args.add(v),
+        Val::OptInt(v) => args.add(v),
         Val::Bytes(v) => args.add(v),
         Val::OptBytes(v) => args.add(v),
     };

@@ -99,7 +99,7 @@ pub use payment_moves::PaymentMoveWriter;
 pub use policies::{PolicyReader, PolicyWriter};
 pub use relay::{
     DeliveryAttempt, LedgerEntry, NewDelivery, NewLedgerEntry, RelayEvent, RelayOrder, WebhookDelivery,
-    WebhookEndpoint, relay_batch,
+    WebhookEndpoint, delivery_outcomes, relay_batch,
 };
 pub use requests::{NewPrivacyRequest, PrivacyRequestReader, PrivacyRequestRow, PrivacyRequestWriter};
 pub use retention::RetentionStore;

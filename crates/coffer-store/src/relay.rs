@@ -343,34 +343,6 @@ impl WriteTx {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Logs an attempt and moves its delivery to the attempt's state.
-    pub async fn record_attempt(&mut self, attempt: &DeliveryAttempt) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE webhook_deliveries SET attempts = attempts + 1, status = $2, last_status_code = $3, \
-             last_error = $4, last_attempt_at = $5, delivered_at = CASE WHEN $2 = 'delivered' THEN $5 ELSE delivered_at END \
-             WHERE id = $1",
-        )
-        .bind(attempt.delivery.as_str())
-        .bind(attempt.state)
-        .bind(attempt.status_code)
-        .bind(attempt.error.clone())
-        .bind(attempt.at.0)
-        .execute(self.conn())
-        .await?;
-        sqlx::query(
-            "INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, error, elapsed_ms) \
-             SELECT $1, attempts, $2, $3, $4, $5 FROM webhook_deliveries WHERE id = $1",
-        )
-        .bind(attempt.delivery.as_str())
-        .bind(attempt.at.0)
-        .bind(attempt.status_code)
-        .bind(attempt.error.clone())
-        .bind(attempt.elapsed_ms)
-        .execute(self.conn())
-        .await?;
-        Ok(())
-    }
-
     /// Sends a delivery again (a person asked): pending, with a new job.
     pub async fn replay_delivery(&mut self, id: &WebhookDeliveryId, job: &NewJob) -> Result<(), StoreError> {
         sqlx::query("UPDATE webhook_deliveries SET status = 'pending' WHERE id = $1")
@@ -455,6 +427,54 @@ pub fn relay_batch(
             "UPDATE order_events SET relayed_at = $3 WHERE order_id = $1 AND seq = $2",
             vec![Val::Text(order.to_string()), Val::Int(*seq), Val::Int(at.0)],
         );
+    }
+    WriteCommands { statements }
+}
+
+/// How a batch of deliveries went, as one unit for [`Db::write_commands`]:
+/// each attempt logged and its delivery moved to the attempt's state, then
+/// each job's outcome (recorded only while its claim holds the job).
+///
+/// The attempt's number is read from its delivery before the delivery is
+/// counted, on both backends alike (on PostgreSQL the unit is one statement
+/// that sees only what was there before it). Should one delivery have two
+/// attempts in one batch there (a replay while it was being sent), the
+/// second one's log row is the one left out; its delivery still counts both.
+pub fn delivery_outcomes(
+    attempts: &[DeliveryAttempt],
+    outcomes: Vec<(crate::JobClaim, crate::JobOutcome)>,
+    now: Millis,
+) -> WriteCommands {
+    let mut statements = Statements::default();
+    for attempt in attempts {
+        statements.push(
+            "INSERT INTO webhook_attempts (delivery_id, attempt, at, status_code, error, elapsed_ms) \
+             SELECT $1, attempts + 1, $2, $3, $4, $5 FROM webhook_deliveries WHERE id = $1 \
+             ON CONFLICT (delivery_id, attempt) DO NOTHING",
+            vec![
+                Val::Text(attempt.delivery.to_string()),
+                Val::Int(attempt.at.0),
+                Val::OptInt(attempt.status_code),
+                Val::OptText(attempt.error.clone()),
+                Val::Int(attempt.elapsed_ms),
+            ],
+        );
+        statements.push(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, status = $2, last_status_code = $3, \
+             last_error = $4, last_attempt_at = $5, \
+             delivered_at = CASE WHEN $2 = 'delivered' THEN $5 ELSE delivered_at END WHERE id = $1",
+            vec![
+                Val::Text(attempt.delivery.to_string()),
+                Val::Text(attempt.state.to_owned()),
+                Val::OptInt(attempt.status_code),
+                Val::OptText(attempt.error.clone()),
+                Val::Int(attempt.at.0),
+            ],
+        );
+    }
+    for (claim, outcome) in outcomes {
+        let (sql, values) = crate::jobs::outcome_statement(claim, outcome, now);
+        statements.push(sql, values);
     }
     WriteCommands { statements }
 }

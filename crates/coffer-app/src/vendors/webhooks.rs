@@ -433,16 +433,9 @@ impl VendorService {
             let results: Vec<(JobClaim, JobOutcome, Option<DeliveryAttempt>)> = futures::future::join_all(runs).await;
             delivered += results.iter().filter(|(_, o, _)| *o == JobOutcome::Done).count();
             let attempts: Vec<DeliveryAttempt> = results.iter().filter_map(|(_, _, a)| a.clone()).collect();
-            self.db
-                .write(unit!(|tx| {
-                    for attempt in &attempts {
-                        tx.record_attempt(attempt).await?;
-                    }
-                    Ok::<_, AppError>(())
-                }))
-                .await?;
             let outcomes = results.into_iter().map(|(claim, outcome, _)| (claim, outcome)).collect();
-            self.db.finish_jobs(outcomes, self.clock.now()).await?;
+            // One unit, decided in full: no hand-off per statement.
+            self.db.write_commands(coffer_store::delivery_outcomes(&attempts, outcomes, self.clock.now())).await?;
         }
         Ok(delivered)
     }

@@ -660,6 +660,7 @@ async fn signed_logged_replayed(backend: TestBackend) {
     let (headers, _) = got.lock().unwrap().last().cloned().unwrap();
     assert!(headers.iter().any(|(k, v)| k == "coffer-event-id" && v == event["id"].as_str().unwrap()));
     assert_eq!(log().await["deliveries"].as_array().unwrap().len(), 1, "one event, one delivery");
+    assert_eq!(log().await["deliveries"][0]["attempts"], json!(2), "the failed attempt and the replay");
     // Vendor B had no endpoint and was told nothing; order.fulfilled was
     // not asked for.
     assert!(got.lock().unwrap().iter().all(|(_, body)| !String::from_utf8_lossy(body).contains("order.fulfilled")));
