@@ -145,12 +145,19 @@ pub(crate) fn outcome_statement(claim: JobClaim, outcome: JobOutcome, now: Milli
 }
 
 /// One claim statement for both dialects; only PostgreSQL takes row locks.
+/// A job of kind $1 that is due at $2 and not held by a live claim.
+macro_rules! due_job {
+    () => {
+        "status = 'pending' AND kind = $1 AND next_attempt_at <= $2 AND (claimed_until IS NULL OR claimed_until < $2)"
+    };
+}
+
 macro_rules! claim_sql {
     ($lock:literal) => {
         concat!(
-            "UPDATE jobs SET claimed_until = $3, attempts = attempts + 1 WHERE id IN \
-             (SELECT id FROM jobs WHERE status = 'pending' AND kind = $1 AND next_attempt_at <= $2 \
-              AND (claimed_until IS NULL OR claimed_until < $2) ORDER BY next_attempt_at LIMIT $4",
+            "UPDATE jobs SET claimed_until = $3, attempts = attempts + 1 WHERE id IN (SELECT id FROM jobs WHERE ",
+            due_job!(),
+            " ORDER BY next_attempt_at LIMIT $4",
             $lock,
             ") RETURNING id, kind, payload, attempts"
         )
@@ -205,14 +212,11 @@ impl JobStore for Db {
         // A read first: an idle queue then costs no write unit (each is a
         // commit beside the checkouts', and workers look several times a
         // second).
-        let due = sqlx::query(
-            "SELECT id FROM jobs WHERE status = 'pending' AND kind = $1 AND next_attempt_at <= $2 \
-             AND (claimed_until IS NULL OR claimed_until < $2) LIMIT 1",
-        )
-        .bind(kind)
-        .bind(now.0)
-        .fetch_optional(self.readers())
-        .await?;
+        let due = sqlx::query(concat!("SELECT id FROM jobs WHERE ", due_job!(), " LIMIT 1"))
+            .bind(kind)
+            .bind(now.0)
+            .fetch_optional(self.readers())
+            .await?;
         if due.is_none() {
             return Ok(Vec::new());
         }

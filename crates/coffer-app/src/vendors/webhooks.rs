@@ -247,17 +247,12 @@ impl VendorService {
             let mut entries: HashMap<OrderId, BTreeSet<(i64, String)>> = HashMap::new();
             for event in &events {
                 let Some(order) = &event.order else { continue };
-                if !entries.contains_key(&order.id) {
-                    // An order's first event (its placement) finds no entries yet.
-                    let have = if event.seq == 1 {
-                        BTreeSet::new()
-                    } else {
-                        self.db.ledger_of_order(&order.id).await?.into_iter().collect()
-                    };
-                    entries.insert(order.id.clone(), have);
+                // Read once per order and batch; an order's first event (its
+                // placement) finds no entries yet.
+                if !entries.contains_key(&order.id) && event.seq > 1 {
+                    entries.insert(order.id.clone(), self.db.ledger_of_order(&order.id).await?.into_iter().collect());
                 }
-                let have = entries.entry(order.id.clone()).or_default();
-                let found = self.follow(event, order, have).await?;
+                let found = self.follow(event, order, entries.entry(order.id.clone()).or_default()).await?;
                 ledger.extend(found.ledger);
                 for (vendor, types) in &found.events {
                     if types.contains("order.paid") {
